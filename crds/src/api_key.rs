@@ -1,0 +1,93 @@
+//! `ApiKey`: one caller of the gateway, its allowed models, limits, budget and lifetime.
+//!
+//! The plaintext key lives only in the Secret named by `secretName` (written by the operator,
+//! or by hand in standalone mode). Gateways keep only a keyed hash of it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Budget, RateLimits};
+
+/// The key inside the Secret that holds the plaintext API key.
+pub const SECRET_KEY_FIELD: &str = "apiKey";
+
+/// A caller of the gateway.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "llmgateway.io",
+    version = "v1alpha1",
+    kind = "ApiKey",
+    doc = "A caller of the gateway: allowed models, limits, budget and lifetime of one API key.",
+    plural = "apikeys",
+    shortname = "llmkey",
+    category = "llmgateway",
+    namespaced,
+    status = "ApiKeyStatus",
+    printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner"}"#,
+    printcolumn = r#"{"name":"Key ID","type":"string","jsonPath":".status.keyId"}"#,
+    printcolumn = r#"{"name":"Disabled","type":"boolean","jsonPath":".spec.disabled"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".spec.expiresAt"}"#,
+    printcolumn = r#"{"name":"Spend USD","type":"number","jsonPath":".status.usage.spendUsd"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    /// Secret (same namespace) holding the plaintext key under `apiKey`. The operator writes a
+    /// generated key there; in standalone mode you provide it.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Team or application the key belongs to; used in metrics, logs and usage reports.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"), length(min = 1, max = 63))]
+    pub owner: String,
+    /// Route models this key may call, as globs (`gpt-4o`, `claude-*`). Empty allows all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub models: Vec<String>,
+    /// Rate and concurrency limits for this key, across all gateway replicas.
+    pub limits: Option<RateLimits>,
+    /// Spend cap for this key.
+    pub budget: Option<Budget>,
+    /// Instant (RFC 3339) after which the key is refused.
+    #[schemars(extend("format" = "date-time"))]
+    pub expires_at: Option<String>,
+    /// Refuse the key without deleting it.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// Usage counted for the current budget period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Start of the current period (RFC 3339).
+    pub period_start: Option<String>,
+    /// Requests admitted in the period.
+    pub requests: Option<u64>,
+    /// Prompt tokens in the period.
+    pub input_tokens: Option<u64>,
+    /// Completion tokens in the period.
+    pub output_tokens: Option<u64>,
+    /// Dollars spent in the period.
+    pub spend_usd: Option<f64>,
+}
+
+/// Observed state of an ApiKey.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyStatus {
+    /// The `metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
+    /// Public identifier of the key (safe to log), e.g. `lgw_7f3a9c2b`.
+    pub key_id: Option<String>,
+    /// Keyed hash of the key that gateways verify against (`hmac-sha256:<hex>`).
+    pub key_hash: Option<String>,
+    /// Usage in the current budget period.
+    pub usage: Option<Usage>,
+    /// Ready says whether the key's Secret exists and the key is usable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::conditions::conditions_schema")]
+    pub conditions: Vec<Condition>,
+}

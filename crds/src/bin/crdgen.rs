@@ -1,0 +1,24 @@
+//! Writes every CRD of the llmgateway.io API as YAML: `crdgen [OUT_DIR]` writes one file per
+//! kind (default `crds/yaml`); `crdgen -` prints all of them to stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let target = std::env::args().nth(1);
+    for (file, yaml) in llm_gateway_crds::crd_yaml_files() {
+        match target.as_deref() {
+            Some("-") => print!("---\n{yaml}"),
+            dir => {
+                let dir = PathBuf::from(dir.unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/yaml")));
+                let path = dir.join(file);
+                if let Err(e) = std::fs::write(&path, yaml) {
+                    eprintln!("crdgen: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                eprintln!("crdgen: wrote {}", path.display());
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

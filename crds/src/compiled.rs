@@ -1,0 +1,145 @@
+//! The compiled routing configuration: validated domain types with every reference resolved.
+//!
+//! This is what gateways serve from and what the operator writes as the last-known-good
+//! ConfigMap. Nothing here is a CRD shape; [`crate::compile::compile`] is the only producer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use globset::GlobSet;
+
+use crate::Duration;
+use crate::llm_provider::{FakeSettings, ModelInfo, ProviderType};
+use crate::policy::{Budget, CircuitBreaker, RateLimits, Retry, Timeouts};
+use crate::route_policy::Strategy;
+
+/// A credential that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is sent upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("*****")
+    }
+}
+
+/// Index of a provider in [`CompiledConfig::providers`].
+pub type ProviderIndex = usize;
+
+/// Everything a gateway needs to serve, validated as a whole.
+#[derive(Debug, Default)]
+pub struct CompiledConfig {
+    /// Upstreams, referenced by index from route targets.
+    pub providers: Vec<CompiledProvider>,
+    /// Routes by the model name clients send.
+    pub routes: BTreeMap<String, CompiledRoute>,
+    /// Accepted API keys.
+    pub keys: Vec<CompiledKey>,
+    /// Whether callers must present an API key.
+    pub require_api_key: bool,
+}
+
+/// An upstream with its credential resolved.
+#[derive(Debug)]
+pub struct CompiledProvider {
+    /// `namespace/name` of the LlmProvider.
+    pub id: String,
+    /// Name of the LlmProvider (metric label).
+    pub name: String,
+    /// Wire protocol.
+    pub provider_type: ProviderType,
+    /// Root URL without a trailing slash; `None` for the fake provider.
+    pub base_url: Option<String>,
+    /// The API key sent upstream, when the type needs one.
+    pub credential: Option<SecretString>,
+    /// Set when the provider cannot serve (e.g. its credential variable is unset); routes to it
+    /// answer 503 with this reason.
+    pub unavailable: Option<String>,
+    /// Timeouts for calls to this upstream.
+    pub timeouts: Timeouts,
+    /// Requests in flight at once, per replica.
+    pub max_concurrency: Option<u32>,
+    /// Breaker thresholds for targets on this provider.
+    pub circuit_breaker: CircuitBreaker,
+    /// Model catalogue by upstream model name (empty: any model).
+    pub models: BTreeMap<String, ModelInfo>,
+    /// Fake provider behaviour (type fake only).
+    pub fake: Option<FakeSettings>,
+}
+
+/// A model name clients may request.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    /// The client-facing model name.
+    pub model: String,
+    /// `namespace/name` of the RoutePolicy that defines it.
+    pub policy: String,
+    /// How targets are picked.
+    pub strategy: Strategy,
+    /// Where requests go.
+    pub targets: Vec<CompiledTarget>,
+    /// Routes to try when every target fails.
+    pub fallbacks: Vec<String>,
+    /// Retry policy of the RoutePolicy.
+    pub retry: Option<Retry>,
+    /// Deadline for the whole request.
+    pub timeout: Option<Duration>,
+    /// Limits shared by all callers of the RoutePolicy's routes.
+    pub limits: Option<RateLimits>,
+}
+
+/// One upstream of a route.
+#[derive(Debug)]
+pub struct CompiledTarget {
+    /// Index into [`CompiledConfig::providers`].
+    pub provider: ProviderIndex,
+    /// Model name sent upstream.
+    pub upstream_model: String,
+    /// Weighted-strategy share.
+    pub weight: u32,
+    /// Breaker thresholds (the RoutePolicy override, else the provider's).
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// An accepted API key, known only by its keyed hash.
+#[derive(Debug)]
+pub struct CompiledKey {
+    /// Public key id, safe to log.
+    pub key_id: String,
+    /// `HMAC-SHA256(pepper, key)`.
+    pub hash: [u8; 32],
+    /// `namespace/name` of the ApiKey.
+    pub name: String,
+    /// Owner, for metrics and logs.
+    pub owner: String,
+    /// Allowed route models; `None` allows all.
+    pub models: Option<GlobSet>,
+    /// Refused after this instant.
+    pub expires_at: Option<SystemTime>,
+    /// Refused while set.
+    pub disabled: bool,
+    /// Per-key limits.
+    pub limits: Option<RateLimits>,
+    /// Per-key spend cap.
+    pub budget: Option<Budget>,
+}
+
+impl CompiledKey {
+    /// Whether this key may call the given route model.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|set| set.is_match(model))
+    }
+}

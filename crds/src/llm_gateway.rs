@@ -1,0 +1,224 @@
+//! `LlmGateway`: one data-plane instance (a Deployment of gateway pods and its Service).
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::refs::SecretKeyRef;
+
+/// Horizontal autoscaling of gateway pods.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed maxReplicas"))]
+pub struct Autoscaling {
+    /// Fewest pods.
+    #[serde(default = "Autoscaling::default_min")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most pods.
+    #[serde(default = "Autoscaling::default_max")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation the autoscaler aims for.
+    #[serde(default = "Autoscaling::default_cpu")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+    /// Average memory utilisation the autoscaler aims for.
+    #[serde(default = "Autoscaling::default_memory")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_memory_utilization_percentage: i32,
+}
+
+impl Autoscaling {
+    fn default_min() -> i32 {
+        3
+    }
+    fn default_max() -> i32 {
+        10
+    }
+    fn default_cpu() -> i32 {
+        70
+    }
+    fn default_memory() -> i32 {
+        80
+    }
+}
+
+/// What the gateway does when Redis cannot be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnUnavailable {
+    /// Keep serving with per-pod limits.
+    #[default]
+    FailOpen,
+    /// Refuse requests that need a limit check.
+    FailClosed,
+}
+
+/// Redis connection for limits shared across replicas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Redis {
+    /// Secret key holding the Redis URL (`redis://...`).
+    pub url_secret_ref: SecretKeyRef,
+    /// Behaviour while Redis is unreachable.
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+}
+
+/// JSON Web Token verification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.jwksUri) != has(self.hs256SecretRef)").message("set exactly one of jwt.jwksUri or jwt.hs256SecretRef"))]
+pub struct Jwt {
+    /// Required `iss` claim.
+    #[schemars(length(min = 1))]
+    pub issuer: String,
+    /// Accepted `aud` values (at least one must match).
+    #[schemars(length(min = 1))]
+    pub audiences: Vec<String>,
+    /// JWKS endpoint for RS256/ES256 keys.
+    #[schemars(regex(pattern = r"^https://"))]
+    pub jwks_uri: Option<String>,
+    /// Secret key holding the HS256 shared secret.
+    pub hs256_secret_ref: Option<SecretKeyRef>,
+    /// Claim naming the caller's team, used like an ApiKey's owner.
+    pub team_claim: Option<String>,
+}
+
+/// How callers authenticate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth {
+    /// Accept keys from ApiKey resources.
+    #[serde(default = "Auth::default_api_keys")]
+    pub api_keys: bool,
+    /// Accept JSON Web Tokens.
+    pub jwt: Option<Jwt>,
+}
+
+impl Auth {
+    fn default_api_keys() -> bool {
+        true
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self { api_keys: true, jwt: None }
+    }
+}
+
+/// Kind of Service in front of the gateway pods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Exposed on every node's port.
+    NodePort,
+    /// Exposed through a cloud load balancer.
+    LoadBalancer,
+}
+
+/// The Service in front of the gateway pods.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayService {
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub service_type: ServiceType,
+    /// Service port (forwarded to the pods' port 8000).
+    #[serde(default = "GatewayService::default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl GatewayService {
+    fn default_port() -> i32 {
+        80
+    }
+}
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything, including per-chunk detail.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal operation.
+    #[default]
+    Info,
+    /// Problems only.
+    Warn,
+    /// Failures only.
+    Error,
+}
+
+/// A data-plane instance: gateway pods, their Service, autoscaler and disruption budget.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "llmgateway.io",
+    version = "v1alpha1",
+    kind = "LlmGateway",
+    doc = "A data-plane instance: gateway pods, Service, autoscaler and disruption budget.",
+    plural = "llmgateways",
+    shortname = "llmgw",
+    category = "llmgateway",
+    namespaced,
+    status = "LlmGatewayStatus",
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready Replicas","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmGatewaySpec {
+    /// Pods to run when autoscaling is off.
+    #[serde(default = "LlmGatewaySpec::default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Horizontal autoscaling; replaces `replicas` when set.
+    pub autoscaling: Option<Autoscaling>,
+    /// Gateway container image; defaults to the operator's own version.
+    pub image: Option<String>,
+    /// CPU and memory for each pod (default requests 250m/512Mi, limits 500m/1Gi).
+    pub resources: Option<ResourceRequirements>,
+    /// Redis for limits shared across replicas; without it limits are per pod.
+    pub redis: Option<Redis>,
+    /// How callers authenticate.
+    #[serde(default)]
+    pub auth: Auth,
+    /// The Service in front of the pods.
+    pub service: Option<GatewayService>,
+    /// Log verbosity of the gateway pods.
+    #[serde(default)]
+    pub log_level: LogLevel,
+}
+
+impl LlmGatewaySpec {
+    fn default_replicas() -> i32 {
+        3
+    }
+}
+
+/// Observed state of an LlmGateway.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmGatewayStatus {
+    /// The `metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
+    /// Gateway pods ready to serve.
+    pub ready_replicas: Option<i32>,
+    /// In-cluster URL of the gateway Service.
+    pub url: Option<String>,
+    /// Ready says whether the gateway's children exist and pods are serving.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::conditions::conditions_schema")]
+    pub conditions: Vec<Condition>,
+}

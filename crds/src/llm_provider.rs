@@ -1,0 +1,212 @@
+//! `LlmProvider`: one upstream LLM API (a SaaS API or a self-hosted model server).
+//!
+//! The gateway sends traffic to providers; RoutePolicies name them as targets. Credentials are
+//! referenced, never inlined: a Secret in the provider's namespace, or (standalone mode only)
+//! an environment variable of the gateway process.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{CircuitBreaker, Timeouts};
+use crate::refs::SecretKeyRef;
+
+/// The wire protocol an upstream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ProviderType {
+    /// OpenAI's API (api.openai.com).
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Anthropic's Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+    /// Google Gemini's generateContent API.
+    #[serde(rename = "gemini")]
+    Gemini,
+    /// Azure OpenAI deployments.
+    #[serde(rename = "azureOpenAI")]
+    AzureOpenAi,
+    /// Any server speaking the OpenAI chat completions API (vLLM, Ollama, llama.cpp).
+    #[serde(rename = "openaiCompatible")]
+    OpenAiCompatible,
+    /// A deterministic built-in provider for demos and tests; makes no network calls.
+    #[serde(rename = "fake")]
+    Fake,
+}
+
+impl ProviderType {
+    /// The name used in manifests, metrics and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::AzureOpenAi => "azureOpenAI",
+            Self::OpenAiCompatible => "openaiCompatible",
+            Self::Fake => "fake",
+        }
+    }
+
+    /// The base URL used when the spec leaves `baseUrl` empty.
+    pub const fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Self::OpenAi => Some("https://api.openai.com/v1"),
+            Self::Anthropic => Some("https://api.anthropic.com"),
+            Self::Gemini => Some("https://generativelanguage.googleapis.com"),
+            Self::AzureOpenAi | Self::OpenAiCompatible | Self::Fake => None,
+        }
+    }
+}
+
+/// Where the provider's API key comes from. Exactly one source must be set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.env)").message("set exactly one of credentials.secretRef or credentials.env"))]
+pub struct Credentials {
+    /// A key inside a Secret in the provider's namespace (Kubernetes mode and standalone mode).
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Name of an environment variable of the gateway process (standalone mode only). When the
+    /// variable is unset the provider is reported unavailable and its routes answer 503.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub env: Option<String>,
+}
+
+/// What the provider knows about one upstream model: prices drive spend, context drives routing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    /// The upstream model name, as the provider's API spells it.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Price in US dollars per million prompt tokens.
+    #[schemars(range(min = 0.0))]
+    pub input_per_million_usd: Option<f64>,
+    /// Price in US dollars per million completion tokens.
+    #[schemars(range(min = 0.0))]
+    pub output_per_million_usd: Option<f64>,
+    /// Largest prompt plus completion, in tokens.
+    #[schemars(range(min = 1))]
+    pub context_window: Option<u32>,
+    /// Largest completion, in tokens (used as the default `max_tokens` where one is required).
+    #[schemars(range(min = 1))]
+    pub max_output_tokens: Option<u32>,
+}
+
+/// Behaviour of the built-in `fake` provider. Deterministic: the same requests in the same
+/// order always get the same answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FakeSettings {
+    /// Text every completion answers with.
+    #[serde(default = "FakeSettings::default_response")]
+    #[schemars(length(max = 65536))]
+    pub response: String,
+    /// Delay before the response (non-streaming) or before the first chunk (streaming).
+    #[serde(default = "FakeSettings::default_latency")]
+    pub latency: crate::Duration,
+    /// Delay between two streamed chunks.
+    #[serde(default = "FakeSettings::default_chunk_interval")]
+    pub chunk_interval: crate::Duration,
+    /// Number of content chunks a streamed answer is split into.
+    #[serde(default = "FakeSettings::default_chunks")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub chunks: u32,
+    /// Fraction of requests (0 to 1) answered with an upstream error (HTTP 503), spread evenly.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub failure_rate: f64,
+}
+
+impl FakeSettings {
+    fn default_response() -> String {
+        "Hello from the llm-gateway fake provider.".to_owned()
+    }
+    fn default_latency() -> crate::Duration {
+        crate::Duration::from_millis(0)
+    }
+    fn default_chunk_interval() -> crate::Duration {
+        crate::Duration::from_millis(0)
+    }
+    fn default_chunks() -> u32 {
+        5
+    }
+}
+
+impl Default for FakeSettings {
+    fn default() -> Self {
+        Self {
+            response: Self::default_response(),
+            latency: Self::default_latency(),
+            chunk_interval: Self::default_chunk_interval(),
+            chunks: Self::default_chunks(),
+            failure_rate: 0.0,
+        }
+    }
+}
+
+/// An upstream LLM API that routes can send traffic to.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "llmgateway.io",
+    version = "v1alpha1",
+    kind = "LlmProvider",
+    doc = "An upstream LLM API (SaaS or self-hosted) that RoutePolicy targets send traffic to.",
+    plural = "llmproviders",
+    shortname = "llmp",
+    category = "llmgateway",
+    namespaced,
+    status = "LlmProviderStatus",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
+    printcolumn = r#"{"name":"Base URL","type":"string","jsonPath":".spec.baseUrl"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.fake) || self.type == 'fake'").message("spec.fake is only allowed when spec.type is fake"))]
+#[x_kube(validation = Rule::new("!(self.type in ['azureOpenAI', 'openaiCompatible']) || has(self.baseUrl)").message("spec.baseUrl is required for types azureOpenAI and openaiCompatible"))]
+#[x_kube(validation = Rule::new("self.type == 'fake' || self.type == 'openaiCompatible' || has(self.credentials)").message("spec.credentials is required for this provider type"))]
+#[x_kube(validation = Rule::new("!has(self.baseUrl) || self.allowLocalAddresses || !self.baseUrl.matches('^https?://(localhost|127[.]|0[.]0[.]0[.]0|169[.]254[.]|\\\\[::1\\\\]|\\\\[fe80:|metadata[.]google[.]internal)')").message("spec.baseUrl points at a loopback, link-local or metadata address; set spec.allowLocalAddresses to allow it"))]
+pub struct LlmProviderSpec {
+    /// The wire protocol of the upstream: openai, anthropic, gemini, azureOpenAI,
+    /// openaiCompatible or fake.
+    #[serde(rename = "type")]
+    pub provider_type: ProviderType,
+    /// Root URL of the API, e.g. `https://api.openai.com/v1`. Defaulted per type; required for
+    /// azureOpenAI and openaiCompatible.
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"), length(max = 2048))]
+    pub base_url: Option<String>,
+    /// Allow `baseUrl` to point at loopback, link-local or cloud metadata addresses (blocked by
+    /// default to prevent server-side request forgery). Needed for a model server on localhost.
+    #[serde(default)]
+    pub allow_local_addresses: bool,
+    /// Where the API key comes from. Optional for openaiCompatible servers that need none.
+    pub credentials: Option<Credentials>,
+    /// Models this provider serves, with prices and limits. Optional; when set, routes may only
+    /// target models listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub models: Vec<ModelInfo>,
+    /// How long to wait on this upstream.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Requests in flight to this provider at once, per gateway replica.
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_concurrency: Option<u32>,
+    /// Default circuit-breaker thresholds for every target on this provider.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Settings of the built-in fake provider (type fake only).
+    pub fake: Option<FakeSettings>,
+}
+
+/// Observed state of an LlmProvider.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmProviderStatus {
+    /// The `metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
+    /// Ready says whether the credential Secret exists and holds the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::conditions::conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
