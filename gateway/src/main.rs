@@ -1,1 +1,79 @@
-fn main() {}
+//! The `llm-gateway` binary: parse settings, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use llm_gateway::args::{Cli, Command};
+use llm_gateway_crds::compile::{CompileInputs, compile};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Keygen) => keygen(),
+        Some(Command::Check { config, api_key_pepper }) => check(&config, api_key_pepper.as_bytes()),
+        Some(Command::Serve(args)) => run(args).await,
+        None => run(cli.serve).await,
+    }
+}
+
+async fn run(args: llm_gateway::args::ServeArgs) -> ExitCode {
+    {
+        {
+            llm_gateway::telemetry::init(&args.log_level, args.log_format);
+            match llm_gateway::server::serve(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("llm-gateway: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn keygen() -> ExitCode {
+    match llm_gateway_crds::keys::generate() {
+        Ok(key) => {
+            println!("{key}");
+            eprintln!("key id: {}", llm_gateway_crds::keys::key_id(&key));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("llm-gateway keygen: no randomness available: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(dir: &std::path::Path, pepper: &[u8]) -> ExitCode {
+    let contents = match llm_gateway::config::source_dir::read(dir) {
+        Ok(contents) => contents,
+        Err(errors) => return report(dir, &errors),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    match compile(&contents.manifests, &CompileInputs { env: &env, key_pepper: pepper }) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} providers, {} routes, {} API keys)",
+                dir.display(),
+                config.providers.len(),
+                config.routes.len(),
+                config.keys.len()
+            );
+            for p in config.providers.iter().filter(|p| p.unavailable.is_some()) {
+                println!("  note: provider {} is unavailable: {}", p.id, p.unavailable.as_deref().unwrap_or(""));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => report(dir, &errors.iter().map(ToString::to_string).collect::<Vec<_>>()),
+    }
+}
+
+fn report(dir: &std::path::Path, errors: &[String]) -> ExitCode {
+    eprintln!("{}: {} error(s):", dir.display(), errors.len());
+    for e in errors {
+        eprintln!("  {e}");
+    }
+    ExitCode::FAILURE
+}

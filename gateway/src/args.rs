@@ -1,0 +1,78 @@
+//! Command line and environment settings (every flag also reads the environment variable
+//! named in its help, as the original gateway's deployment guide documents).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// OpenAI-compatible LLM gateway.
+#[derive(Debug, Parser)]
+#[command(name = "llm-gateway", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings for serving (when no subcommand is given).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Validate a config directory and exit non-zero with readable errors.
+    Check {
+        /// Directory of YAML manifests.
+        #[arg(long, env = "CONFIG_DIR")]
+        config: PathBuf,
+        /// Secret mixed into API-key hashes.
+        #[arg(long, env = "API_KEY_PEPPER", default_value = "", hide_env_values = true)]
+        api_key_pepper: String,
+    },
+    /// Print a new random API key (put it in the Secret an ApiKey names, under `apiKey`).
+    Keygen,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings for `serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of YAML manifests to serve and watch (standalone mode).
+    #[arg(long, env = "CONFIG_DIR")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one and logs it).
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "MAX_REQUEST_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_request_body_bytes: usize,
+    /// After SIGTERM: time between readiness turning false and the listener closing (lets
+    /// load balancers stop sending new connections), e.g. "5s".
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s")]
+    pub shutdown_delay: humantime::Duration,
+    /// After the listener closes: how long in-flight requests and streams may finish.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s")]
+    pub drain_timeout: humantime::Duration,
+    /// Secret mixed into API-key hashes (must match the operator's in Kubernetes mode).
+    #[arg(long, env = "API_KEY_PEPPER", default_value = "", hide_env_values = true)]
+    pub api_key_pepper: String,
+}

@@ -1,0 +1,169 @@
+//! `ApiError`: every error a client sees, rendered as OpenAI-style JSON with the right status.
+//!
+//! `{"error": {"message", "type", "param", "code"}}` is what the official SDKs parse into typed
+//! exceptions, so every failure path funnels through [`ApiError::into_response`]. The metric
+//! label comes from the variant ([`ApiError::label`]), never from the message.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+
+/// A failure answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON or a field has the wrong type or value.
+    #[error("{message}")]
+    InvalidRequest {
+        /// Human-readable reason.
+        message: String,
+        /// The offending parameter, when known.
+        param: Option<String>,
+    },
+    /// The body exceeds the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// No key, or a key that is malformed, unknown, disabled or expired. One message for all,
+    /// so a caller cannot probe which keys exist.
+    #[error("invalid API key; send a valid key as 'Authorization: Bearer <key>'")]
+    InvalidApiKey,
+    /// The key may not call this model.
+    #[error("this API key is not allowed to use model '{model}'")]
+    ModelNotAllowed {
+        /// The requested route model.
+        model: String,
+    },
+    /// No route serves this model.
+    #[error("the model '{model}' does not exist or you do not have access to it")]
+    ModelNotFound {
+        /// The requested model.
+        model: String,
+    },
+    /// Every target of the route is unavailable (e.g. a missing credential).
+    #[error("{message}")]
+    ServiceUnavailable {
+        /// Why, naming the providers (never a credential).
+        message: String,
+        /// Hint for the client.
+        retry_after: Option<Duration>,
+    },
+    /// The gateway has no configuration loaded yet.
+    #[error("the gateway has no configuration loaded yet")]
+    NotReady,
+    /// The upstream failed or answered something unusable.
+    #[error("{message}")]
+    Upstream {
+        /// The status to answer with (502, or an upstream 4xx/429 passed on).
+        status: StatusCode,
+        /// What went wrong.
+        message: String,
+        /// Upstream `Retry-After`, kept for the client.
+        retry_after: Option<HeaderValue>,
+    },
+    /// The upstream did not answer in time.
+    #[error("{0}")]
+    UpstreamTimeout(String),
+}
+
+impl ApiError {
+    /// Shorthand for a 400 naming a parameter.
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ServiceUnavailable { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { status, .. } => *status,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Bounded metric label for `llm_requests_errors_total{type}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::ModelNotAllowed { .. } => "model_not_allowed",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::ServiceUnavailable { .. } => "service_unavailable",
+            Self::NotReady => "not_ready",
+            Self::Upstream { .. } => "upstream_error",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } | Self::PayloadTooLarge { .. } | Self::ModelNotFound { .. } => {
+                "invalid_request_error"
+            }
+            Self::InvalidApiKey => "authentication_error",
+            Self::ModelNotAllowed { .. } => "permission_error",
+            Self::ServiceUnavailable { .. } | Self::NotReady => "service_unavailable",
+            Self::Upstream { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            Self::Upstream { .. } | Self::UpstreamTimeout(_) => "upstream_error",
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidApiKey => Some("invalid_api_key"),
+            Self::ModelNotFound { .. } => Some("model_not_found"),
+            Self::ModelNotAllowed { .. } => Some("model_not_allowed"),
+            Self::PayloadTooLarge { .. } => Some("request_too_large"),
+            Self::UpstreamTimeout(_) => Some("upstream_timeout"),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI-style error body.
+    pub fn body(&self) -> serde_json::Value {
+        let param = match self {
+            Self::InvalidRequest { param, .. } => param.as_deref(),
+            Self::ModelNotFound { .. } | Self::ModelNotAllowed { .. } => Some("model"),
+            _ => None,
+        };
+        json!({"error": {
+            "message": self.to_string(),
+            "type": self.error_type(),
+            "param": param,
+            "code": self.code(),
+        }})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), Json(self.body())).into_response();
+        let retry_after = match &self {
+            Self::ServiceUnavailable { retry_after: Some(d), .. } => {
+                HeaderValue::from_str(&d.as_secs().max(1).to_string()).ok()
+            }
+            Self::Upstream { retry_after, .. } => retry_after.clone(),
+            _ => None,
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response.extensions_mut().insert(ErrorLabel(self.label()));
+        response
+    }
+}
+
+/// Response extension carrying the error label, so the access log and metrics middleware
+/// count errors once without re-parsing bodies.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorLabel(pub &'static str);

@@ -1,0 +1,134 @@
+//! `POST /v1/chat/completions`: authenticate → read and validate the body → resolve the route
+//! → check the key may use it → try targets in pick order → stamp provenance headers.
+
+use std::error::Error as _;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, header};
+
+use super::auth::authenticate;
+use super::Served;
+use crate::config::{RouteRuntime, Snapshot};
+use crate::error::ApiError;
+use crate::openai::ChatRequest;
+use crate::providers::{self, Call};
+use crate::state::AppState;
+
+/// Serves one chat completion, streamed or not.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
+    let key = authenticate(&state, &snapshot, &headers)?;
+    check_content_type(&headers)?;
+    let bytes = read_body(&headers, body, state.settings.max_body_bytes).await?;
+    let request = ChatRequest::parse(bytes)?;
+    let route = snapshot
+        .routes
+        .get(&request.model)
+        .ok_or_else(|| ApiError::ModelNotFound { model: request.model.clone() })?;
+    if key.is_some_and(|k| !k.allows_model(&request.model)) {
+        return Err(ApiError::ModelNotAllowed { model: request.model.clone() });
+    }
+    let served = Served {
+        route: route.compiled.model.clone(),
+        provider: String::new(),
+        key_id: key.map(|k| k.key_id.clone()),
+        owner: key.map(|k| k.owner.clone()),
+    };
+    let (result, provider) = try_targets(&state, &snapshot, route, &request, &headers, started).await;
+    let served = Served { provider: provider.to_owned(), ..served };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    };
+    stamp_provenance(&mut response, &served, snapshot.generation);
+    response.extensions_mut().insert(served);
+    Ok(response)
+}
+
+/// Tries the route's targets in pick order, skipping unavailable providers. Retries after a
+/// failed attempt, breakers and fallbacks belong to the resilience layer (not built yet).
+async fn try_targets<'s>(
+    state: &AppState,
+    snapshot: &'s Snapshot,
+    route: &'s RouteRuntime,
+    request: &ChatRequest,
+    headers: &HeaderMap,
+    started: Instant,
+) -> (Result<Response, ApiError>, &'s str) {
+    let mut unavailable = Vec::new();
+    for target in route.pick_order() {
+        let provider = &snapshot.providers[target.provider];
+        if let Some(reason) = &provider.compiled.unavailable {
+            unavailable.push(format!("{}: {reason}", provider.compiled.name));
+            continue;
+        }
+        let call = Call {
+            request,
+            route_model: &route.compiled.model,
+            target,
+            provider,
+            client_headers: headers,
+            started,
+            metrics: &state.metrics,
+        };
+        return (providers::chat(call).await, &provider.compiled.name);
+    }
+    let message = format!("no provider can serve model '{}' ({})", route.compiled.model, unavailable.join("; "));
+    (Err(ApiError::ServiceUnavailable { message, retry_after: None }), "")
+}
+
+fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-llm-gateway-route", served.route.as_str()),
+        ("x-llm-gateway-provider", served.provider.as_str()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert("x-llm-gateway-generation", HeaderValue::from(generation));
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or_default()) {
+        None => Ok(()),
+        Some(value) if value.to_ascii_lowercase().contains("json") => Ok(()),
+        Some(value) => Err(ApiError::invalid(
+            format!("unsupported Content-Type {value:?}; send application/json"),
+            None,
+        )),
+    }
+}
+
+/// Reads the body, refusing at once when `Content-Length` is over the limit and otherwise
+/// reading no further than the limit.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over_limit = e
+            .source()
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if over_limit {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::invalid(format!("failed to read the request body: {e}"), None)
+        }
+    })
+}

@@ -1,0 +1,156 @@
+//! The HTTP surface: [`router`] builds the whole app so tests can drive it in-process.
+//!
+//! Layers, outermost first:
+//! 1. `SetRequestId`: keeps a client `x-request-id` or generates a UUID.
+//! 2. `PropagateRequestId`: echoes it on the response.
+//! 3. `observe`: in-flight gauge, request/error counters, duration histogram and one access-log
+//!    line per request, recorded when the response body is dropped (so streams count until
+//!    their last byte or the client leaving). It reads [`Served`] and
+//!    [`crate::error::ErrorLabel`] from response extensions; it never sees bodies.
+
+pub mod auth;
+pub mod chat;
+pub mod health;
+pub mod models;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderName, header};
+use http_body_util::BodyExt;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::error::{ApiError, ErrorLabel};
+use crate::metrics::{ErrorLabels, RequestLabels, TargetLabels, UNROUTED};
+use crate::state::AppState;
+
+/// Response extension naming what served an API request, for metrics and the access log.
+#[derive(Clone, Debug, Default)]
+pub struct Served {
+    /// Route model.
+    pub route: String,
+    /// Provider name (empty if none was reached).
+    pub provider: String,
+    /// Caller's public key id.
+    pub key_id: Option<String>,
+    /// Caller's owner.
+    pub owner: Option<String>,
+}
+
+/// The application router with every layer.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(models::list))
+        .route("/health", get(health::live))
+        .route("/ready", get(health::ready))
+        .route("/health/detailed", get(health::detailed))
+        .route("/health/system", get(health::system))
+        .route("/health/circuit-breakers", get(health::circuit_breakers))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn_with_state(state.clone(), observe)),
+        )
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+async fn not_found() -> Response {
+    let mut r = ApiError::invalid("unknown endpoint", None).into_response();
+    *r.status_mut() = http::StatusCode::NOT_FOUND;
+    r
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = ApiError::invalid("method not allowed on this endpoint", None).into_response();
+    *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let metrics = state.metrics.clone();
+    metrics.in_flight.inc();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let served = response.extensions().get::<Served>().cloned();
+    let error = response.extensions().get::<ErrorLabel>().copied();
+    if let Some(ErrorLabel(kind)) = error {
+        metrics.errors.get_or_create(&ErrorLabels { r#type: kind }).inc();
+    }
+    let is_api = path.starts_with("/v1/");
+    if is_api {
+        let (model, provider) = served
+            .as_ref()
+            .map_or((UNROUTED.to_owned(), String::new()), |s| (s.route.clone(), s.provider.clone()));
+        metrics.requests.get_or_create(&RequestLabels { model, provider, status }).inc();
+    }
+    let finish = Finish { state, started, method, path, status, request_id, served, error, is_api };
+    response.map(move |body| {
+        Body::new(body.map_frame(move |frame| {
+            let _keep_until_body_drops = &finish;
+            frame
+        }))
+    })
+}
+
+/// Recorded when the response body is dropped: after the last byte, or when the client left.
+struct Finish {
+    state: AppState,
+    started: Instant,
+    method: http::Method,
+    path: String,
+    status: u16,
+    request_id: Option<String>,
+    served: Option<Served>,
+    error: Option<ErrorLabel>,
+    is_api: bool,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let metrics = &self.state.metrics;
+        metrics.in_flight.dec();
+        let elapsed = self.started.elapsed();
+        let served = self.served.take().unwrap_or_default();
+        if self.is_api && !served.route.is_empty() {
+            let labels = TargetLabels { model: served.route.clone(), provider: served.provider.clone() };
+            metrics.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        }
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = self.request_id.as_deref().unwrap_or(""),
+            route = %served.route,
+            provider = %served.provider,
+            key_id = served.key_id.as_deref().unwrap_or(""),
+            owner = served.owner.as_deref().unwrap_or(""),
+            error = self.error.map_or("", |e| e.0),
+            "request finished"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! llm-gateway: an OpenAI-compatible LLM gateway.
+//!
+//! Request path: authenticate the API key → read the body up to the limit → parse only what
+//! routing needs (model, stream) → resolve the route in the current immutable snapshot → check
+//! the key may use it → pick a target → forward (OpenAI-compatible: pass-through with at most
+//! the model rewritten; fake: generated) → relay JSON or SSE back unchanged while accounting
+//! tokens → metrics and one access-log line when the body ends.
+//!
+//! Config path: a directory of manifests → `crds::compile` → `Snapshot` → atomic swap. See
+//! `ARCHITECTURE.md` for the map.
+
+pub mod args;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openai;
+pub mod providers;
+pub mod server;
+pub mod state;
+pub mod system;
+pub mod telemetry;
+pub mod usage;
+
+pub use http::router;

@@ -1,0 +1,162 @@
+//! Prometheus metrics (OpenMetrics text via prometheus-client).
+//!
+//! Names kept from the original gateway so its Grafana dashboard works unchanged:
+//! `llm_requests_total`, `llm_requests_duration_seconds`, `llm_requests_errors_total`. Label
+//! values come only from configuration (route model, provider name) or fixed sets (status,
+//! error type), never from a raw key, prompt or unrouted model name, so cardinality is bounded.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Model label for requests that matched no route.
+pub const UNROUTED: &str = "_unrouted";
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route model, or [`UNROUTED`].
+    pub model: String,
+    /// Provider name, or empty when none was picked.
+    pub provider: String,
+    /// HTTP status answered.
+    pub status: u16,
+}
+
+/// Labels of a route and provider pair.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Route model.
+    pub model: String,
+    /// Provider name.
+    pub provider: String,
+}
+
+/// Labels of a token count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// `input` or `output`.
+    pub direction: &'static str,
+    /// Route model.
+    pub model: String,
+    /// Provider name.
+    pub provider: String,
+}
+
+/// Labels of an error count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Error kind from [`crate::error::ApiError::label`].
+    pub r#type: &'static str,
+}
+
+/// Labels of a config reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `error`.
+    pub result: &'static str,
+}
+
+/// Labels of a refused API key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// `missing`, `malformed`, `bad_checksum`, `unknown`, `disabled` or `expired`.
+    pub reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route model, provider and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency until the response (or stream) ended.
+    pub request_duration: HistogramFamily<TargetLabels>,
+    /// Errors answered, by type.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Tokens by direction, route model and provider.
+    pub tokens: Family<TokenLabels, Counter>,
+    /// Time from request start to the first streamed byte from upstream.
+    pub time_to_first_token: HistogramFamily<TargetLabels>,
+    /// Configuration reloads by result.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// Refused API keys by reason (`bad_checksum` is decided without any lookup).
+    pub key_rejections: Family<RejectionLabels, Counter>,
+    /// Requests being served now (streams count until they end).
+    pub in_flight: Gauge,
+    /// Generation of the configuration being served.
+    pub config_generation: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        let request_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let errors = Family::default();
+        let tokens = Family::default();
+        let time_to_first_token = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let config_reloads = Family::default();
+        let key_rejections = Family::default();
+        let in_flight = Gauge::default();
+        let config_generation = Gauge::default();
+        registry.register("llm_requests", "LLM API requests answered", requests.clone());
+        registry.register(
+            "llm_requests_duration_seconds",
+            "Time from request arrival until the response or stream ended",
+            request_duration.clone(),
+        );
+        registry.register("llm_requests_errors", "Errors answered to clients, by type", errors.clone());
+        registry.register("llm_tokens", "Tokens processed, by direction", tokens.clone());
+        registry.register(
+            "llm_time_to_first_token_seconds",
+            "Time from request arrival until the first streamed upstream byte",
+            time_to_first_token.clone(),
+        );
+        registry.register("llm_config_reloads", "Configuration reloads, by result", config_reloads.clone());
+        registry.register("llm_api_key_rejections", "Refused API keys, by reason", key_rejections.clone());
+        registry.register("llm_requests_in_flight", "Requests being served now", in_flight.clone());
+        registry.register("llm_config_generation", "Generation of the configuration served", config_generation.clone());
+        Self {
+            registry,
+            requests,
+            request_duration,
+            errors,
+            tokens,
+            time_to_first_token,
+            config_reloads,
+            key_rejections,
+            in_flight,
+            config_generation,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a refused key.
+    pub fn reject_key(&self, reason: &'static str) {
+        self.key_rejections.get_or_create(&RejectionLabels { reason }).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

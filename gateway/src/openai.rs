@@ -1,0 +1,218 @@
+//! OpenAI wire shapes the gateway reads: just enough of a chat request to route and validate
+//! it, and the usage block of responses and stream chunks.
+//!
+//! The request body is never re-serialised: [`ChatRequest::parse`] borrows from the raw bytes,
+//! and [`ChatRequest::with_model`] splices a new model name into a copy of them when a route
+//! maps it, leaving every other byte as the client sent it.
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+
+/// The parts of a chat completion request the gateway needs.
+#[derive(Debug)]
+pub struct ChatRequest {
+    /// The raw body as received.
+    pub body: Bytes,
+    /// Requested model (route name).
+    pub model: String,
+    /// Byte range of the `model` JSON string (quotes included) inside `body`.
+    model_span: (usize, usize),
+    /// Whether the client asked for server-sent events.
+    pub stream: bool,
+    /// Whether a streamed response should end with a usage chunk.
+    pub include_usage: bool,
+    /// Rough prompt size in bytes of message content (for the fake provider's token count).
+    pub prompt_bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(borrow)]
+    model: &'a RawValue,
+    messages: Vec<MessageView<'a>>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    n: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct MessageView<'a> {
+    #[allow(dead_code)] // validated for type, not read
+    role: Role,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+    #[serde(flatten)]
+    _rest: std::collections::BTreeMap<String, IgnoredAny>,
+}
+
+/// Token counts reported by an upstream.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// A response or chunk that may carry usage.
+#[derive(Debug, Deserialize)]
+pub struct UsageEnvelope {
+    /// Usage, when present and not null.
+    pub usage: Option<Usage>,
+}
+
+impl ChatRequest {
+    /// Validates the body and extracts what routing needs; errors name the parameter.
+    pub fn parse(body: Bytes) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::invalid("the request body is empty; send a JSON object", None));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let view: View<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let param = (path != "." && !path.is_empty()).then_some(path);
+            let inner = e.into_inner();
+            let message = if inner.is_syntax() || inner.is_eof() {
+                format!("the request body is not valid JSON: {inner}")
+            } else {
+                format!("invalid request: {inner}")
+            };
+            ApiError::InvalidRequest { message, param }
+        })?;
+        de.end().map_err(|e| ApiError::invalid(format!("the request body is not valid JSON: {e}"), None))?;
+        view.check_ranges()?;
+        let model: String = serde_json::from_str(view.model.get())
+            .map_err(|_| ApiError::invalid("'model' must be a string", Some("model")))?;
+        let start = view.model.get().as_ptr() as usize - body.as_ptr() as usize;
+        let model_span = (start, start + view.model.get().len());
+        let prompt_bytes = view.messages.iter().filter_map(|m| m.content.map(|c| c.get().len())).sum();
+        Ok(Self {
+            stream: view.stream.unwrap_or(false),
+            include_usage: view.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+            model,
+            model_span,
+            prompt_bytes,
+            body,
+        })
+    }
+
+    /// The body with `model` replaced, or the original bytes when the name is unchanged.
+    pub fn with_model(&self, upstream_model: &str) -> Bytes {
+        if upstream_model == self.model {
+            return self.body.clone();
+        }
+        // Serialising a &str to JSON cannot fail.
+        let quoted = serde_json::to_string(upstream_model).unwrap_or_default();
+        let (start, end) = self.model_span;
+        let mut out = BytesMut::with_capacity(self.body.len() + quoted.len());
+        out.extend_from_slice(&self.body[..start]);
+        out.extend_from_slice(quoted.as_bytes());
+        out.extend_from_slice(&self.body[end..]);
+        out.freeze()
+    }
+}
+
+impl View<'_> {
+    fn check_ranges(&self) -> Result<(), ApiError> {
+        if self.messages.is_empty() {
+            return Err(ApiError::invalid("'messages' must contain at least one message", Some("messages")));
+        }
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(ApiError::invalid("'temperature' must be between 0 and 2", Some("temperature")));
+        }
+        if self.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+            return Err(ApiError::invalid("'top_p' must be between 0 and 1", Some("top_p")));
+        }
+        if self.n.is_some_and(|n| !(1..=128).contains(&n)) {
+            return Err(ApiError::invalid("'n' must be between 1 and 128", Some("n")));
+        }
+        for (name, value) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
+            if value == Some(0) {
+                return Err(ApiError::invalid(format!("'{name}' must be at least 1"), Some(name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ChatRequest, ApiError> {
+        ChatRequest::parse(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    fn param_of(text: &str) -> Option<String> {
+        match parse(text) {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rewrites_only_the_model_bytes() {
+        let text = r#"{ "messages":[{"role":"user","content":"hi"}], "model" : "alias", "x": {"model":"keep"} }"#;
+        let req = parse(text).unwrap();
+        assert_eq!(req.model, "alias");
+        let rewritten = req.with_model("gpt-4o\"mini");
+        assert_eq!(
+            std::str::from_utf8(&rewritten).unwrap(),
+            r#"{ "messages":[{"role":"user","content":"hi"}], "model" : "gpt-4o\"mini", "x": {"model":"keep"} }"#
+        );
+        assert_eq!(req.with_model("alias").as_ptr(), req.body.as_ptr());
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        assert_eq!(param_of(r#"{"model":"m","messages":{}}"#).as_deref(), Some("messages"));
+        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user"}],"temperature":"hot"}"#).as_deref(), Some("temperature"));
+        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":-1}"#).as_deref(), Some("max_tokens"));
+        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"wizard"}]}"#).as_deref(), Some("messages[0].role"));
+        assert_eq!(param_of(r#"{"model":7,"messages":[{"role":"user"}]}"#).as_deref(), Some("model"));
+        assert_eq!(param_of(r#"{"messages":[{"role":"user"}]}"#), None);
+        assert_eq!(param_of("{not json"), None);
+        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user"}]} trailing"#), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_a_crash() {
+        let deep = format!(r#"{{"model":"m","messages":[{{"role":"user","content":{}1{}}}]}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn reads_stream_options() {
+        let req = parse(r#"{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(req.stream && req.include_usage);
+        assert_eq!(req.prompt_bytes, 7);
+    }
+}

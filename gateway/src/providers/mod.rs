@@ -1,0 +1,58 @@
+//! Provider adapters behind one entry point, [`chat`]: send a chat request to one target and
+//! return the client response (JSON or SSE), or an [`ApiError`] before anything was sent.
+
+pub mod fake;
+pub mod openai;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::response::Response;
+use http::HeaderMap;
+use llm_gateway_crds::compiled::CompiledTarget;
+use llm_gateway_crds::llm_provider::ProviderType;
+
+use crate::config::ProviderRuntime;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::openai::ChatRequest;
+use crate::usage::Accounting;
+
+/// Everything one upstream call needs.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// The parsed client request.
+    pub request: &'a ChatRequest,
+    /// The route model the client asked for.
+    pub route_model: &'a str,
+    /// The target picked for this attempt.
+    pub target: &'a CompiledTarget,
+    /// Its provider.
+    pub provider: &'a ProviderRuntime,
+    /// Client request headers (only allowlisted ones are forwarded).
+    pub client_headers: &'a HeaderMap,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Metrics registry.
+    pub metrics: &'a Arc<Metrics>,
+}
+
+impl Call<'_> {
+    /// A fresh accounting record for this call.
+    pub fn accounting(&self) -> Accounting {
+        Accounting::new(self.metrics.clone(), self.route_model, &self.provider.compiled.name, self.started)
+    }
+}
+
+/// Sends the request to the call's target.
+pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
+    match call.provider.compiled.provider_type {
+        ProviderType::Fake => fake::chat(call).await,
+        ProviderType::OpenAi | ProviderType::OpenAiCompatible => openai::chat(call).await,
+        other => Err(ApiError::ServiceUnavailable {
+            message: format!("provider type {} is not supported by this gateway version", other.as_str()),
+            retry_after: None,
+        }),
+    }
+}

@@ -1,0 +1,186 @@
+//! Server-sent events: relaying an upstream stream byte for byte while observing it.
+//!
+//! The relay forwards each upstream chunk unchanged as soon as it arrives (no re-encoding, no
+//! added latency) and scans a copy for complete events to pick up the usage chunk. This is
+//! hand-written rather than `eventsource-stream` because that crate yields decoded events,
+//! and re-encoding them would not be byte-identical. Event boundaries follow WHATWG: a blank
+//! line ends an event, with LF, CRLF or CR line endings, split anywhere across reads.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use serde_json::json;
+use tokio::time::{Instant, Sleep};
+
+use crate::openai::UsageEnvelope;
+use crate::usage::Accounting;
+
+/// Largest partial event kept for inspection; longer events are forwarded but not inspected.
+const MAX_PENDING: usize = 1 << 20;
+
+/// Finds complete SSE events in a byte stream and reports usage carried in their data.
+#[derive(Debug, Default)]
+pub struct UsageScanner {
+    pending: BytesMut,
+}
+
+impl UsageScanner {
+    /// Feeds a chunk; returns usage found in any event it completed.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<crate::openai::Usage> {
+        self.pending.extend_from_slice(chunk);
+        let mut found = None;
+        while let Some(end) = event_end(&self.pending) {
+            let event = self.pending.split_to(end);
+            if let Some(usage) = usage_in_event(&event) {
+                found = Some(usage);
+            }
+        }
+        if self.pending.len() > MAX_PENDING {
+            self.pending.clear();
+        }
+        found
+    }
+}
+
+/// Index just past the blank line ending the first complete event, if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        let line_end = match buf[i] {
+            b'\n' => i + 1,
+            b'\r' if buf.get(i + 1) == Some(&b'\n') => i + 2,
+            // A CR at the end of the buffer may be the first half of a CRLF.
+            b'\r' if i + 1 == buf.len() => return None,
+            b'\r' => i + 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        match buf.get(line_end) {
+            Some(b'\n') => return Some(line_end + 1),
+            Some(b'\r') if buf.get(line_end + 1) == Some(&b'\n') => return Some(line_end + 2),
+            Some(b'\r') if line_end + 1 < buf.len() => return Some(line_end + 1),
+            _ => i = line_end,
+        }
+    }
+    None
+}
+
+fn usage_in_event(event: &[u8]) -> Option<crate::openai::Usage> {
+    let needle = b"\"usage\"";
+    if !event.windows(needle.len()).any(|w| w == needle) {
+        return None;
+    }
+    let text = std::str::from_utf8(event).ok()?;
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str::<UsageEnvelope>(&data).ok()?.usage
+}
+
+/// The terminal event sent when a stream fails after the 200 was committed: an OpenAI-style
+/// error object, and deliberately no `[DONE]`, so clients see the stream as failed.
+pub fn error_event(message: &str, code: &str) -> Bytes {
+    let body = json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
+    Bytes::from(format!("data: {body}\n\n"))
+}
+
+/// Relays an upstream byte stream to the client, observing it and enforcing a deadline.
+pub struct Relay<S> {
+    inner: S,
+    scanner: UsageScanner,
+    accounting: Accounting,
+    deadline: Pin<Box<Sleep>>,
+    finished: bool,
+}
+
+impl<S> std::fmt::Debug for Relay<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("finished", &self.finished).finish_non_exhaustive()
+    }
+}
+
+impl<S> Relay<S> {
+    /// Wraps `inner`; the stream is cut with an error event once `remaining` has passed.
+    pub fn new(inner: S, accounting: Accounting, remaining: Duration) -> Self {
+        Self {
+            inner,
+            scanner: UsageScanner::default(),
+            accounting,
+            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + remaining)),
+            finished: false,
+        }
+    }
+}
+
+impl<S, E> Stream for Relay<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.finished = true;
+            let event = error_event("the upstream stream exceeded the total timeout", "upstream_timeout");
+            return Poll::Ready(Some(Ok(event)));
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.accounting.first_byte();
+                if let Some(usage) = this.scanner.feed(&chunk) {
+                    this.accounting.usage(usage);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finished = true;
+                tracing::warn!(error = %e, "upstream stream failed mid-response");
+                Poll::Ready(Some(Ok(error_event("the upstream stream failed mid-response", "upstream_error"))))
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_usage_across_split_reads_and_line_endings() {
+        let stream = b"data: {\"choices\":[],\"usage\":null}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        for split in 1..stream.len() {
+            let mut scanner = UsageScanner::default();
+            let a = scanner.feed(&stream[..split]);
+            let b = scanner.feed(&stream[split..]);
+            let usage = a.or(b).expect("usage found");
+            assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 5), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn event_end_handles_every_line_ending() {
+        assert_eq!(event_end(b"data: a\n\nrest"), Some(9));
+        assert_eq!(event_end(b"data: a\r\n\r\nrest"), Some(11));
+        assert_eq!(event_end(b"data: a\r\rrest"), Some(9));
+        assert_eq!(event_end(b"data: a\r\n"), None);
+        assert_eq!(event_end(b"data: a\r"), None);
+    }
+}

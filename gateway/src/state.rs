@@ -1,0 +1,54 @@
+//! `AppState`: what every handler shares. Cheap to clone (all `Arc`s).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::config::SnapshotHandle;
+use crate::metrics::Metrics;
+
+/// Settings the request path reads.
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Secret mixed into API-key hashes.
+    pub key_pepper: Arc<[u8]>,
+}
+
+/// Shared handler state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The configuration being served.
+    pub snapshots: Arc<SnapshotHandle>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Request-path settings.
+    pub settings: Arc<RequestSettings>,
+    draining: Arc<AtomicBool>,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// New state around a snapshot handle.
+    pub fn new(snapshots: Arc<SnapshotHandle>, metrics: Arc<Metrics>, settings: RequestSettings) -> Self {
+        Self {
+            snapshots,
+            metrics,
+            settings: Arc::new(settings),
+            draining: Arc::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Marks the gateway as shutting down: `/ready` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

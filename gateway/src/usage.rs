@@ -1,0 +1,50 @@
+//! Token accounting and latency metrics for one upstream call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::metrics::{Metrics, TargetLabels, TokenLabels};
+use crate::openai::Usage;
+
+/// Records what one call to a target used; cheap to move into a response stream.
+#[derive(Debug)]
+pub struct Accounting {
+    metrics: Arc<Metrics>,
+    labels: TargetLabels,
+    started: Instant,
+    first_byte_seen: bool,
+    usage_seen: bool,
+}
+
+impl Accounting {
+    /// Starts accounting for route `model` on `provider`; `started` is the request arrival.
+    pub fn new(metrics: Arc<Metrics>, model: &str, provider: &str, started: Instant) -> Self {
+        let labels = TargetLabels { model: model.to_owned(), provider: provider.to_owned() };
+        Self { metrics, labels, started, first_byte_seen: false, usage_seen: false }
+    }
+
+    /// Marks the first streamed byte (time to first token); later calls do nothing.
+    pub fn first_byte(&mut self) {
+        if !self.first_byte_seen {
+            self.first_byte_seen = true;
+            let seconds = self.started.elapsed().as_secs_f64();
+            self.metrics.time_to_first_token.get_or_create(&self.labels).observe(seconds);
+        }
+    }
+
+    /// Adds reported token usage; only the first report of a call counts.
+    pub fn usage(&mut self, usage: Usage) {
+        if self.usage_seen {
+            return;
+        }
+        self.usage_seen = true;
+        for (direction, count) in [("input", usage.prompt_tokens), ("output", usage.completion_tokens)] {
+            let labels = TokenLabels {
+                direction,
+                model: self.labels.model.clone(),
+                provider: self.labels.provider.clone(),
+            };
+            self.metrics.tokens.get_or_create(&labels).inc_by(count);
+        }
+    }
+}
