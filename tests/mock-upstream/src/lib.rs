@@ -1,1 +1,159 @@
+//! A mock OpenAI upstream on 127.0.0.1 that records what it received.
+//!
+//! `POST /v1/chat/completions` answers in OpenAI's wire format: a `chat.completion` JSON, or
+//! with `"stream": true` the SSE events of [`MockUpstream::SSE_EVENTS`] byte for byte. Faults
+//! are scripted per request with headers the gateway does not forward, so tests set them on
+//! the mock itself with [`MockUpstream::set_fault`]. Every request is recorded (headers and
+//! body), and every stream records whether it was sent to the end or dropped early.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// A request the mock received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Parsed JSON body.
+    pub body: Value,
+    /// Raw body bytes.
+    pub raw: Bytes,
+}
+
+/// How the next requests should fail or slow down.
+#[derive(Clone, Debug, Default)]
+pub struct Fault {
+    /// Answer with this status and an OpenAI error body.
+    pub status: Option<u16>,
+    /// `Retry-After` header value to send with `status`.
+    pub retry_after: Option<String>,
+    /// Delay before response headers.
+    pub delay: Duration,
+    /// Delay between stream events.
+    pub chunk_gap: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+    fault: Mutex<Fault>,
+    streams_completed: Mutex<u32>,
+    streams_aborted: Mutex<u32>,
+}
+
+/// A running mock upstream.
+#[derive(Debug, Clone)]
+pub struct MockUpstream {
+    /// Base URL including `/v1`, e.g. `http://127.0.0.1:PORT/v1`.
+    pub base_url: String,
+    shared: Arc<Shared>,
+}
+
+impl MockUpstream {
+    /// The streamed events, in order, exactly as sent.
+    pub const SSE_EVENTS: [&'static str; 5] = [
+        "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"upstream-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"upstream-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\\u00e9\"},\"finish_reason\":null}]}\r\n\r\n",
+        ": keep-alive comment\n\ndata: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"upstream-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"upstream-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":7,\"total_tokens\":18}}\n\n",
+        "data: [DONE]\n\n",
+    ];
+
+    /// Starts the mock on a free loopback port.
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock upstream");
+        let address = listener.local_addr().expect("mock address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base_url: format!("http://{address}/v1"), shared }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Scripts how the following requests behave.
+    pub fn set_fault(&self, fault: Fault) {
+        if let Ok(mut f) = self.shared.fault.lock() {
+            *f = fault;
+        }
+    }
+
+    /// Streams sent to the end, and streams dropped before the end (client went away).
+    pub fn stream_outcomes(&self) -> (u32, u32) {
+        let done = self.shared.streams_completed.lock().map(|n| *n).unwrap_or(0);
+        let aborted = self.shared.streams_aborted.lock().map(|n| *n).unwrap_or(0);
+        (done, aborted)
+    }
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
+    if let Ok(mut r) = shared.requests.lock() {
+        r.push(Recorded { headers, body, raw });
+    }
+    let fault = shared.fault.lock().map(|f| f.clone()).unwrap_or_default();
+    tokio::time::sleep(fault.delay).await;
+    if let Some(status) = fault.status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let error = json!({"error": {"message": format!("mock failure {status}"), "type": "server_error", "param": null, "code": null}});
+        let mut response = (status, axum::Json(error)).into_response();
+        if let Some(value) = fault.retry_after.and_then(|v| v.parse().ok()) {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return response;
+    }
+    if !stream {
+        let completion = json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "mock answer"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        });
+        return axum::Json(completion).into_response();
+    }
+    let guard = StreamGuard { shared: shared.clone(), finished: false };
+    let events = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| async move {
+        if i == MockUpstream::SSE_EVENTS.len() {
+            guard.mark_finished();
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(fault.chunk_gap).await;
+        }
+        Some((Ok::<_, std::io::Error>(Bytes::from_static(MockUpstream::SSE_EVENTS[i].as_bytes())), (i + 1, guard)))
+    });
+    ([("content-type", "text/event-stream")], Body::from_stream(events)).into_response()
+}
+
+struct StreamGuard {
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl StreamGuard {
+    fn mark_finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let counter = if self.finished { &self.shared.streams_completed } else { &self.shared.streams_aborted };
+        if let Ok(mut n) = counter.lock() {
+            *n += 1;
+        }
+    }
+}

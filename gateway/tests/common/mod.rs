@@ -1,0 +1,161 @@
+//! Harness: a config directory, the real `llm-gateway` binary on a free port, a client.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use llm_gateway_crds::keys;
+
+/// A running gateway process, killed on drop.
+pub struct Gateway {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub key: String,
+    child: Child,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Provider + route + key manifests for a gateway in front of `upstream_base_url`.
+pub fn manifests(upstream_base_url: &str, key: &str) -> String {
+    format!(
+        r#"apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: upstream}}
+spec:
+  type: openaiCompatible
+  baseUrl: {upstream_base_url}
+  allowLocalAddresses: true
+  credentials: {{secretRef: {{name: upstream-credential, key: apiKey}}}}
+  timeouts: {{connect: 1s, firstByte: 2s, total: 10s}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: upstream-credential}}
+stringData: {{apiKey: sk-upstream-secret}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: fake}}
+spec: {{type: fake}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: RoutePolicy
+metadata: {{name: routes}}
+spec:
+  routes:
+  - model: alias
+    targets: [{{provider: upstream, model: upstream-model}}]
+  - model: same-name
+    targets: [{{provider: upstream}}]
+  - model: fake-model
+    targets: [{{provider: fake}}]
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: ApiKey
+metadata: {{name: caller}}
+spec: {{secretName: caller-key, owner: team-a, models: [alias, same-name, fake-model]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: caller-key}}
+stringData: {{apiKey: {key}}}
+"#
+    )
+}
+
+impl Gateway {
+    /// Starts the binary on `config` (written to `gateway.yaml`) and waits until ready.
+    pub async fn start(config: &str, key: String, extra_env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("gateway.yaml"), config).expect("write config");
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
+        command
+            .args(["--config", dir.path().to_str().expect("utf-8 path")])
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start llm-gateway");
+        let gateway = Self { url: format!("http://127.0.0.1:{port}"), dir, key, child };
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("{}/ready", self.url)).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not become ready");
+    }
+
+    /// Sends a chat request with the harness key.
+    pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", self.url))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Writes a file into the config directory.
+    pub fn write_config(&self, name: &str, text: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// A fresh valid key.
+pub fn new_key() -> String {
+    keys::generate().expect("randomness")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Reads `/metrics` and returns the value of the first line starting with `prefix`.
+pub async fn metric(url: &str, prefix: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}

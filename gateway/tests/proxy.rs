@@ -1,0 +1,217 @@
+//! The running binary in front of a mock OpenAI upstream: what the upstream receives, what
+//! the client gets back, and what happens when either side misbehaves.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Gateway, manifests, metric, new_key};
+use futures_util::StreamExt;
+use llm_gateway_mock_upstream::{Fault, MockUpstream};
+use serde_json::{Value, json};
+
+async fn setup() -> (MockUpstream, Gateway) {
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key, &[]).await;
+    (upstream, gateway)
+}
+
+fn chat_body(model: &str, stream: bool) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream, "temperature": 0.5})
+}
+
+#[tokio::test]
+async fn rewrites_model_swaps_credentials_and_forwards_only_allowed_headers() {
+    let (upstream, gateway) = setup().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&gateway.key)
+        .header("x-api-key", "client-secret")
+        .header("cookie", "session=1")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-request-id", "req-123")
+        .header("user-agent", "test-agent")
+        .json(&chat_body("alias", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llm-gateway-route"], "alias");
+    assert_eq!(response.headers()["x-llm-gateway-provider"], "upstream");
+    assert_eq!(response.headers()["x-llm-gateway-generation"], "1");
+    assert_eq!(response.headers()["x-request-id"], "req-123");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "mock answer");
+
+    let received = &upstream.requests()[0];
+    assert_eq!(received.body["model"], "upstream-model");
+    assert_eq!(received.body["temperature"], 0.5);
+    assert_eq!(received.headers["authorization"], "Bearer sk-upstream-secret");
+    assert_eq!(received.headers["x-request-id"], "req-123");
+    assert_eq!(received.headers["user-agent"], "test-agent");
+    for leaked in ["x-api-key", "cookie", "x-forwarded-for"] {
+        assert!(!received.headers.contains_key(leaked), "{leaked} was forwarded");
+    }
+    assert!(!String::from_utf8_lossy(&received.raw).contains(&gateway.key));
+}
+
+#[tokio::test]
+async fn body_is_forwarded_byte_for_byte_when_the_model_is_not_mapped() {
+    let (upstream, gateway) = setup().await;
+    let raw = r#"{"model":"same-name",   "messages":[{"role":"user","content":"h\u00e9"}], "extra": {"nested": [1, 2.50]}}"#;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&gateway.key)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.requests()[0].raw, raw.as_bytes());
+}
+
+#[tokio::test]
+async fn sse_events_arrive_byte_identical_and_usage_is_counted() {
+    let (_upstream, gateway) = setup().await;
+    let response = gateway.chat(chat_body("alias", true)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes, MockUpstream::SSE_EVENTS.concat().as_bytes());
+    let prefix = r#"llm_tokens_total{direction="output",model="alias",provider="upstream"}"#;
+    assert_eq!(metric(&gateway.url, prefix).await, Some(7.0));
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
+    let (upstream, gateway) = setup().await;
+    upstream.set_fault(Fault { chunk_gap: Duration::from_millis(300), ..Fault::default() });
+    let response = gateway.chat(chat_body("alias", true)).await;
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while upstream.stream_outcomes() != (0, 1) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(upstream.stream_outcomes(), (0, 1), "upstream stream was not cancelled");
+    assert_eq!(metric(&gateway.url, "llm_requests_in_flight").await, Some(1.0), "only /metrics itself in flight");
+}
+
+#[tokio::test]
+async fn upstream_failures_become_openai_errors() {
+    let (upstream, gateway) = setup().await;
+    upstream.set_fault(Fault { status: Some(503), ..Fault::default() });
+    let response = gateway.chat(chat_body("alias", false)).await;
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "upstream_error");
+    assert_eq!(body["error"]["message"], "upstream upstream answered HTTP 503");
+
+    upstream.set_fault(Fault { status: Some(429), retry_after: Some("7".into()), ..Fault::default() });
+    let response = gateway.chat(chat_body("alias", true)).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "7");
+
+    upstream.set_fault(Fault { delay: Duration::from_secs(3), ..Fault::default() });
+    let started = std::time::Instant::now();
+    let response = gateway.chat(chat_body("alias", false)).await;
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() < Duration::from_millis(2900), "first-byte timeout of 2s not applied");
+}
+
+#[tokio::test]
+async fn client_errors_are_openai_shaped_with_the_right_status() {
+    let (upstream, gateway) = setup().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", gateway.url);
+    let cases: Vec<(reqwest::RequestBuilder, u16, Option<&str>)> = vec![
+        (client.post(&url).json(&chat_body("alias", false)), 401, Some("invalid_api_key")),
+        (client.post(&url).bearer_auth("sk-lgw-wrong").json(&chat_body("alias", false)), 401, Some("invalid_api_key")),
+        (client.post(&url).bearer_auth(&gateway.key).json(&chat_body("nope", false)), 404, Some("model_not_found")),
+        (client.post(&url).bearer_auth(&gateway.key).header("content-type", "application/json").body("{bad"), 400, None),
+        (client.post(&url).bearer_auth(&gateway.key).header("content-type", "application/json").body(""), 400, None),
+        (client.post(&url).bearer_auth(&gateway.key).json(&json!({"model": "alias", "messages": "x"})), 400, None),
+        (client.post(&url).bearer_auth(&gateway.key).json(&json!({"model": "alias", "messages": [{"role":"user"}], "max_tokens": -1})), 400, None),
+    ];
+    for (i, (request, status, code)) in cases.into_iter().enumerate() {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "case {i}");
+        let body: Value = response.json().await.unwrap();
+        let error = &body["error"];
+        assert!(error["message"].is_string() && error["type"].is_string(), "case {i}: {body}");
+        assert!(error.get("param").is_some() && error.get("code").is_some(), "case {i}: {body}");
+        if let Some(code) = code {
+            assert_eq!(error["code"], code, "case {i}");
+        }
+    }
+    assert!(upstream.requests().is_empty(), "bad requests reached the upstream");
+    let prefix = r#"llm_api_key_rejections_total{reason="malformed"}"#;
+    assert_eq!(metric(&gateway.url, prefix).await, Some(1.0));
+}
+
+#[tokio::test]
+async fn key_restricted_to_models_gets_403_and_filtered_model_list() {
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let config = manifests(&upstream.base_url, &key).replace("models: [alias, same-name, fake-model]", "models: [fake-*]");
+    let gateway = Gateway::start(&config, key, &[]).await;
+    let response = gateway.chat(chat_body("alias", false)).await;
+    assert_eq!(response.status(), 403);
+    let models: Value = reqwest::Client::new()
+        .get(format!("{}/v1/models", gateway.url))
+        .bearer_auth(&gateway.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["fake-model"]);
+}
+
+/// Sends a request head declaring (or streaming) more than the limit, plus a little of the
+/// body, and reads what the gateway answers before the rest is sent.
+async fn oversized_request(gateway: &Gateway, chunked: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = gateway.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let length = if chunked { "Transfer-Encoding: chunked".to_owned() } else { "Content-Length: 104857600".to_owned() };
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{length}\r\n\r\n",
+        gateway.key
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..200 {
+        let wrote = if chunked {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            socket.write_all(&framed).await
+        } else {
+            socket.write_all(&chunk).await
+        };
+        if wrote.is_err() {
+            break;
+        }
+    }
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer)).await.unwrap().unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_without_being_read_whole() {
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key, &[("MAX_REQUEST_BODY_BYTES", "1048576")]).await;
+    for chunked in [false, true] {
+        let answer = oversized_request(&gateway, chunked).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "chunked={chunked}: {answer}");
+        assert!(answer.contains(r#""code":"request_too_large""#), "{answer}");
+    }
+    assert!(upstream.requests().is_empty());
+}
