@@ -37,10 +37,16 @@ pub const SECRET_KEY_FIELD: &str = "apiKey";
 pub struct ApiKeySpec {
     /// Secret (same namespace) holding the plaintext key under `apiKey`. The operator writes a
     /// generated key there; in standalone mode you provide it.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub secret_name: String,
     /// Team or application the key belongs to; used in metrics, logs and usage reports.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+        length(min = 1, max = 63)
+    )]
     pub owner: String,
     /// Route models this key may call, as globs (`gpt-4o`, `claude-*`). Empty allows all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

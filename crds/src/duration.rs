@@ -37,11 +37,11 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 && ms > 0 {
+        if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(60_000) && ms > 0 {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -54,7 +54,8 @@ impl std::str::FromStr for Duration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let valid_shape = !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_digit() || matches!(c, 'h' | 'm' | 's'))
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, 'h' | 'm' | 's'))
             && s.starts_with(|c: char| c.is_ascii_digit());
         if !valid_shape {
             return Err(format!(
@@ -103,7 +104,12 @@ mod tests {
 
     #[test]
     fn parses_and_prints_back() {
-        for (text, ms) in [("100ms", 100), ("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000)] {
+        for (text, ms) in [
+            ("100ms", 100),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+        ] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.0.as_millis(), ms);
         }

@@ -56,7 +56,9 @@ pub fn generate() -> Result<String, getrandom::Error> {
 pub fn check_format(key: &str) -> Result<(), KeyFormatError> {
     let shaped = key.len() == KEY_LEN
         && key.starts_with(KEY_PREFIX)
-        && key.as_bytes()[KEY_PREFIX.len()..].iter().all(u8::is_ascii_alphanumeric);
+        && key.as_bytes()[KEY_PREFIX.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric);
     if !shaped {
         return Err(KeyFormatError::Malformed);
     }
@@ -133,7 +135,12 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_rejected() {
-        for bad in ["", "sk-lgw-", "sk-other-0123456789012345678901234567890123456", "sk-lgw-ÿ"] {
+        for bad in [
+            "",
+            "sk-lgw-",
+            "sk-other-0123456789012345678901234567890123456",
+            "sk-lgw-ÿ",
+        ] {
             assert_eq!(check_format(bad), Err(KeyFormatError::Malformed), "{bad}");
         }
     }

@@ -1,16 +1,16 @@
 pub mod duration;
 pub use duration::Duration;
-pub mod conditions;
-pub mod refs;
-pub mod policy;
-pub mod llm_provider;
-pub mod route_policy;
 pub mod api_key;
-pub mod llm_gateway;
-pub mod keys;
-pub mod manifest;
-pub mod compiled;
 pub mod compile;
+pub mod compiled;
+pub mod conditions;
+pub mod keys;
+pub mod llm_gateway;
+pub mod llm_provider;
+pub mod manifest;
+pub mod policy;
+pub mod refs;
+pub mod route_policy;
 
 use kube::CustomResourceExt;
 

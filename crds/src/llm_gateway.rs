@@ -107,7 +107,10 @@ impl Auth {
 
 impl Default for Auth {
     fn default() -> Self {
-        Self { api_keys: true, jwt: None }
+        Self {
+            api_keys: true,
+            jwt: None,
+        }
     }
 }
 

@@ -174,7 +174,10 @@ pub struct LlmProviderSpec {
     pub provider_type: ProviderType,
     /// Root URL of the API, e.g. `https://api.openai.com/v1`. Defaulted per type; required for
     /// azureOpenAI and openaiCompatible.
-    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"), length(max = 2048))]
+    #[schemars(
+        regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"),
+        length(max = 2048)
+    )]
     pub base_url: Option<String>,
     /// Allow `baseUrl` to point at loopback, link-local or cloud metadata addresses (blocked by
     /// default to prevent server-side request forgery). Needed for a model server on localhost.

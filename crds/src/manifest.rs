@@ -52,7 +52,8 @@ impl Manifests {
                 document: index + 1,
                 message,
             };
-            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document).map_err(|e| fail(e.to_string()))?;
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+                .map_err(|e| fail(e.to_string()))?;
             if value.is_null() {
                 continue;
             }
@@ -76,8 +77,14 @@ impl Manifests {
     }
 
     fn add_value(&mut self, value: serde_yaml::Value) -> Result<(), String> {
-        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
-        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let kind = value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         match (api_version, kind) {
             (API_VERSION, "LlmProvider") => self.providers.push(typed(value)?),
             (API_VERSION, "RoutePolicy") => self.route_policies.push(typed(value)?),
@@ -145,7 +152,10 @@ stringData: {apiKey: x}
 "#;
         let mut m = Manifests::default();
         m.add_yaml("a.yaml", text).unwrap();
-        assert_eq!((m.providers.len(), m.route_policies.len(), m.secrets.len()), (1, 1, 1));
+        assert_eq!(
+            (m.providers.len(), m.route_policies.len(), m.secrets.len()),
+            (1, 1, 1)
+        );
     }
 
     #[test]
@@ -153,13 +163,19 @@ stringData: {apiKey: x}
         let text = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: p}\nspec: {type: fake}\n---\napiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: bad}\nspec: {type: fake, maxConcurrency: lots}\n";
         let err = Manifests::default().add_yaml("p.yaml", text).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("p.yaml: document 2: LlmProvider bad: field spec.maxConcurrency"), "{msg}");
+        assert!(
+            msg.starts_with("p.yaml: document 2: LlmProvider bad: field spec.maxConcurrency"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn rejects_unknown_kinds() {
         let err = Manifests::default()
-            .add_yaml("x.yaml", "apiVersion: llmgateway.io/v1alpha1\nkind: LLMProvider\nmetadata: {name: p}\n")
+            .add_yaml(
+                "x.yaml",
+                "apiVersion: llmgateway.io/v1alpha1\nkind: LLMProvider\nmetadata: {name: p}\n",
+            )
             .unwrap_err();
         assert!(err.to_string().contains("unsupported object"), "{err}");
     }

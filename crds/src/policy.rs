@@ -130,7 +130,10 @@ impl Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Self::default_base(), max: Self::default_max() }
+        Self {
+            base: Self::default_base(),
+            max: Self::default_max(),
+        }
     }
 }
 
@@ -155,7 +158,12 @@ impl Retry {
         2
     }
     fn default_on() -> Vec<RetryOn> {
-        vec![RetryOn::TooManyRequests, RetryOn::ServerError, RetryOn::Timeout, RetryOn::Connect]
+        vec![
+            RetryOn::TooManyRequests,
+            RetryOn::ServerError,
+            RetryOn::Timeout,
+            RetryOn::Connect,
+        ]
     }
 }
 

@@ -34,7 +34,10 @@ pub enum Strategy {
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// Name of an LlmProvider in the RoutePolicy's namespace.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub provider: String,
     /// Model name sent upstream; defaults to the route's model.
     #[schemars(length(min = 1, max = 256))]
@@ -58,7 +61,10 @@ impl Target {
 #[x_kube(validation = Rule::new("!(self.model in self.fallbacks)").message("a route cannot fall back to itself"))]
 pub struct Route {
     /// The model name clients send (may be an alias for different upstream models).
-    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"), length(min = 1, max = 256))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"),
+        length(min = 1, max = 256)
+    )]
     pub model: String,
     /// How traffic is spread over the targets.
     #[serde(default)]

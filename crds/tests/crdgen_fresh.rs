@@ -28,7 +28,11 @@ fn crds_carry_status_conditions_printer_columns_and_cel_rules() {
         }
     }
     let files = llm_gateway_crds::crd_yaml_files();
-    let provider = &files.iter().find(|(f, _)| f.starts_with("llmproviders")).unwrap().1;
+    let provider = &files
+        .iter()
+        .find(|(f, _)| f.starts_with("llmproviders"))
+        .unwrap()
+        .1;
     assert!(provider.contains("x-kubernetes-validations"));
     assert!(provider.contains("spec.baseUrl points at a loopback"));
 }

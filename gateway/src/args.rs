@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// OpenAI-compatible LLM gateway.
 #[derive(Debug, Parser)]
-#[command(name = "llm-gateway", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "llm-gateway",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -28,7 +33,12 @@ pub enum Command {
         #[arg(long, env = "CONFIG_DIR")]
         config: PathBuf,
         /// Secret mixed into API-key hashes.
-        #[arg(long, env = "API_KEY_PEPPER", default_value = "", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "API_KEY_PEPPER",
+            default_value = "",
+            hide_env_values = true
+        )]
         api_key_pepper: String,
     },
     /// Print a new random API key (put it in the Secret an ApiKey names, under `apiKey`).
@@ -73,6 +83,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s")]
     pub drain_timeout: humantime::Duration,
     /// Secret mixed into API-key hashes (must match the operator's in Kubernetes mode).
-    #[arg(long, env = "API_KEY_PEPPER", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "API_KEY_PEPPER",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub api_key_pepper: String,
 }

@@ -73,7 +73,10 @@ pub enum ApiError {
 impl ApiError {
     /// Shorthand for a 400 naming a parameter.
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+        Self::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
     }
 
     /// The HTTP status.
@@ -107,13 +110,15 @@ impl ApiError {
 
     fn error_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::PayloadTooLarge { .. } | Self::ModelNotFound { .. } => {
-                "invalid_request_error"
-            }
+            Self::InvalidRequest { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::ModelNotFound { .. } => "invalid_request_error",
             Self::InvalidApiKey => "authentication_error",
             Self::ModelNotAllowed { .. } => "permission_error",
             Self::ServiceUnavailable { .. } | Self::NotReady => "service_unavailable",
-            Self::Upstream { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            Self::Upstream { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                "rate_limit_error"
+            }
             Self::Upstream { .. } | Self::UpstreamTimeout(_) => "upstream_error",
         }
     }
@@ -149,9 +154,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
         let retry_after = match &self {
-            Self::ServiceUnavailable { retry_after: Some(d), .. } => {
-                HeaderValue::from_str(&d.as_secs().max(1).to_string()).ok()
-            }
+            Self::ServiceUnavailable {
+                retry_after: Some(d),
+                ..
+            } => HeaderValue::from_str(&d.as_secs().max(1).to_string()).ok(),
             Self::Upstream { retry_after, .. } => retry_after.clone(),
             _ => None,
         };

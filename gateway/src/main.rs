@@ -11,7 +11,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Keygen) => keygen(),
-        Some(Command::Check { config, api_key_pepper }) => check(&config, api_key_pepper.as_bytes()),
+        Some(Command::Check {
+            config,
+            api_key_pepper,
+        }) => check(&config, api_key_pepper.as_bytes()),
         Some(Command::Serve(args)) => run(args).await,
         None => run(cli.serve).await,
     }
@@ -52,7 +55,13 @@ fn check(dir: &std::path::Path, pepper: &[u8]) -> ExitCode {
         Err(errors) => return report(dir, &errors),
     };
     let env = |name: &str| std::env::var(name).ok();
-    match compile(&contents.manifests, &CompileInputs { env: &env, key_pepper: pepper }) {
+    match compile(
+        &contents.manifests,
+        &CompileInputs {
+            env: &env,
+            key_pepper: pepper,
+        },
+    ) {
         Ok(config) => {
             println!(
                 "{}: OK ({} providers, {} routes, {} API keys)",
@@ -62,11 +71,18 @@ fn check(dir: &std::path::Path, pepper: &[u8]) -> ExitCode {
                 config.keys.len()
             );
             for p in config.providers.iter().filter(|p| p.unavailable.is_some()) {
-                println!("  note: provider {} is unavailable: {}", p.id, p.unavailable.as_deref().unwrap_or(""));
+                println!(
+                    "  note: provider {} is unavailable: {}",
+                    p.id,
+                    p.unavailable.as_deref().unwrap_or("")
+                );
             }
             ExitCode::SUCCESS
         }
-        Err(errors) => report(dir, &errors.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        Err(errors) => report(
+            dir,
+            &errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ),
     }
 }
 

@@ -102,31 +102,61 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::default();
-        let request_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let request_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
         let errors = Family::default();
         let tokens = Family::default();
-        let time_to_first_token = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let time_to_first_token =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
         let config_reloads = Family::default();
         let key_rejections = Family::default();
         let in_flight = Gauge::default();
         let config_generation = Gauge::default();
-        registry.register("llm_requests", "LLM API requests answered", requests.clone());
+        registry.register(
+            "llm_requests",
+            "LLM API requests answered",
+            requests.clone(),
+        );
         registry.register(
             "llm_requests_duration_seconds",
             "Time from request arrival until the response or stream ended",
             request_duration.clone(),
         );
-        registry.register("llm_requests_errors", "Errors answered to clients, by type", errors.clone());
-        registry.register("llm_tokens", "Tokens processed, by direction", tokens.clone());
+        registry.register(
+            "llm_requests_errors",
+            "Errors answered to clients, by type",
+            errors.clone(),
+        );
+        registry.register(
+            "llm_tokens",
+            "Tokens processed, by direction",
+            tokens.clone(),
+        );
         registry.register(
             "llm_time_to_first_token_seconds",
             "Time from request arrival until the first streamed upstream byte",
             time_to_first_token.clone(),
         );
-        registry.register("llm_config_reloads", "Configuration reloads, by result", config_reloads.clone());
-        registry.register("llm_api_key_rejections", "Refused API keys, by reason", key_rejections.clone());
-        registry.register("llm_requests_in_flight", "Requests being served now", in_flight.clone());
-        registry.register("llm_config_generation", "Generation of the configuration served", config_generation.clone());
+        registry.register(
+            "llm_config_reloads",
+            "Configuration reloads, by result",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "llm_api_key_rejections",
+            "Refused API keys, by reason",
+            key_rejections.clone(),
+        );
+        registry.register(
+            "llm_requests_in_flight",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "llm_config_generation",
+            "Generation of the configuration served",
+            config_generation.clone(),
+        );
         Self {
             registry,
             requests,
@@ -151,7 +181,9 @@ impl Metrics {
 
     /// Counts a refused key.
     pub fn reject_key(&self, reason: &'static str) {
-        self.key_rejections.get_or_create(&RejectionLabels { reason }).inc();
+        self.key_rejections
+            .get_or_create(&RejectionLabels { reason })
+            .inc();
     }
 }
 

@@ -93,12 +93,21 @@ impl ChatRequest {
     /// Validates the body and extracts what routing needs; errors name the parameter.
     pub fn parse(body: Bytes) -> Result<Self, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid("the request body is empty; send a JSON object", None));
+            return Err(ApiError::invalid(
+                "the request body is empty; send a JSON object",
+                None,
+            ));
+        }
+        if nesting_depth_exceeds(&body, MAX_NESTING_DEPTH) {
+            return Err(ApiError::invalid(
+                format!("the request body nests JSON deeper than {MAX_NESTING_DEPTH} levels"),
+                None,
+            ));
         }
         let mut de = serde_json::Deserializer::from_slice(&body);
         let view: View<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let param = (path != "." && !path.is_empty()).then_some(path);
+            let param = (!matches!(path.as_str(), "." | "?" | "")).then_some(path);
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
                 format!("the request body is not valid JSON: {inner}")
@@ -107,16 +116,25 @@ impl ChatRequest {
             };
             ApiError::InvalidRequest { message, param }
         })?;
-        de.end().map_err(|e| ApiError::invalid(format!("the request body is not valid JSON: {e}"), None))?;
+        de.end().map_err(|e| {
+            ApiError::invalid(format!("the request body is not valid JSON: {e}"), None)
+        })?;
         view.check_ranges()?;
         let model: String = serde_json::from_str(view.model.get())
             .map_err(|_| ApiError::invalid("'model' must be a string", Some("model")))?;
         let start = view.model.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = (start, start + view.model.get().len());
-        let prompt_bytes = view.messages.iter().filter_map(|m| m.content.map(|c| c.get().len())).sum();
+        let prompt_bytes = view
+            .messages
+            .iter()
+            .filter_map(|m| m.content.map(|c| c.get().len()))
+            .sum();
         Ok(Self {
             stream: view.stream.unwrap_or(false),
-            include_usage: view.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+            include_usage: view
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
             model,
             model_span,
             prompt_bytes,
@@ -140,23 +158,72 @@ impl ChatRequest {
     }
 }
 
+/// Deepest JSON nesting accepted. Pass-through values (message content) are skipped by the
+/// parser without recursion limits, so depth is checked separately, in one linear scan.
+const MAX_NESTING_DEPTH: usize = 128;
+
+fn nesting_depth_exceeds(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 impl View<'_> {
     fn check_ranges(&self) -> Result<(), ApiError> {
         if self.messages.is_empty() {
-            return Err(ApiError::invalid("'messages' must contain at least one message", Some("messages")));
+            return Err(ApiError::invalid(
+                "'messages' must contain at least one message",
+                Some("messages"),
+            ));
         }
         if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-            return Err(ApiError::invalid("'temperature' must be between 0 and 2", Some("temperature")));
+            return Err(ApiError::invalid(
+                "'temperature' must be between 0 and 2",
+                Some("temperature"),
+            ));
         }
         if self.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-            return Err(ApiError::invalid("'top_p' must be between 0 and 1", Some("top_p")));
+            return Err(ApiError::invalid(
+                "'top_p' must be between 0 and 1",
+                Some("top_p"),
+            ));
         }
         if self.n.is_some_and(|n| !(1..=128).contains(&n)) {
-            return Err(ApiError::invalid("'n' must be between 1 and 128", Some("n")));
+            return Err(ApiError::invalid(
+                "'n' must be between 1 and 128",
+                Some("n"),
+            ));
         }
-        for (name, value) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
+        for (name, value) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
             if value == Some(0) {
-                return Err(ApiError::invalid(format!("'{name}' must be at least 1"), Some(name)));
+                return Err(ApiError::invalid(
+                    format!("'{name}' must be at least 1"),
+                    Some(name),
+                ));
             }
         }
         Ok(())
@@ -193,20 +260,48 @@ mod tests {
 
     #[test]
     fn errors_name_the_parameter() {
-        assert_eq!(param_of(r#"{"model":"m","messages":{}}"#).as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user"}],"temperature":"hot"}"#).as_deref(), Some("temperature"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":-1}"#).as_deref(), Some("max_tokens"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"wizard"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param_of(r#"{"model":7,"messages":[{"role":"user"}]}"#).as_deref(), Some("model"));
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":{}}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"user"}],"temperature":"hot"}"#)
+                .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":-1}"#).as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"wizard"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param_of(r#"{"model":7,"messages":[{"role":"user"}]}"#).as_deref(),
+            Some("model")
+        );
         assert_eq!(param_of(r#"{"messages":[{"role":"user"}]}"#), None);
         assert_eq!(param_of("{not json"), None);
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user"}]} trailing"#), None);
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"user"}]} trailing"#),
+            None
+        );
     }
 
     #[test]
     fn deep_nesting_is_rejected_not_a_crash() {
-        let deep = format!(r#"{{"model":"m","messages":[{{"role":"user","content":{}1{}}}]}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":{}1{}}}]}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         assert!(parse(&deep).is_err());
+        let string_brackets = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "[".repeat(1000)
+        );
+        assert!(parse(&string_brackets).is_ok());
     }
 
     #[test]

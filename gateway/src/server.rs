@@ -22,17 +22,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
     let pepper = args.api_key_pepper.as_bytes().to_vec();
-    let loader = Arc::new(Loader::new(dir.clone(), pepper.clone(), snapshots.clone(), metrics.clone()));
+    let loader = Arc::new(Loader::new(
+        dir.clone(),
+        pepper.clone(),
+        snapshots.clone(),
+        metrics.clone(),
+    ));
     let initial = {
         let loader = loader.clone();
         tokio::task::spawn_blocking(move || loader.reload()).await?
     };
     if let ReloadOutcome::Rejected(errors) = initial {
-        bail!("configuration in {} is invalid:\n  {}", dir.display(), errors.join("\n  "));
+        bail!(
+            "configuration in {} is invalid:\n  {}",
+            dir.display(),
+            errors.join("\n  ")
+        );
     }
     let _watcher = source_dir::watch(loader, &dir).context("cannot watch the config directory")?;
 
-    let settings = RequestSettings { max_body_bytes: args.max_request_body_bytes, key_pepper: pepper.into() };
+    let settings = RequestSettings {
+        max_body_bytes: args.max_request_body_bytes,
+        key_pepper: pepper.into(),
+    };
     let state = AppState::new(snapshots, metrics, settings);
     let app = crate::router(state.clone());
     let listener = TcpListener::bind((args.host.as_str(), args.port))

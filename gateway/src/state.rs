@@ -32,7 +32,11 @@ pub struct AppState {
 
 impl AppState {
     /// New state around a snapshot handle.
-    pub fn new(snapshots: Arc<SnapshotHandle>, metrics: Arc<Metrics>, settings: RequestSettings) -> Self {
+    pub fn new(
+        snapshots: Arc<SnapshotHandle>,
+        metrics: Arc<Metrics>,
+        settings: RequestSettings,
+    ) -> Self {
         Self {
             snapshots,
             metrics,

@@ -40,7 +40,9 @@ pub fn read(uptime_seconds: f64) -> SystemInfo {
         process_resident_memory_bytes: kib_field(&status, "VmRSS:"),
         process_open_fds: std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count),
         process_threads: field(&status, "Threads:"),
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         load_average_1m: std::fs::read_to_string("/proc/loadavg")
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse().ok()),
@@ -60,7 +62,13 @@ fn process_cpu_seconds() -> Option<f64> {
 }
 
 fn field(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 fn kib_field(text: &str, name: &str) -> Option<u64> {

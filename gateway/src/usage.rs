@@ -19,8 +19,17 @@ pub struct Accounting {
 impl Accounting {
     /// Starts accounting for route `model` on `provider`; `started` is the request arrival.
     pub fn new(metrics: Arc<Metrics>, model: &str, provider: &str, started: Instant) -> Self {
-        let labels = TargetLabels { model: model.to_owned(), provider: provider.to_owned() };
-        Self { metrics, labels, started, first_byte_seen: false, usage_seen: false }
+        let labels = TargetLabels {
+            model: model.to_owned(),
+            provider: provider.to_owned(),
+        };
+        Self {
+            metrics,
+            labels,
+            started,
+            first_byte_seen: false,
+            usage_seen: false,
+        }
     }
 
     /// Marks the first streamed byte (time to first token); later calls do nothing.
@@ -28,7 +37,10 @@ impl Accounting {
         if !self.first_byte_seen {
             self.first_byte_seen = true;
             let seconds = self.started.elapsed().as_secs_f64();
-            self.metrics.time_to_first_token.get_or_create(&self.labels).observe(seconds);
+            self.metrics
+                .time_to_first_token
+                .get_or_create(&self.labels)
+                .observe(seconds);
         }
     }
 
@@ -38,7 +50,10 @@ impl Accounting {
             return;
         }
         self.usage_seen = true;
-        for (direction, count) in [("input", usage.prompt_tokens), ("output", usage.completion_tokens)] {
+        for (direction, count) in [
+            ("input", usage.prompt_tokens),
+            ("output", usage.completion_tokens),
+        ] {
             let labels = TokenLabels {
                 direction,
                 model: self.labels.model.clone(),

@@ -1,6 +1,8 @@
 //! The running binary in front of a mock OpenAI upstream: what the upstream receives, what
 //! the client gets back, and what happens when either side misbehaves.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
 mod common;
 
 use std::time::Duration;
@@ -47,11 +49,17 @@ async fn rewrites_model_swaps_credentials_and_forwards_only_allowed_headers() {
     let received = &upstream.requests()[0];
     assert_eq!(received.body["model"], "upstream-model");
     assert_eq!(received.body["temperature"], 0.5);
-    assert_eq!(received.headers["authorization"], "Bearer sk-upstream-secret");
+    assert_eq!(
+        received.headers["authorization"],
+        "Bearer sk-upstream-secret"
+    );
     assert_eq!(received.headers["x-request-id"], "req-123");
     assert_eq!(received.headers["user-agent"], "test-agent");
     for leaked in ["x-api-key", "cookie", "x-forwarded-for"] {
-        assert!(!received.headers.contains_key(leaked), "{leaked} was forwarded");
+        assert!(
+            !received.headers.contains_key(leaked),
+            "{leaked} was forwarded"
+        );
     }
     assert!(!String::from_utf8_lossy(&received.raw).contains(&gateway.key));
 }
@@ -87,7 +95,10 @@ async fn sse_events_arrive_byte_identical_and_usage_is_counted() {
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     let (upstream, gateway) = setup().await;
-    upstream.set_fault(Fault { chunk_gap: Duration::from_millis(300), ..Fault::default() });
+    upstream.set_fault(Fault {
+        chunk_gap: Duration::from_millis(300),
+        ..Fault::default()
+    });
     let response = gateway.chat(chat_body("alias", true)).await;
     let mut stream = response.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
@@ -97,30 +108,54 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     while upstream.stream_outcomes() != (0, 1) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(upstream.stream_outcomes(), (0, 1), "upstream stream was not cancelled");
-    assert_eq!(metric(&gateway.url, "llm_requests_in_flight").await, Some(1.0), "only /metrics itself in flight");
+    assert_eq!(
+        upstream.stream_outcomes(),
+        (0, 1),
+        "upstream stream was not cancelled"
+    );
+    assert_eq!(
+        metric(&gateway.url, "llm_requests_in_flight").await,
+        Some(1.0),
+        "only /metrics itself in flight"
+    );
 }
 
 #[tokio::test]
 async fn upstream_failures_become_openai_errors() {
     let (upstream, gateway) = setup().await;
-    upstream.set_fault(Fault { status: Some(503), ..Fault::default() });
+    upstream.set_fault(Fault {
+        status: Some(503),
+        ..Fault::default()
+    });
     let response = gateway.chat(chat_body("alias", false)).await;
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "upstream_error");
-    assert_eq!(body["error"]["message"], "upstream upstream answered HTTP 503");
+    assert_eq!(
+        body["error"]["message"],
+        "upstream upstream answered HTTP 503"
+    );
 
-    upstream.set_fault(Fault { status: Some(429), retry_after: Some("7".into()), ..Fault::default() });
+    upstream.set_fault(Fault {
+        status: Some(429),
+        retry_after: Some("7".into()),
+        ..Fault::default()
+    });
     let response = gateway.chat(chat_body("alias", true)).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
 
-    upstream.set_fault(Fault { delay: Duration::from_secs(3), ..Fault::default() });
+    upstream.set_fault(Fault {
+        delay: Duration::from_secs(3),
+        ..Fault::default()
+    });
     let started = std::time::Instant::now();
     let response = gateway.chat(chat_body("alias", false)).await;
     assert_eq!(response.status(), 504);
-    assert!(started.elapsed() < Duration::from_millis(2900), "first-byte timeout of 2s not applied");
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "first-byte timeout of 2s not applied"
+    );
 }
 
 #[tokio::test]
@@ -129,26 +164,83 @@ async fn client_errors_are_openai_shaped_with_the_right_status() {
     let client = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", gateway.url);
     let cases: Vec<(reqwest::RequestBuilder, u16, Option<&str>)> = vec![
-        (client.post(&url).json(&chat_body("alias", false)), 401, Some("invalid_api_key")),
-        (client.post(&url).bearer_auth("sk-lgw-wrong").json(&chat_body("alias", false)), 401, Some("invalid_api_key")),
-        (client.post(&url).bearer_auth(&gateway.key).json(&chat_body("nope", false)), 404, Some("model_not_found")),
-        (client.post(&url).bearer_auth(&gateway.key).header("content-type", "application/json").body("{bad"), 400, None),
-        (client.post(&url).bearer_auth(&gateway.key).header("content-type", "application/json").body(""), 400, None),
-        (client.post(&url).bearer_auth(&gateway.key).json(&json!({"model": "alias", "messages": "x"})), 400, None),
-        (client.post(&url).bearer_auth(&gateway.key).json(&json!({"model": "alias", "messages": [{"role":"user"}], "max_tokens": -1})), 400, None),
+        (
+            client.post(&url).json(&chat_body("alias", false)),
+            401,
+            Some("invalid_api_key"),
+        ),
+        (
+            client
+                .post(&url)
+                .bearer_auth("sk-lgw-wrong")
+                .json(&chat_body("alias", false)),
+            401,
+            Some("invalid_api_key"),
+        ),
+        (
+            client
+                .post(&url)
+                .bearer_auth(&gateway.key)
+                .json(&chat_body("nope", false)),
+            404,
+            Some("model_not_found"),
+        ),
+        (
+            client
+                .post(&url)
+                .bearer_auth(&gateway.key)
+                .header("content-type", "application/json")
+                .body("{bad"),
+            400,
+            None,
+        ),
+        (
+            client
+                .post(&url)
+                .bearer_auth(&gateway.key)
+                .header("content-type", "application/json")
+                .body(""),
+            400,
+            None,
+        ),
+        (
+            client
+                .post(&url)
+                .bearer_auth(&gateway.key)
+                .json(&json!({"model": "alias", "messages": "x"})),
+            400,
+            None,
+        ),
+        (
+            client
+                .post(&url)
+                .bearer_auth(&gateway.key)
+                .json(&json!({"model": "alias", "messages": [{"role":"user"}], "max_tokens": -1})),
+            400,
+            None,
+        ),
     ];
     for (i, (request, status, code)) in cases.into_iter().enumerate() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "case {i}");
         let body: Value = response.json().await.unwrap();
         let error = &body["error"];
-        assert!(error["message"].is_string() && error["type"].is_string(), "case {i}: {body}");
-        assert!(error.get("param").is_some() && error.get("code").is_some(), "case {i}: {body}");
+        assert!(
+            error["message"].is_string() && error["type"].is_string(),
+            "case {i}: {body}"
+        );
+        assert!(
+            error.get("param").is_some() && error.get("code").is_some(),
+            "case {i}: {body}"
+        );
         if let Some(code) = code {
             assert_eq!(error["code"], code, "case {i}");
         }
     }
-    assert!(upstream.requests().is_empty(), "bad requests reached the upstream");
+    assert!(
+        upstream.requests().is_empty(),
+        "bad requests reached the upstream"
+    );
     let prefix = r#"llm_api_key_rejections_total{reason="malformed"}"#;
     assert_eq!(metric(&gateway.url, prefix).await, Some(1.0));
 }
@@ -157,7 +249,8 @@ async fn client_errors_are_openai_shaped_with_the_right_status() {
 async fn key_restricted_to_models_gets_403_and_filtered_model_list() {
     let upstream = MockUpstream::start().await;
     let key = new_key();
-    let config = manifests(&upstream.base_url, &key).replace("models: [alias, same-name, fake-model]", "models: [fake-*]");
+    let config = manifests(&upstream.base_url, &key)
+        .replace("models: [alias, same-name, fake-model]", "models: [fake-*]");
     let gateway = Gateway::start(&config, key, &[]).await;
     let response = gateway.chat(chat_body("alias", false)).await;
     assert_eq!(response.status(), 403);
@@ -170,7 +263,12 @@ async fn key_restricted_to_models_gets_403_and_filtered_model_list() {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["fake-model"]);
 }
 
@@ -180,7 +278,11 @@ async fn oversized_request(gateway: &Gateway, chunked: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = gateway.url.trim_start_matches("http://");
     let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
-    let length = if chunked { "Transfer-Encoding: chunked".to_owned() } else { "Content-Length: 104857600".to_owned() };
+    let length = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        "Content-Length: 104857600".to_owned()
+    };
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{length}\r\n\r\n",
         gateway.key
@@ -199,7 +301,10 @@ async fn oversized_request(gateway: &Gateway, chunked: bool) -> String {
         }
     }
     let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
@@ -207,10 +312,18 @@ async fn oversized_request(gateway: &Gateway, chunked: bool) -> String {
 async fn oversized_bodies_get_413_without_being_read_whole() {
     let upstream = MockUpstream::start().await;
     let key = new_key();
-    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key, &[("MAX_REQUEST_BODY_BYTES", "1048576")]).await;
+    let gateway = Gateway::start(
+        &manifests(&upstream.base_url, &key),
+        key,
+        &[("MAX_REQUEST_BODY_BYTES", "1048576")],
+    )
+    .await;
     for chunked in [false, true] {
         let answer = oversized_request(&gateway, chunked).await;
-        assert!(answer.starts_with("HTTP/1.1 413"), "chunked={chunked}: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "chunked={chunked}: {answer}"
+        );
         assert!(answer.contains(r#""code":"request_too_large""#), "{answer}");
     }
     assert!(upstream.requests().is_empty());

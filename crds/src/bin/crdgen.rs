@@ -10,7 +10,8 @@ fn main() -> ExitCode {
         match target.as_deref() {
             Some("-") => print!("---\n{yaml}"),
             dir => {
-                let dir = PathBuf::from(dir.unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/yaml")));
+                let dir =
+                    PathBuf::from(dir.unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/yaml")));
                 let path = dir.join(file);
                 if let Err(e) = std::fs::write(&path, yaml) {
                     eprintln!("crdgen: cannot write {}: {e}", path.display());

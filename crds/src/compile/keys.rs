@@ -21,7 +21,10 @@ pub(super) struct SecretIndex<'a> {
 
 impl<'a> SecretIndex<'a> {
     pub(super) fn new(secrets: &'a [Secret]) -> Self {
-        let by_name = secrets.iter().map(|s| ((namespace_of(s), s.name_any()), s)).collect();
+        let by_name = secrets
+            .iter()
+            .map(|s| ((namespace_of(s), s.name_any()), s))
+            .collect();
         Self { by_name }
     }
 
@@ -57,11 +60,21 @@ pub(super) fn compile(
     for api_key in api_keys {
         let id = object_id(api_key);
         let mut fail = |field: &str, message: String| {
-            errors.push(ConfigError { kind: KIND, object: id.clone(), field: field.to_owned(), message });
+            errors.push(ConfigError {
+                kind: KIND,
+                object: id.clone(),
+                field: field.to_owned(),
+                message,
+            });
         };
-        let Some(compiled) = compile_one(api_key, secrets, inputs, &mut fail) else { continue };
+        let Some(compiled) = compile_one(api_key, secrets, inputs, &mut fail) else {
+            continue;
+        };
         if let Some(other) = owners_of_hash.insert(compiled.hash, id.clone()) {
-            fail("spec.secretName", format!("holds the same key as ApiKey {other}"));
+            fail(
+                "spec.secretName",
+                format!("holds the same key as ApiKey {other}"),
+            );
             continue;
         }
         out.push(compiled);
@@ -93,13 +106,18 @@ fn compile_one(
     };
     let expires_at = match &spec.expires_at {
         None => None,
-        Some(text) => match humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                fail("spec.expiresAt", format!("{text:?} is not an RFC 3339 time: {e}"));
-                return None;
+        Some(text) => {
+            match humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    fail(
+                        "spec.expiresAt",
+                        format!("{text:?} is not an RFC 3339 time: {e}"),
+                    );
+                    return None;
+                }
             }
-        },
+        }
     };
     Some(CompiledKey {
         key_id,
@@ -128,11 +146,17 @@ fn key_material(
             if let Err(e) = keys::check_format(&plaintext) {
                 fail(
                     "spec.secretName",
-                    format!("Secret {ns}/{} holds an invalid key: {e}", api_key.spec.secret_name),
+                    format!(
+                        "Secret {ns}/{} holds an invalid key: {e}",
+                        api_key.spec.secret_name
+                    ),
                 );
                 return None;
             }
-            Some((keys::key_id(&plaintext), keys::hash_bytes(inputs.key_pepper, &plaintext)))
+            Some((
+                keys::key_id(&plaintext),
+                keys::hash_bytes(inputs.key_pepper, &plaintext),
+            ))
         }
         Err(missing) => {
             let status = api_key.status.as_ref();

@@ -44,7 +44,10 @@ pub struct ConfigError {
 }
 
 /// Compiles the objects into a configuration, or returns every error found.
-pub fn compile(manifests: &Manifests, inputs: &CompileInputs<'_>) -> Result<CompiledConfig, Vec<ConfigError>> {
+pub fn compile(
+    manifests: &Manifests,
+    inputs: &CompileInputs<'_>,
+) -> Result<CompiledConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let secrets = keys::SecretIndex::new(&manifests.secrets);
     let providers = providers::compile(&manifests.providers, &secrets, inputs, &mut errors);
@@ -52,7 +55,12 @@ pub fn compile(manifests: &Manifests, inputs: &CompileInputs<'_>) -> Result<Comp
     let keys = keys::compile(&manifests.api_keys, &secrets, inputs, &mut errors);
     let require_api_key = gateway_requires_keys(manifests, &mut errors);
     if errors.is_empty() {
-        Ok(CompiledConfig { providers, routes, keys, require_api_key })
+        Ok(CompiledConfig {
+            providers,
+            routes,
+            keys,
+            require_api_key,
+        })
     } else {
         Err(errors)
     }

@@ -24,7 +24,12 @@ pub(super) fn compile(
     for provider in providers {
         let id = object_id(provider);
         let mut fail = |field: &str, message: String| {
-            errors.push(ConfigError { kind: KIND, object: id.clone(), field: field.to_owned(), message });
+            errors.push(ConfigError {
+                kind: KIND,
+                object: id.clone(),
+                field: field.to_owned(),
+                message,
+            });
         };
         if seen.insert(id.clone(), ()).is_some() {
             fail("metadata.name", "defined more than once".to_owned());
@@ -47,11 +52,17 @@ fn compile_one(
     let kind = spec.provider_type;
     let base_url = base_url(provider, fail);
     if spec.fake.is_some() && kind != ProviderType::Fake {
-        fail("spec.fake", "only allowed when spec.type is fake".to_owned());
+        fail(
+            "spec.fake",
+            "only allowed when spec.type is fake".to_owned(),
+        );
     }
     if let Some(fake) = &spec.fake {
         if !(0.0..=1.0).contains(&fake.failure_rate) {
-            fail("spec.fake.failureRate", "must be between 0 and 1".to_owned());
+            fail(
+                "spec.fake.failureRate",
+                "must be between 0 and 1".to_owned(),
+            );
         }
         if fake.chunks == 0 {
             fail("spec.fake.chunks", "must be at least 1".to_owned());
@@ -59,13 +70,26 @@ fn compile_one(
     }
     let breaker = spec.circuit_breaker.clone().unwrap_or_default();
     if breaker.failure_threshold == 0 || breaker.half_open_probes == 0 {
-        fail("spec.circuitBreaker", "failureThreshold and halfOpenProbes must be at least 1".to_owned());
+        fail(
+            "spec.circuitBreaker",
+            "failureThreshold and halfOpenProbes must be at least 1".to_owned(),
+        );
     }
     let (credential, mut unavailable) = credential(provider, secrets, inputs, fail);
-    if matches!(kind, ProviderType::Anthropic | ProviderType::Gemini | ProviderType::AzureOpenAi) {
-        unavailable = Some(format!("provider type {} is not supported by this gateway version", kind.as_str()));
+    if matches!(
+        kind,
+        ProviderType::Anthropic | ProviderType::Gemini | ProviderType::AzureOpenAi
+    ) {
+        unavailable = Some(format!(
+            "provider type {} is not supported by this gateway version",
+            kind.as_str()
+        ));
     }
-    let models = spec.models.iter().map(|m| (m.name.clone(), m.clone())).collect();
+    let models = spec
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), m.clone()))
+        .collect();
     Some(CompiledProvider {
         id: object_id(provider),
         name: provider.name_any(),
@@ -90,14 +114,20 @@ fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Optio
         (None, Some(default)) => default,
         (None, None) if spec.provider_type == ProviderType::Fake => return None,
         (None, None) => {
-            fail("spec.baseUrl", format!("required for type {}", spec.provider_type.as_str()));
+            fail(
+                "spec.baseUrl",
+                format!("required for type {}", spec.provider_type.as_str()),
+            );
             return None;
         }
     };
     let parsed = match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
         _ => {
-            fail("spec.baseUrl", format!("{raw:?} is not an http(s) URL with a host"));
+            fail(
+                "spec.baseUrl",
+                format!("{raw:?} is not an http(s) URL with a host"),
+            );
             return None;
         }
     };
@@ -132,7 +162,9 @@ fn is_local_ip(ip: IpAddr) -> bool {
             v6.is_loopback()
                 || v6.is_unspecified()
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_local_ip(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_local_ip(IpAddr::V4(v4)))
         }
     }
 }
@@ -148,9 +180,15 @@ fn credential(
 ) -> (Option<SecretString>, Option<String>) {
     let spec = &provider.spec;
     let Some(creds) = &spec.credentials else {
-        let needs = !matches!(spec.provider_type, ProviderType::Fake | ProviderType::OpenAiCompatible);
+        let needs = !matches!(
+            spec.provider_type,
+            ProviderType::Fake | ProviderType::OpenAiCompatible
+        );
         if needs {
-            fail("spec.credentials", format!("required for type {}", spec.provider_type.as_str()));
+            fail(
+                "spec.credentials",
+                format!("required for type {}", spec.provider_type.as_str()),
+            );
         }
         return (None, None);
     };
@@ -167,7 +205,10 @@ fn credential(
             None => (None, Some(format!("environment variable {var} is not set"))),
         },
         _ => {
-            fail("spec.credentials", "set exactly one of secretRef or env".to_owned());
+            fail(
+                "spec.credentials",
+                "set exactly one of secretRef or env".to_owned(),
+            );
             (None, None)
         }
     }

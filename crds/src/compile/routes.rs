@@ -14,8 +14,11 @@ pub(super) fn compile(
     providers: &[CompiledProvider],
     errors: &mut Vec<ConfigError>,
 ) -> BTreeMap<String, CompiledRoute> {
-    let index: BTreeMap<&str, usize> =
-        providers.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
     let mut routes: BTreeMap<String, CompiledRoute> = BTreeMap::new();
     let mut fallback_fields: BTreeMap<String, (String, String)> = BTreeMap::new();
     for policy in policies {
@@ -34,10 +37,19 @@ pub(super) fn compile(
                 continue;
             };
             if let Some(existing) = routes.get(&route.model) {
-                fail(".model", format!("model {:?} is already routed by RoutePolicy {}", route.model, existing.policy));
+                fail(
+                    ".model",
+                    format!(
+                        "model {:?} is already routed by RoutePolicy {}",
+                        route.model, existing.policy
+                    ),
+                );
                 continue;
             }
-            fallback_fields.insert(route.model.clone(), (id.clone(), format!("{field}.fallbacks")));
+            fallback_fields.insert(
+                route.model.clone(),
+                (id.clone(), format!("{field}.fallbacks")),
+            );
             routes.insert(route.model.clone(), compiled);
         }
     }
@@ -53,7 +65,10 @@ fn compile_route(
     fail: &mut dyn FnMut(&str, String),
 ) -> Option<CompiledRoute> {
     if !is_valid_model_name(&route.model) {
-        fail(".model", format!("{:?} does not match {MODEL_NAME_PATTERN}", route.model));
+        fail(
+            ".model",
+            format!("{:?} does not match {MODEL_NAME_PATTERN}", route.model),
+        );
         return None;
     }
     if route.targets.is_empty() {
@@ -61,19 +76,25 @@ fn compile_route(
         return None;
     }
     if route.strategy == Strategy::Weighted && route.targets.iter().all(|t| t.weight == 0) {
-        fail(".targets", "a weighted route needs at least one target with weight > 0".to_owned());
+        fail(
+            ".targets",
+            "a weighted route needs at least one target with weight > 0".to_owned(),
+        );
     }
-    if let Some(backoff) = policy.spec.retry.as_ref().map(|r| &r.backoff) {
-        if backoff.base > backoff.max {
-            fail(".retry.backoff", "base must not exceed max".to_owned());
-        }
+    if let Some(backoff) = policy.spec.retry.as_ref().map(|r| &r.backoff)
+        && backoff.base > backoff.max
+    {
+        fail(".retry.backoff", "base must not exceed max".to_owned());
     }
     let ns = namespace_of(policy);
     let mut targets = Vec::with_capacity(route.targets.len());
     for (t, target) in route.targets.iter().enumerate() {
         let provider_id = format!("{ns}/{}", target.provider);
         let Some(&provider) = index.get(provider_id.as_str()) else {
-            fail(&format!(".targets[{t}].provider"), format!("LlmProvider {provider_id} not found"));
+            fail(
+                &format!(".targets[{t}].provider"),
+                format!("LlmProvider {provider_id} not found"),
+            );
             continue;
         };
         let upstream_model = target.model.clone().unwrap_or_else(|| route.model.clone());
@@ -81,7 +102,9 @@ fn compile_route(
         if !catalogue.is_empty() && !catalogue.contains_key(&upstream_model) {
             fail(
                 &format!(".targets[{t}].model"),
-                format!("LlmProvider {provider_id} does not list model {upstream_model:?} in spec.models"),
+                format!(
+                    "LlmProvider {provider_id} does not list model {upstream_model:?} in spec.models"
+                ),
             );
             continue;
         }
@@ -90,7 +113,12 @@ fn compile_route(
             .circuit_breaker
             .clone()
             .unwrap_or_else(|| providers[provider].circuit_breaker.clone());
-        targets.push(CompiledTarget { provider, upstream_model, weight: target.weight, circuit_breaker });
+        targets.push(CompiledTarget {
+            provider,
+            upstream_model,
+            weight: target.weight,
+            circuit_breaker,
+        });
     }
     Some(CompiledRoute {
         model: route.model.clone(),
@@ -113,7 +141,12 @@ fn check_fallbacks(
     for (model, route) in routes {
         let (object, field) = &fields[model];
         let mut fail = |message: String| {
-            errors.push(ConfigError { kind: KIND, object: object.clone(), field: field.clone(), message });
+            errors.push(ConfigError {
+                kind: KIND,
+                object: object.clone(),
+                field: field.clone(),
+                message,
+            });
         };
         for fallback in &route.fallbacks {
             if !routes.contains_key(fallback) {
@@ -135,7 +168,9 @@ fn find_cycle(start: &str, routes: &BTreeMap<String, CompiledRoute>) -> Option<V
         path: &mut Vec<&'a str>,
         seen: &mut BTreeSet<&'a str>,
     ) -> bool {
-        let Some(route) = routes.get(node) else { return false };
+        let Some(route) = routes.get(node) else {
+            return false;
+        };
         for next in &route.fallbacks {
             if next == start {
                 path.push(next);
@@ -153,7 +188,8 @@ fn find_cycle(start: &str, routes: &BTreeMap<String, CompiledRoute>) -> Option<V
     }
     let mut path = vec![start];
     let mut seen = BTreeSet::new();
-    visit(start, start, routes, &mut path, &mut seen).then(|| path.iter().map(|s| (*s).to_owned()).collect())
+    visit(start, start, routes, &mut path, &mut seen)
+        .then(|| path.iter().map(|s| (*s).to_owned()).collect())
 }
 
 fn is_valid_model_name(name: &str) -> bool {

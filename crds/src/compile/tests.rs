@@ -9,8 +9,17 @@ fn manifests(yaml: &str) -> Manifests {
     m
 }
 
-fn compile_with_env(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<CompiledConfig, Vec<ConfigError>> {
-    compile(&manifests(yaml), &CompileInputs { env, key_pepper: PEPPER })
+fn compile_with_env(
+    yaml: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledConfig, Vec<ConfigError>> {
+    compile(
+        &manifests(yaml),
+        &CompileInputs {
+            env,
+            key_pepper: PEPPER,
+        },
+    )
 }
 
 fn compile_yaml(yaml: &str) -> Result<CompiledConfig, Vec<ConfigError>> {
@@ -18,7 +27,11 @@ fn compile_yaml(yaml: &str) -> Result<CompiledConfig, Vec<ConfigError>> {
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    compile_yaml(yaml).unwrap_err().iter().map(ToString::to_string).collect()
+    compile_yaml(yaml)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 const FAKE: &str = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: fake}\nspec: {type: fake}\n---\n";
@@ -32,29 +45,52 @@ fn compiles_a_route_with_defaults() {
     let route = &config.routes["demo"];
     assert_eq!(route.policy, "default/r");
     assert_eq!(route.targets[0].upstream_model, "demo");
-    assert_eq!(config.providers[route.targets[0].provider].id, "default/fake");
+    assert_eq!(
+        config.providers[route.targets[0].provider].id,
+        "default/fake"
+    );
     assert!(config.require_api_key);
 }
 
 #[test]
 fn names_missing_provider_with_field_path() {
-    let errs = errors("apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: r, namespace: team}\nspec:\n  routes:\n  - model: demo\n    targets: [{provider: nope}]\n");
-    assert_eq!(errs, ["RoutePolicy team/r: spec.routes[0].targets[0].provider: LlmProvider team/nope not found"]);
+    let errs = errors(
+        "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: r, namespace: team}\nspec:\n  routes:\n  - model: demo\n    targets: [{provider: nope}]\n",
+    );
+    assert_eq!(
+        errs,
+        ["RoutePolicy team/r: spec.routes[0].targets[0].provider: LlmProvider team/nope not found"]
+    );
 }
 
 #[test]
 fn rejects_duplicate_models_across_policies_and_fallback_cycles() {
     let route = |name: &str, model: &str, fallback: &str| {
-        format!("apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: {name}}}\nspec:\n  routes:\n  - model: {model}\n    fallbacks: [{fallback}]\n    targets: [{{provider: fake}}]\n---\n")
+        format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: {name}}}\nspec:\n  routes:\n  - model: {model}\n    fallbacks: [{fallback}]\n    targets: [{{provider: fake}}]\n---\n"
+        )
     };
-    let errs = errors(&format!("{FAKE}{}{}{}", route("a", "m1", "m2"), route("b", "m2", "m1"), route("c", "m1", "m2")));
+    let errs = errors(&format!(
+        "{FAKE}{}{}{}",
+        route("a", "m1", "m2"),
+        route("b", "m2", "m1"),
+        route("c", "m1", "m2")
+    ));
     assert!(errs.iter().any(|e| e.contains("RoutePolicy default/c: spec.routes[0].model: model \"m1\" is already routed by RoutePolicy default/a")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("fallbacks form a cycle: m1 -> m2 -> m1")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("fallbacks form a cycle: m1 -> m2 -> m1")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn blocks_loopback_base_urls_unless_allowed() {
-    let provider = |allow: bool| format!("apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: local}}\nspec: {{type: openaiCompatible, baseUrl: 'http://169.254.169.254/v1', allowLocalAddresses: {allow}}}\n");
+    let provider = |allow: bool| {
+        format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: local}}\nspec: {{type: openaiCompatible, baseUrl: 'http://169.254.169.254/v1', allowLocalAddresses: {allow}}}\n"
+        )
+    };
     assert!(errors(&provider(false))[0].contains("spec.baseUrl: points at a loopback"));
     assert!(compile_yaml(&provider(true)).is_ok());
 }
@@ -63,16 +99,30 @@ fn blocks_loopback_base_urls_unless_allowed() {
 fn env_credentials_missing_make_the_provider_unavailable_not_invalid() {
     let yaml = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: openai}\nspec: {type: openai, credentials: {env: OPENAI_API_KEY}}\n";
     let config = compile_yaml(yaml).unwrap();
-    assert_eq!(config.providers[0].unavailable.as_deref(), Some("environment variable OPENAI_API_KEY is not set"));
-    let config = compile_with_env(yaml, &|name| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())).unwrap();
-    assert_eq!(config.providers[0].credential.as_ref().unwrap().expose(), "sk-test");
-    assert_eq!(format!("{:?}", config.providers[0].credential), "Some(*****)");
+    assert_eq!(
+        config.providers[0].unavailable.as_deref(),
+        Some("environment variable OPENAI_API_KEY is not set")
+    );
+    let config = compile_with_env(yaml, &|name| {
+        (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())
+    })
+    .unwrap();
+    assert_eq!(
+        config.providers[0].credential.as_ref().unwrap().expose(),
+        "sk-test"
+    );
+    assert_eq!(
+        format!("{:?}", config.providers[0].credential),
+        "Some(*****)"
+    );
 }
 
 #[test]
 fn api_keys_are_hashed_and_checked() {
     let key = keys::generate().unwrap();
-    let yaml = format!("apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k}}\nspec: {{secretName: s, owner: team, models: ['gpt-*']}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{apiKey: {key}}}\n");
+    let yaml = format!(
+        "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k}}\nspec: {{secretName: s, owner: team, models: ['gpt-*']}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{apiKey: {key}}}\n"
+    );
     let config = compile_yaml(&yaml).unwrap();
     assert_eq!(config.keys[0].hash, keys::hash_bytes(PEPPER, &key));
     assert!(config.keys[0].allows_model("gpt-4o") && !config.keys[0].allows_model("claude"));
@@ -80,5 +130,8 @@ fn api_keys_are_hashed_and_checked() {
     let bad = yaml.replace(&key, "sk-lgw-not-a-real-key");
     assert!(errors(&bad)[0].contains("spec.secretName: Secret default/s holds an invalid key"));
     let missing = yaml.replace("name: s}", "name: other}");
-    assert_eq!(errors(&missing), ["ApiKey default/k: spec.secretName: Secret default/s not found"]);
+    assert_eq!(
+        errors(&missing),
+        ["ApiKey default/k: spec.secretName: Secret default/s not found"]
+    );
 }

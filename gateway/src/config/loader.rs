@@ -45,9 +45,20 @@ struct LoaderState {
 
 impl Loader {
     /// A loader for `dir` feeding `handle`.
-    pub fn new(dir: PathBuf, key_pepper: Vec<u8>, handle: Arc<SnapshotHandle>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        key_pepper: Vec<u8>,
+        handle: Arc<SnapshotHandle>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         handle.update_status(|s| s.source = format!("directory:{}", dir.display()));
-        Self { dir, key_pepper, handle, metrics, state: Mutex::default() }
+        Self {
+            dir,
+            key_pepper,
+            handle,
+            metrics,
+            state: Mutex::default(),
+        }
     }
 
     /// Reloads now (blocking IO; call from a blocking context).
@@ -69,10 +80,15 @@ impl Loader {
             return ReloadOutcome::Unchanged;
         }
         let env = |name: &str| std::env::var(name).ok();
-        let inputs = CompileInputs { env: &env, key_pepper: &self.key_pepper };
+        let inputs = CompileInputs {
+            env: &env,
+            key_pepper: &self.key_pepper,
+        };
         let config = match compile(&contents.manifests, &inputs) {
             Ok(config) => config,
-            Err(errors) => return ReloadOutcome::Rejected(errors.iter().map(ToString::to_string).collect()),
+            Err(errors) => {
+                return ReloadOutcome::Rejected(errors.iter().map(ToString::to_string).collect());
+            }
         };
         let generation = state.generation + 1;
         let clients = &mut state.clients;
@@ -89,8 +105,13 @@ impl Loader {
             ReloadOutcome::Unchanged => {}
             ReloadOutcome::Applied(generation) => {
                 tracing::info!(generation, source = %self.dir.display(), "configuration applied");
-                self.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-                self.metrics.config_generation.set(i64::try_from(*generation).unwrap_or(i64::MAX));
+                self.metrics
+                    .config_reloads
+                    .get_or_create(&ResultLabels { result: "success" })
+                    .inc();
+                self.metrics
+                    .config_generation
+                    .set(i64::try_from(*generation).unwrap_or(i64::MAX));
                 self.handle.update_status(|s| {
                     s.last_attempt = Some(now);
                     s.last_errors.clear();
@@ -101,7 +122,10 @@ impl Loader {
                 for error in errors {
                     tracing::error!(error = %error, "configuration rejected; previous configuration keeps serving");
                 }
-                self.metrics.config_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                self.metrics
+                    .config_reloads
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
                 self.handle.update_status(|s| {
                     s.last_attempt = Some(now);
                     s.last_errors.clone_from(errors);
@@ -112,7 +136,10 @@ impl Loader {
     }
 }
 
-fn client_for(clients: &mut HashMap<Duration, reqwest::Client>, provider: &CompiledProvider) -> reqwest::Client {
+fn client_for(
+    clients: &mut HashMap<Duration, reqwest::Client>,
+    provider: &CompiledProvider,
+) -> reqwest::Client {
     let connect = provider.timeouts.connect.get();
     clients
         .entry(connect)

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use llm_gateway_crds::compiled::{CompiledConfig, CompiledKey, CompiledProvider, CompiledRoute, CompiledTarget};
+use llm_gateway_crds::compiled::{
+    CompiledConfig, CompiledKey, CompiledProvider, CompiledRoute, CompiledTarget,
+};
 use llm_gateway_crds::keys;
 use subtle::ConstantTimeEq;
 
@@ -58,7 +60,12 @@ impl Snapshot {
         generation: u64,
         client_for: &mut dyn FnMut(&CompiledProvider) -> reqwest::Client,
     ) -> Self {
-        let CompiledConfig { providers, routes, keys, require_api_key } = config;
+        let CompiledConfig {
+            providers,
+            routes,
+            keys,
+            require_api_key,
+        } = config;
         let providers = providers
             .into_iter()
             .map(|compiled| ProviderRuntime {
@@ -67,18 +74,33 @@ impl Snapshot {
                 fake_sequence: AtomicU64::new(0),
             })
             .collect();
-        let routes = routes.into_iter().map(|(model, route)| (model, RouteRuntime::new(route))).collect();
+        let routes = routes
+            .into_iter()
+            .map(|(model, route)| (model, RouteRuntime::new(route)))
+            .collect();
         let mut keys_by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             let short = key.key_id.trim_start_matches("lgw_").to_owned();
             keys_by_id.entry(short).or_default().push(i);
         }
-        Self { generation, loaded_at: SystemTime::now(), providers, routes, keys, keys_by_id, require_api_key }
+        Self {
+            generation,
+            loaded_at: SystemTime::now(),
+            providers,
+            routes,
+            keys,
+            keys_by_id,
+            require_api_key,
+        }
     }
 
     /// Finds the key matching `presented`: format and checksum first (no lookup), then the
     /// key id, then a constant-time comparison of keyed hashes.
-    pub fn authenticate(&self, presented: &str, pepper: &[u8]) -> Result<&CompiledKey, KeyRejection> {
+    pub fn authenticate(
+        &self,
+        presented: &str,
+        pepper: &[u8],
+    ) -> Result<&CompiledKey, KeyRejection> {
         match keys::check_format(presented) {
             Ok(()) => {}
             Err(keys::KeyFormatError::Malformed) => return Err("malformed"),
@@ -106,7 +128,12 @@ impl RouteRuntime {
     fn new(compiled: CompiledRoute) -> Self {
         let total_weight: u64 = compiled.targets.iter().map(|t| u64::from(t.weight)).sum();
         let stride = interleaving_stride(total_weight);
-        Self { compiled, total_weight, stride, sequence: AtomicU64::new(0) }
+        Self {
+            compiled,
+            total_weight,
+            stride,
+            sequence: AtomicU64::new(0),
+        }
     }
 
     /// Targets in the order to try them: for `weighted`, the next slot of a deterministic
@@ -128,7 +155,10 @@ impl RouteRuntime {
                 })
                 .unwrap_or(0)
         };
-        let weighted = matches!(self.compiled.strategy, llm_gateway_crds::route_policy::Strategy::Weighted);
+        let weighted = matches!(
+            self.compiled.strategy,
+            llm_gateway_crds::route_policy::Strategy::Weighted
+        );
         let first = if weighted { first } else { 0 };
         targets[first..].iter().chain(targets[..first].iter())
     }

@@ -29,7 +29,12 @@ pub struct DirContents {
 /// Reads and parses every manifest file in `dir`.
 pub fn read(dir: &Path) -> Result<DirContents, Vec<String>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| vec![format!("cannot read config directory {}: {e}", dir.display())])?
+        .map_err(|e| {
+            vec![format!(
+                "cannot read config directory {}: {e}",
+                dir.display()
+            )]
+        })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| is_manifest(path))
         .collect();
@@ -38,7 +43,10 @@ pub fn read(dir: &Path) -> Result<DirContents, Vec<String>> {
     let mut hasher = DefaultHasher::new();
     let mut errors = Vec::new();
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 (&name, &text).hash(&mut hasher);
@@ -50,14 +58,20 @@ pub fn read(dir: &Path) -> Result<DirContents, Vec<String>> {
         }
     }
     if errors.is_empty() {
-        Ok(DirContents { manifests, fingerprint: hasher.finish() })
+        Ok(DirContents {
+            manifests,
+            fingerprint: hasher.finish(),
+        })
     } else {
         Err(errors)
     }
 }
 
 fn is_manifest(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && path.is_file()
 }
 

@@ -10,8 +10,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 
-use super::auth::authenticate;
 use super::Served;
+use super::auth::authenticate;
 use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::openai::ChatRequest;
@@ -33,9 +33,13 @@ pub async fn chat_completions(
     let route = snapshot
         .routes
         .get(&request.model)
-        .ok_or_else(|| ApiError::ModelNotFound { model: request.model.clone() })?;
+        .ok_or_else(|| ApiError::ModelNotFound {
+            model: request.model.clone(),
+        })?;
     if key.is_some_and(|k| !k.allows_model(&request.model)) {
-        return Err(ApiError::ModelNotAllowed { model: request.model.clone() });
+        return Err(ApiError::ModelNotAllowed {
+            model: request.model.clone(),
+        });
     }
     let served = Served {
         route: route.compiled.model.clone(),
@@ -43,8 +47,12 @@ pub async fn chat_completions(
         key_id: key.map(|k| k.key_id.clone()),
         owner: key.map(|k| k.owner.clone()),
     };
-    let (result, provider) = try_targets(&state, &snapshot, route, &request, &headers, started).await;
-    let served = Served { provider: provider.to_owned(), ..served };
+    let (result, provider) =
+        try_targets(&state, &snapshot, route, &request, &headers, started).await;
+    let served = Served {
+        provider: provider.to_owned(),
+        ..served
+    };
     let mut response = match result {
         Ok(response) => response,
         Err(error) => axum::response::IntoResponse::into_response(error),
@@ -82,8 +90,18 @@ async fn try_targets<'s>(
         };
         return (providers::chat(call).await, &provider.compiled.name);
     }
-    let message = format!("no provider can serve model '{}' ({})", route.compiled.model, unavailable.join("; "));
-    (Err(ApiError::ServiceUnavailable { message, retry_after: None }), "")
+    let message = format!(
+        "no provider can serve model '{}' ({})",
+        route.compiled.model,
+        unavailable.join("; ")
+    );
+    (
+        Err(ApiError::ServiceUnavailable {
+            message,
+            retry_after: None,
+        }),
+        "",
+    )
 }
 
 fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
@@ -100,7 +118,10 @@ fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    match headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or_default()) {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default())
+    {
         None => Ok(()),
         Some(value) if value.to_ascii_lowercase().contains("json") => Ok(()),
         Some(value) => Err(ApiError::invalid(

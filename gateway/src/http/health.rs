@@ -21,7 +21,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let (status, reason) = if state.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, Some("shutting down"))
     } else if state.snapshots.load().is_none() {
-        (StatusCode::SERVICE_UNAVAILABLE, Some("no configuration loaded"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("no configuration loaded"),
+        )
     } else {
         (StatusCode::OK, None)
     };

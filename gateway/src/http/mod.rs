@@ -68,7 +68,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -91,22 +94,48 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     metrics.in_flight.inc();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let served = response.extensions().get::<Served>().cloned();
     let error = response.extensions().get::<ErrorLabel>().copied();
     if let Some(ErrorLabel(kind)) = error {
-        metrics.errors.get_or_create(&ErrorLabels { r#type: kind }).inc();
+        metrics
+            .errors
+            .get_or_create(&ErrorLabels { r#type: kind })
+            .inc();
     }
     let is_api = path.starts_with("/v1/");
     if is_api {
         let (model, provider) = served
             .as_ref()
-            .map_or((UNROUTED.to_owned(), String::new()), |s| (s.route.clone(), s.provider.clone()));
-        metrics.requests.get_or_create(&RequestLabels { model, provider, status }).inc();
+            .map_or((UNROUTED.to_owned(), String::new()), |s| {
+                (s.route.clone(), s.provider.clone())
+            });
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                model,
+                provider,
+                status,
+            })
+            .inc();
     }
-    let finish = Finish { state, started, method, path, status, request_id, served, error, is_api };
+    let finish = Finish {
+        state,
+        started,
+        method,
+        path,
+        status,
+        request_id,
+        served,
+        error,
+        is_api,
+    };
     response.map(move |body| {
         Body::new(body.map_frame(move |frame| {
             let _keep_until_body_drops = &finish;
@@ -135,8 +164,14 @@ impl Drop for Finish {
         let elapsed = self.started.elapsed();
         let served = self.served.take().unwrap_or_default();
         if self.is_api && !served.route.is_empty() {
-            let labels = TargetLabels { model: served.route.clone(), provider: served.provider.clone() };
-            metrics.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+            let labels = TargetLabels {
+                model: served.route.clone(),
+                provider: served.provider.clone(),
+            };
+            metrics
+                .request_duration
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64());
         }
         tracing::info!(
             target: "access",

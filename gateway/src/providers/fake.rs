@@ -27,7 +27,10 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     if fails(sequence, settings.failure_rate) {
         return Err(ApiError::Upstream {
             status: StatusCode::BAD_GATEWAY,
-            message: format!("upstream {} answered HTTP 503 (injected failure)", call.provider.compiled.name),
+            message: format!(
+                "upstream {} answered HTTP 503 (injected failure)",
+                call.provider.compiled.name
+            ),
             retry_after: None,
         });
     }
@@ -37,7 +40,10 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     };
     let answer = Answer {
         id: format!("chatcmpl-fake-{sequence}"),
-        created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         model: call.target.upstream_model.clone(),
         usage,
     };
@@ -46,18 +52,25 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
         accounting.usage(usage);
         return Ok(axum::Json(answer.completion(&settings.response)).into_response());
     }
-    let events = answer.stream_events(&settings.response, settings.chunks, call.request.include_usage);
+    let events = answer.stream_events(
+        &settings.response,
+        settings.chunks,
+        call.request.include_usage,
+    );
     let interval = settings.chunk_interval.get();
-    let body = stream::unfold((events.into_iter(), accounting, true), move |(mut it, mut acct, first)| async move {
-        let event = it.next()?;
-        if first {
-            acct.first_byte();
-            acct.usage(usage);
-        } else if interval > Duration::ZERO {
-            tokio::time::sleep(interval).await;
-        }
-        Some((Ok::<_, std::io::Error>(event), (it, acct, false)))
-    });
+    let body = stream::unfold(
+        (events.into_iter(), accounting, true),
+        move |(mut it, mut acct, first)| async move {
+            let event = it.next()?;
+            if first {
+                acct.first_byte();
+                acct.usage(usage);
+            } else if interval > Duration::ZERO {
+                tokio::time::sleep(interval).await;
+            }
+            Some((Ok::<_, std::io::Error>(event), (it, acct, false)))
+        },
+    );
     Ok(sse_response(Body::from_stream(body)))
 }
 
@@ -110,7 +123,9 @@ impl Answer {
 
     fn stream_events(&self, text: &str, chunks: u32, include_usage: bool) -> Vec<Bytes> {
         let mut events = vec![self.chunk(json!({"role": "assistant", "content": ""}), None)];
-        events.extend(split_evenly(text, chunks).map(|piece| self.chunk(json!({"content": piece}), None)));
+        events.extend(
+            split_evenly(text, chunks).map(|piece| self.chunk(json!({"content": piece}), None)),
+        );
         events.push(self.chunk(json!({}), Some("stop")));
         if include_usage {
             let chunk = json!({
@@ -131,7 +146,11 @@ impl Answer {
 /// Splits `text` into at most `parts` non-empty pieces of near-equal length, on char
 /// boundaries.
 fn split_evenly(text: &str, parts: u32) -> impl Iterator<Item = &str> {
-    let chars: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+    let chars: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
     let count = chars.len() - 1;
     let parts = (parts as usize).clamp(1, count.max(1));
     (0..parts).filter_map(move |p| {

@@ -41,7 +41,12 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// A fresh accounting record for this call.
     pub fn accounting(&self) -> Accounting {
-        Accounting::new(self.metrics.clone(), self.route_model, &self.provider.compiled.name, self.started)
+        Accounting::new(
+            self.metrics.clone(),
+            self.route_model,
+            &self.provider.compiled.name,
+            self.started,
+        )
     }
 }
 
@@ -51,7 +56,10 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
         ProviderType::Fake => fake::chat(call).await,
         ProviderType::OpenAi | ProviderType::OpenAiCompatible => openai::chat(call).await,
         other => Err(ApiError::ServiceUnavailable {
-            message: format!("provider type {} is not supported by this gateway version", other.as_str()),
+            message: format!(
+                "provider type {} is not supported by this gateway version",
+                other.as_str()
+            ),
             retry_after: None,
         }),
     }

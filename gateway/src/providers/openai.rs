@@ -18,8 +18,11 @@ use crate::openai::UsageEnvelope;
 
 /// Client headers passed upstream; everything else (credentials, cookies, hop-by-hop,
 /// forwarding headers) stays at the gateway.
-const FORWARDED_HEADERS: [HeaderName; 3] =
-    [header::ACCEPT, header::USER_AGENT, HeaderName::from_static("openai-beta")];
+const FORWARDED_HEADERS: [HeaderName; 3] = [
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("openai-beta"),
+];
 
 /// Forwards a chat completion request.
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
@@ -44,7 +47,13 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     }
     let timeouts = &compiled.timeouts;
     let response = match tokio::time::timeout(timeouts.first_byte.get(), request.send()).await {
-        Err(_) => return Err(timeout(&compiled.name, "send response headers", timeouts.first_byte.get())),
+        Err(_) => {
+            return Err(timeout(
+                &compiled.name,
+                "send response headers",
+                timeouts.first_byte.get(),
+            ));
+        }
         Ok(Err(e)) => return Err(send_error(&compiled.name, &e)),
         Ok(Ok(response)) => response,
     };
@@ -61,14 +70,21 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     }
     let headers = response.headers().clone();
     let body = match tokio::time::timeout(remaining, response.bytes()).await {
-        Err(_) => return Err(timeout(&compiled.name, "send the response body", timeouts.total.get())),
+        Err(_) => {
+            return Err(timeout(
+                &compiled.name,
+                "send the response body",
+                timeouts.total.get(),
+            ));
+        }
         Ok(Err(e)) => return Err(send_error(&compiled.name, &e)),
         Ok(Ok(body)) => body,
     };
     if !status.is_success() {
         return Err(upstream_error(&compiled.name, status, &headers, &body));
     }
-    if let Ok(UsageEnvelope { usage: Some(usage) }) = serde_json::from_slice::<UsageEnvelope>(&body) {
+    if let Ok(UsageEnvelope { usage: Some(usage) }) = serde_json::from_slice::<UsageEnvelope>(&body)
+    {
         call.accounting().usage(usage);
     }
     Ok(json_response(status, body))
@@ -78,9 +94,15 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
 pub fn sse_response(body: Body) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
         ],
         body,
     )
@@ -88,18 +110,33 @@ pub fn sse_response(body: Body) -> Response {
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn timeout(provider: &str, what: &str, limit: Duration) -> ApiError {
-    ApiError::UpstreamTimeout(format!("upstream {provider} did not {what} within {}ms", limit.as_millis()))
+    ApiError::UpstreamTimeout(format!(
+        "upstream {provider} did not {what} within {}ms",
+        limit.as_millis()
+    ))
 }
 
 fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
     if error.is_timeout() {
         return ApiError::UpstreamTimeout(format!("upstream {provider} timed out"));
     }
-    let what = if error.is_connect() { "cannot connect to" } else { "request failed at" };
+    let what = if error.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed at"
+    };
     tracing::warn!(provider, error = %error, "upstream request failed");
     ApiError::Upstream {
         status: StatusCode::BAD_GATEWAY,
@@ -112,18 +149,32 @@ fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
 /// rate limits (429, with `Retry-After`) pass through with the upstream message; anything
 /// else is the gateway's problem, a 502 that does not echo the upstream body (a provider's 401
 /// message can quote part of the provider key).
-fn upstream_error(provider: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
+fn upstream_error(
+    provider: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiError {
     let upstream_message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned));
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        });
     match status.as_u16() {
         400 | 413 | 422 | 429 => ApiError::Upstream {
             status,
-            message: upstream_message.unwrap_or_else(|| format!("upstream {provider} answered {status}")),
+            message: upstream_message
+                .unwrap_or_else(|| format!("upstream {provider} answered {status}")),
             retry_after: headers.get(header::RETRY_AFTER).cloned(),
         },
         _ => {
-            tracing::warn!(provider, status = status.as_u16(), "upstream answered an error");
+            tracing::warn!(
+                provider,
+                status = status.as_u16(),
+                "upstream answered an error"
+            );
             ApiError::Upstream {
                 status: StatusCode::BAD_GATEWAY,
                 message: format!("upstream {provider} answered HTTP {}", status.as_u16()),

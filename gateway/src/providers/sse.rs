@@ -103,7 +103,9 @@ pub struct Relay<S> {
 
 impl<S> std::fmt::Debug for Relay<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay").field("finished", &self.finished).finish_non_exhaustive()
+        f.debug_struct("Relay")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,7 +136,10 @@ where
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
             this.finished = true;
-            let event = error_event("the upstream stream exceeded the total timeout", "upstream_timeout");
+            let event = error_event(
+                "the upstream stream exceeded the total timeout",
+                "upstream_timeout",
+            );
             return Poll::Ready(Some(Ok(event)));
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
@@ -148,7 +153,10 @@ where
             Poll::Ready(Some(Err(e))) => {
                 this.finished = true;
                 tracing::warn!(error = %e, "upstream stream failed mid-response");
-                Poll::Ready(Some(Ok(error_event("the upstream stream failed mid-response", "upstream_error"))))
+                Poll::Ready(Some(Ok(error_event(
+                    "the upstream stream failed mid-response",
+                    "upstream_error",
+                ))))
             }
             Poll::Ready(None) => {
                 this.finished = true;
@@ -171,7 +179,11 @@ mod tests {
             let a = scanner.feed(&stream[..split]);
             let b = scanner.feed(&stream[split..]);
             let usage = a.or(b).expect("usage found");
-            assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 5), "split at {split}");
+            assert_eq!(
+                (usage.prompt_tokens, usage.completion_tokens),
+                (3, 5),
+                "split at {split}"
+            );
         }
     }
 

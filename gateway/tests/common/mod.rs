@@ -89,7 +89,12 @@ impl Gateway {
             command.env(k, v);
         }
         let child = command.spawn().expect("start llm-gateway");
-        let gateway = Self { url: format!("http://127.0.0.1:{port}"), dir, key, child };
+        let gateway = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            key,
+            child,
+        };
         gateway.wait_ready().await;
         gateway
     }
@@ -97,10 +102,10 @@ impl Gateway {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = reqwest::get(format!("{}/ready", self.url)).await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = reqwest::get(format!("{}/ready", self.url)).await
+                && r.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -129,6 +134,8 @@ impl Gateway {
         self.child.id()
     }
 
+    /// Blocks until the process exits; call from `spawn_blocking`.
+    #[allow(clippy::disallowed_methods, reason = "runs on a blocking thread")]
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -147,13 +154,27 @@ pub fn new_key() -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Reads `/metrics` and returns the value of the first line starting with `prefix`.
 pub async fn metric(url: &str, prefix: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
-    text.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(prefix))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn path_str(p: &Path) -> &str {

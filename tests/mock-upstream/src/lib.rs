@@ -71,16 +71,27 @@ impl MockUpstream {
     /// Starts the mock on a free loopback port.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared::default());
-        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock upstream");
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(shared.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mock upstream");
         let address = listener.local_addr().expect("mock address");
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base_url: format!("http://{address}/v1"), shared }
+        Self {
+            base_url: format!("http://{address}/v1"),
+            shared,
+        }
     }
 
     /// Requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Scripts how the following requests behave.
@@ -92,7 +103,12 @@ impl MockUpstream {
 
     /// Streams sent to the end, and streams dropped before the end (client went away).
     pub fn stream_outcomes(&self) -> (u32, u32) {
-        let done = self.shared.streams_completed.lock().map(|n| *n).unwrap_or(0);
+        let done = self
+            .shared
+            .streams_completed
+            .lock()
+            .map(|n| *n)
+            .unwrap_or(0);
         let aborted = self.shared.streams_aborted.lock().map(|n| *n).unwrap_or(0);
         (done, aborted)
     }
@@ -101,7 +117,11 @@ impl MockUpstream {
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("").to_owned();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     if let Ok(mut r) = shared.requests.lock() {
         r.push(Recorded { headers, body, raw });
     }
@@ -124,7 +144,10 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes)
         });
         return axum::Json(completion).into_response();
     }
-    let guard = StreamGuard { shared: shared.clone(), finished: false };
+    let guard = StreamGuard {
+        shared: shared.clone(),
+        finished: false,
+    };
     let events = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| async move {
         if i == MockUpstream::SSE_EVENTS.len() {
             guard.mark_finished();
@@ -133,9 +156,16 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes)
         if i > 0 {
             tokio::time::sleep(fault.chunk_gap).await;
         }
-        Some((Ok::<_, std::io::Error>(Bytes::from_static(MockUpstream::SSE_EVENTS[i].as_bytes())), (i + 1, guard)))
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from_static(MockUpstream::SSE_EVENTS[i].as_bytes())),
+            (i + 1, guard),
+        ))
     });
-    ([("content-type", "text/event-stream")], Body::from_stream(events)).into_response()
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(events),
+    )
+        .into_response()
 }
 
 struct StreamGuard {
@@ -151,7 +181,11 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let counter = if self.finished { &self.shared.streams_completed } else { &self.shared.streams_aborted };
+        let counter = if self.finished {
+            &self.shared.streams_completed
+        } else {
+            &self.shared.streams_aborted
+        };
         if let Ok(mut n) = counter.lock() {
             *n += 1;
         }

@@ -1,0 +1,183 @@
+//! Hot reload under load and graceful shutdown, through the running binary.
+
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Gateway, manifests, metric, new_key};
+use llm_gateway_mock_upstream::{Fault, MockUpstream};
+use serde_json::{Value, json};
+
+fn fake_request(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn detailed(gateway: &Gateway) -> Value {
+    reqwest::get(format!("{}/health/detailed", gateway.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_generation(gateway: &Gateway, generation: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if detailed(gateway).await["config"]["generation"] == generation {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "generation {generation} was not applied: {}",
+        detailed(gateway).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let base = manifests(&upstream.base_url, &key).replace("fake-model]", "'fake-*']");
+    let gateway = Arc::new(Gateway::start(&base, key, &[]).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let generations = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (gateway, stop, ok, failed, generations) = (
+            gateway.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            generations.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            for _ in 0..5000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let response = gateway.chat(fake_request("fake-model")).await;
+                let generation = response.headers()["x-llm-gateway-generation"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                generations.lock().unwrap().insert(generation);
+                let counter = if response.status() == 200 {
+                    &ok
+                } else {
+                    &failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    // A valid change: a new route appears, generation 2.
+    let extra_route = "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: extra}\nspec:\n  routes:\n  - model: fake-extra\n    targets: [{provider: fake}]\n";
+    gateway.write_config("extra.yaml", extra_route);
+    wait_for_generation(&gateway, 2).await;
+    assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 200);
+
+    // An invalid change is rejected; generation 2 keeps serving.
+    let broken = extra_route.replace("provider: fake", "provider: missing");
+    gateway.write_config("extra.yaml", &broken);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&gateway.url, r#"llm_config_reloads_total{result="error"}"#)
+        .await
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bad edit was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let health = detailed(&gateway).await;
+    assert_eq!(health["config"]["generation"], 2);
+    assert_eq!(health["status"], "degraded");
+    let error = health["config"]["last_reload"]["errors"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        error.contains("RoutePolicy default/extra: spec.routes[0].targets[0].provider"),
+        "{error}"
+    );
+    assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 200);
+
+    // Fixing it applies generation 3.
+    gateway.write_config(
+        "extra.yaml",
+        &extra_route.replace("fake-extra", "fake-extra-2"),
+    );
+    wait_for_generation(&gateway, 3).await;
+    assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 404);
+
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 20,
+        "too little load to mean anything"
+    );
+    assert!(
+        generations.lock().unwrap().len() >= 2,
+        "load never saw a reload"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_turns_readiness_off_and_lets_streams_finish() {
+    let upstream = MockUpstream::start().await;
+    upstream.set_fault(Fault {
+        chunk_gap: Duration::from_millis(200),
+        ..Fault::default()
+    });
+    let key = new_key();
+    let mut gateway = Gateway::start(
+        &manifests(&upstream.base_url, &key),
+        key,
+        &[("SHUTDOWN_DELAY", "500ms")],
+    )
+    .await;
+    let response = gateway.chat(json!({"model": "alias", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(response.status(), 200);
+    let stream = tokio::spawn(async move { response.bytes().await });
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let ready = reqwest::get(format!("{}/ready", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        503,
+        "readiness must drop at once on SIGTERM"
+    );
+
+    let body = stream.await.unwrap().unwrap();
+    assert_eq!(
+        body,
+        MockUpstream::SSE_EVENTS.concat().as_bytes(),
+        "in-flight stream was cut"
+    );
+    let exit = tokio::task::spawn_blocking(move || gateway.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(exit.map(|s| s.code()), Some(Some(0)));
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test suite of the project. Installs what the suites need on a fresh Debian
+# machine first (idempotent): a Python venv with the pinned packages of tests/conformance.
+# Usage: tests/run-all.sh            (from anywhere; exits non-zero on the first failure)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python venv with pinned test packages (.venv)"
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq python3-venv
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust unit and integration tests"
+cargo test --workspace --locked
+
+step "The example config passes the config check"
+cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone
+
+step "Conformance: the official OpenAI Python SDK against the running gateway"
+cargo build --quiet --locked -p llm-gateway
+GATEWAY_BIN="$PWD/target/debug/llm-gateway" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+
+step "all suites passed"
