@@ -53,11 +53,14 @@ pub struct ApiKeySpec {
     #[schemars(length(max = 256))]
     pub models: Vec<String>,
     /// Rate and concurrency limits for this key, across all gateway replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<RateLimits>,
     /// Spend cap for this key.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
     /// Instant (RFC 3339) after which the key is refused.
     #[schemars(extend("format" = "date-time"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     /// Refuse the key without deleting it.
     #[serde(default)]
@@ -69,14 +72,19 @@ pub struct ApiKeySpec {
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
     /// Start of the current period (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub period_start: Option<String>,
     /// Requests admitted in the period.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<u64>,
     /// Prompt tokens in the period.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<u64>,
     /// Completion tokens in the period.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
     /// Dollars spent in the period.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub spend_usd: Option<f64>,
 }
 
@@ -85,12 +93,16 @@ pub struct Usage {
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Public identifier of the key (safe to log), e.g. `lgw_7f3a9c2b`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// Keyed hash of the key that gateways verify against (`hmac-sha256:<hex>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
     /// Usage in the current budget period.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Ready says whether the key's Secret exists and the key is usable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -81,10 +81,13 @@ pub struct Jwt {
     pub audiences: Vec<String>,
     /// JWKS endpoint for RS256/ES256 keys.
     #[schemars(regex(pattern = r"^https://"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
     /// Secret key holding the HS256 shared secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hs256_secret_ref: Option<SecretKeyRef>,
     /// Claim naming the caller's team, used like an ApiKey's owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub team_claim: Option<String>,
 }
 
@@ -96,6 +99,7 @@ pub struct Auth {
     #[serde(default = "Auth::default_api_keys")]
     pub api_keys: bool,
     /// Accept JSON Web Tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<Jwt>,
 }
 
@@ -187,17 +191,22 @@ pub struct LlmGatewaySpec {
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
     /// Horizontal autoscaling; replaces `replicas` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
     /// Gateway container image; defaults to the operator's own version.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// CPU and memory for each pod (default requests 250m/512Mi, limits 500m/1Gi).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Redis for limits shared across replicas; without it limits are per pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<Redis>,
     /// How callers authenticate.
     #[serde(default)]
     pub auth: Auth,
     /// The Service in front of the pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<GatewayService>,
     /// Log verbosity of the gateway pods.
     #[serde(default)]
@@ -215,10 +224,13 @@ impl LlmGatewaySpec {
 #[serde(rename_all = "camelCase")]
 pub struct LlmGatewayStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Gateway pods ready to serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
     /// In-cluster URL of the gateway Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Ready says whether the gateway's children exist and pods are serving.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

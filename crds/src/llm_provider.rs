@@ -65,10 +65,12 @@ impl ProviderType {
 #[x_kube(validation = Rule::new("has(self.secretRef) != has(self.env)").message("set exactly one of credentials.secretRef or credentials.env"))]
 pub struct Credentials {
     /// A key inside a Secret in the provider's namespace (Kubernetes mode and standalone mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
     /// Name of an environment variable of the gateway process (standalone mode only). When the
     /// variable is unset the provider is reported unavailable and its routes answer 503.
     #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
 }
 
@@ -81,15 +83,19 @@ pub struct ModelInfo {
     pub name: String,
     /// Price in US dollars per million prompt tokens.
     #[schemars(range(min = 0.0))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub input_per_million_usd: Option<f64>,
     /// Price in US dollars per million completion tokens.
     #[schemars(range(min = 0.0))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_per_million_usd: Option<f64>,
     /// Largest prompt plus completion, in tokens.
     #[schemars(range(min = 1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
     /// Largest completion, in tokens (used as the default `max_tokens` where one is required).
     #[schemars(range(min = 1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u32>,
 }
 
@@ -178,12 +184,14 @@ pub struct LlmProviderSpec {
         regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"),
         length(max = 2048)
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// Allow `baseUrl` to point at loopback, link-local or cloud metadata addresses (blocked by
     /// default to prevent server-side request forgery). Needed for a model server on localhost.
     #[serde(default)]
     pub allow_local_addresses: bool,
     /// Where the API key comes from. Optional for openaiCompatible servers that need none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
     /// Models this provider serves, with prices and limits. Optional; when set, routes may only
     /// target models listed here.
@@ -195,10 +203,13 @@ pub struct LlmProviderSpec {
     pub timeouts: Timeouts,
     /// Requests in flight to this provider at once, per gateway replica.
     #[schemars(range(min = 1, max = 100000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
     /// Default circuit-breaker thresholds for every target on this provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
     /// Settings of the built-in fake provider (type fake only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fake: Option<FakeSettings>,
 }
 
@@ -207,6 +218,7 @@ pub struct LlmProviderSpec {
 #[serde(rename_all = "camelCase")]
 pub struct LlmProviderStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready says whether the credential Secret exists and holds the key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -173,12 +173,15 @@ impl Retry {
 pub struct RateLimits {
     /// Requests admitted per minute.
     #[schemars(range(min = 1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_minute: Option<u64>,
     /// Prompt plus completion tokens admitted per minute (reserved at admission, settled after).
     #[schemars(range(min = 1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_minute: Option<u64>,
     /// Requests in flight at once.
     #[schemars(range(min = 1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
 }
 

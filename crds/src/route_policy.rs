@@ -41,6 +41,7 @@ pub struct Target {
     pub provider: String,
     /// Model name sent upstream; defaults to the route's model.
     #[schemars(length(min = 1, max = 256))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Share of traffic for the weighted strategy (0 takes none unless others fail).
     #[serde(default = "Target::default_weight")]
@@ -58,7 +59,7 @@ impl Target {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.strategy != 'weighted' || self.targets.exists(t, t.weight > 0)").message("a weighted route needs at least one target with weight > 0"))]
-#[x_kube(validation = Rule::new("!(self.model in self.fallbacks)").message("a route cannot fall back to itself"))]
+#[x_kube(validation = Rule::new("!has(self.fallbacks) || !(self.model in self.fallbacks)").message("a route cannot fall back to itself"))]
 pub struct Route {
     /// The model name clients send (may be an alias for different upstream models).
     #[schemars(
@@ -102,12 +103,16 @@ pub struct RoutePolicySpec {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["model".into()]))]
     pub routes: Vec<Route>,
     /// Retries of failed upstream attempts (before anything reached the client).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
     /// Deadline for a whole request through these routes, retries included.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Limits shared by all callers of these routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<RateLimits>,
     /// Overrides the providers' circuit-breaker thresholds for these routes' targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
 }
 
@@ -116,6 +121,7 @@ pub struct RoutePolicySpec {
 #[serde(rename_all = "camelCase")]
 pub struct RoutePolicyStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Providers named by targets that do not exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -4,6 +4,7 @@
 //! pepper in [`CompileInputs`]. A configuration with any error is rejected as a whole, so a
 //! gateway keeps serving its previous snapshot rather than a partial one.
 
+mod cel;
 mod keys;
 mod providers;
 mod routes;
@@ -49,6 +50,10 @@ pub fn compile(
     inputs: &CompileInputs<'_>,
 ) -> Result<CompiledConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    cel::check(&manifests.providers, &mut errors);
+    cel::check(&manifests.route_policies, &mut errors);
+    cel::check(&manifests.api_keys, &mut errors);
+    cel::check(&manifests.gateways, &mut errors);
     let secrets = keys::SecretIndex::new(&manifests.secrets);
     let providers = providers::compile(&manifests.providers, &secrets, inputs, &mut errors);
     let routes = routes::compile(&manifests.route_policies, &providers, &mut errors);

@@ -91,7 +91,18 @@ fn blocks_loopback_base_urls_unless_allowed() {
             "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: local}}\nspec: {{type: openaiCompatible, baseUrl: 'http://169.254.169.254/v1', allowLocalAddresses: {allow}}}\n"
         )
     };
-    assert!(errors(&provider(false))[0].contains("spec.baseUrl: points at a loopback"));
+    let errs = errors(&provider(false));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.baseUrl: points at a loopback")),
+        "{errs:?}"
+    );
+    // The CRD's CEL rule fires in standalone mode too, as it would in a cluster.
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("LlmProvider default/local: spec: spec.baseUrl points at")),
+        "{errs:?}"
+    );
     assert!(compile_yaml(&provider(true)).is_ok());
 }
 

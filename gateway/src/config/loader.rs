@@ -66,8 +66,9 @@ impl Loader {
         let Ok(mut state) = self.state.lock() else {
             return ReloadOutcome::Rejected(vec!["loader state poisoned".to_owned()]);
         };
+        let started = std::time::Instant::now();
         let outcome = self.reload_locked(&mut state);
-        self.record(&outcome);
+        self.record(&outcome, started.elapsed());
         outcome
     }
 
@@ -99,12 +100,13 @@ impl Loader {
         ReloadOutcome::Applied(generation)
     }
 
-    fn record(&self, outcome: &ReloadOutcome) {
+    fn record(&self, outcome: &ReloadOutcome, took: Duration) {
+        let took_ms = took.as_secs_f64() * 1000.0;
         let now = SystemTime::now();
         match outcome {
             ReloadOutcome::Unchanged => {}
             ReloadOutcome::Applied(generation) => {
-                tracing::info!(generation, source = %self.dir.display(), "configuration applied");
+                tracing::info!(generation, took_ms, source = %self.dir.display(), "configuration applied");
                 self.metrics
                     .config_reloads
                     .get_or_create(&ResultLabels { result: "success" })
@@ -120,7 +122,7 @@ impl Loader {
             }
             ReloadOutcome::Rejected(errors) => {
                 for error in errors {
-                    tracing::error!(error = %error, "configuration rejected; previous configuration keeps serving");
+                    tracing::error!(error = %error, took_ms, "configuration rejected; previous configuration keeps serving");
                 }
                 self.metrics
                     .config_reloads
