@@ -328,3 +328,36 @@ async fn oversized_bodies_get_413_without_being_read_whole() {
     }
     assert!(upstream.requests().is_empty());
 }
+
+#[tokio::test]
+async fn logs_at_trace_level_never_contain_keys_credentials_or_prompts() {
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let env = [("LOG_LEVEL", "trace"), ("LOG_FORMAT", "json")];
+    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key, &env).await;
+    let prompt =
+        json!({"model": "alias", "messages": [{"role": "user", "content": "PROMPT-MARKER-42"}]});
+    assert_eq!(gateway.chat(prompt.clone()).await.status(), 200);
+    let mut streamed = prompt;
+    streamed["stream"] = json!(true);
+    assert_eq!(
+        gateway.chat(streamed).await.bytes().await.unwrap().len(),
+        MockUpstream::SSE_EVENTS.concat().len()
+    );
+    let log = gateway.log_text();
+    assert!(
+        log.contains("request finished"),
+        "access log missing: {log}"
+    );
+    assert!(
+        log.contains("\"level\":\"TRACE\""),
+        "trace level was not on"
+    );
+    for secret in [
+        gateway.key.as_str(),
+        "sk-upstream-secret",
+        "PROMPT-MARKER-42",
+    ] {
+        assert!(!log.contains(secret), "log contains {secret}");
+    }
+}

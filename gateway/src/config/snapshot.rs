@@ -188,6 +188,103 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 mod tests {
     use super::*;
 
+    use llm_gateway_crds::compile::{CompileInputs, compile};
+    use llm_gateway_crds::manifest::Manifests;
+
+    const PEPPER: &[u8] = b"pepper";
+
+    fn snapshot_with_keys(keys: &[(&str, &str)]) -> Snapshot {
+        let mut yaml = String::new();
+        for (i, (key, extra)) in keys.iter().enumerate() {
+            yaml.push_str(&format!(
+                "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k{i}}}\nspec: {{secretName: s{i}, owner: o{extra}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s{i}}}\nstringData: {{apiKey: {key}}}\n---\n"
+            ));
+        }
+        snapshot_from(&yaml)
+    }
+
+    fn snapshot_from(yaml: &str) -> Snapshot {
+        let mut manifests = Manifests::default();
+        manifests.add_yaml("test.yaml", yaml).unwrap();
+        let config = compile(
+            &manifests,
+            &CompileInputs {
+                env: &|_| None,
+                key_pepper: PEPPER,
+            },
+        )
+        .unwrap();
+        Snapshot::new(config, 1, &mut |_| reqwest::Client::new())
+    }
+
+    #[test]
+    fn weighted_picks_follow_weights_interleaved_and_fail_over_in_order() {
+        let mut yaml = String::new();
+        for name in ["a", "b", "c"] {
+            yaml.push_str(&format!("apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: {name}}}\nspec: {{type: fake}}\n---\n"));
+        }
+        yaml.push_str("apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: r}\nspec:\n  routes:\n  - model: m\n    targets: [{provider: a, weight: 3}, {provider: b, weight: 1}, {provider: c, weight: 0}]\n");
+        let snapshot = snapshot_from(&yaml);
+        let route = &snapshot.routes["m"];
+        let firsts: Vec<usize> = (0..8)
+            .map(|_| route.pick_order().next().unwrap().provider)
+            .collect();
+        let count = |p: usize| firsts.iter().filter(|&&f| f == p).count();
+        assert_eq!((count(0), count(1), count(2)), (6, 2, 0), "{firsts:?}");
+        assert!(
+            firsts[..4].contains(&1),
+            "weight-1 target must appear within each cycle: {firsts:?}"
+        );
+        let order: Vec<usize> = route.pick_order().map(|t| t.provider).collect();
+        assert_eq!(order.len(), 3, "every target stays available for failover");
+    }
+
+    #[test]
+    fn authenticate_checks_format_hash_disabled_and_expiry() {
+        let (good, disabled, expired, unknown) = (
+            keys::generate().unwrap(),
+            keys::generate().unwrap(),
+            keys::generate().unwrap(),
+            keys::generate().unwrap(),
+        );
+        let snapshot = snapshot_with_keys(&[
+            (&good, ""),
+            (&disabled, ", disabled: true"),
+            (&expired, ", expiresAt: '2020-01-01T00:00:00Z'"),
+        ]);
+        assert_eq!(
+            snapshot.authenticate(&good, PEPPER).unwrap().name,
+            "default/k0"
+        );
+        assert_eq!(
+            snapshot.authenticate(&disabled, PEPPER).unwrap_err(),
+            "disabled"
+        );
+        assert_eq!(
+            snapshot.authenticate(&expired, PEPPER).unwrap_err(),
+            "expired"
+        );
+        assert_eq!(
+            snapshot.authenticate(&unknown, PEPPER).unwrap_err(),
+            "unknown"
+        );
+        assert_eq!(
+            snapshot.authenticate(&good, b"other pepper").unwrap_err(),
+            "unknown"
+        );
+        assert_eq!(
+            snapshot.authenticate("sk-lgw-short", PEPPER).unwrap_err(),
+            "malformed"
+        );
+        let mut tampered = good.clone().into_bytes();
+        tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(
+            snapshot.authenticate(&tampered, PEPPER).unwrap_err(),
+            "bad_checksum"
+        );
+    }
+
     #[test]
     fn stride_visits_every_slot_once_per_cycle() {
         for total in [1, 2, 3, 10, 100, 97, 1000] {

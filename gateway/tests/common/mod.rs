@@ -13,6 +13,7 @@ pub struct Gateway {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub key: String,
+    log: tempfile::NamedTempFile,
     child: Child,
 }
 
@@ -20,6 +21,9 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.log_text());
+        }
     }
 }
 
@@ -77,14 +81,15 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("gateway.yaml"), config).expect("write config");
         let port = free_port();
+        let log = tempfile::NamedTempFile::new().expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
         command
             .args(["--config", dir.path().to_str().expect("utf-8 path")])
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("LOG_LEVEL", "warn")
+            .env("LOG_LEVEL", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log.reopen().expect("log file"));
         for (k, v) in extra_env {
             command.env(k, v);
         }
@@ -93,6 +98,7 @@ impl Gateway {
             url: format!("http://127.0.0.1:{port}"),
             dir,
             key,
+            log,
             child,
         };
         gateway.wait_ready().await;
@@ -128,6 +134,11 @@ impl Gateway {
         let tmp = self.dir.path().join(format!(".{name}.tmp"));
         std::fs::write(&tmp, text).expect("write");
         std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename");
+    }
+
+    /// Everything the gateway wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {
