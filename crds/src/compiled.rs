@@ -78,6 +78,8 @@ pub struct CompiledProvider {
     pub models: BTreeMap<String, ModelInfo>,
     /// Fake provider behaviour (type fake only).
     pub fake: Option<FakeSettings>,
+    /// API version for azureOpenAI (`api-version`) and anthropic (`anthropic-version`).
+    pub api_version: Option<String>,
 }
 
 /// A model name clients may request.
@@ -135,6 +137,13 @@ pub struct CompiledKey {
     pub limits: Option<RateLimits>,
     /// Per-key spend cap.
     pub budget: Option<Budget>,
+}
+
+impl CompiledProvider {
+    /// The largest completion the catalogue allows for `model`, if listed.
+    pub fn max_output_tokens(&self, model: &str) -> Option<u32> {
+        self.models.get(model).and_then(|m| m.max_output_tokens)
+    }
 }
 
 impl CompiledKey {

@@ -48,6 +48,15 @@ impl ProviderType {
         }
     }
 
+    /// The API version used when the spec leaves `apiVersion` empty.
+    pub const fn default_api_version(self) -> Option<&'static str> {
+        match self {
+            Self::AzureOpenAi => Some("2024-10-21"),
+            Self::Anthropic => Some("2023-06-01"),
+            _ => None,
+        }
+    }
+
     /// The base URL used when the spec leaves `baseUrl` empty.
     pub const fn default_base_url(self) -> Option<&'static str> {
         match self {
@@ -211,6 +220,11 @@ pub struct LlmProviderSpec {
     /// Settings of the built-in fake provider (type fake only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fake: Option<FakeSettings>,
+    /// API version sent upstream: the `api-version` query parameter for azureOpenAI (default
+    /// `2024-10-21`) or the `anthropic-version` header for anthropic (default `2023-06-01`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9A-Za-z][0-9A-Za-z.-]*$"), length(max = 64))]
+    pub api_version: Option<String>,
 }
 
 /// Observed state of an LlmProvider.

@@ -20,6 +20,7 @@ pub mod server;
 pub mod state;
 pub mod system;
 pub mod telemetry;
+pub mod translate;
 pub mod usage;
 
 pub use http::router;

@@ -124,17 +124,23 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
 async fn upstream_failures_become_openai_errors() {
     let (upstream, gateway) = setup().await;
     upstream.set_fault(Fault {
-        status: Some(503),
+        status: Some(500),
         ..Fault::default()
     });
     let response = gateway.chat(chat_body("alias", false)).await;
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "upstream_error");
-    assert_eq!(
-        body["error"]["message"],
-        "upstream upstream answered HTTP 503"
-    );
+    assert_eq!(body["error"]["message"], "upstream upstream answered HTTP 500");
+
+    upstream.set_fault(Fault {
+        status: Some(503),
+        retry_after: Some("3".into()),
+        ..Fault::default()
+    });
+    let response = gateway.chat(chat_body("alias", false)).await;
+    assert_eq!(response.status(), 503, "overload stays a retryable 503");
+    assert_eq!(response.headers()["retry-after"], "3");
 
     upstream.set_fault(Fault {
         status: Some(429),

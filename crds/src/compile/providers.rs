@@ -75,16 +75,7 @@ fn compile_one(
             "failureThreshold and halfOpenProbes must be at least 1".to_owned(),
         );
     }
-    let (credential, mut unavailable) = credential(provider, secrets, inputs, fail);
-    if matches!(
-        kind,
-        ProviderType::Anthropic | ProviderType::Gemini | ProviderType::AzureOpenAi
-    ) {
-        unavailable = Some(format!(
-            "provider type {} is not supported by this gateway version",
-            kind.as_str()
-        ));
-    }
+    let (credential, unavailable) = credential(provider, secrets, inputs, fail);
     let models = spec
         .models
         .iter()
@@ -102,6 +93,7 @@ fn compile_one(
         circuit_breaker: breaker,
         models,
         fake: (kind == ProviderType::Fake).then(|| spec.fake.clone().unwrap_or_default()),
+        api_version: spec.api_version.clone().or_else(|| kind.default_api_version().map(str::to_owned)),
     })
 }
 

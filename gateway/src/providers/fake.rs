@@ -15,7 +15,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::Call;
-use super::openai::sse_response;
+use super::upstream::sse_response;
 use crate::error::ApiError;
 use crate::openai::Usage;
 

@@ -1,9 +1,11 @@
 //! Provider adapters behind one entry point, [`chat`]: send a chat request to one target and
 //! return the client response (JSON or SSE), or an [`ApiError`] before anything was sent.
 
+pub mod anthropic;
 pub mod fake;
 pub mod openai;
 pub mod sse;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +41,22 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// The full OpenAI request, for adapters that translate it, with the upstream model set.
+    pub fn translated_request(&self) -> Result<crate::translate::openai::ChatRequest, ApiError> {
+        let mut request: crate::translate::openai::ChatRequest = serde_json::from_slice(&self.request.body)
+            .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+        request.model.clone_from(&self.target.upstream_model);
+        Ok(request)
+    }
+
+    /// Unix seconds for `created` fields of translated responses.
+    pub fn created(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
     /// A fresh accounting record for this call.
     pub fn accounting(&self) -> Accounting {
         Accounting::new(

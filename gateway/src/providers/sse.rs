@@ -1,4 +1,5 @@
-//! Server-sent events: relaying an upstream stream byte for byte while observing it.
+//! Server-sent events: relaying an upstream stream to the client through a `Transform`
+//! (byte for byte for pass-through, event by event for translation).
 //!
 //! The relay forwards each upstream chunk unchanged as soon as it arrives (no re-encoding, no
 //! added latency) and scans a copy for complete events to pick up the usage chunk. This is
@@ -92,29 +93,107 @@ pub fn error_event(message: &str, code: &str) -> Bytes {
     Bytes::from(format!("data: {body}\n\n"))
 }
 
-/// Relays an upstream byte stream to the client, observing it and enforcing a deadline.
-pub struct Relay<S> {
-    inner: S,
+/// One parsed SSE event.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SseEvent<'a> {
+    /// The `event:` field, if any.
+    pub event: Option<&'a str>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// Parses one complete event (as found by [`next_event`]); comments and unknown fields are
+/// skipped. Returns `None` for an event without data (e.g. only a comment).
+pub fn parse_event(raw: &[u8]) -> Option<SseEvent<'_>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut event = SseEvent::default();
+    let mut has_data = false;
+    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty() && !l.starts_with(':')) {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event.event = Some(value),
+            "data" => {
+                if has_data {
+                    event.data.push('\n');
+                }
+                event.data.push_str(value);
+                has_data = true;
+            }
+            _ => {}
+        }
+    }
+    has_data.then_some(event)
+}
+
+/// Splits the first complete event off `buf`, if there is one.
+pub fn next_event(buf: &mut BytesMut) -> Option<BytesMut> {
+    event_end(buf).map(|end| buf.split_to(end))
+}
+
+/// Turns upstream stream bytes into client stream bytes.
+pub trait Transform: Send + 'static {
+    /// Client bytes for one upstream chunk (may be empty while an event is incomplete).
+    fn push(&mut self, chunk: Bytes) -> Bytes;
+    /// Client bytes when the upstream ended cleanly.
+    fn end(&mut self) -> Bytes;
+    /// The terminal event for a failure after the response started, in the client's format.
+    fn error_event(&self, message: &str, code: &str) -> Bytes;
+    /// Token usage seen so far.
+    fn usage(&self) -> Option<crate::openai::Usage>;
+}
+
+/// The identity transform: bytes go through untouched, a copy is scanned for usage.
+#[derive(Debug, Default)]
+pub struct PassThrough {
     scanner: UsageScanner,
+    usage: Option<crate::openai::Usage>,
+}
+
+impl Transform for PassThrough {
+    fn push(&mut self, chunk: Bytes) -> Bytes {
+        if let Some(usage) = self.scanner.feed(&chunk) {
+            self.usage = Some(usage);
+        }
+        chunk
+    }
+
+    fn end(&mut self) -> Bytes {
+        Bytes::new()
+    }
+
+    fn error_event(&self, message: &str, code: &str) -> Bytes {
+        error_event(message, code)
+    }
+
+    fn usage(&self) -> Option<crate::openai::Usage> {
+        self.usage
+    }
+}
+
+/// Relays an upstream byte stream to the client through a [`Transform`], enforcing a
+/// deadline; usage is accounted when the relay is dropped (stream end or client gone).
+pub struct Relay<S, T: Transform> {
+    inner: S,
+    transform: T,
     accounting: Accounting,
     deadline: Pin<Box<Sleep>>,
     finished: bool,
 }
 
-impl<S> std::fmt::Debug for Relay<S> {
+impl<S, T: Transform> std::fmt::Debug for Relay<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay")
-            .field("finished", &self.finished)
-            .finish_non_exhaustive()
+        f.debug_struct("Relay").field("finished", &self.finished).finish_non_exhaustive()
     }
 }
 
-impl<S> Relay<S> {
+impl<S, T: Transform> Relay<S, T> {
     /// Wraps `inner`; the stream is cut with an error event once `remaining` has passed.
-    pub fn new(inner: S, accounting: Accounting, remaining: Duration) -> Self {
+    pub fn new(inner: S, transform: T, accounting: Accounting, remaining: Duration) -> Self {
         Self {
             inner,
-            scanner: UsageScanner::default(),
+            transform,
             accounting,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now() + remaining)),
             finished: false,
@@ -122,47 +201,52 @@ impl<S> Relay<S> {
     }
 }
 
-impl<S, E> Stream for Relay<S>
+impl<S, T: Transform> Drop for Relay<S, T> {
+    fn drop(&mut self) {
+        if let Some(usage) = self.transform.usage() {
+            self.accounting.usage(usage);
+        }
+    }
+}
+
+impl<S, E, T> Stream for Relay<S, T>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
+    T: Transform + Unpin,
 {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            this.finished = true;
-            let event = error_event(
-                "the upstream stream exceeded the total timeout",
-                "upstream_timeout",
-            );
-            return Poll::Ready(Some(Ok(event)));
-        }
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.accounting.first_byte();
-                if let Some(usage) = this.scanner.feed(&chunk) {
-                    this.accounting.usage(usage);
+        loop {
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                this.finished = true;
+                let event = this
+                    .transform
+                    .error_event("the upstream stream exceeded the total timeout", "upstream_timeout");
+                return Poll::Ready(Some(Ok(event)));
+            }
+            let out = match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => this.transform.push(chunk),
+                Poll::Ready(Some(Err(e))) => {
+                    this.finished = true;
+                    tracing::warn!(error = %e, "upstream stream failed mid-response");
+                    this.transform.error_event("the upstream stream failed mid-response", "upstream_error")
                 }
-                Poll::Ready(Some(Ok(chunk)))
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    this.transform.end()
+                }
+            };
+            if !out.is_empty() {
+                this.accounting.first_byte();
+                return Poll::Ready(Some(Ok(out)));
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.finished = true;
-                tracing::warn!(error = %e, "upstream stream failed mid-response");
-                Poll::Ready(Some(Ok(error_event(
-                    "the upstream stream failed mid-response",
-                    "upstream_error",
-                ))))
-            }
-            Poll::Ready(None) => {
-                this.finished = true;
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -1,0 +1,366 @@
+//! OpenAI chat ⇄ Anthropic Messages: the request going up and the JSON response coming back.
+//!
+//! Rules (the full matrix is in `docs/translation.md`): system and developer messages become the
+//! top-level `system`; tool results become `tool_result` blocks in a user turn; consecutive
+//! turns of one role are merged (Anthropic requires alternation); `max_tokens` is required
+//! upstream and defaults to the catalogue's `maxOutputTokens` or 4096. Parameters Anthropic
+//! cannot honour are rejected (`n > 1`, `logprobs`, `response_format` JSON modes,
+//! `temperature > 1`) or dropped when they only tune sampling (`seed`, penalties).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
+use super::openai::{ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice};
+use crate::error::ApiError;
+
+/// Used when neither the request nor the catalogue gives a completion cap.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// An Anthropic Messages API request.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MessagesRequest {
+    /// Upstream model.
+    pub model: String,
+    /// Completion cap (required by Anthropic).
+    pub max_tokens: u32,
+    /// Alternating user/assistant turns.
+    pub messages: Vec<AMessage>,
+    /// System prompt blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Vec<TextBlock>>,
+    /// Sampling temperature (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<String>>,
+    /// Whether to stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<ATool>>,
+    /// Tool choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<AToolChoice>,
+    /// Request metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+/// One turn.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct AMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// Content blocks.
+    pub content: Vec<Block>,
+}
+
+/// A system text block.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TextBlock {
+    /// Always `text`.
+    #[serde(rename = "type")]
+    pub block_type: String,
+    /// The text.
+    pub text: String,
+}
+
+/// A content block.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Clone)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image.
+    Image {
+        /// Where the image comes from.
+        source: ImageSource,
+    },
+    /// A tool call by the assistant.
+    ToolUse {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments.
+        input: Value,
+    },
+    /// A tool's result.
+    ToolResult {
+        /// The call answered.
+        tool_use_id: String,
+        /// Result text.
+        content: String,
+    },
+    /// Extended thinking (dropped when translating to OpenAI).
+    Thinking {
+        /// The reasoning text.
+        #[serde(default)]
+        thinking: String,
+    },
+    /// Any block type the translator does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// Image source.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Clone)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ImageSource {
+    /// Inline data.
+    Base64 {
+        /// e.g. `image/png`.
+        media_type: String,
+        /// Base64 data.
+        data: String,
+    },
+    /// By URL.
+    Url {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// A tool declaration.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ATool {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the input.
+    pub input_schema: Value,
+}
+
+/// Tool choice.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct AToolChoice {
+    /// `auto`, `any`, `tool` or `none`.
+    #[serde(rename = "type")]
+    pub choice_type: String,
+    /// Tool name for `tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Set when the client disallowed parallel calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_parallel_tool_use: Option<bool>,
+}
+
+/// Request metadata.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metadata {
+    /// End-user id.
+    pub user_id: String,
+}
+
+/// Translates an OpenAI request; `default_max_tokens` comes from the model catalogue.
+pub fn to_anthropic(request: ChatRequest, default_max_tokens: Option<u32>) -> Result<MessagesRequest, ApiError> {
+    reject_unsupported(&request)?;
+    let mut system = Vec::new();
+    let mut messages: Vec<AMessage> = Vec::new();
+    for (i, message) in request.messages.into_iter().enumerate() {
+        let (role, blocks) = match message {
+            Message::System { content } | Message::Developer { content } => {
+                system.push(TextBlock { block_type: "text".into(), text: content.text() });
+                continue;
+            }
+            Message::User { content } => ("user", user_blocks(&content, i)?),
+            Message::Assistant { content, tool_calls } => ("assistant", assistant_blocks(content, tool_calls, i)?),
+            Message::Tool { content, tool_call_id } => {
+                ("user", vec![Block::ToolResult { tool_use_id: tool_call_id, content: content.text() }])
+            }
+        };
+        match messages.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => messages.push(AMessage { role: role.to_owned(), content: blocks }),
+        }
+    }
+    let tools = request.tools.map(|tools| {
+        tools
+            .into_iter()
+            .map(|t| ATool {
+                name: t.function.name,
+                description: t.function.description,
+                input_schema: t.function.parameters.unwrap_or_else(|| serde_json::json!({"type": "object"})),
+            })
+            .collect()
+    });
+    Ok(MessagesRequest {
+        model: request.model,
+        max_tokens: request.max_completion_tokens.or(request.max_tokens).or(default_max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
+        messages,
+        system: (!system.is_empty()).then_some(system),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        stop_sequences: request.stop.map(super::openai::Stop::into_vec),
+        stream: request.stream.then_some(true),
+        tool_choice: tool_choice(request.tool_choice, request.parallel_tool_calls),
+        tools,
+        metadata: request.user.map(|user_id| Metadata { user_id }),
+    })
+}
+
+fn reject_unsupported(request: &ChatRequest) -> Result<(), ApiError> {
+    let reject = |param: &str, why: &str| Err(ApiError::invalid(format!("{why} is not supported by provider type anthropic"), Some(param)));
+    if request.n.is_some_and(|n| n > 1) {
+        return reject("n", "more than one choice (n > 1)");
+    }
+    if request.logprobs == Some(true) || request.top_logprobs.is_some() {
+        return reject("logprobs", "log probabilities");
+    }
+    if matches!(request.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })) {
+        return reject("response_format", "a JSON response_format");
+    }
+    if request.temperature.is_some_and(|t| t > 1.0) {
+        return reject("temperature", "temperature above 1");
+    }
+    Ok(())
+}
+
+fn user_blocks(content: &Content, index: usize) -> Result<Vec<Block>, ApiError> {
+    content
+        .parts()
+        .into_iter()
+        .map(|part| match part {
+            Part::Text { text } => Ok(Block::Text { text }),
+            Part::ImageUrl { image_url } => Ok(Block::Image {
+                source: match image_url.as_data() {
+                    Some((media_type, data)) => ImageSource::Base64 { media_type: media_type.to_owned(), data: data.to_owned() },
+                    None => ImageSource::Url { url: image_url.url.clone() },
+                },
+            }),
+            Part::Unsupported => Err(ApiError::invalid(
+                "this content part type is not supported by provider type anthropic",
+                Some(&format!("messages[{index}].content")),
+            )),
+        })
+        .collect()
+}
+
+fn assistant_blocks(content: Option<Content>, tool_calls: Option<Vec<ToolCall>>, index: usize) -> Result<Vec<Block>, ApiError> {
+    let mut blocks = Vec::new();
+    if let Some(text) = content.map(|c| c.text()).filter(|t| !t.is_empty()) {
+        blocks.push(Block::Text { text });
+    }
+    for call in tool_calls.unwrap_or_default() {
+        let input = serde_json::from_str(&call.function.arguments).map_err(|_| {
+            ApiError::invalid("tool call arguments must be a JSON object", Some(&format!("messages[{index}].tool_calls")))
+        })?;
+        blocks.push(Block::ToolUse { id: call.id, name: call.function.name, input });
+    }
+    Ok(blocks)
+}
+
+fn tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<AToolChoice> {
+    let disable_parallel = (parallel == Some(false)).then_some(true);
+    let (choice_type, name) = match choice {
+        None if disable_parallel.is_some() => ("auto", None),
+        None => return None,
+        Some(ToolChoice::Mode(mode)) => match mode.as_str() {
+            "none" => ("none", None),
+            "required" => ("any", None),
+            _ => ("auto", None),
+        },
+        Some(ToolChoice::Named { function }) => ("tool", Some(function.name)),
+    };
+    Some(AToolChoice { choice_type: choice_type.to_owned(), name, disable_parallel_tool_use: disable_parallel })
+}
+
+/// An Anthropic Messages API response.
+#[derive(Debug, Deserialize)]
+pub struct MessagesResponse {
+    /// Message id.
+    pub id: String,
+    /// Model that answered.
+    pub model: String,
+    /// Content blocks.
+    pub content: Vec<Block>,
+    /// Why generation stopped.
+    pub stop_reason: Option<String>,
+    /// Token usage.
+    pub usage: AUsage,
+}
+
+/// Anthropic usage.
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+pub struct AUsage {
+    /// Uncached prompt tokens.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Completion tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Prompt tokens read from the cache.
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    /// Prompt tokens written to the cache.
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl AUsage {
+    /// OpenAI usage: prompt tokens include cached and cache-creation tokens.
+    pub fn to_openai(self) -> UsageOut {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt = self.input_tokens + cached + self.cache_creation_input_tokens.unwrap_or(0);
+        UsageOut::new(prompt, self.output_tokens, cached, 0)
+    }
+}
+
+/// Maps `stop_reason` to `finish_reason`.
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Translates a JSON response; `created` is the Unix time to report.
+pub fn to_openai_completion(body: &[u8], created: u64) -> Result<(Vec<u8>, UsageOut), serde_json::Error> {
+    let response: MessagesResponse = serde_json::from_slice(body)?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in response.content {
+        match block {
+            Block::Text { text: t } => text.push_str(&t),
+            Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id,
+                call_type: "function".into(),
+                function: FunctionCall { name, arguments: input.to_string() },
+            }),
+            _ => {}
+        }
+    }
+    let usage = response.usage.to_openai();
+    let completion = Completion {
+        id: &response.id,
+        object: "chat.completion",
+        created,
+        model: &response.model,
+        choices: vec![CompletionChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+                tool_calls,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: Some(finish_reason(response.stop_reason.as_deref())),
+        }],
+        usage,
+    };
+    Ok((serde_json::to_vec(&completion)?, usage))
+}

@@ -1,0 +1,11 @@
+//! Translation between the OpenAI API and other providers' wire formats.
+//!
+//! The hub is OpenAI chat: each provider has a request translator (OpenAI → provider), a
+//! response translator (provider JSON → OpenAI) and a stream translator (provider SSE →
+//! OpenAI chunks). Pass-through paths never enter this module.
+
+pub mod anthropic;
+pub mod anthropic_stream;
+pub mod chunks;
+pub mod openai;
+pub mod stream;

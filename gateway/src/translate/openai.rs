@@ -1,0 +1,313 @@
+//! OpenAI chat wire types used when a request or response must be translated (the
+//! pass-through path never builds these). Deserialisation is strict about shapes and lenient
+//! about unknown fields, like the OpenAI API itself.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole chat completion request.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ChatRequest {
+    /// Model name (already the upstream model when handed to a translator).
+    pub model: String,
+    /// Conversation.
+    pub messages: Vec<Message>,
+    /// Whether to stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    /// Streaming options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Legacy completion cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Completion cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    /// Sampling temperature (0–2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Number of choices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Stop sequences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    /// Callable functions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// Whether and which tool must be called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether several tool calls may come in one turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Output format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// End-user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Sampling seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Presence penalty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Whether to return log probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Log probabilities per token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u32>,
+}
+
+impl ChatRequest {
+    /// The completion cap the client asked for, under either name.
+    pub fn completion_cap(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Whether the client wants a final usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+    }
+}
+
+/// `stream_options`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct StreamOptions {
+    /// Send a usage chunk before `[DONE]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+}
+
+/// `stop`: one string or several.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One sequence.
+    One(String),
+    /// Several sequences.
+    Many(Vec<String>),
+}
+
+impl Stop {
+    /// The sequences as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// One conversation message.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Message {
+    /// Instructions.
+    System {
+        /// Text.
+        content: Content,
+    },
+    /// Instructions (newer name for system).
+    Developer {
+        /// Text.
+        content: Content,
+    },
+    /// The user's turn.
+    User {
+        /// Text and images.
+        content: Content,
+    },
+    /// The model's turn.
+    Assistant {
+        /// Text, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Content>,
+        /// Tool calls, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_calls: Option<Vec<ToolCall>>,
+    },
+    /// A tool's result.
+    Tool {
+        /// The result.
+        content: Content,
+        /// The call it answers.
+        tool_call_id: String,
+    },
+}
+
+/// Message content: a string or typed parts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Typed parts.
+    Parts(Vec<Part>),
+}
+
+impl Content {
+    /// All text parts joined (non-text parts skipped).
+    pub fn text(&self) -> String {
+        match self {
+            Self::Text(t) => t.clone(),
+            Self::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// The parts, with plain text as one text part.
+    pub fn parts(&self) -> Vec<Part> {
+        match self {
+            Self::Text(t) => vec![Part::Text { text: t.clone() }],
+            Self::Parts(p) => p.clone(),
+        }
+    }
+}
+
+/// One content part.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image by URL or data URL.
+    ImageUrl {
+        /// The image.
+        image_url: ImageUrl,
+    },
+    /// A part type the translators do not handle (audio, files, refusals).
+    #[serde(other)]
+    Unsupported,
+}
+
+/// `image_url`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ImageUrl {
+    /// `https://...` or `data:<mime>;base64,<data>`.
+    pub url: String,
+    /// Detail hint (dropped by translators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ImageUrl {
+    /// `(media type, base64 data)` when this is a base64 data URL.
+    pub fn as_data(&self) -> Option<(&str, &str)> {
+        let rest = self.url.strip_prefix("data:")?;
+        let (meta, data) = rest.split_once(',')?;
+        let media = meta.strip_suffix(";base64")?;
+        Some((media, data))
+    }
+}
+
+/// A tool call made by the assistant.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct ToolCall {
+    /// Id the tool result refers back to.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type", default = "function_type")]
+    pub call_type: String,
+    /// The function and its JSON arguments.
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+/// Function name and arguments.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct FunctionCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON text.
+    pub arguments: String,
+}
+
+/// A callable function.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub tool_type: String,
+    /// The declaration.
+    pub function: FunctionDefinition,
+}
+
+/// A function declaration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct FunctionDefinition {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+}
+
+/// `tool_choice`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    /// `auto`, `none` or `required`.
+    Mode(String),
+    /// One named function.
+    Named {
+        /// The function.
+        function: NamedFunction,
+    },
+}
+
+/// A function named in `tool_choice`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct NamedFunction {
+    /// Its name.
+    pub name: String,
+}
+
+/// `response_format`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// The schema.
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+/// `response_format.json_schema`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct JsonSchemaFormat {
+    /// Schema name.
+    pub name: String,
+    /// The schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
