@@ -131,7 +131,10 @@ async fn upstream_failures_become_openai_errors() {
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "upstream_error");
-    assert_eq!(body["error"]["message"], "upstream upstream answered HTTP 500");
+    assert_eq!(
+        body["error"]["message"],
+        "upstream upstream answered HTTP 500"
+    );
 
     upstream.set_fault(Fault {
         status: Some(503),

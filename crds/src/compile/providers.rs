@@ -93,7 +93,10 @@ fn compile_one(
         circuit_breaker: breaker,
         models,
         fake: (kind == ProviderType::Fake).then(|| spec.fake.clone().unwrap_or_default()),
-        api_version: spec.api_version.clone().or_else(|| kind.default_api_version().map(str::to_owned)),
+        api_version: spec
+            .api_version
+            .clone()
+            .or_else(|| kind.default_api_version().map(str::to_owned)),
     })
 }
 

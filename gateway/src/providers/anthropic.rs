@@ -26,7 +26,10 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
         .client
         .post(format!("{base}/v1/messages"))
         .header(header::CONTENT_TYPE, "application/json")
-        .header("anthropic-version", compiled.api_version.as_deref().unwrap_or("2023-06-01"))
+        .header(
+            "anthropic-version",
+            compiled.api_version.as_deref().unwrap_or("2023-06-01"),
+        )
         .body(serde_json::to_vec(&upstream_request).unwrap_or_default());
     if let Some(credential) = &compiled.credential {
         http = http.header("x-api-key", credential.expose());
@@ -36,14 +39,20 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     }
     match exchange(&call, http).await? {
         Reply::Stream(response) => {
-            let translator = AnthropicToOpenAi::new(&call.target.upstream_model, call.created(), include_usage);
+            let translator =
+                AnthropicToOpenAi::new(&call.target.upstream_model, call.created(), include_usage);
             let transform = EventTransform::new(translator);
-            let relay = Relay::new(response.bytes_stream(), transform, call.accounting(), remaining(&call));
+            let relay = Relay::new(
+                response.bytes_stream(),
+                transform,
+                call.accounting(),
+                remaining(&call),
+            );
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(_, body) => {
-            let (completion, usage) =
-                to_openai_completion(&body, call.created()).map_err(|e| undecodable(&compiled.name, &e))?;
+            let (completion, usage) = to_openai_completion(&body, call.created())
+                .map_err(|e| undecodable(&compiled.name, &e))?;
             call.accounting().usage(usage.accounting());
             Ok(json_response(StatusCode::OK, completion))
         }

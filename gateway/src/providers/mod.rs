@@ -43,8 +43,9 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// The full OpenAI request, for adapters that translate it, with the upstream model set.
     pub fn translated_request(&self) -> Result<crate::translate::openai::ChatRequest, ApiError> {
-        let mut request: crate::translate::openai::ChatRequest = serde_json::from_slice(&self.request.body)
-            .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+        let mut request: crate::translate::openai::ChatRequest =
+            serde_json::from_slice(&self.request.body)
+                .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
         request.model.clone_from(&self.target.upstream_model);
         Ok(request)
     }

@@ -18,7 +18,11 @@ use crate::openai::UsageEnvelope;
 
 /// Client headers passed upstream; everything else (credentials, cookies, hop-by-hop,
 /// forwarding headers) stays at the gateway.
-const FORWARDED_HEADERS: [HeaderName; 3] = [header::ACCEPT, header::USER_AGENT, HeaderName::from_static("openai-beta")];
+const FORWARDED_HEADERS: [HeaderName; 3] = [
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("openai-beta"),
+];
 
 /// Forwards a chat completion request (the body as the client sent it, model spliced).
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
@@ -27,13 +31,18 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
 }
 
 /// Sends an OpenAI-format `body` to `endpoint` of the call's provider and relays the reply.
-pub async fn forward(call: &Call<'_>, endpoint: &str, body: reqwest::Body) -> Result<Response, ApiError> {
+pub async fn forward(
+    call: &Call<'_>,
+    endpoint: &str,
+    body: reqwest::Body,
+) -> Result<Response, ApiError> {
     let compiled = &call.provider.compiled;
     let base = compiled.base_url.as_deref().unwrap_or_default();
     let mut request = if compiled.provider_type == ProviderType::AzureOpenAi {
         let deployment = &call.target.upstream_model;
         let version = compiled.api_version.as_deref().unwrap_or_default();
-        let url = format!("{base}/openai/deployments/{deployment}/{endpoint}?api-version={version}");
+        let url =
+            format!("{base}/openai/deployments/{deployment}/{endpoint}?api-version={version}");
         let request = call.provider.client.post(url);
         match &compiled.credential {
             Some(credential) => request.header("api-key", credential.expose()),
@@ -46,7 +55,9 @@ pub async fn forward(call: &Call<'_>, endpoint: &str, body: reqwest::Body) -> Re
             None => request,
         }
     };
-    request = request.header(header::CONTENT_TYPE, "application/json").body(body);
+    request = request
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body);
     for name in &FORWARDED_HEADERS {
         if let Some(value) = call.client_headers.get(name) {
             request = request.header(name, value);
@@ -57,11 +68,18 @@ pub async fn forward(call: &Call<'_>, endpoint: &str, body: reqwest::Body) -> Re
     }
     match exchange(call, request).await? {
         Reply::Stream(response) => {
-            let relay = Relay::new(response.bytes_stream(), PassThrough::default(), call.accounting(), remaining(call));
+            let relay = Relay::new(
+                response.bytes_stream(),
+                PassThrough::default(),
+                call.accounting(),
+                remaining(call),
+            );
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(status, body) => {
-            if let Ok(UsageEnvelope { usage: Some(usage) }) = serde_json::from_slice::<UsageEnvelope>(&body) {
+            if let Ok(UsageEnvelope { usage: Some(usage) }) =
+                serde_json::from_slice::<UsageEnvelope>(&body)
+            {
                 call.accounting().usage(usage);
             }
             Ok(json_response(status, body))

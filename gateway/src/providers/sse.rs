@@ -109,7 +109,10 @@ pub fn parse_event(raw: &[u8]) -> Option<SseEvent<'_>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut event = SseEvent::default();
     let mut has_data = false;
-    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty() && !l.starts_with(':')) {
+    for line in text
+        .split(['\n', '\r'])
+        .filter(|l| !l.is_empty() && !l.starts_with(':'))
+    {
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
@@ -184,7 +187,9 @@ pub struct Relay<S, T: Transform> {
 
 impl<S, T: Transform> std::fmt::Debug for Relay<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay").field("finished", &self.finished).finish_non_exhaustive()
+        f.debug_struct("Relay")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,9 +230,10 @@ where
             }
             if this.deadline.as_mut().poll(cx).is_ready() {
                 this.finished = true;
-                let event = this
-                    .transform
-                    .error_event("the upstream stream exceeded the total timeout", "upstream_timeout");
+                let event = this.transform.error_event(
+                    "the upstream stream exceeded the total timeout",
+                    "upstream_timeout",
+                );
                 return Poll::Ready(Some(Ok(event)));
             }
             let out = match Pin::new(&mut this.inner).poll_next(cx) {
@@ -236,7 +242,8 @@ where
                 Poll::Ready(Some(Err(e))) => {
                     this.finished = true;
                     tracing::warn!(error = %e, "upstream stream failed mid-response");
-                    this.transform.error_event("the upstream stream failed mid-response", "upstream_error")
+                    this.transform
+                        .error_event("the upstream stream failed mid-response", "upstream_error")
                 }
                 Poll::Ready(None) => {
                     this.finished = true;

@@ -22,11 +22,20 @@ pub enum Reply {
 
 /// Sends `request` and reads the reply: an SSE body is left unread, anything else is read
 /// within the total deadline; error statuses become [`ApiError`]s.
-pub async fn exchange(call: &Call<'_>, request: reqwest::RequestBuilder) -> Result<Reply, ApiError> {
+pub async fn exchange(
+    call: &Call<'_>,
+    request: reqwest::RequestBuilder,
+) -> Result<Reply, ApiError> {
     let compiled = &call.provider.compiled;
     let timeouts = &compiled.timeouts;
     let response = match tokio::time::timeout(timeouts.first_byte.get(), request.send()).await {
-        Err(_) => return Err(timeout(&compiled.name, "send response headers", timeouts.first_byte.get())),
+        Err(_) => {
+            return Err(timeout(
+                &compiled.name,
+                "send response headers",
+                timeouts.first_byte.get(),
+            ));
+        }
         Ok(Err(e)) => return Err(send_error(&compiled.name, &e)),
         Ok(Ok(response)) => response,
     };
@@ -41,7 +50,13 @@ pub async fn exchange(call: &Call<'_>, request: reqwest::RequestBuilder) -> Resu
     }
     let headers = response.headers().clone();
     let body = match tokio::time::timeout(remaining(call), response.bytes()).await {
-        Err(_) => return Err(timeout(&compiled.name, "send the response body", timeouts.total.get())),
+        Err(_) => {
+            return Err(timeout(
+                &compiled.name,
+                "send the response body",
+                timeouts.total.get(),
+            ));
+        }
         Ok(Err(e)) => return Err(send_error(&compiled.name, &e)),
         Ok(Ok(body)) => body,
     };
@@ -53,16 +68,27 @@ pub async fn exchange(call: &Call<'_>, request: reqwest::RequestBuilder) -> Resu
 
 /// Time left before the call's total deadline.
 pub fn remaining(call: &Call<'_>) -> Duration {
-    call.provider.compiled.timeouts.total.get().saturating_sub(call.started.elapsed())
+    call.provider
+        .compiled
+        .timeouts
+        .total
+        .get()
+        .saturating_sub(call.started.elapsed())
 }
 
 /// A 200 SSE response with the headers proxies need to not buffer it.
 pub fn sse_response(body: Body) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
         ],
         body,
     )
@@ -71,7 +97,15 @@ pub fn sse_response(body: Body) -> Response {
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.into()).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.into(),
+    )
+        .into_response()
 }
 
 /// An upstream body that could not be understood.
@@ -85,14 +119,21 @@ pub fn undecodable(provider: &str, error: &serde_json::Error) -> ApiError {
 }
 
 fn timeout(provider: &str, what: &str, limit: Duration) -> ApiError {
-    ApiError::UpstreamTimeout(format!("upstream {provider} did not {what} within {}ms", limit.as_millis()))
+    ApiError::UpstreamTimeout(format!(
+        "upstream {provider} did not {what} within {}ms",
+        limit.as_millis()
+    ))
 }
 
 fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
     if error.is_timeout() {
         return ApiError::UpstreamTimeout(format!("upstream {provider} timed out"));
     }
-    let what = if error.is_connect() { "cannot connect to" } else { "request failed at" };
+    let what = if error.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed at"
+    };
     tracing::warn!(provider, error = %error, "upstream request failed");
     ApiError::Upstream {
         status: StatusCode::BAD_GATEWAY,
@@ -106,24 +147,41 @@ fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
 /// Anthropic and Gemini all put it at `/error/message`); overload (503, Anthropic's 529) is a
 /// retryable 503; anything else is a 502 that does not echo the upstream body (a provider's
 /// 401 message can quote part of the provider key).
-pub fn upstream_error(provider: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
+pub fn upstream_error(
+    provider: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiError {
     let upstream_message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned));
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        });
     let retry_after = headers.get(header::RETRY_AFTER).cloned();
     match status.as_u16() {
         400 | 413 | 422 | 429 => ApiError::Upstream {
             status,
-            message: upstream_message.unwrap_or_else(|| format!("upstream {provider} answered {status}")),
+            message: upstream_message
+                .unwrap_or_else(|| format!("upstream {provider} answered {status}")),
             retry_after,
         },
         503 | 529 => ApiError::Upstream {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("upstream {provider} is overloaded (HTTP {})", status.as_u16()),
+            message: format!(
+                "upstream {provider} is overloaded (HTTP {})",
+                status.as_u16()
+            ),
             retry_after,
         },
         _ => {
-            tracing::warn!(provider, status = status.as_u16(), "upstream answered an error");
+            tracing::warn!(
+                provider,
+                status = status.as_u16(),
+                "upstream answered an error"
+            );
             ApiError::Upstream {
                 status: StatusCode::BAD_GATEWAY,
                 message: format!("upstream {provider} answered HTTP {}", status.as_u16()),

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
-use super::openai::{ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice};
+use super::openai::{
+    ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice,
+};
 use crate::error::ApiError;
 
 /// Used when neither the request nor the catalogue gives a completion cap.
@@ -164,25 +166,44 @@ pub struct Metadata {
 }
 
 /// Translates an OpenAI request; `default_max_tokens` comes from the model catalogue.
-pub fn to_anthropic(request: ChatRequest, default_max_tokens: Option<u32>) -> Result<MessagesRequest, ApiError> {
+pub fn to_anthropic(
+    request: ChatRequest,
+    default_max_tokens: Option<u32>,
+) -> Result<MessagesRequest, ApiError> {
     reject_unsupported(&request)?;
     let mut system = Vec::new();
     let mut messages: Vec<AMessage> = Vec::new();
     for (i, message) in request.messages.into_iter().enumerate() {
         let (role, blocks) = match message {
             Message::System { content } | Message::Developer { content } => {
-                system.push(TextBlock { block_type: "text".into(), text: content.text() });
+                system.push(TextBlock {
+                    block_type: "text".into(),
+                    text: content.text(),
+                });
                 continue;
             }
             Message::User { content } => ("user", user_blocks(&content, i)?),
-            Message::Assistant { content, tool_calls } => ("assistant", assistant_blocks(content, tool_calls, i)?),
-            Message::Tool { content, tool_call_id } => {
-                ("user", vec![Block::ToolResult { tool_use_id: tool_call_id, content: content.text() }])
-            }
+            Message::Assistant {
+                content,
+                tool_calls,
+            } => ("assistant", assistant_blocks(content, tool_calls, i)?),
+            Message::Tool {
+                content,
+                tool_call_id,
+            } => (
+                "user",
+                vec![Block::ToolResult {
+                    tool_use_id: tool_call_id,
+                    content: content.text(),
+                }],
+            ),
         };
         match messages.last_mut() {
             Some(last) if last.role == role => last.content.extend(blocks),
-            _ => messages.push(AMessage { role: role.to_owned(), content: blocks }),
+            _ => messages.push(AMessage {
+                role: role.to_owned(),
+                content: blocks,
+            }),
         }
     }
     let tools = request.tools.map(|tools| {
@@ -191,13 +212,20 @@ pub fn to_anthropic(request: ChatRequest, default_max_tokens: Option<u32>) -> Re
             .map(|t| ATool {
                 name: t.function.name,
                 description: t.function.description,
-                input_schema: t.function.parameters.unwrap_or_else(|| serde_json::json!({"type": "object"})),
+                input_schema: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| serde_json::json!({"type": "object"})),
             })
             .collect()
     });
     Ok(MessagesRequest {
         model: request.model,
-        max_tokens: request.max_completion_tokens.or(request.max_tokens).or(default_max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens: request
+            .max_completion_tokens
+            .or(request.max_tokens)
+            .or(default_max_tokens)
+            .unwrap_or(DEFAULT_MAX_TOKENS),
         messages,
         system: (!system.is_empty()).then_some(system),
         temperature: request.temperature,
@@ -211,14 +239,22 @@ pub fn to_anthropic(request: ChatRequest, default_max_tokens: Option<u32>) -> Re
 }
 
 fn reject_unsupported(request: &ChatRequest) -> Result<(), ApiError> {
-    let reject = |param: &str, why: &str| Err(ApiError::invalid(format!("{why} is not supported by provider type anthropic"), Some(param)));
+    let reject = |param: &str, why: &str| {
+        Err(ApiError::invalid(
+            format!("{why} is not supported by provider type anthropic"),
+            Some(param),
+        ))
+    };
     if request.n.is_some_and(|n| n > 1) {
         return reject("n", "more than one choice (n > 1)");
     }
     if request.logprobs == Some(true) || request.top_logprobs.is_some() {
         return reject("logprobs", "log probabilities");
     }
-    if matches!(request.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })) {
+    if matches!(
+        request.response_format,
+        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+    ) {
         return reject("response_format", "a JSON response_format");
     }
     if request.temperature.is_some_and(|t| t > 1.0) {
@@ -235,8 +271,13 @@ fn user_blocks(content: &Content, index: usize) -> Result<Vec<Block>, ApiError> 
             Part::Text { text } => Ok(Block::Text { text }),
             Part::ImageUrl { image_url } => Ok(Block::Image {
                 source: match image_url.as_data() {
-                    Some((media_type, data)) => ImageSource::Base64 { media_type: media_type.to_owned(), data: data.to_owned() },
-                    None => ImageSource::Url { url: image_url.url.clone() },
+                    Some((media_type, data)) => ImageSource::Base64 {
+                        media_type: media_type.to_owned(),
+                        data: data.to_owned(),
+                    },
+                    None => ImageSource::Url {
+                        url: image_url.url.clone(),
+                    },
                 },
             }),
             Part::Unsupported => Err(ApiError::invalid(
@@ -247,16 +288,27 @@ fn user_blocks(content: &Content, index: usize) -> Result<Vec<Block>, ApiError> 
         .collect()
 }
 
-fn assistant_blocks(content: Option<Content>, tool_calls: Option<Vec<ToolCall>>, index: usize) -> Result<Vec<Block>, ApiError> {
+fn assistant_blocks(
+    content: Option<Content>,
+    tool_calls: Option<Vec<ToolCall>>,
+    index: usize,
+) -> Result<Vec<Block>, ApiError> {
     let mut blocks = Vec::new();
     if let Some(text) = content.map(|c| c.text()).filter(|t| !t.is_empty()) {
         blocks.push(Block::Text { text });
     }
     for call in tool_calls.unwrap_or_default() {
         let input = serde_json::from_str(&call.function.arguments).map_err(|_| {
-            ApiError::invalid("tool call arguments must be a JSON object", Some(&format!("messages[{index}].tool_calls")))
+            ApiError::invalid(
+                "tool call arguments must be a JSON object",
+                Some(&format!("messages[{index}].tool_calls")),
+            )
         })?;
-        blocks.push(Block::ToolUse { id: call.id, name: call.function.name, input });
+        blocks.push(Block::ToolUse {
+            id: call.id,
+            name: call.function.name,
+            input,
+        });
     }
     Ok(blocks)
 }
@@ -273,7 +325,11 @@ fn tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<ATo
         },
         Some(ToolChoice::Named { function }) => ("tool", Some(function.name)),
     };
-    Some(AToolChoice { choice_type: choice_type.to_owned(), name, disable_parallel_tool_use: disable_parallel })
+    Some(AToolChoice {
+        choice_type: choice_type.to_owned(),
+        name,
+        disable_parallel_tool_use: disable_parallel,
+    })
 }
 
 /// An Anthropic Messages API response.
@@ -328,7 +384,10 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 }
 
 /// Translates a JSON response; `created` is the Unix time to report.
-pub fn to_openai_completion(body: &[u8], created: u64) -> Result<(Vec<u8>, UsageOut), serde_json::Error> {
+pub fn to_openai_completion(
+    body: &[u8],
+    created: u64,
+) -> Result<(Vec<u8>, UsageOut), serde_json::Error> {
     let response: MessagesResponse = serde_json::from_slice(body)?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
@@ -338,7 +397,10 @@ pub fn to_openai_completion(body: &[u8], created: u64) -> Result<(Vec<u8>, Usage
             Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
                 id,
                 call_type: "function".into(),
-                function: FunctionCall { name, arguments: input.to_string() },
+                function: FunctionCall {
+                    name,
+                    arguments: input.to_string(),
+                },
             }),
             _ => {}
         }

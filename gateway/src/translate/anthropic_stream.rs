@@ -21,14 +21,28 @@ use crate::providers::sse::{SseEvent, error_event};
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event {
-    MessageStart { message: StartMessage },
-    ContentBlockStart { index: u32, content_block: StartBlock },
-    ContentBlockDelta { index: u32, delta: BlockDelta },
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: StartBlock,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta,
+    },
     ContentBlockStop {},
-    MessageDelta { delta: MessageDeltaBody, #[serde(default)] usage: Option<DeltaUsage> },
+    MessageDelta {
+        delta: MessageDeltaBody,
+        #[serde(default)]
+        usage: Option<DeltaUsage>,
+    },
     MessageStop {},
     Ping {},
-    Error { error: ErrorBody },
+    Error {
+        error: ErrorBody,
+    },
     #[serde(other)]
     Unknown,
 }
@@ -44,7 +58,10 @@ struct StartMessage {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum StartBlock {
-    ToolUse { id: String, name: String },
+    ToolUse {
+        id: String,
+        name: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -52,8 +69,12 @@ enum StartBlock {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum BlockDelta {
-    TextDelta { text: String },
-    InputJsonDelta { partial_json: String },
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -92,7 +113,11 @@ impl AnthropicToOpenAi {
     /// A translator writing chunks for `model`, dated `created`.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         Self {
-            writer: ChunkWriter { id: String::new(), model: model.to_owned(), created },
+            writer: ChunkWriter {
+                id: String::new(),
+                model: model.to_owned(),
+                created,
+            },
             include_usage,
             tool_indexes: HashMap::new(),
             usage: AUsage::default(),
@@ -105,7 +130,14 @@ impl AnthropicToOpenAi {
     fn start(&mut self, out: &mut BytesMut) {
         if !self.started {
             self.started = true;
-            out.extend_from_slice(&self.writer.delta(Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None));
+            out.extend_from_slice(&self.writer.delta(
+                Delta {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..Delta::default()
+                },
+                None,
+            ));
         }
     }
 
@@ -117,7 +149,10 @@ impl AnthropicToOpenAi {
                 self.usage = message.usage;
                 self.start(out);
             }
-            Event::ContentBlockStart { index, content_block: StartBlock::ToolUse { id, name } } => {
+            Event::ContentBlockStart {
+                index,
+                content_block: StartBlock::ToolUse { id, name },
+            } => {
                 self.start(out);
                 let call_index = u32::try_from(self.tool_indexes.len()).unwrap_or(u32::MAX);
                 self.tool_indexes.insert(index, call_index);
@@ -125,25 +160,57 @@ impl AnthropicToOpenAi {
                     index: call_index,
                     id: Some(&id),
                     call_type: Some("function"),
-                    function: FunctionDelta { name: Some(&name), arguments: Some("") },
+                    function: FunctionDelta {
+                        name: Some(&name),
+                        arguments: Some(""),
+                    },
                 };
-                out.extend_from_slice(&self.writer.delta(Delta { tool_calls: Some([call]), ..Delta::default() }, None));
+                out.extend_from_slice(&self.writer.delta(
+                    Delta {
+                        tool_calls: Some([call]),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
             }
-            Event::ContentBlockDelta { delta: BlockDelta::TextDelta { text }, .. } => {
+            Event::ContentBlockDelta {
+                delta: BlockDelta::TextDelta { text },
+                ..
+            } => {
                 self.start(out);
-                out.extend_from_slice(&self.writer.delta(Delta { content: Some(&text), ..Delta::default() }, None));
+                out.extend_from_slice(&self.writer.delta(
+                    Delta {
+                        content: Some(&text),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
             }
-            Event::ContentBlockDelta { index, delta: BlockDelta::InputJsonDelta { partial_json } } => {
-                let Some(&call_index) = self.tool_indexes.get(&index) else { return };
+            Event::ContentBlockDelta {
+                index,
+                delta: BlockDelta::InputJsonDelta { partial_json },
+            } => {
+                let Some(&call_index) = self.tool_indexes.get(&index) else {
+                    return;
+                };
                 if partial_json.is_empty() {
                     return;
                 }
                 let call = ToolCallDelta {
                     index: call_index,
-                    function: FunctionDelta { arguments: Some(&partial_json), ..FunctionDelta::default() },
+                    function: FunctionDelta {
+                        arguments: Some(&partial_json),
+                        ..FunctionDelta::default()
+                    },
                     ..ToolCallDelta::default()
                 };
-                out.extend_from_slice(&self.writer.delta(Delta { tool_calls: Some([call]), ..Delta::default() }, None));
+                out.extend_from_slice(&self.writer.delta(
+                    Delta {
+                        tool_calls: Some([call]),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
             }
             Event::MessageDelta { delta, usage } => {
                 self.stop_reason = delta.stop_reason;
@@ -155,9 +222,15 @@ impl AnthropicToOpenAi {
             Event::Ping {} => out.extend_from_slice(b": ping\n\n"),
             Event::Error { error } => {
                 self.finished = true;
-                out.extend_from_slice(&error_event(&format!("upstream error ({}): {}", error.error_type, error.message), &error.error_type));
+                out.extend_from_slice(&error_event(
+                    &format!("upstream error ({}): {}", error.error_type, error.message),
+                    &error.error_type,
+                ));
             }
-            Event::ContentBlockStart { .. } | Event::ContentBlockDelta { .. } | Event::ContentBlockStop {} | Event::Unknown => {}
+            Event::ContentBlockStart { .. }
+            | Event::ContentBlockDelta { .. }
+            | Event::ContentBlockStop {}
+            | Event::Unknown => {}
         }
     }
 
@@ -187,7 +260,10 @@ impl EventTranslator for AnthropicToOpenAi {
             Err(e) => {
                 self.finished = true;
                 tracing::warn!(error = %e, "undecodable Anthropic stream event");
-                out.extend_from_slice(&error_event("the upstream sent an undecodable stream event", "upstream_error"));
+                out.extend_from_slice(&error_event(
+                    "the upstream sent an undecodable stream event",
+                    "upstream_error",
+                ));
             }
         }
     }
@@ -195,7 +271,10 @@ impl EventTranslator for AnthropicToOpenAi {
     fn end(&mut self, out: &mut BytesMut) {
         if !self.finished {
             self.finished = true;
-            out.extend_from_slice(&error_event("the upstream stream ended before message_stop", "upstream_error"));
+            out.extend_from_slice(&error_event(
+                "the upstream stream ended before message_stop",
+                "upstream_error",
+            ));
         }
     }
 

@@ -45,9 +45,12 @@ impl UsageOut {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt + completion,
-            prompt_tokens_details: (cached > 0).then_some(PromptDetails { cached_tokens: cached }),
-            completion_tokens_details: (reasoning > 0)
-                .then_some(CompletionDetails { reasoning_tokens: reasoning }),
+            prompt_tokens_details: (cached > 0).then_some(PromptDetails {
+                cached_tokens: cached,
+            }),
+            completion_tokens_details: (reasoning > 0).then_some(CompletionDetails {
+                reasoning_tokens: reasoning,
+            }),
         }
     }
 
@@ -188,7 +191,12 @@ impl ChunkWriter {
 
     /// A single-choice event.
     pub fn delta(&self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Bytes {
-        self.choices(&[ChunkChoice { index: 0, delta, logprobs: None, finish_reason }])
+        self.choices(&[ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }])
     }
 
     /// The usage chunk (`choices: []`) sent before `[DONE]` when the client asked for it.

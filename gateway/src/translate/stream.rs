@@ -28,7 +28,10 @@ pub struct EventTransform<T> {
 impl<T> EventTransform<T> {
     /// Wraps a translator.
     pub fn new(translator: T) -> Self {
-        Self { buffer: BytesMut::new(), translator }
+        Self {
+            buffer: BytesMut::new(),
+            translator,
+        }
     }
 }
 
@@ -61,7 +64,11 @@ impl<T: EventTranslator> Transform for EventTransform<T> {
 }
 
 /// Runs a translator over a whole recorded stream (fixtures, benchmarks, fuzzing).
-pub fn translate_all<T: EventTranslator>(translator: T, input: &[u8], chunk_size: usize) -> Vec<u8> {
+pub fn translate_all<T: EventTranslator>(
+    translator: T,
+    input: &[u8],
+    chunk_size: usize,
+) -> Vec<u8> {
     let mut transform = EventTransform::new(translator);
     let mut out = Vec::new();
     for chunk in input.chunks(chunk_size.max(1)) {
