@@ -3,6 +3,7 @@
 
 pub mod anthropic;
 pub mod fake;
+pub mod gemini;
 pub mod openai;
 pub mod sse;
 pub mod upstream;

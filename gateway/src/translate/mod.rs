@@ -9,3 +9,5 @@ pub mod anthropic_stream;
 pub mod chunks;
 pub mod openai;
 pub mod stream;
+pub mod gemini;
+pub mod gemini_stream;
