@@ -39,12 +39,17 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     match exchange(&call, http).await? {
         Reply::Stream(response) => {
             let translator = GeminiToOpenAi::new(model, call.created(), include_usage);
-            let relay = Relay::new(response.bytes_stream(), EventTransform::new(translator), call.accounting(), remaining(&call));
+            let relay = Relay::new(
+                response.bytes_stream(),
+                EventTransform::new(translator),
+                call.accounting(),
+                remaining(&call),
+            );
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(_, body) => {
-            let (completion, usage) =
-                to_openai_completion(&body, model, call.created()).map_err(|e| undecodable(&compiled.name, &e))?;
+            let (completion, usage) = to_openai_completion(&body, model, call.created())
+                .map_err(|e| undecodable(&compiled.name, &e))?;
             call.accounting().usage(usage.accounting());
             Ok(json_response(StatusCode::OK, completion))
         }

@@ -74,13 +74,10 @@ impl Call<'_> {
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     match call.provider.compiled.provider_type {
         ProviderType::Fake => fake::chat(call).await,
-        ProviderType::OpenAi | ProviderType::OpenAiCompatible => openai::chat(call).await,
-        other => Err(ApiError::ServiceUnavailable {
-            message: format!(
-                "provider type {} is not supported by this gateway version",
-                other.as_str()
-            ),
-            retry_after: None,
-        }),
+        ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {
+            openai::chat(call).await
+        }
+        ProviderType::Anthropic => anthropic::chat(call).await,
+        ProviderType::Gemini => gemini::chat(call).await,
     }
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
-use super::openai::{ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice};
+use super::openai::{
+    ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice,
+};
 use crate::error::ApiError;
 
 /// A `generateContent` request.
@@ -132,7 +134,10 @@ pub struct GenerationConfig {
 /// Translates an OpenAI request.
 pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiError> {
     if request.logprobs == Some(true) || request.top_logprobs.is_some() {
-        return Err(ApiError::invalid("log probabilities are not supported by provider type gemini", Some("logprobs")));
+        return Err(ApiError::invalid(
+            "log probabilities are not supported by provider type gemini",
+            Some("logprobs"),
+        ));
     }
     let mut names_by_call_id: HashMap<String, String> = HashMap::new();
     let mut system = Vec::new();
@@ -140,26 +145,48 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
     for (i, message) in request.messages.into_iter().enumerate() {
         let (role, parts) = match message {
             Message::System { content } | Message::Developer { content } => {
-                system.push(GPart { text: Some(content.text()), ..GPart::default() });
+                system.push(GPart {
+                    text: Some(content.text()),
+                    ..GPart::default()
+                });
                 continue;
             }
             Message::User { content } => ("user", user_parts(&content, i)?),
-            Message::Assistant { content, tool_calls } => {
+            Message::Assistant {
+                content,
+                tool_calls,
+            } => {
                 let mut parts = Vec::new();
                 if let Some(text) = content.map(|c| c.text()).filter(|t| !t.is_empty()) {
-                    parts.push(GPart { text: Some(text), ..GPart::default() });
+                    parts.push(GPart {
+                        text: Some(text),
+                        ..GPart::default()
+                    });
                 }
                 for call in tool_calls.unwrap_or_default() {
                     let args = serde_json::from_str(&call.function.arguments).map_err(|_| {
-                        ApiError::invalid("tool call arguments must be a JSON object", Some(&format!("messages[{i}].tool_calls")))
+                        ApiError::invalid(
+                            "tool call arguments must be a JSON object",
+                            Some(&format!("messages[{i}].tool_calls")),
+                        )
                     })?;
                     names_by_call_id.insert(call.id.clone(), call.function.name.clone());
                     let id = Some(call.id);
-                    parts.push(GPart { function_call: Some(GFunctionCall { id, name: call.function.name, args }), ..GPart::default() });
+                    parts.push(GPart {
+                        function_call: Some(GFunctionCall {
+                            id,
+                            name: call.function.name,
+                            args,
+                        }),
+                        ..GPart::default()
+                    });
                 }
                 ("model", parts)
             }
-            Message::Tool { content, tool_call_id } => {
+            Message::Tool {
+                content,
+                tool_call_id,
+            } => {
                 let name = names_by_call_id.get(&tool_call_id).cloned().ok_or_else(|| {
                     ApiError::invalid(
                         format!("tool_call_id {tool_call_id:?} does not match a tool call of an earlier assistant message"),
@@ -172,12 +199,21 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
                     _ => json!({"output": text}),
                 };
                 let part = json!({"id": tool_call_id, "name": name, "response": response});
-                ("user", vec![GPart { function_response: Some(part), ..GPart::default() }])
+                (
+                    "user",
+                    vec![GPart {
+                        function_response: Some(part),
+                        ..GPart::default()
+                    }],
+                )
             }
         };
         match contents.last_mut() {
             Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
-            _ => contents.push(GContent { role: Some(role.to_owned()), parts }),
+            _ => contents.push(GContent {
+                role: Some(role.to_owned()),
+                parts,
+            }),
         }
     }
     let tools = request.tools.map(|tools| {
@@ -194,11 +230,15 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
                 d
             })
             .collect();
-        vec![GTool { function_declarations: declarations }]
+        vec![GTool {
+            function_declarations: declarations,
+        }]
     });
     let (response_mime_type, response_json_schema) = match request.response_format {
         Some(ResponseFormat::JsonObject) => (Some("application/json".to_owned()), None),
-        Some(ResponseFormat::JsonSchema { json_schema }) => (Some("application/json".to_owned()), json_schema.schema),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            (Some("application/json".to_owned()), json_schema.schema)
+        }
         _ => (None, None),
     };
     let generation_config = GenerationConfig {
@@ -215,10 +255,14 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
     };
     Ok(GenerateContentRequest {
         contents,
-        system_instruction: (!system.is_empty()).then_some(GContent { role: None, parts: system }),
+        system_instruction: (!system.is_empty()).then_some(GContent {
+            role: None,
+            parts: system,
+        }),
         tools,
         tool_config: request.tool_choice.map(tool_config),
-        generation_config: (generation_config != GenerationConfig::default()).then_some(generation_config),
+        generation_config: (generation_config != GenerationConfig::default())
+            .then_some(generation_config),
     })
 }
 
@@ -241,7 +285,11 @@ fn user_parts(content: &Content, index: usize) -> Result<Vec<GPart>, ApiError> {
 }
 
 fn guess_image_type(url: &str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
     match path.rsplit('.').next() {
         Some("png") => "image/png",
         Some("gif") => "image/gif",
@@ -257,7 +305,9 @@ fn tool_config(choice: ToolChoice) -> Value {
             "required" => json!({"mode": "ANY"}),
             _ => json!({"mode": "AUTO"}),
         },
-        ToolChoice::Named { function } => json!({"mode": "ANY", "allowedFunctionNames": [function.name]}),
+        ToolChoice::Named { function } => {
+            json!({"mode": "ANY", "allowedFunctionNames": [function.name]})
+        }
     };
     json!({"functionCallingConfig": config})
 }
@@ -317,7 +367,12 @@ impl UsageMetadata {
     /// OpenAI usage: completion tokens include thinking tokens.
     pub fn to_openai(self) -> UsageOut {
         let completion = self.candidates_token_count + self.thoughts_token_count;
-        UsageOut::new(self.prompt_token_count, completion, self.cached_content_token_count, self.thoughts_token_count)
+        UsageOut::new(
+            self.prompt_token_count,
+            completion,
+            self.cached_content_token_count,
+            self.thoughts_token_count,
+        )
     }
 }
 
@@ -328,27 +383,46 @@ pub fn finish_reason(reason: Option<&str>, called_functions: bool) -> &'static s
     }
     match reason {
         Some("MAX_TOKENS") => "length",
-        Some("SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY") => "content_filter",
+        Some(
+            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY",
+        ) => "content_filter",
         _ => "stop",
     }
 }
 
 /// A tool-call id for a function call: the model's own id, else one made from its position.
 pub fn call_id(call: &GFunctionCall, position: usize) -> String {
-    call.id.clone().unwrap_or_else(|| format!("call_{position}_{}", call.name))
+    call.id
+        .clone()
+        .unwrap_or_else(|| format!("call_{position}_{}", call.name))
 }
 
 /// Translates a JSON response.
-pub fn to_openai_completion(body: &[u8], model: &str, created: u64) -> Result<(Vec<u8>, UsageOut), serde_json::Error> {
+pub fn to_openai_completion(
+    body: &[u8],
+    model: &str,
+    created: u64,
+) -> Result<(Vec<u8>, UsageOut), serde_json::Error> {
     let response: GenerateContentResponse = serde_json::from_slice(body)?;
-    let id = response.response_id.clone().unwrap_or_else(|| format!("chatcmpl-gemini-{created}"));
+    let id = response
+        .response_id
+        .clone()
+        .unwrap_or_else(|| format!("chatcmpl-gemini-{created}"));
     let choices = response
         .candidates
         .iter()
         .enumerate()
         .map(|(i, candidate)| {
-            let parts = candidate.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default();
-            let text: String = parts.iter().filter(|p| p.thought != Some(true)).filter_map(|p| p.text.as_deref()).collect();
+            let parts = candidate
+                .content
+                .as_ref()
+                .map(|c| c.parts.as_slice())
+                .unwrap_or_default();
+            let text: String = parts
+                .iter()
+                .filter(|p| p.thought != Some(true))
+                .filter_map(|p| p.text.as_deref())
+                .collect();
             let tool_calls: Vec<ToolCall> = parts
                 .iter()
                 .filter_map(|p| p.function_call.as_ref())
@@ -356,7 +430,10 @@ pub fn to_openai_completion(body: &[u8], model: &str, created: u64) -> Result<(V
                 .map(|(n, call)| ToolCall {
                     id: call_id(call, n),
                     call_type: "function".into(),
-                    function: FunctionCall { name: call.name.clone(), arguments: call.args.to_string() },
+                    function: FunctionCall {
+                        name: call.name.clone(),
+                        arguments: call.args.to_string(),
+                    },
                 })
                 .collect();
             let finish = finish_reason(candidate.finish_reason.as_deref(), !tool_calls.is_empty());
@@ -375,6 +452,13 @@ pub fn to_openai_completion(body: &[u8], model: &str, created: u64) -> Result<(V
         .collect();
     let usage = response.usage_metadata.unwrap_or_default().to_openai();
     let model = response.model_version.as_deref().unwrap_or(model);
-    let completion = Completion { id: &id, object: "chat.completion", created, model, choices, usage };
+    let completion = Completion {
+        id: &id,
+        object: "chat.completion",
+        created,
+        model,
+        choices,
+        usage,
+    };
     Ok((serde_json::to_vec(&completion)?, usage))
 }

@@ -38,7 +38,11 @@ impl GeminiToOpenAi {
     /// A translator writing chunks for `model`, dated `created`.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         Self {
-            writer: ChunkWriter { id: format!("chatcmpl-gemini-{created}"), model: model.to_owned(), created },
+            writer: ChunkWriter {
+                id: format!("chatcmpl-gemini-{created}"),
+                model: model.to_owned(),
+                created,
+            },
             include_usage,
             candidates: BTreeMap::new(),
             usage: None,
@@ -54,11 +58,17 @@ impl GeminiToOpenAi {
             self.usage = Some(usage);
         }
         for (position, candidate) in response.candidates.into_iter().enumerate() {
-            let index = candidate.index.unwrap_or(u32::try_from(position).unwrap_or(0));
+            let index = candidate
+                .index
+                .unwrap_or(u32::try_from(position).unwrap_or(0));
             let state = self.candidates.entry(index).or_default();
             if !state.started {
                 state.started = true;
-                let delta = Delta { role: Some("assistant"), content: Some(""), ..Delta::default() };
+                let delta = Delta {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..Delta::default()
+                };
                 out.extend_from_slice(&self.writer.choices(&[choice(index, delta, None)]));
             }
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
@@ -66,7 +76,10 @@ impl GeminiToOpenAi {
                     continue;
                 }
                 if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
-                    let delta = Delta { content: Some(text), ..Delta::default() };
+                    let delta = Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    };
                     out.extend_from_slice(&self.writer.choices(&[choice(index, delta, None)]));
                 }
                 if let Some(call) = part.function_call {
@@ -76,10 +89,16 @@ impl GeminiToOpenAi {
                         index: state.tool_calls,
                         id: Some(&id),
                         call_type: Some("function"),
-                        function: FunctionDelta { name: Some(&call.name), arguments: Some(&arguments) },
+                        function: FunctionDelta {
+                            name: Some(&call.name),
+                            arguments: Some(&arguments),
+                        },
                     };
                     state.tool_calls += 1;
-                    let delta = Delta { tool_calls: Some([tool]), ..Delta::default() };
+                    let delta = Delta {
+                        tool_calls: Some([tool]),
+                        ..Delta::default()
+                    };
                     out.extend_from_slice(&self.writer.choices(&[choice(index, delta, None)]));
                 }
             }
@@ -90,8 +109,17 @@ impl GeminiToOpenAi {
     }
 }
 
-fn choice<'a>(index: u32, delta: Delta<'a>, finish_reason: Option<&'static str>) -> ChunkChoice<'a> {
-    ChunkChoice { index, delta, logprobs: None, finish_reason }
+fn choice<'a>(
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'static str>,
+) -> ChunkChoice<'a> {
+    ChunkChoice {
+        index,
+        delta,
+        logprobs: None,
+        finish_reason,
+    }
 }
 
 impl EventTranslator for GeminiToOpenAi {
@@ -104,13 +132,19 @@ impl EventTranslator for GeminiToOpenAi {
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable Gemini stream event");
                 self.finished = true;
-                out.extend_from_slice(&error_event("the upstream sent an undecodable stream event", "upstream_error"));
+                out.extend_from_slice(&error_event(
+                    "the upstream sent an undecodable stream event",
+                    "upstream_error",
+                ));
                 return;
             }
         };
         if let Some(message) = value.pointer("/error/message").and_then(|m| m.as_str()) {
             self.finished = true;
-            out.extend_from_slice(&error_event(&format!("upstream error: {message}"), "upstream_error"));
+            out.extend_from_slice(&error_event(
+                &format!("upstream error: {message}"),
+                "upstream_error",
+            ));
             return;
         }
         match serde_json::from_value::<GenerateContentResponse>(value) {
@@ -118,7 +152,10 @@ impl EventTranslator for GeminiToOpenAi {
             Err(e) => {
                 tracing::warn!(error = %e, "unexpected Gemini stream event");
                 self.finished = true;
-                out.extend_from_slice(&error_event("the upstream sent an unexpected stream event", "upstream_error"));
+                out.extend_from_slice(&error_event(
+                    "the upstream sent an unexpected stream event",
+                    "upstream_error",
+                ));
             }
         }
     }
@@ -129,15 +166,26 @@ impl EventTranslator for GeminiToOpenAi {
         }
         self.finished = true;
         if self.candidates.is_empty() || self.candidates.values().any(|c| c.finish.is_none()) {
-            out.extend_from_slice(&error_event("the upstream stream ended before a finish reason", "upstream_error"));
+            out.extend_from_slice(&error_event(
+                "the upstream stream ended before a finish reason",
+                "upstream_error",
+            ));
             return;
         }
         for (&index, state) in &self.candidates {
             let reason = finish_reason(state.finish.as_deref(), state.tool_calls > 0);
-            out.extend_from_slice(&self.writer.choices(&[choice(index, Delta::default(), Some(reason))]));
+            out.extend_from_slice(&self.writer.choices(&[choice(
+                index,
+                Delta::default(),
+                Some(reason),
+            )]));
         }
         if self.include_usage {
-            out.extend_from_slice(&self.writer.usage(self.usage.unwrap_or_default().to_openai()));
+            out.extend_from_slice(
+                &self
+                    .writer
+                    .usage(self.usage.unwrap_or_default().to_openai()),
+            );
         }
         out.extend_from_slice(&ChunkWriter::done());
     }

@@ -7,7 +7,7 @@
 pub mod anthropic;
 pub mod anthropic_stream;
 pub mod chunks;
-pub mod openai;
-pub mod stream;
 pub mod gemini;
 pub mod gemini_stream;
+pub mod openai;
+pub mod stream;

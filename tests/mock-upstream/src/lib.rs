@@ -1,7 +1,10 @@
-//! A mock OpenAI upstream on 127.0.0.1 that records what it received.
+//! Mock LLM upstreams on 127.0.0.1 that record what they received.
 //!
 //! `POST /v1/chat/completions` answers in OpenAI's wire format: a `chat.completion` JSON, or
-//! with `"stream": true` the SSE events of [`MockUpstream::SSE_EVENTS`] byte for byte. Faults
+//! with `"stream": true` the SSE events of [`MockUpstream::SSE_EVENTS`] byte for byte.
+//! `POST /v1/messages` speaks Anthropic's Messages API and `POST /v1beta/models/{model}:
+//! generateContent` / `:streamGenerateContent` Gemini's, answering like a tiny model (see
+//! [`smart`]). `GET /__requests` returns every recorded request as JSON. Faults
 //! are scripted per request with headers the gateway does not forward, so tests set them on
 //! the mock itself with [`MockUpstream::set_fault`]. Every request is recorded (headers and
 //! body), and every stream records whether it was sent to the end or dropped early.
@@ -11,16 +14,23 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::Path;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod anthropic;
+pub mod gemini;
+pub mod smart;
+
 /// A request the mock received.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// Request path.
+    pub path: String,
     /// Request headers.
     pub headers: HeaderMap,
     /// Parsed JSON body.
@@ -70,11 +80,19 @@ impl MockUpstream {
 
     /// Starts the mock on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// Starts the mock on `port` of 127.0.0.1 (0 picks a free one).
+    pub async fn start_on(port: u16) -> Self {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/messages", post(messages))
+            .route("/v1beta/models/{model_action}", post(generate))
+            .route("/__requests", get(recorded_json))
             .with_state(shared.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind mock upstream");
         let address = listener.local_addr().expect("mock address");
@@ -114,28 +132,95 @@ impl MockUpstream {
     }
 }
 
-async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
+/// Records the request and applies the scripted fault; `Err` carries the fault's response.
+async fn record(
+    shared: &Shared,
+    path: String,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Result<(Value, Fault), Response> {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if let Ok(mut r) = shared.requests.lock() {
+        r.push(Recorded {
+            path,
+            headers,
+            body: body.clone(),
+            raw,
+        });
+    }
+    let fault = shared.fault.lock().map(|f| f.clone()).unwrap_or_default();
+    tokio::time::sleep(fault.delay).await;
+    if let Some(status) = fault.status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let error = json!({"type": "error", "error": {"message": format!("mock failure {status}"), "type": "server_error", "param": null, "code": null}});
+        let mut response = (status, axum::Json(error)).into_response();
+        if let Some(value) = fault.retry_after.and_then(|v| v.parse().ok()) {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return Err(response);
+    }
+    Ok((body, fault))
+}
+
+async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
+    match record(&shared, "/v1/messages".to_owned(), headers, raw).await {
+        Ok((body, _)) => anthropic::respond(&body),
+        Err(response) => response,
+    }
+}
+
+async fn generate(
+    State(shared): State<Arc<Shared>>,
+    Path(model_action): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = format!("/v1beta/models/{model_action}");
+    let (model, action) = model_action.split_once(':').unwrap_or((&model_action, ""));
+    let (model, stream) = (model.to_owned(), action == "streamGenerateContent");
+    match record(&shared, path, headers, raw).await {
+        Ok((body, _)) => gemini::respond(&model, &body, stream),
+        Err(response) => response,
+    }
+}
+
+async fn recorded_json(State(shared): State<Arc<Shared>>) -> Response {
+    let requests = shared
+        .requests
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    let list: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            let headers: serde_json::Map<String, Value> = r
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        Value::String(v.to_str().unwrap_or("").to_owned()),
+                    )
+                })
+                .collect();
+            json!({"path": r.path, "headers": headers, "body": r.body})
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
+    let path = "/v1/chat/completions".to_owned();
+    let (body, fault) = match record(&shared, path, headers, raw).await {
+        Ok(recorded) => recorded,
+        Err(response) => return response,
+    };
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = body
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    if let Ok(mut r) = shared.requests.lock() {
-        r.push(Recorded { headers, body, raw });
-    }
-    let fault = shared.fault.lock().map(|f| f.clone()).unwrap_or_default();
-    tokio::time::sleep(fault.delay).await;
-    if let Some(status) = fault.status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let error = json!({"error": {"message": format!("mock failure {status}"), "type": "server_error", "param": null, "code": null}});
-        let mut response = (status, axum::Json(error)).into_response();
-        if let Some(value) = fault.retry_after.and_then(|v| v.parse().ok()) {
-            response.headers_mut().insert("retry-after", value);
-        }
-        return response;
-    }
     if !stream {
         let completion = json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,

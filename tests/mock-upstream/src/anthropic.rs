@@ -1,0 +1,122 @@
+//! Mock Anthropic Messages API (`POST /v1/messages`), JSON and SSE, with the real event
+//! sequence: message_start, ping, content_block_start/delta/stop, message_delta, message_stop.
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::smart::{Answer, decide, pieces};
+
+/// Answers one request body.
+pub fn respond(body: &Value) -> Response {
+    let model = body["model"].as_str().unwrap_or("claude-mock").to_owned();
+    let answer = decide(
+        &tool_names(body),
+        last_tool_result(body).as_deref(),
+        last_image(body).as_deref(),
+    );
+    if body["stream"].as_bool() == Some(true) {
+        let events = stream_events(&model, &answer);
+        let body = Body::from_stream(futures_util::stream::iter(
+            events.into_iter().map(Ok::<_, std::io::Error>),
+        ));
+        return ([("content-type", "text/event-stream")], body).into_response();
+    }
+    let (content, stop_reason) = match &answer {
+        Answer::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
+        Answer::ToolCall { name, args } => (
+            json!([{"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": args}]),
+            "tool_use",
+        ),
+    };
+    axum::Json(json!({
+        "id": "msg_mock_1", "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+        "usage": {"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0},
+    }))
+    .into_response()
+}
+
+fn event(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+fn stream_events(model: &str, answer: &Answer) -> Vec<Bytes> {
+    let mut events = vec![
+        event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+            "id": "msg_mock_1", "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 21, "output_tokens": 1, "cache_read_input_tokens": 4}}}),
+        ),
+        event("ping", &json!({"type": "ping"})),
+    ];
+    let stop_reason = match answer {
+        Answer::Text(text) => {
+            events.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            for piece in pieces(text, 8) {
+                events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+            }
+            events.push(event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            "end_turn"
+        }
+        Answer::ToolCall { name, args } => {
+            events.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}})));
+            events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}})));
+            for piece in pieces(&args.to_string(), 7) {
+                events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+            }
+            events.push(event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            "tool_use"
+        }
+    };
+    events.push(event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 9}})));
+    events.push(event("message_stop", &json!({"type": "message_stop"})));
+    events
+}
+
+fn tool_names(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn last_blocks(body: &Value) -> Vec<Value> {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn last_tool_result(body: &Value) -> Option<String> {
+    last_blocks(body)
+        .iter()
+        .find(|b| b["type"] == "tool_result")
+        .map(|b| match &b["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+}
+
+fn last_image(body: &Value) -> Option<String> {
+    last_blocks(body)
+        .iter()
+        .find(|b| b["type"] == "image")
+        .map(|b| {
+            b["source"]["media_type"]
+                .as_str()
+                .map_or_else(|| "url".to_owned(), str::to_owned)
+        })
+}
