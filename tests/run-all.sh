@@ -27,8 +27,9 @@ cargo test --workspace --locked
 step "The example config passes the config check"
 cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone
 
-step "Conformance: the official OpenAI Python SDK against the running gateway"
-cargo build --quiet --locked -p llm-gateway
-GATEWAY_BIN="$PWD/target/debug/llm-gateway" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway"
+cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream
+GATEWAY_BIN="$PWD/target/debug/llm-gateway" MOCK_UPSTREAM_BIN="$PWD/target/debug/mock-upstream" \
+  .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
 
 step "all suites passed"

@@ -15,11 +15,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "deployments" / "standalone"
 
 
-def _gateway_binary() -> pathlib.Path:
-    binary = pathlib.Path(os.environ.get("GATEWAY_BIN", ROOT / "target" / "debug" / "llm-gateway"))
+def _binary(variable: str, name: str, package: str) -> pathlib.Path:
+    binary = pathlib.Path(os.environ.get(variable, ROOT / "target" / "debug" / name))
     if not binary.exists():
-        pytest.fail(f"gateway binary {binary} not found: build it with `cargo build -p llm-gateway`")
+        pytest.fail(f"{name} binary {binary} not found: build it with `cargo build -p {package}`")
     return binary
+
+
+def _gateway_binary() -> pathlib.Path:
+    return _binary("GATEWAY_BIN", "llm-gateway", "llm-gateway")
 
 
 def _free_port() -> int:
@@ -70,5 +74,68 @@ def gateway():
         config = pathlib.Path(tmp) / "config"
         shutil.copytree(EXAMPLE_CONFIG, config)
         gw = Gateway(config, env={"MAX_REQUEST_BODY_BYTES": "65536"})
+        yield gw
+        gw.stop()
+
+
+class MockUpstream:
+    """tests/mock-upstream: OpenAI, Anthropic and Gemini wire formats on one port."""
+
+    def __init__(self):
+        binary = _binary("MOCK_UPSTREAM_BIN", "mock-upstream", "llm-gateway-mock-upstream")
+        self.process = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, text=True)
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.process.kill()
+            pytest.fail(f"mock-upstream did not print its URL (got {self.url!r})")
+
+    def requests(self) -> list[dict]:
+        import json
+
+        with urllib.request.urlopen(f"{self.url}/__requests", timeout=5) as response:
+            return json.load(response)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+TRANSLATION_CONFIG = """
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: anthropic}}
+spec: {{type: anthropic, baseUrl: "{url}", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: gemini}}
+spec: {{type: gemini, baseUrl: "{url}", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: RoutePolicy
+metadata: {{name: translated}}
+spec:
+  routes:
+  - {{model: claude-mock, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
+  - {{model: gemini-mock, targets: [{{provider: gemini, model: gemini-2.5-flash}}]}}
+"""
+
+
+@pytest.fixture(scope="session")
+def mock_upstream():
+    mock = MockUpstream()
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture(scope="session")
+def translating_gateway(mock_upstream):
+    """A gateway whose routes go to the mock's Anthropic and Gemini APIs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = pathlib.Path(tmp) / "config"
+        config.mkdir()
+        shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", config / "api-keys.yaml")
+        (config / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=mock_upstream.url))
+        gw = Gateway(config, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"})
         yield gw
         gw.stop()

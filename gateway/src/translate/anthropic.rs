@@ -3,9 +3,11 @@
 //! Rules (the full matrix is in `docs/translation.md`): system and developer messages become the
 //! top-level `system`; tool results become `tool_result` blocks in a user turn; consecutive
 //! turns of one role are merged (Anthropic requires alternation); `max_tokens` is required
-//! upstream and defaults to the catalogue's `maxOutputTokens` or 4096. Parameters Anthropic
-//! cannot honour are rejected (`n > 1`, `logprobs`, `response_format` JSON modes,
-//! `temperature > 1`) or dropped when they only tune sampling (`seed`, penalties).
+//! upstream and defaults to the catalogue's `maxOutputTokens` or 4096; JSON modes become
+//! `output_config.format` and `reasoning_effort` becomes `output_config.effort`. Parameters
+//! Anthropic cannot honour are rejected (`n > 1`, `logprobs`) or dropped when they only tune
+//! sampling (`temperature`, `top_p`, `seed`, penalties: the current Messages API, as its
+//! official SDK types show, takes no sampling parameters).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,12 +33,6 @@ pub struct MessagesRequest {
     /// System prompt blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<Vec<TextBlock>>,
-    /// Sampling temperature (0–1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_sequences: Option<Vec<String>>,
@@ -52,6 +48,9 @@ pub struct MessagesRequest {
     /// Request metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
+    /// Output format and effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<Value>,
 }
 
 /// One turn.
@@ -228,8 +227,7 @@ pub fn to_anthropic(
             .unwrap_or(DEFAULT_MAX_TOKENS),
         messages,
         system: (!system.is_empty()).then_some(system),
-        temperature: request.temperature,
-        top_p: request.top_p,
+        output_config: output_config(request.response_format, request.reasoning_effort.as_deref()),
         stop_sequences: request.stop.map(super::openai::Stop::into_vec),
         stream: request.stream.then_some(true),
         tool_choice: tool_choice(request.tool_choice, request.parallel_tool_calls),
@@ -250,15 +248,6 @@ fn reject_unsupported(request: &ChatRequest) -> Result<(), ApiError> {
     }
     if request.logprobs == Some(true) || request.top_logprobs.is_some() {
         return reject("logprobs", "log probabilities");
-    }
-    if matches!(
-        request.response_format,
-        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
-    ) {
-        return reject("response_format", "a JSON response_format");
-    }
-    if request.temperature.is_some_and(|t| t > 1.0) {
-        return reject("temperature", "temperature above 1");
     }
     Ok(())
 }
@@ -311,6 +300,28 @@ fn assistant_blocks(
         });
     }
     Ok(blocks)
+}
+
+fn output_config(format: Option<ResponseFormat>, effort: Option<&str>) -> Option<Value> {
+    let format = match format {
+        Some(ResponseFormat::JsonObject) => {
+            Some(serde_json::json!({"type": "json_schema", "schema": {"type": "object"}}))
+        }
+        Some(ResponseFormat::JsonSchema { json_schema }) => Some(serde_json::json!({
+            "type": "json_schema",
+            "schema": json_schema.schema.unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        })),
+        _ => None,
+    };
+    let mut config = serde_json::Map::new();
+    if let Some(format) = format {
+        config.insert("format".into(), format);
+    }
+    if let Some(effort) = effort {
+        let effort = if effort == "minimal" { "low" } else { effort };
+        config.insert("effort".into(), Value::String(effort.to_owned()));
+    }
+    (!config.is_empty()).then_some(Value::Object(config))
 }
 
 fn tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<AToolChoice> {

@@ -66,6 +66,9 @@ pub struct ChatRequest {
     /// Log probabilities per token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
+    /// Reasoning effort for reasoning models (`minimal`, `low`, `medium`, `high`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
 }
 
 impl ChatRequest {

@@ -1,0 +1,176 @@
+"""The official OpenAI SDK against the gateway, translated to Anthropic and Gemini upstreams
+(tests/mock-upstream), and every request the upstreams received checked against the official
+`anthropic` and `google-genai` SDK types."""
+
+import base64
+import json
+
+import openai
+import pydantic
+import pytest
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+from google.genai import types as genai
+
+from conftest import example_key
+
+MODELS = ["claude-mock", "gemini-mock"]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["location"],
+        },
+    },
+}
+PNG_DATA_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nmock").decode()
+
+
+@pytest.fixture()
+def client(translating_gateway):
+    return openai.OpenAI(base_url=f"{translating_gateway.url}/v1", api_key=example_key(), max_retries=0)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_text(client, model):
+    completion = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}],
+        max_tokens=100,
+        temperature=0.5,
+        stop=["END"],
+    )
+    assert completion.choices[0].message.content == "Hello from the mock model."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+    assert completion.usage.prompt_tokens_details.cached_tokens > 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_streaming_text_with_usage(client, model):
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "Hello"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the mock model."
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
+
+
+def _ask_weather(client, model, **kwargs):
+    return client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tool_call_round_trip(client, model):
+    first = _ask_weather(client, model)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"location": "Paris", "unit": "celsius"}
+
+    second = client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "22 degrees and sunny"},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert second.choices[0].message.content == "The tool said: 22 degrees and sunny"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_streaming_tool_calls(client, model):
+    calls: dict[int, dict] = {}
+    finish = None
+    for chunk in _ask_weather(client, model, stream=True):
+        if not chunk.choices:
+            continue
+        for delta in chunk.choices[0].delta.tool_calls or []:
+            entry = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
+            entry["id"] = delta.id or entry["id"]
+            if delta.function and delta.function.name:
+                entry["name"] = delta.function.name
+            if delta.function and delta.function.arguments:
+                entry["arguments"] += delta.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert list(calls) == [0]
+    assert calls[0]["id"] and calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["arguments"]) == {"location": "Paris", "unit": "celsius"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_image_input(client, model):
+    completion = client.chat.completions.create(
+        model=model,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": PNG_DATA_URL}},
+                ],
+            }
+        ],
+    )
+    assert completion.choices[0].message.content == "I see an image (image/png)."
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_untranslatable_parameters_are_rejected_naming_them(client, model):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], logprobs=True)
+    assert caught.value.param == "logprobs"
+
+
+ANTHROPIC_PARAMS = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
+ANTHROPIC_KEYS = set(MessageCreateParamsNonStreaming.__required_keys__ | MessageCreateParamsNonStreaming.__optional_keys__) | {"stream"}
+GEMINI_FIELDS = {
+    "contents": pydantic.TypeAdapter(list[genai.Content]),
+    "systemInstruction": pydantic.TypeAdapter(genai.Content),
+    "tools": pydantic.TypeAdapter(list[genai.Tool]),
+    "toolConfig": pydantic.TypeAdapter(genai.ToolConfig),
+    "generationConfig": pydantic.TypeAdapter(genai.GenerationConfig),
+}
+
+
+def test_upstream_requests_match_the_official_sdk_types(client, mock_upstream):
+    # Runs after the scenarios above (file order), so the mock has seen every request shape.
+    requests = mock_upstream.requests()
+    anthropic_requests = [r for r in requests if r["path"] == "/v1/messages"]
+    gemini_requests = [r for r in requests if r["path"].startswith("/v1beta/models/")]
+    assert anthropic_requests and gemini_requests
+    for request in anthropic_requests:
+        body = dict(request["body"])
+        assert set(body) <= ANTHROPIC_KEYS, set(body) - ANTHROPIC_KEYS
+        body.pop("stream", None)
+        ANTHROPIC_PARAMS.validate_python(body)
+        assert request["headers"]["x-api-key"] == "mock-provider-secret"
+        assert request["headers"]["anthropic-version"] == "2023-06-01"
+        assert "authorization" not in request["headers"]
+    for request in gemini_requests:
+        body = request["body"]
+        assert set(body) <= set(GEMINI_FIELDS), set(body) - set(GEMINI_FIELDS)
+        for field, adapter in GEMINI_FIELDS.items():
+            if field in body:
+                adapter.validate_python(body[field])
+        assert request["headers"]["x-goog-api-key"] == "mock-provider-secret"
+        assert "key=" not in request["path"], "Gemini key must never go in the query string"
