@@ -1,0 +1,156 @@
+//! The translation conformance suite: golden fixtures in `tests/fixtures/translation/<case>/`.
+//!
+//! Each case holds inputs (`client_request.json`, `upstream_response.json`,
+//! `upstream_stream.sse`, `meta.json`) and the expected outputs (`upstream_request.json`,
+//! `client_response.json`, `client_stream.sse`). Streams are replayed split at every chunk size
+//! in [`CHUNK_SIZES`], so events cut mid-line or mid-UTF-8 must translate identically.
+//! `UPDATE_FIXTURES=1 cargo test -p llm-gateway --test translation_fixtures` rewrites the
+//! expected outputs (review the diff before committing).
+
+#![allow(clippy::unwrap_used, reason = "fixtures are trusted test data")]
+
+use std::path::{Path, PathBuf};
+
+use llm_gateway::translate::openai::ChatRequest;
+use llm_gateway::translate::stream::translate_all;
+use llm_gateway::translate::{anthropic, anthropic_stream, gemini, gemini_stream};
+use serde::Deserialize;
+use serde_json::Value;
+
+const CHUNK_SIZES: [usize; 5] = [1, 3, 17, 64, usize::MAX];
+
+#[derive(Deserialize)]
+struct Meta {
+    provider: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    default_max_tokens: Option<u32>,
+}
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/translation");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 8,
+        "fixtures missing under {}",
+        root.display()
+    );
+    cases
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_FIXTURES").is_some()
+}
+
+/// Compares `actual` with the expected file, or writes it when updating.
+fn check_json(case: &Path, file: &str, actual: &Value) {
+    let path = case.join(file);
+    if updating() {
+        std::fs::write(&path, serde_json::to_string_pretty(actual).unwrap() + "\n").unwrap();
+        return;
+    }
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display())),
+    )
+    .unwrap();
+    assert_eq!(actual, &expected, "{}", path.display());
+}
+
+fn check_bytes(case: &Path, file: &str, actual: &[u8]) {
+    let path = case.join(file);
+    if updating() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
+    assert_eq!(
+        String::from_utf8_lossy(actual),
+        String::from_utf8_lossy(&expected),
+        "{}",
+        path.display()
+    );
+}
+
+fn translate_request(meta: &Meta, request: ChatRequest) -> Value {
+    match meta.provider.as_str() {
+        "anthropic" => {
+            serde_json::to_value(anthropic::to_anthropic(request, meta.default_max_tokens).unwrap())
+                .unwrap()
+        }
+        "gemini" => serde_json::to_value(gemini::to_gemini(request).unwrap()).unwrap(),
+        other => panic!("unknown provider {other}"),
+    }
+}
+
+fn translate_response(meta: &Meta, body: &[u8]) -> Value {
+    let bytes = match meta.provider.as_str() {
+        "anthropic" => {
+            anthropic::to_openai_completion(body, meta.created)
+                .unwrap()
+                .0
+        }
+        _ => {
+            gemini::to_openai_completion(body, &meta.model, meta.created)
+                .unwrap()
+                .0
+        }
+    };
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn translate_stream(meta: &Meta, input: &[u8], chunk: usize) -> Vec<u8> {
+    match meta.provider.as_str() {
+        "anthropic" => translate_all(
+            anthropic_stream::AnthropicToOpenAi::new(&meta.model, meta.created, meta.include_usage),
+            input,
+            chunk,
+        ),
+        _ => translate_all(
+            gemini_stream::GeminiToOpenAi::new(&meta.model, meta.created, meta.include_usage),
+            input,
+            chunk,
+        ),
+    }
+}
+
+#[test]
+fn every_fixture_translates_to_its_golden_output() {
+    for case in cases() {
+        let meta: Meta =
+            serde_json::from_str(&std::fs::read_to_string(case.join("meta.json")).unwrap())
+                .unwrap();
+        if let Ok(text) = std::fs::read_to_string(case.join("client_request.json")) {
+            let request: ChatRequest = serde_json::from_str(&text).unwrap();
+            check_json(
+                &case,
+                "upstream_request.json",
+                &translate_request(&meta, request),
+            );
+        }
+        if let Ok(body) = std::fs::read(case.join("upstream_response.json")) {
+            check_json(
+                &case,
+                "client_response.json",
+                &translate_response(&meta, &body),
+            );
+        }
+        if let Ok(input) = std::fs::read(case.join("upstream_stream.sse")) {
+            let whole = translate_stream(&meta, &input, usize::MAX);
+            for size in CHUNK_SIZES {
+                assert_eq!(
+                    translate_stream(&meta, &input, size),
+                    whole,
+                    "{}: split at {size} bytes",
+                    case.display()
+                );
+            }
+            check_bytes(&case, "client_stream.sse", &whole);
+        }
+    }
+}
