@@ -30,7 +30,9 @@ pub enum ApiError {
     },
     /// No key, or a key that is malformed, unknown, disabled or expired. One message for all,
     /// so a caller cannot probe which keys exist.
-    #[error("invalid API key; send a valid key as 'Authorization: Bearer <key>'")]
+    #[error(
+        "invalid API key; send it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>' on /v1/messages)"
+    )]
     InvalidApiKey,
     /// The key may not call this model.
     #[error("this API key is not allowed to use model '{model}'")]
@@ -150,9 +152,29 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status(), Json(self.body())).into_response();
+impl ApiError {
+    /// The Anthropic Messages API error type for this error's status.
+    fn anthropic_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The error in the Anthropic Messages API's shape, for `/v1/messages` clients.
+    pub fn into_anthropic_response(self) -> Response {
+        let body = json!({"type": "error", "error": {"type": self.anthropic_type(), "message": self.to_string()}});
+        self.respond(body)
+    }
+
+    fn respond(self, body: serde_json::Value) -> Response {
+        let mut response = (self.status(), Json(body)).into_response();
         let retry_after = match &self {
             Self::ServiceUnavailable {
                 retry_after: Some(d),
@@ -166,6 +188,13 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(ErrorLabel(self.label()));
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        self.respond(body)
     }
 }
 

@@ -15,6 +15,8 @@ use crate::error::ApiError;
 /// The parts of a chat completion request the gateway needs.
 #[derive(Debug)]
 pub struct ChatRequest {
+    /// Which API the body speaks.
+    pub protocol: Protocol,
     /// The raw body as received.
     pub body: Bytes,
     /// Requested model (route name).
@@ -27,6 +29,78 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// Rough prompt size in bytes of message content (for the fake provider's token count).
     pub prompt_bytes: usize,
+}
+
+/// The API a client request body speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI chat completions.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+#[derive(Deserialize)]
+struct MessagesView<'a> {
+    #[serde(borrow)]
+    model: &'a RawValue,
+    max_tokens: u32,
+    messages: Vec<MessagesMessageView<'a>>,
+    stream: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct MessagesMessageView<'a> {
+    #[allow(dead_code)] // validated for type, not read
+    role: MessagesRole,
+    #[serde(borrow)]
+    content: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MessagesRole {
+    User,
+    Assistant,
+}
+
+/// Decodes a JSON body into a borrowed view; errors say what is wrong and name the parameter.
+fn decode<'a, V: Deserialize<'a>>(body: &'a Bytes) -> Result<V, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            "the request body is empty; send a JSON object",
+            None,
+        ));
+    }
+    if nesting_depth_exceeds(body, MAX_NESTING_DEPTH) {
+        return Err(ApiError::invalid(
+            format!("the request body nests JSON deeper than {MAX_NESTING_DEPTH} levels"),
+            None,
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let view: V = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let param = (!matches!(path.as_str(), "." | "?" | "")).then_some(path);
+        let inner = e.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("the request body is not valid JSON: {inner}")
+        } else {
+            format!("invalid request: {inner}")
+        };
+        ApiError::InvalidRequest { message, param }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("the request body is not valid JSON: {e}"), None))?;
+    Ok(view)
+}
+
+/// The model name and the byte range of its JSON string inside `body`.
+fn model_of(body: &Bytes, raw: &RawValue) -> Result<(String, (usize, usize)), ApiError> {
+    let model: String = serde_json::from_str(raw.get())
+        .map_err(|_| ApiError::invalid("'model' must be a string", Some("model")))?;
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    Ok((model, (start, start + raw.get().len())))
 }
 
 #[derive(Deserialize)]
@@ -82,6 +156,31 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+impl Usage {
+    /// Reads a `usage` object in OpenAI (`prompt_tokens`/`completion_tokens`) or Anthropic
+    /// (`input_tokens`/`output_tokens`, plus cache reads and writes) shape.
+    pub fn from_json(usage: &serde_json::Value) -> Option<Self> {
+        let count = |key: &str| usage.get(key).and_then(serde_json::Value::as_u64);
+        if let Some(prompt) = count("prompt_tokens") {
+            return Some(Self {
+                prompt_tokens: prompt,
+                completion_tokens: count("completion_tokens").unwrap_or(0),
+            });
+        }
+        let input = count("input_tokens");
+        let output = count("output_tokens");
+        if input.is_none() && output.is_none() {
+            return None;
+        }
+        let cache = count("cache_read_input_tokens").unwrap_or(0)
+            + count("cache_creation_input_tokens").unwrap_or(0);
+        Some(Self {
+            prompt_tokens: input.unwrap_or(0) + cache,
+            completion_tokens: output.unwrap_or(0),
+        })
+    }
+}
+
 /// A response or chunk that may carry usage.
 #[derive(Debug, Deserialize)]
 pub struct UsageEnvelope {
@@ -92,49 +191,49 @@ pub struct UsageEnvelope {
 impl ChatRequest {
     /// Validates the body and extracts what routing needs; errors name the parameter.
     pub fn parse(body: Bytes) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid(
-                "the request body is empty; send a JSON object",
-                None,
-            ));
-        }
-        if nesting_depth_exceeds(&body, MAX_NESTING_DEPTH) {
-            return Err(ApiError::invalid(
-                format!("the request body nests JSON deeper than {MAX_NESTING_DEPTH} levels"),
-                None,
-            ));
-        }
-        let mut de = serde_json::Deserializer::from_slice(&body);
-        let view: View<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let param = (!matches!(path.as_str(), "." | "?" | "")).then_some(path);
-            let inner = e.into_inner();
-            let message = if inner.is_syntax() || inner.is_eof() {
-                format!("the request body is not valid JSON: {inner}")
-            } else {
-                format!("invalid request: {inner}")
-            };
-            ApiError::InvalidRequest { message, param }
-        })?;
-        de.end().map_err(|e| {
-            ApiError::invalid(format!("the request body is not valid JSON: {e}"), None)
-        })?;
+        let view: View<'_> = decode(&body)?;
         view.check_ranges()?;
-        let model: String = serde_json::from_str(view.model.get())
-            .map_err(|_| ApiError::invalid("'model' must be a string", Some("model")))?;
-        let start = view.model.get().as_ptr() as usize - body.as_ptr() as usize;
-        let model_span = (start, start + view.model.get().len());
+        let (model, model_span) = model_of(&body, view.model)?;
         let prompt_bytes = view
             .messages
             .iter()
             .filter_map(|m| m.content.map(|c| c.get().len()))
             .sum();
         Ok(Self {
+            protocol: Protocol::OpenAi,
             stream: view.stream.unwrap_or(false),
             include_usage: view
                 .stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
+            model,
+            model_span,
+            prompt_bytes,
+            body,
+        })
+    }
+
+    /// Validates an Anthropic Messages API body (`POST /v1/messages`) the same way.
+    pub fn parse_messages(body: Bytes) -> Result<Self, ApiError> {
+        let view: MessagesView<'_> = decode(&body)?;
+        if view.max_tokens == 0 {
+            return Err(ApiError::invalid(
+                "'max_tokens' must be at least 1",
+                Some("max_tokens"),
+            ));
+        }
+        if view.messages.is_empty() {
+            return Err(ApiError::invalid(
+                "'messages' must contain at least one message",
+                Some("messages"),
+            ));
+        }
+        let (model, model_span) = model_of(&body, view.model)?;
+        let prompt_bytes = view.messages.iter().map(|m| m.content.get().len()).sum();
+        Ok(Self {
+            protocol: Protocol::Anthropic,
+            stream: view.stream.unwrap_or(false),
+            include_usage: false,
             model,
             model_span,
             prompt_bytes,

@@ -118,6 +118,12 @@ spec:
   routes:
   - {{model: claude-mock, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
   - {{model: gemini-mock, targets: [{{provider: gemini, model: gemini-2.5-flash}}]}}
+  - {{model: gpt-mock, targets: [{{provider: openai-mock, model: smart-gpt}}]}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: openai-mock}}
+spec: {{type: openaiCompatible, baseUrl: "{url}/v1", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}}}
 """
 
 

@@ -7,6 +7,7 @@ import json
 
 import openai
 import pydantic
+from anthropic import _constants as anthropic_constants
 import pytest
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from google.genai import types as genai
@@ -141,6 +142,7 @@ def test_untranslatable_parameters_are_rejected_naming_them(client, model):
     assert caught.value.param == "logprobs"
 
 
+CLIENT_ANTHROPIC_VERSION = anthropic_constants.ANTHROPIC_API_VERSION
 ANTHROPIC_PARAMS = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
 ANTHROPIC_KEYS = set(MessageCreateParamsNonStreaming.__required_keys__ | MessageCreateParamsNonStreaming.__optional_keys__) | {"stream"}
 GEMINI_FIELDS = {
@@ -164,7 +166,8 @@ def test_upstream_requests_match_the_official_sdk_types(client, mock_upstream):
         body.pop("stream", None)
         ANTHROPIC_PARAMS.validate_python(body)
         assert request["headers"]["x-api-key"] == "mock-provider-secret"
-        assert request["headers"]["anthropic-version"] == "2023-06-01"
+        # The provider default (2023-06-01), or the version an Anthropic SDK client sent.
+        assert request["headers"]["anthropic-version"] in ("2023-06-01", CLIENT_ANTHROPIC_VERSION)
         assert "authorization" not in request["headers"]
     for request in gemini_requests:
         body = request["body"]
@@ -174,3 +177,19 @@ def test_upstream_requests_match_the_official_sdk_types(client, mock_upstream):
                 adapter.validate_python(body[field])
         assert request["headers"]["x-goog-api-key"] == "mock-provider-secret"
         assert "key=" not in request["path"], "Gemini key must never go in the query string"
+
+
+def test_translated_openai_requests_match_the_official_sdk_types(client, mock_upstream):
+    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming as Params
+
+    adapter = pydantic.TypeAdapter(Params)
+    keys = Params.__required_keys__ | Params.__optional_keys__ | {"stream"}
+    translated = [r for r in mock_upstream.requests() if r["path"] == "/v1/chat/completions" and r["body"]["model"] == "smart-gpt"]
+    assert translated, "no /v1/messages request was translated to the OpenAI mock"
+    for request in translated:
+        body = dict(request["body"])
+        assert set(body) <= keys, set(body) - keys
+        body.pop("stream", None)
+        adapter.validate_python(body)
+        assert request["headers"]["authorization"] == "Bearer mock-provider-secret"
+        assert "x-api-key" not in request["headers"]

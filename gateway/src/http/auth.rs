@@ -1,4 +1,5 @@
-//! API-key authentication: `Authorization: Bearer <key>` only (never the query string).
+//! API-key authentication: `Authorization: Bearer <key>`, or `x-api-key` on the
+//! Anthropic-compatible endpoint; never the query string.
 
 use http::{HeaderMap, header};
 use llm_gateway_crds::compiled::CompiledKey;
@@ -12,6 +13,7 @@ pub fn authenticate<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     headers: &HeaderMap,
+    accept_x_api_key: bool,
 ) -> Result<Option<&'s CompiledKey>, ApiError> {
     if !snapshot.require_api_key {
         return Ok(None);
@@ -23,7 +25,12 @@ pub fn authenticate<'s>(
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
+        .map(str::trim)
+        .or_else(|| {
+            accept_x_api_key
+                .then(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+                .flatten()
+        });
     let Some(presented) = presented else {
         state.metrics.reject_key("missing");
         return Err(ApiError::InvalidApiKey);

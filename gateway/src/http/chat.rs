@@ -1,12 +1,13 @@
-//! `POST /v1/chat/completions`: authenticate → read and validate the body → resolve the route
-//! → check the key may use it → try targets in pick order → stamp provenance headers.
+//! `POST /v1/chat/completions` and `POST /v1/messages`: authenticate → read and validate the
+//! body → resolve the route → check the key may use it → try targets in pick order → stamp
+//! provenance headers. Errors are rendered in the protocol the client speaks.
 
 use std::error::Error as _;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 
@@ -14,7 +15,7 @@ use super::Served;
 use super::auth::authenticate;
 use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
-use crate::openai::ChatRequest;
+use crate::openai::{ChatRequest, Protocol};
 use crate::providers::{self, Call};
 use crate::state::AppState;
 
@@ -23,13 +24,44 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    serve(state, headers, body, Protocol::OpenAi).await
+}
+
+/// Serves one Anthropic Messages API request (`POST /v1/messages`), streamed or not.
+pub async fn messages(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    serve(state, headers, body, Protocol::Anthropic).await
+}
+
+/// Renders an error in the protocol the client speaks.
+fn render(error: ApiError, protocol: Protocol) -> Response {
+    match protocol {
+        Protocol::OpenAi => error.into_response(),
+        Protocol::Anthropic => error.into_anthropic_response(),
+    }
+}
+
+async fn serve(state: AppState, headers: HeaderMap, body: Body, protocol: Protocol) -> Response {
+    handle(&state, &headers, body, protocol)
+        .await
+        .unwrap_or_else(|error| render(error, protocol))
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    protocol: Protocol,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let key = authenticate(&state, &snapshot, &headers)?;
-    check_content_type(&headers)?;
-    let bytes = read_body(&headers, body, state.settings.max_body_bytes).await?;
-    let request = ChatRequest::parse(bytes)?;
+    let key = authenticate(state, &snapshot, headers, protocol == Protocol::Anthropic)?;
+    check_content_type(headers)?;
+    let bytes = read_body(headers, body, state.settings.max_body_bytes).await?;
+    let request = match protocol {
+        Protocol::OpenAi => ChatRequest::parse(bytes)?,
+        Protocol::Anthropic => ChatRequest::parse_messages(bytes)?,
+    };
     let route = snapshot
         .routes
         .get(&request.model)
@@ -41,22 +73,14 @@ pub async fn chat_completions(
             model: request.model.clone(),
         });
     }
+    let (result, provider) = try_targets(state, &snapshot, route, &request, headers, started).await;
     let served = Served {
         route: route.compiled.model.clone(),
-        provider: String::new(),
+        provider: provider.to_owned(),
         key_id: key.map(|k| k.key_id.clone()),
         owner: key.map(|k| k.owner.clone()),
     };
-    let (result, provider) =
-        try_targets(&state, &snapshot, route, &request, &headers, started).await;
-    let served = Served {
-        provider: provider.to_owned(),
-        ..served
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(error) => axum::response::IntoResponse::into_response(error),
-    };
+    let mut response = result.unwrap_or_else(|error| render(error, protocol));
     stamp_provenance(&mut response, &served, snapshot.generation);
     response.extensions_mut().insert(served);
     Ok(response)

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(chat::messages))
         .route("/v1/models", get(models::list))
         .route("/health", get(health::live))
         .route("/ready", get(health::ready))

@@ -13,7 +13,7 @@ use crate::state::AppState;
 /// Lists routed models, filtered by the caller's allowed models.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let key = authenticate(&state, &snapshot, &headers)?;
+    let key = authenticate(&state, &snapshot, &headers, true)?;
     let created = snapshot
         .loaded_at
         .duration_since(std::time::UNIX_EPOCH)

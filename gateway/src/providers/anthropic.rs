@@ -1,12 +1,13 @@
-//! Anthropic upstreams behind the OpenAI API: translate the request, send it with
-//! `x-api-key` and `anthropic-version`, translate the JSON or stream back.
+//! Anthropic upstreams: OpenAI-protocol requests are translated (request, JSON and stream);
+//! Anthropic-protocol requests (`/v1/messages`) pass through with only `model` spliced. Either
+//! way the provider credential goes in `x-api-key`, never the client's.
 
 use axum::body::Body;
 use axum::response::Response;
 use http::{StatusCode, header};
 
 use super::Call;
-use super::sse::Relay;
+use super::sse::{PassThrough, Relay};
 use super::upstream::{Reply, exchange, json_response, remaining, sse_response, undecodable};
 use crate::error::ApiError;
 use crate::translate::anthropic::{to_anthropic, to_openai_completion};
@@ -45,7 +46,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
             let relay = Relay::new(
                 response.bytes_stream(),
                 transform,
-                call.accounting(),
+                Some(call.accounting()),
                 remaining(&call),
             );
             Ok(sse_response(Body::from_stream(relay)))
@@ -55,6 +56,56 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
                 .map_err(|e| undecodable(&compiled.name, &e))?;
             call.accounting().usage(usage.accounting());
             Ok(json_response(StatusCode::OK, completion))
+        }
+    }
+}
+
+/// Client headers an Anthropic pass-through forwards.
+const FORWARDED_HEADERS: [&str; 3] = ["anthropic-beta", "accept", "user-agent"];
+
+/// Passes a `/v1/messages` request through to an Anthropic upstream.
+pub async fn messages(call: Call<'_>) -> Result<Response, ApiError> {
+    let compiled = &call.provider.compiled;
+    let base = compiled.base_url.as_deref().unwrap_or_default();
+    let version = call
+        .client_headers
+        .get("anthropic-version")
+        .and_then(|v| v.to_str().ok())
+        .or(compiled.api_version.as_deref())
+        .unwrap_or("2023-06-01");
+    let mut http = call
+        .provider
+        .client
+        .post(format!("{base}/v1/messages"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("anthropic-version", version)
+        .body(call.request.with_model(&call.target.upstream_model));
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = call.client_headers.get(name) {
+            http = http.header(name, value);
+        }
+    }
+    if let Some(credential) = &compiled.credential {
+        http = http.header("x-api-key", credential.expose());
+    }
+    match exchange(&call, http).await? {
+        Reply::Stream(response) => {
+            let relay = Relay::new(
+                response.bytes_stream(),
+                PassThrough::default(),
+                Some(call.accounting()),
+                remaining(&call),
+            );
+            Ok(sse_response(Body::from_stream(relay)))
+        }
+        Reply::Body(status, body) => {
+            let usage = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("usage").and_then(crate::openai::Usage::from_json));
+            if let Some(usage) = usage {
+                call.accounting().usage(usage);
+            }
+            Ok(json_response(status, body))
         }
     }
 }

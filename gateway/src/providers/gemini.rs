@@ -42,7 +42,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
             let relay = Relay::new(
                 response.bytes_stream(),
                 EventTransform::new(translator),
-                call.accounting(),
+                Some(call.accounting()),
                 remaining(&call),
             );
             Ok(sse_response(Body::from_stream(relay)))

@@ -4,6 +4,7 @@
 pub mod anthropic;
 pub mod fake;
 pub mod gemini;
+pub mod messages;
 pub mod openai;
 pub mod sse;
 pub mod upstream;
@@ -19,7 +20,7 @@ use llm_gateway_crds::llm_provider::ProviderType;
 use crate::config::ProviderRuntime;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::openai::ChatRequest;
+use crate::openai::{ChatRequest, Protocol};
 use crate::usage::Accounting;
 
 /// Everything one upstream call needs.
@@ -71,7 +72,20 @@ impl Call<'_> {
 }
 
 /// Sends the request to the call's target.
+///
+/// OpenAI-protocol requests go to each provider's adapter. Anthropic-protocol requests
+/// (`/v1/messages`) pass through to Anthropic upstreams, and elsewhere are translated to
+/// OpenAI, served by the same adapters, and translated back.
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
+    match (call.request.protocol, call.provider.compiled.provider_type) {
+        (Protocol::OpenAi, _) => chat_openai(call).await,
+        (Protocol::Anthropic, ProviderType::Anthropic) => anthropic::messages(call).await,
+        (Protocol::Anthropic, _) => messages::via_openai(call).await,
+    }
+}
+
+/// Serves an OpenAI-protocol request.
+async fn chat_openai(call: Call<'_>) -> Result<Response, ApiError> {
     match call.provider.compiled.provider_type {
         ProviderType::Fake => fake::chat(call).await,
         ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {

@@ -71,7 +71,7 @@ pub async fn forward(
             let relay = Relay::new(
                 response.bytes_stream(),
                 PassThrough::default(),
-                call.accounting(),
+                Some(call.accounting()),
                 remaining(call),
             );
             Ok(sse_response(Body::from_stream(relay)))

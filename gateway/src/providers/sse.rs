@@ -16,7 +16,6 @@ use futures_util::Stream;
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
 
-use crate::openai::UsageEnvelope;
 use crate::usage::Accounting;
 
 /// Largest partial event kept for inspection; longer events are forwarded but not inspected.
@@ -26,6 +25,7 @@ const MAX_PENDING: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct UsageScanner {
     pending: BytesMut,
+    seen: crate::openai::Usage,
 }
 
 impl UsageScanner {
@@ -36,7 +36,13 @@ impl UsageScanner {
         while let Some(end) = event_end(&self.pending) {
             let event = self.pending.split_to(end);
             if let Some(usage) = usage_in_event(&event) {
-                found = Some(usage);
+                // Anthropic reports input tokens at message_start and the final output count
+                // at message_delta; counts only grow, so the maximum of each is the total.
+                self.seen = crate::openai::Usage {
+                    prompt_tokens: self.seen.prompt_tokens.max(usage.prompt_tokens),
+                    completion_tokens: self.seen.completion_tokens.max(usage.completion_tokens),
+                };
+                found = Some(self.seen);
             }
         }
         if self.pending.len() > MAX_PENDING {
@@ -83,7 +89,11 @@ fn usage_in_event(event: &[u8]) -> Option<crate::openai::Usage> {
         .map(|d| d.strip_prefix(' ').unwrap_or(d))
         .collect::<Vec<_>>()
         .join("\n");
-    serde_json::from_str::<UsageEnvelope>(&data).ok()?.usage
+    let value: serde_json::Value = serde_json::from_str(&data).ok()?;
+    let usage = value
+        .get("usage")
+        .or_else(|| value.pointer("/message/usage"))?;
+    crate::openai::Usage::from_json(usage)
 }
 
 /// The terminal event sent when a stream fails after the 200 was committed: an OpenAI-style
@@ -180,7 +190,7 @@ impl Transform for PassThrough {
 pub struct Relay<S, T: Transform> {
     inner: S,
     transform: T,
-    accounting: Accounting,
+    accounting: Option<Accounting>,
     deadline: Pin<Box<Sleep>>,
     finished: bool,
 }
@@ -195,7 +205,14 @@ impl<S, T: Transform> std::fmt::Debug for Relay<S, T> {
 
 impl<S, T: Transform> Relay<S, T> {
     /// Wraps `inner`; the stream is cut with an error event once `remaining` has passed.
-    pub fn new(inner: S, transform: T, accounting: Accounting, remaining: Duration) -> Self {
+    /// Without `accounting` (an outer translation of an already accounted stream) nothing is
+    /// recorded.
+    pub fn new(
+        inner: S,
+        transform: T,
+        accounting: Option<Accounting>,
+        remaining: Duration,
+    ) -> Self {
         Self {
             inner,
             transform,
@@ -208,8 +225,9 @@ impl<S, T: Transform> Relay<S, T> {
 
 impl<S, T: Transform> Drop for Relay<S, T> {
     fn drop(&mut self) {
-        if let Some(usage) = self.transform.usage() {
-            self.accounting.usage(usage);
+        if let (Some(accounting), Some(usage)) = (self.accounting.as_mut(), self.transform.usage())
+        {
+            accounting.usage(usage);
         }
     }
 }
@@ -251,7 +269,9 @@ where
                 }
             };
             if !out.is_empty() {
-                this.accounting.first_byte();
+                if let Some(accounting) = this.accounting.as_mut() {
+                    accounting.first_byte();
+                }
                 return Poll::Ready(Some(Ok(out)));
             }
         }

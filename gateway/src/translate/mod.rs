@@ -9,5 +9,7 @@ pub mod anthropic_stream;
 pub mod chunks;
 pub mod gemini;
 pub mod gemini_stream;
+pub mod messages;
+pub mod messages_stream;
 pub mod openai;
 pub mod stream;

@@ -4,7 +4,7 @@
 //! with `"stream": true` the SSE events of [`MockUpstream::SSE_EVENTS`] byte for byte.
 //! `POST /v1/messages` speaks Anthropic's Messages API and `POST /v1beta/models/{model}:
 //! generateContent` / `:streamGenerateContent` Gemini's, answering like a tiny model (see
-//! [`smart`]). `GET /__requests` returns every recorded request as JSON. Faults
+//! [`smart`]); so does the OpenAI API for models named `smart…`. `GET /__requests` returns every recorded request as JSON. Faults
 //! are scripted per request with headers the gateway does not forward, so tests set them on
 //! the mock itself with [`MockUpstream::set_fault`]. Every request is recorded (headers and
 //! body), and every stream records whether it was sent to the end or dropped early.
@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 
 pub mod anthropic;
 pub mod gemini;
+pub mod openai_smart;
 pub mod smart;
 
 /// A request the mock received.
@@ -221,6 +222,9 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes)
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    if model.starts_with("smart") {
+        return openai_smart::respond(&body);
+    }
     if !stream {
         let completion = json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,

@@ -1,0 +1,259 @@
+//! OpenAI `chat.completion.chunk` stream → Anthropic Messages stream events, for clients of
+//! `POST /v1/messages` served by a non-Anthropic upstream.
+//!
+//! The first chunk opens `message_start`; text deltas go into a text block, each new tool call
+//! (a delta with an id) closes the open block and opens a `tool_use` block whose argument
+//! fragments become `input_json_delta`s; `[DONE]` closes the open block and sends
+//! `message_delta` (stop reason and usage from the usage chunk, which the gateway always asks
+//! the upstream for) and `message_stop`. An OpenAI error event becomes an Anthropic `error`
+//! event.
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::messages::{stop_reason, usage_json};
+use super::stream::EventTranslator;
+use crate::openai::Usage;
+use crate::providers::sse::SseEvent;
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: ChunkDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDelta>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+enum OpenBlock {
+    None,
+    Text,
+    Tool,
+}
+
+/// Translator state for one stream.
+#[derive(Debug)]
+pub struct OpenAiToMessages {
+    route_model: String,
+    started: bool,
+    block_index: u32,
+    open: OpenBlock,
+    finish_reason: Option<String>,
+    usage: (u64, u64, u64),
+    finished: bool,
+}
+
+/// Formats one Anthropic SSE event.
+pub fn event(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// The Anthropic-format terminal error event.
+pub fn error_event(error_type: &str, message: &str) -> Bytes {
+    event(
+        "error",
+        &json!({"type": "error", "error": {"type": error_type, "message": message}}),
+    )
+}
+
+impl OpenAiToMessages {
+    /// A translator reporting `route_model` until the upstream names its model.
+    pub fn new(route_model: &str) -> Self {
+        Self {
+            route_model: route_model.to_owned(),
+            started: false,
+            block_index: 0,
+            open: OpenBlock::None,
+            finish_reason: None,
+            usage: (0, 0, 0),
+            finished: false,
+        }
+    }
+
+    fn start(&mut self, chunk: &Chunk, out: &mut BytesMut) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let id = chunk.id.as_deref().unwrap_or("gateway");
+        let message = json!({
+            "id": if id.starts_with("msg_") { id.to_owned() } else { format!("msg_{id}") },
+            "type": "message", "role": "assistant",
+            "model": chunk.model.as_deref().unwrap_or(&self.route_model),
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": usage_json(0, 0, 0),
+        });
+        out.extend_from_slice(&event(
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        ));
+    }
+
+    fn close_block(&mut self, out: &mut BytesMut) {
+        if self.open != OpenBlock::None {
+            out.extend_from_slice(&event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": self.block_index}),
+            ));
+            self.block_index += 1;
+            self.open = OpenBlock::None;
+        }
+    }
+
+    fn on_chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
+        self.start(&chunk, out);
+        if let Some(usage) = &chunk.usage {
+            let cached = usage
+                .pointer("/prompt_tokens_details/cached_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            self.usage = (
+                usage["prompt_tokens"].as_u64().unwrap_or(0),
+                usage["completion_tokens"].as_u64().unwrap_or(0),
+                cached,
+            );
+        }
+        let Some(choice) = chunk.choices.into_iter().next() else {
+            return;
+        };
+        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+            if self.open != OpenBlock::Text {
+                self.close_block(out);
+                self.open = OpenBlock::Text;
+                let start = json!({"type": "content_block_start", "index": self.block_index, "content_block": {"type": "text", "text": ""}});
+                out.extend_from_slice(&event("content_block_start", &start));
+            }
+            let delta = json!({"type": "content_block_delta", "index": self.block_index, "delta": {"type": "text_delta", "text": text}});
+            out.extend_from_slice(&event("content_block_delta", &delta));
+        }
+        for call in choice.delta.tool_calls {
+            let function = call.function.unwrap_or(FunctionDelta {
+                name: None,
+                arguments: None,
+            });
+            if let Some(id) = call.id {
+                self.close_block(out);
+                self.open = OpenBlock::Tool;
+                let block = json!({"type": "tool_use", "id": id, "name": function.name.unwrap_or_default(), "input": {}});
+                let start = json!({"type": "content_block_start", "index": self.block_index, "content_block": block});
+                out.extend_from_slice(&event("content_block_start", &start));
+            }
+            if let Some(arguments) = function
+                .arguments
+                .filter(|a| !a.is_empty() && self.open == OpenBlock::Tool)
+            {
+                let delta = json!({"type": "content_block_delta", "index": self.block_index, "delta": {"type": "input_json_delta", "partial_json": arguments}});
+                out.extend_from_slice(&event("content_block_delta", &delta));
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            self.finish_reason = Some(reason);
+        }
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) {
+        self.finished = true;
+        self.close_block(out);
+        let (prompt, completion, cached) = self.usage;
+        let delta = json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+            "usage": usage_json(prompt, completion, cached),
+        });
+        out.extend_from_slice(&event("message_delta", &delta));
+        out.extend_from_slice(&event("message_stop", &json!({"type": "message_stop"})));
+    }
+}
+
+impl EventTranslator for OpenAiToMessages {
+    fn event(&mut self, sse: &SseEvent<'_>, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        if sse.data == "[DONE]" {
+            let synthetic = Chunk {
+                id: None,
+                model: None,
+                choices: Vec::new(),
+                usage: None,
+            };
+            self.start(&synthetic, out);
+            self.finish(out);
+            return;
+        }
+        let value: Value = serde_json::from_str(&sse.data).unwrap_or(Value::Null);
+        if let Some(message) = value.pointer("/error/message").and_then(Value::as_str) {
+            self.finished = true;
+            out.extend_from_slice(&error_event("api_error", message));
+            return;
+        }
+        match serde_json::from_value::<Chunk>(value) {
+            Ok(chunk) => self.on_chunk(chunk, out),
+            Err(_) => {
+                self.finished = true;
+                out.extend_from_slice(&error_event(
+                    "api_error",
+                    "the upstream sent an undecodable stream event",
+                ));
+            }
+        }
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        if self.finish_reason.is_some() {
+            self.finish(out);
+        } else {
+            self.finished = true;
+            out.extend_from_slice(&error_event("api_error", "the upstream stream ended early"));
+        }
+    }
+
+    fn error_event(&self, message: &str, _code: &str) -> Bytes {
+        error_event("api_error", message)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        // The inner OpenAI-format relay already accounted these tokens.
+        None
+    }
+}
