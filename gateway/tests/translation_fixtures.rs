@@ -1,5 +1,7 @@
 //! The translation conformance suite: golden fixtures in `tests/fixtures/translation/<case>/`.
 //!
+//! Cases named `anthropic_*` and `gemini_*` translate OpenAI clients to those upstreams;
+//! `messages_*` translate Anthropic `/v1/messages` clients to OpenAI-protocol upstreams.
 //! Each case holds inputs (`client_request.json`, `upstream_response.json`,
 //! `upstream_stream.sse`, `meta.json`) and the expected outputs (`upstream_request.json`,
 //! `client_response.json`, `client_stream.sse`). Streams are replayed split at every chunk size
@@ -13,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use llm_gateway::translate::openai::ChatRequest;
 use llm_gateway::translate::stream::translate_all;
-use llm_gateway::translate::{anthropic, anthropic_stream, gemini, gemini_stream};
+use llm_gateway::translate::{
+    anthropic, anthropic_stream, gemini, gemini_stream, messages, messages_stream,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -77,13 +81,21 @@ fn check_bytes(case: &Path, file: &str, actual: &[u8]) {
     );
 }
 
-fn translate_request(meta: &Meta, request: ChatRequest) -> Value {
+fn translate_request(meta: &Meta, text: &str) -> Value {
     match meta.provider.as_str() {
         "anthropic" => {
+            let request: ChatRequest = serde_json::from_str(text).unwrap();
             serde_json::to_value(anthropic::to_anthropic(request, meta.default_max_tokens).unwrap())
                 .unwrap()
         }
-        "gemini" => serde_json::to_value(gemini::to_gemini(request).unwrap()).unwrap(),
+        "gemini" => {
+            let request: ChatRequest = serde_json::from_str(text).unwrap();
+            serde_json::to_value(gemini::to_gemini(request).unwrap()).unwrap()
+        }
+        "messages" => {
+            let request: messages::InboundRequest = serde_json::from_str(text).unwrap();
+            serde_json::to_value(messages::to_openai(request).unwrap()).unwrap()
+        }
         other => panic!("unknown provider {other}"),
     }
 }
@@ -95,27 +107,30 @@ fn translate_response(meta: &Meta, body: &[u8]) -> Value {
                 .unwrap()
                 .0
         }
-        _ => {
+        "gemini" => {
             gemini::to_openai_completion(body, &meta.model, meta.created)
                 .unwrap()
                 .0
         }
+        _ => messages::to_anthropic_message(body, &meta.model).unwrap(),
     };
     serde_json::from_slice(&bytes).unwrap()
 }
 
 fn translate_stream(meta: &Meta, input: &[u8], chunk: usize) -> Vec<u8> {
+    let (model, created, usage) = (meta.model.as_str(), meta.created, meta.include_usage);
     match meta.provider.as_str() {
         "anthropic" => translate_all(
-            anthropic_stream::AnthropicToOpenAi::new(&meta.model, meta.created, meta.include_usage),
+            anthropic_stream::AnthropicToOpenAi::new(model, created, usage),
             input,
             chunk,
         ),
-        _ => translate_all(
-            gemini_stream::GeminiToOpenAi::new(&meta.model, meta.created, meta.include_usage),
+        "gemini" => translate_all(
+            gemini_stream::GeminiToOpenAi::new(model, created, usage),
             input,
             chunk,
         ),
+        _ => translate_all(messages_stream::OpenAiToMessages::new(model), input, chunk),
     }
 }
 
@@ -126,11 +141,10 @@ fn every_fixture_translates_to_its_golden_output() {
             serde_json::from_str(&std::fs::read_to_string(case.join("meta.json")).unwrap())
                 .unwrap();
         if let Ok(text) = std::fs::read_to_string(case.join("client_request.json")) {
-            let request: ChatRequest = serde_json::from_str(&text).unwrap();
             check_json(
                 &case,
                 "upstream_request.json",
-                &translate_request(&meta, request),
+                &translate_request(&meta, &text),
             );
         }
         if let Ok(body) = std::fs::read(case.join("upstream_response.json")) {
