@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod http;
 pub mod metrics;

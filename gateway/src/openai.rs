@@ -22,7 +22,7 @@ pub struct ChatRequest {
     /// Requested model (route name).
     pub model: String,
     /// Byte range of the `model` JSON string (quotes included) inside `body`.
-    model_span: (usize, usize),
+    pub(crate) model_span: (usize, usize),
     /// Whether the client asked for server-sent events.
     pub stream: bool,
     /// Whether a streamed response should end with a usage chunk.
@@ -38,6 +38,8 @@ pub enum Protocol {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// OpenAI embeddings.
+    Embeddings,
 }
 
 #[derive(Deserialize)]
@@ -65,7 +67,7 @@ enum MessagesRole {
 }
 
 /// Decodes a JSON body into a borrowed view; errors say what is wrong and name the parameter.
-fn decode<'a, V: Deserialize<'a>>(body: &'a Bytes) -> Result<V, ApiError> {
+pub(crate) fn decode<'a, V: Deserialize<'a>>(body: &'a Bytes) -> Result<V, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid(
             "the request body is empty; send a JSON object",
@@ -96,7 +98,7 @@ fn decode<'a, V: Deserialize<'a>>(body: &'a Bytes) -> Result<V, ApiError> {
 }
 
 /// The model name and the byte range of its JSON string inside `body`.
-fn model_of(body: &Bytes, raw: &RawValue) -> Result<(String, (usize, usize)), ApiError> {
+pub(crate) fn model_of(body: &Bytes, raw: &RawValue) -> Result<(String, (usize, usize)), ApiError> {
     let model: String = serde_json::from_str(raw.get())
         .map_err(|_| ApiError::invalid("'model' must be a string", Some("model")))?;
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;

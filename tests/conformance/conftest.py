@@ -119,6 +119,9 @@ spec:
   - {{model: claude-mock, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
   - {{model: gemini-mock, targets: [{{provider: gemini, model: gemini-2.5-flash}}]}}
   - {{model: gpt-mock, targets: [{{provider: openai-mock, model: smart-gpt}}]}}
+  - {{model: embed-openai, targets: [{{provider: openai-mock, model: text-embedding-3-small}}]}}
+  - {{model: embed-gemini, targets: [{{provider: gemini, model: text-embedding-004}}]}}
+  - {{model: embed-claude, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
 ---
 apiVersion: llmgateway.io/v1alpha1
 kind: LlmProvider

@@ -158,7 +158,12 @@ def test_upstream_requests_match_the_official_sdk_types(client, mock_upstream):
     # Runs after the scenarios above (file order), so the mock has seen every request shape.
     requests = mock_upstream.requests()
     anthropic_requests = [r for r in requests if r["path"] == "/v1/messages"]
-    gemini_requests = [r for r in requests if r["path"].startswith("/v1beta/models/")]
+    gemini_requests = [r for r in requests if "GenerateContent" in r["path"] or r["path"].endswith(":generateContent")]
+    embed_requests = [r for r in requests if r["path"].endswith(":batchEmbedContents")]
+    for request in embed_requests:
+        for item in request["body"]["requests"]:
+            assert set(item) <= {"model", "content", "outputDimensionality", "taskType", "title"}, item
+            GEMINI_FIELDS["systemInstruction"].validate_python(item["content"])
     assert anthropic_requests and gemini_requests
     for request in anthropic_requests:
         body = dict(request["body"])

@@ -33,10 +33,15 @@ pub async fn messages(State(state): State<AppState>, headers: HeaderMap, body: B
     serve(state, headers, body, Protocol::Anthropic).await
 }
 
+/// Serves one embeddings request.
+pub async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    serve(state, headers, body, Protocol::Embeddings).await
+}
+
 /// Renders an error in the protocol the client speaks.
 fn render(error: ApiError, protocol: Protocol) -> Response {
     match protocol {
-        Protocol::OpenAi => error.into_response(),
+        Protocol::OpenAi | Protocol::Embeddings => error.into_response(),
         Protocol::Anthropic => error.into_anthropic_response(),
     }
 }
@@ -61,6 +66,7 @@ async fn handle(
     let request = match protocol {
         Protocol::OpenAi => ChatRequest::parse(bytes)?,
         Protocol::Anthropic => ChatRequest::parse_messages(bytes)?,
+        Protocol::Embeddings => ChatRequest::parse_embeddings(bytes)?,
     };
     let route = snapshot
         .routes

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
+        .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))
         .route("/health", get(health::live))
         .route("/ready", get(health::ready))

@@ -159,6 +159,38 @@ fn split_evenly(text: &str, parts: u32) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Answers an embeddings request with deterministic unit vectors (8 dimensions unless asked).
+pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
+    let request: crate::embeddings::EmbeddingsRequest = serde_json::from_slice(&call.request.body)
+        .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+    let settings = call.provider.compiled.fake.clone().unwrap_or_default();
+    tokio::time::sleep(settings.latency.get()).await;
+    let texts: Vec<String> = match request.input.texts() {
+        Some(texts) => texts.into_iter().map(str::to_owned).collect(),
+        None => vec![format!("{:?}", request.input)],
+    };
+    let dimensions = request.dimensions.unwrap_or(8) as usize;
+    let vectors = texts
+        .iter()
+        .map(|t| crate::embeddings::fake_vector(t, dimensions))
+        .collect();
+    let prompt_tokens = (call.request.prompt_bytes as u64)
+        .div_ceil(4)
+        .max(texts.len() as u64);
+    call.accounting().usage(Usage {
+        prompt_tokens,
+        completion_tokens: 0,
+    });
+    let format = request.encoding_format.unwrap_or_default();
+    let body = super::gemini::embeddings_response(
+        vectors,
+        format,
+        &call.target.upstream_model,
+        prompt_tokens,
+    );
+    Ok(super::upstream::json_response(StatusCode::OK, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

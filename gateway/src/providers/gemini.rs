@@ -9,10 +9,12 @@ use http::{StatusCode, header};
 use super::Call;
 use super::sse::Relay;
 use super::upstream::{Reply, exchange, json_response, remaining, sse_response, undecodable};
+use crate::embeddings::{EmbeddingsRequest, EncodingFormat, to_base64};
 use crate::error::ApiError;
 use crate::translate::gemini::{to_gemini, to_openai_completion};
 use crate::translate::gemini_stream::GeminiToOpenAi;
 use crate::translate::stream::EventTransform;
+use serde_json::json;
 
 /// Serves an OpenAI chat request from a Gemini upstream.
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
@@ -54,4 +56,90 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
             Ok(json_response(StatusCode::OK, completion))
         }
     }
+}
+
+/// Serves an OpenAI embeddings request with `batchEmbedContents`. Gemini reports no token
+/// counts for embeddings, so usage is estimated at four bytes of input per token.
+pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
+    let compiled = &call.provider.compiled;
+    let request: EmbeddingsRequest = serde_json::from_slice(&call.request.body)
+        .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+    let texts = request.input.texts().ok_or_else(|| {
+        ApiError::invalid(
+            "token-array input is not supported by provider type gemini; send text",
+            Some("input"),
+        )
+    })?;
+    let model = &call.target.upstream_model;
+    let requests: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|text| {
+            let mut r =
+                json!({"model": format!("models/{model}"), "content": {"parts": [{"text": text}]}});
+            if let Some(d) = request.dimensions {
+                r["outputDimensionality"] = json!(d);
+            }
+            r
+        })
+        .collect();
+    let base = compiled.base_url.as_deref().unwrap_or_default();
+    let mut http = call
+        .provider
+        .client
+        .post(format!("{base}/v1beta/models/{model}:batchEmbedContents"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(json!({"requests": requests}).to_string());
+    if let Some(credential) = &compiled.credential {
+        http = http.header("x-goog-api-key", credential.expose());
+    }
+    let Reply::Body(_, body) = exchange(&call, http).await? else {
+        return Err(undecodable(
+            &compiled.name,
+            &serde::de::Error::custom("unexpected event stream"),
+        ));
+    };
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        embeddings: Vec<Values>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Values {
+        values: Vec<f32>,
+    }
+    let batch: Batch =
+        serde_json::from_slice(&body).map_err(|e| undecodable(&compiled.name, &e))?;
+    let prompt_tokens = (call.request.prompt_bytes as u64).div_ceil(4);
+    call.accounting().usage(crate::openai::Usage {
+        prompt_tokens,
+        completion_tokens: 0,
+    });
+    let format = request.encoding_format.unwrap_or_default();
+    let vectors = batch.embeddings.into_iter().map(|e| e.values).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        embeddings_response(vectors, format, model, prompt_tokens),
+    ))
+}
+
+/// An OpenAI embeddings response body.
+pub fn embeddings_response(
+    vectors: Vec<Vec<f32>>,
+    format: EncodingFormat,
+    model: &str,
+    prompt_tokens: u64,
+) -> Vec<u8> {
+    let data: Vec<serde_json::Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = match format {
+                EncodingFormat::Float => json!(v),
+                EncodingFormat::Base64 => json!(to_base64(v)),
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
+        .to_string()
+        .into_bytes()
 }

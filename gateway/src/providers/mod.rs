@@ -79,6 +79,19 @@ impl Call<'_> {
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
     match (call.request.protocol, call.provider.compiled.provider_type) {
         (Protocol::OpenAi, _) => chat_openai(call).await,
+        (
+            Protocol::Embeddings,
+            ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi,
+        ) => openai::embeddings(call).await,
+        (Protocol::Embeddings, ProviderType::Gemini) => gemini::embeddings(call).await,
+        (Protocol::Embeddings, ProviderType::Fake) => fake::embeddings(call).await,
+        (Protocol::Embeddings, ProviderType::Anthropic) => Err(ApiError::invalid(
+            format!(
+                "model '{}' is served by an Anthropic provider, which has no embeddings API",
+                call.route_model
+            ),
+            Some("model"),
+        )),
         (Protocol::Anthropic, ProviderType::Anthropic) => anthropic::messages(call).await,
         (Protocol::Anthropic, _) => messages::via_openai(call).await,
     }

@@ -86,3 +86,9 @@ pub async fn forward(
         }
     }
 }
+
+/// Forwards an embeddings request (body as sent, model spliced).
+pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
+    let body = call.request.with_model(&call.target.upstream_model);
+    forward(&call, "embeddings", body.into()).await
+}

@@ -6,9 +6,11 @@
 
 pub mod anthropic;
 pub mod anthropic_stream;
+pub mod anthropic_types;
 pub mod chunks;
 pub mod gemini;
 pub mod gemini_stream;
+pub mod gemini_types;
 pub mod messages;
 pub mod messages_stream;
 pub mod openai;

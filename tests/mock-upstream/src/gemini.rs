@@ -101,3 +101,24 @@ fn last_image(body: &Value) -> Option<String> {
             .map(str::to_owned)
     })
 }
+
+/// `batchEmbedContents`: one vector per request, `[characters, 0.25]` (truncated to
+/// `outputDimensionality` when set).
+pub fn embed(body: &Value) -> Response {
+    let embeddings: Vec<Value> = body["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let text = r["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            let mut values = vec![text.chars().count() as f64, 0.25];
+            if let Some(d) = r["outputDimensionality"].as_u64() {
+                values.resize(d as usize, 0.0);
+            }
+            json!({"values": values})
+        })
+        .collect();
+    axum::Json(json!({"embeddings": embeddings})).into_response()
+}

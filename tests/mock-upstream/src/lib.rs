@@ -90,6 +90,7 @@ impl MockUpstream {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/messages", post(messages))
+            .route("/v1/embeddings", post(embeddings))
             .route("/v1beta/models/{model_action}", post(generate))
             .route("/__requests", get(recorded_json))
             .with_state(shared.clone());
@@ -178,8 +179,10 @@ async fn generate(
 ) -> Response {
     let path = format!("/v1beta/models/{model_action}");
     let (model, action) = model_action.split_once(':').unwrap_or((&model_action, ""));
-    let (model, stream) = (model.to_owned(), action == "streamGenerateContent");
+    let (model, action) = (model.to_owned(), action.to_owned());
+    let stream = action == "streamGenerateContent";
     match record(&shared, path, headers, raw).await {
+        Ok((body, _)) if action == "batchEmbedContents" => gemini::embed(&body),
         Ok((body, _)) => gemini::respond(&model, &body, stream),
         Err(response) => response,
     }
@@ -279,4 +282,28 @@ impl Drop for StreamGuard {
             *n += 1;
         }
     }
+}
+
+/// OpenAI embeddings: one 3-dimensional vector per input (`[index, characters, 0.5]`).
+async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
+    let (body, _) = match record(&shared, "/v1/embeddings".to_owned(), headers, raw).await {
+        Ok(recorded) => recorded,
+        Err(response) => return response,
+    };
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        other => vec![other.to_string()],
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": [i as f64, text.chars().count() as f64, 0.5]}))
+        .collect();
+    let tokens = inputs.iter().map(|t| t.len().div_ceil(4)).sum::<usize>();
+    axum::Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+        .into_response()
 }
