@@ -16,7 +16,9 @@ const EVENTS: usize = 100;
 const CHUNK: usize = 1460;
 
 fn anthropic_stream() -> Vec<u8> {
-    let mut s = String::from("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n");
+    let mut s = String::from(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
+    );
     for i in 0..EVENTS - 2 {
         s.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"token {i} \"}}}}\n\n"));
     }
@@ -27,7 +29,11 @@ fn anthropic_stream() -> Vec<u8> {
 fn gemini_stream() -> Vec<u8> {
     let mut s = String::new();
     for i in 0..EVENTS {
-        let finish = if i == EVENTS - 1 { ",\"finishReason\":\"STOP\"" } else { "" };
+        let finish = if i == EVENTS - 1 {
+            ",\"finishReason\":\"STOP\""
+        } else {
+            ""
+        };
         s.push_str(&format!("data: {{\"candidates\":[{{\"content\":{{\"role\":\"model\",\"parts\":[{{\"text\":\"token {i} \"}}]}},\"index\":0{finish}}}]}}\r\n\r\n"));
     }
     s.into_bytes()
@@ -47,11 +53,23 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EVENTS as u64));
     let anthropic = anthropic_stream();
     group.bench_function("anthropic_to_openai", |b| {
-        b.iter(|| translate_all(AnthropicToOpenAi::new("claude", 1, true), black_box(&anthropic), CHUNK))
+        b.iter(|| {
+            translate_all(
+                AnthropicToOpenAi::new("claude", 1, true),
+                black_box(&anthropic),
+                CHUNK,
+            )
+        })
     });
     let gemini = gemini_stream();
     group.bench_function("gemini_to_openai", |b| {
-        b.iter(|| translate_all(GeminiToOpenAi::new("gemini", 1, true), black_box(&gemini), CHUNK))
+        b.iter(|| {
+            translate_all(
+                GeminiToOpenAi::new("gemini", 1, true),
+                black_box(&gemini),
+                CHUNK,
+            )
+        })
     });
     let openai = openai_stream();
     group.bench_function("openai_to_anthropic_messages", |b| {

@@ -13,6 +13,7 @@ pub mod args;
 pub mod config;
 pub mod embeddings;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod openai;
