@@ -43,7 +43,8 @@ class Gateway:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "warn"}
-        full_env.pop("OPENAI_API_KEY", None)
+        for variable in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_GEMINI_API_KEY"):
+            full_env.pop(variable, None)
         full_env.update(env or {})
         self.process = subprocess.Popen(
             [str(_gateway_binary()), "--config", str(config_dir)], env=full_env

@@ -13,7 +13,7 @@ def client(gateway):
 
 def test_models_lists_the_example_routes(client):
     ids = sorted(model.id for model in client.models.list())
-    assert ids == ["fake-gpt", "gpt-4o-mini"]
+    assert ids == ["claude-sonnet", "fake-gpt", "gemini-flash", "gpt-4o-mini", "text-embedding"]
 
 
 def test_non_streaming_completion(client):
