@@ -132,3 +132,38 @@ async fn provider_credentials_go_in_provider_headers_only() {
         assert!(!String::from_utf8_lossy(&request.raw).contains(&gateway.key));
     }
 }
+
+#[tokio::test]
+async fn azure_openai_uses_deployment_urls_api_version_and_api_key() {
+    let upstream = MockUpstream::start().await;
+    let root = upstream.base_url.trim_end_matches("/v1").to_owned();
+    let key = new_key();
+    let azure = format!(
+        "---\napiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: azure}}\nspec: {{type: azureOpenAI, baseUrl: \"{root}\", apiVersion: 2025-01-01-preview, allowLocalAddresses: true, credentials: {{secretRef: {{name: creds, key: key}}}}}}\n---\napiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: azure-routes}}\nspec:\n  routes:\n  - {{model: az, targets: [{{provider: azure, model: my-deployment}}]}}\n  - {{model: az-embed, targets: [{{provider: azure, model: my-embeddings}}]}}\n"
+    );
+    let gateway = Gateway::start(&(config(&root, &key) + &azure), key, &[]).await;
+    assert_eq!(gateway.chat(hello("az", true)).await.status(), 200);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/embeddings", gateway.url))
+        .bearer_auth(&gateway.key)
+        .json(&json!({"model": "az-embed", "input": ["one", "two"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    let requests = upstream.requests();
+    assert_eq!(
+        requests[0].path,
+        "/openai/deployments/my-deployment/chat/completions?api-version=2025-01-01-preview"
+    );
+    assert_eq!(
+        requests[1].path,
+        "/openai/deployments/my-embeddings/embeddings?api-version=2025-01-01-preview"
+    );
+    for request in &requests {
+        assert_eq!(request.headers["api-key"], "provider-secret");
+        assert!(!request.headers.contains_key("authorization"));
+    }
+}

@@ -91,6 +91,14 @@ impl MockUpstream {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/messages", post(messages))
             .route("/v1/embeddings", post(embeddings))
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(chat),
+            )
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(embeddings),
+            )
             .route("/v1beta/models/{model_action}", post(generate))
             .route("/__requests", get(recorded_json))
             .with_state(shared.clone());
@@ -213,8 +221,14 @@ async fn recorded_json(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(list).into_response()
 }
 
-async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let path = "/v1/chat/completions".to_owned();
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = uri.to_string();
+
     let (body, fault) = match record(&shared, path, headers, raw).await {
         Ok(recorded) => recorded,
         Err(response) => return response,
@@ -285,8 +299,13 @@ impl Drop for StreamGuard {
 }
 
 /// OpenAI embeddings: one 3-dimensional vector per input (`[index, characters, 0.5]`).
-async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let (body, _) = match record(&shared, "/v1/embeddings".to_owned(), headers, raw).await {
+async fn embeddings(
+    State(shared): State<Arc<Shared>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let (body, _) = match record(&shared, uri.to_string(), headers, raw).await {
         Ok(recorded) => recorded,
         Err(response) => return response,
     };
