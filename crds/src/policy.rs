@@ -153,6 +153,16 @@ pub struct Retry {
     pub on: Vec<RetryOn>,
 }
 
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: Self::default_attempts(),
+            backoff: Backoff::default(),
+            on: Self::default_on(),
+        }
+    }
+}
+
 impl Retry {
     fn default_attempts() -> u32 {
         2

@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// After the listener closes: how long in-flight requests and streams may finish.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s")]
     pub drain_timeout: humantime::Duration,
+    /// Retry failed upstream attempts (per RoutePolicy `retry`); `false` sends each request once.
+    #[arg(long, env = "RETRY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub retry_enabled: bool,
+    /// Let circuit breakers refuse traffic to failing targets.
+    #[arg(long, env = "CIRCUIT_BREAKER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub circuit_breaker_enabled: bool,
     /// Secret mixed into API-key hashes (must match the operator's in Kubernetes mode).
     #[arg(
         long,

@@ -10,6 +10,7 @@
 //! `ARCHITECTURE.md` for the map.
 
 pub mod args;
+pub mod breaker;
 pub mod config;
 pub mod embeddings;
 pub mod error;
@@ -18,9 +19,11 @@ pub mod http;
 pub mod metrics;
 pub mod openai;
 pub mod providers;
+pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod system;
+pub mod targets;
 pub mod telemetry;
 pub mod translate;
 pub mod usage;

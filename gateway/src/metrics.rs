@@ -67,6 +67,35 @@ pub struct RejectionLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a circuit breaker.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+}
+
+/// Labels of a breaker transition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+    /// State entered.
+    pub to: &'static str,
+}
+
+/// Labels of a retry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// Route model.
+    pub model: String,
+    /// `retried`, `budget_exhausted` or `fallback`.
+    pub outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the gateway exports.
@@ -91,6 +120,12 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Generation of the configuration being served.
     pub config_generation: Gauge,
+    /// Circuit-breaker state per target: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<BreakerLabels, Gauge>,
+    /// Circuit-breaker transitions per target and state entered.
+    pub breaker_transitions: Family<TransitionLabels, Counter>,
+    /// Retries and fallbacks per route model.
+    pub retries: Family<RetryLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -112,6 +147,9 @@ impl Metrics {
         let key_rejections = Family::default();
         let in_flight = Gauge::default();
         let config_generation = Gauge::default();
+        let breaker_state = Family::default();
+        let breaker_transitions = Family::default();
+        let retries = Family::default();
         registry.register(
             "llm_requests",
             "LLM API requests answered",
@@ -157,7 +195,25 @@ impl Metrics {
             "Generation of the configuration served",
             config_generation.clone(),
         );
+        registry.register(
+            "llm_circuit_breaker_state",
+            "Circuit-breaker state per target: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "llm_circuit_breaker_transitions",
+            "Circuit-breaker state changes per target",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "llm_retries",
+            "Retried attempts and fallbacks per route model",
+            retries.clone(),
+        );
         Self {
+            breaker_state,
+            breaker_transitions,
+            retries,
             registry,
             requests,
             request_duration,

@@ -12,6 +12,7 @@ use crate::config::loader::{Loader, ReloadOutcome};
 use crate::config::source_dir;
 use crate::metrics::Metrics;
 use crate::state::{AppState, RequestSettings};
+use crate::targets::TargetRegistry;
 
 /// Serves until SIGTERM/SIGINT, then drains: readiness off at once, listener closed after
 /// `shutdown_delay`, in-flight requests and streams given `drain_timeout` to finish.
@@ -22,11 +23,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
     let pepper = args.api_key_pepper.as_bytes().to_vec();
+    let targets = Arc::new(TargetRegistry::new(metrics.clone()));
     let loader = Arc::new(Loader::new(
         dir.clone(),
         pepper.clone(),
         snapshots.clone(),
         metrics.clone(),
+        targets.clone(),
     ));
     let initial = {
         let loader = loader.clone();
@@ -44,8 +47,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = RequestSettings {
         max_body_bytes: args.max_request_body_bytes,
         key_pepper: pepper.into(),
+        retry_enabled: args.retry_enabled,
+        breakers_enabled: args.circuit_breaker_enabled,
     };
-    let state = AppState::new(snapshots, metrics, settings);
+    let state = AppState::new(snapshots, metrics, targets, settings);
     let app = crate::router(state.clone());
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await

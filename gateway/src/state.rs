@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::config::SnapshotHandle;
 use crate::metrics::Metrics;
+use crate::targets::TargetRegistry;
 
 /// Settings the request path reads.
 #[derive(Debug, Clone)]
@@ -14,6 +15,10 @@ pub struct RequestSettings {
     pub max_body_bytes: usize,
     /// Secret mixed into API-key hashes.
     pub key_pepper: Arc<[u8]>,
+    /// Whether failed attempts are retried (`RETRY_ENABLED`).
+    pub retry_enabled: bool,
+    /// Whether circuit breakers refuse traffic (`CIRCUIT_BREAKER_ENABLED`).
+    pub breakers_enabled: bool,
 }
 
 /// Shared handler state.
@@ -23,6 +28,8 @@ pub struct AppState {
     pub snapshots: Arc<SnapshotHandle>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Per-target breakers, latency and in-flight counts (outlive reloads).
+    pub targets: Arc<TargetRegistry>,
     /// Request-path settings.
     pub settings: Arc<RequestSettings>,
     draining: Arc<AtomicBool>,
@@ -35,11 +42,13 @@ impl AppState {
     pub fn new(
         snapshots: Arc<SnapshotHandle>,
         metrics: Arc<Metrics>,
+        targets: Arc<TargetRegistry>,
         settings: RequestSettings,
     ) -> Self {
         Self {
             snapshots,
             metrics,
+            targets,
             settings: Arc::new(settings),
             draining: Arc::default(),
             started: Instant::now(),

@@ -122,7 +122,14 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
 
 #[tokio::test]
 async fn upstream_failures_become_openai_errors() {
-    let (upstream, gateway) = setup().await;
+    // One attempt per request and no breakers: this test is about how each failure maps.
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let env = [
+        ("RETRY_ENABLED", "false"),
+        ("CIRCUIT_BREAKER_ENABLED", "false"),
+    ];
+    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key, &env).await;
     upstream.set_fault(Fault {
         status: Some(500),
         ..Fault::default()
@@ -153,13 +160,23 @@ async fn upstream_failures_become_openai_errors() {
     let response = gateway.chat(chat_body("alias", true)).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
+    // The target now cools down for 7 s: the next request is refused without an attempt.
+    let attempts_before = upstream.requests().len();
+    let response = gateway.chat(chat_body("alias", false)).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        upstream.requests().len(),
+        attempts_before,
+        "no attempt during the cooldown"
+    );
 
     upstream.set_fault(Fault {
         delay: Duration::from_secs(3),
         ..Fault::default()
     });
     let started = std::time::Instant::now();
-    let response = gateway.chat(chat_body("alias", false)).await;
+    let response = gateway.chat(chat_body("same-name", false)).await;
     assert_eq!(response.status(), 504);
     assert!(
         started.elapsed() < Duration::from_millis(2900),

@@ -13,6 +13,7 @@ use llm_gateway_crds::compiled::CompiledProvider;
 
 use super::{Snapshot, SnapshotHandle, source_dir};
 use crate::metrics::{Metrics, ResultLabels};
+use crate::targets::TargetRegistry;
 
 /// Result of one reload attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,6 +33,7 @@ pub struct Loader {
     key_pepper: Vec<u8>,
     handle: Arc<SnapshotHandle>,
     metrics: Arc<Metrics>,
+    targets: Arc<TargetRegistry>,
     state: Mutex<LoaderState>,
 }
 
@@ -50,6 +52,7 @@ impl Loader {
         key_pepper: Vec<u8>,
         handle: Arc<SnapshotHandle>,
         metrics: Arc<Metrics>,
+        targets: Arc<TargetRegistry>,
     ) -> Self {
         handle.update_status(|s| s.source = format!("directory:{}", dir.display()));
         Self {
@@ -57,6 +60,7 @@ impl Loader {
             key_pepper,
             handle,
             metrics,
+            targets,
             state: Mutex::default(),
         }
     }
@@ -93,8 +97,11 @@ impl Loader {
         };
         let generation = state.generation + 1;
         let clients = &mut state.clients;
-        let snapshot = Snapshot::new(config, generation, &mut |p| client_for(clients, p));
+        let snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
+            client_for(clients, p)
+        });
         self.handle.store(snapshot);
+        self.targets.prune();
         state.generation = generation;
         state.fingerprint = Some(contents.fingerprint);
         ReloadOutcome::Applied(generation)

@@ -6,6 +6,7 @@
 //! snapshots through [`loader::Loader`].
 
 pub mod loader;
+pub mod route;
 pub mod snapshot;
 pub mod source_dir;
 

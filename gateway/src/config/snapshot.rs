@@ -1,14 +1,16 @@
 //! `Snapshot`: a compiled configuration plus what the request path precomputes from it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
-use llm_gateway_crds::compiled::{
-    CompiledConfig, CompiledKey, CompiledProvider, CompiledRoute, CompiledTarget,
-};
+use llm_gateway_crds::compiled::{CompiledConfig, CompiledKey, CompiledProvider};
 use llm_gateway_crds::keys;
 use subtle::ConstantTimeEq;
+
+pub use super::route::RouteRuntime;
+use crate::targets::{ProviderState, TargetRegistry};
 
 /// One immutable configuration generation.
 #[derive(Debug)]
@@ -38,16 +40,8 @@ pub struct ProviderRuntime {
     pub client: reqwest::Client,
     /// Requests served by the fake provider, to spread its failures deterministically.
     pub fake_sequence: AtomicU64,
-}
-
-/// A route with its precomputed weighted-pick schedule.
-#[derive(Debug)]
-pub struct RouteRuntime {
-    /// Compiled settings.
-    pub compiled: CompiledRoute,
-    total_weight: u64,
-    stride: u64,
-    sequence: AtomicU64,
+    /// In-flight count for the `maxConcurrency` bulkhead (shared across reloads).
+    pub bulkhead: Arc<ProviderState>,
 }
 
 /// Why a presented key was refused (also the metric label).
@@ -58,6 +52,7 @@ impl Snapshot {
     pub fn new(
         config: CompiledConfig,
         generation: u64,
+        targets: &TargetRegistry,
         client_for: &mut dyn FnMut(&CompiledProvider) -> reqwest::Client,
     ) -> Self {
         let CompiledConfig {
@@ -70,13 +65,24 @@ impl Snapshot {
             .into_iter()
             .map(|compiled| ProviderRuntime {
                 client: client_for(&compiled),
+                bulkhead: targets.provider(&compiled.id),
                 compiled,
                 fake_sequence: AtomicU64::new(0),
             })
-            .collect();
+            .collect::<Vec<_>>();
         let routes = routes
             .into_iter()
-            .map(|(model, route)| (model, RouteRuntime::new(route)))
+            .map(|(model, route)| {
+                let states = route
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let p = &providers[t.provider].compiled;
+                        targets.target(&p.id, &p.name, &t.upstream_model, &t.circuit_breaker)
+                    })
+                    .collect();
+                (model, RouteRuntime::new(route, states))
+            })
             .collect();
         let mut keys_by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
@@ -124,66 +130,6 @@ impl Snapshot {
     }
 }
 
-impl RouteRuntime {
-    fn new(compiled: CompiledRoute) -> Self {
-        let total_weight: u64 = compiled.targets.iter().map(|t| u64::from(t.weight)).sum();
-        let stride = interleaving_stride(total_weight);
-        Self {
-            compiled,
-            total_weight,
-            stride,
-            sequence: AtomicU64::new(0),
-        }
-    }
-
-    /// Targets in the order to try them: for `weighted`, the next slot of a deterministic
-    /// schedule first (each target gets `weight` of every `total` picks, interleaved rather
-    /// than in runs), then the rest in list order; otherwise list order.
-    pub fn pick_order(&self) -> impl Iterator<Item = &CompiledTarget> {
-        let targets = &self.compiled.targets;
-        let first = if self.total_weight == 0 {
-            0
-        } else {
-            let n = self.sequence.fetch_add(1, Ordering::Relaxed);
-            let slot = (n % self.total_weight) * self.stride % self.total_weight;
-            let mut acc = 0;
-            targets
-                .iter()
-                .position(|t| {
-                    acc += u64::from(t.weight);
-                    slot < acc
-                })
-                .unwrap_or(0)
-        };
-        let weighted = matches!(
-            self.compiled.strategy,
-            llm_gateway_crds::route_policy::Strategy::Weighted
-        );
-        let first = if weighted { first } else { 0 };
-        targets[first..].iter().chain(targets[..first].iter())
-    }
-}
-
-/// A step coprime with `total` near `total / golden ratio`, so consecutive picks walk the
-/// weight line in a scattered but complete cycle.
-fn interleaving_stride(total: u64) -> u64 {
-    if total <= 2 {
-        return 1;
-    }
-    let mut stride = (total as f64 / 1.618_033_988_75).round() as u64;
-    while gcd(stride, total) != 1 {
-        stride += 1;
-    }
-    stride
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +160,12 @@ mod tests {
             },
         )
         .unwrap();
-        Snapshot::new(config, 1, &mut |_| reqwest::Client::new())
+        Snapshot::new(
+            config,
+            1,
+            &TargetRegistry::new(Default::default()),
+            &mut |_| reqwest::Client::new(),
+        )
     }
 
     #[test]
@@ -227,7 +178,7 @@ mod tests {
         let snapshot = snapshot_from(&yaml);
         let route = &snapshot.routes["m"];
         let firsts: Vec<usize> = (0..8)
-            .map(|_| route.pick_order().next().unwrap().provider)
+            .map(|_| route.compiled.targets[route.pick_order()[0]].provider)
             .collect();
         let count = |p: usize| firsts.iter().filter(|&&f| f == p).count();
         assert_eq!((count(0), count(1), count(2)), (6, 2, 0), "{firsts:?}");
@@ -235,7 +186,7 @@ mod tests {
             firsts[..4].contains(&1),
             "weight-1 target must appear within each cycle: {firsts:?}"
         );
-        let order: Vec<usize> = route.pick_order().map(|t| t.provider).collect();
+        let order: Vec<usize> = route.pick_order();
         assert_eq!(order.len(), 3, "every target stays available for failover");
     }
 
@@ -283,15 +234,5 @@ mod tests {
             snapshot.authenticate(&tampered, PEPPER).unwrap_err(),
             "bad_checksum"
         );
-    }
-
-    #[test]
-    fn stride_visits_every_slot_once_per_cycle() {
-        for total in [1, 2, 3, 10, 100, 97, 1000] {
-            let stride = interleaving_stride(total);
-            let mut seen: Vec<u64> = (0..total).map(|n| n * stride % total).collect();
-            seen.sort_unstable();
-            assert_eq!(seen, (0..total).collect::<Vec<_>>(), "total {total}");
-        }
     }
 }

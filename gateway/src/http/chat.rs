@@ -13,10 +13,8 @@ use http::{HeaderMap, HeaderValue, header};
 
 use super::Served;
 use super::auth::authenticate;
-use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::openai::{ChatRequest, Protocol};
-use crate::providers::{self, Call};
 use crate::state::AppState;
 
 /// Serves one chat completion, streamed or not.
@@ -79,7 +77,8 @@ async fn handle(
             model: request.model.clone(),
         });
     }
-    let (result, provider) = try_targets(state, &snapshot, route, &request, headers, started).await;
+    let (result, provider) =
+        crate::proxy::serve(state, &snapshot, route, &request, headers, started).await;
     let served = Served {
         route: route.compiled.model.clone(),
         provider: provider.to_owned(),
@@ -90,48 +89,6 @@ async fn handle(
     stamp_provenance(&mut response, &served, snapshot.generation);
     response.extensions_mut().insert(served);
     Ok(response)
-}
-
-/// Tries the route's targets in pick order, skipping unavailable providers. Retries after a
-/// failed attempt, breakers and fallbacks belong to the resilience layer (not built yet).
-async fn try_targets<'s>(
-    state: &AppState,
-    snapshot: &'s Snapshot,
-    route: &'s RouteRuntime,
-    request: &ChatRequest,
-    headers: &HeaderMap,
-    started: Instant,
-) -> (Result<Response, ApiError>, &'s str) {
-    let mut unavailable = Vec::new();
-    for target in route.pick_order() {
-        let provider = &snapshot.providers[target.provider];
-        if let Some(reason) = &provider.compiled.unavailable {
-            unavailable.push(format!("{}: {reason}", provider.compiled.name));
-            continue;
-        }
-        let call = Call {
-            request,
-            route_model: &route.compiled.model,
-            target,
-            provider,
-            client_headers: headers,
-            started,
-            metrics: &state.metrics,
-        };
-        return (providers::chat(call).await, &provider.compiled.name);
-    }
-    let message = format!(
-        "no provider can serve model '{}' ({})",
-        route.compiled.model,
-        unavailable.join("; ")
-    );
-    (
-        Err(ApiError::ServiceUnavailable {
-            message,
-            retry_after: None,
-        }),
-        "",
-    )
 }
 
 fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {

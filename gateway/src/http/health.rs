@@ -84,7 +84,18 @@ pub async fn system(State(state): State<AppState>) -> Json<crate::system::System
     Json(crate::system::read(state.started.elapsed().as_secs_f64()))
 }
 
-/// Circuit-breaker state per target (breakers arrive with the resilience layer).
-pub async fn circuit_breakers() -> Json<Value> {
-    Json(json!({"enabled": false, "breakers": []}))
+/// Circuit-breaker state per target: state, failures in the window, time until half-open,
+/// in-flight requests, latency estimate and any `Retry-After` cooldown.
+pub async fn circuit_breakers(State(state): State<AppState>) -> Json<Value> {
+    let breakers: Vec<_> = state
+        .targets
+        .all()
+        .iter()
+        .map(|t| t.report_entry())
+        .collect();
+    Json(json!({
+        "enabled": state.settings.breakers_enabled,
+        "retries_enabled": state.settings.retry_enabled,
+        "breakers": breakers,
+    }))
 }

@@ -1,0 +1,167 @@
+//! `RouteRuntime`: a compiled route plus what picking targets needs: the weighted schedule,
+//! each target's shared state, and the route's retry budget.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use llm_gateway_crds::compiled::{CompiledRoute, CompiledTarget};
+use llm_gateway_crds::route_policy::Strategy;
+
+use crate::targets::TargetState;
+
+/// A route with its precomputed weighted-pick schedule.
+#[derive(Debug)]
+pub struct RouteRuntime {
+    /// Compiled settings.
+    pub compiled: CompiledRoute,
+    /// Shared state of each target, indexed like `compiled.targets`.
+    pub states: Vec<Arc<TargetState>>,
+    /// Retries this route may still spend.
+    pub budget: RetryBudget,
+    total_weight: u64,
+    stride: u64,
+    sequence: AtomicU64,
+}
+
+impl RouteRuntime {
+    /// Wraps a compiled route with its targets' states.
+    pub fn new(compiled: CompiledRoute, states: Vec<Arc<TargetState>>) -> Self {
+        let total_weight: u64 = compiled.targets.iter().map(|t| u64::from(t.weight)).sum();
+        let stride = interleaving_stride(total_weight);
+        Self {
+            compiled,
+            states,
+            budget: RetryBudget::default(),
+            total_weight,
+            stride,
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// Indexes of the targets in the order to try them:
+    /// - `weighted`: the next slot of a deterministic schedule first (each target gets `weight`
+    ///   of every `total` picks, interleaved rather than in runs), then the rest in list order;
+    /// - `priority`: list order;
+    /// - `leastLatency`: lowest time-to-first-byte average first (unmeasured targets first, so
+    ///   each gets measured);
+    /// - `leastInflight`: fewest requests in flight first, ties in list order.
+    pub fn pick_order(&self) -> Vec<usize> {
+        let count = self.compiled.targets.len();
+        let mut order: Vec<usize> = (0..count).collect();
+        match self.compiled.strategy {
+            Strategy::Weighted if self.total_weight > 0 => {
+                let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+                let slot = (n % self.total_weight) * self.stride % self.total_weight;
+                let mut acc = 0;
+                let first = self
+                    .compiled
+                    .targets
+                    .iter()
+                    .position(|t| {
+                        acc += u64::from(t.weight);
+                        slot < acc
+                    })
+                    .unwrap_or(0);
+                order.rotate_left(first);
+            }
+            Strategy::LeastLatency => order.sort_by_key(|&i| self.states[i].ttfb_micros()),
+            Strategy::LeastInflight => order.sort_by_key(|&i| self.states[i].inflight()),
+            Strategy::Weighted | Strategy::Priority => {}
+        }
+        order
+    }
+
+    /// The target at `index` with its state.
+    pub fn target(&self, index: usize) -> (&CompiledTarget, &Arc<TargetState>) {
+        (&self.compiled.targets[index], &self.states[index])
+    }
+}
+
+/// A step coprime with `total` near `total / golden ratio`, so consecutive picks walk the
+/// weight line in a scattered but complete cycle.
+fn interleaving_stride(total: u64) -> u64 {
+    if total <= 2 {
+        return 1;
+    }
+    let mut stride = (total as f64 / 1.618_033_988_75).round() as u64;
+    while gcd(stride, total) != 1 {
+        stride += 1;
+    }
+    stride
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_allows_a_fifth_of_traffic_after_the_reserve() {
+        let budget = RetryBudget::default();
+        let mut granted = 0;
+        for _ in 0..1000 {
+            budget.deposit();
+            if budget.withdraw() {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 10 + 200, "reserve plus 20% of 1000 requests");
+    }
+
+    #[test]
+    fn stride_visits_every_slot_once_per_cycle() {
+        for total in [1, 2, 3, 10, 100, 97, 1000] {
+            let stride = interleaving_stride(total);
+            let mut seen: Vec<u64> = (0..total).map(|n| n * stride % total).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..total).collect::<Vec<_>>(), "total {total}");
+        }
+    }
+}
+
+/// A retry budget: each request deposits a fifth of a retry, each retry withdraws one, so
+/// retries stay within about 20% of recent traffic (plus a small reserve for quiet routes) and
+/// a failing upstream never multiplies load. Counted in thousandths of a retry.
+#[derive(Debug)]
+pub struct RetryBudget {
+    balance: AtomicI64,
+}
+
+const DEPOSIT: i64 = 200;
+const RETRY_COST: i64 = 1000;
+const RESERVE: i64 = 10 * RETRY_COST;
+const CAP: i64 = 100 * RETRY_COST;
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            balance: AtomicI64::new(RESERVE),
+        }
+    }
+}
+
+impl RetryBudget {
+    /// Credits one request.
+    pub fn deposit(&self) {
+        let _ = self
+            .balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some((b + DEPOSIT).min(CAP))
+            });
+    }
+
+    /// Takes one retry if the budget allows it.
+    pub fn withdraw(&self) -> bool {
+        self.balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b >= RETRY_COST).then_some(b - RETRY_COST)
+            })
+            .is_ok()
+    }
+}
