@@ -19,6 +19,10 @@ pub struct Timeouts {
     /// Upper bound on a whole request, including a streamed body.
     #[serde(default = "Timeouts::default_total")]
     pub total: Duration,
+    /// Longest silence between two events of a streamed response; a stalled stream is ended
+    /// with an error event.
+    #[serde(default = "Timeouts::default_stream_idle")]
+    pub stream_idle: Duration,
 }
 
 impl Timeouts {
@@ -31,6 +35,9 @@ impl Timeouts {
     fn default_total() -> Duration {
         Duration::from_secs(300)
     }
+    fn default_stream_idle() -> Duration {
+        Duration::from_secs(60)
+    }
 }
 
 impl Default for Timeouts {
@@ -39,6 +46,7 @@ impl Default for Timeouts {
             connect: Self::default_connect(),
             first_byte: Self::default_first_byte(),
             total: Self::default_total(),
+            stream_idle: Self::default_stream_idle(),
         }
     }
 }

@@ -312,3 +312,183 @@ async fn least_latency_prefers_the_faster_target() {
     );
     assert!(b.requests().len() >= 28);
 }
+
+fn stream_body(model: &str) -> Value {
+    json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn f4_resets_before_headers_are_retried_and_mid_stream_losses_end_the_stream() {
+    let route = "  routes:\n  - model: m\n    strategy: priority\n    targets: [{provider: a, model: x}, {provider: b, model: x}]\n  - model: only-a\n    targets: [{provider: a, model: x}]";
+    let (a, _b, gateway) = start(route).await;
+    a.set_fault(Fault {
+        drop_connection: true,
+        ..Fault::default()
+    });
+    let response = gateway.chat(body("m")).await;
+    assert_eq!(response.status(), 200, "F4a: retried on b");
+    assert_eq!(response.headers()["x-llm-gateway-provider"], "b");
+
+    a.set_fault(Fault {
+        truncate_after: Some(2),
+        ..Fault::default()
+    });
+    let before = a.requests().len();
+    let response = gateway.chat(stream_body("only-a")).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.starts_with(&MockUpstream::SSE_EVENTS[..2].concat()),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\"type\":\"upstream_error\"}}\n\n"),
+        "F4b: terminal error event: {text}"
+    );
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(
+        a.requests().len(),
+        before + 1,
+        "never retried after the first byte"
+    );
+}
+
+#[tokio::test]
+async fn f5_a_stalled_stream_ends_with_an_error_event_at_the_idle_timeout() {
+    let (a, b) = (MockUpstream::start().await, MockUpstream::start().await);
+    a.set_fault(Fault {
+        chunk_gap: Duration::from_secs(5),
+        ..Fault::default()
+    });
+    let key = new_key();
+    let route = "  routes:\n  - model: m\n    targets: [{provider: a, model: x}]";
+    let text = config(&a, &b, &key, route, BREAKER).replacen(
+        "total: 10s}",
+        "total: 10s, streamIdle: 1s}",
+        1,
+    );
+    let gateway = Gateway::start(&text, key, &[]).await;
+    let started = Instant::now();
+    let body = gateway.chat(stream_body("m")).await.text().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(body.contains("stalled"), "{body}");
+    assert!(
+        elapsed < Duration::from_millis(1600),
+        "idle timeout took {elapsed:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while a.stream_outcomes() != (0, 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.stream_outcomes(),
+        (0, 1),
+        "the stalled upstream stream was closed"
+    );
+}
+
+#[tokio::test]
+async fn f8_a_client_leaving_before_the_first_byte_releases_its_slot() {
+    let (a, b) = (MockUpstream::start().await, MockUpstream::start().await);
+    a.set_fault(Fault {
+        delay: Duration::from_millis(800),
+        ..Fault::default()
+    });
+    let key = new_key();
+    let route = "  routes:\n  - model: m\n    targets: [{provider: a, model: x}]";
+    let text = config(&a, &b, &key, route, BREAKER).replacen(
+        "  circuitBreaker:",
+        "  maxConcurrency: 1\n  circuitBreaker:",
+        1,
+    );
+    let gateway = Gateway::start(&text, key, &[]).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&gateway.key)
+        .json(&body("m"))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client should have timed out");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        gateway.chat(body("m")).await.status(),
+        200,
+        "the slot was released, not leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f20_flipping_weights_under_load_fails_no_request() {
+    let (a, b) = (MockUpstream::start().await, MockUpstream::start().await);
+    let key = new_key();
+    let route = |wa: u32, wb: u32| {
+        format!(
+            "  routes:\n  - model: m\n    targets: [{{provider: a, model: x, weight: {wa}}}, {{provider: b, model: x, weight: {wb}}}]"
+        )
+    };
+    let gateway = Arc::new(
+        Gateway::start(
+            &config(&a, &b, &key, &route(100, 0), BREAKER),
+            key.clone(),
+            &[],
+        )
+        .await,
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let generations = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (gateway, stop, ok, failed, generations) = (
+            gateway.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            generations.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            for _ in 0..10_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let response = gateway.chat(body("m")).await;
+                let generation: u64 = response.headers()["x-llm-gateway-generation"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                generations.lock().unwrap().insert(generation);
+                let counter = if response.status() == 200 {
+                    &ok
+                } else {
+                    &failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for flip in 0..15u32 {
+        let (wa, wb) = if flip % 2 == 0 { (0, 100) } else { (100, 0) };
+        gateway.write_config(
+            "gateway.yaml",
+            &config(&a, &b, &key, &route(wa, wb), BREAKER),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(ok.load(Ordering::Relaxed) > 100);
+    assert!(
+        generations.lock().unwrap().len() >= 8,
+        "reloads seen: {:?}",
+        generations.lock().unwrap()
+    );
+    assert!(!a.requests().is_empty() && !b.requests().is_empty());
+}

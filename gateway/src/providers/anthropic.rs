@@ -48,7 +48,8 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
                 transform,
                 Some(call.accounting()),
                 remaining(&call),
-            );
+            )
+            .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(_, body) => {
@@ -95,7 +96,8 @@ pub async fn messages(call: Call<'_>) -> Result<Response, ApiError> {
                 PassThrough::default(),
                 Some(call.accounting()),
                 remaining(&call),
-            );
+            )
+            .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(status, body) => {

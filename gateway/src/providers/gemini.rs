@@ -46,7 +46,8 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
                 EventTransform::new(translator),
                 Some(call.accounting()),
                 remaining(&call),
-            );
+            )
+            .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(_, body) => {

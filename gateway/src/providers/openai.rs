@@ -73,7 +73,8 @@ pub async fn forward(
                 PassThrough::default(),
                 Some(call.accounting()),
                 remaining(call),
-            );
+            )
+            .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
             Ok(sse_response(Body::from_stream(relay)))
         }
         Reply::Body(status, body) => {

@@ -192,6 +192,7 @@ pub struct Relay<S, T: Transform> {
     transform: T,
     accounting: Option<Accounting>,
     deadline: Pin<Box<Sleep>>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
     finished: bool,
 }
 
@@ -218,8 +219,15 @@ impl<S, T: Transform> Relay<S, T> {
             transform,
             accounting,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now() + remaining)),
+            idle: None,
             finished: false,
         }
+    }
+
+    /// Also ends the stream with an error event after `limit` without upstream bytes.
+    pub fn with_idle_timeout(mut self, limit: Duration) -> Self {
+        self.idle = Some((limit, Box::pin(tokio::time::sleep(limit))));
+        self
     }
 }
 
@@ -254,9 +262,24 @@ where
                 );
                 return Poll::Ready(Some(Ok(event)));
             }
+            if let Some((_, idle)) = this.idle.as_mut()
+                && idle.as_mut().poll(cx).is_ready()
+            {
+                this.finished = true;
+                let event = this.transform.error_event(
+                    "the upstream stream stalled (no data within the idle timeout)",
+                    "upstream_timeout",
+                );
+                return Poll::Ready(Some(Ok(event)));
+            }
             let out = match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => this.transform.push(chunk),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some((limit, idle)) = this.idle.as_mut() {
+                        idle.as_mut().reset(Instant::now() + *limit);
+                    }
+                    this.transform.push(chunk)
+                }
                 Poll::Ready(Some(Err(e))) => {
                     this.finished = true;
                     tracing::warn!(error = %e, "upstream stream failed mid-response");

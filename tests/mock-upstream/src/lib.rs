@@ -51,6 +51,10 @@ pub struct Fault {
     pub delay: Duration,
     /// Delay between stream events.
     pub chunk_gap: Duration,
+    /// Close the connection without answering (a reset before response headers).
+    pub drop_connection: bool,
+    /// Break a stream after this many events (a connection lost mid-stream).
+    pub truncate_after: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +164,10 @@ async fn record(
     }
     let fault = shared.fault.lock().map(|f| f.clone()).unwrap_or_default();
     tokio::time::sleep(fault.delay).await;
+    if fault.drop_connection {
+        // Panicking in the handler makes hyper drop the connection with no response.
+        std::panic::resume_unwind(Box::new("mock: dropping the connection"));
+    }
     if let Some(status) = fault.status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let error = json!({"type": "error", "error": {"message": format!("mock failure {status}"), "type": "server_error", "param": null, "code": null}});
@@ -261,6 +269,12 @@ async fn chat(
         }
         if i > 0 {
             tokio::time::sleep(fault.chunk_gap).await;
+        }
+        if fault.truncate_after == Some(i) {
+            return Some((
+                Err(std::io::Error::other("mock: connection lost")),
+                (i + 1, guard),
+            ));
         }
         Some((
             Ok::<_, std::io::Error>(Bytes::from_static(MockUpstream::SSE_EVENTS[i].as_bytes())),
