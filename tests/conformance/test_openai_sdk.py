@@ -13,7 +13,7 @@ def client(gateway):
 
 def test_models_lists_the_example_routes(client):
     ids = sorted(model.id for model in client.models.list())
-    assert ids == ["claude-sonnet", "fake-gpt", "gemini-flash", "gpt-4o-mini", "text-embedding"]
+    assert ids == ["claude-sonnet", "fake-flaky", "fake-gpt", "gemini-flash", "gpt-4o-mini", "text-embedding"]
 
 
 def test_non_streaming_completion(client):
@@ -98,3 +98,28 @@ def test_oversized_body_is_413(client):
         client.chat.completions.create(model="fake-gpt", messages=[{"role": "user", "content": huge}])
     assert caught.value.status_code == 413
     assert caught.value.code == "request_too_large"
+
+
+def test_resilience_demo_breaker_opens_and_closes_with_no_failed_request(client, gateway):
+    """The README's demo: `fake-flaky` spreads requests over a provider failing every second
+    call and a healthy one; retries hide every failure and the flaky target's breaker opens
+    (3 failures in 10 s) and, after 5 s, closes again through a successful probe."""
+    import json
+    import time
+    import urllib.request
+
+    def breaker():
+        with urllib.request.urlopen(f"{gateway.url}/health/circuit-breakers") as response:
+            entries = json.load(response)["breakers"]
+        return next(e for e in entries if e["provider"] == "default/flaky")
+
+    for _ in range(12):
+        completion = client.chat.completions.create(model="fake-flaky", messages=[{"role": "user", "content": "hi"}])
+        assert completion.choices[0].message.content
+    opened = breaker()
+    assert opened["state"] == "open" and opened["opened_total"] >= 1, opened
+    deadline = time.monotonic() + 20
+    while breaker()["state"] != "closed":
+        assert time.monotonic() < deadline, breaker()
+        client.chat.completions.create(model="fake-flaky", messages=[{"role": "user", "content": "hi"}])
+        time.sleep(0.5)
