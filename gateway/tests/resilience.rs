@@ -492,3 +492,46 @@ async fn f20_flipping_weights_under_load_fails_no_request() {
     );
     assert!(!a.requests().is_empty() && !b.requests().is_empty());
 }
+
+#[tokio::test]
+async fn refused_connections_are_retried_elsewhere_and_oversized_inputs_skip_small_targets() {
+    let (a, b) = (MockUpstream::start().await, MockUpstream::start().await);
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = new_key();
+    let route = "  routes:\n  - model: m\n    strategy: priority\n    targets: [{provider: a, model: x}, {provider: b, model: x}]\n  - model: long\n    strategy: priority\n    targets: [{provider: a, model: small}, {provider: b, model: x}]";
+    let text = config(&a, &b, &key, route, BREAKER)
+        .replacen(
+            &a.base_url,
+            &format!("http://127.0.0.1:{closed_port}/v1"),
+            1,
+        )
+        .replacen(
+            "  circuitBreaker:",
+            "  models: [{name: x}, {name: small, contextWindow: 10}]\n  circuitBreaker:",
+            1,
+        );
+    let gateway = Gateway::start(&text, key, &[]).await;
+    let started = Instant::now();
+    let response = gateway.chat(body("m")).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "connection refused by a, served by b"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(a.requests().is_empty());
+
+    let prompt = "word ".repeat(100);
+    let long = json!({"model": "long", "messages": [{"role": "user", "content": prompt}]});
+    let response = gateway.chat(long).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-llm-gateway-provider"],
+        "b",
+        "a's 10-token window was skipped"
+    );
+}

@@ -101,6 +101,44 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 mod tests {
     use super::*;
 
+    fn route(strategy: &str) -> RouteRuntime {
+        let yaml = format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: p}}\nspec: {{type: fake}}\n---\napiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: r}}\nspec:\n  routes:\n  - model: m\n    strategy: {strategy}\n    targets: [{{provider: p, model: a}}, {{provider: p, model: b}}, {{provider: p, model: c}}]\n"
+        );
+        let mut manifests = llm_gateway_crds::manifest::Manifests::default();
+        manifests.add_yaml("t.yaml", &yaml).unwrap();
+        let inputs = llm_gateway_crds::compile::CompileInputs {
+            env: &|_| None,
+            key_pepper: b"",
+        };
+        let mut config = llm_gateway_crds::compile::compile(&manifests, &inputs).unwrap();
+        let compiled = config.routes.remove("m").unwrap();
+        let registry = crate::targets::TargetRegistry::new(Default::default());
+        let states = compiled
+            .targets
+            .iter()
+            .map(|t| registry.target("default/p", "p", &t.upstream_model, &t.circuit_breaker))
+            .collect();
+        RouteRuntime::new(compiled, states)
+    }
+
+    #[test]
+    fn least_inflight_and_least_latency_order_by_live_state() {
+        let r = route("leastInflight");
+        let _busy = (
+            r.states[0].start_call(),
+            r.states[0].start_call(),
+            r.states[1].start_call(),
+        );
+        assert_eq!(r.pick_order(), [2, 1, 0]);
+
+        let r = route("leastLatency");
+        r.states[0].observe_ttfb(std::time::Duration::from_millis(50));
+        r.states[1].observe_ttfb(std::time::Duration::from_millis(5));
+        assert_eq!(r.pick_order(), [2, 1, 0], "unmeasured first, then fastest");
+        assert_eq!(route("priority").pick_order(), [0, 1, 2]);
+    }
+
     #[test]
     fn budget_allows_a_fifth_of_traffic_after_the_reserve() {
         let budget = RetryBudget::default();
