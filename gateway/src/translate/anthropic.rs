@@ -15,9 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
-use super::openai::{
-    ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice,
-};
+use super::openai::{ChatRequest, Content, Message, Part, ResponseFormat, ToolCall, ToolChoice};
 use crate::error::ApiError;
 
 /// Used when neither the request nor the catalogue gives a completion cap.
@@ -146,12 +144,7 @@ fn assistant_blocks(
         blocks.push(Block::Text { text });
     }
     for call in tool_calls.unwrap_or_default() {
-        let input = serde_json::from_str(&call.function.arguments).map_err(|_| {
-            ApiError::invalid(
-                "tool call arguments must be a JSON object",
-                Some(&format!("messages[{index}].tool_calls")),
-            )
-        })?;
+        let input = call.arguments_json(index)?;
         blocks.push(Block::ToolUse {
             id: call.id,
             name: call.function.name,
@@ -264,14 +257,9 @@ pub fn to_openai_completion(
     for block in response.content {
         match block {
             Block::Text { text: t } => text.push_str(&t),
-            Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
-                id,
-                call_type: "function".into(),
-                function: FunctionCall {
-                    name,
-                    arguments: input.to_string(),
-                },
-            }),
+            Block::ToolUse { id, name, input } => {
+                tool_calls.push(ToolCall::function(id, name, &input))
+            }
             _ => {}
         }
     }

@@ -54,12 +54,7 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
                     });
                 }
                 for call in tool_calls.unwrap_or_default() {
-                    let args = serde_json::from_str(&call.function.arguments).map_err(|_| {
-                        ApiError::invalid(
-                            "tool call arguments must be a JSON object",
-                            Some(&format!("messages[{i}].tool_calls")),
-                        )
-                    })?;
+                    let args = call.arguments_json(i)?;
                     names_by_call_id.insert(call.id.clone(), call.function.name.clone());
                     let id = Some(call.id);
                     parts.push(GPart {

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::anthropic::{Block, ImageSource};
 use super::openai::{
-    ChatRequest, Content, FunctionCall, FunctionDefinition, ImageUrl, JsonSchemaFormat, Message,
-    NamedFunction, Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
+    ChatRequest, Content, FunctionDefinition, ImageUrl, JsonSchemaFormat, Message, NamedFunction,
+    Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
 };
 use crate::error::ApiError;
 
@@ -237,14 +237,7 @@ fn assistant_message(blocks: Vec<Value>, param: &str) -> Result<Message, ApiErro
     for value in blocks {
         match block(value, param)? {
             Block::Text { text: t } => text.push_str(&t),
-            Block::ToolUse { id, name, input } => calls.push(ToolCall {
-                id,
-                call_type: "function".into(),
-                function: FunctionCall {
-                    name,
-                    arguments: input.to_string(),
-                },
-            }),
+            Block::ToolUse { id, name, input } => calls.push(ToolCall::function(id, name, &input)),
             _ => {}
         }
     }

@@ -237,6 +237,30 @@ pub struct ToolCall {
     pub function: FunctionCall,
 }
 
+impl ToolCall {
+    /// A function call with JSON `input` as its argument text.
+    pub fn function(id: String, name: String, input: &Value) -> Self {
+        Self {
+            id,
+            call_type: function_type(),
+            function: FunctionCall {
+                name,
+                arguments: input.to_string(),
+            },
+        }
+    }
+
+    /// The arguments parsed as JSON; a 400 naming `messages[index].tool_calls` otherwise.
+    pub fn arguments_json(&self, index: usize) -> Result<Value, crate::error::ApiError> {
+        serde_json::from_str(&self.function.arguments).map_err(|_| {
+            crate::error::ApiError::invalid(
+                "tool call arguments must be a JSON object",
+                Some(&format!("messages[{index}].tool_calls")),
+            )
+        })
+    }
+}
+
 fn function_type() -> String {
     "function".to_owned()
 }
