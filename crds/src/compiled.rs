@@ -48,8 +48,48 @@ pub struct CompiledConfig {
     pub routes: BTreeMap<String, CompiledRoute>,
     /// Accepted API keys.
     pub keys: Vec<CompiledKey>,
-    /// Whether callers must present an API key.
-    pub require_api_key: bool,
+    /// How callers authenticate.
+    pub auth: CompiledAuth,
+}
+
+/// Accepted caller credentials.
+#[derive(Debug, Clone)]
+pub struct CompiledAuth {
+    /// Accept keys of ApiKey resources.
+    pub api_keys: bool,
+    /// Accept JSON Web Tokens.
+    pub jwt: Option<CompiledJwt>,
+}
+
+impl Default for CompiledAuth {
+    fn default() -> Self {
+        Self {
+            api_keys: true,
+            jwt: None,
+        }
+    }
+}
+
+/// JWT verification settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledJwt {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// Where verification keys come from.
+    pub key: JwtKey,
+    /// Claim naming the caller's team (the owner in metrics and logs); `sub` when unset.
+    pub team_claim: Option<String>,
+}
+
+/// A JWT verification key source; each pins its algorithms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwtKey {
+    /// A shared secret: HS256 only.
+    Hs256(SecretString),
+    /// A JWKS URL: RS256 and ES256 keys, by `kid`.
+    Jwks(String),
 }
 
 /// An upstream with its credential resolved.

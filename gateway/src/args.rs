@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a config directory and exit non-zero with readable errors.
     Check {
         /// Directory of YAML manifests.
@@ -88,6 +88,22 @@ pub struct ServeArgs {
     /// Let circuit breakers refuse traffic to failing targets.
     #[arg(long, env = "CIRCUIT_BREAKER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub circuit_breaker_enabled: bool,
+    /// HS256 secret for JSON Web Tokens (at least 32 bytes); standalone mode, used when the
+    /// config directory's LlmGateway sets no `spec.auth.jwt`.
+    #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true)]
+    pub jwt_secret_key: Option<String>,
+    /// JWKS URL for RS256/ES256 tokens (instead of `JWT_SECRET_KEY`).
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// Required `iss` of tokens.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Accepted `aud` values, comma-separated.
+    #[arg(long, env = "JWT_AUDIENCES", value_delimiter = ',')]
+    pub jwt_audiences: Vec<String>,
+    /// Claim naming the caller's team (defaults to `sub`).
+    #[arg(long, env = "JWT_TEAM_CLAIM")]
+    pub jwt_team_claim: Option<String>,
     /// Secret mixed into API-key hashes (must match the operator's in Kubernetes mode).
     #[arg(
         long,
@@ -96,4 +112,35 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key_pepper: String,
+}
+
+impl ServeArgs {
+    /// The JWT settings given by flags or environment, validated.
+    pub fn jwt(&self) -> Result<Option<llm_gateway_crds::compiled::CompiledJwt>, String> {
+        use llm_gateway_crds::compiled::{CompiledJwt, JwtKey, SecretString};
+        let key = match (&self.jwt_secret_key, &self.jwt_jwks_url) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err("set only one of JWT_SECRET_KEY and JWT_JWKS_URL".to_owned());
+            }
+            (Some(secret), None) if secret.len() < 32 => {
+                return Err("JWT_SECRET_KEY must be at least 32 bytes".to_owned());
+            }
+            (Some(secret), None) => JwtKey::Hs256(SecretString::new(secret.clone())),
+            (None, Some(url)) => JwtKey::Jwks(url.clone()),
+        };
+        let issuer = self
+            .jwt_issuer
+            .clone()
+            .ok_or("JWT_ISSUER is required with JWT authentication")?;
+        if self.jwt_audiences.is_empty() {
+            return Err("JWT_AUDIENCES is required with JWT authentication".to_owned());
+        }
+        Ok(Some(CompiledJwt {
+            issuer,
+            audiences: self.jwt_audiences.clone(),
+            key,
+            team_claim: self.jwt_team_claim.clone(),
+        }))
+    }
 }

@@ -28,10 +28,10 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// No key, or a key that is malformed, unknown, disabled or expired. One message for all,
-    /// so a caller cannot probe which keys exist.
+    /// No credential, or a key or token that is malformed, unknown, disabled, expired or fails
+    /// verification. One message for all, so a caller cannot probe which keys exist.
     #[error(
-        "invalid API key; send it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>' on /v1/messages)"
+        "invalid credentials; send an API key or token as 'Authorization: Bearer <credential>' (or 'x-api-key: <key>' on /v1/messages)"
     )]
     InvalidApiKey,
     /// The key may not call this model.

@@ -16,6 +16,7 @@ pub mod embeddings;
 pub mod error;
 pub mod fuzzing;
 pub mod http;
+pub mod jwt;
 pub mod metrics;
 pub mod openai;
 pub mod providers;

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
             config,
             api_key_pepper,
         }) => check(&config, api_key_pepper.as_bytes()),
-        Some(Command::Serve(args)) => run(args).await,
+        Some(Command::Serve(args)) => run(*args).await,
         None => run(cli.serve).await,
     }
 }

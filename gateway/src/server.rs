@@ -24,13 +24,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let snapshots = Arc::new(SnapshotHandle::default());
     let pepper = args.api_key_pepper.as_bytes().to_vec();
     let targets = Arc::new(TargetRegistry::new(metrics.clone()));
-    let loader = Arc::new(Loader::new(
-        dir.clone(),
-        pepper.clone(),
-        snapshots.clone(),
-        metrics.clone(),
-        targets.clone(),
-    ));
+    let loader = Arc::new(
+        Loader::new(
+            dir.clone(),
+            pepper.clone(),
+            snapshots.clone(),
+            metrics.clone(),
+            targets.clone(),
+        )
+        .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?),
+    );
     let initial = {
         let loader = loader.clone();
         tokio::task::spawn_blocking(move || loader.reload()).await?

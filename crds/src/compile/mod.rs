@@ -13,7 +13,7 @@ use std::fmt;
 
 use kube::ResourceExt;
 
-use crate::compiled::CompiledConfig;
+use crate::compiled::{CompiledAuth, CompiledConfig, CompiledJwt, JwtKey, SecretString};
 use crate::manifest::Manifests;
 
 /// What compilation needs besides the objects.
@@ -58,26 +58,28 @@ pub fn compile(
     let providers = providers::compile(&manifests.providers, &secrets, inputs, &mut errors);
     let routes = routes::compile(&manifests.route_policies, &providers, &mut errors);
     let keys = keys::compile(&manifests.api_keys, &secrets, inputs, &mut errors);
-    let require_api_key = gateway_requires_keys(manifests, &mut errors);
+    let auth = auth(manifests, &secrets, &mut errors);
     if errors.is_empty() {
         Ok(CompiledConfig {
             providers,
             routes,
             keys,
-            require_api_key,
+            auth,
         })
     } else {
         Err(errors)
     }
 }
 
-fn gateway_requires_keys(manifests: &Manifests, errors: &mut Vec<ConfigError>) -> bool {
-    match manifests.gateways.as_slice() {
-        [] => true,
-        // JWT verification is not built yet: a gateway configured for JWT stays closed (keys only)
-        // rather than open.
-        [gateway] => gateway.spec.auth.api_keys || gateway.spec.auth.jwt.is_some(),
-        [_, rest @ ..] => {
+fn auth(
+    manifests: &Manifests,
+    secrets: &keys::SecretIndex<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> CompiledAuth {
+    let gateway = match manifests.gateways.as_slice() {
+        [] => return CompiledAuth::default(),
+        [gateway] => gateway,
+        [first, rest @ ..] => {
             for extra in rest {
                 errors.push(ConfigError {
                     kind: "LlmGateway",
@@ -86,8 +88,60 @@ fn gateway_requires_keys(manifests: &Manifests, errors: &mut Vec<ConfigError>) -
                     message: "a standalone gateway serves exactly one LlmGateway".to_owned(),
                 });
             }
-            true
+            first
         }
+    };
+    let spec = &gateway.spec.auth;
+    let jwt = spec.jwt.as_ref().and_then(|jwt| {
+        let key = match (&jwt.jwks_uri, &jwt.hs256_secret_ref) {
+            (Some(uri), None) => JwtKey::Jwks(uri.clone()),
+            (None, Some(r)) => match secrets.get(namespace_of(gateway), &r.name, &r.key) {
+                Ok(secret) if secret.len() >= 32 => JwtKey::Hs256(SecretString::new(secret)),
+                Ok(_) => {
+                    errors.push(jwt_error(
+                        gateway,
+                        "hs256SecretRef",
+                        "the HS256 secret must be at least 32 bytes".to_owned(),
+                    ));
+                    return None;
+                }
+                Err(message) => {
+                    errors.push(jwt_error(gateway, "hs256SecretRef", message));
+                    return None;
+                }
+            },
+            _ => {
+                errors.push(jwt_error(
+                    gateway,
+                    "jwksUri",
+                    "set exactly one of jwksUri or hs256SecretRef".to_owned(),
+                ));
+                return None;
+            }
+        };
+        Some(CompiledJwt {
+            issuer: jwt.issuer.clone(),
+            audiences: jwt.audiences.clone(),
+            key,
+            team_claim: jwt.team_claim.clone(),
+        })
+    });
+    CompiledAuth {
+        api_keys: spec.api_keys,
+        jwt,
+    }
+}
+
+fn jwt_error(
+    gateway: &crate::llm_gateway::LlmGateway,
+    field: &str,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        kind: "LlmGateway",
+        object: object_id(gateway),
+        field: format!("spec.auth.jwt.{field}"),
+        message,
     }
 }
 

@@ -49,7 +49,7 @@ fn compiles_a_route_with_defaults() {
         config.providers[route.targets[0].provider].id,
         "default/fake"
     );
-    assert!(config.require_api_key);
+    assert!(config.auth.api_keys && config.auth.jwt.is_none());
 }
 
 #[test]
@@ -144,5 +144,29 @@ fn api_keys_are_hashed_and_checked() {
     assert_eq!(
         errors(&missing),
         ["ApiKey default/k: spec.secretName: Secret default/s not found"]
+    );
+}
+
+#[test]
+fn gateway_jwt_settings_compile_with_their_secret() {
+    let gateway = |secret: &str| {
+        format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {{name: gw}}\nspec:\n  auth: {{apiKeys: false, jwt: {{issuer: i, audiences: [a], hs256SecretRef: {{name: jwt, key: secret}}}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: jwt}}\nstringData: {{secret: {secret}}}\n"
+        )
+    };
+    let config = compile_yaml(&gateway(&"x".repeat(32))).unwrap();
+    assert!(!config.auth.api_keys);
+    let jwt = config.auth.jwt.unwrap();
+    assert_eq!(
+        (jwt.issuer.as_str(), jwt.audiences.as_slice()),
+        ("i", ["a".to_owned()].as_slice())
+    );
+    assert!(matches!(jwt.key, crate::compiled::JwtKey::Hs256(_)));
+    let errs = errors(&gateway("short"));
+    assert_eq!(
+        errs,
+        [
+            "LlmGateway default/gw: spec.auth.jwt.hs256SecretRef: the HS256 secret must be at least 32 bytes"
+        ]
     );
 }

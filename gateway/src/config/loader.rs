@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use llm_gateway_crds::compile::{CompileInputs, compile};
-use llm_gateway_crds::compiled::CompiledProvider;
+use llm_gateway_crds::compiled::{CompiledJwt, CompiledProvider};
 
 use super::{Snapshot, SnapshotHandle, source_dir};
 use crate::metrics::{Metrics, ResultLabels};
@@ -34,6 +34,7 @@ pub struct Loader {
     handle: Arc<SnapshotHandle>,
     metrics: Arc<Metrics>,
     targets: Arc<TargetRegistry>,
+    default_jwt: Option<CompiledJwt>,
     state: Mutex<LoaderState>,
 }
 
@@ -61,8 +62,15 @@ impl Loader {
             handle,
             metrics,
             targets,
+            default_jwt: None,
             state: Mutex::default(),
         }
+    }
+
+    /// JWT settings used when the configuration has none (standalone flags and environment).
+    pub fn with_default_jwt(mut self, jwt: Option<CompiledJwt>) -> Self {
+        self.default_jwt = jwt;
+        self
     }
 
     /// Reloads now (blocking IO; call from a blocking context).
@@ -89,12 +97,15 @@ impl Loader {
             env: &env,
             key_pepper: &self.key_pepper,
         };
-        let config = match compile(&contents.manifests, &inputs) {
+        let mut config = match compile(&contents.manifests, &inputs) {
             Ok(config) => config,
             Err(errors) => {
                 return ReloadOutcome::Rejected(errors.iter().map(ToString::to_string).collect());
             }
         };
+        if config.auth.jwt.is_none() {
+            config.auth.jwt.clone_from(&self.default_jwt);
+        }
         let generation = state.generation + 1;
         let clients = &mut state.clients;
         let snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
-use llm_gateway_crds::compiled::{CompiledConfig, CompiledKey, CompiledProvider};
+use crate::jwt::JwtVerifier;
+use llm_gateway_crds::compiled::{CompiledAuth, CompiledConfig, CompiledKey, CompiledProvider};
 use llm_gateway_crds::keys;
 use subtle::ConstantTimeEq;
 
@@ -27,8 +28,10 @@ pub struct Snapshot {
     pub keys: Vec<CompiledKey>,
     /// Key indexes by the 8 random characters of their key id.
     keys_by_id: HashMap<String, Vec<usize>>,
-    /// Whether requests must carry an API key.
-    pub require_api_key: bool,
+    /// Accepted credentials.
+    pub auth: CompiledAuth,
+    /// The JWT verifier, when tokens are accepted.
+    pub jwt: Option<JwtVerifier>,
 }
 
 /// A provider and the HTTP client that reaches it.
@@ -59,7 +62,7 @@ impl Snapshot {
             providers,
             routes,
             keys,
-            require_api_key,
+            auth,
         } = config;
         let providers = providers
             .into_iter()
@@ -96,7 +99,8 @@ impl Snapshot {
             routes,
             keys,
             keys_by_id,
-            require_api_key,
+            jwt: auth.jwt.as_ref().map(JwtVerifier::new),
+            auth,
         }
     }
 

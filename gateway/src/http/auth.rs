@@ -1,21 +1,61 @@
-//! API-key authentication: `Authorization: Bearer <key>`, or `x-api-key` on the
-//! Anthropic-compatible endpoint; never the query string.
+//! Caller authentication: an API key (`sk-lgw-…`) or a JSON Web Token, presented as
+//! `Authorization: Bearer <credential>`, or `x-api-key` on the Anthropic-compatible endpoint;
+//! never in the query string. Every refusal is the same 401 body, whatever the reason (the
+//! reason goes to `llm_api_key_rejections_total`).
 
 use http::{HeaderMap, header};
 use llm_gateway_crds::compiled::CompiledKey;
+use llm_gateway_crds::keys::KEY_PREFIX;
 
 use crate::config::Snapshot;
 use crate::error::ApiError;
+use crate::jwt::Identity;
 use crate::state::AppState;
 
-/// The authenticated caller, or `None` when the configuration requires no key.
+/// An authenticated caller.
+#[derive(Debug)]
+pub enum Caller<'s> {
+    /// An ApiKey resource's key.
+    Key(&'s CompiledKey),
+    /// A verified token.
+    Token(Identity),
+}
+
+impl Caller<'_> {
+    /// Whether the caller may use route `model` (tokens may use every route).
+    pub fn allows_model(&self, model: &str) -> bool {
+        match self {
+            Self::Key(key) => key.allows_model(model),
+            Self::Token(_) => true,
+        }
+    }
+
+    /// Public identifier for logs and metrics: the key id, or `jwt:<subject>`.
+    pub fn id(&self) -> String {
+        match self {
+            Self::Key(key) => key.key_id.clone(),
+            Self::Token(identity) => format!("jwt:{}", identity.subject),
+        }
+    }
+
+    /// The owner: the key's owner, or the token's team.
+    pub fn owner(&self) -> &str {
+        match self {
+            Self::Key(key) => &key.owner,
+            Self::Token(identity) => &identity.team,
+        }
+    }
+}
+
+/// The authenticated caller, or `None` when the configuration accepts anonymous callers
+/// (`LlmGateway.spec.auth.apiKeys: false` and no JWT).
 pub fn authenticate<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     headers: &HeaderMap,
     accept_x_api_key: bool,
-) -> Result<Option<&'s CompiledKey>, ApiError> {
-    if !snapshot.require_api_key {
+) -> Result<Option<Caller<'s>>, ApiError> {
+    if !snapshot.auth.api_keys && snapshot.jwt.is_none() {
         return Ok(None);
     }
     let presented = headers
@@ -31,15 +71,23 @@ pub fn authenticate<'s>(
                 .then(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
                 .flatten()
         });
-    let Some(presented) = presented else {
-        state.metrics.reject_key("missing");
-        return Err(ApiError::InvalidApiKey);
+    let refuse = |reason: &'static str| {
+        state.metrics.reject_key(reason);
+        ApiError::InvalidApiKey
     };
-    match snapshot.authenticate(presented, &state.settings.key_pepper) {
-        Ok(key) => Ok(Some(key)),
-        Err(reason) => {
-            state.metrics.reject_key(reason);
-            Err(ApiError::InvalidApiKey)
-        }
+    let Some(presented) = presented else {
+        return Err(refuse("missing"));
+    };
+    let looks_like_key = presented.starts_with(KEY_PREFIX);
+    match (&snapshot.jwt, looks_like_key) {
+        (Some(verifier), false) => verifier
+            .verify(presented)
+            .map(|id| Some(Caller::Token(id)))
+            .map_err(refuse),
+        _ if !snapshot.auth.api_keys => Err(refuse("keys_disabled")),
+        _ => snapshot
+            .authenticate(presented, &state.settings.key_pepper)
+            .map(|key| Some(Caller::Key(key)))
+            .map_err(refuse),
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 
 use super::Served;
-use super::auth::authenticate;
+use super::auth::{Caller, authenticate};
 use crate::error::ApiError;
 use crate::openai::{ChatRequest, Protocol};
 use crate::state::AppState;
@@ -72,7 +72,10 @@ async fn handle(
         .ok_or_else(|| ApiError::ModelNotFound {
             model: request.model.clone(),
         })?;
-    if key.is_some_and(|k| !k.allows_model(&request.model)) {
+    if key
+        .as_ref()
+        .is_some_and(|k| !k.allows_model(&request.model))
+    {
         return Err(ApiError::ModelNotAllowed {
             model: request.model.clone(),
         });
@@ -82,8 +85,8 @@ async fn handle(
     let served = Served {
         route: route.compiled.model.clone(),
         provider: provider.to_owned(),
-        key_id: key.map(|k| k.key_id.clone()),
-        owner: key.map(|k| k.owner.clone()),
+        key_id: key.as_ref().map(Caller::id),
+        owner: key.as_ref().map(|k| k.owner().to_owned()),
     };
     let mut response = result.unwrap_or_else(|error| render(error, protocol));
     stamp_provenance(&mut response, &served, snapshot.generation);

@@ -23,7 +23,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<R
         .routes
         .keys()
         .map(String::as_str)
-        .filter(|m| key.is_none_or(|k| k.allows_model(m)))
+        .filter(|m| key.as_ref().is_none_or(|k| k.allows_model(m)))
         .collect();
     models.sort_unstable();
     let data: Vec<_> = models

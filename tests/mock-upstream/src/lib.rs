@@ -63,6 +63,7 @@ struct Shared {
     fault: Mutex<Fault>,
     streams_completed: Mutex<u32>,
     streams_aborted: Mutex<u32>,
+    jwks: Mutex<Value>,
 }
 
 /// A running mock upstream.
@@ -105,6 +106,7 @@ impl MockUpstream {
             )
             .route("/v1beta/models/{model_action}", post(generate))
             .route("/__requests", get(recorded_json))
+            .route("/jwks.json", get(jwks))
             .with_state(shared.clone());
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
@@ -124,6 +126,21 @@ impl MockUpstream {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
+    }
+
+    /// Sets the JSON Web Key Set served at `GET /jwks.json`.
+    pub fn set_jwks(&self, jwks: Value) {
+        if let Ok(mut j) = self.shared.jwks.lock() {
+            *j = jwks;
+        }
+    }
+
+    /// How many times `/jwks.json` was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.path == "/jwks.json")
+            .count()
     }
 
     /// Scripts how the following requests behave.
@@ -339,4 +356,17 @@ async fn embeddings(
     let tokens = inputs.iter().map(|t| t.len().div_ceil(4)).sum::<usize>();
     axum::Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
         .into_response()
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    if let Ok(mut r) = shared.requests.lock() {
+        r.push(Recorded {
+            path: "/jwks.json".to_owned(),
+            headers: HeaderMap::new(),
+            body: Value::Null,
+            raw: Bytes::new(),
+        });
+    }
+    let keys = shared.jwks.lock().map(|j| j.clone()).unwrap_or(Value::Null);
+    axum::Json(keys).into_response()
 }

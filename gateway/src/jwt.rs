@@ -1,0 +1,244 @@
+//! JSON Web Token verification (RFC 8725 rules).
+//!
+//! - Each key pins its algorithm: the shared secret verifies HS256 only, JWKS keys RS256 (RSA)
+//!   or ES256 (P-256) only, so `none` and RSA/HMAC confusion are impossible.
+//! - `exp`, `iss` and `aud` are required, `nbf` is checked, leeway is 30 s, and a token over
+//!   8 KiB is refused before parsing.
+//! - `kid` only selects among keys already loaded: the header's `jku`, `jwk` and `x5u` are never
+//!   used. Verification reads no disk and no network; JWKS keys are fetched by a background
+//!   task (every 5 minutes, and soon after an unknown `kid` shows up, at most every 30 s).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use llm_gateway_crds::compiled::{CompiledJwt, JwtKey};
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+/// Largest token accepted.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+const LEEWAY_SECONDS: u64 = 30;
+const JWKS_REFRESH: Duration = Duration::from_secs(300);
+const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Who a verified token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The `sub` claim.
+    pub subject: String,
+    /// The team claim, or the subject.
+    pub team: String,
+}
+
+/// Verifies tokens for one configuration.
+pub struct JwtVerifier {
+    issuer: String,
+    audiences: Vec<String>,
+    team_claim: Option<String>,
+    keys: Keys,
+}
+
+enum Keys {
+    Hs256(DecodingKey),
+    Jwks(Arc<JwksCache>),
+}
+
+/// Keys of a JWKS endpoint by `kid`, each with its pinned algorithm.
+pub struct JwksCache {
+    url: String,
+    client: reqwest::Client,
+    keys: ArcSwap<HashMap<String, (DecodingKey, Algorithm)>>,
+    refresh: Arc<Notify>,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("url", &self.url)
+            .field("keys", &self.keys.load().len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// A verifier; a JWKS source starts its refresh task on the current runtime.
+    pub fn new(config: &CompiledJwt) -> Self {
+        install_crypto_provider();
+        let keys = match &config.key {
+            JwtKey::Hs256(secret) => {
+                Keys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes()))
+            }
+            JwtKey::Jwks(url) => {
+                let client = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .build()
+                    .unwrap_or_default();
+                Keys::Jwks(JwksCache::start(url.clone(), client))
+            }
+        };
+        Self {
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            team_claim: config.team_claim.clone(),
+            keys,
+        }
+    }
+
+    /// Number of verification keys loaded (for health reports).
+    pub fn key_count(&self) -> usize {
+        match &self.keys {
+            Keys::Hs256(_) => 1,
+            Keys::Jwks(cache) => cache.keys.load().len(),
+        }
+    }
+
+    /// Verifies `token`; the error is a bounded reason label (never shown to the client).
+    pub fn verify(&self, token: &str) -> Result<Identity, &'static str> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err("jwt_too_large");
+        }
+        let header = decode_header(token).map_err(|_| "jwt_malformed")?;
+        let jwks_keys;
+        let (key, algorithm) = match &self.keys {
+            Keys::Hs256(key) => (key, Algorithm::HS256),
+            Keys::Jwks(cache) => {
+                jwks_keys = cache.keys.load();
+                let found = match header.kid.as_deref() {
+                    Some(kid) => jwks_keys.get(kid),
+                    None if jwks_keys.len() == 1 => jwks_keys.values().next(),
+                    None => None,
+                };
+                let Some((key, algorithm)) = found else {
+                    cache.refresh.notify_one();
+                    return Err("jwt_unknown_key");
+                };
+                (key, *algorithm)
+            }
+        };
+        if header.alg != algorithm {
+            return Err("jwt_algorithm");
+        }
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.set_audience(&self.audiences);
+        let data =
+            decode::<Map<String, Value>>(token, key, &validation).map_err(|_| "jwt_invalid")?;
+        let claims = data.claims;
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or("jwt_no_subject")?
+            .to_owned();
+        let team = self
+            .team_claim
+            .as_deref()
+            .and_then(|c| claims.get(c))
+            .and_then(Value::as_str)
+            .map_or_else(|| subject.clone(), str::to_owned);
+        Ok(Identity { subject, team })
+    }
+}
+
+impl JwksCache {
+    fn start(url: String, client: reqwest::Client) -> Arc<Self> {
+        let refresh = Arc::new(Notify::new());
+        let cache = Arc::new(Self {
+            url,
+            client,
+            keys: ArcSwap::default(),
+            refresh: refresh.clone(),
+        });
+        let weak = Arc::downgrade(&cache);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(refresh_loop(weak, refresh));
+        }
+        cache
+    }
+
+    async fn fetch(&self) -> Result<usize, String> {
+        let response = self
+            .client
+            .get(&self.url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let set: JwkSet = response
+            .error_for_status()
+            .map_err(|e| e.to_string())?
+            .json_set()
+            .await?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let algorithm = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                _ => continue,
+            };
+            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
+            else {
+                continue;
+            };
+            keys.insert(kid, (key, algorithm));
+        }
+        let count = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(count)
+    }
+}
+
+trait JsonSet {
+    async fn json_set(self) -> Result<JwkSet, String>;
+}
+
+impl JsonSet for reqwest::Response {
+    async fn json_set(self) -> Result<JwkSet, String> {
+        let bytes = self.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// Fetches the JWKS now and then; holds the cache only while fetching, so the task ends once
+/// the configuration that made the cache is gone.
+async fn refresh_loop(cache: Weak<JwksCache>, refresh: Arc<Notify>) {
+    loop {
+        {
+            let Some(strong) = cache.upgrade() else {
+                return;
+            };
+            match strong.fetch().await {
+                Ok(count) => tracing::info!(url = %strong.url, keys = count, "JWKS loaded"),
+                Err(error) => {
+                    tracing::warn!(url = %strong.url, %error, "JWKS fetch failed; keeping the previous keys")
+                }
+            }
+        }
+        let notified = refresh.notified();
+        tokio::select! {
+            () = tokio::time::sleep(JWKS_REFRESH) => {}
+            () = notified => tokio::time::sleep(JWKS_MIN_INTERVAL.min(JWKS_REFRESH)).await,
+        }
+    }
+}
+
+/// Selects the pure-Rust crypto backend for `jsonwebtoken` (idempotent).
+pub fn install_crypto_provider() {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
