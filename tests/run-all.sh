@@ -8,10 +8,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Python venv with pinned test packages (.venv)"
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-  apt-get update -qq && apt-get install -y -qq python3-venv
+step "System packages the suites use (openssl for RS256 test keys, python3-venv)"
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
+
+step "Python venv with pinned test packages (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
 

@@ -155,8 +155,9 @@ async fn sigterm_turns_readiness_off_and_lets_streams_finish() {
     assert_eq!(response.status(), 200);
     let stream = tokio::spawn(async move { response.bytes().await });
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &gateway.pid().to_string()])
+    // The shell's builtin `kill`: no dependency on procps.
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", gateway.pid())])
         .status()
         .unwrap();
     assert!(status.success());
