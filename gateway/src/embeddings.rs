@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
@@ -143,6 +144,29 @@ pub fn fake_vector(text: &str, dimensions: usize) -> Vec<f32> {
         .sqrt()
         .max(f32::EPSILON);
     raw.into_iter().map(|v| v / norm).collect()
+}
+
+/// An OpenAI embeddings response body.
+pub fn response_body(
+    vectors: Vec<Vec<f32>>,
+    format: EncodingFormat,
+    model: &str,
+    prompt_tokens: u64,
+) -> Vec<u8> {
+    let data: Vec<serde_json::Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = match format {
+                EncodingFormat::Float => json!(v),
+                EncodingFormat::Base64 => json!(to_base64(v)),
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
+        .to_string()
+        .into_bytes()
 }
 
 #[cfg(test)]

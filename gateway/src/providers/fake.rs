@@ -182,7 +182,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
         completion_tokens: 0,
     });
     let format = request.encoding_format.unwrap_or_default();
-    let body = super::gemini::embeddings_response(
+    let body = crate::embeddings::response_body(
         vectors,
         format,
         &call.target.upstream_model,

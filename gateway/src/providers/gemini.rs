@@ -9,7 +9,7 @@ use http::{StatusCode, header};
 use super::Call;
 use super::sse::Relay;
 use super::upstream::{Reply, exchange, json_response, remaining, sse_response, undecodable};
-use crate::embeddings::{EmbeddingsRequest, EncodingFormat, to_base64};
+use crate::embeddings::EmbeddingsRequest;
 use crate::error::ApiError;
 use crate::translate::gemini::{to_gemini, to_openai_completion};
 use crate::translate::gemini_stream::GeminiToOpenAi;
@@ -118,29 +118,6 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
     let vectors = batch.embeddings.into_iter().map(|e| e.values).collect();
     Ok(json_response(
         StatusCode::OK,
-        embeddings_response(vectors, format, model, prompt_tokens),
+        crate::embeddings::response_body(vectors, format, model, prompt_tokens),
     ))
-}
-
-/// An OpenAI embeddings response body.
-pub fn embeddings_response(
-    vectors: Vec<Vec<f32>>,
-    format: EncodingFormat,
-    model: &str,
-    prompt_tokens: u64,
-) -> Vec<u8> {
-    let data: Vec<serde_json::Value> = vectors
-        .iter()
-        .enumerate()
-        .map(|(index, v)| {
-            let embedding = match format {
-                EncodingFormat::Float => json!(v),
-                EncodingFormat::Base64 => json!(to_base64(v)),
-            };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
-        })
-        .collect();
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
-        .to_string()
-        .into_bytes()
 }
