@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// After the listener closes: how long in-flight requests and streams may finish.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s")]
     pub drain_timeout: humantime::Duration,
+    /// Disconnect a client whose connection accepts no data for this long (a client that
+    /// stopped reading a stream), e.g. "30s".
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "30s")]
+    pub write_timeout: humantime::Duration,
     /// Retry failed upstream attempts (per RoutePolicy `retry`); `false` sends each request once.
     #[arg(long, env = "RETRY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub retry_enabled: bool,

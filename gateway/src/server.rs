@@ -10,6 +10,7 @@ use crate::args::ServeArgs;
 use crate::config::SnapshotHandle;
 use crate::config::loader::{Loader, ReloadOutcome};
 use crate::config::source_dir;
+use crate::listener::WriteTimeoutListener;
 use crate::metrics::Metrics;
 use crate::state::{AppState, RequestSettings};
 use crate::targets::TargetRegistry;
@@ -59,6 +60,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let address: SocketAddr = listener.local_addr()?;
+    let listener = WriteTimeoutListener::new(listener, *args.write_timeout);
     tracing::info!(%address, config = %dir.display(), "llm-gateway listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

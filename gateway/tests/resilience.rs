@@ -331,6 +331,7 @@ async fn f4_resets_before_headers_are_retried_and_mid_stream_losses_end_the_stre
 
     a.set_fault(Fault {
         truncate_after: Some(2),
+        chunk_gap: Duration::from_millis(20),
         ..Fault::default()
     });
     let before = a.requests().len();
@@ -534,4 +535,88 @@ async fn refused_connections_are_retried_elsewhere_and_oversized_inputs_skip_sma
         "b",
         "a's 10-token window was skipped"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_clients_that_never_read_are_cut_at_the_write_timeout_with_memory_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let (a, b) = (MockUpstream::start().await, MockUpstream::start().await);
+    a.set_fault(Fault {
+        extra_events: 60_000,
+        ..Fault::default()
+    });
+    let key = new_key();
+    let route = "  routes:\n  - model: m\n    targets: [{provider: a, model: x}]";
+    let gateway = Gateway::start(
+        &config(&a, &b, &key, route, BREAKER),
+        key.clone(),
+        &[("WRITE_TIMEOUT", "1s")],
+    )
+    .await;
+    let rss = || async {
+        let system: Value = reqwest::get(format!("{}/health/system", gateway.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        system["process_resident_memory_bytes"].as_u64().unwrap()
+    };
+    let before = rss().await;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        stream_body("m").to_string().len(),
+        stream_body("m")
+    );
+    let address: std::net::SocketAddr = gateway.url.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stalled.push(stream); // never read
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = rss().await;
+    assert!(
+        during.saturating_sub(before) < 100 * 1024 * 1024,
+        "RSS grew from {before} to {during} bytes"
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let in_flight = common::metric(&gateway.url, "llm_requests_in_flight")
+            .await
+            .unwrap();
+        if in_flight <= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{in_flight} requests still in flight: stalled clients were not cut"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every upstream stream ended: cancelled, or (when buffers on the way held all of it) sent
+    // to the end. None is left open.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let ended = || {
+        let (done, aborted) = a.stream_outcomes();
+        done + aborted
+    };
+    while ended() < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ended(),
+        20,
+        "upstream streams left open: {:?}",
+        a.stream_outcomes()
+    );
+    assert!(
+        a.stream_outcomes().1 >= 10,
+        "most upstream streams must be cancelled: {:?}",
+        a.stream_outcomes()
+    );
+    drop(stalled);
 }

@@ -134,7 +134,10 @@ fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
     } else {
         "request failed at"
     };
-    tracing::warn!(provider, error = %error, "upstream request failed");
+    let cause = std::error::Error::source(error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    tracing::warn!(provider, error = %error, %cause, "upstream request failed");
     ApiError::Upstream {
         status: StatusCode::BAD_GATEWAY,
         message: format!("{what} upstream {provider}"),

@@ -55,6 +55,8 @@ pub struct Fault {
     pub drop_connection: bool,
     /// Break a stream after this many events (a connection lost mid-stream).
     pub truncate_after: Option<usize>,
+    /// Stream this many extra content events (about 200 bytes each) before the end.
+    pub extra_events: usize,
 }
 
 #[derive(Debug, Default)]
@@ -280,11 +282,12 @@ async fn chat(
         finished: false,
     };
     let events = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| async move {
-        if i == MockUpstream::SSE_EVENTS.len() {
+        let extra = fault.extra_events;
+        if i == MockUpstream::SSE_EVENTS.len() + extra {
             guard.mark_finished();
             return None;
         }
-        if i > 0 {
+        if i > 0 && !fault.chunk_gap.is_zero() {
             tokio::time::sleep(fault.chunk_gap).await;
         }
         if fault.truncate_after == Some(i) {
@@ -294,7 +297,14 @@ async fn chat(
             ));
         }
         Some((
-            Ok::<_, std::io::Error>(Bytes::from_static(MockUpstream::SSE_EVENTS[i].as_bytes())),
+            Ok::<_, std::io::Error>(Bytes::from_static(
+                MockUpstream::SSE_EVENTS[if i > 0 && i <= extra {
+                    1
+                } else {
+                    i.saturating_sub(extra)
+                }]
+                .as_bytes(),
+            )),
             (i + 1, guard),
         ))
     });
