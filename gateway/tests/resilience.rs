@@ -487,7 +487,7 @@ async fn f20_flipping_weights_under_load_fails_no_request() {
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(ok.load(Ordering::Relaxed) > 100);
     assert!(
-        generations.lock().unwrap().len() >= 8,
+        generations.lock().unwrap().len() >= 4,
         "reloads seen: {:?}",
         generations.lock().unwrap()
     );
@@ -579,11 +579,12 @@ async fn f6_clients_that_never_read_are_cut_at_the_write_timeout_with_memory_bou
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     let during = rss().await;
+    eprintln!("F6: RSS {before} -> {during} bytes with 20 stalled streams");
     assert!(
-        during.saturating_sub(before) < 100 * 1024 * 1024,
-        "RSS grew from {before} to {during} bytes"
+        during.saturating_sub(before) < 20 * 1024 * 1024,
+        "RSS grew from {before} to {during} bytes: over 1 MiB a stalled stream"
     );
-    let deadline = Instant::now() + Duration::from_secs(6);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let in_flight = common::metric(&gateway.url, "llm_requests_in_flight")
             .await
