@@ -87,7 +87,7 @@ pub async fn serve<'s>(
                 ));
                 continue;
             }
-            if !target_state.admit(settings.breakers_enabled) {
+            let Some(admission) = target_state.admit(settings.breakers_enabled) else {
                 let wait = target_state.retry_in().unwrap_or(Duration::from_secs(1));
                 soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
                 skipped.push(format!(
@@ -95,30 +95,26 @@ pub async fn serve<'s>(
                     target.upstream_model
                 ));
                 continue;
-            }
+            };
             let Some(permit) = provider
                 .bulkhead
                 .try_acquire(provider.compiled.max_concurrency)
             else {
-                target_state.abandon();
                 soonest = Some(Duration::from_secs(1));
                 skipped.push(format!("{name}: at maxConcurrency"));
                 continue;
             };
             if attempts >= max_attempts {
-                target_state.abandon();
                 break 'routes;
             }
             if attempts > 0 {
                 if !route.budget.withdraw() {
-                    target_state.abandon();
                     count(state, &route.compiled.model, "budget_exhausted");
                     break 'routes;
                 }
                 count(state, &route.compiled.model, "retried");
                 let pause = backoff(&retry, attempts);
                 if Instant::now() + pause >= deadline {
-                    target_state.abandon();
                     break 'routes;
                 }
                 tokio::time::sleep(pause).await;
@@ -138,13 +134,12 @@ pub async fn serve<'s>(
             let outcome = tokio::time::timeout_at(deadline.into(), providers::chat(call)).await;
             match outcome {
                 Ok(Ok(response)) => {
-                    target_state.record(true, settings.breakers_enabled);
+                    admission.settle(true);
                     target_state.observe_ttfb(sent.elapsed());
                     return (Ok(hold_until_body_ends(response, (inflight, permit))), name);
                 }
                 Ok(Err(error)) => {
-                    target_state
-                        .record(!counts_against_upstream(&error), settings.breakers_enabled);
+                    admission.settle(!counts_against_upstream(&error));
                     if let ApiError::Upstream {
                         status: StatusCode::TOO_MANY_REQUESTS,
                         retry_after: Some(v),
@@ -161,7 +156,7 @@ pub async fn serve<'s>(
                     last = Some((error, name));
                 }
                 Err(_) => {
-                    target_state.record(false, settings.breakers_enabled);
+                    admission.settle(false);
                     let message = format!(
                         "route '{}' timed out (deadline of the whole request)",
                         route.compiled.model

@@ -136,36 +136,23 @@ pub struct BreakerReport {
 }
 
 impl TargetState {
-    /// Asks the breaker to admit a call (always admitted when breakers are disabled).
-    pub fn admit(&self, breakers_enabled: bool) -> bool {
-        if !breakers_enabled {
-            return true;
-        }
-        let (admitted, transition) = lock(&self.breaker).try_acquire(Instant::now());
-        self.report(transition);
-        admitted
-    }
-
-    /// Records the outcome of an admitted call.
-    pub fn record(&self, success: bool, breakers_enabled: bool) {
-        if !breakers_enabled {
-            return;
-        }
-        let now = Instant::now();
-        let transition = {
-            let mut breaker = lock(&self.breaker);
-            if success {
-                breaker.on_success(now)
-            } else {
-                breaker.on_failure(now)
+    /// Asks the breaker to admit a call (always admitted when breakers are disabled). The
+    /// admission must be settled with the call's outcome; dropped unsettled (the attempt was
+    /// skipped, or the client left mid-call) it releases a half-open probe slot, so an
+    /// abandoned probe never wedges the breaker.
+    pub fn admit(self: &Arc<Self>, breakers_enabled: bool) -> Option<Admission> {
+        if breakers_enabled {
+            let (admitted, transition) = lock(&self.breaker).try_acquire(Instant::now());
+            self.report(transition);
+            if !admitted {
+                return None;
             }
-        };
-        self.report(transition);
-    }
-
-    /// Releases an admitted call whose outcome is unknown (the client left first).
-    pub fn abandon(&self) {
-        lock(&self.breaker).on_abandoned();
+        }
+        Some(Admission {
+            target: self.clone(),
+            breakers_enabled,
+            settled: false,
+        })
     }
 
     /// Seconds until the breaker lets calls through, when open.
@@ -268,6 +255,42 @@ impl TargetState {
     }
 }
 
+/// A call the breaker admitted, until its outcome is known.
+#[derive(Debug)]
+pub struct Admission {
+    target: Arc<TargetState>,
+    breakers_enabled: bool,
+    settled: bool,
+}
+
+impl Admission {
+    /// Feeds the call's outcome to the breaker.
+    pub fn settle(mut self, success: bool) {
+        self.settled = true;
+        if !self.breakers_enabled {
+            return;
+        }
+        let now = Instant::now();
+        let transition = {
+            let mut breaker = lock(&self.target.breaker);
+            if success {
+                breaker.on_success(now)
+            } else {
+                breaker.on_failure(now)
+            }
+        };
+        self.target.report(transition);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.settled && self.breakers_enabled {
+            lock(&self.target.breaker).on_abandoned();
+        }
+    }
+}
+
 /// Decrements a target's in-flight count when dropped (moved into streamed bodies).
 #[derive(Debug)]
 pub struct InflightGuard {
@@ -312,4 +335,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use llm_gateway_crds::Duration as SpecDuration;
+
+    use super::*;
+
+    #[test]
+    fn an_abandoned_half_open_probe_frees_its_slot() {
+        let registry = TargetRegistry::new(Arc::default());
+        let thresholds = Thresholds {
+            failure_threshold: 1,
+            window: SpecDuration::from_secs(10),
+            open_for: SpecDuration::from_millis(0),
+            half_open_probes: 1,
+        };
+        let target = registry.target("ns/p", "p", "m", &thresholds);
+        target.admit(true).unwrap().settle(false);
+        let probe = target.admit(true).expect("half-open: one probe");
+        assert!(target.admit(true).is_none(), "only one probe at a time");
+        drop(probe); // the client left mid-call
+        assert!(
+            target.admit(true).is_some(),
+            "the abandoned probe's slot is free again"
+        );
+    }
 }
