@@ -9,6 +9,7 @@
 //! upstream answered with a success status the response is the client's: later failures in a
 //! stream end it with an error event, never a retry.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -23,6 +24,9 @@ use crate::metrics::RetryLabels;
 use crate::openai::ChatRequest;
 use crate::providers::{self, Call};
 use crate::state::AppState;
+
+/// Retry policy of a RoutePolicy without `retry` (2 retries on 429, 5xx, timeouts, connect).
+static DEFAULT_RETRY: LazyLock<Retry> = LazyLock::new(Retry::default);
 
 /// Deadline of a route without a `timeout`.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -42,7 +46,7 @@ pub async fn serve<'s>(
             .compiled
             .timeout
             .map_or(DEFAULT_ROUTE_TIMEOUT, |t| t.get());
-    let retry = route.compiled.retry.clone().unwrap_or_default();
+    let retry = route.compiled.retry.as_ref().unwrap_or(&DEFAULT_RETRY);
     let max_attempts = if settings.retry_enabled {
         retry.attempts + 1
     } else {
@@ -113,7 +117,7 @@ pub async fn serve<'s>(
                     break 'routes;
                 }
                 count(state, &route.compiled.model, "retried");
-                let pause = backoff(&retry, attempts);
+                let pause = backoff(retry, attempts);
                 if Instant::now() + pause >= deadline {
                     break 'routes;
                 }
