@@ -387,3 +387,49 @@ async fn logs_at_trace_level_never_contain_keys_credentials_or_prompts() {
         assert!(!log.contains(secret), "log contains {secret}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_covers_every_route() {
+    let (_upstream, gateway) = setup().await;
+    let served: Value = reqwest::get(format!("{}/openapi.json", gateway.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let document: Value = serde_json::from_str(llm_gateway::http::OPENAPI).unwrap();
+    assert_eq!(served, document);
+    let paths = document["paths"].as_object().unwrap();
+    let routes = [
+        ("/v1/chat/completions", "post"),
+        ("/v1/messages", "post"),
+        ("/v1/embeddings", "post"),
+        ("/v1/models", "get"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/health/detailed", "get"),
+        ("/health/system", "get"),
+        ("/health/circuit-breakers", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ];
+    assert_eq!(
+        paths.len(),
+        routes.len(),
+        "documented paths: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, method) in routes {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+        let status = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_ne!(status, 404, "{method} {path} is documented but not routed");
+    }
+}

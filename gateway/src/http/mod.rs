@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/system", get(health::system))
         .route("/health/circuit-breakers", get(health::circuit_breakers))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -76,6 +77,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+}
+
+/// The API's own OpenAPI 3.1 document (`gateway/src/http/openapi.json`, checked against the
+/// router by a test and exercised by schemathesis in the conformance suite).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 async fn not_found() -> Response {
