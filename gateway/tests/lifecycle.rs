@@ -5,10 +5,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Gateway, manifests, metric, new_key};
+use common::{Gateway, Load, manifests, metric, new_key};
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
 
@@ -45,38 +44,7 @@ async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
     let key = new_key();
     let base = manifests(&upstream.base_url, &key).replace("fake-model]", "'fake-*']");
     let gateway = Arc::new(Gateway::start(&base, key, &[]).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let generations = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (gateway, stop, ok, failed, generations) = (
-            gateway.clone(),
-            stop.clone(),
-            ok.clone(),
-            failed.clone(),
-            generations.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            for _ in 0..5000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let response = gateway.chat(fake_request("fake-model")).await;
-                let generation = response.headers()["x-llm-gateway-generation"]
-                    .to_str()
-                    .unwrap()
-                    .to_owned();
-                generations.lock().unwrap().insert(generation);
-                let counter = if response.status() == 200 {
-                    &ok
-                } else {
-                    &failed
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let load = Load::start(&gateway, 4, 5000, fake_request("fake-model"));
 
     // A valid change: a new route appears, generation 2.
     let extra_route = "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: extra}\nspec:\n  routes:\n  - model: fake-extra\n    targets: [{provider: fake}]\n";
@@ -118,23 +86,10 @@ async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
     wait_for_generation(&gateway, 3).await;
     assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 404);
 
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.unwrap();
-    }
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed during reloads"
-    );
-    assert!(
-        ok.load(Ordering::Relaxed) > 20,
-        "too little load to mean anything"
-    );
-    assert!(
-        generations.lock().unwrap().len() >= 2,
-        "load never saw a reload"
-    );
+    let report = load.finish().await;
+    assert_eq!(report.failed, 0, "requests failed during reloads");
+    assert!(report.ok > 20, "too little load to mean anything");
+    assert!(report.generations.len() >= 2, "load never saw a reload");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Gateway, new_key};
+use common::{Gateway, Load, new_key};
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
 
@@ -439,39 +439,7 @@ async fn f20_flipping_weights_under_load_fails_no_request() {
         )
         .await,
     );
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let generations = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (gateway, stop, ok, failed, generations) = (
-            gateway.clone(),
-            stop.clone(),
-            ok.clone(),
-            failed.clone(),
-            generations.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            for _ in 0..10_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let response = gateway.chat(body("m")).await;
-                let generation: u64 = response.headers()["x-llm-gateway-generation"]
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                generations.lock().unwrap().insert(generation);
-                let counter = if response.status() == 200 {
-                    &ok
-                } else {
-                    &failed
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let load = Load::start(&gateway, 4, 10_000, body("m"));
     for flip in 0..15u32 {
         let (wa, wb) = if flip % 2 == 0 { (0, 100) } else { (100, 0) };
         gateway.write_config(
@@ -480,16 +448,13 @@ async fn f20_flipping_weights_under_load_fails_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 100);
+    let report = load.finish().await;
+    assert_eq!(report.failed, 0);
+    assert!(report.ok > 100);
     assert!(
-        generations.lock().unwrap().len() >= 4,
+        report.generations.len() >= 4,
         "reloads seen: {:?}",
-        generations.lock().unwrap()
+        report.generations
     );
     assert!(!a.requests().is_empty() && !b.requests().is_empty());
 }

@@ -191,3 +191,73 @@ pub async fn metric(url: &str, prefix: &str) -> Option<f64> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8")
 }
+
+/// Background clients sending one request body in a loop (bounded) until stopped, counting
+/// successes, failures and the config generations that served them.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, u64, std::collections::BTreeSet<u64>)>>,
+}
+
+/// What a [`Load`] saw.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: u64,
+    pub generations: std::collections::BTreeSet<u64>,
+}
+
+impl Load {
+    /// Starts `clients` loops of at most `limit` requests each.
+    pub fn start(
+        gateway: &std::sync::Arc<Gateway>,
+        clients: usize,
+        limit: usize,
+        body: serde_json::Value,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (gateway, stop, body) = (gateway.clone(), stop.clone(), body.clone());
+                tokio::spawn(async move {
+                    let (mut ok, mut failed, mut generations) =
+                        (0, 0, std::collections::BTreeSet::new());
+                    for _ in 0..limit {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let response = gateway.chat(body.clone()).await;
+                        let generation = response.headers()["x-llm-gateway-generation"]
+                            .to_str()
+                            .expect("ascii");
+                        generations.insert(generation.parse().expect("a number"));
+                        if response.status() == 200 {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (ok, failed, generations)
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops the clients and adds up what they saw.
+    pub async fn finish(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut report = LoadReport {
+            ok: 0,
+            failed: 0,
+            generations: std::collections::BTreeSet::new(),
+        };
+        for task in self.tasks {
+            let (ok, failed, generations) = task.await.expect("load task");
+            report.ok += ok;
+            report.failed += failed;
+            report.generations.extend(generations);
+        }
+        report
+    }
+}
