@@ -271,12 +271,7 @@ pub fn to_openai_completion(
         model: &response.model,
         choices: vec![CompletionChoice {
             index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
-                tool_calls,
-                refusal: None,
-            },
+            message: AssistantMessage::new(text, tool_calls),
             logprobs: None,
             finish_reason: Some(finish_reason(response.stop_reason.as_deref())),
         }],

@@ -107,6 +107,19 @@ pub struct AssistantMessage {
     pub refusal: Option<()>,
 }
 
+impl AssistantMessage {
+    /// The assistant turn: `content` is null only when the turn is tool calls alone.
+    pub fn new(text: String, tool_calls: Vec<ToolCall>) -> Self {
+        let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
+        Self {
+            role: "assistant",
+            content,
+            tool_calls,
+            refusal: None,
+        }
+    }
+}
+
 /// One streamed chunk.
 #[derive(Debug, Serialize)]
 struct Chunk<'a> {

@@ -16,9 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
-use super::openai::{
-    ChatRequest, Content, FunctionCall, Message, Part, ResponseFormat, ToolCall, ToolChoice,
-};
+use super::openai::{ChatRequest, Content, Message, Part, ResponseFormat, ToolCall, ToolChoice};
 use crate::error::ApiError;
 
 /// Translates an OpenAI request.
@@ -312,24 +310,14 @@ pub fn to_openai_completion(
                 .iter()
                 .filter_map(|p| p.function_call.as_ref())
                 .enumerate()
-                .map(|(n, call)| ToolCall {
-                    id: call_id(call, n),
-                    call_type: "function".into(),
-                    function: FunctionCall {
-                        name: call.name.clone(),
-                        arguments: call.args.to_string(),
-                    },
+                .map(|(n, call)| {
+                    ToolCall::function(call_id(call, n), call.name.clone(), &call.args)
                 })
                 .collect();
             let finish = finish_reason(candidate.finish_reason.as_deref(), !tool_calls.is_empty());
             CompletionChoice {
                 index: candidate.index.unwrap_or(u32::try_from(i).unwrap_or(0)),
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
-                    tool_calls,
-                    refusal: None,
-                },
+                message: AssistantMessage::new(text, tool_calls),
                 logprobs: None,
                 finish_reason: Some(finish),
             }
