@@ -13,6 +13,13 @@ use crate::policy::{Budget, RateLimits};
 /// The key inside the Secret that holds the plaintext API key.
 pub const SECRET_KEY_FIELD: &str = "apiKey";
 
+/// The key inside the Secret that holds the key being rotated out; it keeps working until
+/// [`SECRET_PREVIOUS_EXPIRES_FIELD`].
+pub const SECRET_PREVIOUS_KEY_FIELD: &str = "previousApiKey";
+
+/// The key inside the Secret that holds the end (RFC 3339) of the previous key's grace period.
+pub const SECRET_PREVIOUS_EXPIRES_FIELD: &str = "previousApiKeyExpiresAt";
+
 /// A caller of the gateway.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
@@ -101,6 +108,16 @@ pub struct ApiKeyStatus {
     /// Keyed hash of the key that gateways verify against (`hmac-sha256:<hex>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
+    /// Public identifier of the key being rotated out, while its grace period lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_key_id: Option<String>,
+    /// Keyed hash of the key being rotated out; accepted until `previousKeyExpiresAt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_key_hash: Option<String>,
+    /// End (RFC 3339) of the rotated-out key's grace period.
+    #[schemars(extend("format" = "date-time"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_key_expires_at: Option<String>,
     /// Usage in the current budget period.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,

@@ -59,6 +59,26 @@ pub struct CompiledAuth {
     pub api_keys: bool,
     /// Accept JSON Web Tokens.
     pub jwt: Option<CompiledJwt>,
+    /// Models, limits and budget of each token subject.
+    pub jwt_policy: CallerPolicy,
+}
+
+/// What a class of callers may do: models, limits and budget.
+#[derive(Debug, Clone, Default)]
+pub struct CallerPolicy {
+    /// Allowed route models; `None` allows all.
+    pub models: Option<GlobSet>,
+    /// Rate and concurrency limits per caller.
+    pub limits: Option<RateLimits>,
+    /// Spend cap per caller.
+    pub budget: Option<Budget>,
+}
+
+impl CallerPolicy {
+    /// Whether the policy allows route `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|set| set.is_match(model))
+    }
 }
 
 impl Default for CompiledAuth {
@@ -66,6 +86,7 @@ impl Default for CompiledAuth {
         Self {
             api_keys: true,
             jwt: None,
+            jwt_policy: CallerPolicy::default(),
         }
     }
 }
@@ -173,6 +194,8 @@ pub struct CompiledKey {
     pub expires_at: Option<SystemTime>,
     /// Refused while set.
     pub disabled: bool,
+    /// Set for the key being rotated out (its grace period ends at `expires_at`).
+    pub rotated_out: bool,
     /// Per-key limits.
     pub limits: Option<RateLimits>,
     /// Per-key spend cap.

@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Budget, RateLimits};
 use crate::refs::SecretKeyRef;
 
 /// Horizontal autoscaling of gateway pods.
@@ -89,6 +90,16 @@ pub struct Jwt {
     /// Claim naming the caller's team, used like an ApiKey's owner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team_claim: Option<String>,
+    /// Route models token holders may call, as globs. Empty allows all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub models: Vec<String>,
+    /// Limits for each token subject, like an ApiKey's `limits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RateLimits>,
+    /// Spend cap for each token subject, like an ApiKey's `budget`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 /// How callers authenticate.

@@ -116,9 +116,72 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key_pepper: String,
+    /// Where rate limits, budgets and usage live: `memory` (per replica) or `redis` (shared by
+    /// every replica; needs `REDIS_URL`). Defaults to `redis` when `REDIS_URL` is set.
+    #[arg(long, env = "RATE_LIMIT_STORAGE", value_enum)]
+    pub rate_limit_storage: Option<LimitStorage>,
+    /// Redis URL, `redis://[:password@]host:port[/db]`.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// While Redis is unreachable: `failOpen` limits each replica to its share of every limit,
+    /// `failClosed` refuses limited requests with a fast 503.
+    #[arg(
+        long,
+        env = "REDIS_ON_UNAVAILABLE",
+        value_enum,
+        default_value = "failOpen"
+    )]
+    pub redis_on_unavailable: OnUnavailableArg,
+    /// Longest wait for one Redis call before the fallback applies, e.g. "20ms".
+    #[arg(long, env = "REDIS_TIMEOUT", default_value = "20ms")]
+    pub redis_timeout: humantime::Duration,
+    /// Gateway replicas sharing the limits (the local fallback admits `limit / replicas`).
+    #[arg(long, env = "GATEWAY_REPLICAS", default_value_t = 1)]
+    pub gateway_replicas: u64,
+}
+
+/// Where limits are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LimitStorage {
+    /// In this process.
+    Memory,
+    /// In Redis.
+    Redis,
+}
+
+/// `REDIS_ON_UNAVAILABLE` values (the LlmGateway's `spec.redis.onUnavailable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnUnavailableArg {
+    /// Serve with per-replica limits.
+    #[value(name = "failOpen")]
+    FailOpen,
+    /// Refuse with 503.
+    #[value(name = "failClosed")]
+    FailClosed,
 }
 
 impl ServeArgs {
+    /// The limiter settings, validated.
+    pub fn limiter(&self) -> Result<crate::limits::LimiterSettings, String> {
+        use llm_gateway_crds::llm_gateway::OnUnavailable;
+        let redis_url = match (self.rate_limit_storage, &self.redis_url) {
+            (Some(LimitStorage::Memory), _) => None,
+            (Some(LimitStorage::Redis), None) => {
+                return Err("RATE_LIMIT_STORAGE=redis needs REDIS_URL".to_owned());
+            }
+            (_, url) => url.clone(),
+        };
+        Ok(crate::limits::LimiterSettings {
+            redis_url,
+            on_unavailable: match self.redis_on_unavailable {
+                OnUnavailableArg::FailOpen => OnUnavailable::FailOpen,
+                OnUnavailableArg::FailClosed => OnUnavailable::FailClosed,
+            },
+            redis_timeout: *self.redis_timeout,
+            replicas: self.gateway_replicas.max(1),
+        })
+    }
+
     /// The JWT settings given by flags or environment, validated.
     pub fn jwt(&self) -> Result<Option<llm_gateway_crds::compiled::CompiledJwt>, String> {
         use llm_gateway_crds::compiled::{CompiledJwt, JwtKey, SecretString};

@@ -107,6 +107,7 @@ impl ChatRequest {
             protocol: Protocol::Embeddings,
             stream: false,
             include_usage: false,
+            max_tokens: Some(0),
             model,
             model_span,
             prompt_bytes,

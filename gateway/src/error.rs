@@ -70,6 +70,27 @@ pub enum ApiError {
     /// The upstream did not answer in time.
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// A rate or concurrency limit of the caller or route is reached.
+    #[error("{message}")]
+    RateLimited {
+        /// Which limit, and its value.
+        message: String,
+        /// `requests`, `tokens` or `concurrency` (the OpenAI error `type` uses the first two).
+        limit: &'static str,
+        /// When the request would fit.
+        retry_after: Duration,
+    },
+    /// The caller's budget for the period is spent.
+    #[error("{message}")]
+    BudgetExceeded {
+        /// The budget and when it starts over.
+        message: String,
+        /// Time until the next period.
+        retry_after: Duration,
+    },
+    /// Limits cannot be checked (Redis unreachable with `failClosed`).
+    #[error("rate limits cannot be checked right now (Redis is unreachable); retry shortly")]
+    LimiterUnavailable,
 }
 
 impl ApiError {
@@ -92,6 +113,8 @@ impl ApiError {
             Self::ServiceUnavailable { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::RateLimited { .. } | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -107,6 +130,9 @@ impl ApiError {
             Self::NotReady => "not_ready",
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::LimiterUnavailable => "limiter_unavailable",
         }
     }
 
@@ -122,6 +148,12 @@ impl ApiError {
                 "rate_limit_error"
             }
             Self::Upstream { .. } | Self::UpstreamTimeout(_) => "upstream_error",
+            Self::RateLimited { limit, .. } => match *limit {
+                "requests" | "tokens" => limit,
+                _ => "rate_limit_error",
+            },
+            Self::BudgetExceeded { .. } => "insufficient_quota",
+            Self::LimiterUnavailable => "service_unavailable",
         }
     }
 
@@ -132,6 +164,9 @@ impl ApiError {
             Self::ModelNotAllowed { .. } => Some("model_not_allowed"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
+            Self::RateLimited { .. } => Some("rate_limit_exceeded"),
+            Self::BudgetExceeded { .. } => Some("insufficient_quota"),
+            Self::LimiterUnavailable => Some("rate_limiter_unavailable"),
             _ => None,
         }
     }
@@ -180,6 +215,12 @@ impl ApiError {
                 retry_after: Some(d),
                 ..
             } => HeaderValue::from_str(&d.as_secs().max(1).to_string()).ok(),
+            Self::RateLimited { retry_after, .. } | Self::BudgetExceeded { retry_after, .. } => {
+                Some(HeaderValue::from(
+                    retry_after.as_secs_f64().ceil().max(1.0) as u64
+                ))
+            }
+            Self::LimiterUnavailable => Some(HeaderValue::from_static("1")),
             Self::Upstream { retry_after, .. } => retry_after.clone(),
             _ => None,
         };

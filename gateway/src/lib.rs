@@ -17,6 +17,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod jwt;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod openai;

@@ -5,6 +5,10 @@
 //! values come only from configuration (route model, provider name) or fixed sets (status,
 //! error type), never from a raw key, prompt or unrouted model name, so cardinality is bounded.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -96,6 +100,48 @@ pub struct RetryLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a limiter decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimiterLabels {
+    /// `redis`, `memory` (no Redis configured) or `local_fallback` (Redis unreachable).
+    pub store: &'static str,
+    /// `admitted`, `refused` or `unavailable` (refused fast under `failClosed`).
+    pub decision: &'static str,
+}
+
+/// Labels of a failed Redis call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedisErrorLabels {
+    /// `admit`, `settle` or `usage`.
+    pub operation: &'static str,
+}
+
+/// Labels of a caller's usage.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabels {
+    /// Public key id, `jwt:<subject>`, or [`OTHER_CALLERS`] past the cardinality cap.
+    pub key_id: String,
+    /// Key owner or token team.
+    pub owner: String,
+}
+
+/// Labels of a caller's token count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerTokenLabels {
+    /// Public key id, `jwt:<subject>`, or [`OTHER_CALLERS`].
+    pub key_id: String,
+    /// Key owner or token team.
+    pub owner: String,
+    /// `input` or `output`.
+    pub direction: &'static str,
+}
+
+/// Caller label for callers past [`MAX_CALLER_LABELS`].
+pub const OTHER_CALLERS: &str = "_other";
+
+/// Distinct callers given their own label; more (e.g. many token subjects) share one.
+pub const MAX_CALLER_LABELS: usize = 10_000;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the gateway exports.
@@ -126,6 +172,19 @@ pub struct Metrics {
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     /// Retries and fallbacks per route model.
     pub retries: Family<RetryLabels, Counter>,
+    /// Limiter decisions by store and outcome.
+    pub limiter_decisions: Family<LimiterLabels, Counter>,
+    /// Failed Redis calls by operation.
+    pub redis_errors: Family<RedisErrorLabels, Counter>,
+    /// 1 while Redis answers, 0 while it does not (absent without Redis).
+    pub redis_up: Gauge,
+    /// Finished requests per caller.
+    pub caller_requests: Family<CallerLabels, Counter>,
+    /// Tokens per caller and direction.
+    pub caller_tokens: Family<CallerTokenLabels, Counter>,
+    /// Spend in US dollars per caller.
+    pub caller_spend: Family<CallerLabels, Counter<f64, AtomicU64>>,
+    caller_ids: Mutex<HashSet<String>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -210,7 +269,50 @@ impl Metrics {
             "Retried attempts and fallbacks per route model",
             retries.clone(),
         );
+        let limiter_decisions = Family::default();
+        let redis_errors = Family::default();
+        let redis_up = Gauge::default();
+        let caller_requests = Family::default();
+        let caller_tokens = Family::default();
+        let caller_spend = Family::<CallerLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "llm_ratelimit_decisions",
+            "Limiter decisions by store (redis, memory, local_fallback) and outcome",
+            limiter_decisions.clone(),
+        );
+        registry.register(
+            "llm_redis_errors",
+            "Failed Redis calls by operation",
+            redis_errors.clone(),
+        );
+        registry.register(
+            "llm_redis_up",
+            "1 while Redis answers, 0 while it does not",
+            redis_up.clone(),
+        );
+        registry.register(
+            "llm_caller_requests",
+            "Finished requests per caller (key id or token subject)",
+            caller_requests.clone(),
+        );
+        registry.register(
+            "llm_caller_tokens",
+            "Tokens per caller and direction",
+            caller_tokens.clone(),
+        );
+        registry.register(
+            "llm_caller_spend_usd",
+            "Spend in US dollars per caller, from the provider catalogue prices",
+            caller_spend.clone(),
+        );
         Self {
+            limiter_decisions,
+            redis_errors,
+            redis_up,
+            caller_requests,
+            caller_tokens,
+            caller_spend,
+            caller_ids: Mutex::default(),
             breaker_state,
             breaker_transitions,
             retries,
@@ -233,6 +335,43 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Counts what a caller's request used.
+    pub fn count_caller_usage(&self, id: &str, owner: &str, outcome: crate::limits::Outcome) {
+        let key_id = self.caller_label(id);
+        let labels = CallerLabels {
+            key_id: key_id.clone(),
+            owner: owner.to_owned(),
+        };
+        self.caller_requests.get_or_create(&labels).inc();
+        self.caller_spend
+            .get_or_create(&labels)
+            .inc_by(outcome.spend_nanos as f64 / 1e9);
+        for (direction, count) in [
+            ("input", outcome.input_tokens),
+            ("output", outcome.output_tokens),
+        ] {
+            let labels = CallerTokenLabels {
+                key_id: key_id.clone(),
+                owner: owner.to_owned(),
+                direction,
+            };
+            self.caller_tokens.get_or_create(&labels).inc_by(count);
+        }
+    }
+
+    /// `id` itself while fewer than [`MAX_CALLER_LABELS`] callers have been seen, else
+    /// [`OTHER_CALLERS`].
+    fn caller_label(&self, id: &str) -> String {
+        let Ok(mut seen) = self.caller_ids.lock() else {
+            return OTHER_CALLERS.to_owned();
+        };
+        if seen.contains(id) || seen.len() < MAX_CALLER_LABELS && seen.insert(id.to_owned()) {
+            id.to_owned()
+        } else {
+            OTHER_CALLERS.to_owned()
+        }
     }
 
     /// Counts a refused key.

@@ -29,6 +29,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// Rough prompt size in bytes of message content (for the fake provider's token count).
     pub prompt_bytes: usize,
+    /// The completion cap the client asked for (`max_completion_tokens` or `max_tokens`).
+    pub max_tokens: Option<u32>,
 }
 
 /// The API a client request body speaks.
@@ -208,6 +210,7 @@ impl ChatRequest {
                 .stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
+            max_tokens: view.max_completion_tokens.or(view.max_tokens),
             model,
             model_span,
             prompt_bytes,
@@ -236,6 +239,7 @@ impl ChatRequest {
             protocol: Protocol::Anthropic,
             stream: view.stream.unwrap_or(false),
             include_usage: false,
+            max_tokens: Some(view.max_tokens),
             model,
             model_span,
             prompt_bytes,

@@ -9,7 +9,7 @@
 //! upstream answered with a success status the response is the client's: later failures in a
 //! stream end it with an error event, never a retry.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -20,6 +20,7 @@ use llm_gateway_crds::policy::{Retry, RetryOn};
 
 use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
+use crate::limits::Meter;
 use crate::metrics::RetryLabels;
 use crate::openai::ChatRequest;
 use crate::providers::{self, Call};
@@ -29,7 +30,7 @@ use crate::state::AppState;
 static DEFAULT_RETRY: LazyLock<Retry> = LazyLock::new(Retry::default);
 
 /// Deadline of a route without a `timeout`.
-const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Serves `request` on `route`; returns the response (or error) and the provider that gave it.
 pub async fn serve<'s>(
@@ -39,6 +40,7 @@ pub async fn serve<'s>(
     request: &ChatRequest,
     headers: &HeaderMap,
     started: Instant,
+    meter: &Arc<Meter>,
 ) -> (Result<Response, ApiError>, &'s str) {
     let settings = &state.settings;
     let deadline = started
@@ -133,6 +135,7 @@ pub async fn serve<'s>(
                 client_headers: headers,
                 started,
                 metrics: &state.metrics,
+                meter,
             };
             let sent = Instant::now();
             let outcome = tokio::time::timeout_at(deadline.into(), providers::chat(call)).await;
@@ -257,7 +260,7 @@ fn exceeds_context(
 }
 
 /// Keeps `guards` (in-flight count, bulkhead slot) alive until the response body is dropped.
-fn hold_until_body_ends<G: Send + Sync + 'static>(response: Response, guards: G) -> Response {
+pub fn hold_until_body_ends<G: Send + Sync + 'static>(response: Response, guards: G) -> Response {
     response.map(move |body| {
         Body::new(body.map_frame(move |frame| {
             let _held = &guards;

@@ -54,7 +54,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retry_enabled: args.retry_enabled,
         breakers_enabled: args.circuit_breaker_enabled,
     };
-    let state = AppState::new(snapshots, metrics, targets, settings);
+    let limiter =
+        crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
+            .context("invalid REDIS_URL")?;
+    let state = AppState::new(snapshots, metrics, targets, settings, Arc::new(limiter));
     let app = crate::router(state.clone());
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::config::SnapshotHandle;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::targets::TargetRegistry;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub targets: Arc<TargetRegistry>,
     /// Request-path settings.
     pub settings: Arc<RequestSettings>,
+    /// Rate limits, budgets and usage.
+    pub limiter: Arc<Limiter>,
     draining: Arc<AtomicBool>,
     /// Process start, for uptime.
     pub started: Instant,
@@ -44,12 +47,14 @@ impl AppState {
         metrics: Arc<Metrics>,
         targets: Arc<TargetRegistry>,
         settings: RequestSettings,
+        limiter: Arc<Limiter>,
     ) -> Self {
         Self {
             snapshots,
             metrics,
             targets,
             settings: Arc::new(settings),
+            limiter,
             draining: Arc::default(),
             started: Instant::now(),
         }

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::limits::Meter;
+use crate::limits::meter::Price;
 use crate::metrics::{Metrics, TargetLabels, TokenLabels};
 use crate::openai::Usage;
 
@@ -14,6 +16,7 @@ pub struct Accounting {
     started: Instant,
     first_byte_seen: bool,
     usage_seen: bool,
+    meter: Option<(Arc<Meter>, Price)>,
 }
 
 impl Accounting {
@@ -29,6 +32,20 @@ impl Accounting {
             started,
             first_byte_seen: false,
             usage_seen: false,
+            meter: None,
+        }
+    }
+
+    /// Also reports usage to the request's meter, priced at `price` (for limits and budgets).
+    pub fn with_meter(mut self, meter: Arc<Meter>, price: Price) -> Self {
+        self.meter = Some((meter, price));
+        self
+    }
+
+    /// Records a stream that ended without a usage report after `delivered` completion events.
+    pub fn partial(&mut self, delivered: u64) {
+        if let Some((meter, price)) = &self.meter {
+            meter.partial(delivered, *price);
         }
     }
 
@@ -50,6 +67,9 @@ impl Accounting {
             return;
         }
         self.usage_seen = true;
+        if let Some((meter, price)) = &self.meter {
+            meter.report(usage, *price);
+        }
         for (direction, count) in [
             ("input", usage.prompt_tokens),
             ("output", usage.completion_tokens),

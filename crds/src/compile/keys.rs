@@ -2,12 +2,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use globset::{Glob, GlobSetBuilder};
+use std::time::SystemTime;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::{CompileInputs, ConfigError, namespace_of, object_id};
-use crate::api_key::{ApiKey, SECRET_KEY_FIELD};
+use crate::api_key::{
+    ApiKey, SECRET_KEY_FIELD, SECRET_PREVIOUS_EXPIRES_FIELD, SECRET_PREVIOUS_KEY_FIELD,
+};
 use crate::compiled::CompiledKey;
 use crate::keys;
 
@@ -70,14 +74,16 @@ pub(super) fn compile(
         let Some(compiled) = compile_one(api_key, secrets, inputs, &mut fail) else {
             continue;
         };
-        if let Some(other) = owners_of_hash.insert(compiled.hash, id.clone()) {
-            fail(
-                "spec.secretName",
-                format!("holds the same key as ApiKey {other}"),
-            );
-            continue;
+        for key in compiled {
+            if let Some(other) = owners_of_hash.insert(key.hash, id.clone()) {
+                fail(
+                    "spec.secretName",
+                    format!("holds the same key as ApiKey {other}"),
+                );
+                continue;
+            }
+            out.push(key);
         }
-        out.push(compiled);
     }
     out
 }
@@ -87,39 +93,15 @@ fn compile_one(
     secrets: &SecretIndex<'_>,
     inputs: &CompileInputs<'_>,
     fail: &mut dyn FnMut(&str, String),
-) -> Option<CompiledKey> {
+) -> Option<Vec<CompiledKey>> {
     let spec = &api_key.spec;
     let (key_id, hash) = key_material(api_key, secrets, inputs, fail)?;
-    let models = if spec.models.is_empty() {
-        None
-    } else {
-        let mut builder = GlobSetBuilder::new();
-        for (i, pattern) in spec.models.iter().enumerate() {
-            match Glob::new(pattern) {
-                Ok(glob) => {
-                    builder.add(glob);
-                }
-                Err(e) => fail(&format!("spec.models[{i}]"), format!("invalid glob: {e}")),
-            }
-        }
-        Some(builder.build().ok()?)
-    };
+    let models = model_globs(&spec.models, "spec.models", fail)?;
     let expires_at = match &spec.expires_at {
         None => None,
-        Some(text) => {
-            match humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    fail(
-                        "spec.expiresAt",
-                        format!("{text:?} is not an RFC 3339 time: {e}"),
-                    );
-                    return None;
-                }
-            }
-        }
+        Some(text) => Some(parse_time(text, "spec.expiresAt", fail)?),
     };
-    Some(CompiledKey {
+    let current = CompiledKey {
         key_id,
         hash,
         name: object_id(api_key),
@@ -127,9 +109,97 @@ fn compile_one(
         models,
         expires_at,
         disabled: spec.disabled,
+        rotated_out: false,
         limits: spec.limits.clone(),
         budget: spec.budget.clone(),
-    })
+    };
+    let previous =
+        previous_key(api_key, secrets, inputs, fail).map(|(key_id, hash, until)| CompiledKey {
+            key_id,
+            hash,
+            expires_at: Some(expires_at.map_or(until, |e| e.min(until))),
+            rotated_out: true,
+            models: current.models.clone(),
+            name: current.name.clone(),
+            owner: current.owner.clone(),
+            limits: current.limits.clone(),
+            budget: current.budget.clone(),
+            disabled: current.disabled,
+        });
+    Some(std::iter::once(current).chain(previous).collect())
+}
+
+/// Route-model globs; `None` (allow all) when the list is empty.
+pub(super) fn model_globs(
+    patterns: &[String],
+    field: &str,
+    fail: &mut dyn FnMut(&str, String),
+) -> Option<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Some(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        match Glob::new(pattern) {
+            Ok(glob) => {
+                builder.add(glob);
+            }
+            Err(e) => fail(&format!("{field}[{i}]"), format!("invalid glob: {e}")),
+        }
+    }
+    builder.build().ok().map(Some)
+}
+
+fn parse_time(text: &str, field: &str, fail: &mut dyn FnMut(&str, String)) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text)
+        .or_else(|_| humantime::parse_rfc3339(text))
+        .map_err(|e| fail(field, format!("{text:?} is not an RFC 3339 time: {e}")))
+        .ok()
+}
+
+/// The key being rotated out and the end of its grace period: from the Secret's plaintext
+/// (standalone mode), else from the status the operator wrote. Absent when there is none.
+fn previous_key(
+    api_key: &ApiKey,
+    secrets: &SecretIndex<'_>,
+    inputs: &CompileInputs<'_>,
+    fail: &mut dyn FnMut(&str, String),
+) -> Option<(String, [u8; 32], SystemTime)> {
+    let ns = namespace_of(api_key);
+    let name = &api_key.spec.secret_name;
+    if let Ok(plaintext) = secrets.get(ns, name, SECRET_PREVIOUS_KEY_FIELD) {
+        let field = "spec.secretName";
+        if let Err(e) = keys::check_format(&plaintext) {
+            fail(
+                field,
+                format!("Secret {ns}/{name} holds an invalid previous key: {e}"),
+            );
+            return None;
+        }
+        let Ok(until) = secrets.get(ns, name, SECRET_PREVIOUS_EXPIRES_FIELD) else {
+            fail(
+                field,
+                format!(
+                    "Secret {ns}/{name} has {SECRET_PREVIOUS_KEY_FIELD} without {SECRET_PREVIOUS_EXPIRES_FIELD}"
+                ),
+            );
+            return None;
+        };
+        let until = parse_time(&until, field, fail)?;
+        return Some((
+            keys::key_id(&plaintext),
+            keys::hash_bytes(inputs.key_pepper, &plaintext),
+            until,
+        ));
+    }
+    let status = api_key.status.as_ref()?;
+    let hash = keys::parse_hash(status.previous_key_hash.as_deref()?)?;
+    let until = parse_time(
+        status.previous_key_expires_at.as_deref()?,
+        "status.previousKeyExpiresAt",
+        fail,
+    )?;
+    Some((status.previous_key_id.clone()?, hash, until))
 }
 
 /// The key id and hash: from the Secret's plaintext when present (standalone mode), else from

@@ -13,7 +13,9 @@ use std::fmt;
 
 use kube::ResourceExt;
 
-use crate::compiled::{CompiledAuth, CompiledConfig, CompiledJwt, JwtKey, SecretString};
+use crate::compiled::{
+    CallerPolicy, CompiledAuth, CompiledConfig, CompiledJwt, JwtKey, SecretString,
+};
 use crate::manifest::Manifests;
 
 /// What compilation needs besides the objects.
@@ -126,9 +128,25 @@ fn auth(
             team_claim: jwt.team_claim.clone(),
         })
     });
+    let jwt_policy = spec.jwt.as_ref().map_or_else(CallerPolicy::default, |jwt| {
+        let mut fail = |field: &str, message: String| {
+            errors.push(ConfigError {
+                kind: "LlmGateway",
+                object: object_id(gateway),
+                field: field.to_owned(),
+                message,
+            });
+        };
+        CallerPolicy {
+            models: keys::model_globs(&jwt.models, "spec.auth.jwt.models", &mut fail).flatten(),
+            limits: jwt.limits.clone(),
+            budget: jwt.budget.clone(),
+        }
+    });
     CompiledAuth {
         api_keys: spec.api_keys,
         jwt,
+        jwt_policy,
     }
 }
 

@@ -4,8 +4,9 @@
 //! reason goes to `llm_api_key_rejections_total`).
 
 use http::{HeaderMap, header};
-use llm_gateway_crds::compiled::CompiledKey;
+use llm_gateway_crds::compiled::{CallerPolicy, CompiledKey};
 use llm_gateway_crds::keys::KEY_PREFIX;
+use llm_gateway_crds::policy::{Budget, RateLimits};
 
 use crate::config::Snapshot;
 use crate::error::ApiError;
@@ -17,8 +18,8 @@ use crate::state::AppState;
 pub enum Caller<'s> {
     /// An ApiKey resource's key.
     Key(&'s CompiledKey),
-    /// A verified token.
-    Token(Identity),
+    /// A verified token, with the policy every token subject gets.
+    Token(Identity, &'s CallerPolicy),
 }
 
 impl Caller<'_> {
@@ -26,7 +27,32 @@ impl Caller<'_> {
     pub fn allows_model(&self, model: &str) -> bool {
         match self {
             Self::Key(key) => key.allows_model(model),
-            Self::Token(_) => true,
+            Self::Token(_, policy) => policy.allows_model(model),
+        }
+    }
+
+    /// The account limits and usage are kept under: the ApiKey resource (so rotation keeps
+    /// its counters), or the token subject.
+    pub fn account(&self) -> String {
+        match self {
+            Self::Key(key) => format!("key:{}", key.name),
+            Self::Token(identity, _) => format!("jwt:{}", identity.subject),
+        }
+    }
+
+    /// Per-caller limits.
+    pub fn limits(&self) -> Option<&RateLimits> {
+        match self {
+            Self::Key(key) => key.limits.as_ref(),
+            Self::Token(_, policy) => policy.limits.as_ref(),
+        }
+    }
+
+    /// Per-caller spend cap.
+    pub fn budget(&self) -> Option<&Budget> {
+        match self {
+            Self::Key(key) => key.budget.as_ref(),
+            Self::Token(_, policy) => policy.budget.as_ref(),
         }
     }
 
@@ -34,7 +60,7 @@ impl Caller<'_> {
     pub fn id(&self) -> String {
         match self {
             Self::Key(key) => key.key_id.clone(),
-            Self::Token(identity) => format!("jwt:{}", identity.subject),
+            Self::Token(identity, _) => format!("jwt:{}", identity.subject),
         }
     }
 
@@ -42,7 +68,7 @@ impl Caller<'_> {
     pub fn owner(&self) -> &str {
         match self {
             Self::Key(key) => &key.owner,
-            Self::Token(identity) => &identity.team,
+            Self::Token(identity, _) => &identity.team,
         }
     }
 }
@@ -82,7 +108,7 @@ pub fn authenticate<'s>(
     match (&snapshot.jwt, looks_like_key) {
         (Some(verifier), false) => verifier
             .verify(presented)
-            .map(|id| Some(Caller::Token(id)))
+            .map(|id| Some(Caller::Token(id, &snapshot.auth.jwt_policy)))
             .map_err(refuse),
         _ if !snapshot.auth.api_keys => Err(refuse("keys_disabled")),
         _ => snapshot

@@ -3,6 +3,7 @@
 //! provenance headers. Errors are rendered in the protocol the client speaks.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -12,8 +13,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 
 use super::Served;
+use super::admission::admit;
 use super::auth::{Caller, authenticate};
 use crate::error::ApiError;
+use crate::limits::Meter;
 use crate::openai::{ChatRequest, Protocol};
 use crate::state::AppState;
 
@@ -80,15 +83,17 @@ async fn handle(
             model: request.model.clone(),
         });
     }
+    let meter = Arc::new(Meter::default());
+    let admitted = admit(state, &snapshot, key.as_ref(), route, &request, &meter).await?;
     let (result, provider) =
-        crate::proxy::serve(state, &snapshot, route, &request, headers, started).await;
+        crate::proxy::serve(state, &snapshot, route, &request, headers, started, &meter).await;
     let served = Served {
         route: route.compiled.model.clone(),
         provider: provider.to_owned(),
         key_id: key.as_ref().map(Caller::id),
         owner: key.as_ref().map(|k| k.owner().to_owned()),
     };
-    let mut response = result.unwrap_or_else(|error| render(error, protocol));
+    let mut response = admitted.attach(result.unwrap_or_else(|error| render(error, protocol)));
     stamp_provenance(&mut response, &served, snapshot.generation);
     response.extensions_mut().insert(served);
     Ok(response)

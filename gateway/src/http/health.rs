@@ -1,5 +1,7 @@
-//! Health endpoints: `/health` (alive), `/ready` (serving), `/health/detailed` (config and
-//! providers), `/health/system` (process and host), `/health/circuit-breakers`.
+//! Health endpoints: `/health` (alive), `/ready` (serving; reports Redis but does not depend on
+//! it: every replica shares one Redis, so failing readiness on it would turn an outage into
+//! connection errors instead of well-formed JSON errors), `/health/detailed` (config,
+//! providers, limiter), `/health/system` (process and host), `/health/circuit-breakers`.
 
 use std::time::UNIX_EPOCH;
 
@@ -9,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use llm_gateway_crds::llm_gateway::OnUnavailable;
+
+use crate::limits::limiter::RedisState;
 use crate::state::AppState;
 
 /// Liveness: the process answers.
@@ -28,9 +33,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::OK, None)
     };
+    let redis = state.limiter.probe().await.as_str();
     let body = match reason {
-        None => json!({"status": "ready"}),
-        Some(reason) => json!({"status": "not_ready", "reason": reason}),
+        None => json!({"status": "ready", "redis": redis}),
+        Some(reason) => json!({"status": "not_ready", "reason": reason, "redis": redis}),
     };
     (status, Json(body)).into_response()
 }
@@ -52,11 +58,20 @@ pub async fn detailed(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let status = match (&snapshot, reload.last_errors.is_empty()) {
-        (None, _) => "not_ready",
-        (Some(_), true) => "ok",
-        (Some(_), false) => "degraded",
+    let redis = state.limiter.probe().await;
+    let status = match (&snapshot, reload.last_errors.is_empty(), redis) {
+        (None, _, _) => "not_ready",
+        (Some(_), false, _) | (Some(_), _, RedisState::Down) => "degraded",
+        (Some(_), true, _) => "ok",
     };
+    let limits = json!({
+        "storage": if redis == RedisState::Disabled { "memory" } else { "redis" },
+        "redis": redis.as_str(),
+        "on_unavailable": match state.limiter.on_unavailable() {
+            OnUnavailable::FailOpen => "failOpen",
+            OnUnavailable::FailClosed => "failClosed",
+        },
+    });
     Json(json!({
         "status": status,
         "draining": state.is_draining(),
@@ -76,6 +91,7 @@ pub async fn detailed(State(state): State<AppState>) -> Json<Value> {
             },
         },
         "providers": providers,
+        "limits": limits,
     }))
 }
 

@@ -8,10 +8,12 @@
 //!    their last byte or the client leaving). It reads [`Served`] and
 //!    [`crate::error::ErrorLabel`] from response extensions; it never sees bodies.
 
+pub mod admission;
 pub mod auth;
 pub mod chat;
 pub mod health;
 pub mod models;
+pub mod usage;
 
 use std::time::Instant;
 
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(chat::messages))
         .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))
+        .route("/v1/usage", get(usage::usage))
         .route("/health", get(health::live))
         .route("/ready", get(health::ready))
         .route("/health/detailed", get(health::detailed))

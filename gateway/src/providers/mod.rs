@@ -40,6 +40,8 @@ pub struct Call<'a> {
     pub started: Instant,
     /// Metrics registry.
     pub metrics: &'a Arc<Metrics>,
+    /// Where the request's real usage goes (to settle its limits and budget).
+    pub meter: &'a Arc<crate::limits::Meter>,
 }
 
 impl Call<'_> {
@@ -62,12 +64,19 @@ impl Call<'_> {
 
     /// A fresh accounting record for this call.
     pub fn accounting(&self) -> Accounting {
+        let price = crate::limits::meter::Price::of(
+            self.provider
+                .compiled
+                .models
+                .get(&self.target.upstream_model),
+        );
         Accounting::new(
             self.metrics.clone(),
             self.route_model,
             &self.provider.compiled.name,
             self.started,
         )
+        .with_meter(self.meter.clone(), price)
     }
 }
 

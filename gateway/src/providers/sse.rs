@@ -26,6 +26,7 @@ const MAX_PENDING: usize = 1 << 20;
 pub struct UsageScanner {
     pending: BytesMut,
     seen: crate::openai::Usage,
+    delivered: u64,
 }
 
 impl UsageScanner {
@@ -35,6 +36,9 @@ impl UsageScanner {
         let mut found = None;
         while let Some(end) = event_end(&self.pending) {
             let event = self.pending.split_to(end);
+            if carries_completion(&event) {
+                self.delivered += 1;
+            }
             if let Some(usage) = usage_in_event(&event) {
                 // Anthropic reports input tokens at message_start and the final output count
                 // at message_delta; counts only grow, so the maximum of each is the total.
@@ -50,6 +54,24 @@ impl UsageScanner {
         }
         found
     }
+
+    /// Complete events that carried completion text or tool-call arguments.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+}
+
+/// Whether an OpenAI chunk carries generated text or tool-call arguments (about one token per
+/// event; used to bill a stream that ends without a usage report).
+fn carries_completion(event: &[u8]) -> bool {
+    [&b"\"content\":\""[..], b"\"arguments\":\""]
+        .iter()
+        .any(|needle| {
+            event
+                .windows(needle.len())
+                .position(|w| w == *needle)
+                .is_some_and(|at| event.get(at + needle.len()).is_some_and(|b| *b != b'"'))
+        })
 }
 
 /// Index just past the blank line ending the first complete event, if any.
@@ -155,6 +177,10 @@ pub trait Transform: Send + 'static {
     fn error_event(&self, message: &str, code: &str) -> Bytes;
     /// Token usage seen so far.
     fn usage(&self) -> Option<crate::openai::Usage>;
+    /// Completion events relayed so far (for billing a stream without a usage report).
+    fn delivered(&self) -> u64 {
+        0
+    }
 }
 
 /// The identity transform: bytes go through untouched, a copy is scanned for usage.
@@ -182,6 +208,10 @@ impl Transform for PassThrough {
 
     fn usage(&self) -> Option<crate::openai::Usage> {
         self.usage
+    }
+
+    fn delivered(&self) -> u64 {
+        self.scanner.delivered()
     }
 }
 
@@ -233,9 +263,12 @@ impl<S, T: Transform> Relay<S, T> {
 
 impl<S, T: Transform> Drop for Relay<S, T> {
     fn drop(&mut self) {
-        if let (Some(accounting), Some(usage)) = (self.accounting.as_mut(), self.transform.usage())
-        {
-            accounting.usage(usage);
+        let Some(accounting) = self.accounting.as_mut() else {
+            return;
+        };
+        match self.transform.usage() {
+            Some(usage) => accounting.usage(usage),
+            None => accounting.partial(self.transform.delivered()),
         }
     }
 }

@@ -1,0 +1,118 @@
+//! Admission of one request: build its demand (caller and route limits, budget, usage),
+//! decide it in the limiter, and hand back a [`Reservation`] that settles when the response
+//! body is dropped, plus the `x-ratelimit-*` headers to send.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::Response;
+use http::HeaderMap;
+
+use super::auth::Caller;
+use crate::config::{RouteRuntime, Snapshot};
+use crate::error::ApiError;
+use crate::limits::demand::CallerAccount;
+use crate::limits::meter::Price;
+use crate::limits::reservation::CallerLabel;
+use crate::limits::{Demand, Meter, Reservation, Verdict, headers};
+use crate::openai::ChatRequest;
+use crate::state::AppState;
+
+/// An admitted request.
+#[derive(Debug)]
+pub struct Admitted {
+    reservation: Reservation,
+    headers: HeaderMap,
+}
+
+impl Admitted {
+    /// Stamps the rate-limit headers and ties the reservation to the response body.
+    pub fn attach(self, mut response: Response) -> Response {
+        response.headers_mut().extend(self.headers);
+        crate::proxy::hold_until_body_ends(response, self.reservation)
+    }
+}
+
+/// Decides whether `caller` may send `request` to `route` now.
+pub async fn admit(
+    state: &AppState,
+    snapshot: &Snapshot,
+    caller: Option<&Caller<'_>>,
+    route: &RouteRuntime,
+    request: &ChatRequest,
+    meter: &Arc<Meter>,
+) -> Result<Admitted, ApiError> {
+    let account = caller.map(Caller::account);
+    let caller_account = caller
+        .zip(account.as_deref())
+        .map(|(c, account)| CallerAccount {
+            account,
+            limits: c.limits(),
+            budget: c.budget(),
+        });
+    let max_price = if caller.and_then(Caller::budget).is_some() {
+        route_max_price(snapshot, route)
+    } else {
+        Price::default()
+    };
+    let lease_ttl = route
+        .compiled
+        .timeout
+        .map_or(crate::proxy::DEFAULT_ROUTE_TIMEOUT, |t| t.get())
+        + Duration::from_secs(5);
+    let mut demand = Demand::build(
+        caller_account,
+        &route.compiled.model,
+        route.compiled.limits.as_ref(),
+        request,
+        max_price,
+        lease_ttl,
+    );
+    let (store, verdict) = state
+        .limiter
+        .admit(&mut demand)
+        .await
+        .map_err(|_| ApiError::LimiterUnavailable)?;
+    let statuses = match verdict {
+        Verdict::Admitted(statuses) => statuses,
+        Verdict::Refused { what, retry_after } => {
+            return Err(headers::refusal(&demand, what, retry_after));
+        }
+    };
+    let mut rate_headers = HeaderMap::new();
+    headers::stamp(&mut rate_headers, &demand, &statuses);
+    let label = caller.map(|c| CallerLabel {
+        id: c.id(),
+        owner: c.owner().to_owned(),
+    });
+    let reservation = Reservation::new(
+        state.limiter.clone(),
+        state.metrics.clone(),
+        store,
+        demand,
+        meter.clone(),
+        label,
+    );
+    Ok(Admitted {
+        reservation,
+        headers: rate_headers,
+    })
+}
+
+/// The highest catalogue prices among the route's targets and its fallbacks' (a budget
+/// reserves for the worst case, since the target is picked later).
+fn route_max_price(snapshot: &Snapshot, route: &RouteRuntime) -> Price {
+    let fallbacks = route
+        .compiled
+        .fallbacks
+        .iter()
+        .filter_map(|model| snapshot.routes.get(model));
+    std::iter::once(route)
+        .chain(fallbacks)
+        .flat_map(|r| &r.compiled.targets)
+        .map(|target| {
+            let provider = &snapshot.providers[target.provider].compiled;
+            Price::of(provider.models.get(&target.upstream_model))
+        })
+        .fold(Price::default(), Price::max)
+}

@@ -1,0 +1,80 @@
+//! `GET /v1/usage`: the calling key's (or token subject's) own usage in the current budget
+//! period. Only ever the caller's own account (OWASP API1): there is no parameter naming
+//! another one.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+use jiff::Timestamp;
+use llm_gateway_crds::policy::BudgetPeriod;
+use serde_json::json;
+
+use super::auth::authenticate;
+use crate::error::ApiError;
+use crate::limits::demand::usage_key;
+use crate::limits::period::Period;
+use crate::state::AppState;
+
+/// Answers the caller's usage, spend, budget and limits.
+pub async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match report(&state, &headers).await {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn report(state: &AppState, headers: &HeaderMap) -> Result<serde_json::Value, ApiError> {
+    let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
+    let caller = authenticate(state, &snapshot, headers, true)?.ok_or_else(|| {
+        ApiError::invalid(
+            "usage is counted per caller, and this gateway accepts anonymous requests",
+            None,
+        )
+    })?;
+    let budget = caller.budget();
+    let kind = budget.map_or(BudgetPeriod::Monthly, |b| b.period);
+    let now = Timestamp::now();
+    let period = Period::containing(kind, now);
+    let totals = state
+        .limiter
+        .usage(&usage_key(&caller.account(), &period))
+        .await
+        .map_err(|_| ApiError::LimiterUnavailable)?;
+    let spend = totals.spend_nanos as f64 / 1e9;
+    let limits = caller.limits().map(|l| {
+        json!({
+            "requests_per_minute": l.requests_per_minute,
+            "tokens_per_minute": l.tokens_per_minute,
+            "max_concurrent": l.max_concurrent,
+        })
+    });
+    Ok(json!({
+        "object": "usage",
+        "key_id": caller.id(),
+        "owner": caller.owner(),
+        "period": {
+            "type": period_name(kind),
+            "start": period.start.to_string(),
+            "end": period.end.to_string(),
+        },
+        "requests": totals.requests,
+        "input_tokens": totals.input_tokens,
+        "output_tokens": totals.output_tokens,
+        "spend_usd": spend,
+        "budget": budget.map(|b| json!({
+            "usd": b.usd,
+            "remaining_usd": (b.usd - spend).max(0.0),
+            "reserved_usd": totals.reserved_nanos.max(0) as f64 / 1e9,
+        })),
+        "limits": limits,
+    }))
+}
+
+fn period_name(kind: BudgetPeriod) -> &'static str {
+    match kind {
+        BudgetPeriod::Daily => "daily",
+        BudgetPeriod::Weekly => "weekly",
+        BudgetPeriod::Monthly => "monthly",
+    }
+}

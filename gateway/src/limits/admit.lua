@@ -1,0 +1,67 @@
+-- Admits one request against all of its limits at once, or against none (check first, then
+-- write, so a refused request never consumes anything). The clock is Redis's own (TIME), so
+-- gateway replicas with skewed clocks still share one timeline.
+--
+-- KEYS: rate buckets (n_rates), concurrency sets (n_slots), then the usage hash (has_usage).
+-- ARGV: n_rates, n_slots, has_usage, has_budget, lease, lease_ttl_us,
+--       per rate: limit, cost; per slot: limit;
+--       if has_usage: usage_ttl_ms; if has_budget: limit_nanos, estimate_nanos.
+-- Returns {1, remaining_1, reset_us_1, ...} when admitted, or {0, what, index, retry_after_us}
+-- when refused (what: 1 rate, 2 slots, 3 budget; retry_after_us -1 means never).
+local period = 60000000
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local n_rates, n_slots = tonumber(ARGV[1]), tonumber(ARGV[2])
+local has_usage, has_budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease, lease_ttl = ARGV[5], tonumber(ARGV[6])
+local a = 7
+local new_tats, result = {}, {1}
+for i = 1, n_rates do
+  local limit, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  if cost > limit then return {0, 1, i, -1} end
+  local interval = period / limit
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  local allow_at = new_tat - period
+  if allow_at > now then return {0, 1, i, math.ceil(allow_at - now)} end
+  new_tats[i] = new_tat
+  result[#result + 1] = math.floor((period - (new_tat - now)) / interval)
+  result[#result + 1] = math.ceil(new_tat - now)
+end
+local slot_limits = {}
+for j = 1, n_slots do
+  local key = KEYS[n_rates + j]
+  slot_limits[j] = tonumber(ARGV[a])
+  a = a + 1
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= slot_limits[j] then return {0, 2, j, 1000000} end
+end
+local usage_key, usage_ttl = KEYS[n_rates + n_slots + 1], nil
+if has_usage == 1 then
+  usage_ttl = ARGV[a]
+  a = a + 1
+end
+local estimate = nil
+if has_budget == 1 then
+  local limit = tonumber(ARGV[a])
+  estimate = ARGV[a + 1]
+  local held = redis.call('HMGET', usage_key, 'spend_nanos', 'reserved_nanos')
+  local spent = tonumber(held[1] or 0) + tonumber(held[2] or 0)
+  if spent + tonumber(estimate) > limit then return {0, 3, 1, -1} end
+end
+for i = 1, n_rates do
+  local ttl_ms = math.ceil((new_tats[i] - now) / 1000) + 1
+  redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl_ms)
+end
+for j = 1, n_slots do
+  local key = KEYS[n_rates + j]
+  redis.call('ZADD', key, now + lease_ttl, lease)
+  redis.call('PEXPIRE', key, math.ceil(lease_ttl / 1000) + 1)
+end
+if estimate then
+  redis.call('HINCRBY', usage_key, 'reserved_nanos', estimate)
+  redis.call('PEXPIRE', usage_key, usage_ttl)
+end
+return result

@@ -1,0 +1,203 @@
+//! What one request asks of the limiter: the rate buckets, concurrency slots and budget that
+//! apply to it, with the tokens and spend to reserve.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
+
+use super::meter::Price;
+use super::period::Period;
+use super::{RateKind, Scope};
+use crate::openai::ChatRequest;
+
+/// Completion tokens reserved when the request sets no `max_tokens`.
+pub const DEFAULT_COMPLETION_RESERVE: u64 = 1024;
+
+/// Prefix of every Redis key the gateway writes.
+pub const KEY_PREFIX: &str = "lgw";
+
+/// One rate bucket a request draws from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateDemand {
+    /// Store key.
+    pub key: String,
+    /// Requests or tokens.
+    pub kind: RateKind,
+    /// Caller or route.
+    pub scope: Scope,
+    /// Units per minute.
+    pub limit: u64,
+    /// Units this request takes (tokens: the reservation).
+    pub cost: u64,
+}
+
+/// One concurrency limit a request holds a slot of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotDemand {
+    /// Store key.
+    pub key: String,
+    /// Caller or route.
+    pub scope: Scope,
+    /// Requests in flight at once.
+    pub limit: u64,
+}
+
+/// The caller's spend cap for the current period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetDemand {
+    /// Cap in billionths of a dollar.
+    pub limit_nanos: i64,
+    /// Spend reserved for this request (estimated tokens at the route's highest price).
+    pub estimate_nanos: i64,
+}
+
+/// Where a caller's usage is counted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsageAccount {
+    /// Store key of the period's counters.
+    pub key: String,
+    /// The period counted.
+    pub period: Period,
+    /// How long the counters live.
+    pub ttl: Duration,
+}
+
+/// Everything one request asks of the limiter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Demand {
+    /// Rate buckets, callers' first.
+    pub rates: Vec<RateDemand>,
+    /// Concurrency slots.
+    pub slots: Vec<SlotDemand>,
+    /// Spend cap.
+    pub budget: Option<BudgetDemand>,
+    /// Usage counters (absent for anonymous callers).
+    pub usage: Option<UsageAccount>,
+    /// Identifies this request's concurrency slots.
+    pub lease: String,
+    /// Longest a slot may be held (the request's deadline), so a crashed replica's slots free
+    /// themselves.
+    pub lease_ttl: Duration,
+    /// Tokens reserved: prompt estimate plus the completion cap.
+    pub reserved_tokens: u64,
+    /// Prompt tokens estimated from the body (about four bytes a token).
+    pub prompt_estimate: u64,
+}
+
+/// The authenticated caller as the limiter sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct CallerAccount<'a> {
+    /// Stable account id: `key:<namespace>/<name>` (survives key rotation) or `jwt:<sub>`.
+    pub account: &'a str,
+    /// Per-caller limits.
+    pub limits: Option<&'a RateLimits>,
+    /// Per-caller spend cap.
+    pub budget: Option<&'a Budget>,
+}
+
+/// Store key of an account's usage counters in `period`.
+pub fn usage_key(account: &str, period: &Period) -> String {
+    format!("{KEY_PREFIX}:{account}:usage:{}", period.key_suffix())
+}
+
+impl Demand {
+    /// The demand of `request` by `caller` on the route `model` with `route_limits`.
+    pub fn build(
+        caller: Option<CallerAccount<'_>>,
+        model: &str,
+        route_limits: Option<&RateLimits>,
+        request: &ChatRequest,
+        max_price: Price,
+        lease_ttl: Duration,
+    ) -> Self {
+        let prompt_estimate = (request.prompt_bytes as u64).div_ceil(4).max(1);
+        let completion = request
+            .max_tokens
+            .map_or(DEFAULT_COMPLETION_RESERVE, u64::from);
+        let reserved_tokens = prompt_estimate + completion;
+        let mut demand = Self {
+            rates: Vec::new(),
+            slots: Vec::new(),
+            budget: None,
+            usage: None,
+            lease: uuid::Uuid::new_v4().simple().to_string(),
+            lease_ttl,
+            reserved_tokens,
+            prompt_estimate,
+        };
+        if let Some(caller) = caller {
+            let base = format!("{KEY_PREFIX}:{}", caller.account);
+            demand.add_limits(&base, Scope::Caller, caller.limits);
+            let now = Timestamp::now();
+            let kind = caller.budget.map_or(BudgetPeriod::Monthly, |b| b.period);
+            let period = Period::containing(kind, now);
+            demand.usage = Some(UsageAccount {
+                key: usage_key(caller.account, &period),
+                ttl: period.ttl(now),
+                period,
+            });
+            demand.budget = caller.budget.map(|b| BudgetDemand {
+                limit_nanos: (b.usd * 1e9).round() as i64,
+                estimate_nanos: max_price.nanos(prompt_estimate, completion),
+            });
+        }
+        demand.add_limits(
+            &format!("{KEY_PREFIX}:route:{model}"),
+            Scope::Route,
+            route_limits,
+        );
+        demand
+    }
+
+    fn add_limits(&mut self, base: &str, scope: Scope, limits: Option<&RateLimits>) {
+        let Some(limits) = limits else { return };
+        if let Some(limit) = limits.requests_per_minute {
+            self.rates.push(RateDemand {
+                key: format!("{base}:rpm"),
+                kind: RateKind::Requests,
+                scope,
+                limit,
+                cost: 1,
+            });
+        }
+        if let Some(limit) = limits.tokens_per_minute {
+            self.rates.push(RateDemand {
+                key: format!("{base}:tpm"),
+                kind: RateKind::Tokens,
+                scope,
+                limit,
+                cost: self.reserved_tokens,
+            });
+        }
+        if let Some(limit) = limits.max_concurrent {
+            self.slots.push(SlotDemand {
+                key: format!("{base}:concurrent"),
+                scope,
+                limit: u64::from(limit),
+            });
+        }
+    }
+
+    /// Whether admission needs a store round trip (anything besides counting usage).
+    pub fn limits_anything(&self) -> bool {
+        !self.rates.is_empty() || !self.slots.is_empty() || self.budget.is_some()
+    }
+
+    /// The same demand with every limit cut to a per-replica share (at least 1), for the local
+    /// fallback while Redis is unreachable.
+    pub fn shared_by(&self, replicas: u64) -> Self {
+        let share = |limit: u64| limit.div_ceil(replicas.max(1)).max(1);
+        let mut local = self.clone();
+        for rate in &mut local.rates {
+            rate.limit = share(rate.limit);
+        }
+        for slot in &mut local.slots {
+            slot.limit = share(slot.limit);
+        }
+        if let Some(budget) = &mut local.budget {
+            budget.limit_nanos /= replicas.max(1) as i64;
+        }
+        local
+    }
+}

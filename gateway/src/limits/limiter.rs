@@ -1,0 +1,216 @@
+//! The limiter: picks the store for each admission (Redis when configured and reachable, else
+//! memory or a fast refusal, per `onUnavailable`) and remembers it for the settlement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use llm_gateway_crds::llm_gateway::OnUnavailable;
+
+use super::demand::Demand;
+use super::local::LocalStore;
+use super::redis_store::RedisStore;
+use super::{Outcome, StoreError, UsageTotals, Verdict};
+use crate::metrics::{LimiterLabels, Metrics};
+
+/// How the limiter is set up (from settings; see `args.rs`).
+#[derive(Clone, Debug)]
+pub struct LimiterSettings {
+    /// `redis://…`; `None` keeps every limit in memory, per replica.
+    pub redis_url: Option<String>,
+    /// What to do while Redis is unreachable.
+    pub on_unavailable: OnUnavailable,
+    /// Longest wait for one Redis call.
+    pub redis_timeout: Duration,
+    /// Replicas sharing the limits; the in-memory fallback admits `limit / replicas`.
+    pub replicas: u64,
+}
+
+/// Which store admitted a request (its settlement goes to the same one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// Shared Redis.
+    Redis,
+    /// This replica's memory.
+    Local,
+}
+
+/// State of the shared store, for health endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisState {
+    /// No Redis configured: limits are per replica.
+    Disabled,
+    /// Reachable.
+    Up,
+    /// Unreachable; `failOpen` serves from memory, `failClosed` refuses.
+    Down,
+}
+
+impl RedisState {
+    /// Lower-case name for JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// Admission and settlement for every request.
+#[derive(Debug)]
+pub struct Limiter {
+    redis: Option<RedisStore>,
+    local: LocalStore,
+    settings: LimiterSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// Admission failed before a verdict: Redis is unreachable and the policy is `failClosed`.
+#[derive(Debug)]
+pub struct Unavailable;
+
+impl Limiter {
+    /// A limiter; with a Redis URL it connects lazily.
+    pub fn new(settings: LimiterSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(|url| RedisStore::new(url, settings.redis_timeout))
+            .transpose()?;
+        Ok(Self {
+            redis,
+            local: LocalStore::default(),
+            settings,
+            metrics,
+        })
+    }
+
+    /// The shared store's state.
+    pub fn redis_state(&self) -> RedisState {
+        match &self.redis {
+            None => RedisState::Disabled,
+            Some(redis) if redis.is_up() => RedisState::Up,
+            Some(_) => RedisState::Down,
+        }
+    }
+
+    /// Checks Redis now (for health endpoints) and returns its state.
+    pub async fn probe(&self) -> RedisState {
+        let Some(redis) = &self.redis else {
+            return RedisState::Disabled;
+        };
+        let up = redis.ping().await;
+        self.metrics.redis_up.set(i64::from(up));
+        if up { RedisState::Up } else { RedisState::Down }
+    }
+
+    /// The configured failure mode.
+    pub fn on_unavailable(&self) -> OnUnavailable {
+        self.settings.on_unavailable
+    }
+
+    /// Decides `demand`; the returned store must settle it. On the local fallback the demand's
+    /// limits become this replica's share, so settle the demand as left here.
+    pub async fn admit(&self, demand: &mut Demand) -> Result<(Store, Verdict), Unavailable> {
+        let Some(redis) = &self.redis else {
+            let verdict = self.local.admit(demand);
+            self.count_verdict("memory", &verdict);
+            return Ok((Store::Local, verdict));
+        };
+        if !demand.limits_anything() {
+            return Ok((Store::Redis, Verdict::Admitted(Vec::new())));
+        }
+        match redis.admit(demand).await {
+            Ok(verdict) => {
+                self.metrics.redis_up.set(1);
+                self.count_verdict("redis", &verdict);
+                Ok((Store::Redis, verdict))
+            }
+            Err(error) => {
+                self.redis_error("admit", &error);
+                match self.settings.on_unavailable {
+                    OnUnavailable::FailClosed => {
+                        self.count("redis", "unavailable");
+                        Err(Unavailable)
+                    }
+                    OnUnavailable::FailOpen => {
+                        *demand = demand.shared_by(self.settings.replicas);
+                        let verdict = self.local.admit(demand);
+                        self.count_verdict("local_fallback", &verdict);
+                        Ok((Store::Local, verdict))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settles an admitted demand in the store that admitted it. A failed Redis settlement is
+    /// counted and logged; the reservation then lapses on its own (token buckets refill,
+    /// concurrency leases expire at the request deadline).
+    pub async fn settle(&self, store: Store, demand: &Demand, outcome: Outcome) {
+        match (store, &self.redis) {
+            (Store::Redis, Some(redis)) => {
+                if let Err(error) = redis.settle(demand, outcome).await {
+                    self.redis_error("settle", &error);
+                    tracing::warn!(%error, "usage could not be written to Redis; counted in memory");
+                    self.local.settle(&without_limits(demand), outcome);
+                }
+            }
+            _ => self.local.settle(demand, outcome),
+        }
+    }
+
+    /// A caller's usage in the period of `key`: from Redis when configured (plus what this
+    /// replica counted in memory while Redis was unreachable), else from memory.
+    pub async fn usage(&self, key: &str) -> Result<UsageTotals, StoreError> {
+        let local = self.local.usage(key);
+        let Some(redis) = &self.redis else {
+            return Ok(local);
+        };
+        let shared = redis.usage(key).await.inspect_err(|e| {
+            self.redis_error("usage", e);
+        })?;
+        Ok(UsageTotals {
+            requests: shared.requests + local.requests,
+            input_tokens: shared.input_tokens + local.input_tokens,
+            output_tokens: shared.output_tokens + local.output_tokens,
+            spend_nanos: shared.spend_nanos + local.spend_nanos,
+            reserved_nanos: shared.reserved_nanos + local.reserved_nanos,
+        })
+    }
+
+    fn count_verdict(&self, store: &'static str, verdict: &Verdict) {
+        let decision = match verdict {
+            Verdict::Admitted(_) => "admitted",
+            Verdict::Refused { .. } => "refused",
+        };
+        self.count(store, decision);
+    }
+
+    fn count(&self, store: &'static str, decision: &'static str) {
+        self.metrics
+            .limiter_decisions
+            .get_or_create(&LimiterLabels { store, decision })
+            .inc();
+    }
+
+    fn redis_error(&self, operation: &'static str, error: &StoreError) {
+        tracing::debug!(%error, operation, "redis call failed");
+        self.metrics.redis_up.set(0);
+        self.metrics
+            .redis_errors
+            .get_or_create(&crate::metrics::RedisErrorLabels { operation })
+            .inc();
+    }
+}
+
+/// The demand with its limits dropped and only usage left (a settlement moved to memory must
+/// not release slots or refund buckets that memory never held).
+fn without_limits(demand: &Demand) -> Demand {
+    Demand {
+        rates: Vec::new(),
+        slots: Vec::new(),
+        budget: None,
+        ..demand.clone()
+    }
+}

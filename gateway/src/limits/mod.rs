@@ -1,0 +1,131 @@
+//! Admission control: rate limits (requests and tokens per minute), concurrency, budgets, and
+//! usage accounting, per caller and per route.
+//!
+//! One [`Limiter`] with two stores: Redis (one atomic Lua script per admission, shared by every
+//! replica) and in memory (the embedded default without Redis, and the fallback while Redis is
+//! unreachable with `failOpen`, at a per-replica share of each limit). A request's [`Demand`]
+//! reserves its estimated tokens and spend at admission; the [`Reservation`] settles them
+//! against the real usage when the response or stream ends, or the client goes away.
+
+pub mod demand;
+pub mod gcra;
+pub mod headers;
+pub mod limiter;
+pub mod local;
+pub mod meter;
+pub mod period;
+pub mod redis_store;
+pub mod reservation;
+
+use std::time::Duration;
+
+pub use demand::Demand;
+pub use limiter::{Limiter, LimiterSettings};
+pub use meter::Meter;
+pub use reservation::Reservation;
+
+/// Window of the per-minute limits.
+pub const MINUTE_US: f64 = 60_000_000.0;
+
+/// What a rate bucket counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateKind {
+    /// Requests per minute.
+    Requests,
+    /// Prompt plus completion tokens per minute.
+    Tokens,
+}
+
+impl RateKind {
+    /// Suffix of OpenAI's `x-ratelimit-*-{requests,tokens}` headers.
+    pub fn header_suffix(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+        }
+    }
+}
+
+/// Whom a limit is shared by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One caller (an ApiKey or a token subject).
+    Caller,
+    /// Every caller of a route.
+    Route,
+}
+
+impl Scope {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Caller => "caller",
+            Self::Route => "route",
+        }
+    }
+}
+
+/// The state of one rate bucket after an admission, for the response headers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateStatus {
+    /// Units still admittable now.
+    pub remaining: u64,
+    /// Time until the bucket is full again.
+    pub reset: Duration,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The rate bucket at this index of [`Demand::rates`] is empty.
+    Rate(usize),
+    /// The concurrency limit at this index of [`Demand::slots`] is reached.
+    Slots(usize),
+    /// The budget of the period is spent.
+    Budget,
+}
+
+/// A store's answer to a demand.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Admitted; one status per rate bucket, in demand order.
+    Admitted(Vec<RateStatus>),
+    /// Refused; `retry_after` is `None` when waiting cannot help (the cost exceeds the limit).
+    Refused {
+        /// The limit that refused.
+        what: Refused,
+        /// When the request could fit.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// What a finished request used, to settle its reservation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Spend in billionths of a US dollar.
+    pub spend_nanos: i64,
+}
+
+/// Usage counted for one caller in one period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    /// Requests finished.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Spend in billionths of a US dollar.
+    pub spend_nanos: i64,
+    /// Spend reserved by requests in flight.
+    pub reserved_nanos: i64,
+}
+
+/// A Redis failure (unreachable, timed out, or refused by the breaker).
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct StoreError(pub String);

@@ -1,0 +1,287 @@
+//! The Redis store: one Lua script per admission and one per settlement, each a single round
+//! trip, behind a short timeout and a breaker so an unreachable or stalled Redis costs at most
+//! one timeout before requests take the fallback path.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::demand::Demand;
+use super::{Outcome, RateKind, RateStatus, Refused, StoreError, UsageTotals, Verdict};
+
+/// Consecutive failures that open the breaker.
+const BREAKER_FAILURES: u32 = 3;
+/// How long the open breaker skips Redis before one probe is let through.
+const BREAKER_OPEN_FOR: Duration = Duration::from_millis(500);
+
+/// Limits shared by every replica through one Redis.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    admit: Script,
+    settle: Script,
+    timeout: Duration,
+    breaker: Breaker,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily (a gateway starts even while Redis is down); `timeout` bounds every
+    /// call, connecting included.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(Self {
+            connection,
+            admit: Script::new(include_str!("admit.lua")),
+            settle: Script::new(include_str!("settle.lua")),
+            timeout,
+            breaker: Breaker::default(),
+        })
+    }
+
+    /// Whether the last calls succeeded (the breaker is closed).
+    pub fn is_up(&self) -> bool {
+        self.breaker.is_closed()
+    }
+
+    /// Admits `demand` entirely or not at all.
+    pub async fn admit(&self, demand: &Demand) -> Result<Verdict, StoreError> {
+        let mut invocation = self.admit.prepare_invoke();
+        for rate in &demand.rates {
+            invocation.key(&rate.key);
+        }
+        for slot in &demand.slots {
+            invocation.key(&slot.key);
+        }
+        if let Some(usage) = &demand.usage {
+            invocation.key(&usage.key);
+        }
+        invocation
+            .arg(demand.rates.len())
+            .arg(demand.slots.len())
+            .arg(u8::from(demand.usage.is_some()))
+            .arg(u8::from(demand.budget.is_some() && demand.usage.is_some()))
+            .arg(&demand.lease)
+            .arg(demand.lease_ttl.as_micros() as u64);
+        for rate in &demand.rates {
+            invocation.arg(rate.limit).arg(rate.cost);
+        }
+        for slot in &demand.slots {
+            invocation.arg(slot.limit);
+        }
+        if let Some(usage) = &demand.usage {
+            invocation.arg(usage.ttl.as_millis() as u64);
+        }
+        if let Some(budget) = &demand.budget {
+            invocation
+                .arg(budget.limit_nanos)
+                .arg(budget.estimate_nanos);
+        }
+        let reply: Vec<i64> = self
+            .call(async {
+                let mut connection = self.connection.clone();
+                invocation.invoke_async(&mut connection).await
+            })
+            .await?;
+        decode_verdict(&reply, demand)
+    }
+
+    /// Settles an admitted demand with what the request used.
+    pub async fn settle(&self, demand: &Demand, outcome: Outcome) -> Result<(), StoreError> {
+        let tokens: Vec<_> = demand
+            .rates
+            .iter()
+            .filter(|r| r.kind == RateKind::Tokens)
+            .collect();
+        let mut invocation = self.settle.prepare_invoke();
+        for rate in &tokens {
+            invocation.key(&rate.key);
+        }
+        for slot in &demand.slots {
+            invocation.key(&slot.key);
+        }
+        if let Some(usage) = &demand.usage {
+            invocation.key(&usage.key);
+        }
+        invocation
+            .arg(tokens.len())
+            .arg(demand.slots.len())
+            .arg(u8::from(demand.usage.is_some()))
+            .arg(&demand.lease);
+        let used = (outcome.input_tokens + outcome.output_tokens) as i64;
+        for rate in &tokens {
+            invocation.arg(rate.limit).arg(used - rate.cost as i64);
+        }
+        if let Some(usage) = &demand.usage {
+            let release = demand.budget.map_or(0, |b| b.estimate_nanos);
+            invocation
+                .arg(usage.ttl.as_millis() as u64)
+                .arg(outcome.input_tokens)
+                .arg(outcome.output_tokens)
+                .arg(outcome.spend_nanos)
+                .arg(release);
+        }
+        self.call(async {
+            let mut connection = self.connection.clone();
+            invocation.invoke_async::<i64>(&mut connection).await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// A caller's usage in one period.
+    pub async fn usage(&self, key: &str) -> Result<UsageTotals, StoreError> {
+        let fields: Vec<Option<i64>> = self
+            .call(async {
+                let mut connection = self.connection.clone();
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&[
+                        "requests",
+                        "input_tokens",
+                        "output_tokens",
+                        "spend_nanos",
+                        "reserved_nanos",
+                    ])
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let get = |i: usize| fields.get(i).copied().flatten().unwrap_or(0);
+        Ok(UsageTotals {
+            requests: get(0).max(0) as u64,
+            input_tokens: get(1).max(0) as u64,
+            output_tokens: get(2).max(0) as u64,
+            spend_nanos: get(3),
+            reserved_nanos: get(4),
+        })
+    }
+
+    /// Pings Redis even while the breaker is open (health probes), feeding the breaker.
+    pub async fn ping(&self) -> bool {
+        let mut connection = self.connection.clone();
+        let reply = tokio::time::timeout(
+            self.timeout.max(Duration::from_millis(100)),
+            redis::cmd("PING").query_async::<String>(&mut connection),
+        )
+        .await;
+        let ok = matches!(reply, Ok(Ok(_)));
+        self.breaker.record(ok);
+        ok
+    }
+
+    /// Runs one Redis call under the timeout and the breaker.
+    async fn call<T>(
+        &self,
+        future: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        if !self.breaker.allow() {
+            return Err(StoreError("circuit breaker open".to_owned()));
+        }
+        let result = match tokio::time::timeout(self.timeout, future).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StoreError(e.to_string())),
+            Err(_) => Err(StoreError(format!("no answer within {:?}", self.timeout))),
+        };
+        self.breaker.record(result.is_ok());
+        result
+    }
+}
+
+fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError> {
+    let malformed = || StoreError(format!("unexpected script reply {reply:?}"));
+    match reply {
+        [1, statuses @ ..] if statuses.len() == demand.rates.len() * 2 => Ok(Verdict::Admitted(
+            statuses
+                .chunks_exact(2)
+                .map(|pair| RateStatus {
+                    remaining: pair[0].max(0) as u64,
+                    reset: Duration::from_micros(pair[1].max(0) as u64),
+                })
+                .collect(),
+        )),
+        [0, what, index, retry_after_us] => {
+            let index = usize::try_from(*index - 1).map_err(|_| malformed())?;
+            let what = match what {
+                1 => Refused::Rate(index),
+                2 => Refused::Slots(index),
+                3 => Refused::Budget,
+                _ => return Err(malformed()),
+            };
+            let retry_after = u64::try_from(*retry_after_us)
+                .ok()
+                .map(Duration::from_micros);
+            Ok(Verdict::Refused { what, retry_after })
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// Closed → open after [`BREAKER_FAILURES`] consecutive failures → one probe after
+/// [`BREAKER_OPEN_FOR`] → closed on the probe's success, open again on its failure.
+#[derive(Debug, Default)]
+struct Breaker {
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    fn allow(&self) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return true;
+        };
+        match state.open_until {
+            None => true,
+            Some(until) if Instant::now() >= until && !state.probing => {
+                state.probing = true;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn record(&self, ok: bool) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.probing = false;
+        if ok {
+            state.failures = 0;
+            state.open_until = None;
+        } else {
+            state.failures += 1;
+            if state.failures >= BREAKER_FAILURES || state.open_until.is_some() {
+                state.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.open_until.is_none())
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,83 @@
+//! A request's admitted reservation: held for as long as the response body lives, settled when
+//! it is dropped (response sent, stream ended, or client gone), with what the [`Meter`] saw.
+
+use std::sync::Arc;
+
+use super::demand::Demand;
+use super::limiter::{Limiter, Store};
+use super::meter::Meter;
+use crate::metrics::Metrics;
+
+/// Who to charge in metrics.
+#[derive(Clone, Debug)]
+pub struct CallerLabel {
+    /// Public key id, or `jwt:<subject>`.
+    pub id: String,
+    /// Key owner or token team.
+    pub owner: String,
+}
+
+/// Settles on drop; keep it alive with the response body.
+#[derive(Debug)]
+pub struct Reservation {
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    limiter: Arc<Limiter>,
+    metrics: Arc<Metrics>,
+    store: Store,
+    demand: Demand,
+    meter: Arc<Meter>,
+    caller: Option<CallerLabel>,
+}
+
+impl Reservation {
+    /// A reservation of `demand` admitted by `store`.
+    pub fn new(
+        limiter: Arc<Limiter>,
+        metrics: Arc<Metrics>,
+        store: Store,
+        demand: Demand,
+        meter: Arc<Meter>,
+        caller: Option<CallerLabel>,
+    ) -> Self {
+        Self {
+            pending: Some(Pending {
+                limiter,
+                metrics,
+                store,
+                demand,
+                meter,
+                caller,
+            }),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        // Settling needs a Redis round trip, which a destructor cannot await. The task reads
+        // the meter only when it runs, after the response body (and the stream relay that
+        // writes the meter) has been dropped completely.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let outcome = pending.meter.outcome(pending.demand.prompt_estimate);
+            if let Some(caller) = &pending.caller {
+                pending
+                    .metrics
+                    .count_caller_usage(&caller.id, &caller.owner, outcome);
+            }
+            pending
+                .limiter
+                .settle(pending.store, &pending.demand, outcome)
+                .await;
+        });
+    }
+}
