@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite of the project. Installs what the suites need on a fresh Debian
-# machine first (idempotent): a Python venv with the pinned packages of tests/conformance.
+# machine first (idempotent): redis-server (each Redis test starts its own on a free loopback
+# port), openssl, and a Python venv with the pinned packages of tests/conformance.
 # Usage: tests/run-all.sh            (from anywhere; exits non-zero on the first failure)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -8,13 +9,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "System packages the suites use (openssl for RS256 test keys, python3-venv)"
+step "System packages the suites use (redis-server, openssl for RS256 test keys, python3-venv)"
 missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
+redis-server --version
 
 step "Python venv with pinned test packages (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -14,7 +14,7 @@ use super::{Outcome, RateKind, RateStatus, Refused, StoreError, UsageTotals, Ver
 /// Consecutive failures that open the breaker.
 const BREAKER_FAILURES: u32 = 3;
 /// How long the open breaker skips Redis before one probe is let through.
-const BREAKER_OPEN_FOR: Duration = Duration::from_millis(500);
+const BREAKER_OPEN_FOR: Duration = Duration::from_millis(200);
 
 /// Limits shared by every replica through one Redis.
 pub struct RedisStore {
