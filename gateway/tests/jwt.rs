@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Gateway, new_key};
+use common::{Gateway, hs256, new_key};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use llm_gateway_mock_upstream::MockUpstream;
 use serde_json::{Value, json};
@@ -33,16 +33,6 @@ fn now() -> i64 {
 
 fn claims() -> Value {
     json!({"sub": "user-1", "team": "search", "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 300, "nbf": now() - 5})
-}
-
-fn hs256(claims: &Value, secret: &[u8]) -> String {
-    llm_gateway::jwt::install_crypto_provider();
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap()
 }
 
 fn with(mut claims: Value, key: &str, value: Value) -> Value {

@@ -70,7 +70,10 @@ async fn recovery(gateway: &Gateway) -> Duration {
         if redis_admissions(gateway).await > before {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "never recovered");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never recovered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -118,7 +121,11 @@ async fn fail_open_keeps_serving_through_a_frozen_a_killed_and_an_empty_redis() 
 
     redis.kill();
     for _ in 0..10 {
-        assert_eq!(timed(&gateway).await.0, 200, "failOpen serves without Redis");
+        assert_eq!(
+            timed(&gateway).await.0,
+            200,
+            "failOpen serves without Redis"
+        );
     }
     redis.restart().await;
     let took = recovery(&gateway).await;
@@ -155,7 +162,10 @@ async fn fail_closed_refuses_fast_and_recovers() {
     redis.cont();
     let started = Instant::now();
     while timed(&gateway).await.0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(1), "never recovered");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "never recovered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("recovered {:?} after SIGCONT", started.elapsed());

@@ -132,7 +132,10 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
     assert_eq!(report["period"]["type"], "monthly");
     let hash = usage_key();
     assert_eq!(redis.hash_field(&hash, "input_tokens").await, input as i64);
-    assert_eq!(redis.hash_field(&hash, "output_tokens").await, output as i64);
+    assert_eq!(
+        redis.hash_field(&hash, "output_tokens").await,
+        output as i64
+    );
     assert_eq!(
         redis.hash_field(&hash, "spend_nanos").await,
         spend_nanos as i64

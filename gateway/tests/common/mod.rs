@@ -161,6 +161,18 @@ impl Gateway {
     }
 }
 
+/// An HS256 token of `claims` signed with `secret`.
+pub fn hs256(claims: &serde_json::Value, secret: &[u8]) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    llm_gateway::jwt::install_crypto_provider();
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
+}
+
 /// A fresh valid key.
 pub fn new_key() -> String {
     keys::generate().expect("randomness")
