@@ -83,7 +83,7 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
     let key = new_key();
     let text = config(&upstream.base_url, &key, "");
     let gateway = Gateway::start(&text, key.clone(), &[("REDIS_URL", &redis.url())]).await;
-    let (streams, abandoned) = (40, 4);
+    let (streams, abandoned) = (100, 10);
     let mut tasks = Vec::new();
     for i in 0..streams {
         let (url, key) = (gateway.url.clone(), key.clone());
