@@ -115,4 +115,5 @@ fn main() {
         measure("memory", &memory).await;
     });
     let _ = redis.kill();
+    let _ = redis.wait();
 }

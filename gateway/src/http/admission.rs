@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// An admitted request.
 #[derive(Debug)]
 pub struct Admitted {
-    reservation: Reservation,
+    reservation: Option<Reservation>,
     headers: HeaderMap,
 }
 
@@ -29,7 +29,10 @@ impl Admitted {
     /// Stamps the rate-limit headers and ties the reservation to the response body.
     pub fn attach(self, mut response: Response) -> Response {
         response.headers_mut().extend(self.headers);
-        crate::proxy::hold_until_body_ends(response, self.reservation)
+        match self.reservation {
+            Some(reservation) => crate::proxy::hold_until_body_ends(response, reservation),
+            None => response,
+        }
     }
 }
 
@@ -68,6 +71,12 @@ pub async fn admit(
         max_price,
         lease_ttl,
     );
+    if demand.is_empty() {
+        return Ok(Admitted {
+            reservation: None,
+            headers: HeaderMap::new(),
+        });
+    }
     let (store, verdict) = state
         .limiter
         .admit(&mut demand)
@@ -94,7 +103,7 @@ pub async fn admit(
         label,
     );
     Ok(Admitted {
-        reservation,
+        reservation: Some(reservation),
         headers: rate_headers,
     })
 }

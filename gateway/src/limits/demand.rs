@@ -74,7 +74,7 @@ pub struct Demand {
     pub budget: Option<BudgetDemand>,
     /// Usage counters (absent for anonymous callers).
     pub usage: Option<UsageAccount>,
-    /// Identifies this request's concurrency slots.
+    /// Identifies this request's concurrency slots (empty when it holds none).
     pub lease: String,
     /// Longest a slot may be held (the request's deadline), so a crashed replica's slots free
     /// themselves.
@@ -121,7 +121,7 @@ impl Demand {
             slots: Vec::new(),
             budget: None,
             usage: None,
-            lease: uuid::Uuid::new_v4().simple().to_string(),
+            lease: String::new(),
             lease_ttl,
             reserved_tokens,
             prompt_estimate,
@@ -171,6 +171,9 @@ impl Demand {
             });
         }
         if let Some(limit) = limits.max_concurrent {
+            if self.lease.is_empty() {
+                self.lease = uuid::Uuid::new_v4().simple().to_string();
+            }
             self.slots.push(SlotDemand {
                 key: format!("{base}:concurrent"),
                 scope,
@@ -182,6 +185,12 @@ impl Demand {
     /// Whether admission needs a store round trip (anything besides counting usage).
     pub fn limits_anything(&self) -> bool {
         !self.rates.is_empty() || !self.slots.is_empty() || self.budget.is_some()
+    }
+
+    /// Whether the request neither is limited nor has usage to count (an anonymous caller on
+    /// a route without limits): no store is involved at all.
+    pub fn is_empty(&self) -> bool {
+        !self.limits_anything() && self.usage.is_none()
     }
 
     /// The same demand with every limit cut to a per-replica share (at least 1), for the local

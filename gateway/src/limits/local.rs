@@ -1,33 +1,54 @@
 //! The in-memory store: the same arithmetic as the Redis script, for one replica.
 //!
-//! One mutex over a map; it is held only for arithmetic (never across an await), which keeps
+//! One mutex over the maps; it is held only for arithmetic (never across an await), which keeps
 //! admission atomic across all of a request's buckets exactly as the Lua script does.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::demand::Demand;
+use super::demand::{Demand, UsageAccount};
 use super::gcra::{self, Gcra};
-use super::{MINUTE_US, Outcome, RateStatus, Refused, UsageTotals, Verdict};
+use super::{MINUTE_US, Outcome, RateKind, RateStatus, Refused, UsageTotals, Verdict};
 
 /// Entries kept before expired ones are swept.
 const SWEEP_AT: usize = 4096;
 
-#[derive(Debug)]
-enum Cell {
-    /// A rate bucket's theoretical arrival time (µs on this store's clock).
-    Tat(f64),
+#[derive(Debug, Default)]
+struct Cells {
+    /// Rate buckets' theoretical arrival times (µs on this store's clock).
+    tats: HashMap<String, f64>,
     /// Concurrency slots held.
-    Slots(u64),
-    /// A caller's usage in one period, and when to forget it.
-    Usage(UsageTotals, Instant),
+    slots: HashMap<String, u64>,
+    /// Callers' usage per period, and when to forget it.
+    usage: HashMap<String, (UsageTotals, Instant)>,
+}
+
+impl Cells {
+    fn sweep(&mut self, now: f64) {
+        if self.tats.len() + self.usage.len() <= SWEEP_AT {
+            return;
+        }
+        let instant = Instant::now();
+        self.tats.retain(|_, tat| *tat > now);
+        self.slots.retain(|_, held| *held > 0);
+        self.usage.retain(|_, (_, until)| *until > instant);
+    }
+
+    fn usage_of(&mut self, account: &UsageAccount) -> &mut UsageTotals {
+        let forget_at = Instant::now() + account.ttl;
+        &mut self
+            .usage
+            .entry(account.key.clone())
+            .or_insert((UsageTotals::default(), forget_at))
+            .0
+    }
 }
 
 /// Limits kept in this process.
 #[derive(Debug)]
 pub struct LocalStore {
-    cells: Mutex<HashMap<String, Cell>>,
+    cells: Mutex<Cells>,
     epoch: Instant,
 }
 
@@ -49,18 +70,16 @@ impl LocalStore {
     pub fn admit(&self, demand: &Demand) -> Verdict {
         let now = self.now_us();
         let Ok(mut cells) = self.cells.lock() else {
-            return refused_forever(Refused::Budget);
+            return Verdict::Refused {
+                what: Refused::Budget,
+                retry_after: None,
+            };
         };
-        if cells.len() > SWEEP_AT {
-            sweep(&mut cells, now);
-        }
+        cells.sweep(now);
         let mut new_tats = Vec::with_capacity(demand.rates.len());
         let mut statuses = Vec::with_capacity(demand.rates.len());
         for (index, rate) in demand.rates.iter().enumerate() {
-            let stored = match cells.get(&rate.key) {
-                Some(Cell::Tat(tat)) => Some(*tat),
-                _ => None,
-            };
+            let stored = cells.tats.get(&rate.key).copied();
             match gcra::admit(stored, now, rate.limit, MINUTE_US, rate.cost) {
                 Gcra::Admit {
                     tat,
@@ -82,7 +101,11 @@ impl LocalStore {
             }
         }
         for (index, slot) in demand.slots.iter().enumerate() {
-            if matches!(cells.get(&slot.key), Some(Cell::Slots(held)) if *held >= slot.limit) {
+            if cells
+                .slots
+                .get(&slot.key)
+                .is_some_and(|held| *held >= slot.limit)
+            {
                 return Verdict::Refused {
                     what: Refused::Slots(index),
                     retry_after: Some(Duration::from_secs(1)),
@@ -90,7 +113,7 @@ impl LocalStore {
             }
         }
         if let (Some(budget), Some(account)) = (&demand.budget, &demand.usage)
-            && let Some(Cell::Usage(totals, _)) = cells.get(&account.key)
+            && let Some((totals, _)) = cells.usage.get(&account.key)
             && totals.spend_nanos + totals.reserved_nanos + budget.estimate_nanos
                 > budget.limit_nanos
         {
@@ -100,16 +123,13 @@ impl LocalStore {
             };
         }
         for (rate, tat) in demand.rates.iter().zip(new_tats) {
-            cells.insert(rate.key.clone(), Cell::Tat(tat));
+            cells.tats.insert(rate.key.clone(), tat);
         }
         for slot in &demand.slots {
-            let entry = cells.entry(slot.key.clone()).or_insert(Cell::Slots(0));
-            if let Cell::Slots(held) = entry {
-                *held += 1;
-            }
+            *cells.slots.entry(slot.key.clone()).or_default() += 1;
         }
         if let (Some(budget), Some(account)) = (&demand.budget, &demand.usage) {
-            usage_cell(&mut cells, account).reserved_nanos += budget.estimate_nanos;
+            cells.usage_of(account).reserved_nanos += budget.estimate_nanos;
         }
         Verdict::Admitted(statuses)
     }
@@ -121,26 +141,19 @@ impl LocalStore {
             return;
         };
         let used = outcome.input_tokens + outcome.output_tokens;
-        for rate in demand
-            .rates
-            .iter()
-            .filter(|r| r.kind == super::RateKind::Tokens)
-        {
-            let stored = match cells.get(&rate.key) {
-                Some(Cell::Tat(tat)) => Some(*tat),
-                _ => None,
-            };
+        for rate in demand.rates.iter().filter(|r| r.kind == RateKind::Tokens) {
+            let stored = cells.tats.get(&rate.key).copied();
             let delta = used as i64 - rate.cost as i64;
             let tat = gcra::settle(stored, now, rate.limit, MINUTE_US, delta);
-            cells.insert(rate.key.clone(), Cell::Tat(tat));
+            cells.tats.insert(rate.key.clone(), tat);
         }
         for slot in &demand.slots {
-            if let Some(Cell::Slots(held)) = cells.get_mut(&slot.key) {
+            if let Some(held) = cells.slots.get_mut(&slot.key) {
                 *held = held.saturating_sub(1);
             }
         }
         if let Some(account) = &demand.usage {
-            let totals = usage_cell(&mut cells, account);
+            let totals = cells.usage_of(account);
             totals.requests += 1;
             totals.input_tokens += outcome.input_tokens;
             totals.output_tokens += outcome.output_tokens;
@@ -153,42 +166,73 @@ impl LocalStore {
 
     /// A caller's usage in a period (zero when nothing was counted).
     pub fn usage(&self, key: &str) -> UsageTotals {
-        match self.cells.lock().ok().as_deref().and_then(|c| c.get(key)) {
-            Some(Cell::Usage(totals, _)) => *totals,
-            _ => UsageTotals::default(),
+        self.cells
+            .lock()
+            .ok()
+            .and_then(|cells| cells.usage.get(key).map(|(totals, _)| *totals))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Scope;
+    use crate::limits::demand::{RateDemand, SlotDemand};
+
+    fn demand(rates: Vec<RateDemand>, slots: Vec<SlotDemand>) -> Demand {
+        Demand {
+            rates,
+            slots,
+            budget: None,
+            usage: None,
+            lease: String::new(),
+            lease_ttl: Duration::from_secs(60),
+            reserved_tokens: 0,
+            prompt_estimate: 0,
         }
     }
-}
 
-fn usage_cell<'c>(
-    cells: &'c mut HashMap<String, Cell>,
-    account: &super::demand::UsageAccount,
-) -> &'c mut UsageTotals {
-    let entry = cells
-        .entry(account.key.clone())
-        .or_insert_with(|| Cell::Usage(UsageTotals::default(), Instant::now() + account.ttl));
-    if !matches!(entry, Cell::Usage(..)) {
-        *entry = Cell::Usage(UsageTotals::default(), Instant::now() + account.ttl);
+    fn rate(key: &str, limit: u64) -> RateDemand {
+        RateDemand {
+            key: key.to_owned(),
+            kind: RateKind::Requests,
+            scope: Scope::Caller,
+            limit,
+            cost: 1,
+        }
     }
-    match entry {
-        Cell::Usage(totals, _) => totals,
-        // Replaced just above.
-        _ => unreachable!("usage cell"),
+
+    #[test]
+    fn a_refused_request_consumes_nothing() {
+        let store = LocalStore::default();
+        let both = demand(vec![rate("a", 10), rate("b", 1)], vec![]);
+        assert!(matches!(store.admit(&both), Verdict::Admitted(_)));
+        assert!(matches!(
+            store.admit(&both),
+            Verdict::Refused {
+                what: Refused::Rate(1),
+                ..
+            }
+        ));
+        match store.admit(&demand(vec![rate("a", 10)], vec![])) {
+            Verdict::Admitted(statuses) => assert_eq!(statuses[0].remaining, 8),
+            other => panic!("expected admission, got {other:?}"),
+        }
     }
-}
 
-fn sweep(cells: &mut HashMap<String, Cell>, now: f64) {
-    let instant = Instant::now();
-    cells.retain(|_, cell| match cell {
-        Cell::Tat(tat) => *tat > now,
-        Cell::Slots(held) => *held > 0,
-        Cell::Usage(_, until) => *until > instant,
-    });
-}
-
-fn refused_forever(what: Refused) -> Verdict {
-    Verdict::Refused {
-        what,
-        retry_after: None,
+    #[test]
+    fn settling_releases_concurrency_slots() {
+        let store = LocalStore::default();
+        let slot = SlotDemand {
+            key: "s".to_owned(),
+            scope: Scope::Route,
+            limit: 1,
+        };
+        let one = demand(vec![], vec![slot]);
+        assert!(matches!(store.admit(&one), Verdict::Admitted(_)));
+        assert!(matches!(store.admit(&one), Verdict::Refused { .. }));
+        store.settle(&one, Outcome::default());
+        assert!(matches!(store.admit(&one), Verdict::Admitted(_)));
     }
 }
