@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::manifests::{fake_provider, join, routes, upstream_provider};
 use common::{Gateway, hs256, new_key};
 use llm_gateway_mock_upstream::MockUpstream;
 use serde_json::{Value, json};
@@ -24,40 +25,21 @@ fn rfc3339(unix: u64) -> String {
     humantime::format_rfc3339(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
-fn routes(upstream: &str) -> String {
-    format!(
-        r#"apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: fake}}
-spec: {{type: fake}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: upstream}}
-spec:
-  type: openaiCompatible
-  baseUrl: {upstream}
-  allowLocalAddresses: true
-  credentials: {{secretRef: {{name: upstream-credential, key: apiKey}}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: upstream-credential}}
-stringData: {{apiKey: sk-upstream-credential-never-logged}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: routes}}
-spec:
-  routes:
-  - model: fake
-    targets: [{{provider: fake}}]
-  - model: other
-    targets: [{{provider: fake}}]
-  - model: up
-    targets: [{{provider: upstream, model: upstream-model}}]
-"#
-    )
+fn config_routes(upstream: &str) -> String {
+    join(&[
+        fake_provider("fake"),
+        upstream_provider(
+            "upstream",
+            upstream,
+            "sk-upstream-credential-never-logged",
+            "",
+        ),
+        routes(&[
+            ("fake", "fake", "fake"),
+            ("other", "fake", "fake"),
+            ("up", "upstream", "upstream-model"),
+        ]),
+    ])
 }
 
 fn rotated_key(current: &str, previous: &str, grace_until: u64) -> String {
@@ -106,7 +88,7 @@ async fn both_keys_work_during_the_grace_period_and_share_one_account() {
     let (old, new) = (new_key(), new_key());
     let text = format!(
         "{}---\n{}",
-        routes("http://127.0.0.1:9"),
+        config_routes("http://127.0.0.1:9"),
         rotated_key(&new, &old, now() + 3600)
     );
     let gateway = Gateway::start(&text, new.clone(), &[]).await;
@@ -123,7 +105,7 @@ async fn both_keys_work_during_the_grace_period_and_share_one_account() {
 
     gateway.write_config("gateway.yaml", &{
         let ended = rotated_key(&new, &old, now() - 1);
-        format!("{}---\n{ended}", routes("http://127.0.0.1:9"))
+        format!("{}---\n{ended}", config_routes("http://127.0.0.1:9"))
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while call(&gateway, &old, "fake").await.status() != 401 {
@@ -157,7 +139,10 @@ kind: Secret
 metadata: {name: jwt}
 stringData: {secret: a-test-secret-that-is-long-enough-for-hs256}
 "#;
-    let text = format!("{}---{gateway_manifest}", routes("http://127.0.0.1:9"));
+    let text = format!(
+        "{}---{gateway_manifest}",
+        config_routes("http://127.0.0.1:9")
+    );
     let gateway = Gateway::start(&text, key, &[]).await;
     let token = |subject: &str| {
         let claims = json!({"sub": subject, "iss": "https://issuer.test", "aud": "llm-gateway", "exp": now() + 300});
@@ -187,7 +172,7 @@ async fn logs_never_show_keys_tokens_credentials_or_prompts() {
     let key = new_key();
     let text = format!(
         "{}---\n{}",
-        routes(&upstream.base_url),
+        config_routes(&upstream.base_url),
         rotated_key(&key, &new_key(), now() + 60)
     );
     let env = [

@@ -7,57 +7,29 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::manifests::{caller_key, fake_provider, join, routes, upstream_provider};
 use common::redis_server::RedisServer;
 use common::{Gateway, metric, new_key};
 use futures_util::StreamExt;
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
 
+/// Prices of the upstream model: $1 per million prompt tokens, $2 per million completion.
+const PRICED: &str =
+    "  models: [{name: upstream-model, inputPerMillionUsd: 1.0, outputPerMillionUsd: 2.0}]";
+
 /// A fake provider route `fake` and an upstream route `up`, and one key with `key_spec`
 /// merged into its spec.
 fn config(upstream: &str, key: &str, key_spec: &str) -> String {
-    format!(
-        r#"apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: fake}}
-spec: {{type: fake}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: upstream}}
-spec:
-  type: openaiCompatible
-  baseUrl: {upstream}
-  allowLocalAddresses: true
-  credentials: {{secretRef: {{name: upstream-credential, key: apiKey}}}}
-  models: [{{name: upstream-model, inputPerMillionUsd: 1.0, outputPerMillionUsd: 2.0}}]
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: upstream-credential}}
-stringData: {{apiKey: sk-upstream-secret}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: routes}}
-spec:
-  routes:
-  - model: fake
-    targets: [{{provider: fake}}]
-  - model: up
-    targets: [{{provider: upstream, model: upstream-model}}]
----
-apiVersion: llmgateway.io/v1alpha1
-kind: ApiKey
-metadata: {{name: caller}}
-spec: {{secretName: caller-key, owner: team-a{key_spec}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: caller-key}}
-stringData: {{apiKey: {key}}}
-"#
-    )
+    join(&[
+        fake_provider("fake"),
+        upstream_provider("upstream", upstream, "sk-upstream-secret", PRICED),
+        routes(&[
+            ("fake", "fake", "fake"),
+            ("up", "upstream", "upstream-model"),
+        ]),
+        caller_key(key, key_spec),
+    ])
 }
 
 fn chat(model: &str) -> Value {

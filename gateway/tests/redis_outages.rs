@@ -7,36 +7,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::manifests::{caller_key, fake_provider, join, routes};
 use common::redis_server::RedisServer;
 use common::{Gateway, metric, new_key};
 use serde_json::{Value, json};
 
 fn config(key: &str, limits: &str) -> String {
-    format!(
-        r#"apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: fake}}
-spec: {{type: fake}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: routes}}
-spec:
-  routes:
-  - model: fake
-    targets: [{{provider: fake}}]
----
-apiVersion: llmgateway.io/v1alpha1
-kind: ApiKey
-metadata: {{name: caller}}
-spec: {{secretName: caller-key, owner: team-a, limits: {limits}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: caller-key}}
-stringData: {{apiKey: {key}}}
-"#
-    )
+    join(&[
+        fake_provider("fake"),
+        routes(&[("fake", "fake", "fake")]),
+        caller_key(key, &format!(", limits: {limits}")),
+    ])
 }
 
 fn body() -> Value {

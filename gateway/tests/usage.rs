@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::manifests::{caller_key, join, routes, upstream_provider};
 use common::redis_server::RedisServer;
 use common::{Gateway, metric, new_key};
 use futures_util::StreamExt;
@@ -14,41 +15,13 @@ use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
 
 fn config(upstream: &str, key: &str, key_spec: &str) -> String {
-    format!(
-        r#"apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: upstream}}
-spec:
-  type: openaiCompatible
-  baseUrl: {upstream}
-  allowLocalAddresses: true
-  credentials: {{secretRef: {{name: upstream-credential, key: apiKey}}}}
-  models: [{{name: upstream-model, inputPerMillionUsd: 1.0, outputPerMillionUsd: 2.0}}]
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: upstream-credential}}
-stringData: {{apiKey: sk-upstream-secret}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: routes}}
-spec:
-  routes:
-  - model: up
-    targets: [{{provider: upstream, model: upstream-model}}]
----
-apiVersion: llmgateway.io/v1alpha1
-kind: ApiKey
-metadata: {{name: caller}}
-spec: {{secretName: caller-key, owner: team-a{key_spec}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: caller-key}}
-stringData: {{apiKey: {key}}}
-"#
-    )
+    let priced =
+        "  models: [{name: upstream-model, inputPerMillionUsd: 1.0, outputPerMillionUsd: 2.0}]";
+    join(&[
+        upstream_provider("upstream", upstream, "sk-upstream-secret", priced),
+        routes(&[("up", "upstream", "upstream-model")]),
+        caller_key(key, key_spec),
+    ])
 }
 
 async fn usage(gateway: &Gateway) -> Value {

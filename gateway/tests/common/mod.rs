@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod manifests;
 pub mod redis_server;
 
 use std::path::Path;
