@@ -1,0 +1,153 @@
+//! The one HTTP handler: logs the request, answers discovery, and dispatches resource paths
+//! by verb.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use serde_json::Value;
+
+use crate::collection::{self, Query};
+use crate::objects::{self, PatchKind};
+use crate::path::{self, Target};
+use crate::status::ApiError;
+use crate::{RequestRecord, Shared, discovery};
+
+/// Answers one request.
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if shared.is_down() {
+        // Panicking in a handler makes hyper reset the connection with no response, which is
+        // what a client of a server that just went away sees.
+        std::panic::resume_unwind(Box::new("test-apiserver: down"));
+    }
+    let query = uri.query().unwrap_or("").to_owned();
+    let response = route(&shared, &method, uri.path(), &query, &headers, body)
+        .unwrap_or_else(IntoResponse::into_response);
+    shared.record(RequestRecord {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn route(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let types = shared.types();
+    if *method == Method::GET {
+        if path == "/__fixture/requests" {
+            return Ok(Json(
+                shared
+                    .requests
+                    .lock()
+                    .map(|r| r.clone())
+                    .unwrap_or_default(),
+            )
+            .into_response());
+        }
+        if let Some(document) = discovery::document(path, &types) {
+            return Ok(Json(document).into_response());
+        }
+    }
+    let target = path::resolve(path, &types)?;
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    match (method.clone(), target.name.is_some()) {
+        (Method::GET, false) => {
+            let query = Query::parse(&params)?;
+            if matches!(params.get("watch").map(String::as_str), Some("true" | "1")) {
+                let stream = collection::watch(shared.clone(), target, query);
+                return Ok((
+                    [(header::CONTENT_TYPE, "application/json")],
+                    Body::from_stream(stream),
+                )
+                    .into_response());
+            }
+            ok(collection::list(shared, &target, &query)?)
+        }
+        (Method::POST, false) => {
+            let object = json_body(&body)?;
+            if params.get("dryRun").is_some_and(|d| d == "All") {
+                return Ok((StatusCode::CREATED, Json(object)).into_response());
+            }
+            let created = objects::create(shared, &target, object)?;
+            Ok((StatusCode::CREATED, Json(created)).into_response())
+        }
+        (Method::GET, true) => ok(objects::get(shared, &target)?),
+        (Method::PUT, true) => ok(objects::replace(shared, &target, json_body(&body)?)?),
+        (Method::PATCH, true) => patch(shared, &target, &params, headers, &body),
+        (Method::DELETE, true) => {
+            let options = if body.is_empty() {
+                Value::Null
+            } else {
+                json_body(&body)?
+            };
+            ok(objects::delete(shared, &target, &options)?)
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn patch(
+    shared: &Shared,
+    target: &Target,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let (kind, value) = match media {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            (PatchKind::Merge, json_body(body)?)
+        }
+        "application/json-patch+json" => (PatchKind::Json, json_body(body)?),
+        "application/apply-patch+yaml" => {
+            if params.get("fieldManager").is_none_or(String::is_empty) {
+                return Err(ApiError::bad_request(
+                    "PATCH requests with apply content type must specify a fieldManager",
+                ));
+            }
+            let value: Value = serde_yaml::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid apply body: {e}")))?;
+            (PatchKind::Apply, value)
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    let (object, created) = objects::patch(shared, target, kind, value)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(object)).into_response())
+}
+
+fn ok(value: Value) -> Result<Response, ApiError> {
+    Ok(Json(value).into_response())
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}

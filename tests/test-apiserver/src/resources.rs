@@ -1,0 +1,164 @@
+//! The kinds the server knows: built-ins, and custom resources registered by creating their
+//! CustomResourceDefinition (as on a real cluster).
+
+use serde_json::{Value, json};
+
+/// One served resource type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceType {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// The one served version.
+    pub version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Plural, e.g. `deployments`.
+    pub plural: String,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Whether `/status` is a subresource (status writes only there).
+    pub status_subresource: bool,
+    /// Short names for discovery.
+    pub short_names: Vec<String>,
+}
+
+impl ResourceType {
+    fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        Self {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+            namespaced,
+            status_subresource: matches!(
+                kind,
+                "Deployment"
+                    | "HorizontalPodAutoscaler"
+                    | "Namespace"
+                    | "Service"
+                    | "PodDisruptionBudget"
+                    | "CustomResourceDefinition"
+            ),
+            short_names: Vec::new(),
+        }
+    }
+
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store's name for this type (version-independent).
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.group, self.plural)
+    }
+
+    /// Its entry in an APIResourceList.
+    pub fn discovery_entries(&self) -> Vec<Value> {
+        let verbs = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        let mut entries = vec![json!({
+            "name": self.plural,
+            "singularName": self.kind.to_lowercase(),
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": verbs,
+            "shortNames": self.short_names,
+        })];
+        if self.status_subresource {
+            entries.push(json!({
+                "name": format!("{}/status", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        entries
+    }
+
+    /// The type a CustomResourceDefinition declares (its first served version).
+    pub fn from_crd(crd: &Value) -> Option<Self> {
+        let spec = crd.get("spec")?;
+        let version = spec
+            .get("versions")?
+            .as_array()?
+            .iter()
+            .find(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))?;
+        let names = spec.get("names")?;
+        Some(Self {
+            group: spec.get("group")?.as_str()?.to_owned(),
+            version: version.get("name")?.as_str()?.to_owned(),
+            kind: names.get("kind")?.as_str()?.to_owned(),
+            plural: names.get("plural")?.as_str()?.to_owned(),
+            namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
+            status_subresource: version.pointer("/subresources/status").is_some(),
+            short_names: names
+                .get("shortNames")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// The built-in kinds the gateway and the operator use.
+pub fn builtins() -> Vec<ResourceType> {
+    let b = ResourceType::builtin;
+    vec![
+        b("", "v1", "Namespace", "namespaces", false),
+        b("", "v1", "Secret", "secrets", true),
+        b("", "v1", "ConfigMap", "configmaps", true),
+        b("", "v1", "Service", "services", true),
+        b("", "v1", "ServiceAccount", "serviceaccounts", true),
+        b("", "v1", "Event", "events", true),
+        b("events.k8s.io", "v1", "Event", "events", true),
+        b("apps", "v1", "Deployment", "deployments", true),
+        b(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+        ),
+        b(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+        ),
+        b("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
+        b("coordination.k8s.io", "v1", "Lease", "leases", true),
+        b(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        ),
+    ]
+}
