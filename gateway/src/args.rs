@@ -60,6 +60,22 @@ pub struct ServeArgs {
     /// Directory of YAML manifests to serve and watch (standalone mode).
     #[arg(long, env = "CONFIG_DIR")]
     pub config: Option<PathBuf>,
+    /// Kubernetes mode: watch LlmProvider, RoutePolicy, ApiKey, LlmGateway and Secret objects
+    /// in this namespace (the client configuration comes from the pod's service account or
+    /// `KUBECONFIG`).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Kubernetes mode: the LlmGateway whose `spec.auth` applies.
+    #[arg(long, env = "GATEWAY_NAME")]
+    pub gateway_name: Option<String>,
+    /// Kubernetes mode: a directory of manifests (the operator's last-known-good ConfigMap) to
+    /// serve when the API server cannot be reached at startup.
+    #[arg(long, env = "LAST_KNOWN_GOOD_DIR")]
+    pub last_known_good: Option<PathBuf>,
+    /// Kubernetes mode: how long to wait for the first complete sync before falling back to
+    /// the last-known-good directory.
+    #[arg(long, env = "INITIAL_SYNC_TIMEOUT", default_value = "10s")]
+    pub initial_sync_timeout: humantime::Duration,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: String,

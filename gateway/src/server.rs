@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::args::ServeArgs;
 use crate::config::SnapshotHandle;
 use crate::config::loader::{Loader, ReloadOutcome};
-use crate::config::source_dir;
+use crate::config::{source_dir, source_kube};
 use crate::listener::WriteTimeoutListener;
 use crate::metrics::Metrics;
 use crate::state::{AppState, RequestSettings};
@@ -18,16 +18,18 @@ use crate::targets::TargetRegistry;
 /// Serves until SIGTERM/SIGINT, then drains: readiness off at once, listener closed after
 /// `shutdown_delay`, in-flight requests and streams given `drain_timeout` to finish.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let Some(dir) = args.config.clone() else {
-        bail!("no configuration source: pass --config DIR (or set CONFIG_DIR)");
-    };
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
     let pepper = args.api_key_pepper.as_bytes().to_vec();
     let targets = Arc::new(TargetRegistry::new(metrics.clone()));
+    let source_dir_path = args
+        .config
+        .clone()
+        .or_else(|| args.last_known_good.clone())
+        .unwrap_or_default();
     let loader = Arc::new(
         Loader::new(
-            dir.clone(),
+            source_dir_path,
             pepper.clone(),
             snapshots.clone(),
             metrics.clone(),
@@ -35,18 +37,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?),
     );
-    let initial = {
-        let loader = loader.clone();
-        tokio::task::spawn_blocking(move || loader.reload()).await?
+    let _watcher = match (&args.watch_namespace, &args.config) {
+        (Some(namespace), None) => {
+            start_kubernetes(&args, namespace, &loader, &snapshots).await?;
+            None
+        }
+        (None, Some(dir)) => Some(start_directory(dir, &loader).await?),
+        (Some(_), Some(_)) => bail!("pass either --config DIR or --watch-namespace NS, not both"),
+        (None, None) => bail!(
+            "no configuration source: pass --config DIR (CONFIG_DIR) or --watch-namespace NS (WATCH_NAMESPACE)"
+        ),
     };
-    if let ReloadOutcome::Rejected(errors) = initial {
-        bail!(
-            "configuration in {} is invalid:\n  {}",
-            dir.display(),
-            errors.join("\n  ")
-        );
-    }
-    let _watcher = source_dir::watch(loader, &dir).context("cannot watch the config directory")?;
+    let source = snapshots.status().source;
 
     let settings = RequestSettings {
         max_body_bytes: args.max_request_body_bytes,
@@ -64,7 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let address: SocketAddr = listener.local_addr()?;
     let listener = WriteTimeoutListener::new(listener, *args.write_timeout);
-    tracing::info!(%address, config = %dir.display(), "llm-gateway listening");
+    tracing::info!(%address, %source, "llm-gateway listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -88,6 +90,99 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("llm-gateway stopped");
     Ok(())
+}
+
+/// Loads the directory (an invalid configuration is fatal) and watches it.
+async fn start_directory(
+    dir: &std::path::Path,
+    loader: &Arc<Loader>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let initial = {
+        let loader = loader.clone();
+        tokio::task::spawn_blocking(move || loader.reload()).await?
+    };
+    if let ReloadOutcome::Rejected(errors) = initial {
+        bail!(
+            "configuration in {} is invalid:\n  {}",
+            dir.display(),
+            errors.join("\n  ")
+        );
+    }
+    source_dir::watch(loader.clone(), dir).context("cannot watch the config directory")
+}
+
+/// Watches the namespace's resources. If the first complete sync does not arrive within
+/// `--initial-sync-timeout`, serves the last-known-good directory meanwhile (when given);
+/// the watch keeps trying and replaces it once synced. A rejected first sync leaves the
+/// gateway unready (no configuration) rather than exiting: fixing the resources fixes it.
+async fn start_kubernetes(
+    args: &ServeArgs,
+    namespace: &str,
+    loader: &Arc<Loader>,
+    snapshots: &Arc<SnapshotHandle>,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster service account or KUBECONFIG)")?;
+    let label = format!("kubernetes:{namespace}");
+    snapshots.update_status(|s| s.source.clone_from(&label));
+    let source = source_kube::KubeSource {
+        namespace: namespace.to_owned(),
+        gateway_name: args.gateway_name.clone(),
+    };
+    let mut sync = tokio::spawn(source_kube::start(client, source, loader.clone()));
+    let synced = tokio::time::timeout(*args.initial_sync_timeout, &mut sync).await;
+    let outcome = match synced {
+        Ok(joined) => joined?,
+        Err(_) => {
+            let Some(dir) = &args.last_known_good else {
+                tracing::warn!(
+                    "no complete sync with the Kubernetes API yet; still trying (not ready)"
+                );
+                spawn_sync_report(sync, snapshots.clone(), label);
+                return Ok(());
+            };
+            tracing::warn!(dir = %dir.display(), "the Kubernetes API is unreachable; serving the last-known-good configuration");
+            snapshots.update_status(|s| {
+                s.source = format!(
+                    "last-known-good:{} (Kubernetes API unreachable)",
+                    dir.display()
+                );
+            });
+            let loader = loader.clone();
+            let outcome = tokio::task::spawn_blocking(move || loader.reload()).await?;
+            if let ReloadOutcome::Rejected(errors) = outcome {
+                tracing::error!(errors = ?errors, "the last-known-good configuration is invalid");
+            }
+            spawn_sync_report(sync, snapshots.clone(), label);
+            return Ok(());
+        }
+    };
+    report_first_sync(&outcome);
+    Ok(())
+}
+
+/// Once the first sync completes in the background, says so and switches the reported source.
+fn spawn_sync_report(
+    sync: tokio::task::JoinHandle<ReloadOutcome>,
+    snapshots: Arc<SnapshotHandle>,
+    label: String,
+) {
+    tokio::spawn(async move {
+        if let Ok(outcome) = sync.await {
+            snapshots.update_status(|s| s.source = label);
+            report_first_sync(&outcome);
+        }
+    });
+}
+
+fn report_first_sync(outcome: &ReloadOutcome) {
+    match outcome {
+        ReloadOutcome::Rejected(_) => tracing::error!(
+            "the resources in the namespace do not form a valid configuration; not ready until they do"
+        ),
+        _ => tracing::info!("first complete sync with the Kubernetes API applied"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use llm_gateway_crds::compile::{CompileInputs, compile};
 use llm_gateway_crds::compiled::{CompiledJwt, CompiledProvider};
+use llm_gateway_crds::manifest::Manifests;
 
 use super::{Snapshot, SnapshotHandle, source_dir};
 use crate::metrics::{Metrics, ResultLabels};
@@ -89,7 +90,28 @@ impl Loader {
             Ok(contents) => contents,
             Err(errors) => return ReloadOutcome::Rejected(errors),
         };
-        if state.fingerprint == Some(contents.fingerprint) {
+        self.apply_locked(state, &contents.manifests, contents.fingerprint)
+    }
+
+    /// Compiles and serves `manifests` from another source (the Kubernetes watch), unless
+    /// `fingerprint` says nothing changed since the last success.
+    pub fn apply(&self, manifests: &Manifests, fingerprint: u64) -> ReloadOutcome {
+        let Ok(mut state) = self.state.lock() else {
+            return ReloadOutcome::Rejected(vec!["loader state poisoned".to_owned()]);
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.apply_locked(&mut state, manifests, fingerprint);
+        self.record(&outcome, started.elapsed());
+        outcome
+    }
+
+    fn apply_locked(
+        &self,
+        state: &mut LoaderState,
+        manifests: &Manifests,
+        fingerprint: u64,
+    ) -> ReloadOutcome {
+        if state.fingerprint == Some(fingerprint) {
             return ReloadOutcome::Unchanged;
         }
         let env = |name: &str| std::env::var(name).ok();
@@ -97,7 +119,7 @@ impl Loader {
             env: &env,
             key_pepper: &self.key_pepper,
         };
-        let mut config = match compile(&contents.manifests, &inputs) {
+        let mut config = match compile(manifests, &inputs) {
             Ok(config) => config,
             Err(errors) => {
                 return ReloadOutcome::Rejected(errors.iter().map(ToString::to_string).collect());
@@ -114,7 +136,7 @@ impl Loader {
         self.handle.store(snapshot);
         self.targets.prune();
         state.generation = generation;
-        state.fingerprint = Some(contents.fingerprint);
+        state.fingerprint = Some(fingerprint);
         ReloadOutcome::Applied(generation)
     }
 
@@ -124,7 +146,7 @@ impl Loader {
         match outcome {
             ReloadOutcome::Unchanged => {}
             ReloadOutcome::Applied(generation) => {
-                tracing::info!(generation, took_ms, source = %self.dir.display(), "configuration applied");
+                tracing::info!(generation, took_ms, source = %self.handle.status().source, "configuration applied");
                 self.metrics
                     .config_reloads
                     .get_or_create(&ResultLabels { result: "success" })

@@ -2,13 +2,14 @@
 //!
 //! A request loads the current snapshot once (`SnapshotHandle::load`) and uses that `Arc` to
 //! the end, so a reload never changes a request midway; the old snapshot is freed when its
-//! last request finishes. Sources (`source_dir`, later Kubernetes) only ever produce whole
+//! last request finishes. Sources (`source_dir`, `source_kube`) only ever produce whole
 //! snapshots through [`loader::Loader`].
 
 pub mod loader;
 pub mod route;
 pub mod snapshot;
 pub mod source_dir;
+pub mod source_kube;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;

@@ -83,11 +83,25 @@ impl Gateway {
     pub async fn start(config: &str, key: String, extra_env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("gateway.yaml"), config).expect("write config");
+        let config_dir = dir.path().to_str().expect("utf-8 path").to_owned();
+        let gateway = Self::spawn(dir, &["--config", &config_dir], key, extra_env);
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Starts the binary with `args` (no config directory of its own; `dir` is kept for
+    /// the test's files) without waiting for readiness.
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        key: String,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
         command
-            .args(["--config", dir.path().to_str().expect("utf-8 path")])
+            .args(args)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("LOG_LEVEL", "info")
@@ -97,18 +111,17 @@ impl Gateway {
             command.env(k, v);
         }
         let child = command.spawn().expect("start llm-gateway");
-        let gateway = Self {
+        Self {
             url: format!("http://127.0.0.1:{port}"),
             dir,
             key,
             log,
             child,
-        };
-        gateway.wait_ready().await;
-        gateway
+        }
     }
 
-    async fn wait_ready(&self) {
+    /// Waits (up to 20 s) until `/ready` answers 200.
+    pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(r) = reqwest::get(format!("{}/ready", self.url)).await

@@ -1,0 +1,166 @@
+//! Kubernetes configuration: reflectors on LlmProvider, RoutePolicy, ApiKey, the gateway's own
+//! LlmGateway and the Secrets of one namespace feed the same compile → validate → swap path
+//! as the directory source.
+//!
+//! Every watch event wakes one reload task, which waits for the burst to settle (debounce),
+//! fingerprints what the stores hold (kind, namespace, name and resourceVersion of every
+//! object) and applies it. A relist after a dropped watch or a 410 refills the stores with the
+//! same objects, so the fingerprint is unchanged and nothing is reloaded. While the API server
+//! is unreachable the watchers back off and retry, and the last snapshot keeps serving.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use llm_gateway_crds::api_key::ApiKey;
+use llm_gateway_crds::llm_gateway::LlmGateway;
+use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_crds::manifest::Manifests;
+use llm_gateway_crds::route_policy::RoutePolicy;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use super::loader::{Loader, ReloadOutcome};
+
+/// Quiet time after the last watch event before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Longest a reload waits for a burst of events to end.
+const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// What to watch.
+#[derive(Clone, Debug)]
+pub struct KubeSource {
+    /// Namespace of the resources (the gateway's own).
+    pub namespace: String,
+    /// Name of this gateway's LlmGateway (auth settings), if any.
+    pub gateway_name: Option<String>,
+}
+
+/// The reflector stores of every watched kind.
+#[derive(Clone)]
+struct Stores {
+    providers: Store<LlmProvider>,
+    routes: Store<RoutePolicy>,
+    keys: Store<ApiKey>,
+    gateways: Store<LlmGateway>,
+    secrets: Store<Secret>,
+}
+
+impl Stores {
+    async fn wait_until_ready(&self) {
+        let _ = tokio::join!(
+            self.providers.wait_until_ready(),
+            self.routes.wait_until_ready(),
+            self.keys.wait_until_ready(),
+            self.gateways.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
+    }
+
+    /// Everything the stores hold, and its fingerprint.
+    fn manifests(&self, gateway_name: Option<&str>) -> (Manifests, u64) {
+        let mut hasher = DefaultHasher::new();
+        let manifests = Manifests {
+            providers: copy(&self.providers, &mut hasher),
+            route_policies: copy(&self.routes, &mut hasher),
+            api_keys: copy(&self.keys, &mut hasher),
+            gateways: copy(&self.gateways, &mut hasher)
+                .into_iter()
+                .filter(|g| Some(g.name_any().as_str()) == gateway_name)
+                .collect(),
+            secrets: copy(&self.secrets, &mut hasher),
+        };
+        (manifests, hasher.finish())
+    }
+}
+
+/// Objects of a store in name order, hashed by identity and resourceVersion.
+fn copy<K>(store: &Store<K>, hasher: &mut DefaultHasher) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let mut objects: Vec<K> = store.state().iter().map(|o| (**o).clone()).collect();
+    objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+    for object in &objects {
+        (
+            K::kind(&K::DynamicType::default()),
+            object.namespace(),
+            object.name_any(),
+            object.resource_version(),
+        )
+            .hash(hasher);
+    }
+    objects
+}
+
+/// Starts a reflector for `api`; every event wakes `changed`.
+fn reflect<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                Err(error) => tracing::warn!(%kind, %error, "watch failed; retrying with backoff"),
+            }
+        }
+    });
+    reader
+}
+
+/// Starts watching; returns once every kind has been listed once and the result was applied
+/// (or rejected: the gateway then has no configuration and stays unready).
+pub async fn start(client: Client, source: KubeSource, loader: Arc<Loader>) -> ReloadOutcome {
+    let changed = Arc::new(Notify::new());
+    let ns = source.namespace.as_str();
+    let stores = Stores {
+        providers: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
+        routes: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
+        keys: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
+        gateways: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
+        secrets: reflect(Api::namespaced(client, ns), changed.clone()),
+    };
+    stores.wait_until_ready().await;
+    let first = apply(&stores, &source, &loader).await;
+    tokio::spawn(async move {
+        loop {
+            changed.notified().await;
+            // Debounce: wait while events keep coming, but never longer than MAX_DELAY, so
+            // a steady stream of edits still reaches the gateway.
+            let give_up = tokio::time::Instant::now() + MAX_DELAY;
+            while tokio::time::Instant::now() < give_up
+                && tokio::time::timeout(DEBOUNCE, changed.notified())
+                    .await
+                    .is_ok()
+            {}
+            apply(&stores, &source, &loader).await;
+        }
+    });
+    first
+}
+
+async fn apply(stores: &Stores, source: &KubeSource, loader: &Arc<Loader>) -> ReloadOutcome {
+    let (manifests, fingerprint) = stores.manifests(source.gateway_name.as_deref());
+    let loader = loader.clone();
+    tokio::task::spawn_blocking(move || loader.apply(&manifests, fingerprint))
+        .await
+        .unwrap_or_else(|e| ReloadOutcome::Rejected(vec![format!("reload task failed: {e}")]))
+}

@@ -1,0 +1,311 @@
+//! Kubernetes mode end to end: the gateway binary watches resources on the in-repo test API
+//! server (over HTTP, through a kubeconfig) and serves what they say; edits, deletions,
+//! rejections, watch drops, 410s, an API outage and a last-known-good start.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Gateway, Load, metric, new_key};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use llm_gateway_mock_upstream::MockUpstream;
+use serde_json::{Value, json};
+use test_apiserver::TestApiServer;
+
+async fn client(server: &TestApiServer) -> kube::Client {
+    kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap()
+}
+
+fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: if kind == "Secret" {
+            ""
+        } else {
+            "llmgateway.io"
+        }
+        .to_owned(),
+        version: if kind == "Secret" { "v1" } else { "v1alpha1" }.to_owned(),
+        api_version: if kind == "Secret" {
+            "v1"
+        } else {
+            "llmgateway.io/v1alpha1"
+        }
+        .to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    };
+    Api::namespaced_with(client.clone(), "default", &resource)
+}
+
+async fn create(client: &kube::Client, kind: &str, plural: &str, object: Value) {
+    let object: DynamicObject = serde_json::from_value(object).unwrap();
+    api(client, kind, plural)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+/// A test API server with our CRDs, two fake providers, a weighted route and one key.
+async fn cluster(key: &str) -> (TestApiServer, kube::Client) {
+    let server = TestApiServer::start().await.unwrap();
+    let client = client(&server).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/yaml");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let crd = serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        crds.create(&PostParams::default(), &crd.unwrap())
+            .await
+            .unwrap();
+    }
+    for name in ["a", "b"] {
+        create(
+            &client,
+            "LlmProvider",
+            "llmproviders",
+            json!({
+            "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider",
+            "metadata": {"name": name}, "spec": {"type": "fake"}}),
+        )
+        .await;
+    }
+    create(&client, "RoutePolicy", "routepolicies", json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "RoutePolicy", "metadata": {"name": "routes"},
+        "spec": {"routes": [{"model": "m", "targets": [{"provider": "a", "weight": 1}, {"provider": "b", "weight": 0}]}]}})).await;
+    create(
+        &client,
+        "Secret",
+        "secrets",
+        json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "caller-key"},
+        "stringData": {"apiKey": key}}),
+    )
+    .await;
+    create(
+        &client,
+        "ApiKey",
+        "apikeys",
+        json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "ApiKey", "metadata": {"name": "caller"},
+        "spec": {"secretName": "caller-key", "owner": "team-a"}}),
+    )
+    .await;
+    (server, client)
+}
+
+async fn start_gateway(server: &TestApiServer, key: &str, extra: &[(&str, &str)]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap().to_owned();
+    let mut env = vec![
+        ("KUBECONFIG", kubeconfig.as_str()),
+        ("WATCH_NAMESPACE", "default"),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::spawn(dir, &[], key.to_owned(), &env)
+}
+
+fn body() -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn provider_of(gateway: &Gateway) -> String {
+    let response = gateway.chat(body()).await;
+    assert_eq!(response.status(), 200);
+    response.headers()["x-llm-gateway-provider"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn generation(gateway: &Gateway) -> f64 {
+    metric(&gateway.url, "llm_config_generation").await.unwrap()
+}
+
+/// Polls `check` every 20 ms until it holds; returns how long that took.
+async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+fn weights(a: u32, b: u32) -> Patch<Value> {
+    Patch::Merge(json!({"spec": {"routes": [
+        {"model": "m", "targets": [{"provider": "a", "weight": a}, {"provider": "b", "weight": b}]}]}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_drive_the_gateway_and_bad_ones_are_rejected() {
+    let key = new_key();
+    let (server, client) = cluster(&key).await;
+    let gateway = start_gateway(&server, &key, &[]).await;
+    gateway.wait_ready().await;
+    assert_eq!(provider_of(&gateway).await, "a");
+
+    let routes = api(&client, "RoutePolicy", "routepolicies");
+    routes
+        .patch("routes", &PatchParams::default(), &weights(0, 1))
+        .await
+        .unwrap();
+    let took = within(Duration::from_secs(1), "the weight flip", async || {
+        provider_of(&gateway).await == "b"
+    })
+    .await;
+    eprintln!("weights applied after {took:?}");
+
+    let before = generation(&gateway).await;
+    let broken = Patch::Merge(
+        json!({"spec": {"routes": [{"model": "m", "targets": [{"provider": "missing"}]}]}}),
+    );
+    routes
+        .patch("routes", &PatchParams::default(), &broken)
+        .await
+        .unwrap();
+    within(Duration::from_secs(2), "the rejection", async || {
+        let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        detailed["config"]["last_reload"]["result"] == "error"
+    })
+    .await;
+    assert_eq!(
+        generation(&gateway).await,
+        before,
+        "the previous configuration keeps serving"
+    );
+    assert_eq!(provider_of(&gateway).await, "b");
+
+    // While any object is invalid the whole configuration is held back, revocations
+    // included, so fix the route first.
+    routes
+        .patch("routes", &PatchParams::default(), &weights(1, 0))
+        .await
+        .unwrap();
+    within(Duration::from_secs(1), "the fix", async || {
+        provider_of(&gateway).await == "a"
+    })
+    .await;
+    api(&client, "ApiKey", "apikeys")
+        .delete("caller", &DeleteParams::default())
+        .await
+        .unwrap();
+    let took = within(Duration::from_secs(2), "revocation", async || {
+        gateway.chat(body()).await.status() == 401
+    })
+    .await;
+    eprintln!("key revoked after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_410s_and_an_outage_cause_no_churn_and_no_failed_request() {
+    let key = new_key();
+    let (server, client) = cluster(&key).await;
+    let gateway = Arc::new(start_gateway(&server, &key, &[]).await);
+    gateway.wait_ready().await;
+    let load = Load::start(&gateway, 4, 100_000, body());
+    let routes = api(&client, "RoutePolicy", "routepolicies");
+    let stable = generation(&gateway).await;
+    server.drop_watches();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.expire_watches();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        generation(&gateway).await,
+        stable,
+        "a drop and a 410 reload nothing"
+    );
+
+    server.go_down();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.come_back().await.unwrap();
+    routes
+        .patch("routes", &PatchParams::default(), &weights(0, 1))
+        .await
+        .unwrap();
+    let took = within(
+        Duration::from_secs(10),
+        "convergence after the outage",
+        async || provider_of(&gateway).await == "b",
+    )
+    .await;
+    eprintln!("converged {took:?} after the API server came back");
+
+    for i in 0..100u32 {
+        routes
+            .patch("routes", &PatchParams::default(), &weights(i % 2, 1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = load.finish().await;
+    eprintln!(
+        "load: {} ok, {} failed, generations {:?}",
+        report.ok, report.failed, report.generations
+    );
+    assert_eq!(report.failed, 0);
+    let last = generation(&gateway).await as u64;
+    assert!(report.generations.iter().all(|g| (1..=last).contains(g)));
+}
+
+#[tokio::test]
+async fn an_unreachable_api_at_start_serves_the_last_known_good_directory() {
+    let key = new_key();
+    let (server, _client) = cluster(&key).await;
+    let upstream = MockUpstream::start().await;
+    let lkg = tempfile::tempdir().unwrap();
+    std::fs::write(
+        lkg.path().join("config.yaml"),
+        common::manifests(&upstream.base_url, &key),
+    )
+    .unwrap();
+    let lkg_dir = lkg.path().to_str().unwrap().to_owned();
+    server.go_down();
+    let gateway = start_gateway(
+        &server,
+        &key,
+        &[
+            ("LAST_KNOWN_GOOD_DIR", &lkg_dir),
+            ("INITIAL_SYNC_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    gateway.wait_ready().await;
+    let detailed = async || -> Value {
+        reqwest::get(format!("{}/health/detailed", gateway.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    assert!(
+        detailed().await["config"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("last-known-good:")
+    );
+    let served = gateway
+        .chat(json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(served.status(), 200);
+    server.come_back().await.unwrap();
+    within(Duration::from_secs(10), "the first sync", async || {
+        detailed().await["config"]["source"] == "kubernetes:default"
+    })
+    .await;
+    assert_eq!(provider_of(&gateway).await, "a");
+}
