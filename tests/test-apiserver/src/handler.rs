@@ -69,6 +69,7 @@ fn route(
     let target = path::resolve(path, &types)?;
     let params: HashMap<String, String> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let manager = field_manager(&params, headers);
     match (method.clone(), target.name.is_some()) {
         (Method::GET, false) => {
             let query = Query::parse(&params)?;
@@ -87,12 +88,17 @@ fn route(
             if params.get("dryRun").is_some_and(|d| d == "All") {
                 return Ok((StatusCode::CREATED, Json(object)).into_response());
             }
-            let created = objects::create(shared, &target, object)?;
+            let created = objects::create(shared, &target, object, &manager)?;
             Ok((StatusCode::CREATED, Json(created)).into_response())
         }
         (Method::GET, true) => ok(objects::get(shared, &target)?),
-        (Method::PUT, true) => ok(objects::replace(shared, &target, json_body(&body)?)?),
-        (Method::PATCH, true) => patch(shared, &target, &params, headers, &body),
+        (Method::PUT, true) => ok(objects::replace(
+            shared,
+            &target,
+            json_body(&body)?,
+            &manager,
+        )?),
+        (Method::PATCH, true) => patch(shared, &target, &params, headers, &body, &manager),
         (Method::DELETE, true) => {
             let options = if body.is_empty() {
                 Value::Null
@@ -111,6 +117,7 @@ fn patch(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -130,11 +137,12 @@ fn patch(
             }
             let value: Value = serde_yaml::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid apply body: {e}")))?;
-            (PatchKind::Apply, value)
+            let force = params.get("force").is_some_and(|f| f == "true");
+            (PatchKind::Apply { force }, value)
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
-    let (object, created) = objects::patch(shared, target, kind, value)?;
+    let (object, created) = objects::patch(shared, target, kind, value, manager)?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -150,4 +158,22 @@ fn ok(value: Value) -> Result<Response, ApiError> {
 fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The writer's field manager: `?fieldManager=`, else the client's User-Agent name (as the
+/// real server derives it), else `unknown`.
+fn field_manager(params: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    params
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .or_else(|| {
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -11,6 +11,7 @@ pub mod objects;
 pub mod path;
 pub mod resources;
 pub mod selectors;
+pub mod ssa;
 pub mod status;
 pub mod store;
 
@@ -137,7 +138,8 @@ impl TestApiServer {
         for namespace in ["default", "kube-system"] {
             let target = path::resolve("/api/v1/namespaces", &shared.types())
                 .map_err(|e| std::io::Error::other(e.message))?;
-            let _ = objects::create(&shared, &target, json!({"metadata": {"name": namespace}}));
+            let namespace = json!({"metadata": {"name": namespace}});
+            let _ = objects::create(&shared, &target, namespace, "test-apiserver");
         }
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let address = listener.local_addr()?;

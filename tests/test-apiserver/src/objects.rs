@@ -17,8 +17,11 @@ pub enum PatchKind {
     Merge,
     /// RFC 6902 (`application/json-patch+json`).
     Json,
-    /// Server-side apply (`application/apply-patch+yaml`), simplified to merge-or-create.
-    Apply,
+    /// Server-side apply (`application/apply-patch+yaml`, see [`crate::ssa`]).
+    Apply {
+        /// Take fields other managers own instead of answering 409.
+        force: bool,
+    },
 }
 
 fn key(target: &Target, name: &str) -> ObjectKey {
@@ -47,8 +50,13 @@ pub fn get(shared: &Shared, target: &Target) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(&target.rtype.plural, name))
 }
 
-/// `POST` to a collection.
-pub fn create(shared: &Shared, target: &Target, mut object: Value) -> Result<Value, ApiError> {
+/// `POST` to a collection by field manager `manager`.
+pub fn create(
+    shared: &Shared,
+    target: &Target,
+    mut object: Value,
+    manager: &str,
+) -> Result<Value, ApiError> {
     let rtype = &target.rtype;
     let meta = metadata(&mut object)?;
     if let (Some(path_ns), Some(body_ns)) = (&target.namespace, meta.get("namespace"))
@@ -92,6 +100,9 @@ pub fn create(shared: &Shared, target: &Target, mut object: Value) -> Result<Val
         strip_status(&mut object);
     }
     fold_string_data(&mut object, rtype)?;
+    if object.pointer("/metadata/managedFields").is_none() {
+        crate::ssa::record_update(None, &mut object, manager, &rtype.api_version());
+    }
     let mut state = shared.store.lock();
     if let Some(ns) = &target.namespace {
         check_namespace(&state, ns)?;
@@ -114,7 +125,12 @@ pub fn create(shared: &Shared, target: &Target, mut object: Value) -> Result<Val
 }
 
 /// `PUT` an object, or its status with `target.status`.
-pub fn replace(shared: &Shared, target: &Target, object: Value) -> Result<Value, ApiError> {
+pub fn replace(
+    shared: &Shared,
+    target: &Target,
+    object: Value,
+    manager: &str,
+) -> Result<Value, ApiError> {
     let name = name_of(target)?.to_owned();
     let mut state = shared.store.lock();
     let key = key(target, &name);
@@ -123,31 +139,40 @@ pub fn replace(shared: &Shared, target: &Target, object: Value) -> Result<Value,
         .get(&key)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&target.rtype.plural, &name))?;
-    write(shared, &mut state, target, key, &old, object)
+    write(shared, &mut state, target, key, &old, object, Some(manager))
 }
 
-/// `PATCH` an object or its status; an apply patch creates a missing object.
+/// `PATCH` an object or its status by `manager`; an apply patch creates a missing object.
 pub fn patch(
     shared: &Shared,
     target: &Target,
     kind: PatchKind,
     patch: Value,
+    manager: &str,
 ) -> Result<(Value, bool), ApiError> {
     let name = name_of(target)?.to_owned();
     let mut state = shared.store.lock();
     let key = key(target, &name);
+    let api_version = target.rtype.api_version();
     let Some(old) = state.objects.get(&key).cloned() else {
-        if kind != PatchKind::Apply || target.status {
+        let PatchKind::Apply { force } = kind else {
+            return Err(ApiError::not_found(&target.rtype.plural, &name));
+        };
+        if target.status {
             return Err(ApiError::not_found(&target.rtype.plural, &name));
         }
         drop(state);
-        let mut object = patch;
+        let mut object = crate::ssa::apply(None, &patch, manager, force, &api_version)?;
         metadata(&mut object)?.insert("name".to_owned(), json!(name));
-        return create(shared, target, object).map(|o| (o, true));
+        return create(shared, target, object, manager).map(|o| (o, true));
     };
     let mut doc = old.clone();
     match kind {
-        PatchKind::Merge | PatchKind::Apply => json_patch::merge(&mut doc, &patch),
+        PatchKind::Apply { force } => {
+            doc = crate::ssa::apply(Some(&old), &patch, manager, force, &api_version)?;
+            return write(shared, &mut state, target, key, &old, doc, None).map(|o| (o, false));
+        }
+        PatchKind::Merge => json_patch::merge(&mut doc, &patch),
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
@@ -156,11 +181,12 @@ pub fn patch(
             })?;
         }
     }
-    write(shared, &mut state, target, key, &old, doc).map(|o| (o, false))
+    write(shared, &mut state, target, key, &old, doc, Some(manager)).map(|o| (o, false))
 }
 
 /// The common part of replace and patch: preconditions, immutable metadata, the spec/status
-/// split, generation, and deletion once the last finalizer is gone.
+/// split, generation, field ownership (`updater`: a non-apply write's manager), and deletion
+/// once the last finalizer is gone.
 fn write(
     shared: &Shared,
     state: &mut State,
@@ -168,6 +194,7 @@ fn write(
     key: ObjectKey,
     old: &Value,
     mut new: Value,
+    updater: Option<&str>,
 ) -> Result<Value, ApiError> {
     let rtype = &target.rtype;
     let name = key.2.clone();
@@ -216,6 +243,9 @@ fn write(
         }
     }
     fold_string_data(&mut new, rtype)?;
+    if let Some(manager) = updater {
+        crate::ssa::record_update(Some(old), &mut new, manager, &rtype.api_version());
+    }
     if spec_of(&new) != spec_of(old) {
         let generation = old_meta
             .get("generation")

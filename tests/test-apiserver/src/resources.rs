@@ -39,7 +39,10 @@ impl ResourceType {
                     | "PodDisruptionBudget"
                     | "CustomResourceDefinition"
             ),
-            short_names: Vec::new(),
+            short_names: builtin_short_names(plural)
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 
@@ -115,6 +118,21 @@ impl ResourceType {
                 })
                 .unwrap_or_default(),
         })
+    }
+}
+
+fn builtin_short_names(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "namespaces" => &["ns"],
+        "configmaps" => &["cm"],
+        "services" => &["svc"],
+        "serviceaccounts" => &["sa"],
+        "events" => &["ev"],
+        "deployments" => &["deploy"],
+        "horizontalpodautoscalers" => &["hpa"],
+        "poddisruptionbudgets" => &["pdb"],
+        "customresourcedefinitions" => &["crd", "crds"],
+        _ => &[],
     }
 }
 

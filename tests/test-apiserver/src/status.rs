@@ -70,6 +70,11 @@ impl ApiError {
         e
     }
 
+    /// 409 with a complete message (server-side apply conflicts).
+    pub fn conflict_with_message(message: String) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", message)
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message.into())

@@ -271,3 +271,49 @@ fn count(
         .filter(|r| predicate(r))
         .count()
 }
+
+#[tokio::test]
+async fn server_side_apply_owns_fields_conflicts_and_is_idempotent() {
+    let server = TestApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let applied = |value: &str| {
+        Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ssa"}, "data": {"k": value}}))
+    };
+    let first = api
+        .patch("ssa", &PatchParams::apply("operator"), &applied("1"))
+        .await
+        .unwrap();
+    let again = api
+        .patch("ssa", &PatchParams::apply("operator"), &applied("1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.metadata.resource_version, again.metadata.resource_version,
+        "an unchanged apply writes nothing"
+    );
+    let managers: Vec<_> = again
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|m| m.manager.unwrap())
+        .collect();
+    assert_eq!(managers, ["operator"]);
+    let conflict = api
+        .patch("ssa", &PatchParams::apply("someone-else"), &applied("2"))
+        .await;
+    assert!(
+        matches!(conflict, Err(kube::Error::Api(ref e)) if e.code == 409),
+        "{conflict:?}"
+    );
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("someone-else").force(),
+            &applied("2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["k"], "2");
+}
