@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite of the project. Installs what the suites need on a fresh Debian
 # machine first (idempotent): redis-server (each Redis test starts its own on a free loopback
-# port), openssl, and a Python venv with the pinned packages of tests/conformance.
+# port), openssl, kubectl 1.20 (Debian's, for the test API server's outside-client test), and a
+# Python venv with the pinned packages of tests/conformance.
 # Usage: tests/run-all.sh            (from anywhere; exits non-zero on the first failure)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,6 +19,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 redis-server --version
+
+step "kubectl 1.20 (Debian's kubernetes-client, extracted into .tools/ so no other kubectl is touched)"
+kubectl_root=.tools/kubernetes-client
+if [ ! -x "$kubectl_root/usr/bin/kubectl" ]; then
+  mkdir -p .tools/download
+  (cd .tools/download && { apt-get download -qq kubernetes-client 2>/dev/null \
+    || { apt-get update -qq && apt-get download -qq kubernetes-client; }; })
+  dpkg-deb -x .tools/download/kubernetes-client_*.deb "$kubectl_root"
+fi
+export KUBECTL="$PWD/$kubectl_root/usr/bin/kubectl"
+"$KUBECTL" version --client --short
 
 step "Python venv with pinned test packages (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
