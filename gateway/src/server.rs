@@ -124,6 +124,9 @@ async fn start_kubernetes(
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster service account or KUBECONFIG)")?;
+    if let Some(notices) = loader.notices().attach(256) {
+        crate::kube_events::spawn(client.clone(), notices);
+    }
     let label = format!("kubernetes:{namespace}");
     snapshots.update_status(|s| s.source.clone_from(&label));
     let source = source_kube::KubeSource {

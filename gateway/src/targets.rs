@@ -15,6 +15,7 @@ use llm_gateway_crds::policy::CircuitBreaker as Thresholds;
 
 use crate::breaker::{Breaker, State, Transition};
 use crate::metrics::{BreakerLabels, Metrics};
+use crate::notices::{Notice, NoticeSink};
 
 /// Weight of a new sample in the time-to-first-byte moving average.
 const EWMA_ALPHA: f64 = 0.3;
@@ -34,6 +35,7 @@ pub struct TargetState {
     cooldown_until_micros: AtomicU64,
     epoch: Instant,
     metrics: Arc<Metrics>,
+    notices: Arc<NoticeSink>,
 }
 
 /// Requests in flight to one provider, for its `maxConcurrency` bulkhead.
@@ -47,6 +49,8 @@ pub struct ProviderState {
 pub struct TargetRegistry {
     epoch: Instant,
     metrics: Arc<Metrics>,
+    /// Breaker transitions are also sent here (Kubernetes Events in Kubernetes mode).
+    pub notices: Arc<NoticeSink>,
     targets: Mutex<HashMap<(String, String), Arc<TargetState>>>,
     providers: Mutex<HashMap<String, Arc<ProviderState>>>,
 }
@@ -57,6 +61,7 @@ impl TargetRegistry {
         Self {
             epoch: Instant::now(),
             metrics,
+            notices: Arc::default(),
             targets: Mutex::default(),
             providers: Mutex::default(),
         }
@@ -84,6 +89,7 @@ impl TargetRegistry {
                     cooldown_until_micros: AtomicU64::new(0),
                     epoch: self.epoch,
                     metrics: self.metrics.clone(),
+                    notices: self.notices.clone(),
                 })
             });
         lock(&state.breaker).set_thresholds(thresholds.clone());
@@ -246,6 +252,11 @@ impl TargetState {
                 to: to.as_str(),
             })
             .inc();
+        self.notices.send(Notice::Breaker {
+            provider: self.provider_id.clone(),
+            model: self.model.clone(),
+            to: to.as_str(),
+        });
         let level_open = to == State::Open;
         if level_open {
             tracing::warn!(provider = %self.provider_id, model = %self.model, from = from.as_str(), to = to.as_str(), "circuit breaker opened");

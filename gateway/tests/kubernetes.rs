@@ -187,6 +187,18 @@ async fn resources_drive_the_gateway_and_bad_ones_are_rejected() {
         before,
         "the previous configuration keeps serving"
     );
+    let event = within(
+        Duration::from_secs(2),
+        "the ConfigRejected event",
+        async || {
+            events(&client).await.iter().any(|e| {
+                e.reason.as_deref() == Some("ConfigRejected")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("routes")
+            })
+        },
+    )
+    .await;
+    eprintln!("rejection event after {event:?}");
     assert_eq!(provider_of(&gateway).await, "b");
 
     // While any object is invalid the whole configuration is held back, revocations
@@ -308,4 +320,36 @@ async fn an_unreachable_api_at_start_serves_the_last_known_good_directory() {
     })
     .await;
     assert_eq!(provider_of(&gateway).await, "a");
+}
+
+async fn events(client: &kube::Client) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    api.list(&Default::default()).await.unwrap().items
+}
+
+#[tokio::test]
+async fn breaker_transitions_become_events_on_the_provider() {
+    let key = new_key();
+    let (server, client) = cluster(&key).await;
+    create(&client, "LlmProvider", "llmproviders", json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider", "metadata": {"name": "broken"},
+        "spec": {"type": "fake", "fake": {"failureRate": 1.0},
+                 "circuitBreaker": {"failureThreshold": 2, "window": "10s", "openFor": "30s"}}})).await;
+    create(&client, "RoutePolicy", "routepolicies", json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "RoutePolicy", "metadata": {"name": "broken"},
+        "spec": {"routes": [{"model": "broken", "retry": {"attempts": 0}, "targets": [{"provider": "broken"}]}]}})).await;
+    let gateway = start_gateway(&server, &key, &[]).await;
+    gateway.wait_ready().await;
+    for _ in 0..3 {
+        let body = json!({"model": "broken", "messages": [{"role": "user", "content": "hi"}]});
+        assert_ne!(gateway.chat(body).await.status(), 200);
+    }
+    within(Duration::from_secs(2), "the breaker event", async || {
+        events(&client).await.iter().any(|e| {
+            e.reason.as_deref() == Some("CircuitBreakerOpened")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+                && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await;
 }

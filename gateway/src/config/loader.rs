@@ -14,6 +14,7 @@ use llm_gateway_crds::manifest::Manifests;
 
 use super::{Snapshot, SnapshotHandle, source_dir};
 use crate::metrics::{Metrics, ResultLabels};
+use crate::notices::Notice;
 use crate::targets::TargetRegistry;
 
 /// Result of one reload attempt.
@@ -66,6 +67,11 @@ impl Loader {
             default_jwt: None,
             state: Mutex::default(),
         }
+    }
+
+    /// Where rejections (and, through the target registry, breaker transitions) are reported.
+    pub fn notices(&self) -> &crate::notices::NoticeSink {
+        &self.targets.notices
     }
 
     /// JWT settings used when the configuration has none (standalone flags and environment).
@@ -122,6 +128,13 @@ impl Loader {
         let mut config = match compile(manifests, &inputs) {
             Ok(config) => config,
             Err(errors) => {
+                for error in &errors {
+                    self.targets.notices.send(Notice::Rejected {
+                        kind: error.kind.to_owned(),
+                        object: error.object.clone(),
+                        message: format!("{}: {}", error.field, error.message),
+                    });
+                }
                 return ReloadOutcome::Rejected(errors.iter().map(ToString::to_string).collect());
             }
         };
