@@ -47,9 +47,10 @@ cargo test --workspace --locked
 step "The example config passes the config check"
 cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone
 
-step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway"
-cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream
+step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server"
+cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream -p llm-gateway-test-apiserver
 GATEWAY_BIN="$PWD/target/debug/llm-gateway" MOCK_UPSTREAM_BIN="$PWD/target/debug/mock-upstream" \
+  TEST_APISERVER_BIN="$PWD/target/debug/test-apiserver" \
   .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
 
 step "all suites passed"
