@@ -10,6 +10,7 @@ pub mod handler;
 pub mod objects;
 pub mod path;
 pub mod resources;
+pub mod schema;
 pub mod selectors;
 pub mod ssa;
 pub mod status;

@@ -100,6 +100,9 @@ pub fn create(
         strip_status(&mut object);
     }
     fold_string_data(&mut object, rtype)?;
+    if let Some(schema) = &rtype.schema {
+        crate::schema::admit(schema, &mut object, None, &rtype.kind, &name)?;
+    }
     if object.pointer("/metadata/managedFields").is_none() {
         crate::ssa::record_update(None, &mut object, manager, &rtype.api_version());
     }
@@ -243,6 +246,9 @@ fn write(
         }
     }
     fold_string_data(&mut new, rtype)?;
+    if let Some(schema) = &rtype.schema {
+        crate::schema::admit(schema, &mut new, Some(old), &rtype.kind, &name)?;
+    }
     if let Some(manager) = updater {
         crate::ssa::record_update(Some(old), &mut new, manager, &rtype.api_version());
     }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// One served resource type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ResourceType {
     /// API group; empty for the core group.
     pub group: String,
@@ -20,6 +20,8 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// Short names for discovery.
     pub short_names: Vec<String>,
+    /// The structural schema of a custom resource (`openAPIV3Schema`).
+    pub schema: Option<Value>,
 }
 
 impl ResourceType {
@@ -43,6 +45,7 @@ impl ResourceType {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            schema: None,
         }
     }
 
@@ -117,6 +120,7 @@ impl ResourceType {
                         .collect()
                 })
                 .unwrap_or_default(),
+            schema: version.pointer("/schema/openAPIV3Schema").cloned(),
         })
     }
 }

@@ -92,6 +92,25 @@ impl ApiError {
         e
     }
 
+    /// 422 with every violation of a custom resource's schema or CEL rules.
+    pub fn invalid_causes(kind: &str, name: &str, causes: &[crate::schema::Cause]) -> Self {
+        let list: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: [{}]", list.join(", ")),
+        );
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        e.details = Some(json!({"name": name, "kind": kind, "causes": causes}));
+        e
+    }
+
     /// 405.
     pub fn method_not_allowed() -> Self {
         Self::new(

@@ -317,3 +317,47 @@ async fn server_side_apply_owns_fields_conflicts_and_is_idempotent() {
         .unwrap();
     assert_eq!(forced.data.unwrap()["k"], "2");
 }
+
+#[tokio::test]
+async fn custom_resources_are_defaulted_pruned_and_validated_with_cel() {
+    let server = TestApiServer::start().await.unwrap();
+    let client = client(&server).await;
+    install_crds(&client).await;
+    let gvk = kube::api::GroupVersionKind::gvk("llmgateway.io", "v1alpha1", "LlmProvider");
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, "llmproviders");
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client, "default", &resource);
+    let create = async |spec: serde_json::Value| {
+        let object = serde_json::from_value(json!({
+            "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider",
+            "metadata": {"name": "p"}, "spec": spec,
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &object).await
+    };
+    let invalid = |result: Result<kube::api::DynamicObject, kube::Error>| match result {
+        Err(kube::Error::Api(e)) if e.code == 422 && e.reason == "Invalid" => e.message,
+        other => panic!("expected 422 Invalid, got {other:?}"),
+    };
+    let message = invalid(create(json!({"type": "bogus"})).await);
+    assert!(
+        message.contains("spec.type") && message.contains("Unsupported value"),
+        "{message}"
+    );
+    let message =
+        invalid(create(json!({"type": "openaiCompatible", "credentials": {"env": "X"}})).await);
+    assert!(
+        message.contains("spec.baseUrl is required"),
+        "CEL: {message}"
+    );
+    let message = invalid(create(json!({"type": "fake", "maxConcurrency": "many"})).await);
+    assert!(message.contains("spec.maxConcurrency"), "{message}");
+
+    let created = create(json!({"type": "fake", "unknownField": 1}))
+        .await
+        .unwrap();
+    assert!(created.data["spec"].get("unknownField").is_none(), "pruned");
+    assert_eq!(
+        created.data["spec"]["timeouts"]["connect"], "2s",
+        "defaulted"
+    );
+}
