@@ -105,7 +105,8 @@ fn route(
             } else {
                 json_body(&body)?
             };
-            ok(objects::delete(shared, &target, &options)?)
+            let policy = params.get("propagationPolicy").map(String::as_str);
+            ok(crate::deletion::delete(shared, &target, &options, policy)?)
         }
         _ => Err(ApiError::method_not_allowed()),
     }

@@ -5,6 +5,7 @@
 //! process ([`TestApiServer::start`]) or as the `test-apiserver` binary.
 
 pub mod collection;
+pub mod deletion;
 pub mod discovery;
 pub mod handler;
 pub mod objects;
@@ -61,6 +62,8 @@ pub struct Shared {
     watch_control: broadcast::Sender<WatchControl>,
     down: AtomicBool,
     bookmark_every: Mutex<Duration>,
+    gc_delay: Mutex<Duration>,
+    collector_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -72,6 +75,8 @@ impl Shared {
             watch_control: broadcast::channel(16).0,
             down: AtomicBool::new(false),
             bookmark_every: Mutex::new(Duration::from_secs(60)),
+            gc_delay: Mutex::new(deletion::DEFAULT_GC_DELAY),
+            collector_wake: Arc::default(),
         }
     }
 
@@ -89,6 +94,14 @@ impl Shared {
             types.retain(|t| t.id() != rtype.id());
             types.push(rtype);
         }
+    }
+
+    fn gc_delay(&self) -> Duration {
+        self.gc_delay.lock().map(|d| *d).unwrap_or_default()
+    }
+
+    fn wake_collector(&self) {
+        self.collector_wake.notify_one();
     }
 
     fn bookmark_interval(&self) -> Duration {
@@ -142,6 +155,7 @@ impl TestApiServer {
             let namespace = json!({"metadata": {"name": namespace}});
             let _ = objects::create(&shared, &target, namespace, "test-apiserver");
         }
+        deletion::spawn_collector(shared.clone());
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let address = listener.local_addr()?;
         let server = Self {
@@ -195,6 +209,14 @@ impl TestApiServer {
     pub fn set_bookmark_interval(&self, every: Duration) {
         if let Ok(mut d) = self.shared.bookmark_every.lock() {
             *d = every;
+        }
+    }
+
+    /// Delays garbage collection (dependents of deleted owners, terminating namespaces) by
+    /// this much after each write, so "eventually" is exercised (0 by default).
+    pub fn set_gc_delay(&self, delay: Duration) {
+        if let Ok(mut d) = self.shared.gc_delay.lock() {
+            *d = delay;
         }
     }
 

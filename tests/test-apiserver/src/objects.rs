@@ -24,7 +24,7 @@ pub enum PatchKind {
     },
 }
 
-fn key(target: &Target, name: &str) -> ObjectKey {
+pub(crate) fn key(target: &Target, name: &str) -> ObjectKey {
     (
         target.rtype.id(),
         target.namespace.clone().unwrap_or_default(),
@@ -32,7 +32,7 @@ fn key(target: &Target, name: &str) -> ObjectKey {
     )
 }
 
-fn name_of(target: &Target) -> Result<&str, ApiError> {
+pub(crate) fn name_of(target: &Target) -> Result<&str, ApiError> {
     target
         .name
         .as_deref()
@@ -273,52 +273,7 @@ fn write(
     Ok(shared.store.commit(state, key, EventType::Modified, new))
 }
 
-/// `DELETE` an object: with finalizers it only gets a `deletionTimestamp`.
-pub fn delete(shared: &Shared, target: &Target, options: &Value) -> Result<Value, ApiError> {
-    let name = name_of(target)?.to_owned();
-    let mut state = shared.store.lock();
-    let key = key(target, &name);
-    let mut object = state
-        .objects
-        .get(&key)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(&target.rtype.plural, &name))?;
-    for (field, pointer) in [
-        ("uid", "/metadata/uid"),
-        ("resourceVersion", "/metadata/resourceVersion"),
-    ] {
-        if let Some(expected) = options
-            .pointer(&format!("/preconditions/{field}"))
-            .and_then(Value::as_str)
-            && object.pointer(pointer).and_then(Value::as_str) != Some(expected)
-        {
-            return Err(ApiError::conflict(
-                &target.rtype.plural,
-                &name,
-                &format!("Precondition failed: {field}"),
-            ));
-        }
-    }
-    let has_finalizers = object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    if has_finalizers {
-        if object.pointer("/metadata/deletionTimestamp").is_none() {
-            metadata(&mut object)?.insert("deletionTimestamp".to_owned(), json!(now()));
-            metadata(&mut object)?.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
-            return Ok(shared
-                .store
-                .commit(&mut state, key, EventType::Modified, object));
-        }
-        return Ok(object);
-    }
-    Ok(shared
-        .store
-        .commit(&mut state, key, EventType::Deleted, object))
-}
-
-fn metadata(object: &mut Value) -> Result<&mut Map<String, Value>, ApiError> {
+pub(crate) fn metadata(object: &mut Value) -> Result<&mut Map<String, Value>, ApiError> {
     let map = object
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("the body is not a JSON object"))?;

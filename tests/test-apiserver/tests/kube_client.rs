@@ -361,3 +361,121 @@ async fn custom_resources_are_defaulted_pruned_and_validated_with_cel() {
         "defaulted"
     );
 }
+
+#[tokio::test]
+async fn owners_collect_their_dependents_by_policy_and_namespaces_empty_themselves() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let server = TestApiServer::start().await.unwrap();
+    server.set_gc_delay(Duration::from_millis(200));
+    let client = client(&server).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owned = async |owner: &ConfigMap, name: &str| {
+        let mut dependent = config_map(name, "d");
+        dependent.metadata.owner_references = Some(vec![
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "ConfigMap", "name": owner.name_any(),
+                "uid": owner.metadata.uid.clone().unwrap(), "blockOwnerDeletion": true,
+            }))
+            .unwrap(),
+        ]);
+        maps.create(&PostParams::default(), &dependent)
+            .await
+            .unwrap()
+    };
+    let gone = async |name: &str| {
+        for _ in 0..100 {
+            if maps.get_opt(name).await.unwrap().is_none() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+
+    let owner = maps
+        .create(&PostParams::default(), &config_map("owner", "o"))
+        .await
+        .unwrap();
+    owned(&owner, "background").await;
+    maps.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        maps.get_opt("background").await.unwrap().is_some(),
+        "collected after the delay"
+    );
+    assert!(gone("background").await, "background propagation");
+
+    let owner = maps
+        .create(&PostParams::default(), &config_map("owner2", "o"))
+        .await
+        .unwrap();
+    owned(&owner, "orphan").await;
+    maps.delete("owner2", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let orphan = maps.get("orphan").await.unwrap();
+    assert!(
+        orphan
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    let owner = maps
+        .create(&PostParams::default(), &config_map("owner3", "o"))
+        .await
+        .unwrap();
+    owned(&owner, "foreground").await;
+    maps.delete("owner3", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let waiting = maps.get("owner3").await.unwrap();
+    assert!(
+        waiting
+            .finalizers()
+            .iter()
+            .any(|f| f == "foregroundDeletion")
+    );
+    assert!(
+        gone("foreground").await && gone("owner3").await,
+        "foreground propagation"
+    );
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let team: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
+    team.create(&PostParams::default(), &config_map("inside", "x"))
+        .await
+        .unwrap();
+    namespaces
+        .delete("team", &DeleteParams::default())
+        .await
+        .unwrap();
+    let refused = team
+        .create(&PostParams::default(), &config_map("late", "x"))
+        .await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(e)) if e.code == 403),
+        "terminating namespace"
+    );
+    for _ in 0..100 {
+        if namespaces.get_opt("team").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        namespaces.get_opt("team").await.unwrap().is_none(),
+        "namespace emptied and gone"
+    );
+    assert!(team.get_opt("inside").await.unwrap().is_none());
+}
