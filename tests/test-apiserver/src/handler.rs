@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::Value;
 
 use crate::collection::{self, Query};
+use crate::faults::FaultAction;
 use crate::objects::{self, PatchKind};
 use crate::path::{self, Target};
 use crate::status::ApiError;
@@ -31,8 +32,11 @@ pub async fn handle(
         std::panic::resume_unwind(Box::new("test-apiserver: down"));
     }
     let query = uri.query().unwrap_or("").to_owned();
-    let response = route(&shared, &method, uri.path(), &query, &headers, body)
-        .unwrap_or_else(IntoResponse::into_response);
+    let response = match inject_fault(&shared, &method, uri.path(), &query).await {
+        Some(response) => response,
+        None => route(&shared, &method, uri.path(), &query, &headers, body)
+            .unwrap_or_else(IntoResponse::into_response),
+    };
     shared.record(RequestRecord {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -51,20 +55,13 @@ fn route(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let types = shared.types();
-    if *method == Method::GET {
-        if path == "/__fixture/requests" {
-            return Ok(Json(
-                shared
-                    .requests
-                    .lock()
-                    .map(|r| r.clone())
-                    .unwrap_or_default(),
-            )
-            .into_response());
-        }
-        if let Some(document) = discovery::document(path, &types) {
-            return Ok(Json(document).into_response());
-        }
+    if path.starts_with("/__fixture/") {
+        return control(shared, method, path, query, &body);
+    }
+    if *method == Method::GET
+        && let Some(document) = discovery::document(path, &types)
+    {
+        return Ok(Json(document).into_response());
     }
     let target = path::resolve(path, &types)?;
     let params: HashMap<String, String> = serde_urlencoded::from_str(query)
@@ -177,4 +174,95 @@ fn field_manager(params: &HashMap<String, String>, headers: &HeaderMap) -> Strin
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Applies the first fault rule that fires for this request: delays it, or answers for it.
+async fn inject_fault(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    query: &str,
+) -> Option<Response> {
+    let target = path::resolve(path, &shared.types()).ok()?;
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let action = shared
+        .faults
+        .check(crate::faults::verb(method, &target, watch), &target)?;
+    match action {
+        FaultAction::Delay { millis } => {
+            tokio::time::sleep(crate::faults::delay(millis)).await;
+            None
+        }
+        FaultAction::DropConnection => {
+            std::panic::resume_unwind(Box::new("test-apiserver: injected connection drop"))
+        }
+        FaultAction::Status {
+            code,
+            reason,
+            retry_after,
+        } => {
+            let mut response = ApiError::injected(code, reason).into_response();
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, seconds.into());
+            }
+            Some(response)
+        }
+        FaultAction::Watch410Http if watch => {
+            Some(ApiError::expired("too old resource version (injected)").into_response())
+        }
+        FaultAction::Watch410Http => None,
+    }
+}
+
+/// `/__fixture/*`: inspection and fault control for out-of-process tests.
+fn control(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let done = || Ok(StatusCode::NO_CONTENT.into_response());
+    match (method.as_str(), path) {
+        ("GET", "/__fixture/requests") => {
+            let requests = shared
+                .requests
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default();
+            Ok(Json(requests).into_response())
+        }
+        ("POST", "/__fixture/faults") => {
+            let rule = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault rule: {e}")))?;
+            shared.faults.add(rule);
+            done()
+        }
+        ("DELETE", "/__fixture/faults") => {
+            shared.faults.clear();
+            done()
+        }
+        ("POST", "/__fixture/drop-watches") => {
+            shared.drop_watches();
+            done()
+        }
+        ("POST", "/__fixture/expire-watches") => {
+            shared.expire_watches();
+            done()
+        }
+        ("POST", "/__fixture/partition") => {
+            let seconds: u64 = params
+                .get("seconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            shared.partition(std::time::Duration::from_secs(seconds));
+            done()
+        }
+        _ => Err(ApiError::no_resource(path)),
+    }
 }

@@ -7,6 +7,7 @@
 pub mod collection;
 pub mod deletion;
 pub mod discovery;
+pub mod faults;
 pub mod handler;
 pub mod objects;
 pub mod path;
@@ -64,6 +65,8 @@ pub struct Shared {
     bookmark_every: Mutex<Duration>,
     gc_delay: Mutex<Duration>,
     collector_wake: Arc<tokio::sync::Notify>,
+    /// Installed fault rules.
+    pub faults: faults::Faults,
 }
 
 impl Shared {
@@ -77,6 +80,7 @@ impl Shared {
             bookmark_every: Mutex::new(Duration::from_secs(60)),
             gc_delay: Mutex::new(deletion::DEFAULT_GC_DELAY),
             collector_wake: Arc::default(),
+            faults: faults::Faults::default(),
         }
     }
 
@@ -119,6 +123,29 @@ impl Shared {
 
     fn is_down(&self) -> bool {
         self.down.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open watch.
+    pub fn drop_watches(&self) {
+        let _ = self.watch_control.send(WatchControl::Drop);
+    }
+
+    /// Ends every open watch with an in-stream 410 and forgets the history.
+    pub fn expire_watches(&self) {
+        self.store.compact();
+        let _ = self.watch_control.send(WatchControl::Expire);
+    }
+
+    /// Resets every connection for `duration` (the binary's partition; in process,
+    /// [`TestApiServer::go_down`] also refuses new connections).
+    pub fn partition(self: &Arc<Self>, duration: Duration) {
+        self.down.store(true, Ordering::SeqCst);
+        self.drop_watches();
+        let shared = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            shared.down.store(false, Ordering::SeqCst);
+        });
     }
 }
 
@@ -195,14 +222,23 @@ impl TestApiServer {
 
     /// Closes every open watch, as a dropped connection would.
     pub fn drop_watches(&self) {
-        let _ = self.shared.watch_control.send(WatchControl::Drop);
+        self.shared.drop_watches();
     }
 
     /// Ends every open watch with an in-stream 410 and forgets the history, so resuming
     /// from an old resourceVersion needs a fresh list.
     pub fn expire_watches(&self) {
-        self.shared.store.compact();
-        let _ = self.shared.watch_control.send(WatchControl::Expire);
+        self.shared.expire_watches();
+    }
+
+    /// Installs a fault rule.
+    pub fn add_fault(&self, rule: faults::FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
     }
 
     /// Sends bookmarks on watches that allow them at this interval (60 s by default).

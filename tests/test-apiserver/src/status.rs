@@ -1,5 +1,7 @@
 //! Kubernetes `Status` error bodies: what every client parses on failure.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -11,7 +13,7 @@ pub struct ApiError {
     /// HTTP status.
     pub code: StatusCode,
     /// `reason`, e.g. `NotFound`.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// Human-readable message.
     pub message: String,
     /// `details`, when there are any.
@@ -22,7 +24,7 @@ impl ApiError {
     fn new(code: StatusCode, reason: &'static str, message: String) -> Self {
         Self {
             code,
-            reason,
+            reason: Cow::Borrowed(reason),
             message,
             details: None,
         }
@@ -132,6 +134,21 @@ impl ApiError {
     /// 410 for a resourceVersion older than the history.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(StatusCode::GONE, "Expired", message.into())
+    }
+
+    /// An injected failure with any status and reason.
+    pub fn injected(code: u16, reason: String) -> Self {
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = format!(
+            "injected fault: {}",
+            code.canonical_reason().unwrap_or("error")
+        );
+        Self {
+            code,
+            reason: Cow::Owned(reason),
+            message,
+            details: None,
+        }
     }
 
     /// 403.
