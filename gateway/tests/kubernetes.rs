@@ -242,7 +242,7 @@ async fn drops_410s_and_an_outage_cause_no_churn_and_no_failed_request() {
     );
 
     server.go_down();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     server.come_back().await.unwrap();
     routes
         .patch("routes", &PatchParams::default(), &weights(0, 1))

@@ -248,13 +248,24 @@ fn start(shared: &Shared, target: &Target, query: &Query) -> (Vec<Bytes>, u64, b
     (backlog, state.rv, false)
 }
 
+/// The event as this watch sees it: a modification that makes an object start matching the
+/// selector is ADDED, one that makes it stop matching is DELETED, as on a real server.
 fn render(event: &Event, type_id: &str, target: &Target, query: &Query) -> Option<Bytes> {
-    (event.type_id == type_id && query.matches(target, &event.namespace, &event.object))
-        .then(|| line(event_name(event.kind), &event.object))
-}
-
-fn event_name(kind: EventType) -> &'static str {
-    kind.as_str()
+    if event.type_id != type_id {
+        return None;
+    }
+    let now = query.matches(target, &event.namespace, &event.object);
+    let before = event
+        .previous
+        .as_ref()
+        .map(|p| query.matches(target, &event.namespace, p));
+    let kind = match (event.kind, before, now) {
+        (EventType::Modified, Some(false), true) => EventType::Added,
+        (EventType::Modified, Some(true), false) => EventType::Deleted,
+        (_, _, true) => event.kind,
+        _ => return None,
+    };
+    Some(line(kind.as_str(), &event.object))
 }
 
 fn bookmark(target: &Target, rv: u64) -> Value {

@@ -52,6 +52,9 @@ pub struct Event {
     pub kind: EventType,
     /// The object after the write (before it, for a deletion).
     pub object: Value,
+    /// The object before a modification (for watches whose selector it stopped or started
+    /// matching).
+    pub previous: Option<Value>,
 }
 
 /// The objects and their history.
@@ -110,20 +113,17 @@ impl Store {
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".to_owned(), Value::String(rv.to_string()));
         }
-        match kind {
-            EventType::Deleted => {
-                state.objects.remove(&key);
-            }
-            _ => {
-                state.objects.insert(key.clone(), object.clone());
-            }
-        }
+        let previous = match kind {
+            EventType::Deleted => state.objects.remove(&key),
+            _ => state.objects.insert(key.clone(), object.clone()),
+        };
         let event = Arc::new(Event {
             rv,
             type_id: key.0,
             namespace: key.1,
             kind,
             object: object.clone(),
+            previous: previous.filter(|_| kind == EventType::Modified),
         });
         state.history.push_back(event.clone());
         while state.history.len() > HISTORY {

@@ -479,3 +479,35 @@ async fn owners_collect_their_dependents_by_policy_and_namespaces_empty_themselv
     );
     assert!(team.get_opt("inside").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_selector_watch_sees_objects_enter_and_leave_the_selection() {
+    let server = TestApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let config = watcher::Config::default().labels("tier=web");
+    let mut events = watcher::watcher(api.clone(), config).boxed();
+    let mut next = async || loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await {
+            Ok(Ok(Some(Event::Apply(o)))) => return format!("apply {}", o.name_any()),
+            Ok(Ok(Some(Event::Delete(o)))) => return format!("delete {}", o.name_any()),
+            Ok(Ok(Some(Event::InitDone))) => return "init done".to_owned(),
+            Ok(Ok(Some(_))) => continue,
+            other => panic!("watch failed: {other:?}"),
+        }
+    };
+    let created = api
+        .create(&PostParams::default(), &config_map("m", "1"))
+        .await
+        .unwrap();
+    assert_eq!(created.labels()["app"], "gw");
+    assert_eq!(next().await, "init done", "nothing matches yet");
+    let label = |tier: &str| Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}}));
+    api.patch("m", &PatchParams::default(), &label("web"))
+        .await
+        .unwrap();
+    assert_eq!(next().await, "apply m", "started matching: ADDED");
+    api.patch("m", &PatchParams::default(), &label("db"))
+        .await
+        .unwrap();
+    assert_eq!(next().await, "delete m", "stopped matching: DELETED");
+}
