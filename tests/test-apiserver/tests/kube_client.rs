@@ -511,3 +511,29 @@ async fn a_selector_watch_sees_objects_enter_and_leave_the_selection() {
         .unwrap();
     assert_eq!(next().await, "delete m", "stopped matching: DELETED");
 }
+
+#[tokio::test]
+async fn watches_send_bookmarks_and_end_at_their_timeout() {
+    use kube::api::{WatchEvent, WatchParams};
+    let server = TestApiServer::start().await.unwrap();
+    server.set_bookmark_interval(Duration::from_millis(100));
+    let api: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let list = api.list(&ListParams::default()).await.unwrap();
+    let version = list.metadata.resource_version.unwrap();
+    let started = std::time::Instant::now();
+    let params = WatchParams::default().timeout(1);
+    let mut stream = api.watch(&params, &version).await.unwrap().boxed();
+    let mut bookmarks = 0;
+    while let Some(event) = stream.try_next().await.unwrap() {
+        if let WatchEvent::Bookmark(mark) = event {
+            assert!(!mark.metadata.resource_version.is_empty());
+            bookmarks += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(bookmarks >= 5, "{bookmarks} bookmarks");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(3)).contains(&elapsed),
+        "ended after {elapsed:?}"
+    );
+}
