@@ -1,49 +1,90 @@
-//! The `llm-gateway-operator` binary.
-//!
-//! This is the skeleton the operator issue builds on: it prints its version, checks that a
-//! Kubernetes API server is reachable with the usual client configuration (in-cluster service
-//! account, or `KUBECONFIG` / `~/.kube/config`) and that the llmgateway.io CRDs are installed,
-//! and exits non-zero with a message saying what is missing. Reconciliation is not built yet.
+//! The `llm-gateway-operator` binary: checks that the cluster is reachable and the CRDs are
+//! installed (exiting with a hint otherwise), then runs the controllers and the admin server
+//! (`/health`, `/ready`, `/metrics`) until SIGTERM.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use kube::api::{Api, ListParams};
 use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_operator::{Context, Settings, admin, controllers};
 
-/// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.
+/// Reconciles LlmProvider and ApiKey resources (LlmGateway and RoutePolicy are to come).
 #[derive(Debug, Parser)]
 #[command(name = "llm-gateway-operator", version, about)]
 struct Args {
-    /// Seconds to wait for the API server before giving up.
+    /// Seconds to wait for the API server at startup before giving up.
     #[arg(long, env = "CONNECT_TIMEOUT_SECONDS", default_value_t = 10)]
     connect_timeout_seconds: u64,
+    /// Where `/health`, `/ready` and `/metrics` listen.
+    #[arg(long, env = "ADMIN_ADDRESS", default_value = "0.0.0.0:8081")]
+    admin_address: SocketAddr,
+    /// Secret mixed into API-key hashes; must equal the gateways' `API_KEY_PEPPER`.
+    #[arg(
+        long,
+        env = "API_KEY_PEPPER",
+        default_value = "",
+        hide_env_values = true
+    )]
+    api_key_pepper: String,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    eprintln!("llm-gateway-operator {}", env!("CARGO_PKG_VERSION"));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let limit = Duration::from_secs(args.connect_timeout_seconds);
-    match tokio::time::timeout(limit, check_cluster()).await {
-        Ok(Ok(version)) => {
-            eprintln!("connected to Kubernetes {version}; llmgateway.io CRDs are installed");
-            eprintln!("reconciliation is not implemented in this version; exiting");
-            ExitCode::from(2)
-        }
+    let client = match tokio::time::timeout(limit, check_cluster()).await {
+        Ok(Ok(client)) => client,
         Ok(Err(e)) => {
             eprintln!("llm-gateway-operator: {e:#}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
         Err(_) => {
             eprintln!("llm-gateway-operator: no Kubernetes API server answered within {limit:?}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let settings = Settings {
+        key_pepper: args.api_key_pepper.into_bytes(),
+    };
+    let context = Context::new(client, settings);
+    let listener = match tokio::net::TcpListener::bind(args.admin_address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "llm-gateway-operator: cannot listen on {}: {e}",
+                args.admin_address
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(admin = %address, "llm-gateway-operator running");
+    let admin = axum::serve(listener, admin::router(context.clone()));
+    tokio::select! {
+        () = controllers::run(context) => {}
+        result = admin => if let Err(e) = result {
+            eprintln!("llm-gateway-operator: admin server failed: {e}");
+            return ExitCode::FAILURE;
+        },
     }
+    tracing::info!("llm-gateway-operator stopped");
+    ExitCode::SUCCESS
 }
 
-async fn check_cluster() -> anyhow::Result<String> {
+async fn check_cluster() -> anyhow::Result<kube::Client> {
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
             "no Kubernetes cluster configured ({e}); run in a pod with a service account, or set \
@@ -54,7 +95,7 @@ async fn check_cluster() -> anyhow::Result<String> {
         .apiserver_version()
         .await
         .map_err(|e| anyhow::anyhow!("the Kubernetes API server is not reachable: {e}"))?;
-    let providers: Api<LlmProvider> = Api::all(client);
+    let providers: Api<LlmProvider> = Api::all(client.clone());
     providers
         .list(&ListParams::default().limit(1))
         .await
@@ -63,5 +104,6 @@ async fn check_cluster() -> anyhow::Result<String> {
                 "the llmgateway.io CRDs are not installed ({e}); apply crds/yaml/*.yaml first"
             )
         })?;
-    Ok(version.git_version)
+    tracing::info!(kubernetes = %version.git_version, "connected; llmgateway.io CRDs are installed");
+    Ok(client)
 }

@@ -1,0 +1,55 @@
+//! What every reconcile shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::metrics::Metrics;
+
+/// Operator settings.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Secret mixed into API-key hashes (must equal the gateways' `API_KEY_PEPPER`).
+    pub key_pepper: Vec<u8>,
+}
+
+/// Shared by the controllers.
+#[derive(Clone)]
+pub struct Context {
+    /// Client of the API server.
+    pub client: kube::Client,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context around `client`.
+    pub fn new(client: kube::Client, settings: Settings) -> Self {
+        Self {
+            client,
+            metrics: Arc::default(),
+            settings: Arc::new(settings),
+            ready: Arc::default(),
+        }
+    }
+
+    /// Marks the controllers as running (`/ready`).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the controllers run.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}

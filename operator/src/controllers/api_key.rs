@@ -1,0 +1,216 @@
+//! ApiKey → the key Secret (generated once, never overwritten) and status `keyId`/`keyHash`.
+//!
+//! A key is generated (CSPRNG, `sk-lgw-…` with checksum) only when the Secret named in
+//! `spec.secretName` does not exist. An existing Secret is never rewritten: if it holds no
+//! valid key the ApiKey is `Ready=False` with the reason, so a restart, a race or a hand edit
+//! can never replace a key callers already use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use llm_gateway_crds::api_key::{ApiKey, ApiKeyStatus, SECRET_KEY_FIELD};
+use llm_gateway_crds::keys;
+use serde_json::json;
+
+use crate::conditions::condition;
+use crate::{Context, Error, MANAGED_BY};
+
+const NAME: &str = "apikey";
+
+/// Runs the controller until shutdown.
+pub async fn run(context: Context) {
+    let client = context.client.clone();
+    let keys: Api<ApiKey> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::all(client);
+    Controller::new(keys, watcher::Config::default())
+        .owns(
+            secrets,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator"),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, super::error_policy, Arc::new(context))
+        .for_each(|_| async {})
+        .await;
+}
+
+/// One reconcile of one ApiKey.
+pub async fn reconcile(key: Arc<ApiKey>, context: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&key, &context).await;
+    context
+        .metrics
+        .record(NAME, started.elapsed().as_secs_f64(), result.as_ref().err());
+    result
+}
+
+async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Error> {
+    let namespace = key.namespace().unwrap_or_else(|| "default".to_owned());
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
+    let secret_name = &key.spec.secret_name;
+    let secret = match secrets.get_opt(secret_name).await? {
+        Some(secret) => secret,
+        None => create_secret(&secrets, key).await?,
+    };
+    let desired = desired_status(key, &secret, &context.settings.key_pepper);
+    if key.status.as_ref() != Some(&desired) {
+        let keys: Api<ApiKey> = Api::namespaced(context.client.clone(), &namespace);
+        let patch = Patch::Merge(json!({"status": desired}));
+        keys.patch_status(&key.name_any(), &PatchParams::default(), &patch)
+            .await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Creates the Secret with a fresh key, owned by the ApiKey (deleting the ApiKey deletes it).
+/// A concurrent creation (409) is not an error: the existing Secret is used.
+async fn create_secret(secrets: &Api<Secret>, key: &ApiKey) -> Result<Secret, Error> {
+    let plaintext = keys::generate().map_err(|e| Error::Randomness(e.to_string()))?;
+    let secret = build_secret(key, &plaintext);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(created) => {
+            tracing::info!(apikey = %key.name_any(), key_id = %keys::key_id(&plaintext), "generated an API key");
+            Ok(created)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(secrets.get(&key.spec.secret_name).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Secret holding a newly generated key.
+pub fn build_secret(key: &ApiKey, plaintext: &str) -> Secret {
+    let owner = key.controller_owner_ref(&());
+    let labels = BTreeMap::from([
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+        ("llmgateway.io/api-key".to_owned(), key.name_any()),
+    ]);
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(key.spec.secret_name.clone()),
+            namespace: key.namespace(),
+            labels: Some(labels),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            SECRET_KEY_FIELD.to_owned(),
+            ByteString(plaintext.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// The status an ApiKey with `secret` should have.
+pub fn desired_status(key: &ApiKey, secret: &Secret, pepper: &[u8]) -> ApiKeyStatus {
+    let current = key.status.clone().unwrap_or_default();
+    let generation = key.meta().generation;
+    let plaintext = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(SECRET_KEY_FIELD))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok());
+    let checked = plaintext
+        .as_deref()
+        .map(|p| keys::check_format(p.trim_end()).map(|()| p.trim_end().to_owned()));
+    let (ready, reason, message, key_id, key_hash) = match checked {
+        Some(Ok(plaintext)) => (
+            true,
+            "KeyReady",
+            "the key in the Secret is valid".to_owned(),
+            Some(keys::key_id(&plaintext)),
+            Some(keys::hash(pepper, &plaintext)),
+        ),
+        Some(Err(e)) => (
+            false,
+            "InvalidKey",
+            format!(
+                "Secret {} holds no valid key ({e}); delete the Secret to have a new key generated",
+                key.spec.secret_name
+            ),
+            None,
+            None,
+        ),
+        None => (
+            false,
+            "KeyMissing",
+            format!(
+                "Secret {} has no {SECRET_KEY_FIELD:?} entry; delete the Secret to have a new key generated",
+                key.spec.secret_name
+            ),
+            None,
+            None,
+        ),
+    };
+    ApiKeyStatus {
+        observed_generation: generation,
+        key_id,
+        key_hash,
+        conditions: vec![condition(
+            &current.conditions,
+            "Ready",
+            ready,
+            reason,
+            message,
+            generation,
+        )],
+        ..current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        serde_json::from_value(
+            json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "ApiKey",
+            "metadata": {"name": "k", "namespace": "team", "uid": "u-1", "generation": 3},
+            "spec": {"secretName": "k-secret", "owner": "team-a"}}),
+        )
+        .expect("valid ApiKey")
+    }
+
+    #[test]
+    fn the_secret_is_owned_labelled_and_holds_the_key() {
+        let secret = build_secret(&key(), "sk-lgw-x");
+        assert_eq!(secret.metadata.name.as_deref(), Some("k-secret"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("team"));
+        let owner = &secret.metadata.owner_references.expect("owner")[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("u-1", Some(true)));
+        assert_eq!(secret.data.expect("data")["apiKey"].0, b"sk-lgw-x");
+        assert_eq!(
+            secret.metadata.labels.expect("labels")[MANAGED_BY.0],
+            MANAGED_BY.1
+        );
+    }
+
+    #[test]
+    fn status_follows_the_secret_and_is_stable() {
+        let plaintext = keys::generate().expect("randomness");
+        let secret = build_secret(&key(), &plaintext);
+        let mut api_key = key();
+        let status = desired_status(&api_key, &secret, b"p");
+        assert_eq!(status.key_hash, Some(keys::hash(b"p", &plaintext)));
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.conditions[0].reason, "KeyReady");
+        api_key.status = Some(status.clone());
+        assert_eq!(
+            desired_status(&api_key, &secret, b"p"),
+            status,
+            "idempotent"
+        );
+        let broken = build_secret(&key(), "nope");
+        let status = desired_status(&api_key, &broken, b"p");
+        assert_eq!(status.conditions[0].reason, "InvalidKey");
+        assert_eq!(status.key_hash, None);
+    }
+}

@@ -1,0 +1,29 @@
+//! One kube-runtime controller per kind, sharing a [`Context`]. Failures back off with
+//! jitter; invalid specs are reported in status by the reconcilers and not retried hot.
+
+pub mod api_key;
+pub mod llm_provider;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+
+use crate::{Context, Error};
+
+/// Requeue after a failure: exponential in nothing we track, so a jittered 1–6 s keeps a
+/// flapping API server from being hammered while recovering quickly.
+pub fn error_policy<K>(_object: Arc<K>, error: &Error, _context: Arc<Context>) -> Action {
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 20;
+    tracing::warn!(%error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_millis(1000 + jitter))
+}
+
+/// Runs every controller until shutdown.
+pub async fn run(context: Context) {
+    context.set_ready();
+    tokio::join!(
+        api_key::run(context.clone()),
+        llm_provider::run(context.clone())
+    );
+}

@@ -1,0 +1,329 @@
+//! The operator binary against the in-repo test API server: ApiKey Secrets generated once and
+//! never overwritten, status key hashes the gateway verifies against, provider credential
+//! readiness that follows the Secret, no writes for an unchanged object, restarts without new
+//! keys, children collected with their owner, and the gateway binary serving with a key the
+//! operator generated.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use llm_gateway_crds::api_key::ApiKey;
+use llm_gateway_crds::keys;
+use llm_gateway_crds::llm_provider::LlmProvider;
+use serde_json::json;
+use test_apiserver::TestApiServer;
+
+const PEPPER: &str = "test-pepper";
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn cluster() -> (TestApiServer, kube::Client, tempfile::NamedTempFile) {
+    let server = TestApiServer::start().await.unwrap();
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/yaml");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let crd = serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        crds.create(&PostParams::default(), &crd.unwrap())
+            .await
+            .unwrap();
+    }
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), server.kubeconfig()).unwrap();
+    (server, client, kubeconfig)
+}
+
+fn operator(kubeconfig: &tempfile::NamedTempFile, admin_port: u16) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway-operator"))
+        .env("KUBECONFIG", kubeconfig.path())
+        .env("API_KEY_PEPPER", PEPPER)
+        .env("ADMIN_ADDRESS", format!("127.0.0.1:{admin_port}"))
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Process(child)
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ready(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn api_key(name: &str) -> ApiKey {
+    serde_json::from_value(json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "ApiKey",
+        "metadata": {"name": name}, "spec": {"secretName": format!("{name}-key"), "owner": "team-a"}}))
+    .unwrap()
+}
+
+fn secret_key(secret: &Secret) -> String {
+    String::from_utf8(secret.data.as_ref().unwrap()["apiKey"].0.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
+    let (server, client, kubeconfig) = cluster().await;
+    let admin = free_port();
+    let mut running = Some(operator(&kubeconfig, admin));
+    let keys_api: Api<ApiKey> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    keys_api
+        .create(&PostParams::default(), &api_key("caller"))
+        .await
+        .unwrap();
+
+    let status = eventually("the key status", async || {
+        let status = keys_api.get("caller").await.ok()?.status?;
+        (ready(&status.conditions)?.0 == "True").then_some(status)
+    })
+    .await;
+    let secret = secrets.get("caller-key").await.unwrap();
+    let plaintext = secret_key(&secret);
+    keys::check_format(&plaintext).unwrap();
+    assert_eq!(
+        status.key_id.as_deref(),
+        Some(keys::key_id(&plaintext).as_str())
+    );
+    assert_eq!(
+        status.key_hash.as_deref(),
+        Some(keys::hash(PEPPER.as_bytes(), &plaintext).as_str())
+    );
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("ApiKey", Some(true))
+    );
+
+    // A reconcile of an unchanged object writes nothing: an annotation (no generation change)
+    // triggers one; the request log shows no status write after it.
+    let status_writes = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET" && r.path.ends_with("/status"))
+            .count()
+    };
+    let before = status_writes();
+    let reconciles = async || -> f64 {
+        let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("llm_operator_reconciles_total{controller=\"apikey\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let reconciled = reconciles().await;
+    let touch = Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}}));
+    keys_api
+        .patch("caller", &PatchParams::default(), &touch)
+        .await
+        .unwrap();
+    eventually("a reconcile after the touch", async || {
+        (reconciles().await > reconciled).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_writes(),
+        before,
+        "an unchanged ApiKey was written again"
+    );
+
+    // Restarting the operator generates nothing new.
+    drop(running.take());
+    running = Some(operator(&kubeconfig, free_port()));
+    keys_api
+        .patch(
+            "caller",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "again"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        secret_key(&secrets.get("caller-key").await.unwrap()),
+        plaintext,
+        "the key survived the restart"
+    );
+
+    // A hand-broken Secret is reported, never overwritten.
+    let broken = Patch::Merge(json!({"stringData": {"apiKey": "not-a-key"}}));
+    secrets
+        .patch("caller-key", &PatchParams::default(), &broken)
+        .await
+        .unwrap();
+    let reason = eventually("the InvalidKey condition", async || {
+        let (status, reason) = ready(&keys_api.get("caller").await.ok()?.status?.conditions)?;
+        (status == "False").then_some(reason)
+    })
+    .await;
+    assert_eq!(reason, "InvalidKey");
+    assert_eq!(
+        secret_key(&secrets.get("caller-key").await.unwrap()),
+        "not-a-key"
+    );
+
+    // Deleting the ApiKey collects its Secret.
+    keys_api
+        .delete("caller", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the Secret's collection", async || {
+        secrets
+            .get_opt("caller-key")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    drop(running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_readiness_follows_its_credential_secret() {
+    let (_server, client, kubeconfig) = cluster().await;
+    let _operator = operator(&kubeconfig, free_port());
+    let providers: Api<LlmProvider> = Api::namespaced(client.clone(), "default");
+    let provider: LlmProvider = serde_json::from_value(json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider",
+        "metadata": {"name": "openai"},
+        "spec": {"type": "openai", "credentials": {"secretRef": {"name": "openai", "key": "apiKey"}}}}))
+    .unwrap();
+    providers
+        .create(&PostParams::default(), &provider)
+        .await
+        .unwrap();
+    let condition = async |wanted: &str| {
+        eventually(wanted, async || {
+            let (status, reason) = ready(&providers.get("openai").await.ok()?.status?.conditions)?;
+            (reason == wanted).then_some(status)
+        })
+        .await
+    };
+    assert_eq!(condition("SecretNotFound").await, "False");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "openai"}, "stringData": {"apiKey": "sk-x"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    assert_eq!(condition("CredentialsFound").await, "True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_with_a_key_the_operator_generated() {
+    let (server, client, kubeconfig) = cluster().await;
+    let _operator = operator(&kubeconfig, free_port());
+    let fake: LlmProvider = serde_json::from_value(
+        json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider",
+        "metadata": {"name": "fake"}, "spec": {"type": "fake"}}),
+    )
+    .unwrap();
+    Api::<LlmProvider>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &fake)
+        .await
+        .unwrap();
+    let routes: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "RoutePolicy",
+        "metadata": {"name": "routes"}, "spec": {"routes": [{"model": "m", "targets": [{"provider": "fake"}]}]}})).unwrap();
+    let gvk = kube::api::GroupVersionKind::gvk("llmgateway.io", "v1alpha1", "RoutePolicy");
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, "routepolicies");
+    Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &resource)
+        .create(&PostParams::default(), &routes)
+        .await
+        .unwrap();
+    Api::<ApiKey>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &api_key("app"))
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let key = eventually("the generated key", async || {
+        secrets
+            .get_opt("app-key")
+            .await
+            .ok()?
+            .map(|s| secret_key(&s))
+    })
+    .await;
+
+    let binary =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/llm-gateway");
+    assert!(
+        binary.exists(),
+        "{} not found: build it with `cargo build -p llm-gateway`",
+        binary.display()
+    );
+    let port = free_port();
+    let gateway = Process(
+        Command::new(binary)
+            .env("KUBECONFIG", kubeconfig.path())
+            .env("WATCH_NAMESPACE", "default")
+            .env("API_KEY_PEPPER", PEPPER)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let status = eventually("a served request", async || {
+        let response = http
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .ok()?;
+        (response.status() != 503).then_some(response.status().as_u16())
+    })
+    .await;
+    assert_eq!(status, 200);
+    drop(gateway);
+    drop(server);
+}
