@@ -7,6 +7,8 @@
 //! write status (only when it differs, so an unchanged object costs reads, never writes).
 
 pub mod admin;
+pub mod apply;
+pub mod build;
 pub mod conditions;
 pub mod context;
 pub mod controllers;

@@ -327,3 +327,178 @@ async fn the_gateway_serves_with_a_key_the_operator_generated() {
     drop(gateway);
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+    use llm_gateway_crds::llm_gateway::LlmGateway;
+    let (server, client, kubeconfig) = cluster().await;
+    let _operator = operator(&kubeconfig, free_port());
+    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
+    let gateway: LlmGateway = serde_json::from_value(
+        json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
+        "metadata": {"name": "main"}, "spec": {}}),
+    )
+    .unwrap();
+    gateways
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let status = eventually("the gateway status", async || {
+        gateways.get("main").await.ok()?.status
+    })
+    .await;
+    assert_eq!(
+        status.url.as_deref(),
+        Some("http://main-gateway.default.svc.cluster.local:80")
+    );
+    assert!(
+        Api::<ServiceAccount>::namespaced(client.clone(), "default")
+            .get_opt("main-gateway")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let deployment = deployments.get("main-gateway").await.unwrap();
+    assert_eq!(deployment.spec.replicas, Some(3));
+
+    // Unchanged: another reconcile writes nothing at all.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writes = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count()
+    };
+    let before = writes();
+    gateways
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        writes(),
+        before + 1,
+        "only the test's own annotation patch wrote"
+    );
+
+    // A settings change updates the ConfigMap and rolls the pods; the Service stays untouched.
+    let service_version = services
+        .get("main-gateway")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let checksum = |d: &Deployment| {
+        d.spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()["llmgateway.io/settings-checksum"]
+            .clone()
+    };
+    let old_checksum = checksum(&deployment);
+    gateways
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"logLevel": "debug"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the new settings", async || {
+        (maps.get("main-gateway-settings").await.ok()?.data?["LOG_LEVEL"] == "debug").then_some(())
+    })
+    .await;
+    eventually("the rolled pods", async || {
+        (checksum(&deployments.get("main-gateway").await.ok()?) != old_checksum).then_some(())
+    })
+    .await;
+    assert_eq!(
+        services
+            .get("main-gateway")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        service_version
+    );
+
+    // Deleted children come back; hand edits are corrected.
+    services
+        .delete("main-gateway", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the re-created Service", async || {
+        services.get_opt("main-gateway").await.ok()?.map(|_| ())
+    })
+    .await;
+    deployments
+        .patch(
+            "main-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    eventually("the corrected replicas", async || {
+        (deployments.get("main-gateway").await.ok()?.spec.replicas == Some(3)).then_some(())
+    })
+    .await;
+
+    // Autoscaling adds an HPA; turning it off prunes it.
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
+    gateways
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"autoscaling": {}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the HPA", async || {
+        hpas.get_opt("main-gateway").await.ok()?.map(|_| ())
+    })
+    .await;
+    gateways
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"autoscaling": null}})),
+        )
+        .await
+        .unwrap();
+    eventually("the pruned HPA", async || {
+        hpas.get_opt("main-gateway")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    gateways
+        .delete("main", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the collected children", async || {
+        let gone = deployments.get_opt("main-gateway").await.ok()?.is_none()
+            && services.get_opt("main-gateway").await.ok()?.is_none()
+            && maps.get_opt("main-gateway-settings").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}

@@ -2,6 +2,7 @@
 //! jitter; invalid specs are reported in status by the reconcilers and not retried hot.
 
 pub mod api_key;
+pub mod llm_gateway;
 pub mod llm_provider;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub async fn run(context: Context) {
     context.set_ready();
     tokio::join!(
         api_key::run(context.clone()),
-        llm_provider::run(context.clone())
+        llm_provider::run(context.clone()),
+        llm_gateway::run(context.clone()),
     );
 }

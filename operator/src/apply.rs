@@ -1,0 +1,42 @@
+//! Writing children: server-side apply with the operator's field manager, skipped when the live
+//! object already has every desired value (so an unchanged resource costs a read, never a
+//! write), and pruning of children no longer wanted, found by label.
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::Value;
+
+use crate::build::{Child, is_subset};
+use crate::{Error, FIELD_MANAGER};
+
+/// Applies `child` in `namespace` unless it is already as desired; returns whether it wrote.
+pub async fn apply(client: &kube::Client, namespace: &str, child: &Child) -> Result<bool, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &child.resource);
+    if let Some(live) = api.get_opt(child.name()).await? {
+        let live = serde_json::to_value(&live).unwrap_or(Value::Null);
+        if is_subset(&child.object, &live) {
+            return Ok(false);
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(child.name(), &params, &Patch::Apply(&child.object))
+        .await?;
+    Ok(true)
+}
+
+/// Deletes objects of `resource` labelled `selector` whose names are not in `keep`.
+pub async fn prune(
+    client: &kube::Client,
+    namespace: &str,
+    resource: &kube::discovery::ApiResource,
+    selector: &str,
+    keep: &[&str],
+) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    for object in api.list(&ListParams::default().labels(selector)).await? {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        if !keep.contains(&name.as_str()) {
+            api.delete(&name, &DeleteParams::default()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! LlmGateway → ServiceAccount, Role, RoleBinding, settings ConfigMap, Deployment, Service,
+//! HorizontalPodAutoscaler (when autoscaling) and PodDisruptionBudget, with the original
+//! deployment guide's defaults: probes on `/health` and `/ready`, requests 250m/512Mi, limits
+//! 500m/1Gi, non-root, a settings checksum that rolls pods on change, and a preStop drain.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use kube::{Resource, ResourceExt};
+use llm_gateway_crds::llm_gateway::{LlmGateway, LogLevel, OnUnavailable};
+use serde_json::{Value, json};
+
+use super::{Child, resource};
+use crate::MANAGED_BY;
+
+/// Image used when `spec.image` is unset: the gateway of the operator's own version.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/llm-gateway/llm-gateway:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Label naming the LlmGateway a child belongs to (children are found and pruned by it).
+pub const GATEWAY_LABEL: &str = "llmgateway.io/gateway";
+
+/// Port the gateway listens on inside the pod.
+pub const CONTAINER_PORT: i32 = 8000;
+
+/// Seconds between readiness turning false and the listener closing (endpoints catch up).
+const SHUTDOWN_DELAY_SECONDS: i32 = 5;
+
+/// Every child of `gateway`, in apply order (identity and permissions before the pods).
+pub fn children(gateway: &LlmGateway) -> Vec<Child> {
+    let base = Base::of(gateway);
+    let settings = settings(gateway, &base);
+    let checksum = checksum(&settings.object["data"]);
+    let mut out = vec![
+        service_account(&base),
+        role(&base),
+        role_binding(&base),
+        settings,
+        deployment(gateway, &base, &checksum),
+        service(gateway, &base),
+        pdb(&base),
+    ];
+    if let Some(hpa) = hpa(gateway, &base) {
+        out.push(hpa);
+    }
+    out
+}
+
+/// Names of the children kinds that may be pruned when no longer wanted.
+pub fn prunable() -> Vec<kube::discovery::ApiResource> {
+    vec![resource(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+    )]
+}
+
+/// The in-cluster URL of the gateway's Service.
+pub fn url(gateway: &LlmGateway) -> String {
+    let base = Base::of(gateway);
+    let port = gateway.spec.service.as_ref().map_or(80, |s| s.port);
+    format!(
+        "http://{}.{}.svc.cluster.local:{port}",
+        base.name, base.namespace
+    )
+}
+
+/// Name, namespace, labels and owner reference shared by every child.
+struct Base {
+    name: String,
+    gateway: String,
+    namespace: String,
+    labels: Value,
+    selector: Value,
+    owner: Value,
+}
+
+impl Base {
+    fn of(gateway: &LlmGateway) -> Self {
+        let name = format!("{}-gateway", gateway.name_any());
+        let selector =
+            json!({"app.kubernetes.io/name": "llm-gateway", GATEWAY_LABEL: gateway.name_any()});
+        let mut labels = selector.clone();
+        labels[MANAGED_BY.0] = json!(MANAGED_BY.1);
+        let owner = gateway
+            .controller_owner_ref(&())
+            .and_then(|o| serde_json::to_value(o).ok())
+            .unwrap_or(Value::Null);
+        Self {
+            name,
+            gateway: gateway.name_any(),
+            namespace: gateway.namespace().unwrap_or_else(|| "default".to_owned()),
+            labels,
+            selector,
+            owner,
+        }
+    }
+
+    fn metadata(&self, name: &str) -> Value {
+        json!({"name": name, "namespace": self.namespace, "labels": self.labels, "ownerReferences": [self.owner]})
+    }
+}
+
+fn child(resource: kube::discovery::ApiResource, object: Value) -> Child {
+    let mut object = object;
+    object["apiVersion"] = json!(resource.api_version);
+    object["kind"] = json!(resource.kind);
+    Child { resource, object }
+}
+
+fn service_account(base: &Base) -> Child {
+    child(
+        resource("", "v1", "ServiceAccount", "serviceaccounts"),
+        json!({"metadata": base.metadata(&base.name)}),
+    )
+}
+
+/// Least privilege: read the watched kinds and Secrets of its namespace, write Events.
+fn role(base: &Base) -> Child {
+    child(
+        resource("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+        json!({
+            "metadata": base.metadata(&base.name),
+            "rules": [
+                {"apiGroups": ["llmgateway.io"], "resources": ["llmproviders", "routepolicies", "apikeys", "llmgateways"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            ],
+        }),
+    )
+}
+
+fn role_binding(base: &Base) -> Child {
+    child(
+        resource(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+        ),
+        json!({
+            "metadata": base.metadata(&base.name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": base.name},
+            "subjects": [{"kind": "ServiceAccount", "name": base.name, "namespace": base.namespace}],
+        }),
+    )
+}
+
+/// The gateway's settings as environment variables (the Deployment loads them with envFrom).
+fn settings(gateway: &LlmGateway, base: &Base) -> Child {
+    let spec = &gateway.spec;
+    let level = match spec.log_level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    let mut data = BTreeMap::from([
+        ("WATCH_NAMESPACE", base.namespace.clone()),
+        ("GATEWAY_NAME", base.gateway.clone()),
+        ("PORT", CONTAINER_PORT.to_string()),
+        ("LOG_LEVEL", level.to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("SHUTDOWN_DELAY", format!("{SHUTDOWN_DELAY_SECONDS}s")),
+        ("DRAIN_TIMEOUT", "30s".to_owned()),
+        (
+            "GATEWAY_REPLICAS",
+            spec.autoscaling
+                .as_ref()
+                .map_or(spec.replicas, |a| a.min_replicas)
+                .to_string(),
+        ),
+    ]);
+    if let Some(redis) = &spec.redis {
+        let mode = match redis.on_unavailable {
+            OnUnavailable::FailOpen => "failOpen",
+            OnUnavailable::FailClosed => "failClosed",
+        };
+        data.insert("REDIS_ON_UNAVAILABLE", mode.to_owned());
+        data.insert("RATE_LIMIT_STORAGE", "redis".to_owned());
+    }
+    child(
+        resource("", "v1", "ConfigMap", "configmaps"),
+        json!({"metadata": base.metadata(&format!("{}-settings", base.name)), "data": data}),
+    )
+}
+
+fn checksum(data: &Value) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data.to_string().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
+    let spec = &gateway.spec;
+    let resources = spec.resources.as_ref().map_or_else(
+        || json!({"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}),
+        |r| serde_json::to_value(r).unwrap_or_default(),
+    );
+    let mut env = vec![];
+    if let Some(redis) = &spec.redis {
+        env.push(json!({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": redis.url_secret_ref.name, "key": redis.url_secret_ref.key}}}));
+    }
+    env.push(
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+    );
+    let probe = |path: &str| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3});
+    let mut deployment_spec = json!({
+        "selector": {"matchLabels": base.selector},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": base.labels, "annotations": {"llmgateway.io/settings-checksum": checksum}},
+            "spec": {
+                "serviceAccountName": base.name,
+                "terminationGracePeriodSeconds": 45,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "gateway",
+                    "image": spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+                    "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+                    "envFrom": [{"configMapRef": {"name": format!("{}-settings", base.name)}}],
+                    "env": env,
+                    "resources": resources,
+                    "livenessProbe": probe("/health"),
+                    "readinessProbe": probe("/ready"),
+                    "lifecycle": {"preStop": {"sleep": {"seconds": SHUTDOWN_DELAY_SECONDS}}},
+                    "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                }],
+            },
+        },
+    });
+    if spec.autoscaling.is_none() {
+        deployment_spec["replicas"] = json!(spec.replicas);
+    }
+    child(
+        resource("apps", "v1", "Deployment", "deployments"),
+        json!({"metadata": base.metadata(&base.name), "spec": deployment_spec}),
+    )
+}
+
+fn service(gateway: &LlmGateway, base: &Base) -> Child {
+    let (service_type, port) = gateway
+        .spec
+        .service
+        .as_ref()
+        .map_or(("ClusterIP".to_owned(), 80), |s| {
+            (format!("{:?}", s.service_type), s.port)
+        });
+    child(
+        resource("", "v1", "Service", "services"),
+        json!({
+            "metadata": base.metadata(&base.name),
+            "spec": {"type": service_type, "selector": base.selector,
+                     "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]},
+        }),
+    )
+}
+
+fn pdb(base: &Base) -> Child {
+    child(
+        resource(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+        ),
+        json!({"metadata": base.metadata(&base.name), "spec": {"maxUnavailable": 1, "selector": {"matchLabels": base.selector}}}),
+    )
+}
+
+fn hpa(gateway: &LlmGateway, base: &Base) -> Option<Child> {
+    let scaling = gateway.spec.autoscaling.as_ref()?;
+    let target = |name: &str, percent: i32| json!({"type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": percent}}});
+    Some(child(
+        resource(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+        ),
+        json!({
+            "metadata": base.metadata(&base.name),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": base.name},
+                "minReplicas": scaling.min_replicas,
+                "maxReplicas": scaling.max_replicas,
+                "metrics": [target("cpu", scaling.target_cpu_utilization_percentage), target("memory", scaling.target_memory_utilization_percentage)],
+            },
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(spec: Value) -> LlmGateway {
+        serde_json::from_value(
+            json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
+            "metadata": {"name": "main", "namespace": "ai", "uid": "u-9"}, "spec": spec}),
+        )
+        .expect("valid LlmGateway")
+    }
+
+    fn find<'c>(children: &'c [Child], kind: &str) -> &'c Value {
+        &children
+            .iter()
+            .find(|c| c.resource.kind == kind)
+            .expect(kind)
+            .object
+    }
+
+    #[test]
+    fn the_guide_s_defaults_and_least_privilege() {
+        let children = children(&gateway(json!({})));
+        let kinds: Vec<&str> = children.iter().map(|c| c.resource.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "ConfigMap",
+                "Deployment",
+                "Service",
+                "PodDisruptionBudget"
+            ]
+        );
+        for child in &children {
+            assert_eq!(child.object["metadata"]["ownerReferences"][0]["uid"], "u-9");
+            assert_eq!(child.object["metadata"]["labels"][GATEWAY_LABEL], "main");
+        }
+        let deployment = find(&children, "Deployment");
+        assert_eq!(deployment["spec"]["replicas"], 3);
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["resources"]["requests"],
+            json!({"cpu": "250m", "memory": "512Mi"})
+        );
+        assert_eq!(
+            container["resources"]["limits"],
+            json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health");
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        let verbs: Vec<&Value> = find(&children, "Role")["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|r| r["verbs"].as_array().expect("verbs"))
+            .collect();
+        assert!(verbs.iter().all(|v| {
+            ["get", "list", "watch", "create", "patch"].contains(&v.as_str().expect("verb"))
+        }));
+        assert_eq!(find(&children, "Service")["spec"]["ports"][0]["port"], 80);
+        assert_eq!(
+            find(&children, "ConfigMap")["data"]["WATCH_NAMESPACE"],
+            "ai"
+        );
+    }
+
+    #[test]
+    fn settings_changes_roll_the_pods_and_autoscaling_adds_an_hpa() {
+        let checksum = |c: &[Child]| {
+            find(c, "Deployment")["spec"]["template"]["metadata"]["annotations"]["llmgateway.io/settings-checksum"].clone()
+        };
+        let quiet = children(&gateway(json!({})));
+        let loud = children(&gateway(json!({"logLevel": "debug"})));
+        assert_ne!(checksum(&quiet), checksum(&loud));
+        let scaled = children(&gateway(json!({"autoscaling": {}})));
+        let hpa = find(&scaled, "HorizontalPodAutoscaler");
+        assert_eq!(
+            (
+                hpa["spec"]["minReplicas"].clone(),
+                hpa["spec"]["maxReplicas"].clone()
+            ),
+            (json!(3), json!(10))
+        );
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            70
+        );
+        assert_eq!(
+            hpa["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        assert!(
+            find(&scaled, "Deployment")["spec"]
+                .get("replicas")
+                .is_none(),
+            "the HPA owns replicas"
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Pure builders: the children each resource should have, as JSON manifests, so every
+//! decision is unit-testable without a cluster.
+
+pub mod gateway;
+
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+/// One child object to apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Child {
+    /// Its API type.
+    pub resource: ApiResource,
+    /// The manifest (only the fields the operator owns).
+    pub object: Value,
+}
+
+impl Child {
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// An ApiResource for `group/version`, `kind`, `plural`.
+pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
+
+/// Whether every field of `desired` has the same value in `live` (extra live fields, such as
+/// defaults and status, are fine): when it holds, applying would change nothing.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, v)| l.get(k).is_some_and(|lv| is_subset(v, lv))),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
+        }
+        (d, l) => d == l,
+    }
+}
