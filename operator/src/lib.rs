@@ -14,6 +14,7 @@ pub mod context;
 pub mod controllers;
 pub mod error;
 pub mod metrics;
+pub mod status;
 
 pub use context::{Context, Settings};
 pub use error::Error;

@@ -202,6 +202,17 @@ async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
     .await;
     assert_eq!(reason, "InvalidKey");
     assert_eq!(
+        keys_api
+            .get("caller")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .key_hash,
+        None,
+        "the old hash is cleared"
+    );
+    assert_eq!(
         secret_key(&secrets.get("caller-key").await.unwrap()),
         "not-a-key"
     );
@@ -499,6 +510,42 @@ async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
             && services.get_opt("main-gateway").await.ok()?.is_none()
             && maps.get_opt("main-gateway-settings").await.ok()?.is_none();
         gone.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_policies_report_what_does_not_resolve_and_recover_when_it_does() {
+    use llm_gateway_crds::route_policy::RoutePolicy;
+    let (_server, client, kubeconfig) = cluster().await;
+    let _operator = operator(&kubeconfig, free_port());
+    let policies: Api<RoutePolicy> = Api::namespaced(client.clone(), "default");
+    let policy: RoutePolicy = serde_json::from_value(json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "RoutePolicy",
+        "metadata": {"name": "routes"}, "spec": {"routes": [{"model": "m", "targets": [{"provider": "later"}]}]}})).unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let unresolved = eventually("the InvalidRoutes condition", async || {
+        let status = policies.get("routes").await.ok()?.status?;
+        (ready(&status.conditions)?.1 == "InvalidRoutes").then_some(status.unresolved_providers)
+    })
+    .await;
+    assert_eq!(unresolved, ["later"]);
+    let provider: LlmProvider = serde_json::from_value(
+        json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider",
+        "metadata": {"name": "later"}, "spec": {"type": "fake"}}),
+    )
+    .unwrap();
+    Api::<LlmProvider>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &provider)
+        .await
+        .unwrap();
+    eventually("the Compiled condition", async || {
+        let status = policies.get("routes").await.ok()?.status?;
+        (ready(&status.conditions)? == ("True".to_owned(), "Compiled".to_owned())
+            && status.unresolved_providers.is_empty())
+        .then_some(())
     })
     .await;
 }

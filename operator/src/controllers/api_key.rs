@@ -19,7 +19,6 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::api_key::{ApiKey, ApiKeyStatus, SECRET_KEY_FIELD};
 use llm_gateway_crds::keys;
-use serde_json::json;
 
 use crate::conditions::condition;
 use crate::{Context, Error, MANAGED_BY};
@@ -63,7 +62,7 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
     let desired = desired_status(key, &secret, &context.settings.key_pepper);
     if key.status.as_ref() != Some(&desired) {
         let keys: Api<ApiKey> = Api::namespaced(context.client.clone(), &namespace);
-        let patch = Patch::Merge(json!({"status": desired}));
+        let patch = Patch::Merge(crate::status::patch(key.status.as_ref(), &desired));
         keys.patch_status(&key.name_any(), &PatchParams::default(), &patch)
             .await?;
     }
@@ -169,6 +168,7 @@ pub fn desired_status(key: &ApiKey, secret: &Secret, pepper: &[u8]) -> ApiKeySta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn key() -> ApiKey {
         serde_json::from_value(

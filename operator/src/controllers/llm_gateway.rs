@@ -13,7 +13,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_gateway::{LlmGateway, LlmGatewayStatus};
-use serde_json::json;
 
 use crate::build::gateway::{self, GATEWAY_LABEL};
 use crate::conditions::condition;
@@ -76,7 +75,7 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
     let desired = desired_status(gateway, ready);
     if gateway.status.as_ref() != Some(&desired) {
         let api: Api<LlmGateway> = Api::namespaced(client.clone(), &namespace);
-        let patch = Patch::Merge(json!({"status": desired}));
+        let patch = Patch::Merge(crate::status::patch(gateway.status.as_ref(), &desired));
         api.patch_status(&gateway.name_any(), &PatchParams::default(), &patch)
             .await?;
     }
@@ -114,6 +113,7 @@ pub fn desired_status(gateway: &LlmGateway, ready: i32) -> LlmGatewayStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn ready_when_a_pod_is() {

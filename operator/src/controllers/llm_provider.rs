@@ -13,7 +13,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_provider::{LlmProvider, LlmProviderStatus};
-use serde_json::json;
 
 use crate::conditions::condition;
 use crate::{Context, Error};
@@ -82,7 +81,7 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
     let desired = desired_status(provider, secret.as_ref());
     if provider.status.as_ref() != Some(&desired) {
         let api: Api<LlmProvider> = Api::namespaced(context.client.clone(), &namespace);
-        let patch = Patch::Merge(json!({"status": desired}));
+        let patch = Patch::Merge(crate::status::patch(provider.status.as_ref(), &desired));
         api.patch_status(&provider.name_any(), &PatchParams::default(), &patch)
             .await?;
     }
@@ -156,6 +155,7 @@ pub fn desired_status(provider: &LlmProvider, secret: Option<&Secret>) -> LlmPro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn provider(credentials: serde_json::Value) -> LlmProvider {
         serde_json::from_value(

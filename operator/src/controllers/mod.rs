@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod llm_gateway;
 pub mod llm_provider;
+pub mod route_policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,5 +28,6 @@ pub async fn run(context: Context) {
         api_key::run(context.clone()),
         llm_provider::run(context.clone()),
         llm_gateway::run(context.clone()),
+        route_policy::run(context.clone()),
     );
 }
