@@ -13,6 +13,7 @@ pub mod conditions;
 pub mod context;
 pub mod controllers;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod status;
 

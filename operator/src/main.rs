@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use kube::api::{Api, ListParams};
 use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_operator::leader::{self, Election};
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
 /// Reconciles LlmProvider and ApiKey resources (LlmGateway and RoutePolicy are to come).
@@ -29,6 +30,18 @@ struct Args {
         hide_env_values = true
     )]
     api_key_pepper: String,
+    /// Elect one leader among replicas through a Lease (only the leader reconciles).
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the Lease (the operator's own namespace in a pod).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (defaults to the pod name, else a random id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long leadership lasts without renewal, e.g. "15s".
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
+    lease_duration: humantime::Duration,
 }
 
 #[tokio::main]
@@ -54,7 +67,7 @@ async fn main() -> ExitCode {
         }
     };
     let settings = Settings {
-        key_pepper: args.api_key_pepper.into_bytes(),
+        key_pepper: args.api_key_pepper.clone().into_bytes(),
     };
     let context = Context::new(client, settings);
     let listener = match tokio::net::TcpListener::bind(args.admin_address).await {
@@ -72,16 +85,46 @@ async fn main() -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(admin = %address, "llm-gateway-operator running");
-    let admin = axum::serve(listener, admin::router(context.clone()));
+    let admin = tokio::spawn(axum::serve(listener, admin::router(context.clone())).into_future());
+    // Only the leader reconciles: wait for the Lease, and stop if it is lost.
+    let leadership = match leader_election(&args) {
+        Some(election) => Some(leader::lead(context.client.clone(), election).await),
+        None => None,
+    };
+    let lost = async {
+        match leadership {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = controllers::run(context) => {}
-        result = admin => if let Err(e) = result {
-            eprintln!("llm-gateway-operator: admin server failed: {e}");
+        () = lost => {
+            eprintln!("llm-gateway-operator: lost leadership; exiting so a new leader takes over");
             return ExitCode::FAILURE;
-        },
+        }
+        result = admin => {
+            eprintln!("llm-gateway-operator: admin server stopped: {result:?}");
+            return ExitCode::FAILURE;
+        }
     }
     tracing::info!("llm-gateway-operator stopped");
     ExitCode::SUCCESS
+}
+
+fn leader_election(args: &Args) -> Option<Election> {
+    args.leader_election.then(|| Election {
+        name: "llm-gateway-operator".to_owned(),
+        namespace: args.lease_namespace.clone(),
+        identity: args
+            .identity
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        duration: *args.lease_duration,
+        renew: *args.lease_duration / 3,
+    })
 }
 
 async fn check_cluster() -> anyhow::Result<kube::Client> {

@@ -59,6 +59,7 @@ fn operator(kubeconfig: &tempfile::NamedTempFile, admin_port: u16) -> Process {
         .env("API_KEY_PEPPER", PEPPER)
         .env("ADMIN_ADDRESS", format!("127.0.0.1:{admin_port}"))
         .env("LOG_LEVEL", "warn")
+        .env("LEASE_DURATION", "2s")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -380,11 +381,12 @@ async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
 
     // Unchanged: another reconcile writes nothing at all.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Lease renewals are the operator's only expected writes.
     let writes = || {
         server
             .requests()
             .iter()
-            .filter(|r| r.method != "GET")
+            .filter(|r| r.method != "GET" && !r.path.contains("/leases/"))
             .count()
     };
     let before = writes();
@@ -546,6 +548,66 @@ async fn route_policies_report_what_does_not_resolve_and_recover_when_it_does() 
         (ready(&status.conditions)? == ("True".to_owned(), "Compiled".to_owned())
             && status.unresolved_providers.is_empty())
         .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_and_a_takeover_when_it_dies() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_server, client, kubeconfig) = cluster().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let holder = async || -> Option<String> {
+        leases
+            .get_opt("llm-gateway-operator")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+    };
+    let start = |identity: &str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway-operator"))
+            .env("KUBECONFIG", kubeconfig.path())
+            .env("ADMIN_ADDRESS", format!("127.0.0.1:{}", free_port()))
+            .env("LEASE_DURATION", "2s")
+            .env("POD_NAME", identity)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Process(child)
+    };
+    let first = start("first");
+    eventually("the first leader", async || {
+        (holder().await? == "first").then_some(())
+    })
+    .await;
+    let _second = start("second");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("first"),
+        "a live leader keeps the lease"
+    );
+    let killed = Instant::now();
+    drop(first);
+    eventually("the takeover", async || {
+        (holder().await? == "second").then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("takeover after {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "takeover took {took:?} (lease 2 s)"
+    );
+    let keys_api: Api<ApiKey> = Api::namespaced(client.clone(), "default");
+    keys_api
+        .create(&PostParams::default(), &api_key("after"))
+        .await
+        .unwrap();
+    eventually("a reconcile by the new leader", async || {
+        ready(&keys_api.get("after").await.ok()?.status?.conditions).filter(|(s, _)| s == "True")
     })
     .await;
 }
