@@ -611,3 +611,64 @@ async fn one_leader_at_a_time_and_a_takeover_when_it_dies() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_by_annotation_keeps_the_old_key_for_its_grace_period() {
+    let (_server, client, kubeconfig) = cluster().await;
+    let _operator = operator(&kubeconfig, free_port());
+    let keys_api: Api<ApiKey> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    keys_api
+        .create(&PostParams::default(), &api_key("rotating"))
+        .await
+        .unwrap();
+    let old = eventually("the first key", async || {
+        secrets
+            .get_opt("rotating-key")
+            .await
+            .ok()?
+            .map(|s| secret_key(&s))
+    })
+    .await;
+    let rotate = Patch::Merge(json!({"metadata": {"annotations": {
+        "llmgateway.io/rotate": "2026-11-27", "llmgateway.io/rotation-grace": "3s"}}}));
+    keys_api
+        .patch("rotating", &PatchParams::default(), &rotate)
+        .await
+        .unwrap();
+    let status = eventually("the rotated status", async || {
+        let status = keys_api.get("rotating").await.ok()?.status?;
+        status.previous_key_hash.is_some().then_some(status)
+    })
+    .await;
+    let secret = secrets.get("rotating-key").await.unwrap();
+    let new = secret_key(&secret);
+    assert_ne!(new, old);
+    keys::check_format(&new).unwrap();
+    assert_eq!(
+        String::from_utf8(secret.data.as_ref().unwrap()["previousApiKey"].0.clone()).unwrap(),
+        old
+    );
+    assert_eq!(
+        status.previous_key_hash.as_deref(),
+        Some(keys::hash(PEPPER.as_bytes(), &old).as_str())
+    );
+    assert_eq!(
+        status.key_hash.as_deref(),
+        Some(keys::hash(PEPPER.as_bytes(), &new).as_str())
+    );
+    let ended = eventually("the end of the grace period", async || {
+        let status = keys_api.get("rotating").await.ok()?.status?;
+        status.previous_key_hash.is_none().then_some(())
+    });
+    tokio::time::timeout(Duration::from_secs(8), ended)
+        .await
+        .unwrap();
+    let secret = secrets.get("rotating-key").await.unwrap();
+    assert!(!secret.data.as_ref().unwrap().contains_key("previousApiKey"));
+    assert_eq!(
+        secret_key(&secret),
+        new,
+        "one rotation per annotation value"
+    );
+}

@@ -17,9 +17,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use llm_gateway_crds::api_key::{ApiKey, ApiKeyStatus, SECRET_KEY_FIELD};
+use llm_gateway_crds::api_key::{
+    ApiKey, ApiKeyStatus, SECRET_KEY_FIELD, SECRET_PREVIOUS_KEY_FIELD,
+};
 use llm_gateway_crds::keys;
 
+use super::rotation;
 use crate::conditions::condition;
 use crate::{Context, Error, MANAGED_BY};
 
@@ -55,10 +58,19 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
     let namespace = key.namespace().unwrap_or_else(|| "default".to_owned());
     let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
     let secret_name = &key.spec.secret_name;
-    let secret = match secrets.get_opt(secret_name).await? {
+    let mut secret = match secrets.get_opt(secret_name).await? {
         Some(secret) => secret,
         None => create_secret(&secrets, key).await?,
     };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    if let Some(plan) = rotation::plan(key, &secret, now) {
+        let new_key = keys::generate().map_err(|e| Error::Randomness(e.to_string()))?;
+        let patch = Patch::Merge(rotation::patch(&plan, &secret, &new_key, now));
+        secret = secrets
+            .patch(secret_name, &PatchParams::default(), &patch)
+            .await?;
+        tracing::info!(apikey = %key.name_any(), step = ?plan_name(&plan), "rotated the API key");
+    }
     let desired = desired_status(key, &secret, &context.settings.key_pepper);
     if key.status.as_ref() != Some(&desired) {
         let keys: Api<ApiKey> = Api::namespaced(context.client.clone(), &namespace);
@@ -66,7 +78,21 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
         keys.patch_status(&key.name_any(), &PatchParams::default(), &patch)
             .await?;
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // Come back when the old key's grace period ends, to drop it.
+    let until_grace_ends = rotation::previous_expiry(&secret).map(|at| {
+        Duration::try_from(at.duration_since(now)).unwrap_or_default() + Duration::from_secs(1)
+    });
+    let next = until_grace_ends.map_or(Duration::from_secs(300), |d| {
+        d.min(Duration::from_secs(300))
+    });
+    Ok(Action::requeue(next))
+}
+
+fn plan_name(plan: &rotation::Plan) -> &'static str {
+    match plan {
+        rotation::Plan::Rotate { .. } => "new key, old one in grace",
+        rotation::Plan::EndGrace => "grace over, old key dropped",
+    }
 }
 
 /// Creates the Secret with a fresh key, owned by the ApiKey (deleting the ApiKey deletes it).
@@ -149,10 +175,19 @@ pub fn desired_status(key: &ApiKey, secret: &Secret, pepper: &[u8]) -> ApiKeySta
             None,
         ),
     };
+    let previous = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(SECRET_PREVIOUS_KEY_FIELD))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .filter(|p| keys::check_format(p.trim_end()).is_ok());
     ApiKeyStatus {
         observed_generation: generation,
         key_id,
         key_hash,
+        previous_key_id: previous.as_deref().map(keys::key_id),
+        previous_key_hash: previous.as_deref().map(|p| keys::hash(pepper, p)),
+        previous_key_expires_at: rotation::previous_expiry(secret).map(|t| t.to_string()),
         conditions: vec![condition(
             &current.conditions,
             "Ready",

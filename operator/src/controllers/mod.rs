@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod llm_gateway;
 pub mod llm_provider;
+pub mod rotation;
 pub mod route_policy;
 
 use std::sync::Arc;
