@@ -21,6 +21,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Arc<Settings>,
+    recorder: kube::runtime::events::Recorder,
     ready: Arc<AtomicBool>,
 }
 
@@ -35,7 +36,12 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context around `client`.
     pub fn new(client: kube::Client, settings: Settings) -> Self {
+        let reporter = kube::runtime::events::Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
+            recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
             client,
             metrics: Arc::default(),
             settings: Arc::new(settings),
@@ -46,6 +52,31 @@ impl Context {
     /// Marks the controllers as running (`/ready`).
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Records a Kubernetes Event on `object` (a failure to publish is only logged).
+    pub async fn event<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        ok: bool,
+        reason: &str,
+        message: &str,
+    ) {
+        use kube::runtime::events::{Event, EventType};
+        let event = Event {
+            type_: if ok {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.to_owned(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not publish an Event");
+        }
     }
 
     /// Whether the controllers run.

@@ -2,6 +2,7 @@
 //! a plain `{"status": desired}` merge patch would leave fields the desired status omits
 //! (an old `keyHash`, resolved `unresolvedProviders`) in place.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -17,6 +18,52 @@ pub fn patch<S: Serialize>(current: Option<&S>, desired: &S) -> Value {
         }
     }
     json!({"status": desired})
+}
+
+/// Writes `desired` as the status of `object` (whose stored status is `current`) unless they
+/// are equal, and records an Event when the `Ready` condition changes status or reason.
+pub async fn update<K, S>(
+    context: &crate::Context,
+    object: &K,
+    current: Option<&S>,
+    desired: &S,
+    conditions: impl Fn(&S) -> &[Condition],
+) -> Result<(), crate::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(desired) {
+        return Ok(());
+    }
+    let namespace = object
+        .meta()
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: kube::Api<K> = kube::Api::namespaced(context.client.clone(), &namespace);
+    let body = kube::api::Patch::Merge(patch(current, desired));
+    api.patch_status(&name, &kube::api::PatchParams::default(), &body)
+        .await?;
+    let ready = |s: &S| {
+        conditions(s)
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let before = current.and_then(ready);
+    if let Some((status, reason, message)) = ready(desired)
+        && before.as_ref().map(|(s, r, _)| (s, r)) != Some((&status, &reason))
+    {
+        context
+            .event(object, status == "True", &reason, &message)
+            .await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -266,6 +266,32 @@ async fn provider_readiness_follows_its_credential_secret() {
         .await
         .unwrap();
     assert_eq!(condition("CredentialsFound").await, "True");
+    // Each transition of Ready was recorded as an Event on the provider.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let seen = eventually("the transition Events", async || {
+        let items = events.list(&Default::default()).await.ok()?.items;
+        let reasons: Vec<(String, String)> = items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("openai"))
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.type_.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        (reasons.len() >= 2).then_some(reasons)
+    })
+    .await;
+    assert!(
+        seen.contains(&("SecretNotFound".to_owned(), "Warning".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("CredentialsFound".to_owned(), "Normal".to_owned())),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

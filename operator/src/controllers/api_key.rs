@@ -72,12 +72,14 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
         tracing::info!(apikey = %key.name_any(), step = ?plan_name(&plan), "rotated the API key");
     }
     let desired = desired_status(key, &secret, &context.settings.key_pepper);
-    if key.status.as_ref() != Some(&desired) {
-        let keys: Api<ApiKey> = Api::namespaced(context.client.clone(), &namespace);
-        let patch = Patch::Merge(crate::status::patch(key.status.as_ref(), &desired));
-        keys.patch_status(&key.name_any(), &PatchParams::default(), &patch)
-            .await?;
-    }
+    crate::status::update(
+        context,
+        key,
+        key.status.as_ref(),
+        &desired,
+        |s: &ApiKeyStatus| &s.conditions,
+    )
+    .await?;
     // Come back when the old key's grace period ends, to drop it.
     let until_grace_ends = rotation::previous_expiry(&secret).map(|at| {
         Duration::try_from(at.duration_since(now)).unwrap_or_default() + Duration::from_secs(1)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -73,12 +73,14 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     let desired = desired_status(gateway, ready);
-    if gateway.status.as_ref() != Some(&desired) {
-        let api: Api<LlmGateway> = Api::namespaced(client.clone(), &namespace);
-        let patch = Patch::Merge(crate::status::patch(gateway.status.as_ref(), &desired));
-        api.patch_status(&gateway.name_any(), &PatchParams::default(), &patch)
-            .await?;
-    }
+    crate::status::update(
+        context,
+        gateway,
+        gateway.status.as_ref(),
+        &desired,
+        |s: &LlmGatewayStatus| &s.conditions,
+    )
+    .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 

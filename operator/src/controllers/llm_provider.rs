@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -79,12 +79,14 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
         None => None,
     };
     let desired = desired_status(provider, secret.as_ref());
-    if provider.status.as_ref() != Some(&desired) {
-        let api: Api<LlmProvider> = Api::namespaced(context.client.clone(), &namespace);
-        let patch = Patch::Merge(crate::status::patch(provider.status.as_ref(), &desired));
-        api.patch_status(&provider.name_any(), &PatchParams::default(), &patch)
-            .await?;
-    }
+    crate::status::update(
+        context,
+        provider,
+        provider.status.as_ref(),
+        &desired,
+        |s: &LlmProviderStatus| &s.conditions,
+    )
+    .await?;
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -82,12 +82,14 @@ async fn reconcile_inner(policy: &RoutePolicy, context: &Context) -> Result<Acti
         ..Manifests::default()
     };
     let desired = desired_status(policy, &manifests);
-    if policy.status.as_ref() != Some(&desired) {
-        let api: Api<RoutePolicy> = Api::namespaced(client.clone(), &namespace);
-        let patch = Patch::Merge(crate::status::patch(policy.status.as_ref(), &desired));
-        api.patch_status(&policy.name_any(), &PatchParams::default(), &patch)
-            .await?;
-    }
+    crate::status::update(
+        context,
+        policy,
+        policy.status.as_ref(),
+        &desired,
+        |s: &RoutePolicyStatus| &s.conditions,
+    )
+    .await?;
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
