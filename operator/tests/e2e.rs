@@ -698,3 +698,57 @@ async fn rotation_by_annotation_keeps_the_old_key_for_its_grace_period() {
         "one rotation per annotation value"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_between_two_child_writes_converges_after_a_restart() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use llm_gateway_crds::llm_gateway::LlmGateway;
+    use test_apiserver::faults::FaultRule;
+    let (server, client, kubeconfig) = cluster().await;
+    // The Deployment write hangs long enough to kill the operator in the middle of a reconcile,
+    // after the ServiceAccount, Role, RoleBinding and ConfigMap were written.
+    let hang: FaultRule = serde_json::from_value(
+        json!({"verb": "patch", "resource": "deployments", "times": 1,
+        "action": {"type": "delay", "millis": 3000}}),
+    )
+    .unwrap();
+    server.add_fault(hang);
+    let first = operator(&kubeconfig, free_port());
+    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
+    let gateway: LlmGateway = serde_json::from_value(
+        json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
+        "metadata": {"name": "crash"}, "spec": {}}),
+    )
+    .unwrap();
+    gateways
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    eventually("the ConfigMap before the crash", async || {
+        maps.get_opt("crash-gateway-settings")
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+    drop(first);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let _second = operator(&kubeconfig, free_port());
+    eventually("convergence after the restart", async || {
+        let complete = deployments.get_opt("crash-gateway").await.ok()?.is_some()
+            && Api::<Service>::namespaced(client.clone(), "default")
+                .get_opt("crash-gateway")
+                .await
+                .ok()?
+                .is_some()
+            && gateways.get("crash").await.ok()?.status.is_some();
+        complete.then_some(())
+    })
+    .await;
+    // Deterministic names: exactly one of each child, nothing orphaned.
+    let labelled = kube::api::ListParams::default().labels("llmgateway.io/gateway=crash");
+    assert_eq!(deployments.list(&labelled).await.unwrap().items.len(), 1);
+    assert_eq!(maps.list(&labelled).await.unwrap().items.len(), 1);
+}
