@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::ByteString;
@@ -46,12 +46,7 @@ pub async fn run(context: Context) {
 
 /// One reconcile of one ApiKey.
 pub async fn reconcile(key: Arc<ApiKey>, context: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&key, &context).await;
-    context
-        .metrics
-        .record(NAME, started.elapsed().as_secs_f64(), result.as_ref().err());
-    result
+    super::timed(NAME, &context, reconcile_inner(&key, &context)).await
 }
 
 async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Error> {

@@ -3,7 +3,7 @@
 //! them (the controller watches what it owns); status reports ready replicas and the URL.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -40,12 +40,7 @@ pub async fn run(context: Context) {
 
 /// One reconcile of one LlmGateway.
 pub async fn reconcile(gateway: Arc<LlmGateway>, context: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&gateway, &context).await;
-    context
-        .metrics
-        .record(NAME, started.elapsed().as_secs_f64(), result.as_ref().err());
-    result
+    super::timed(NAME, &context, reconcile_inner(&gateway, &context)).await
 }
 
 async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Action, Error> {

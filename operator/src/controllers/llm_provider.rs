@@ -3,7 +3,7 @@
 //! Secrets are watched, so creating the missing Secret makes the provider Ready at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -56,12 +56,7 @@ fn references(provider: &LlmProvider, secret: &str) -> bool {
 
 /// One reconcile of one LlmProvider.
 pub async fn reconcile(provider: Arc<LlmProvider>, context: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&provider, &context).await;
-    context
-        .metrics
-        .record(NAME, started.elapsed().as_secs_f64(), result.as_ref().err());
-    result
+    super::timed(NAME, &context, reconcile_inner(&provider, &context)).await
 }
 
 async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Action, Error> {

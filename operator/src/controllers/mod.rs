@@ -22,6 +22,22 @@ pub fn error_policy<K>(_object: Arc<K>, error: &Error, _context: Arc<Context>) -
     Action::requeue(Duration::from_millis(1000 + jitter))
 }
 
+/// Runs one reconcile, recording its duration and outcome under `controller`.
+pub async fn timed(
+    controller: &'static str,
+    context: &Context,
+    work: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    context.metrics.record(
+        controller,
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err(),
+    );
+    result
+}
+
 /// Runs every controller until shutdown.
 pub async fn run(context: Context) {
     context.set_ready();

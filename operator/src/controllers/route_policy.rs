@@ -5,7 +5,7 @@
 //! namespace.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -54,12 +54,7 @@ pub async fn run(context: Context) {
 
 /// One reconcile of one RoutePolicy.
 pub async fn reconcile(policy: Arc<RoutePolicy>, context: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&policy, &context).await;
-    context
-        .metrics
-        .record(NAME, started.elapsed().as_secs_f64(), result.as_ref().err());
-    result
+    super::timed(NAME, &context, reconcile_inner(&policy, &context)).await
 }
 
 async fn reconcile_inner(policy: &RoutePolicy, context: &Context) -> Result<Action, Error> {
