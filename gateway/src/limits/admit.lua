@@ -25,7 +25,8 @@ for i = 1, n_rates do
   if tat < now then tat = now end
   local new_tat = tat + cost * interval
   local allow_at = new_tat - period
-  if allow_at > now then return {0, 1, i, math.ceil(allow_at - now)} end
+  -- 1 µs of slack: doubles may put (now + period) - period an ulp above now.
+  if allow_at - now > 1 then return {0, 1, i, math.ceil(allow_at - now)} end
   new_tats[i] = new_tat
   result[#result + 1] = math.floor((period - (new_tat - now)) / interval)
   result[#result + 1] = math.ceil(new_tat - now)

@@ -23,6 +23,9 @@ pub enum Gcra {
     },
 }
 
+/// Slack absorbing floating-point rounding when comparing times (one microsecond).
+pub const TOLERANCE_US: f64 = 1.0;
+
 /// Asks a bucket holding `stored_tat` (absent for a new or expired bucket) for `cost` units at
 /// time `now` (all microseconds).
 pub fn admit(stored_tat: Option<f64>, now: f64, limit: u64, period_us: f64, cost: u64) -> Gcra {
@@ -35,7 +38,9 @@ pub fn admit(stored_tat: Option<f64>, now: f64, limit: u64, period_us: f64, cost
     let tat = stored_tat.map_or(now, |t| t.max(now));
     let new_tat = tat + cost as f64 * interval;
     let allow_at = new_tat - period_us;
-    if allow_at > now {
+    // Microseconds are doubles here (and in Lua): `(now + period) - period` can land an ulp
+    // above `now`, which without this slack would refuse a request into an empty bucket.
+    if allow_at - now > TOLERANCE_US {
         return Gcra::Refuse {
             retry_after_us: Some(allow_at - now),
         };
@@ -96,6 +101,18 @@ mod tests {
         ));
         let (count, _) = admitted(tat, now + interval * 3.0, 100, 10);
         assert_eq!(count, 3);
+    }
+
+    #[test]
+    fn an_empty_bucket_admits_whatever_the_clock_reads() {
+        for now in [1.0, 60_000_000.123_456, 1.7e15 + 0.3, 123_456_789.987] {
+            for limit in [1, 3, 7, 60, 1000] {
+                assert!(
+                    matches!(admit(None, now, limit, MINUTE, limit), Gcra::Admit { .. }),
+                    "now {now}, limit {limit}"
+                );
+            }
+        }
     }
 
     #[test]
