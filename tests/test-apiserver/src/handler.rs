@@ -78,7 +78,13 @@ fn route(
                 )
                     .into_response());
             }
-            ok(collection::list(shared, &target, &query)?)
+            let list = collection::list(shared, &target, &query)?;
+            if crate::table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let version = list["metadata"]["resourceVersion"].as_str().unwrap_or("");
+                return ok(crate::table::render(&target.rtype, &items, version));
+            }
+            ok(list)
         }
         (Method::POST, false) => {
             let object = json_body(&body)?;
@@ -88,7 +94,17 @@ fn route(
             let created = objects::create(shared, &target, object, &manager)?;
             Ok((StatusCode::CREATED, Json(created)).into_response())
         }
-        (Method::GET, true) => ok(objects::get(shared, &target)?),
+        (Method::GET, true) => {
+            let object = objects::get(shared, &target)?;
+            if crate::table::wanted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
+                let version = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                return ok(crate::table::render(&target.rtype, &[object], &version));
+            }
+            ok(object)
+        }
         (Method::PUT, true) => ok(objects::replace(
             shared,
             &target,

@@ -17,6 +17,7 @@ pub mod selectors;
 pub mod ssa;
 pub mod status;
 pub mod store;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

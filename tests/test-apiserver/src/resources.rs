@@ -22,6 +22,8 @@ pub struct ResourceType {
     pub short_names: Vec<String>,
     /// The structural schema of a custom resource (`openAPIV3Schema`).
     pub schema: Option<Value>,
+    /// The CRD's `additionalPrinterColumns`, for Table responses.
+    pub printer_columns: Option<Value>,
 }
 
 impl ResourceType {
@@ -46,6 +48,7 @@ impl ResourceType {
                 .map(|s| (*s).to_owned())
                 .collect(),
             schema: None,
+            printer_columns: None,
         }
     }
 
@@ -121,6 +124,7 @@ impl ResourceType {
                 })
                 .unwrap_or_default(),
             schema: version.pointer("/schema/openAPIV3Schema").cloned(),
+            printer_columns: version.get("additionalPrinterColumns").cloned(),
         })
     }
 }

@@ -78,6 +78,11 @@ async fn kubectl_applies_waits_gets_conflicts_and_deletes() {
         kubectl.ok(&["apply", "--validate=false", "-f", &examples]);
         let names = kubectl.ok(&["get", "llmproviders", "-o", "name"]);
         assert!(names.contains("llmprovider.llmgateway.io/fake"), "{names}");
+        let table = kubectl.ok(&["get", "routepolicies"]);
+        assert!(
+            table.contains("MODELS") && table.contains("fake-gpt,"),
+            "printer columns: {table}"
+        );
         let yaml = kubectl.ok(&["get", "routepolicy", "default", "-o", "yaml"]);
         assert!(
             yaml.contains("fake-gpt") && yaml.contains("resourceVersion"),
