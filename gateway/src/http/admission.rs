@@ -41,6 +41,7 @@ pub async fn admit(
     state: &AppState,
     snapshot: &Snapshot,
     caller: Option<&Caller<'_>>,
+    label: Option<Arc<CallerLabel>>,
     route: &RouteRuntime,
     request: &ChatRequest,
     meter: &Arc<Meter>,
@@ -90,10 +91,6 @@ pub async fn admit(
     };
     let mut rate_headers = HeaderMap::new();
     headers::stamp(&mut rate_headers, &demand, &statuses);
-    let label = caller.map(|c| CallerLabel {
-        id: c.id(),
-        owner: c.owner().to_owned(),
-    });
     let reservation = Reservation::new(
         state.limiter.clone(),
         state.metrics.clone(),

@@ -14,9 +14,10 @@ use http::{HeaderMap, HeaderValue, header};
 
 use super::Served;
 use super::admission::admit;
-use super::auth::{Caller, authenticate};
+use super::auth::authenticate;
 use crate::error::ApiError;
 use crate::limits::Meter;
+use crate::limits::reservation::CallerLabel;
 use crate::openai::{ChatRequest, Protocol};
 use crate::state::AppState;
 
@@ -84,14 +85,28 @@ async fn handle(
         });
     }
     let meter = Arc::new(Meter::default());
-    let admitted = admit(state, &snapshot, key.as_ref(), route, &request, &meter).await?;
+    let label = key.as_ref().map(|c| {
+        Arc::new(CallerLabel {
+            id: c.id(),
+            owner: c.owner().to_owned(),
+        })
+    });
+    let admitted = admit(
+        state,
+        &snapshot,
+        key.as_ref(),
+        label.clone(),
+        route,
+        &request,
+        &meter,
+    )
+    .await?;
     let (result, provider) =
         crate::proxy::serve(state, &snapshot, route, &request, headers, started, &meter).await;
     let served = Served {
         route: route.compiled.model.clone(),
         provider: provider.to_owned(),
-        key_id: key.as_ref().map(Caller::id),
-        owner: key.as_ref().map(|k| k.owner().to_owned()),
+        caller: label,
     };
     let mut response = admitted.attach(result.unwrap_or_else(|error| render(error, protocol)));
     stamp_provenance(&mut response, &served, snapshot.generation);

@@ -28,7 +28,10 @@ use http_body_util::BodyExt;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use std::sync::Arc;
+
 use crate::error::{ApiError, ErrorLabel};
+use crate::limits::reservation::CallerLabel;
 use crate::metrics::{ErrorLabels, RequestLabels, TargetLabels, UNROUTED};
 use crate::state::AppState;
 
@@ -39,10 +42,8 @@ pub struct Served {
     pub route: String,
     /// Provider name (empty if none was reached).
     pub provider: String,
-    /// Caller's public key id.
-    pub key_id: Option<String>,
-    /// Caller's owner.
-    pub owner: Option<String>,
+    /// The caller (key id and owner), shared with the request's limit reservation.
+    pub caller: Option<Arc<CallerLabel>>,
 }
 
 /// The application router with every layer.
@@ -196,8 +197,8 @@ impl Drop for Finish {
             request_id = self.request_id.as_deref().unwrap_or(""),
             route = %served.route,
             provider = %served.provider,
-            key_id = served.key_id.as_deref().unwrap_or(""),
-            owner = served.owner.as_deref().unwrap_or(""),
+            key_id = served.caller.as_ref().map_or("", |c| c.id.as_str()),
+            owner = served.caller.as_ref().map_or("", |c| c.owner.as_str()),
             error = self.error.map_or("", |e| e.0),
             "request finished"
         );

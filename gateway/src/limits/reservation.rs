@@ -30,7 +30,7 @@ struct Pending {
     store: Store,
     demand: Demand,
     meter: Arc<Meter>,
-    caller: Option<CallerLabel>,
+    caller: Option<Arc<CallerLabel>>,
 }
 
 impl Reservation {
@@ -41,7 +41,7 @@ impl Reservation {
         store: Store,
         demand: Demand,
         meter: Arc<Meter>,
-        caller: Option<CallerLabel>,
+        caller: Option<Arc<CallerLabel>>,
     ) -> Self {
         Self {
             pending: Some(Pending {

@@ -24,7 +24,6 @@ pub async fn run(context: Context) {
     let client = context.client.clone();
     let providers: Api<LlmProvider> = Api::all(client.clone());
     let secrets: Api<Secret> = Api::all(client);
-    let store_providers = providers.clone();
     let controller = Controller::new(providers, watcher::Config::default());
     let reader = controller.store();
     controller
@@ -42,7 +41,6 @@ pub async fn run(context: Context) {
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;
-    drop(store_providers);
 }
 
 fn references(provider: &LlmProvider, secret: &str) -> bool {

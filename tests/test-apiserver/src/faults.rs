@@ -3,7 +3,6 @@
 //! optional probability from a seeded generator, so runs repeat exactly.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -159,9 +158,4 @@ pub fn verb(method: &http::Method, target: &Target, watch: bool) -> &'static str
         ("DELETE", _) => "delete",
         _ => "other",
     }
-}
-
-/// A delay action's duration.
-pub fn delay(millis: u64) -> Duration {
-    Duration::from_millis(millis)
 }

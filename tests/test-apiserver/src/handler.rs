@@ -208,7 +208,7 @@ async fn inject_fault(
         .check(crate::faults::verb(method, &target, watch), &target)?;
     match action {
         FaultAction::Delay { millis } => {
-            tokio::time::sleep(crate::faults::delay(millis)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
             None
         }
         FaultAction::DropConnection => {
