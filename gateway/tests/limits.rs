@@ -136,7 +136,16 @@ async fn token_reservations_settle_to_real_usage() {
     assert_eq!(first.headers()["x-ratelimit-limit-tokens"], "2000");
     assert!(first.headers().contains_key("x-ratelimit-reset-tokens"));
     first.bytes().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Settlement runs after the response; its metric is written once the store settled.
+    let settled = Instant::now();
+    while metric(&gateway.url, "llm_caller_requests_total")
+        .await
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(settled.elapsed() < Duration::from_secs(5), "never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Settled to the real 7 tokens, so the second request sees 2000 - 7 - 502 (plus refill).
     let second = post(&client, &gateway.url, &key, &body).await;
     let left = remaining(&second);

@@ -86,7 +86,10 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
         task.await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while usage(&gateway).await["requests"] != streams {
+    // Store first, then metrics: wait for both to have counted every stream.
+    while usage(&gateway).await["requests"] != streams
+        || metric(&gateway.url, "llm_caller_requests_total").await != Some(f64::from(streams))
+    {
         assert!(Instant::now() < deadline, "usage not settled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

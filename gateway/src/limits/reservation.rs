@@ -69,15 +69,16 @@ impl Drop for Reservation {
         };
         runtime.spawn(async move {
             let outcome = pending.meter.outcome(pending.demand.prompt_estimate);
+            pending
+                .limiter
+                .settle(pending.store, &pending.demand, outcome)
+                .await;
+            // Counted after the store settled, so a caller's metrics never run ahead of it.
             if let Some(caller) = &pending.caller {
                 pending
                     .metrics
                     .count_caller_usage(&caller.id, &caller.owner, outcome);
             }
-            pending
-                .limiter
-                .settle(pending.store, &pending.demand, outcome)
-                .await;
         });
     }
 }
