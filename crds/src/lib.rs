@@ -11,6 +11,8 @@ pub mod manifest;
 pub mod policy;
 pub mod refs;
 pub mod route_policy;
+pub mod snapshot;
+pub mod usage;
 
 use kube::CustomResourceExt;
 

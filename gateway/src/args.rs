@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Kubernetes mode: the LlmGateway whose `spec.auth` applies.
     #[arg(long, env = "GATEWAY_NAME")]
     pub gateway_name: Option<String>,
+    /// Kubernetes mode: read provider credentials from this one Secret (the operator's copy of
+    /// exactly the entries the providers reference) instead of watching every Secret, so the
+    /// gateway's Role can name it alone. Keys are then verified against ApiKey status hashes.
+    #[arg(long, env = "CREDENTIALS_SECRET")]
+    pub credentials_secret: Option<String>,
     /// Kubernetes mode: a directory of manifests (the operator's last-known-good ConfigMap) to
     /// serve when the API server cannot be reached at startup.
     #[arg(long, env = "LAST_KNOWN_GOOD_DIR")]

@@ -132,6 +132,7 @@ async fn start_kubernetes(
     let source = source_kube::KubeSource {
         namespace: namespace.to_owned(),
         gateway_name: args.gateway_name.clone(),
+        credentials_secret: args.credentials_secret.clone(),
     };
     let mut sync = tokio::spawn(source_kube::start(client, source, loader.clone()));
     let synced = tokio::time::timeout(*args.initial_sync_timeout, &mut sync).await;

@@ -6,10 +6,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::metrics::Metrics;
 
 /// Operator settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Secret mixed into API-key hashes (must equal the gateways' `API_KEY_PEPPER`).
     pub key_pepper: Vec<u8>,
+    /// How often ApiKey usage is copied from Redis into status.
+    pub usage_sync_interval: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            key_pepper: Vec::new(),
+            usage_sync_interval: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Shared by the controllers.

@@ -12,6 +12,9 @@ pub enum Error {
     /// The system's randomness source failed.
     #[error("cannot generate a key: {0}")]
     Randomness(String),
+    /// Redis (usage counters) refused or could not be reached.
+    #[error("Redis: {0}")]
+    Redis(String),
 }
 
 impl Error {
@@ -22,6 +25,7 @@ impl Error {
             Self::Kube(_) => "kube",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::Randomness(_) => "randomness",
+            Self::Redis(_) => "redis",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod status;
+pub mod usage_sync;
 
 pub use context::{Context, Settings};
 pub use error::Error;

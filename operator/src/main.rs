@@ -12,7 +12,7 @@ use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_operator::leader::{self, Election};
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
-/// Reconciles LlmProvider and ApiKey resources (LlmGateway and RoutePolicy are to come).
+/// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.
 #[derive(Debug, Parser)]
 #[command(name = "llm-gateway-operator", version, about)]
 struct Args {
@@ -42,6 +42,9 @@ struct Args {
     /// How long leadership lasts without renewal, e.g. "15s".
     #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
     lease_duration: humantime::Duration,
+    /// How often ApiKey `status.usage` is refreshed from Redis, e.g. "60s".
+    #[arg(long, env = "USAGE_SYNC_INTERVAL", default_value = "60s")]
+    usage_sync_interval: humantime::Duration,
 }
 
 #[tokio::main]
@@ -68,6 +71,7 @@ async fn main() -> ExitCode {
     };
     let settings = Settings {
         key_pepper: args.api_key_pepper.clone().into_bytes(),
+        usage_sync_interval: args.usage_sync_interval.into(),
     };
     let context = Context::new(client, settings);
     let listener = match tokio::net::TcpListener::bind(args.admin_address).await {

@@ -16,6 +16,9 @@ pub fn patch<S: Serialize>(current: Option<&S>, desired: &S) -> Value {
         for key in current.keys() {
             desired.entry(key.clone()).or_insert(Value::Null);
         }
+        // Only what changed: a field another writer owns (the usage sync's `usage`) is never
+        // sent back with the value this reconcile happened to read.
+        desired.retain(|key, value| current.get(key) != Some(value));
     }
     json!({"status": desired})
 }
@@ -77,6 +80,13 @@ mod tests {
         assert_eq!(
             patch(Some(&current), &desired),
             json!({"status": {"observedGeneration": 2, "keyId": "j", "keyHash": null}})
+        );
+        let unchanged = json!({"usage": {"requests": 1}, "keyId": "i"});
+        let desired = json!({"usage": {"requests": 1}, "keyId": "j"});
+        assert_eq!(
+            patch(Some(&unchanged), &desired),
+            json!({"status": {"keyId": "j"}}),
+            "fields equal to the stored ones are not sent"
         );
     }
 }

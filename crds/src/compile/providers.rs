@@ -188,12 +188,12 @@ fn credential(
         return (None, None);
     };
     match (&creds.secret_ref, &creds.env) {
+        // A missing credential makes this provider unavailable (its routes answer 503 and its
+        // status says why), never the whole configuration invalid: one provider waiting for
+        // its Secret must not stop every other route from reloading.
         (Some(r), None) => match secrets.get(namespace_of(provider), &r.name, &r.key) {
             Ok(value) => (Some(SecretString::new(value)), None),
-            Err(message) => {
-                fail("spec.credentials.secretRef", message);
-                (None, None)
-            }
+            Err(message) => (None, Some(message)),
         },
         (None, Some(var)) => match (inputs.env)(var).filter(|v| !v.is_empty()) {
             Some(value) => (Some(SecretString::new(value)), None),

@@ -170,3 +170,29 @@ fn gateway_jwt_settings_compile_with_their_secret() {
         ]
     );
 }
+
+#[test]
+fn a_provider_waiting_for_its_secret_is_unavailable_not_fatal() {
+    let config = compile_yaml(&format!(
+        "{FAKE}apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: openai}}\n\
+         spec: {{type: openai, credentials: {{secretRef: {{name: openai, key: apiKey}}}}}}\n---\n\
+         apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: r}}\nspec:\n  routes:\n\
+         \x20 - {{model: demo, targets: [{{provider: fake}}]}}\n\
+         \x20 - {{model: gpt, targets: [{{provider: openai, model: gpt-4o}}]}}\n"
+    ))
+    .unwrap();
+    let openai = config
+        .providers
+        .iter()
+        .find(|p| p.id == "default/openai")
+        .unwrap();
+    assert!(
+        openai
+            .unavailable
+            .as_deref()
+            .is_some_and(|why| why.contains("default/openai")),
+        "{:?}",
+        openai.unavailable
+    );
+    assert!(config.routes.contains_key("demo"));
+}

@@ -24,6 +24,7 @@ use llm_gateway_crds::llm_gateway::LlmGateway;
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::manifest::Manifests;
 use llm_gateway_crds::route_policy::RoutePolicy;
+use llm_gateway_crds::snapshot;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
@@ -42,6 +43,9 @@ pub struct KubeSource {
     pub namespace: String,
     /// Name of this gateway's LlmGateway (auth settings), if any.
     pub gateway_name: Option<String>,
+    /// The operator's credentials Secret: when set, only it is watched (see
+    /// [`llm_gateway_crds::snapshot`]) and ApiKeys the operator has not issued are left out.
+    pub credentials_secret: Option<String>,
 }
 
 /// The reflector stores of every watched kind.
@@ -66,9 +70,10 @@ impl Stores {
     }
 
     /// Everything the stores hold, and its fingerprint.
-    fn manifests(&self, gateway_name: Option<&str>) -> (Manifests, u64) {
+    fn manifests(&self, source: &KubeSource) -> (Manifests, u64) {
+        let gateway_name = source.gateway_name.as_deref();
         let mut hasher = DefaultHasher::new();
-        let manifests = Manifests {
+        let mut manifests = Manifests {
             providers: copy(&self.providers, &mut hasher),
             route_policies: copy(&self.routes, &mut hasher),
             api_keys: copy(&self.keys, &mut hasher),
@@ -78,8 +83,26 @@ impl Stores {
                 .collect(),
             secrets: copy(&self.secrets, &mut hasher),
         };
+        if source.credentials_secret.is_some() {
+            manifests.api_keys.retain(snapshot::issued);
+            manifests.secrets = expand(&manifests.secrets);
+        }
         (manifests, hasher.finish())
     }
+}
+
+/// The Secrets the operator's credentials Secret carries (a malformed one is logged and
+/// carries none, so the providers needing them are reported unavailable by the compiler).
+fn expand(bundles: &[Secret]) -> Vec<Secret> {
+    bundles
+        .iter()
+        .flat_map(|bundle| {
+            snapshot::expand_credentials(bundle).unwrap_or_else(|error| {
+                tracing::error!(%error, "the credentials Secret cannot be read");
+                Vec::new()
+            })
+        })
+        .collect()
 }
 
 /// Objects of a store in name order, hashed by identity and resourceVersion.
@@ -103,17 +126,14 @@ where
 }
 
 /// Starts a reflector for `api`; every event wakes `changed`.
-fn reflect<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
+fn reflect<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -131,12 +151,17 @@ where
 pub async fn start(client: Client, source: KubeSource, loader: Arc<Loader>) -> ReloadOutcome {
     let changed = Arc::new(Notify::new());
     let ns = source.namespace.as_str();
+    let all = watcher::Config::default;
+    let secrets = match &source.credentials_secret {
+        Some(name) => all().fields(&format!("metadata.name={name}")),
+        None => all(),
+    };
     let stores = Stores {
-        providers: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
-        routes: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
-        keys: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
-        gateways: reflect(Api::namespaced(client.clone(), ns), changed.clone()),
-        secrets: reflect(Api::namespaced(client, ns), changed.clone()),
+        providers: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
+        routes: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
+        keys: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
+        gateways: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
+        secrets: reflect(Api::namespaced(client, ns), secrets, changed.clone()),
     };
     stores.wait_until_ready().await;
     let first = apply(&stores, &source, &loader).await;
@@ -158,7 +183,7 @@ pub async fn start(client: Client, source: KubeSource, loader: Arc<Loader>) -> R
 }
 
 async fn apply(stores: &Stores, source: &KubeSource, loader: &Arc<Loader>) -> ReloadOutcome {
-    let (manifests, fingerprint) = stores.manifests(source.gateway_name.as_deref());
+    let (manifests, fingerprint) = stores.manifests(source);
     let loader = loader.clone();
     tokio::task::spawn_blocking(move || loader.apply(&manifests, fingerprint))
         .await

@@ -14,8 +14,7 @@ use crate::openai::ChatRequest;
 /// Completion tokens reserved when the request sets no `max_tokens`.
 pub const DEFAULT_COMPLETION_RESERVE: u64 = 1024;
 
-/// Prefix of every Redis key the gateway writes.
-pub const KEY_PREFIX: &str = "lgw";
+pub use llm_gateway_crds::usage::{KEY_PREFIX, usage_key};
 
 /// One rate bucket a request draws from.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,11 +93,6 @@ pub struct CallerAccount<'a> {
     pub limits: Option<&'a RateLimits>,
     /// Per-caller spend cap.
     pub budget: Option<&'a Budget>,
-}
-
-/// Store key of an account's usage counters in `period`.
-pub fn usage_key(account: &str, period: &Period) -> String {
-    format!("{KEY_PREFIX}:{account}:usage:{}", period.key_suffix())
 }
 
 impl Demand {

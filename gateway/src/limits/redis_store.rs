@@ -152,13 +152,7 @@ impl RedisStore {
                 let mut connection = self.connection.clone();
                 redis::cmd("HMGET")
                     .arg(key)
-                    .arg(&[
-                        "requests",
-                        "input_tokens",
-                        "output_tokens",
-                        "spend_nanos",
-                        "reserved_nanos",
-                    ])
+                    .arg(&llm_gateway_crds::usage::USAGE_FIELDS)
                     .query_async(&mut connection)
                     .await
             })

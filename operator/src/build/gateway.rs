@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_gateway::{LlmGateway, LogLevel, OnUnavailable};
 use serde_json::{Value, json};
 
-use super::{Child, resource};
+use super::{Child, bundle, rbac, resource};
 use crate::MANAGED_BY;
 
 /// Image used when `spec.image` is unset: the gateway of the operator's own version.
@@ -25,6 +25,9 @@ pub const GATEWAY_LABEL: &str = "llmgateway.io/gateway";
 /// Port the gateway listens on inside the pod.
 pub const CONTAINER_PORT: i32 = 8000;
 
+/// Where the last-known-good ConfigMap and the credentials Secret are mounted.
+pub const LAST_KNOWN_GOOD_DIR: &str = "/etc/llm-gateway/last-known-good";
+
 /// Seconds between readiness turning false and the listener closing (endpoints catch up).
 const SHUTDOWN_DELAY_SECONDS: i32 = 5;
 
@@ -34,9 +37,9 @@ pub fn children(gateway: &LlmGateway) -> Vec<Child> {
     let settings = settings(gateway, &base);
     let checksum = checksum(&settings.object["data"]);
     let mut out = vec![
-        service_account(&base),
-        role(&base),
-        role_binding(&base),
+        rbac::service_account(&base),
+        rbac::role(&base, &bundle::credentials_name(gateway)),
+        rbac::role_binding(&base),
         settings,
         deployment(gateway, &base, &checksum),
         service(gateway, &base),
@@ -69,17 +72,17 @@ pub fn url(gateway: &LlmGateway) -> String {
 }
 
 /// Name, namespace, labels and owner reference shared by every child.
-struct Base {
-    name: String,
+pub(super) struct Base {
+    pub(super) name: String,
     gateway: String,
-    namespace: String,
+    pub(super) namespace: String,
     labels: Value,
     selector: Value,
     owner: Value,
 }
 
 impl Base {
-    fn of(gateway: &LlmGateway) -> Self {
+    pub(super) fn of(gateway: &LlmGateway) -> Self {
         let name = format!("{}-gateway", gateway.name_any());
         let selector =
             json!({"app.kubernetes.io/name": "llm-gateway", GATEWAY_LABEL: gateway.name_any()});
@@ -99,54 +102,16 @@ impl Base {
         }
     }
 
-    fn metadata(&self, name: &str) -> Value {
+    pub(super) fn metadata(&self, name: &str) -> Value {
         json!({"name": name, "namespace": self.namespace, "labels": self.labels, "ownerReferences": [self.owner]})
     }
 }
 
-fn child(resource: kube::discovery::ApiResource, object: Value) -> Child {
+pub(super) fn child(resource: kube::discovery::ApiResource, object: Value) -> Child {
     let mut object = object;
     object["apiVersion"] = json!(resource.api_version);
     object["kind"] = json!(resource.kind);
     Child { resource, object }
-}
-
-fn service_account(base: &Base) -> Child {
-    child(
-        resource("", "v1", "ServiceAccount", "serviceaccounts"),
-        json!({"metadata": base.metadata(&base.name)}),
-    )
-}
-
-/// Least privilege: read the watched kinds and Secrets of its namespace, write Events.
-fn role(base: &Base) -> Child {
-    child(
-        resource("rbac.authorization.k8s.io", "v1", "Role", "roles"),
-        json!({
-            "metadata": base.metadata(&base.name),
-            "rules": [
-                {"apiGroups": ["llmgateway.io"], "resources": ["llmproviders", "routepolicies", "apikeys", "llmgateways"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-            ],
-        }),
-    )
-}
-
-fn role_binding(base: &Base) -> Child {
-    child(
-        resource(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-        ),
-        json!({
-            "metadata": base.metadata(&base.name),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": base.name},
-            "subjects": [{"kind": "ServiceAccount", "name": base.name, "namespace": base.namespace}],
-        }),
-    )
 }
 
 /// The gateway's settings as environment variables (the Deployment loads them with envFrom).
@@ -167,6 +132,8 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         ("LOG_FORMAT", "json".to_owned()),
         ("SHUTDOWN_DELAY", format!("{SHUTDOWN_DELAY_SECONDS}s")),
         ("DRAIN_TIMEOUT", "30s".to_owned()),
+        ("CREDENTIALS_SECRET", bundle::credentials_name(gateway)),
+        ("LAST_KNOWN_GOOD_DIR", LAST_KNOWN_GOOD_DIR.to_owned()),
         (
             "GATEWAY_REPLICAS",
             spec.autoscaling
@@ -208,6 +175,7 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
     env.push(
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
     );
+    env.push(json!({"name": "API_KEY_PEPPER", "valueFrom": {"secretKeyRef": {"name": bundle::credentials_name(gateway), "key": llm_gateway_crds::snapshot::PEPPER_ENTRY}}}));
     let probe = |path: &str| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3});
     let mut deployment_spec = json!({
         "selector": {"matchLabels": base.selector},
@@ -217,6 +185,10 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
             "spec": {
                 "serviceAccountName": base.name,
                 "terminationGracePeriodSeconds": 45,
+                "volumes": [{"name": "last-known-good", "projected": {"sources": [
+                    {"configMap": {"name": bundle::last_known_good_name(gateway), "optional": true}},
+                    {"secret": {"name": bundle::credentials_name(gateway), "optional": true}},
+                ]}}],
                 "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
                     "name": "gateway",
@@ -225,6 +197,7 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
                     "envFrom": [{"configMapRef": {"name": format!("{}-settings", base.name)}}],
                     "env": env,
                     "resources": resources,
+                    "volumeMounts": [{"name": "last-known-good", "mountPath": LAST_KNOWN_GOOD_DIR, "readOnly": true}],
                     "livenessProbe": probe("/health"),
                     "readinessProbe": probe("/ready"),
                     "lifecycle": {"preStop": {"sleep": {"seconds": SHUTDOWN_DELAY_SECONDS}}},

@@ -1,7 +1,9 @@
 //! Pure builders: the children each resource should have, as JSON manifests, so every
 //! decision is unit-testable without a cluster.
 
+pub mod bundle;
 pub mod gateway;
+pub mod rbac;
 
 use kube::discovery::ApiResource;
 use serde_json::Value;

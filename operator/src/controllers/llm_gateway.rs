@@ -1,19 +1,29 @@
 //! LlmGateway → its children (see `build::gateway`), applied when they differ from the live
 //! objects, pruned when no longer wanted, re-created or corrected when someone deletes or edits
 //! them (the controller watches what it owns); status reports ready replicas and the URL.
+//!
+//! It also keeps the gateway's credentials Secret and last-known-good ConfigMap (see
+//! `build::bundle`) in step with the namespace's providers, policies, keys and Secrets, which
+//! it watches; `LastKnownGood=False` says why the snapshot was not replaced.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use llm_gateway_crds::api_key::ApiKey;
 use llm_gateway_crds::llm_gateway::{LlmGateway, LlmGatewayStatus};
+use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_crds::manifest::Manifests;
+use llm_gateway_crds::route_policy::RoutePolicy;
 
+use crate::build::bundle::{self, Refused};
 use crate::build::gateway::{self, GATEWAY_LABEL};
 use crate::conditions::condition;
 use crate::{Context, Error, apply};
@@ -25,17 +35,44 @@ pub async fn run(context: Context) {
     let client = context.client.clone();
     let owned =
         || watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator");
-    Controller::new(
-        Api::<LlmGateway>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Deployment>::all(client.clone()), owned())
-    .owns(Api::<Service>::all(client.clone()), owned())
-    .owns(Api::<ConfigMap>::all(client), owned())
-    .shutdown_on_signal()
-    .run(reconcile, super::error_policy, Arc::new(context))
-    .for_each(|_| async {})
-    .await;
+    let all = watcher::Config::default;
+    let controller = Controller::new(Api::<LlmGateway>::all(client.clone()), all());
+    let reader = controller.store();
+    let by_namespace = move |namespace: Option<String>| gateways_in(&reader, namespace.as_deref());
+    let (a, b, c, d) = (
+        by_namespace.clone(),
+        by_namespace.clone(),
+        by_namespace.clone(),
+        by_namespace,
+    );
+    controller
+        .owns(Api::<Deployment>::all(client.clone()), owned())
+        .owns(Api::<Service>::all(client.clone()), owned())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned())
+        .owns(Api::<Secret>::all(client.clone()), owned())
+        .watches(Api::<LlmProvider>::all(client.clone()), all(), move |o| {
+            a(o.namespace())
+        })
+        .watches(Api::<RoutePolicy>::all(client.clone()), all(), move |o| {
+            b(o.namespace())
+        })
+        .watches(Api::<ApiKey>::all(client.clone()), all(), move |o| {
+            c(o.namespace())
+        })
+        .watches(Api::<Secret>::all(client), all(), move |o| d(o.namespace()))
+        .shutdown_on_signal()
+        .run(reconcile, super::error_policy, Arc::new(context))
+        .for_each(|_| async {})
+        .await;
+}
+
+fn gateways_in(reader: &Store<LlmGateway>, namespace: Option<&str>) -> Vec<ObjectRef<LlmGateway>> {
+    reader
+        .state()
+        .iter()
+        .filter(|g| g.namespace().as_deref() == namespace)
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
 }
 
 /// One reconcile of one LlmGateway.
@@ -46,6 +83,8 @@ pub async fn reconcile(gateway: Arc<LlmGateway>, context: Arc<Context>) -> Resul
 async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Action, Error> {
     let namespace = gateway.namespace().unwrap_or_else(|| "default".to_owned());
     let client = &context.client;
+    // The bundle first: the pods' environment references the credentials Secret.
+    let snapshot = write_bundle(gateway, context, &namespace).await?;
     let children = gateway::children(gateway);
     for child in &children {
         apply::apply(client, &namespace, child).await?;
@@ -67,7 +106,7 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
         .and_then(|d| d.status)
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
-    let desired = desired_status(gateway, ready);
+    let desired = desired_status(gateway, ready, &snapshot);
     crate::status::update(
         context,
         gateway,
@@ -79,8 +118,54 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-/// The status of a gateway whose Deployment has `ready` ready pods.
-pub fn desired_status(gateway: &LlmGateway, ready: i32) -> LlmGatewayStatus {
+/// Reads the namespace, writes the credentials Secret and, when the namespace compiles, the
+/// last-known-good ConfigMap.
+async fn write_bundle(
+    gateway: &LlmGateway,
+    context: &Context,
+    namespace: &str,
+) -> Result<Result<(), Refused>, Error> {
+    let client = &context.client;
+    let all = ListParams::default();
+    let manifests = Manifests {
+        providers: Api::namespaced(client.clone(), namespace)
+            .list(&all)
+            .await?
+            .items,
+        route_policies: Api::namespaced(client.clone(), namespace)
+            .list(&all)
+            .await?
+            .items,
+        api_keys: Api::namespaced(client.clone(), namespace)
+            .list(&all)
+            .await?
+            .items,
+        gateways: vec![gateway.clone()],
+        secrets: Api::namespaced(client.clone(), namespace)
+            .list(&all)
+            .await?
+            .items,
+    };
+    apply::apply(
+        client,
+        namespace,
+        &bundle::credentials(gateway, &manifests, &context.settings.key_pepper),
+    )
+    .await?;
+    let snapshot = bundle::last_known_good(gateway, &manifests);
+    if let Ok(config) = &snapshot {
+        apply::apply(client, namespace, config).await?;
+    }
+    Ok(snapshot.map(drop))
+}
+
+/// The status of a gateway whose Deployment has `ready` ready pods and whose last-known-good
+/// snapshot was written (or refused).
+pub fn desired_status(
+    gateway: &LlmGateway,
+    ready: i32,
+    snapshot: &Result<(), Refused>,
+) -> LlmGatewayStatus {
     let current = gateway.status.clone().unwrap_or_default();
     let generation = gateway.meta().generation;
     let (ok, reason, message) = if ready > 0 {
@@ -96,15 +181,35 @@ pub fn desired_status(gateway: &LlmGateway, ready: i32) -> LlmGatewayStatus {
         observed_generation: generation,
         ready_replicas: Some(ready),
         url: Some(gateway::url(gateway)),
-        conditions: vec![condition(
-            &current.conditions,
-            "Ready",
-            ok,
-            reason,
-            message,
-            generation,
-        )],
+        conditions: vec![
+            condition(
+                &current.conditions,
+                "Ready",
+                ok,
+                reason,
+                message,
+                generation,
+            ),
+            snapshot_condition(&current.conditions, snapshot, generation),
+        ],
     }
+}
+
+fn snapshot_condition(
+    current: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    snapshot: &Result<(), Refused>,
+    generation: Option<i64>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let (ok, reason, message) = match snapshot {
+        Ok(()) => (true, "Saved", "the namespace's configuration compiles; pods fall back to it when the API server is unreachable".to_owned()),
+        Err(Refused::Invalid(errors)) => {
+            let mut text = format!("the namespace's configuration does not compile, so the previous snapshot is kept: {}", errors.join("; "));
+            text.truncate(2000);
+            (false, "InvalidConfiguration", text)
+        }
+        Err(Refused::TooLarge(bytes)) => (false, "TooLarge", format!("the snapshot is {bytes} bytes, more than a ConfigMap holds ({} bytes); the previous one is kept", bundle::MAX_CONFIG_BYTES)),
+    };
+    condition(current, "LastKnownGood", ok, reason, message, generation)
 }
 
 #[cfg(test)]
@@ -119,12 +224,20 @@ mod tests {
             "metadata": {"name": "main", "namespace": "ai", "generation": 1}, "spec": {}}),
         )
         .expect("valid LlmGateway");
-        let waiting = desired_status(&gateway, 0);
+        let waiting = desired_status(&gateway, 0, &Ok(()));
         assert_eq!(waiting.conditions[0].reason, "Progressing");
         assert_eq!(
             waiting.url.as_deref(),
             Some("http://main-gateway.ai.svc.cluster.local:80")
         );
-        assert_eq!(desired_status(&gateway, 2).conditions[0].status, "True");
+        let serving = desired_status(&gateway, 2, &Err(Refused::TooLarge(2_000_000)));
+        assert_eq!(serving.conditions[0].status, "True");
+        assert_eq!(
+            (
+                serving.conditions[1].type_.as_str(),
+                serving.conditions[1].reason.as_str()
+            ),
+            ("LastKnownGood", "TooLarge")
+        );
     }
 }

@@ -46,5 +46,6 @@ pub async fn run(context: Context) {
         llm_provider::run(context.clone()),
         llm_gateway::run(context.clone()),
         route_policy::run(context.clone()),
+        crate::usage_sync::run(context.clone(), context.settings.usage_sync_interval),
     );
 }

@@ -42,6 +42,12 @@ pub async fn handle(
         path: uri.path().to_owned(),
         query,
         status: response.status().as_u16(),
+        user: headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("anonymous")
+            .to_owned(),
     });
     response
 }

@@ -43,6 +43,8 @@ pub struct RequestRecord {
     pub query: String,
     /// Status answered (200 for a watch, whatever it later streamed).
     pub status: u16,
+    /// Who asked: the bearer token (see [`TestApiServer::kubeconfig_as`]), or `anonymous`.
+    pub user: String,
 }
 
 /// Signals to every open watch.
@@ -201,8 +203,15 @@ impl TestApiServer {
 
     /// A kubeconfig (YAML) pointing at this server over plain HTTP, namespace `default`.
     pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_as("test-token")
+    }
+
+    /// A kubeconfig whose requests are recorded as made by `user` (its bearer token: the
+    /// server authenticates nobody, but tests can tell clients apart, e.g. to check that a
+    /// component stays within the Role it is given).
+    pub fn kubeconfig_as(&self, user: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test, namespace: default}}\ncurrent-context: test\nusers:\n- name: test\n  user: {{token: test-token}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test, namespace: default}}\ncurrent-context: test\nusers:\n- name: test\n  user: {{token: \"{user}\"}}\n",
             self.url()
         )
     }

@@ -1,0 +1,152 @@
+//! LlmGateway → the credentials Secret and the last-known-good ConfigMap its pods read (the
+//! format is [`llm_gateway_crds::snapshot`]'s). The credentials follow the namespace's
+//! Secrets at once; the last-known-good configuration is replaced only by one that compiles.
+
+use k8s_openapi::api::core::v1::Secret;
+use llm_gateway_crds::compile::{CompileInputs, compile};
+use llm_gateway_crds::llm_gateway::LlmGateway;
+use llm_gateway_crds::manifest::Manifests;
+use llm_gateway_crds::snapshot::{
+    CONFIG_FILE, CREDENTIALS_FILE, PEPPER_ENTRY, config_yaml, credentials_yaml, expand_credentials,
+};
+use serde_json::json;
+
+use super::gateway::{Base, child};
+use super::{Child, resource};
+
+/// Largest last-known-good file written: a ConfigMap holds at most 1 MiB in all.
+pub const MAX_CONFIG_BYTES: usize = 1_000_000;
+
+/// Name of the credentials Secret of `gateway`.
+pub fn credentials_name(gateway: &LlmGateway) -> String {
+    format!("{}-credentials", Base::of(gateway).name)
+}
+
+/// Name of the last-known-good ConfigMap of `gateway`.
+pub fn last_known_good_name(gateway: &LlmGateway) -> String {
+    format!("{}-last-known-good", Base::of(gateway).name)
+}
+
+/// The credentials Secret: copies of the entries `namespace` references, and the key pepper.
+pub fn credentials(gateway: &LlmGateway, namespace: &Manifests, pepper: &[u8]) -> Child {
+    let base = Base::of(gateway);
+    let yaml = credentials_yaml(namespace, &namespace.secrets);
+    child(
+        resource("", "v1", "Secret", "secrets"),
+        json!({
+            "metadata": base.metadata(&credentials_name(gateway)),
+            "type": "Opaque",
+            "data": {
+                CREDENTIALS_FILE: k8s_openapi::ByteString(yaml.into_bytes()),
+                PEPPER_ENTRY: k8s_openapi::ByteString(pepper.to_vec()),
+            },
+        }),
+    )
+}
+
+/// Why a last-known-good ConfigMap was not produced.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// The namespace's configuration does not compile (messages, sorted).
+    Invalid(Vec<String>),
+    /// The file would not fit in a ConfigMap (its size in bytes).
+    TooLarge(usize),
+}
+
+/// The last-known-good ConfigMap, if what the gateway would load from it (this file plus
+/// the credentials) compiles.
+pub fn last_known_good(gateway: &LlmGateway, namespace: &Manifests) -> Result<Child, Refused> {
+    let mut scoped = namespace.clone();
+    scoped
+        .gateways
+        .retain(|g| g.metadata.name == gateway.metadata.name);
+    let config = config_yaml(&scoped);
+    if config.len() > MAX_CONFIG_BYTES {
+        return Err(Refused::TooLarge(config.len()));
+    }
+    let mut loaded = Manifests::default();
+    loaded
+        .add_yaml(CONFIG_FILE, &config)
+        .map_err(|e| Refused::Invalid(vec![e.to_string()]))?;
+    loaded.secrets = copies(&scoped);
+    // Environment credentials belong to the pods and cannot be checked here.
+    let env = |_: &str| Some(String::new());
+    let inputs = CompileInputs {
+        env: &env,
+        key_pepper: b"",
+    };
+    if let Err(errors) = compile(&loaded, &inputs) {
+        let mut messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        messages.sort();
+        return Err(Refused::Invalid(messages));
+    }
+    let base = Base::of(gateway);
+    Ok(child(
+        resource("", "v1", "ConfigMap", "configmaps"),
+        json!({
+            "metadata": base.metadata(&last_known_good_name(gateway)),
+            "data": {CONFIG_FILE: config},
+        }),
+    ))
+}
+
+fn copies(namespace: &Manifests) -> Vec<Secret> {
+    let yaml = credentials_yaml(namespace, &namespace.secrets);
+    let bundle = Secret {
+        data: Some(
+            [(
+                CREDENTIALS_FILE.to_owned(),
+                k8s_openapi::ByteString(yaml.into_bytes()),
+            )]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    expand_credentials(&bundle).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(routes_to: &str) -> Manifests {
+        let yaml = format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {{name: main, namespace: ai, uid: u-1}}\nspec: {{}}\n---\n\
+             apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: openai, namespace: ai}}\n\
+             spec: {{type: openai, credentials: {{secretRef: {{name: openai, key: apiKey}}}}}}\n---\n\
+             apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: r, namespace: ai}}\n\
+             spec: {{routes: [{{model: m, targets: [{{provider: {routes_to}, model: gpt-4o}}]}}]}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: openai, namespace: ai}}\ndata: {{apiKey: c2stb3BlbmFp}}\n"
+        );
+        let mut m = Manifests::default();
+        m.add_yaml("ns.yaml", &yaml).expect("valid");
+        m
+    }
+
+    #[test]
+    fn a_valid_namespace_gets_a_snapshot_and_an_invalid_one_keeps_the_old() {
+        let good = namespace("openai");
+        let gateway = &good.gateways[0];
+        let config = last_known_good(gateway, &good).expect("compiles");
+        assert_eq!(config.name(), "main-gateway-last-known-good");
+        let text = config.object["data"][CONFIG_FILE].as_str().expect("file");
+        assert!(text.contains("kind: RoutePolicy") && !text.contains("c2st"));
+        let secret = credentials(gateway, &good, b"pepper");
+        assert_eq!(secret.object["data"][PEPPER_ENTRY], "cGVwcGVy");
+        assert_eq!(secret.name(), "main-gateway-credentials");
+        let encoded: k8s_openapi::ByteString =
+            serde_json::from_value(secret.object["data"][CREDENTIALS_FILE].clone())
+                .expect("base64");
+        assert!(String::from_utf8_lossy(&encoded.0).contains("c2stb3BlbmFp"));
+        let bad = namespace("missing");
+        match last_known_good(&bad.gateways[0], &bad) {
+            Err(Refused::Invalid(messages)) => {
+                assert!(
+                    messages.iter().any(|m| m.contains("missing")),
+                    "{messages:?}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
