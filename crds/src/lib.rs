@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod policy;
 pub mod refs;
 pub mod route_policy;
+pub mod self_hosted;
 pub mod snapshot;
 pub mod usage;
 

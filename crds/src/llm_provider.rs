@@ -179,7 +179,8 @@ impl Default for FakeSettings {
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.fake) || self.type == 'fake'").message("spec.fake is only allowed when spec.type is fake"))]
-#[x_kube(validation = Rule::new("!(self.type in ['azureOpenAI', 'openaiCompatible']) || has(self.baseUrl)").message("spec.baseUrl is required for types azureOpenAI and openaiCompatible"))]
+#[x_kube(validation = Rule::new("!(self.type in ['azureOpenAI', 'openaiCompatible']) || has(self.baseUrl) || has(self.selfHosted)").message("spec.baseUrl is required for types azureOpenAI and openaiCompatible (unless selfHosted)"))]
+#[x_kube(validation = Rule::new("!has(self.selfHosted) || self.type == 'openaiCompatible'").message("spec.selfHosted is only allowed when spec.type is openaiCompatible"))]
 #[x_kube(validation = Rule::new("self.type == 'fake' || self.type == 'openaiCompatible' || has(self.credentials)").message("spec.credentials is required for this provider type"))]
 #[x_kube(validation = Rule::new("!has(self.baseUrl) || self.allowLocalAddresses || !self.baseUrl.matches('^https?://(localhost|127[.]|0[.]0[.]0[.]0|169[.]254[.]|\\\\[::1\\\\]|\\\\[fe80:|metadata[.]google[.]internal)')").message("spec.baseUrl points at a loopback, link-local or metadata address; set spec.allowLocalAddresses to allow it"))]
 pub struct LlmProviderSpec {
@@ -217,6 +218,10 @@ pub struct LlmProviderSpec {
     /// Default circuit-breaker thresholds for every target on this provider.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// A model server the operator runs for this provider (type openaiCompatible only);
+    /// `baseUrl` then defaults to its Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_hosted: Option<crate::self_hosted::SelfHosted>,
     /// Settings of the built-in fake provider (type fake only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fake: Option<FakeSettings>,
@@ -234,7 +239,14 @@ pub struct LlmProviderStatus {
     /// The `metadata.generation` this status describes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready says whether the credential Secret exists and holds the key.
+    /// URL of the self-hosted model server's Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_server_url: Option<String>,
+    /// Model-server pods ready to serve (selfHosted only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Ready says whether the credential Secret exists and holds the key, and for a
+    /// self-hosted provider whether a model-server pod is ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::conditions_schema")]
     pub conditions: Vec<Condition>,

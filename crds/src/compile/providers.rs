@@ -108,6 +108,11 @@ fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Optio
         (Some(url), _) => url.as_str(),
         (None, Some(default)) => default,
         (None, None) if spec.provider_type == ProviderType::Fake => return None,
+        (None, None) if spec.self_hosted.is_some() => {
+            // A Service URL is never a local address: no SSRF check needed.
+            let hosted = spec.self_hosted.as_ref()?;
+            return Some(hosted.base_url(&provider.name_any(), namespace_of(provider)));
+        }
         (None, None) => {
             fail(
                 "spec.baseUrl",

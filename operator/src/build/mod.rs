@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod gateway;
+pub mod model_server;
 pub mod rbac;
 
 use kube::discovery::ApiResource;

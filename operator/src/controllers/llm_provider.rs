@@ -1,11 +1,15 @@
 //! LlmProvider → `Ready` saying whether its credential is in place: the referenced Secret
 //! exists and holds a non-empty value under the key (or the provider needs no Secret).
 //! Secrets are watched, so creating the missing Secret makes the provider Ready at once.
+//!
+//! A `selfHosted` provider also gets its model server (see `build::model_server`), and is
+//! Ready only once a model-server pod is.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -14,8 +18,9 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_provider::{LlmProvider, LlmProviderStatus};
 
+use crate::build::model_server::{self, PROVIDER_LABEL};
 use crate::conditions::condition;
-use crate::{Context, Error};
+use crate::{Context, Error, apply};
 
 const NAME: &str = "llmprovider";
 
@@ -23,10 +28,14 @@ const NAME: &str = "llmprovider";
 pub async fn run(context: Context) {
     let client = context.client.clone();
     let providers: Api<LlmProvider> = Api::all(client.clone());
-    let secrets: Api<Secret> = Api::all(client);
+    let secrets: Api<Secret> = Api::all(client.clone());
     let controller = Controller::new(providers, watcher::Config::default());
     let reader = controller.store();
     controller
+        .owns(
+            Api::<Deployment>::all(client),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator"),
+        )
         .watches(secrets, watcher::Config::default(), move |secret| {
             // Every provider of the Secret's namespace that references it.
             let namespace = secret.namespace();
@@ -71,7 +80,8 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
         }
         None => None,
     };
-    let desired = desired_status(provider, secret.as_ref());
+    let model_ready = model_server(provider, context, &namespace).await?;
+    let desired = desired_status(provider, secret.as_ref(), model_ready);
     crate::status::update(
         context,
         provider,
@@ -83,9 +93,52 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
-/// The status a provider whose credential Secret is `secret` (looked up by its reference)
-/// should have.
-pub fn desired_status(provider: &LlmProvider, secret: Option<&Secret>) -> LlmProviderStatus {
+/// Applies a self-hosted provider's children and prunes those no longer wanted; returns the
+/// model server's ready pods (`None` when the provider is not self-hosted).
+async fn model_server(
+    provider: &LlmProvider,
+    context: &Context,
+    namespace: &str,
+) -> Result<Option<i32>, Error> {
+    let was_hosted = provider
+        .status
+        .as_ref()
+        .is_some_and(|s| s.model_server_url.is_some());
+    if provider.spec.self_hosted.is_none() && !was_hosted {
+        return Ok(None);
+    }
+    let client = &context.client;
+    let children = model_server::children(provider);
+    for child in &children {
+        apply::apply(client, namespace, child).await?;
+    }
+    let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
+    for resource in model_server::prunable() {
+        let keep: Vec<&str> = children
+            .iter()
+            .filter(|c| c.resource.kind == resource.kind)
+            .map(|c| c.name())
+            .collect();
+        apply::prune(client, namespace, &resource, &selector, &keep).await?;
+    }
+    let Some(deployment) = children.first() else {
+        return Ok(None);
+    };
+    let ready = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get_opt(deployment.name())
+        .await?
+        .and_then(|d| d.status?.ready_replicas)
+        .unwrap_or(0);
+    Ok(Some(ready))
+}
+
+/// The status a provider whose credential Secret is `secret` (looked up by its reference) and
+/// whose model server has `model_ready` ready pods (`None`: not self-hosted) should have.
+pub fn desired_status(
+    provider: &LlmProvider,
+    secret: Option<&Secret>,
+    model_ready: Option<i32>,
+) -> LlmProviderStatus {
     let current = provider.status.clone().unwrap_or_default();
     let generation = provider.meta().generation;
     let credentials = provider.spec.credentials.as_ref();
@@ -134,8 +187,28 @@ pub fn desired_status(provider: &LlmProvider, secret: Option<&Secret>) -> LlmPro
             "this provider type needs no credential".to_owned(),
         ),
     };
+    let (ok, reason, message) = match model_ready {
+        Some(0) if ok => (
+            false,
+            "ModelServerProgressing",
+            "waiting for a model-server pod to load the model and become ready".to_owned(),
+        ),
+        Some(pods) if ok => (
+            true,
+            "ModelServerReady",
+            format!("{pods} model-server pod(s) ready"),
+        ),
+        _ => (ok, reason, message),
+    };
+    let namespace = provider.namespace().unwrap_or_else(|| "default".to_owned());
     LlmProviderStatus {
         observed_generation: generation,
+        model_server_url: provider
+            .spec
+            .self_hosted
+            .as_ref()
+            .map(|h| h.base_url(&provider.name_any(), &namespace)),
+        ready_replicas: model_ready.filter(|_| provider.spec.self_hosted.is_some()),
         conditions: vec![condition(
             &current.conditions,
             "Ready",
@@ -172,26 +245,40 @@ mod tests {
     fn readiness_names_what_is_missing() {
         let by_secret = provider(json!({"secretRef": {"name": "s", "key": "apiKey"}}));
         assert_eq!(
-            reason(&desired_status(&by_secret, None)),
+            reason(&desired_status(&by_secret, None, None)),
             ("False", "SecretNotFound")
         );
         let empty: Secret =
             serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"other": "eA=="}}))
                 .expect("secret");
         assert_eq!(
-            reason(&desired_status(&by_secret, Some(&empty))),
+            reason(&desired_status(&by_secret, Some(&empty), None)),
             ("False", "KeyMissing")
         );
         let full: Secret =
             serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"apiKey": "eA=="}}))
                 .expect("secret");
         assert_eq!(
-            reason(&desired_status(&by_secret, Some(&full))),
+            reason(&desired_status(&by_secret, Some(&full), None)),
             ("True", "CredentialsFound")
+        );
+        let mut hosted = provider(json!({"env": "X"}));
+        hosted.spec.self_hosted = Some(
+            serde_json::from_value(json!({"image": "vllm/vllm-openai:v0.8.5"})).expect("valid"),
+        );
+        let loading = desired_status(&hosted, None, Some(0));
+        assert_eq!(reason(&loading), ("False", "ModelServerProgressing"));
+        assert_eq!(
+            loading.model_server_url.as_deref(),
+            Some("http://p-model.default.svc.cluster.local:8000/v1")
+        );
+        assert_eq!(
+            reason(&desired_status(&hosted, None, Some(2))),
+            ("True", "ModelServerReady")
         );
         let by_env = provider(json!({"env": "OPENAI_API_KEY"}));
         assert_eq!(
-            reason(&desired_status(&by_env, None)),
+            reason(&desired_status(&by_env, None, None)),
             ("True", "EnvironmentCredentials")
         );
     }
