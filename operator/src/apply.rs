@@ -40,3 +40,26 @@ pub async fn prune(
     }
     Ok(())
 }
+
+/// Applies every child in order, then deletes the objects of the `prunable` kinds labelled
+/// `selector` that are not among them.
+pub async fn converge(
+    client: &kube::Client,
+    namespace: &str,
+    children: &[Child],
+    prunable: &[kube::discovery::ApiResource],
+    selector: &str,
+) -> Result<(), Error> {
+    for child in children {
+        apply(client, namespace, child).await?;
+    }
+    for resource in prunable {
+        let keep: Vec<&str> = children
+            .iter()
+            .filter(|c| c.resource.kind == resource.kind)
+            .map(Child::name)
+            .collect();
+        prune(client, namespace, resource, selector, &keep).await?;
+    }
+    Ok(())
+}

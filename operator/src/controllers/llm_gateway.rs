@@ -86,18 +86,15 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
     // The bundle first: the pods' environment references the credentials Secret.
     let snapshot = write_bundle(gateway, context, &namespace).await?;
     let children = gateway::children(gateway);
-    for child in &children {
-        apply::apply(client, &namespace, child).await?;
-    }
     let selector = format!("{GATEWAY_LABEL}={}", gateway.name_any());
-    for resource in gateway::prunable() {
-        let keep: Vec<&str> = children
-            .iter()
-            .filter(|c| c.resource.kind == resource.kind)
-            .map(|c| c.name())
-            .collect();
-        apply::prune(client, &namespace, &resource, &selector, &keep).await?;
-    }
+    apply::converge(
+        client,
+        &namespace,
+        &children,
+        &gateway::prunable(),
+        &selector,
+    )
+    .await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let name = format!("{}-gateway", gateway.name_any());
     let ready = deployments

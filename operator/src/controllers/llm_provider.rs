@@ -109,18 +109,15 @@ async fn model_server(
     }
     let client = &context.client;
     let children = model_server::children(provider);
-    for child in &children {
-        apply::apply(client, namespace, child).await?;
-    }
     let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
-    for resource in model_server::prunable() {
-        let keep: Vec<&str> = children
-            .iter()
-            .filter(|c| c.resource.kind == resource.kind)
-            .map(|c| c.name())
-            .collect();
-        apply::prune(client, namespace, &resource, &selector, &keep).await?;
-    }
+    apply::converge(
+        client,
+        namespace,
+        &children,
+        &model_server::prunable(),
+        &selector,
+    )
+    .await?;
     let Some(deployment) = children.first() else {
         return Ok(None);
     };
