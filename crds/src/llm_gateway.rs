@@ -30,6 +30,13 @@ pub struct Autoscaling {
     #[serde(default = "Autoscaling::default_memory")]
     #[schemars(range(min = 1, max = 100))]
     pub target_memory_utilization_percentage: i32,
+    /// Also scale on requests in flight per pod (the gateway's `llm_requests_in_flight`
+    /// gauge), read through the custom metrics API: needs an adapter such as
+    /// prometheus-adapter serving it (see docs/operator.md). LLM requests are long and mostly
+    /// waiting, so CPU alone under-reacts to a surge of streams.
+    #[schemars(range(min = 1, max = 100000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_in_flight_requests_per_pod: Option<i32>,
 }
 
 impl Autoscaling {

@@ -60,6 +60,7 @@ fn check(dir: &std::path::Path, pepper: &[u8]) -> ExitCode {
         &CompileInputs {
             env: &env,
             key_pepper: pepper,
+            admitted: false,
         },
     ) {
         Ok(config) => {

@@ -32,6 +32,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// Watched copies of what reconciles read in bulk.
+    pub caches: crate::caches::Caches,
     recorder: kube::runtime::events::Recorder,
     ready: Arc<AtomicBool>,
 }
@@ -45,7 +47,7 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context around `client`.
+    /// A context around `client`; starts the caches' watches (needs a Tokio runtime).
     pub fn new(client: kube::Client, settings: Settings) -> Self {
         let reporter = kube::runtime::events::Reporter {
             controller: crate::FIELD_MANAGER.into(),
@@ -53,6 +55,7 @@ impl Context {
         };
         Self {
             recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
+            caches: crate::caches::Caches::start(&client),
             client,
             metrics: Arc::default(),
             settings: Arc::new(settings),

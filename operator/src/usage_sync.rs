@@ -103,7 +103,7 @@ async fn sync_namespace(
         .ok_or_else(|| Error::Redis(format!("Secret {namespace}/{secret} has no {key:?}")))?;
     let mut connection = connections.get(url.trim()).await?;
     let api: Api<ApiKey> = Api::namespaced(context.client.clone(), namespace);
-    let keys = api.list(&ListParams::default()).await?.items;
+    let keys = crate::caches::in_namespace(&context.caches.api_keys, namespace);
     if keys.is_empty() {
         return Ok(());
     }

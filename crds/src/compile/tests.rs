@@ -18,6 +18,7 @@ fn compile_with_env(
         &CompileInputs {
             env,
             key_pepper: PEPPER,
+            admitted: false,
         },
     )
 }

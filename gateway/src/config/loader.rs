@@ -124,6 +124,7 @@ impl Loader {
         let inputs = CompileInputs {
             env: &env,
             key_pepper: &self.key_pepper,
+            admitted: false,
         };
         let mut config = match compile(manifests, &inputs) {
             Ok(config) => config,

@@ -110,6 +110,7 @@ mod tests {
         let inputs = llm_gateway_crds::compile::CompileInputs {
             env: &|_| None,
             key_pepper: b"",
+            admitted: false,
         };
         let mut config = llm_gateway_crds::compile::compile(&manifests, &inputs).unwrap();
         let compiled = config.routes.remove("m").unwrap();

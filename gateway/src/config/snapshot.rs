@@ -161,6 +161,7 @@ mod tests {
             &CompileInputs {
                 env: &|_| None,
                 key_pepper: PEPPER,
+                admitted: false,
             },
         )
         .unwrap();

@@ -74,6 +74,7 @@ pub fn last_known_good(gateway: &LlmGateway, namespace: &Manifests) -> Result<Ch
     let inputs = CompileInputs {
         env: &env,
         key_pepper: b"",
+        admitted: true,
     };
     if let Err(errors) = compile(&loaded, &inputs) {
         let mut messages: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -22,6 +22,10 @@ pub const DEFAULT_IMAGE: &str = concat!(
 /// Label naming the LlmGateway a child belongs to (children are found and pruned by it).
 pub const GATEWAY_LABEL: &str = "llmgateway.io/gateway";
 
+/// The custom metric an HPA scales on for in-flight requests (the gateway's gauge as a
+/// metrics adapter names it).
+pub const IN_FLIGHT_METRIC: &str = "llm_requests_in_flight";
+
 /// Port the gateway listens on inside the pod.
 pub const CONTAINER_PORT: i32 = 8000;
 
@@ -248,6 +252,16 @@ fn pdb(base: &Base) -> Child {
 fn hpa(gateway: &LlmGateway, base: &Base) -> Option<Child> {
     let scaling = gateway.spec.autoscaling.as_ref()?;
     let target = |name: &str, percent: i32| json!({"type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": percent}}});
+    let mut metrics = vec![
+        target("cpu", scaling.target_cpu_utilization_percentage),
+        target("memory", scaling.target_memory_utilization_percentage),
+    ];
+    if let Some(per_pod) = scaling.target_in_flight_requests_per_pod {
+        metrics.push(json!({"type": "Pods", "pods": {
+            "metric": {"name": IN_FLIGHT_METRIC},
+            "target": {"type": "AverageValue", "averageValue": per_pod.to_string()},
+        }}));
+    }
     Some(child(
         resource(
             "autoscaling",
@@ -261,7 +275,7 @@ fn hpa(gateway: &LlmGateway, base: &Base) -> Option<Child> {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": base.name},
                 "minReplicas": scaling.min_replicas,
                 "maxReplicas": scaling.max_replicas,
-                "metrics": [target("cpu", scaling.target_cpu_utilization_percentage), target("memory", scaling.target_memory_utilization_percentage)],
+                "metrics": metrics,
             },
         }),
     ))
@@ -365,6 +379,12 @@ mod tests {
             hpa["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"],
             80
         );
+        let busy = children(&gateway(
+            json!({"autoscaling": {"targetInFlightRequestsPerPod": 200}}),
+        ));
+        let metric = &find(&busy, "HorizontalPodAutoscaler")["spec"]["metrics"][2];
+        assert_eq!(metric["pods"]["metric"]["name"], IN_FLIGHT_METRIC);
+        assert_eq!(metric["pods"]["target"]["averageValue"], "200");
         assert!(
             find(&scaled, "Deployment")["spec"]
                 .get("replicas")

@@ -38,6 +38,7 @@ pub async fn run(context: Context) {
             secrets,
             watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator"),
         )
+        .with_config(super::config(Duration::from_millis(0)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -25,6 +25,7 @@ use llm_gateway_crds::route_policy::RoutePolicy;
 
 use crate::build::bundle::{self, Refused};
 use crate::build::gateway::{self, GATEWAY_LABEL};
+use crate::caches::in_namespace;
 use crate::conditions::condition;
 use crate::{Context, Error, apply};
 
@@ -60,6 +61,7 @@ pub async fn run(context: Context) {
             c(o.namespace())
         })
         .watches(Api::<Secret>::all(client), all(), move |o| d(o.namespace()))
+        .with_config(super::config(Duration::from_millis(500)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
@@ -123,25 +125,13 @@ async fn write_bundle(
     namespace: &str,
 ) -> Result<Result<(), Refused>, Error> {
     let client = &context.client;
-    let all = ListParams::default();
+    let caches = &context.caches;
     let manifests = Manifests {
-        providers: Api::namespaced(client.clone(), namespace)
-            .list(&all)
-            .await?
-            .items,
-        route_policies: Api::namespaced(client.clone(), namespace)
-            .list(&all)
-            .await?
-            .items,
-        api_keys: Api::namespaced(client.clone(), namespace)
-            .list(&all)
-            .await?
-            .items,
+        providers: in_namespace(&caches.providers, namespace),
+        route_policies: in_namespace(&caches.route_policies, namespace),
+        api_keys: in_namespace(&caches.api_keys, namespace),
         gateways: vec![gateway.clone()],
-        secrets: Api::namespaced(client.clone(), namespace)
-            .list(&all)
-            .await?
-            .items,
+        secrets: in_namespace(&caches.secrets, namespace),
     };
     apply::apply(
         client,

@@ -46,6 +46,7 @@ pub async fn run(context: Context) {
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .with_config(super::config(Duration::from_millis(0)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})

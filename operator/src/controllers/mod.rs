@@ -22,6 +22,18 @@ pub fn error_policy<K>(_object: Arc<K>, error: &Error, _context: Arc<Context>) -
     Action::requeue(Duration::from_millis(1000 + jitter))
 }
 
+/// Reconciles run at most this many at once per controller, so a burst of thousands of
+/// objects queues instead of opening thousands of requests and holding their memory.
+const CONCURRENCY: u16 = 8;
+
+/// Controller settings: bounded concurrency, and `debounce` to fold a burst of triggers for
+/// one object (a controller watching whole namespaces sees many) into one reconcile.
+pub fn config(debounce: Duration) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default()
+        .concurrency(CONCURRENCY)
+        .debounce(debounce)
+}
+
 /// Runs one reconcile, recording its duration and outcome under `controller`.
 pub async fn timed(
     controller: &'static str,
@@ -40,6 +52,7 @@ pub async fn timed(
 
 /// Runs every controller until shutdown.
 pub async fn run(context: Context) {
+    context.caches.wait_until_ready().await;
     context.set_ready();
     tokio::join!(
         api_key::run(context.clone()),

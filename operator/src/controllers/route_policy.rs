@@ -4,12 +4,13 @@
 //! with every error), never silently accepted. Provider changes re-check every policy of the
 //! namespace.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -18,6 +19,8 @@ use llm_gateway_crds::compile::{CompileInputs, ConfigError, compile};
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::manifest::Manifests;
 use llm_gateway_crds::route_policy::{RoutePolicy, RoutePolicyStatus};
+
+use crate::caches::in_namespace;
 
 use crate::conditions::condition;
 use crate::{Context, Error};
@@ -46,6 +49,7 @@ pub async fn run(context: Context) {
                     .collect::<Vec<_>>()
             },
         )
+        .with_config(super::config(Duration::from_millis(200)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
@@ -59,21 +63,17 @@ pub async fn reconcile(policy: Arc<RoutePolicy>, context: Arc<Context>) -> Resul
 
 async fn reconcile_inner(policy: &RoutePolicy, context: &Context) -> Result<Action, Error> {
     let namespace = policy.namespace().unwrap_or_else(|| "default".to_owned());
-    let client = &context.client;
-    let all = ListParams::default();
+    let caches = &context.caches;
+    // Secrets are not needed: a missing credential makes a provider unavailable, which is the
+    // provider's status to report, never a routing error.
+    let mut route_policies = in_namespace(&caches.route_policies, &namespace);
+    // The object being reconciled may be newer than the cache.
+    route_policies.retain(|p| p.name_any() != policy.name_any());
+    route_policies.push(policy.clone());
+    route_policies.sort_by_key(ResourceExt::name_any);
     let manifests = Manifests {
-        providers: Api::<LlmProvider>::namespaced(client.clone(), &namespace)
-            .list(&all)
-            .await?
-            .items,
-        route_policies: Api::<RoutePolicy>::namespaced(client.clone(), &namespace)
-            .list(&all)
-            .await?
-            .items,
-        secrets: Api::<Secret>::namespaced(client.clone(), &namespace)
-            .list(&all)
-            .await?
-            .items,
+        providers: in_namespace(&caches.providers, &namespace),
+        route_policies,
         ..Manifests::default()
     };
     let desired = desired_status(policy, &manifests);
@@ -88,6 +88,54 @@ async fn reconcile_inner(policy: &RoutePolicy, context: &Context) -> Result<Acti
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
+/// Every error of compiling the namespace's providers and policies. Every policy of a
+/// namespace is reconciled after any provider change, against the same objects: one compile
+/// serves them all, keyed by the objects' resourceVersions.
+fn namespace_errors(manifests: &Manifests) -> Arc<Vec<ConfigError>> {
+    type Cache = Mutex<HashMap<String, (u64, Arc<Vec<ConfigError>>)>>;
+    static CACHE: LazyLock<Cache> = LazyLock::new(Default::default);
+    let fingerprint = fingerprint(manifests);
+    let namespace = manifests
+        .route_policies
+        .first()
+        .and_then(ResourceExt::namespace)
+        .unwrap_or_default();
+    if let Some(fingerprint) = fingerprint {
+        let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, errors)) = cache.get(&namespace)
+            && *seen == fingerprint
+        {
+            return Arc::clone(errors);
+        }
+    }
+    // Credentials from the gateway's environment cannot be checked here; treat them as set.
+    let env = |_: &str| Some(String::new());
+    let inputs = CompileInputs {
+        env: &env,
+        key_pepper: b"",
+        admitted: true,
+    };
+    let errors = Arc::new(compile(manifests, &inputs).err().unwrap_or_default());
+    if let Some(fingerprint) = fingerprint {
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.insert(namespace, (fingerprint, Arc::clone(&errors)));
+    }
+    errors
+}
+
+/// Identity and resourceVersion of every object; `None` when one has no resourceVersion
+/// (objects not read from an API server are never cached).
+fn fingerprint(manifests: &Manifests) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for provider in &manifests.providers {
+        (provider.name_any(), provider.resource_version()?).hash(&mut hasher);
+    }
+    for policy in &manifests.route_policies {
+        (policy.name_any(), policy.resource_version()?).hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
 /// The status of `policy` given everything else in its namespace.
 pub fn desired_status(policy: &RoutePolicy, manifests: &Manifests) -> RoutePolicyStatus {
     let current = policy.status.clone().unwrap_or_default();
@@ -97,19 +145,11 @@ pub fn desired_status(policy: &RoutePolicy, manifests: &Manifests) -> RoutePolic
         policy.namespace().unwrap_or_else(|| "default".to_owned()),
         policy.name_any()
     );
-    // Credentials from the gateway's environment cannot be checked here; treat them as set.
-    let env = |_: &str| Some(String::new());
-    let inputs = CompileInputs {
-        env: &env,
-        key_pepper: b"",
-    };
-    let errors: Vec<ConfigError> = match compile(manifests, &inputs) {
-        Ok(_) => Vec::new(),
-        Err(errors) => errors
-            .into_iter()
-            .filter(|e| e.kind == "RoutePolicy" && e.object == id)
-            .collect(),
-    };
+    let errors: Vec<ConfigError> = namespace_errors(manifests)
+        .iter()
+        .filter(|e| e.kind == "RoutePolicy" && e.object == id)
+        .cloned()
+        .collect();
     let known: Vec<String> = manifests
         .providers
         .iter()

@@ -171,9 +171,19 @@ pub fn spawn_collector(shared: Arc<Shared>) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                event = events.recv() => if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) { return },
+                event = events.recv() => match event {
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    // A sweep scans every object under the store's lock: run one only when a
+                    // write can have given the collector work, or writes become quadratic.
+                    Ok(event) if !gives_work(&event) => continue,
+                    Ok(event) if event.kind != crate::store::EventType::Deleted
+                        && weak.upgrade().is_some_and(|shared| owners_alive(&shared, &event.object)) => continue,
+                    _ => {}
+                },
                 () = wake.notified() => {}
             }
+            // Fold the writes made meanwhile into this sweep.
+            while events.try_recv().is_ok() {}
             let Some(shared) = weak.upgrade() else { return };
             let delay = shared.gc_delay();
             if !delay.is_zero() {
@@ -182,6 +192,57 @@ pub fn spawn_collector(shared: Arc<Shared>) {
             while sweep(&shared) {}
         }
     });
+}
+
+/// Whether a write can leave the collector something to do: a deletion (dependents to collect),
+/// an object terminating (finalizers to process) or one created with owners (that may be gone).
+fn gives_work(event: &crate::store::Event) -> bool {
+    use crate::store::EventType;
+    let metadata = event.object.get("metadata");
+    let has = |field: &str| metadata.and_then(|m| m.get(field)).is_some();
+    match event.kind {
+        EventType::Deleted => true,
+        EventType::Added => has("ownerReferences"),
+        EventType::Modified => has("deletionTimestamp") || has("ownerReferences"),
+    }
+}
+
+/// Whether every owner of a live, non-terminating `object` exists with the referenced uid:
+/// then a write of it gives the collector nothing to do, found by direct lookups instead of a
+/// sweep.
+fn owners_alive(shared: &Shared, object: &Value) -> bool {
+    if object.pointer("/metadata/deletionTimestamp").is_some() {
+        return false;
+    }
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let types = shared.types();
+    let state = shared.store.lock();
+    let references = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array);
+    references.into_iter().flatten().all(|reference| {
+        let field = |name: &str| reference.get(name).and_then(Value::as_str).unwrap_or("");
+        let group = field("apiVersion").rsplit_once('/').map_or("", |(g, _)| g);
+        let Some(rtype) = types
+            .iter()
+            .find(|t| t.group == group && t.kind == field("kind"))
+        else {
+            return false;
+        };
+        let owner_namespace = if rtype.namespaced { namespace } else { "" };
+        let key = (
+            rtype.id(),
+            owner_namespace.to_owned(),
+            field("name").to_owned(),
+        );
+        state
+            .objects
+            .get(&key)
+            .is_some_and(|owner| uid(owner) == Some(field("uid")))
+    })
 }
 
 /// One pass; returns whether it changed anything.

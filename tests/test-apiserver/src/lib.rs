@@ -61,7 +61,7 @@ pub enum WatchControl {
 pub struct Shared {
     /// Objects and history.
     pub store: Store,
-    types: RwLock<Vec<ResourceType>>,
+    types: RwLock<Arc<Vec<ResourceType>>>,
     requests: Mutex<Vec<RequestRecord>>,
     watch_control: broadcast::Sender<WatchControl>,
     down: AtomicBool,
@@ -76,7 +76,7 @@ impl Shared {
     fn new() -> Self {
         Self {
             store: Store::default(),
-            types: RwLock::new(resources::builtins()),
+            types: RwLock::new(Arc::new(resources::builtins())),
             requests: Mutex::default(),
             watch_control: broadcast::channel(16).0,
             down: AtomicBool::new(false),
@@ -88,8 +88,11 @@ impl Shared {
     }
 
     /// The served types.
-    pub fn types(&self) -> Vec<ResourceType> {
-        self.types.read().map(|t| t.clone()).unwrap_or_default()
+    pub fn types(&self) -> Arc<Vec<ResourceType>> {
+        self.types
+            .read()
+            .map(|t| Arc::clone(&t))
+            .unwrap_or_default()
     }
 
     /// Serves the kind a created CRD declares.
@@ -98,6 +101,7 @@ impl Shared {
             return;
         };
         if let Ok(mut types) = self.types.write() {
+            let types = Arc::make_mut(&mut types);
             types.retain(|t| t.id() != rtype.id());
             types.push(rtype);
         }

@@ -21,7 +21,7 @@ pub struct ResourceType {
     /// Short names for discovery.
     pub short_names: Vec<String>,
     /// The structural schema of a custom resource (`openAPIV3Schema`).
-    pub schema: Option<Value>,
+    pub schema: Option<crate::schema::Schema>,
     /// The CRD's `additionalPrinterColumns`, for Table responses.
     pub printer_columns: Option<Value>,
 }
@@ -123,7 +123,10 @@ impl ResourceType {
                         .collect()
                 })
                 .unwrap_or_default(),
-            schema: version.pointer("/schema/openAPIV3Schema").cloned(),
+            schema: version
+                .pointer("/schema/openAPIV3Schema")
+                .cloned()
+                .map(crate::schema::Schema::new),
             printer_columns: version.get("additionalPrinterColumns").cloned(),
         })
     }

@@ -23,29 +23,56 @@ pub struct Cause {
     pub message: String,
 }
 
+/// A CRD version's `openAPIV3Schema` with its CEL rules compiled once, when the CRD is
+/// registered: compiling them on every write made each write cost milliseconds.
+#[derive(Clone, Debug)]
+pub struct Schema {
+    /// The schema (shared: resource types are cloned per request).
+    pub json: std::sync::Arc<Value>,
+    compiled: std::sync::Arc<kube::core::cel::CompiledSchema>,
+}
+
+impl Schema {
+    /// Compiles `json`'s validation rules.
+    pub fn new(json: Value) -> Self {
+        let compiled = std::sync::Arc::new(kube::core::cel::compile_schema(&json));
+        Self {
+            json: std::sync::Arc::new(json),
+            compiled,
+        }
+    }
+}
+
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
+
 /// Defaults, prunes and validates `object` (the whole custom resource) against `schema` (the
 /// CRD version's `openAPIV3Schema`); `old` is the live object on updates.
 pub fn admit(
-    schema: &Value,
+    schema: &Schema,
     object: &mut Value,
     old: Option<&Value>,
     kind: &str,
     name: &str,
 ) -> Result<(), ApiError> {
+    let compiled = &schema.compiled;
+    let schema: &Value = &schema.json;
     apply_defaults(schema, object);
     prune(schema, object, true);
     let mut causes = Vec::new();
     validate(schema, object, "", &mut causes);
-    if causes.is_empty() {
-        let compiled = kube::core::cel::compile_schema(schema);
-        if let Err(failures) = kube::core::cel::validate_compiled(&compiled, object, old) {
-            for failure in failures.iter() {
-                causes.push(Cause {
-                    reason: "FieldValueInvalid",
-                    field: failure.field_path.clone(),
-                    message: failure.message.clone(),
-                });
-            }
+    if causes.is_empty()
+        && let Err(failures) = kube::core::cel::validate_compiled(compiled, object, old)
+    {
+        for failure in failures.iter() {
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field: failure.field_path.clone(),
+                message: failure.message.clone(),
+            });
         }
     }
     if causes.is_empty() {
@@ -306,8 +333,8 @@ fn check_bounds(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
             );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            match regex::Regex::new(pattern) {
-                Ok(re) if !re.is_match(text) => push(
+            match cached_regex(pattern) {
+                Some(re) if !re.is_match(text) => push(
                     causes,
                     "FieldValueInvalid",
                     path,
@@ -370,4 +397,18 @@ fn check_list_map(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<
             );
         }
     }
+}
+
+/// `pattern` compiled once per process (compiling on every write dominated write costs).
+fn cached_regex(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(pattern.to_owned())
+        .or_insert_with(|| regex::Regex::new(pattern).ok())
+        .clone()
 }

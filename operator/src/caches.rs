@@ -1,0 +1,93 @@
+//! Watched copies of the objects reconciles read in bulk (every provider, policy, key and
+//! Secret of a namespace), so a reconcile reads memory instead of listing the API server:
+//! with thousands of objects, a list per reconcile made a burst of creations quadratic.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use llm_gateway_crds::api_key::ApiKey;
+use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_crds::route_policy::RoutePolicy;
+use serde::de::DeserializeOwned;
+
+/// The caches, filled by watches that run as long as the operator.
+#[derive(Clone)]
+pub struct Caches {
+    /// Every LlmProvider.
+    pub providers: Store<LlmProvider>,
+    /// Every RoutePolicy.
+    pub route_policies: Store<RoutePolicy>,
+    /// Every ApiKey.
+    pub api_keys: Store<ApiKey>,
+    /// Every Secret.
+    pub secrets: Store<Secret>,
+}
+
+impl Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caches").finish_non_exhaustive()
+    }
+}
+
+impl Caches {
+    /// Starts the watches (in the background: standby replicas warm their caches too, so a
+    /// takeover starts with them filled).
+    pub fn start(client: &kube::Client) -> Self {
+        Self {
+            providers: reflect(Api::all(client.clone())),
+            route_policies: reflect(Api::all(client.clone())),
+            api_keys: reflect(Api::all(client.clone())),
+            secrets: reflect(Api::all(client.clone())),
+        }
+    }
+
+    /// Returns once every watch has listed everything once.
+    pub async fn wait_until_ready(&self) {
+        let _ = tokio::join!(
+            self.providers.wait_until_ready(),
+            self.route_policies.wait_until_ready(),
+            self.api_keys.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
+    }
+}
+
+/// The objects of `store` in `namespace`, in name order.
+pub fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let mut objects: Vec<K> = store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .map(|o| K::clone(o))
+        .collect();
+    objects.sort_by_key(ResourceExt::name_any);
+    objects
+}
+
+fn reflect<K>(api: Api<K>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(error) = event {
+                tracing::warn!(%error, "cache watch failed; retrying with backoff");
+            }
+        }
+    });
+    reader
+}
