@@ -55,6 +55,34 @@ async fn ready_count(api: &Api<DynamicObject>) -> usize {
         .count()
 }
 
+/// `llm_operator_reconciles_total` summed per controller.
+async fn reconciles_by_controller(admin: u16) -> std::collections::BTreeMap<String, f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("llm_operator_reconciles_total{"))
+    {
+        let controller = line
+            .split("controller=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(controller.to_owned()).or_default() += value;
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_resources_become_ready_and_then_the_operator_idles() {
     let (providers_n, policies_n, keys_n) = (
@@ -120,19 +148,21 @@ async fn thousands_of_resources_become_ready_and_then_the_operator_idles() {
         providers_n + policies_n + keys_n
     );
 
-    if std::env::var("SCALE_VERBOSE").is_ok() {
-        let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        for line in metrics.lines().filter(|l| {
-            l.contains("_sum") || l.contains("_count") || l.starts_with("llm_operator_reconciles")
-        }) {
-            eprintln!("{line}");
-        }
+    // Steady state: at most three reconciles per object (TESTING.md L5).
+    let reconciles = reconciles_by_controller(admin).await;
+    eprintln!("L5 reconciles: {reconciles:?}");
+    for (controller, objects) in [
+        ("apikey", keys_n),
+        ("llmprovider", providers_n),
+        ("routepolicy", policies_n),
+    ] {
+        let count = reconciles.get(controller).copied().unwrap_or(0.0);
+        assert!(
+            count <= 3.0 * objects as f64,
+            "{controller}: {count} reconciles for {objects} objects"
+        );
     }
+
     // The idle minute.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = server.requests().len();

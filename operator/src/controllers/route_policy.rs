@@ -1,8 +1,8 @@
 //! RoutePolicy → status from compiling it together with the namespace's providers, the other
-//! policies and Secrets, exactly as a gateway would: unresolved providers, fallback cycles,
+//! policies, exactly as a gateway would: unresolved providers, fallback cycles,
 //! weight problems and models missing from a provider's catalogue are reported (`Ready=False`
-//! with every error), never silently accepted. Provider changes re-check every policy of the
-//! namespace.
+//! with every error), never silently accepted. A provider's changes re-check the policies
+//! that target it.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -12,8 +12,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::PredicateConfig;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::compile::{CompileInputs, ConfigError, compile};
 use llm_gateway_crds::llm_provider::LlmProvider;
@@ -28,32 +29,78 @@ use crate::{Context, Error};
 const NAME: &str = "routepolicy";
 
 /// Runs the controller until shutdown.
+///
+/// Both triggers skip status-only writes (the same `metadata.generation`): a policy's own
+/// status write and its providers' readiness updates change nothing a policy's compilation
+/// depends on, and reconciling on them tripled the work of a burst (TESTING.md L5).
 pub async fn run(context: Context) {
     let client = context.client.clone();
-    let controller = Controller::new(
+    let (reader, writer) = reflector::store();
+    let policies = watcher(
         Api::<RoutePolicy>::all(client.clone()),
         watcher::Config::default(),
-    );
-    let reader = controller.store();
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, PredicateConfig::default());
+    let controller = Controller::for_stream(policies, reader);
+    let policies_reader = controller.store();
     controller
-        .watches(
-            Api::<LlmProvider>::all(client),
-            watcher::Config::default(),
+        .watches_stream(
+            spec_changes(Api::<LlmProvider>::all(client)),
             move |provider| {
+                // Only the policies targeting it: a provider's change cannot alter the status
+                // of a policy that does not name it.
                 let namespace = provider.namespace();
-                reader
+                let name = provider.name_any();
+                policies_reader
                     .state()
                     .iter()
-                    .filter(|p| p.namespace() == namespace)
+                    .filter(|p| p.namespace() == namespace && targets(p, &name))
                     .map(|p| ObjectRef::from_obj(p.as_ref()))
                     .collect::<Vec<_>>()
             },
         )
-        .with_config(super::config(Duration::from_millis(200)))
+        .with_config(super::config(Duration::from_millis(500)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;
+}
+
+/// Providers whose spec changed (a new generation), and every deletion.
+fn spec_changes(
+    api: Api<LlmProvider>,
+) -> impl futures_util::Stream<Item = Result<LlmProvider, watcher::Error>> + Send + 'static {
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let uid = |p: &LlmProvider| p.uid().unwrap_or_default();
+            let out = match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    let generation = p.metadata.generation;
+                    (seen.insert(uid(&p), generation) != Some(generation)).then_some(Ok(p))
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    seen.remove(&uid(&p));
+                    Some(Ok(p))
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(error) => Some(Err(error)),
+            };
+            std::future::ready(out)
+        })
+}
+
+fn targets(policy: &RoutePolicy, provider: &str) -> bool {
+    policy
+        .spec
+        .routes
+        .iter()
+        .flat_map(|r| &r.targets)
+        .any(|t| t.provider == provider)
 }
 
 /// One reconcile of one RoutePolicy.
