@@ -100,6 +100,19 @@ async fn chat(port: u16, key: &str, model: &str) -> Option<(u16, Value)> {
     Some((status, response.json().await.ok()?))
 }
 
+/// Whether the pod on `port` reports the OpenAI provider available (`/health/detailed`).
+async fn openai_available(port: u16) -> Option<bool> {
+    let detailed: Value = reqwest::get(format!("http://127.0.0.1:{port}/health/detailed"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let providers = detailed["providers"].as_array()?;
+    let openai = providers.iter().find(|p| p["name"] == "default/openai")?;
+    openai["available"].as_bool()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_samples_run_a_gateway_from_the_operator_s_manifests_alone() {
     let (server, client, kubeconfig) = cluster().await;
@@ -187,6 +200,21 @@ async fn the_samples_run_a_gateway_from_the_operator_s_manifests_alone() {
         .filter(|r| !kubelet::permits(&role, r))
         .collect();
     assert!(denied.is_empty(), "requests outside the Role: {denied:#?}");
+
+    // A provider credential created later reaches the running pod through the credentials
+    // Secret (the pod never reads the provider's own Secret).
+    let openai: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "openai"}, "stringData": {"apiKey": "sk-test-openai"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &openai)
+        .await
+        .unwrap();
+    eventually("the OpenAI provider available in the pod", async || {
+        openai_available(port).await?.then_some(())
+    })
+    .await;
 
     // A second pod starting while the API server is unreachable serves the last-known-good
     // snapshot from its volume.
