@@ -49,10 +49,11 @@ cargo test --workspace --locked
 step "The example config passes the config check"
 cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone
 
-step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server"
-cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream -p llm-gateway-test-apiserver
+step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server, the Helm chart through Helm v4"
+cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream -p llm-gateway-test-apiserver \
+  -p llm-gateway-operator
 GATEWAY_BIN="$PWD/target/debug/llm-gateway" MOCK_UPSTREAM_BIN="$PWD/target/debug/mock-upstream" \
-  TEST_APISERVER_BIN="$PWD/target/debug/test-apiserver" \
+  TEST_APISERVER_BIN="$PWD/target/debug/test-apiserver" OPERATOR_BIN="$PWD/target/debug/llm-gateway-operator" \
   .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
 
 step "all suites passed"

@@ -1,5 +1,6 @@
 //! Writes every CRD of the llmgateway.io API as YAML: `crdgen [OUT_DIR]` writes one file per
-//! kind (default `crds/yaml`); `crdgen -` prints all of them to stdout.
+//! kind (default: `crds/yaml` and the Helm chart's `charts/llm-gateway/crds`, which must stay
+//! equal); `crdgen -` prints all of them to stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,14 +11,24 @@ fn main() -> ExitCode {
         match target.as_deref() {
             Some("-") => print!("---\n{yaml}"),
             dir => {
-                let dir =
-                    PathBuf::from(dir.unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/yaml")));
-                let path = dir.join(file);
-                if let Err(e) = std::fs::write(&path, yaml) {
-                    eprintln!("crdgen: cannot write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
+                let dirs: Vec<PathBuf> = match dir {
+                    Some(dir) => vec![PathBuf::from(dir)],
+                    None => vec![
+                        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/yaml")),
+                        PathBuf::from(concat!(
+                            env!("CARGO_MANIFEST_DIR"),
+                            "/../charts/llm-gateway/crds"
+                        )),
+                    ],
+                };
+                for dir in dirs {
+                    let path = dir.join(&file);
+                    if let Err(e) = std::fs::write(&path, &yaml) {
+                        eprintln!("crdgen: cannot write {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                    eprintln!("crdgen: wrote {}", path.display());
                 }
-                eprintln!("crdgen: wrote {}", path.display());
             }
         }
     }

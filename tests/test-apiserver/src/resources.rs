@@ -181,6 +181,27 @@ pub fn builtins() -> Vec<ResourceType> {
             "rolebindings",
             true,
         ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+        ),
+        b(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+        ),
         b("coordination.k8s.io", "v1", "Lease", "leases", true),
         b(
             "apiextensions.k8s.io",
