@@ -14,12 +14,17 @@ use llm_gateway_crds::api_key::ApiKey;
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::route_policy::RoutePolicy;
 use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
 
 /// The caches, filled by watches that run as long as the operator.
 #[derive(Clone)]
 pub struct Caches {
     /// Every LlmProvider.
     pub providers: Store<LlmProvider>,
+    /// Provider watch events, sent only after the cache applied them: a controller triggered
+    /// by them always finds the cache at least as new as its trigger (a trigger from a watch
+    /// of its own could run first and compile against a provider the cache lacks).
+    pub provider_events: broadcast::Sender<watcher::Event<LlmProvider>>,
     /// Every RoutePolicy.
     pub route_policies: Store<RoutePolicy>,
     /// Every ApiKey.
@@ -38,11 +43,13 @@ impl Caches {
     /// Starts the watches (in the background: standby replicas warm their caches too, so a
     /// takeover starts with them filled).
     pub fn start(client: &kube::Client) -> Self {
+        let (provider_events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
-            providers: reflect(Api::all(client.clone())),
-            route_policies: reflect(Api::all(client.clone())),
-            api_keys: reflect(Api::all(client.clone())),
-            secrets: reflect(Api::all(client.clone())),
+            providers: reflect(Api::all(client.clone()), Some(provider_events.clone())),
+            provider_events,
+            route_policies: reflect(Api::all(client.clone()), None),
+            api_keys: reflect(Api::all(client.clone()), None),
+            secrets: reflect(Api::all(client.clone()), None),
         }
     }
 
@@ -73,7 +80,10 @@ where
     objects
 }
 
-fn reflect<K>(api: Api<K>) -> Store<K>
+/// Events a slow subscriber may fall behind by before it misses some.
+const EVENT_BUFFER: usize = 16_384;
+
+fn reflect<K>(api: Api<K>, events: Option<broadcast::Sender<watcher::Event<K>>>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -84,8 +94,10 @@ where
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::warn!(%error, "cache watch failed; retrying with backoff");
+            match event {
+                // No subscriber yet is fine: there is nothing to tell.
+                Ok(event) => drop(events.as_ref().map(|sender| sender.send(event))),
+                Err(error) => tracing::warn!(%error, "cache watch failed; retrying with backoff"),
             }
         }
     });

@@ -20,6 +20,7 @@ use llm_gateway_crds::compile::{CompileInputs, ConfigError, compile};
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::manifest::Manifests;
 use llm_gateway_crds::route_policy::{RoutePolicy, RoutePolicyStatus};
+use tokio::sync::broadcast;
 
 use crate::caches::in_namespace;
 
@@ -47,21 +48,18 @@ pub async fn run(context: Context) {
     let controller = Controller::for_stream(policies, reader);
     let policies_reader = controller.store();
     controller
-        .watches_stream(
-            spec_changes(Api::<LlmProvider>::all(client)),
-            move |provider| {
-                // Only the policies targeting it: a provider's change cannot alter the status
-                // of a policy that does not name it.
-                let namespace = provider.namespace();
-                let name = provider.name_any();
-                policies_reader
-                    .state()
-                    .iter()
-                    .filter(|p| p.namespace() == namespace && targets(p, &name))
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(spec_changes(&context.caches), move |provider| {
+            // Only the policies targeting it: a provider's change cannot alter the status
+            // of a policy that does not name it.
+            let namespace = provider.namespace();
+            let name = provider.name_any();
+            policies_reader
+                .state()
+                .iter()
+                .filter(|p| p.namespace() == namespace && targets(p, &name))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .with_config(super::config(Duration::from_millis(500)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
@@ -69,29 +67,43 @@ pub async fn run(context: Context) {
         .await;
 }
 
-/// Providers whose spec changed (a new generation), and every deletion.
+/// Providers whose spec changed (a new generation), and every deletion, from the provider
+/// cache's own events (so a reconcile never reads a cache older than its trigger). A
+/// subscriber that falls behind skips what it missed; not-Ready policies are requeued soon.
 fn spec_changes(
-    api: Api<LlmProvider>,
+    caches: &crate::caches::Caches,
 ) -> impl futures_util::Stream<Item = Result<LlmProvider, watcher::Error>> + Send + 'static {
+    let receiver = caches.provider_events.subscribe();
+    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => return Some((event, receiver)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "provider events missed; policies catch up on requeue"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
     let mut seen: HashMap<String, Option<i64>> = HashMap::new();
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .filter_map(move |event| {
-            let uid = |p: &LlmProvider| p.uid().unwrap_or_default();
-            let out = match event {
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                    let generation = p.metadata.generation;
-                    (seen.insert(uid(&p), generation) != Some(generation)).then_some(Ok(p))
-                }
-                Ok(watcher::Event::Delete(p)) => {
-                    seen.remove(&uid(&p));
-                    Some(Ok(p))
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-                Err(error) => Some(Err(error)),
-            };
-            std::future::ready(out)
-        })
+    events.filter_map(move |event| {
+        let uid = |p: &LlmProvider| p.uid().unwrap_or_default();
+        let out = match event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                let generation = p.metadata.generation;
+                (seen.insert(uid(&p), generation) != Some(generation)).then_some(Ok(p))
+            }
+            watcher::Event::Delete(p) => {
+                seen.remove(&uid(&p));
+                Some(Ok(p))
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        std::future::ready(out)
+    })
 }
 
 fn targets(policy: &RoutePolicy, provider: &str) -> bool {
@@ -132,7 +144,17 @@ async fn reconcile_inner(policy: &RoutePolicy, context: &Context) -> Result<Acti
         |s: &RoutePolicyStatus| &s.conditions,
     )
     .await?;
-    Ok(Action::requeue(Duration::from_secs(600)))
+    // A policy that does not compile is looked at again soon (cheap: the namespace's compile
+    // is cached until something changes), a safety net for a missed provider event.
+    let ready = desired
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    Ok(Action::requeue(Duration::from_secs(if ready {
+        600
+    } else {
+        30
+    })))
 }
 
 /// Every error of compiling the namespace's providers and policies. Every policy of a
