@@ -25,6 +25,9 @@ pub struct Caches {
     /// by them always finds the cache at least as new as its trigger (a trigger from a watch
     /// of its own could run first and compile against a provider the cache lacks).
     pub provider_events: broadcast::Sender<watcher::Event<LlmProvider>>,
+    /// The namespace of every change any cache applied (same ordering guarantee), for
+    /// controllers whose output depends on a whole namespace.
+    pub namespace_changes: broadcast::Sender<String>,
     /// Every RoutePolicy.
     pub route_policies: Store<RoutePolicy>,
     /// Every ApiKey.
@@ -44,13 +47,37 @@ impl Caches {
     /// takeover starts with them filled).
     pub fn start(client: &kube::Client) -> Self {
         let (provider_events, _) = broadcast::channel(EVENT_BUFFER);
+        let (namespace_changes, _) = broadcast::channel(EVENT_BUFFER);
+        let changes = || namespace_changes.clone();
         Self {
-            providers: reflect(Api::all(client.clone()), Some(provider_events.clone())),
+            providers: reflect(
+                Api::all(client.clone()),
+                Some(provider_events.clone()),
+                changes(),
+            ),
+            route_policies: reflect(Api::all(client.clone()), None, changes()),
+            api_keys: reflect(Api::all(client.clone()), None, changes()),
+            secrets: reflect(Api::all(client.clone()), None, changes()),
             provider_events,
-            route_policies: reflect(Api::all(client.clone()), None),
-            api_keys: reflect(Api::all(client.clone()), None),
-            secrets: reflect(Api::all(client.clone()), None),
+            namespace_changes,
         }
+    }
+
+    /// A stream of the namespaces changes were applied in (missed ones are skipped with a
+    /// warning; controllers requeue periodically).
+    pub fn namespace_changes(&self) -> impl futures_util::Stream<Item = String> + Send + 'static {
+        let receiver = self.namespace_changes.subscribe();
+        futures_util::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(namespace) => return Some((namespace, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "namespace changes missed; caught up on requeue");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
     }
 
     /// Returns once every watch has listed everything once.
@@ -83,7 +110,11 @@ where
 /// Events a slow subscriber may fall behind by before it misses some.
 const EVENT_BUFFER: usize = 16_384;
 
-fn reflect<K>(api: Api<K>, events: Option<broadcast::Sender<watcher::Event<K>>>) -> Store<K>
+fn reflect<K>(
+    api: Api<K>,
+    events: Option<broadcast::Sender<watcher::Event<K>>>,
+    namespaces: broadcast::Sender<String>,
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -96,7 +127,12 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 // No subscriber yet is fine: there is nothing to tell.
-                Ok(event) => drop(events.as_ref().map(|sender| sender.send(event))),
+                Ok(event) => {
+                    if let watcher::Event::Apply(o) | watcher::Event::Delete(o) = &event {
+                        drop(namespaces.send(o.namespace().unwrap_or_default()));
+                    }
+                    drop(events.as_ref().map(|sender| sender.send(event)));
+                }
                 Err(error) => tracing::warn!(%error, "cache watch failed; retrying with backoff"),
             }
         }

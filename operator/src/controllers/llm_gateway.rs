@@ -17,11 +17,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use llm_gateway_crds::api_key::ApiKey;
 use llm_gateway_crds::llm_gateway::{LlmGateway, LlmGatewayStatus};
-use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::manifest::Manifests;
-use llm_gateway_crds::route_policy::RoutePolicy;
 
 use crate::build::bundle::{self, Refused};
 use crate::build::gateway::{self, GATEWAY_LABEL};
@@ -36,31 +33,25 @@ pub async fn run(context: Context) {
     let client = context.client.clone();
     let owned =
         || watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator");
-    let all = watcher::Config::default;
-    let controller = Controller::new(Api::<LlmGateway>::all(client.clone()), all());
-    let reader = controller.store();
-    let by_namespace = move |namespace: Option<String>| gateways_in(&reader, namespace.as_deref());
-    let (a, b, c, d) = (
-        by_namespace.clone(),
-        by_namespace.clone(),
-        by_namespace.clone(),
-        by_namespace,
+    let controller = Controller::new(
+        Api::<LlmGateway>::all(client.clone()),
+        watcher::Config::default(),
     );
+    let reader = controller.store();
+    // Any provider, policy, key or Secret change in a namespace re-checks its gateways' bundle,
+    // triggered from the caches the reconcile reads, after they applied the change.
+    let changes = context
+        .caches
+        .namespace_changes()
+        .flat_map(move |namespace| {
+            futures_util::stream::iter(gateways_in(&reader, Some(&namespace)))
+        });
     controller
         .owns(Api::<Deployment>::all(client.clone()), owned())
         .owns(Api::<Service>::all(client.clone()), owned())
         .owns(Api::<ConfigMap>::all(client.clone()), owned())
-        .owns(Api::<Secret>::all(client.clone()), owned())
-        .watches(Api::<LlmProvider>::all(client.clone()), all(), move |o| {
-            a(o.namespace())
-        })
-        .watches(Api::<RoutePolicy>::all(client.clone()), all(), move |o| {
-            b(o.namespace())
-        })
-        .watches(Api::<ApiKey>::all(client.clone()), all(), move |o| {
-            c(o.namespace())
-        })
-        .watches(Api::<Secret>::all(client), all(), move |o| d(o.namespace()))
+        .owns(Api::<Secret>::all(client), owned())
+        .reconcile_on(changes)
         .with_config(super::config(Duration::from_millis(500)))
         .shutdown_on_signal()
         .run(reconcile, super::error_policy, Arc::new(context))
