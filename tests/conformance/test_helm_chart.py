@@ -4,6 +4,7 @@ every rendered document against the Kubernetes schemas (`kubernetes-validate`) o
 kinds, against our CRDs; then install the default rendering into the in-repo test API server
 and watch the real operator binary reconcile the chart's default LlmGateway."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -151,3 +152,14 @@ def install(api, documents):
     }
     for document in documents:
         create[document["kind"]](document)
+
+
+def test_the_raw_manifests_are_the_chart_rendered():
+    spec = importlib.util.spec_from_file_location("render", ROOT / "deployments" / "manifests" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (ROOT / "deployments" / "manifests" / "llm-gateway.yaml").read_text()
+    assert committed == module.render(), "run: python3 deployments/manifests/render.py"
+    for document in yaml.safe_load_all(committed):
+        if document:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
