@@ -12,13 +12,15 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "System packages the suites use (redis-server, openssl for RS256 test keys, python3-venv)"
+step "System packages the suites use (redis-server, openssl for RS256 test keys, nginx for the proxy configuration test, python3-venv)"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  # RUNLEVEL=1: install packages without starting their services (nginx must not take port 80).
+  apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq "${missing[@]}"
 fi
 redis-server --version
 
@@ -49,7 +51,7 @@ cargo test --workspace --locked
 step "The example config passes the config check"
 cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone
 
-step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server, the Helm chart through Helm v4"
+step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server, the Helm chart through Helm v4, GitOps health checks, nginx in front of the gateway"
 cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream -p llm-gateway-test-apiserver \
   -p llm-gateway-operator
 GATEWAY_BIN="$PWD/target/debug/llm-gateway" MOCK_UPSTREAM_BIN="$PWD/target/debug/mock-upstream" \

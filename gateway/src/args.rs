@@ -43,6 +43,13 @@ pub enum Command {
     },
     /// Print a new random API key (put it in the Secret an ApiKey names, under `apiKey`).
     Keygen,
+    /// Exit 0 when the gateway at `url` answers its liveness probe (container HEALTHCHECKs
+    /// use it: the runtime image has no shell or curl).
+    Healthcheck {
+        /// The liveness URL.
+        #[arg(long, default_value = "http://127.0.0.1:8000/health")]
+        url: String,
+    },
 }
 
 /// Log line format.

@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Keygen) => keygen(),
+        Some(Command::Healthcheck { url }) => healthcheck(&url).await,
         Some(Command::Check {
             config,
             api_key_pepper,
@@ -31,6 +32,30 @@ async fn run(args: llm_gateway::args::ServeArgs) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build();
+    let answer = match client {
+        Ok(client) => client.get(url).send().await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!(
+                "llm-gateway healthcheck: {url} answered {}",
+                response.status()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("llm-gateway healthcheck: {url}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -79,6 +79,15 @@ impl TargetRegistry {
         let state = targets
             .entry((provider_id.to_owned(), model.to_owned()))
             .or_insert_with(|| {
+                // Every target is visible as closed from the start, not only after a first
+                // transition, so dashboards and alerts see all of them.
+                self.metrics
+                    .breaker_state
+                    .get_or_create(&BreakerLabels {
+                        provider: provider.to_owned(),
+                        model: model.to_owned(),
+                    })
+                    .set(0);
                 Arc::new(TargetState {
                     provider_id: provider_id.to_owned(),
                     provider: provider.to_owned(),
@@ -106,7 +115,16 @@ impl TargetRegistry {
 
     /// Drops states that no snapshot refers to.
     pub fn prune(&self) {
-        lock(&self.targets).retain(|_, state| Arc::strong_count(state) > 1);
+        lock(&self.targets).retain(|_, state| {
+            let used = Arc::strong_count(state) > 1;
+            if !used {
+                self.metrics.breaker_state.remove(&BreakerLabels {
+                    provider: state.provider.clone(),
+                    model: state.model.clone(),
+                });
+            }
+            used
+        });
         lock(&self.providers).retain(|_, state| Arc::strong_count(state) > 1);
     }
 
