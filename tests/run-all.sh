@@ -19,8 +19,14 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
-  # RUNLEVEL=1: install packages without starting their services (nginx must not take port 80).
-  apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq "${missing[@]}"
+  # Install without starting services (nginx must not take port 80): a policy-rc.d that denies
+  # starts, only for this install and only when the machine has none of its own.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"; added_policy=1; fi
+  apt_status=0
+  { apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq "${missing[@]}"; } || apt_status=$?
+  if [ "${added_policy:-}" = 1 ]; then rm -f "$policy"; fi
+  if [ "$apt_status" != 0 ]; then exit "$apt_status"; fi
 fi
 redis-server --version
 
