@@ -13,8 +13,10 @@ RUN cargo build --release --locked -p llm-gateway --bin llm-gateway
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/llm-gateway /usr/local/bin/llm-gateway
+# The example config, for `docker run -e CONFIG_DIR=/etc/llm-gateway/config`. No default
+# source: pods the operator runs set WATCH_NAMESPACE, and both at once are refused.
 COPY deployments/standalone /etc/llm-gateway/config
-ENV HOST=0.0.0.0 PORT=8000 CONFIG_DIR=/etc/llm-gateway/config
+ENV HOST=0.0.0.0 PORT=8000
 USER 65532:65532
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

@@ -57,6 +57,10 @@ def test_dockerfiles_copy_what_exists_and_run_unprivileged():
         if path.name == "gateway.Dockerfile":
             check = next(l for l in runtime if l.startswith("HEALTHCHECK"))
             assert '"healthcheck"' in check
+            # The operator's pods choose the source (WATCH_NAMESPACE); an image default would
+            # make the gateway refuse to start there ("not both").
+            env = " ".join(l for l in runtime if l.startswith("ENV "))
+            assert "CONFIG_DIR" not in env and "WATCH_NAMESPACE" not in env, env
 
 
 def test_the_healthcheck_command_answers_for_a_running_gateway(gateway):
