@@ -90,3 +90,41 @@ def test_backup_wipe_restore_brings_resources_and_redis_keys_back(tmp_path):
         server.wait()
         redis.kill()
         redis.wait()
+
+
+DOCKER_SHIM = """#!/usr/bin/env bash
+# Records every call; `compose ... exec` (the health check) fails for services in UNHEALTHY.
+echo "$*" >> "$CALLS"
+if [ "$1" = compose ] && [[ " $* " == *" exec "* ]]; then
+  for service in $UNHEALTHY; do [[ " $* " == *" $service "* ]] && exit 1; done
+fi
+exit 0
+"""
+
+
+def run_update(tmp_path, unhealthy: str):
+    shim = tmp_path / "docker"
+    shim.write_text(DOCKER_SHIM)
+    shim.chmod(0o755)
+    calls = tmp_path / "calls"
+    result = subprocess.run([str(SCRIPTS / "update.sh")], capture_output=True, text=True, env={
+        **os.environ, "DOCKER": str(shim), "CALLS": str(calls), "UNHEALTHY": unhealthy,
+        "HEALTH_TRIES": "2", "HEALTH_INTERVAL": "0"})
+    return result, calls.read_text().splitlines()
+
+
+def test_update_rolls_replicas_one_at_a_time(tmp_path):
+    result, calls = run_update(tmp_path, unhealthy="")
+    assert result.returncode == 0, result.stderr
+    ups = [c for c in calls if " up -d " in c]
+    assert [c.split()[-1] for c in ups] == ["gateway-1", "gateway-2"]
+    assert not any(c.startswith("tag llm-gateway:rollback") for c in calls)
+
+
+def test_update_rolls_back_when_a_replica_stays_unhealthy(tmp_path):
+    result, calls = run_update(tmp_path, unhealthy="gateway-1")
+    assert result.returncode == 1 and "rolling back gateway-1" in result.stderr
+    assert "tag llm-gateway:rollback llm-gateway:0.1.0" in calls
+    assert not any(c.endswith("up -d --no-deps gateway-2") for c in calls), "the second replica was never touched"
+    last_up = [c for c in calls if " up -d " in c][-1]
+    assert last_up.endswith("gateway-1"), "the failed replica is restarted on the previous image"
