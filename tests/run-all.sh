@@ -12,10 +12,11 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "System packages the suites use (redis-server, openssl for RS256 test keys, nginx for the proxy configuration test, python3-venv)"
+step "System packages the suites use (redis-server, openssl for RS256 test keys, curl for the operations scripts, nginx for the proxy configuration test, python3-venv)"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)  # the operations scripts' smoke tests
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then

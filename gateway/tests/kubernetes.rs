@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Gateway, Load, metric, new_key};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use llm_gateway_mock_upstream::MockUpstream;
@@ -54,14 +53,8 @@ async fn create(client: &kube::Client, kind: &str, plural: &str, object: Value) 
 async fn cluster(key: &str) -> (TestApiServer, kube::Client) {
     let server = TestApiServer::start().await.unwrap();
     let client = client(&server).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/yaml");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let crd = serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
-        crds.create(&PostParams::default(), &crd.unwrap())
-            .await
-            .unwrap();
-    }
+    server.create_crds_from(&dir).unwrap();
     for name in ["a", "b"] {
         create(
             &client,

@@ -63,3 +63,18 @@ pub async fn converge(
     }
     Ok(())
 }
+
+/// Ready pods of the Deployment `name` (0 when it does not exist yet).
+pub async fn ready_replicas(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<i32, Error> {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    Ok(deployments
+        .get_opt(name)
+        .await?
+        .and_then(|d| d.status?.ready_replicas)
+        .unwrap_or(0))
+}

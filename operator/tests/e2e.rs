@@ -76,16 +76,11 @@ async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
         before = now;
     }
     let reconciles = async || -> f64 {
-        let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        reconciles_by_controller(admin)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("llm_operator_reconciles_total{controller=\"apikey\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .get("apikey")
+            .copied()
+            .unwrap_or(0.0)
     };
     let reconciled = reconciles().await;
     let touch = Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}}));

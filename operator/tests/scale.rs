@@ -55,34 +55,6 @@ async fn ready_count(api: &Api<DynamicObject>) -> usize {
         .count()
 }
 
-/// `llm_operator_reconciles_total` summed per controller.
-async fn reconciles_by_controller(admin: u16) -> std::collections::BTreeMap<String, f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("llm_operator_reconciles_total{"))
-    {
-        let controller = line
-            .split("controller=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default();
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *out.entry(controller.to_owned()).or_default() += value;
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_resources_become_ready_and_then_the_operator_idles() {
     let (providers_n, policies_n, keys_n) = (

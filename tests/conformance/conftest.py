@@ -1,5 +1,7 @@
-"""Starts the real llm-gateway binary on the example config for the SDK conformance suite."""
+"""Starts the real binaries the suites run against: the gateway on the example config, the
+mock upstream, the in-repo Kubernetes API test server and the operator."""
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -24,6 +26,36 @@ def _binary(variable: str, name: str, package: str) -> pathlib.Path:
 
 def _gateway_binary() -> pathlib.Path:
     return _binary("GATEWAY_BIN", "llm-gateway", "llm-gateway")
+
+
+@contextlib.contextmanager
+def kube_test_server():
+    """The in-repo Kubernetes API test server on a free port: yields its kubeconfig's path."""
+    binary = _binary("TEST_APISERVER_BIN", "test-apiserver", "llm-gateway-test-apiserver")
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = pathlib.Path(tmp) / "kubeconfig"
+        process = subprocess.Popen([str(binary), "--port", "0", "--kubeconfig", str(kubeconfig)],
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            process.stdout.readline()  # the URL: printed once the kubeconfig is written
+            yield kubeconfig
+        finally:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def operator(kubeconfig: pathlib.Path, env: dict[str, str] | None = None):
+    """The operator binary against `kubeconfig`, one replica without leader election."""
+    binary = _binary("OPERATOR_BIN", "llm-gateway-operator", "llm-gateway-operator")
+    full_env = {"KUBECONFIG": str(kubeconfig), "LEADER_ELECTION": "false", "ADMIN_ADDRESS": "127.0.0.1:0",
+                "PATH": os.environ.get("PATH", ""), **(env or {})}
+    process = subprocess.Popen([str(binary)], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
 
 
 def _free_port() -> int:

@@ -5,16 +5,15 @@ perpetual diff: every field of every sample reads back from the API server exact
 (defaults come from the schema, status only from the status subresource)."""
 
 import base64
-import os
 import pathlib
-import subprocess
-import tempfile
 import time
 
 import lupa.lua51 as lua51
 import pytest
 import yaml
 from kubernetes import client, config
+
+from conftest import kube_test_server, operator
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GITOPS = ROOT / "deployments" / "gitops"
@@ -83,33 +82,13 @@ def is_subset(desired, live, path="") -> list[str]:
 
 @pytest.fixture()
 def cluster():
-    apiserver = pathlib.Path(os.environ.get("TEST_APISERVER_BIN", ROOT / "target" / "debug" / "test-apiserver"))
-    operator = pathlib.Path(os.environ.get("OPERATOR_BIN", ROOT / "target" / "debug" / "llm-gateway-operator"))
-    for binary in (apiserver, operator):
-        if not binary.exists():
-            pytest.fail(f"{binary} not found: build it with `cargo build --workspace`")
-    with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig = pathlib.Path(tmp) / "kubeconfig"
-        server = subprocess.Popen([str(apiserver), "--port", "0", "--kubeconfig", str(kubeconfig)],
-                                  stdout=subprocess.PIPE, text=True)
-        running = None
-        try:
-            server.stdout.readline()
-            api = config.new_client_from_config(config_file=str(kubeconfig))
-            extensions = client.ApiextensionsV1Api(api)
-            for path in sorted((ROOT / "crds" / "yaml").glob("*.yaml")):
-                extensions.create_custom_resource_definition(yaml.safe_load(path.read_text()))
-            env = {"KUBECONFIG": str(kubeconfig), "LEADER_ELECTION": "false", "ADMIN_ADDRESS": "127.0.0.1:0",
-                   "PATH": os.environ.get("PATH", "")}
-            running = subprocess.Popen([str(operator)], env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
+    with kube_test_server() as kubeconfig:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        extensions = client.ApiextensionsV1Api(api)
+        for path in sorted((ROOT / "crds" / "yaml").glob("*.yaml")):
+            extensions.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+        with operator(kubeconfig):
             yield api
-        finally:
-            if running:
-                running.kill()
-                running.wait()
-            server.kill()
-            server.wait()
 
 
 def test_samples_read_back_unchanged_and_get_the_health_argo_cd_would_show(cluster):

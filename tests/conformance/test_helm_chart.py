@@ -6,10 +6,7 @@ and watch the real operator binary reconcile the chart's default LlmGateway."""
 
 import importlib.util
 import json
-import os
 import pathlib
-import subprocess
-import tempfile
 import time
 
 import helm_python as helm
@@ -18,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes import client, config
+
+from conftest import kube_test_server, operator
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llm-gateway"
@@ -88,26 +87,12 @@ def test_values_outside_the_schema_are_refused():
 
 
 def test_the_default_rendering_installs_and_the_operator_reconciles_its_gateway():
-    apiserver = pathlib.Path(os.environ.get("TEST_APISERVER_BIN", ROOT / "target" / "debug" / "test-apiserver"))
-    operator = pathlib.Path(os.environ.get("OPERATOR_BIN", ROOT / "target" / "debug" / "llm-gateway-operator"))
-    for binary in (apiserver, operator):
-        if not binary.exists():
-            pytest.fail(f"{binary} not found: build it with `cargo build --workspace`")
-    with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig = pathlib.Path(tmp) / "kubeconfig"
-        server = subprocess.Popen([str(apiserver), "--port", "0", "--kubeconfig", str(kubeconfig)],
-                                  stdout=subprocess.PIPE, text=True)
-        running = None
-        try:
-            server.stdout.readline()
-            api = config.new_client_from_config(config_file=str(kubeconfig))
-            install(api, render(None, namespace="default"))
-            pepper = client.CoreV1Api(api).read_namespaced_secret("lgw-llm-gateway-pepper", "default")
-            env = {"KUBECONFIG": str(kubeconfig), "LEADER_ELECTION": "false", "ADMIN_ADDRESS": "127.0.0.1:0",
-                   "API_KEY_PEPPER": "from-the-chart", "PATH": os.environ.get("PATH", "")}
-            assert pepper.data["pepper"], "the chart generated a pepper"
-            running = subprocess.Popen([str(operator)], env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
+    with kube_test_server() as kubeconfig:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        install(api, render(None, namespace="default"))
+        pepper = client.CoreV1Api(api).read_namespaced_secret("lgw-llm-gateway-pepper", "default")
+        assert pepper.data["pepper"], "the chart generated a pepper"
+        with operator(kubeconfig, {"API_KEY_PEPPER": "from-the-chart"}):
             apps = client.AppsV1Api(api)
             custom = client.CustomObjectsApi(api)
             deadline = time.monotonic() + 20
@@ -123,12 +108,6 @@ def test_the_default_rendering_installs_and_the_operator_reconciles_its_gateway(
             assert status["url"] == "http://main-gateway.default.svc.cluster.local:80"
             hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("main-gateway", "default")
             assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (3, 10)
-        finally:
-            if running:
-                running.kill()
-                running.wait()
-            server.kill()
-            server.wait()
 
 
 def install(api, documents):

@@ -3,15 +3,14 @@
 get, server-side apply with a conflict, watch, delete. A fixture bug that kube-rs tolerates
 often breaks another client, which is why this suite exists."""
 
-import os
 import pathlib
-import subprocess
-import tempfile
 
 import pytest
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+
+from conftest import kube_test_server
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GROUP, VERSION = "llmgateway.io", "v1alpha1"
@@ -20,20 +19,8 @@ PLURALS = {"LlmProvider": "llmproviders", "RoutePolicy": "routepolicies", "ApiKe
 
 @pytest.fixture(scope="module")
 def api_client():
-    binary = pathlib.Path(os.environ.get("TEST_APISERVER_BIN", ROOT / "target" / "debug" / "test-apiserver"))
-    if not binary.exists():
-        pytest.fail(f"{binary} not found: build it with `cargo build -p llm-gateway-test-apiserver`")
-    with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig = pathlib.Path(tmp) / "kubeconfig"
-        process = subprocess.Popen(
-            [str(binary), "--port", "0", "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            process.stdout.readline()  # the URL: printed once the kubeconfig is written
-            yield config.new_client_from_config(config_file=str(kubeconfig))
-        finally:
-            process.kill()
-            process.wait()
+    with kube_test_server() as kubeconfig:
+        yield config.new_client_from_config(config_file=str(kubeconfig))
 
 
 def test_crds_examples_ssa_conflict_watch_and_delete(api_client):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLE_CONFIG, Gateway, example_key
+from conftest import EXAMPLE_CONFIG, Gateway, _free_port, example_key
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONF = ROOT / "deployments" / "compose" / "nginx.conf"
@@ -33,12 +33,6 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def proxied():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -55,7 +49,7 @@ def proxied():
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                         "-subj", "/CN=localhost", "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "cert.pem")],
                        check=True, capture_output=True)
-        http_port, tls_port = free_port(), free_port()
+        http_port, tls_port = _free_port(), _free_port()
         text = CONF.read_text()
         for old, new in [("server gateway-1:8000", f"server 127.0.0.1:{gateway.port}"),
                          ("server gateway-2:8000", f"server 127.0.0.1:{gateway.port}"),

@@ -6,28 +6,22 @@ keys (a real redis-server), TTLs included."""
 import json
 import os
 import pathlib
-import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
 
+from conftest import _free_port, kube_test_server
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "deployments" / "scripts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_health_monitor_reports_alerts_and_exits(gateway, tmp_path):
     ok = subprocess.run([str(SCRIPTS / "health-monitor.sh"), "--once", gateway.url], capture_output=True, text=True)
     assert ok.returncode == 0 and f"ok {gateway.url}" in ok.stdout, ok.stdout + ok.stderr
     alert_file = tmp_path / "alert"
-    down_url = f"http://127.0.0.1:{free_port()}"
+    down_url = f"http://127.0.0.1:{_free_port()}"
     down = subprocess.run([str(SCRIPTS / "health-monitor.sh"), "--once", down_url], capture_output=True, text=True,
                           env={**os.environ, "FAILURES": "1", "ALERT_COMMAND": f"cat > {alert_file}"})
     assert down.returncode == 1 and "FAIL" in down.stdout and "not alive" in down.stdout, down.stdout
@@ -40,56 +34,52 @@ def redis_cli(port: int, *args: str) -> str:
 
 def test_backup_wipe_restore_brings_resources_and_redis_keys_back(tmp_path):
     kubectl = os.environ.get("KUBECTL")
-    apiserver = pathlib.Path(os.environ.get("TEST_APISERVER_BIN", ROOT / "target" / "debug" / "test-apiserver"))
     if not kubectl or not pathlib.Path(kubectl).exists():
         pytest.fail("KUBECTL must name Debian's kubectl (tests/run-all.sh sets it)")
-    if not apiserver.exists():
-        pytest.fail(f"{apiserver} not found: build it with `cargo build --workspace`")
-    port = free_port()
+    port = _free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    kubeconfig = tmp_path / "kubeconfig"
-    server = subprocess.Popen([str(apiserver), "--port", "0", "--kubeconfig", str(kubeconfig)],
-                              stdout=subprocess.PIPE, text=True)
     try:
-        server.stdout.readline()
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL": kubectl,
-               "REDIS_URL": f"redis://127.0.0.1:{port}"}
-        run = lambda *args: subprocess.run(list(args), env=env, capture_output=True, text=True, check=True).stdout
-        run(kubectl, "apply", "--validate=false", "-f", str(ROOT / "crds" / "yaml"))
-        run(kubectl, "apply", "--validate=false", "-f", str(ROOT / "deployments" / "kubernetes"))
-        for _ in range(50):
-            if redis_cli(port, "PING").strip() == "PONG":
-                break
-            time.sleep(0.1)
-        usage = "lgw:key:default/search-team:usage:2026-11-01"
-        redis_cli(port, "HSET", usage, "requests", "7", "spend_nanos", "123456")
-        redis_cli(port, "PEXPIRE", usage, "86400000")
-        redis_cli(port, "SET", "unrelated", "x")
-
-        backup_dir = tmp_path / "backup"
-        out = run(str(SCRIPTS / "backup.sh"), "backup", str(backup_dir))
-        assert "resources: 5 written" in out and "redis: 1 keys written" in out, out
-
-        run(kubectl, "delete", "llmgateways,llmproviders,routepolicies,apikeys", "--all")
-        redis_cli(port, "FLUSHALL")
-        out = run(str(SCRIPTS / "backup.sh"), "restore", str(backup_dir))
-        assert "redis: 1 keys restored" in out, out
-
-        names = run(kubectl, "get", "llmgateways,llmproviders,routepolicies,apikeys", "-o", "name").split()
-        assert sorted(names) == sorted([
-            "llmgateway.llmgateway.io/main", "llmprovider.llmgateway.io/fake", "llmprovider.llmgateway.io/openai",
-            "routepolicy.llmgateway.io/default", "apikey.llmgateway.io/search-team"]), names
-        restored = json.loads(run(kubectl, "get", "apikey", "search-team", "-o", "json"))
-        assert restored["spec"]["budget"] == {"usd": 500, "period": "monthly"}
-        assert redis_cli(port, "HGET", usage, "requests").strip() == "7"
-        assert 0 < int(redis_cli(port, "PTTL", usage)) <= 86400000
-        assert redis_cli(port, "EXISTS", "unrelated").strip() == "0", "only lgw: keys are backed up"
+        with kube_test_server() as kubeconfig:
+            backup_and_restore(kubectl, kubeconfig, port, tmp_path)
     finally:
-        server.kill()
-        server.wait()
         redis.kill()
         redis.wait()
+
+
+def backup_and_restore(kubectl: str, kubeconfig: pathlib.Path, port: int, tmp_path: pathlib.Path):
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL": kubectl,
+           "REDIS_URL": f"redis://127.0.0.1:{port}"}
+    run = lambda *args: subprocess.run(list(args), env=env, capture_output=True, text=True, check=True).stdout
+    run(kubectl, "apply", "--validate=false", "-f", str(ROOT / "crds" / "yaml"))
+    run(kubectl, "apply", "--validate=false", "-f", str(ROOT / "deployments" / "kubernetes"))
+    for _ in range(50):
+        if redis_cli(port, "PING").strip() == "PONG":
+            break
+        time.sleep(0.1)
+    usage = "lgw:key:default/search-team:usage:2026-11-01"
+    redis_cli(port, "HSET", usage, "requests", "7", "spend_nanos", "123456")
+    redis_cli(port, "PEXPIRE", usage, "86400000")
+    redis_cli(port, "SET", "unrelated", "x")
+
+    backup_dir = tmp_path / "backup"
+    out = run(str(SCRIPTS / "backup.sh"), "backup", str(backup_dir))
+    assert "resources: 5 written" in out and "redis: 1 keys written" in out, out
+
+    run(kubectl, "delete", "llmgateways,llmproviders,routepolicies,apikeys", "--all")
+    redis_cli(port, "FLUSHALL")
+    out = run(str(SCRIPTS / "backup.sh"), "restore", str(backup_dir))
+    assert "redis: 1 keys restored" in out, out
+
+    names = run(kubectl, "get", "llmgateways,llmproviders,routepolicies,apikeys", "-o", "name").split()
+    assert sorted(names) == sorted([
+        "llmgateway.llmgateway.io/main", "llmprovider.llmgateway.io/fake", "llmprovider.llmgateway.io/openai",
+        "routepolicy.llmgateway.io/default", "apikey.llmgateway.io/search-team"]), names
+    restored = json.loads(run(kubectl, "get", "apikey", "search-team", "-o", "json"))
+    assert restored["spec"]["budget"] == {"usd": 500, "period": "monthly"}
+    assert redis_cli(port, "HGET", usage, "requests").strip() == "7"
+    assert 0 < int(redis_cli(port, "PTTL", usage)) <= 86400000
+    assert redis_cli(port, "EXISTS", "unrelated").strip() == "0", "only lgw: keys are backed up"
 
 
 DOCKER_SHIM = """#!/usr/bin/env bash

@@ -11,8 +11,8 @@ use llm_gateway_crds::snapshot::{
 };
 use serde_json::json;
 
-use super::gateway::{Base, child};
-use super::{Child, resource};
+use super::gateway::Base;
+use super::{Child, child, resource};
 
 /// Largest last-known-good file written: a ConfigMap holds at most 1 MiB in all.
 pub const MAX_CONFIG_BYTES: usize = 1_000_000;
@@ -27,21 +27,13 @@ pub fn last_known_good_name(gateway: &LlmGateway) -> String {
     format!("{}-last-known-good", Base::of(gateway).name)
 }
 
-/// The credentials Secret: copies of the entries `namespace` references, and the key pepper.
-pub fn credentials(gateway: &LlmGateway, namespace: &Manifests, pepper: &[u8]) -> Child {
-    let base = Base::of(gateway);
-    let yaml = credentials_yaml(namespace, &namespace.secrets);
-    child(
-        resource("", "v1", "Secret", "secrets"),
-        json!({
-            "metadata": base.metadata(&credentials_name(gateway)),
-            "type": "Opaque",
-            "data": {
-                CREDENTIALS_FILE: k8s_openapi::ByteString(yaml.into_bytes()),
-                PEPPER_ENTRY: k8s_openapi::ByteString(pepper.to_vec()),
-            },
-        }),
-    )
+/// What one LlmGateway's pods read besides the API server.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The credentials Secret: copies of the entries the namespace references, and the pepper.
+    pub credentials: Child,
+    /// The last-known-good ConfigMap, or why the previous one is kept.
+    pub last_known_good: Result<Child, Refused>,
 }
 
 /// Why a last-known-good ConfigMap was not produced.
@@ -53,14 +45,39 @@ pub enum Refused {
     TooLarge(usize),
 }
 
+/// The bundle of `gateway`, from `namespace` (its providers, policies, keys and Secrets, and
+/// `gateway` as its only LlmGateway).
+pub fn bundle(gateway: &LlmGateway, namespace: &Manifests, pepper: &[u8]) -> Bundle {
+    let credentials = credentials_yaml(namespace, &namespace.secrets);
+    Bundle {
+        last_known_good: last_known_good(gateway, namespace, &credentials),
+        credentials: credentials_secret(gateway, credentials, pepper),
+    }
+}
+
+fn credentials_secret(gateway: &LlmGateway, credentials: String, pepper: &[u8]) -> Child {
+    let base = Base::of(gateway);
+    child(
+        resource("", "v1", "Secret", "secrets"),
+        json!({
+            "metadata": base.metadata(&credentials_name(gateway)),
+            "type": "Opaque",
+            "data": {
+                CREDENTIALS_FILE: k8s_openapi::ByteString(credentials.into_bytes()),
+                PEPPER_ENTRY: k8s_openapi::ByteString(pepper.to_vec()),
+            },
+        }),
+    )
+}
+
 /// The last-known-good ConfigMap, if what the gateway would load from it (this file plus
-/// the credentials) compiles.
-pub fn last_known_good(gateway: &LlmGateway, namespace: &Manifests) -> Result<Child, Refused> {
-    let mut scoped = namespace.clone();
-    scoped
-        .gateways
-        .retain(|g| g.metadata.name == gateway.metadata.name);
-    let config = config_yaml(&scoped);
+/// the `credentials` file) compiles.
+fn last_known_good(
+    gateway: &LlmGateway,
+    namespace: &Manifests,
+    credentials: &str,
+) -> Result<Child, Refused> {
+    let config = config_yaml(namespace);
     if config.len() > MAX_CONFIG_BYTES {
         return Err(Refused::TooLarge(config.len()));
     }
@@ -68,7 +85,7 @@ pub fn last_known_good(gateway: &LlmGateway, namespace: &Manifests) -> Result<Ch
     loaded
         .add_yaml(CONFIG_FILE, &config)
         .map_err(|e| Refused::Invalid(vec![e.to_string()]))?;
-    loaded.secrets = copies(&scoped);
+    loaded.secrets = copies(credentials);
     // Environment credentials belong to the pods and cannot be checked here.
     let env = |_: &str| Some(String::new());
     let inputs = CompileInputs {
@@ -91,13 +108,13 @@ pub fn last_known_good(gateway: &LlmGateway, namespace: &Manifests) -> Result<Ch
     ))
 }
 
-fn copies(namespace: &Manifests) -> Vec<Secret> {
-    let yaml = credentials_yaml(namespace, &namespace.secrets);
+/// The Secrets a pod reads from the `credentials` file, parsed as the pod parses them.
+fn copies(credentials: &str) -> Vec<Secret> {
     let bundle = Secret {
         data: Some(
             [(
                 CREDENTIALS_FILE.to_owned(),
-                k8s_openapi::ByteString(yaml.into_bytes()),
+                k8s_openapi::ByteString(credentials.as_bytes().to_vec()),
             )]
             .into(),
         ),
@@ -128,11 +145,12 @@ mod tests {
     fn a_valid_namespace_gets_a_snapshot_and_an_invalid_one_keeps_the_old() {
         let good = namespace("openai");
         let gateway = &good.gateways[0];
-        let config = last_known_good(gateway, &good).expect("compiles");
+        let made = bundle(gateway, &good, b"pepper");
+        let config = made.last_known_good.expect("compiles");
         assert_eq!(config.name(), "main-gateway-last-known-good");
         let text = config.object["data"][CONFIG_FILE].as_str().expect("file");
         assert!(text.contains("kind: RoutePolicy") && !text.contains("c2st"));
-        let secret = credentials(gateway, &good, b"pepper");
+        let secret = made.credentials;
         assert_eq!(secret.object["data"][PEPPER_ENTRY], "cGVwcGVy");
         assert_eq!(secret.name(), "main-gateway-credentials");
         let encoded: k8s_openapi::ByteString =
@@ -140,7 +158,7 @@ mod tests {
                 .expect("base64");
         assert!(String::from_utf8_lossy(&encoded.0).contains("c2stb3BlbmFp"));
         let bad = namespace("missing");
-        match last_known_good(&bad.gateways[0], &bad) {
+        match bundle(&bad.gateways[0], &bad, b"").last_known_good {
             Err(Refused::Invalid(messages)) => {
                 assert!(
                     messages.iter().any(|m| m.contains("missing")),

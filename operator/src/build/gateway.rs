@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use llm_gateway_crds::llm_gateway::{LlmGateway, LogLevel, OnUnavailable};
 use serde_json::{Value, json};
 
-use super::{Child, bundle, rbac, resource};
-use crate::MANAGED_BY;
+use super::{Child, bundle, child, labels, owner_reference, rbac, resource};
 
 /// Image used when `spec.image` is unset: the gateway of the operator's own version.
 pub const DEFAULT_IMAGE: &str = concat!(
@@ -65,6 +64,11 @@ pub fn prunable() -> Vec<kube::discovery::ApiResource> {
     )]
 }
 
+/// Name of the gateway's Deployment, Service and most other children.
+pub fn workload_name(gateway: &LlmGateway) -> String {
+    format!("{}-gateway", gateway.name_any())
+}
+
 /// The in-cluster URL of the gateway's Service.
 pub fn url(gateway: &LlmGateway) -> String {
     let base = Base::of(gateway);
@@ -87,35 +91,22 @@ pub(super) struct Base {
 
 impl Base {
     pub(super) fn of(gateway: &LlmGateway) -> Self {
-        let name = format!("{}-gateway", gateway.name_any());
+        let name = workload_name(gateway);
         let selector =
             json!({"app.kubernetes.io/name": "llm-gateway", GATEWAY_LABEL: gateway.name_any()});
-        let mut labels = selector.clone();
-        labels[MANAGED_BY.0] = json!(MANAGED_BY.1);
-        let owner = gateway
-            .controller_owner_ref(&())
-            .and_then(|o| serde_json::to_value(o).ok())
-            .unwrap_or(Value::Null);
         Self {
             name,
             gateway: gateway.name_any(),
             namespace: gateway.namespace().unwrap_or_else(|| "default".to_owned()),
-            labels,
+            labels: labels(&selector),
             selector,
-            owner,
+            owner: owner_reference(gateway),
         }
     }
 
     pub(super) fn metadata(&self, name: &str) -> Value {
         json!({"name": name, "namespace": self.namespace, "labels": self.labels, "ownerReferences": [self.owner]})
     }
-}
-
-pub(super) fn child(resource: kube::discovery::ApiResource, object: Value) -> Child {
-    let mut object = object;
-    object["apiVersion"] = json!(resource.api_version);
-    object["kind"] = json!(resource.kind);
-    Child { resource, object }
 }
 
 /// The gateway's settings as environment variables (the Deployment loads them with envFrom).

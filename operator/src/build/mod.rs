@@ -28,6 +28,29 @@ impl Child {
     }
 }
 
+/// A child of type `resource` (sets `apiVersion` and `kind` on `object`).
+pub fn child(resource: ApiResource, mut object: Value) -> Child {
+    object["apiVersion"] = Value::from(resource.api_version.clone());
+    object["kind"] = Value::from(resource.kind.clone());
+    Child { resource, object }
+}
+
+/// The labels of a child: its `selector` labels plus the operator's managed-by label (which
+/// the controllers' watches of owned objects select on).
+pub fn labels(selector: &Value) -> Value {
+    let mut labels = selector.clone();
+    labels[crate::MANAGED_BY.0] = Value::from(crate::MANAGED_BY.1);
+    labels
+}
+
+/// The controller owner reference to `owner` (so deleting it collects the child).
+pub fn owner_reference<K: kube::Resource<DynamicType = ()>>(owner: &K) -> Value {
+    owner
+        .controller_owner_ref(&())
+        .and_then(|o| serde_json::to_value(o).ok())
+        .unwrap_or(Value::Null)
+}
+
 /// An ApiResource for `group/version`, `kind`, `plural`.
 pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource {

@@ -3,13 +3,12 @@
 //! generous startup probe instead of a liveness probe that would kill them mid-load, and a
 //! memory-backed `/dev/shm` (vLLM and PyTorch need more than the container default).
 
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::self_hosted::SelfHosted;
 use serde_json::{Value, json};
 
-use super::{Child, resource};
-use crate::MANAGED_BY;
+use super::{Child, child, labels, owner_reference, resource};
 
 /// Label naming the LlmProvider a model-server child belongs to.
 pub const PROVIDER_LABEL: &str = "llmgateway.io/provider";
@@ -25,19 +24,14 @@ pub fn children(provider: &LlmProvider) -> Vec<Child> {
     let name = SelfHosted::workload_name(&provider.name_any());
     let selector =
         json!({"app.kubernetes.io/name": "model-server", PROVIDER_LABEL: provider.name_any()});
-    let mut labels = selector.clone();
-    labels[MANAGED_BY.0] = json!(MANAGED_BY.1);
-    let owner = provider
-        .controller_owner_ref(&())
-        .and_then(|o| serde_json::to_value(o).ok())
-        .unwrap_or(Value::Null);
-    let metadata = json!({"name": name, "namespace": provider.namespace(), "labels": labels, "ownerReferences": [owner]});
+    let metadata = json!({"name": name, "namespace": provider.namespace(),
+        "labels": labels(&selector), "ownerReferences": [owner_reference(provider)]});
     let mut out = vec![
         deployment(hosted, &metadata, &selector),
         service(hosted, &metadata, &selector),
     ];
     if let Some(scaling) = &hosted.autoscaling {
-        out.push(with_type(
+        out.push(child(
             resource("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
             json!({
                 "metadata": metadata,
@@ -65,12 +59,6 @@ pub fn prunable() -> Vec<kube::discovery::ApiResource> {
             "horizontalpodautoscalers",
         ),
     ]
-}
-
-fn with_type(resource: kube::discovery::ApiResource, mut object: Value) -> Child {
-    object["apiVersion"] = json!(resource.api_version);
-    object["kind"] = json!(resource.kind);
-    Child { resource, object }
 }
 
 fn deployment(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child {
@@ -110,14 +98,14 @@ fn deployment(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child 
     if hosted.autoscaling.is_none() {
         spec["replicas"] = json!(hosted.replicas);
     }
-    with_type(
+    child(
         resource("apps", "v1", "Deployment", "deployments"),
         json!({"metadata": metadata, "spec": spec}),
     )
 }
 
 fn service(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child {
-    with_type(
+    child(
         resource("", "v1", "Service", "services"),
         json!({
             "metadata": metadata,

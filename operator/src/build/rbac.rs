@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use super::gateway::{Base, child};
-use super::{Child, resource};
+use super::gateway::Base;
+use super::{Child, child, resource};
 
 pub(super) fn service_account(base: &Base) -> Child {
     child(

@@ -88,14 +88,7 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
         &selector,
     )
     .await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-    let name = format!("{}-gateway", gateway.name_any());
-    let ready = deployments
-        .get_opt(&name)
-        .await?
-        .and_then(|d| d.status)
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let ready = apply::ready_replicas(client, &namespace, &gateway::workload_name(gateway)).await?;
     let desired = desired_status(gateway, ready, &snapshot);
     crate::status::update(
         context,
@@ -124,17 +117,12 @@ async fn write_bundle(
         gateways: vec![gateway.clone()],
         secrets: in_namespace(&caches.secrets, namespace),
     };
-    apply::apply(
-        client,
-        namespace,
-        &bundle::credentials(gateway, &manifests, &context.settings.key_pepper),
-    )
-    .await?;
-    let snapshot = bundle::last_known_good(gateway, &manifests);
-    if let Ok(config) = &snapshot {
+    let made = bundle::bundle(gateway, &manifests, &context.settings.key_pepper);
+    apply::apply(client, namespace, &made.credentials).await?;
+    if let Ok(config) = &made.last_known_good {
         apply::apply(client, namespace, config).await?;
     }
-    Ok(snapshot.map(drop))
+    Ok(made.last_known_good.map(drop))
 }
 
 /// The status of a gateway whose Deployment has `ready` ready pods and whose last-known-good

@@ -122,12 +122,9 @@ async fn model_server(
     let Some(deployment) = children.first() else {
         return Ok(None);
     };
-    let ready = Api::<Deployment>::namespaced(client.clone(), namespace)
-        .get_opt(deployment.name())
-        .await?
-        .and_then(|d| d.status?.ready_replicas)
-        .unwrap_or(0);
-    Ok(Some(ready))
+    Ok(Some(
+        apply::ready_replicas(client, namespace, deployment.name()).await?,
+    ))
 }
 
 /// The status a provider whose credential Secret is `secret` (looked up by its reference) and

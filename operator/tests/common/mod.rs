@@ -7,8 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
 use llm_gateway_crds::api_key::ApiKey;
 use serde_json::json;
 use test_apiserver::TestApiServer;
@@ -37,14 +35,8 @@ pub fn free_port() -> u16 {
 pub async fn cluster() -> (TestApiServer, kube::Client, tempfile::NamedTempFile) {
     let server = TestApiServer::start().await.unwrap();
     let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/yaml");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let crd = serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
-        crds.create(&PostParams::default(), &crd.unwrap())
-            .await
-            .unwrap();
-    }
+    server.create_crds_from(&dir).unwrap();
     let kubeconfig = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(kubeconfig.path(), server.kubeconfig()).unwrap();
     (server, client, kubeconfig)
@@ -117,4 +109,32 @@ pub fn gateway_binary() -> std::path::PathBuf {
         binary.display()
     );
     binary
+}
+
+/// `llm_operator_reconciles_total` summed per controller.
+pub async fn reconciles_by_controller(admin: u16) -> std::collections::BTreeMap<String, f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("llm_operator_reconciles_total{"))
+    {
+        let controller = line
+            .split("controller=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(controller.to_owned()).or_default() += value;
+    }
+    out
 }

@@ -220,6 +220,29 @@ impl TestApiServer {
         )
     }
 
+    /// Creates the CustomResourceDefinition of every `*.yaml` file in `dir` (test setup, without
+    /// a client: the kinds are served at once, as after `kubectl apply -f dir`).
+    pub fn create_crds_from(&self, dir: &std::path::Path) -> Result<(), String> {
+        let target = path::resolve(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            &self.shared.types(),
+        )
+        .map_err(|e| e.message)?;
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+            let crd: Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+            objects::create(&self.shared, &target, crd, "test-setup")
+                .map_err(|e| format!("{}: {}", file.display(), e.message))?;
+        }
+        Ok(())
+    }
+
     /// The shared state, for direct inspection.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
