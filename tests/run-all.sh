@@ -60,7 +60,7 @@ cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalo
 
 step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server, the Helm chart through Helm v4, GitOps health checks, nginx in front of the gateway"
 cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream -p llm-gateway-test-apiserver \
-  -p llm-gateway-operator
+  -p llm-gateway-operator -p llm-gateway-bench
 GATEWAY_BIN="$PWD/target/debug/llm-gateway" MOCK_UPSTREAM_BIN="$PWD/target/debug/mock-upstream" \
   TEST_APISERVER_BIN="$PWD/target/debug/test-apiserver" OPERATOR_BIN="$PWD/target/debug/llm-gateway-operator" \
   .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider

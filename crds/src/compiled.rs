@@ -67,7 +67,7 @@ pub struct CompiledAuth {
 #[derive(Debug, Clone, Default)]
 pub struct CallerPolicy {
     /// Allowed route models; `None` allows all.
-    pub models: Option<GlobSet>,
+    pub models: Option<std::sync::Arc<GlobSet>>,
     /// Rate and concurrency limits per caller.
     pub limits: Option<RateLimits>,
     /// Spend cap per caller.
@@ -189,7 +189,7 @@ pub struct CompiledKey {
     /// Owner, for metrics and logs.
     pub owner: String,
     /// Allowed route models; `None` allows all.
-    pub models: Option<GlobSet>,
+    pub models: Option<std::sync::Arc<GlobSet>>,
     /// Refused after this instant.
     pub expires_at: Option<SystemTime>,
     /// Refused while set.

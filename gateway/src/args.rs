@@ -41,8 +41,13 @@ pub enum Command {
         )]
         api_key_pepper: String,
     },
-    /// Print a new random API key (put it in the Secret an ApiKey names, under `apiKey`).
-    Keygen,
+    /// Print new random API keys, one per line (put each in the Secret an ApiKey names,
+    /// under `apiKey`).
+    Keygen {
+        /// How many keys to print (benchmarks and bulk provisioning want thousands).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
     /// Exit 0 when the gateway at `url` answers its liveness probe (container HEALTHCHECKs
     /// use it: the runtime image has no shell or curl).
     Healthcheck {

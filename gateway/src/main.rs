@@ -10,7 +10,7 @@ use llm_gateway_crds::compile::{CompileInputs, compile};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Keygen) => keygen(),
+        Some(Command::Keygen { count }) => keygen(count),
         Some(Command::Healthcheck { url }) => healthcheck(&url).await,
         Some(Command::Check {
             config,
@@ -60,18 +60,22 @@ async fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn keygen() -> ExitCode {
-    match llm_gateway_crds::keys::generate() {
-        Ok(key) => {
-            println!("{key}");
-            eprintln!("key id: {}", llm_gateway_crds::keys::key_id(&key));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("llm-gateway keygen: no randomness available: {e}");
-            ExitCode::FAILURE
+fn keygen(count: usize) -> ExitCode {
+    for _ in 0..count {
+        match llm_gateway_crds::keys::generate() {
+            Ok(key) => {
+                println!("{key}");
+                if count == 1 {
+                    eprintln!("key id: {}", llm_gateway_crds::keys::key_id(&key));
+                }
+            }
+            Err(e) => {
+                eprintln!("llm-gateway keygen: no randomness available: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
 }
 
 fn check(dir: &std::path::Path, pepper: &[u8]) -> ExitCode {

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::net::TcpListener;
 
 use crate::args::ServeArgs;
 use crate::config::SnapshotHandle;
@@ -61,7 +60,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .context("invalid REDIS_URL")?;
     let state = AppState::new(snapshots, metrics, targets, settings, Arc::new(limiter));
     let app = crate::router(state.clone());
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
+    let listener = crate::listener::bind(&args.host, args.port)
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let address: SocketAddr = listener.local_addr()?;

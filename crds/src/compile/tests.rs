@@ -197,3 +197,36 @@ fn a_provider_waiting_for_its_secret_is_unavailable_not_fatal() {
     );
     assert!(config.routes.contains_key("demo"));
 }
+
+#[test]
+fn keys_with_the_same_model_list_share_one_glob_set_and_star_allows_all() {
+    let key = |name: &str, models: &str| {
+        let secret = crate::keys::generate().unwrap_or_default();
+        format!(
+            "---\napiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: {name}}}\nspec: {{secretName: {name}, owner: team, models: {models}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{apiKey: {secret}}}\n"
+        )
+    };
+    let yaml = [
+        key("a", "['gpt-*', 'o1-*']"),
+        key("b", "['gpt-*', 'o1-*']"),
+        key("c", "['*']"),
+        key("d", "['claude-*']"),
+    ]
+    .concat();
+    let config = compile_yaml(&yaml).unwrap_or_else(|e| panic!("{e:?}"));
+    let by_name = |n: &str| {
+        config
+            .keys
+            .iter()
+            .find(|k| k.name.ends_with(&format!("/{n}")))
+            .unwrap_or_else(|| panic!("key {n}"))
+    };
+    let (a, b, c, d) = (by_name("a"), by_name("b"), by_name("c"), by_name("d"));
+    let (Some(set_a), Some(set_b)) = (&a.models, &b.models) else {
+        panic!("a and b have model lists");
+    };
+    assert!(std::sync::Arc::ptr_eq(set_a, set_b));
+    assert!(a.allows_model("gpt-4o") && a.allows_model("o1-mini") && !a.allows_model("claude"));
+    assert!(c.models.is_none() && c.allows_model("anything/at-all"));
+    assert!(d.allows_model("claude-sonnet") && !d.allows_model("gpt-4o"));
+}

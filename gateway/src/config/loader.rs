@@ -204,6 +204,9 @@ fn client_for(
                 .connect_timeout(connect)
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)
+                // An upstream's redirect is its answer, passed to the client as is; following
+                // it would send the provider credential wherever the upstream points.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 // Only fails when the TLS backend cannot initialise; fall back to defaults.
                 .unwrap_or_default()

@@ -45,6 +45,8 @@ pub struct ProviderRuntime {
     pub fake_sequence: AtomicU64,
     /// In-flight count for the `maxConcurrency` bulkhead (shared across reloads).
     pub bulkhead: Arc<ProviderState>,
+    /// URLs and credential header of OpenAI-format requests, built once.
+    pub openai: crate::providers::openai::Prepared,
 }
 
 /// Why a presented key was refused (also the metric label).
@@ -69,6 +71,7 @@ impl Snapshot {
             .map(|compiled| ProviderRuntime {
                 client: client_for(&compiled),
                 bulkhead: targets.provider(&compiled.id),
+                openai: crate::providers::openai::Prepared::new(&compiled),
                 compiled,
                 fake_sequence: AtomicU64::new(0),
             })

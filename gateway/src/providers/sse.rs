@@ -67,9 +67,7 @@ fn carries_completion(event: &[u8]) -> bool {
     [&b"\"content\":\""[..], b"\"arguments\":\""]
         .iter()
         .any(|needle| {
-            event
-                .windows(needle.len())
-                .position(|w| w == *needle)
+            memchr::memmem::find(event, needle)
                 .is_some_and(|at| event.get(at + needle.len()).is_some_and(|b| *b != b'"'))
         })
 }
@@ -77,7 +75,9 @@ fn carries_completion(event: &[u8]) -> bool {
 /// Index just past the blank line ending the first complete event, if any.
 fn event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < buf.len() {
+    // Jump from line ending to line ending (SIMD search): events are hundreds of bytes.
+    while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
+        i += found;
         let line_end = match buf[i] {
             b'\n' => i + 1,
             b'\r' if buf.get(i + 1) == Some(&b'\n') => i + 2,
@@ -100,10 +100,7 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 }
 
 fn usage_in_event(event: &[u8]) -> Option<crate::openai::Usage> {
-    let needle = b"\"usage\"";
-    if !event.windows(needle.len()).any(|w| w == needle) {
-        return None;
-    }
+    memchr::memmem::find(event, b"\"usage\"")?;
     let text = std::str::from_utf8(event).ok()?;
     let data: String = text
         .lines()
