@@ -24,7 +24,8 @@ async fn main() -> ExitCode {
 async fn run(args: llm_gateway::args::ServeArgs) -> ExitCode {
     {
         {
-            llm_gateway::telemetry::init(&args.log_level, args.log_format);
+            let _flush_logs_at_exit =
+                llm_gateway::telemetry::init(&args.log_level, args.log_format);
             match llm_gateway::server::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

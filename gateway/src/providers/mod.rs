@@ -8,6 +8,7 @@ pub mod messages;
 pub mod openai;
 pub mod sse;
 pub mod upstream;
+pub mod usage_scan;
 
 use std::sync::Arc;
 use std::time::Instant;

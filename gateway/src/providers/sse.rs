@@ -2,7 +2,7 @@
 //! (byte for byte for pass-through, event by event for translation).
 //!
 //! The relay forwards each upstream chunk unchanged as soon as it arrives (no re-encoding, no
-//! added latency) and scans a copy for complete events to pick up the usage chunk. This is
+//! added latency) and lets `usage_scan` read the usage chunk from it in place. This is
 //! hand-written rather than `eventsource-stream` because that crate yields decoded events,
 //! and re-encoding them would not be byte-identical. Event boundaries follow WHATWG: a blank
 //! line ends an event, with LF, CRLF or CR line endings, split anywhere across reads.
@@ -18,62 +18,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::usage::Accounting;
 
-/// Largest partial event kept for inspection; longer events are forwarded but not inspected.
-const MAX_PENDING: usize = 1 << 20;
-
-/// Finds complete SSE events in a byte stream and reports usage carried in their data.
-#[derive(Debug, Default)]
-pub struct UsageScanner {
-    pending: BytesMut,
-    seen: crate::openai::Usage,
-    delivered: u64,
-}
-
-impl UsageScanner {
-    /// Feeds a chunk; returns usage found in any event it completed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Option<crate::openai::Usage> {
-        self.pending.extend_from_slice(chunk);
-        let mut found = None;
-        while let Some(end) = event_end(&self.pending) {
-            let event = self.pending.split_to(end);
-            if carries_completion(&event) {
-                self.delivered += 1;
-            }
-            if let Some(usage) = usage_in_event(&event) {
-                // Anthropic reports input tokens at message_start and the final output count
-                // at message_delta; counts only grow, so the maximum of each is the total.
-                self.seen = crate::openai::Usage {
-                    prompt_tokens: self.seen.prompt_tokens.max(usage.prompt_tokens),
-                    completion_tokens: self.seen.completion_tokens.max(usage.completion_tokens),
-                };
-                found = Some(self.seen);
-            }
-        }
-        if self.pending.len() > MAX_PENDING {
-            self.pending.clear();
-        }
-        found
-    }
-
-    /// Complete events that carried completion text or tool-call arguments.
-    pub fn delivered(&self) -> u64 {
-        self.delivered
-    }
-}
-
-/// Whether an OpenAI chunk carries generated text or tool-call arguments (about one token per
-/// event; used to bill a stream that ends without a usage report).
-fn carries_completion(event: &[u8]) -> bool {
-    [&b"\"content\":\""[..], b"\"arguments\":\""]
-        .iter()
-        .any(|needle| {
-            memchr::memmem::find(event, needle)
-                .is_some_and(|at| event.get(at + needle.len()).is_some_and(|b| *b != b'"'))
-        })
-}
+pub use super::usage_scan::UsageScanner;
 
 /// Index just past the blank line ending the first complete event, if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     // Jump from line ending to line ending (SIMD search): events are hundreds of bytes.
     while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
@@ -97,22 +45,6 @@ fn event_end(buf: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-fn usage_in_event(event: &[u8]) -> Option<crate::openai::Usage> {
-    memchr::memmem::find(event, b"\"usage\"")?;
-    let text = std::str::from_utf8(event).ok()?;
-    let data: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let value: serde_json::Value = serde_json::from_str(&data).ok()?;
-    let usage = value
-        .get("usage")
-        .or_else(|| value.pointer("/message/usage"))?;
-    crate::openai::Usage::from_json(usage)
 }
 
 /// The terminal event sent when a stream fails after the 200 was committed: an OpenAI-style
@@ -214,12 +146,18 @@ impl Transform for PassThrough {
 
 /// Relays an upstream byte stream to the client through a [`Transform`], enforcing a
 /// deadline; usage is accounted when the relay is dropped (stream end or client gone).
+///
+/// Timers are armed only while the upstream is silent: with data flowing, the deadline is a
+/// clock comparison and the idle timer is not touched (it is pushed back lazily when it
+/// fires), so a 200-chunk stream costs no timer-wheel work per chunk.
 pub struct Relay<S, T: Transform> {
     inner: S,
     transform: T,
     accounting: Option<Accounting>,
+    deadline_at: Instant,
     deadline: Pin<Box<Sleep>>,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    last_data: Instant,
     finished: bool,
 }
 
@@ -241,12 +179,15 @@ impl<S, T: Transform> Relay<S, T> {
         accounting: Option<Accounting>,
         remaining: Duration,
     ) -> Self {
+        let now = Instant::now();
         Self {
             inner,
             transform,
             accounting,
-            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + remaining)),
+            deadline_at: now + remaining,
+            deadline: Box::pin(tokio::time::sleep_until(now + remaining)),
             idle: None,
+            last_data: now,
             finished: false,
         }
     }
@@ -284,30 +225,14 @@ where
             if this.finished {
                 return Poll::Ready(None);
             }
-            if this.deadline.as_mut().poll(cx).is_ready() {
-                this.finished = true;
-                let event = this.transform.error_event(
-                    "the upstream stream exceeded the total timeout",
-                    "upstream_timeout",
-                );
-                return Poll::Ready(Some(Ok(event)));
-            }
-            if let Some((_, idle)) = this.idle.as_mut()
-                && idle.as_mut().poll(cx).is_ready()
-            {
-                this.finished = true;
-                let event = this.transform.error_event(
-                    "the upstream stream stalled (no data within the idle timeout)",
-                    "upstream_timeout",
-                );
-                return Poll::Ready(Some(Ok(event)));
-            }
             let out = match Pin::new(&mut this.inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return this.poll_timers(cx),
                 Poll::Ready(Some(Ok(chunk))) => {
-                    if let Some((limit, idle)) = this.idle.as_mut() {
-                        idle.as_mut().reset(Instant::now() + *limit);
+                    let now = Instant::now();
+                    if now >= this.deadline_at {
+                        return Poll::Ready(Some(Ok(this.total_timeout())));
                     }
+                    this.last_data = now;
                     this.transform.push(chunk)
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -331,25 +256,42 @@ where
     }
 }
 
+impl<S, T: Transform> Relay<S, T> {
+    /// While the upstream is silent: the error event of an expired deadline or idle limit,
+    /// else `Pending` with both timers armed.
+    fn poll_timers<E>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, E>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Ok(self.total_timeout())));
+        }
+        if let Some((limit, idle)) = self.idle.as_mut() {
+            let due = self.last_data + *limit;
+            if idle.deadline() < due {
+                idle.as_mut().reset(due);
+            }
+            if idle.as_mut().poll(cx).is_ready() {
+                self.finished = true;
+                let event = self.transform.error_event(
+                    "the upstream stream stalled (no data within the idle timeout)",
+                    "upstream_timeout",
+                );
+                return Poll::Ready(Some(Ok(event)));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn total_timeout(&mut self) -> Bytes {
+        self.finished = true;
+        self.transform.error_event(
+            "the upstream stream exceeded the total timeout",
+            "upstream_timeout",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_usage_across_split_reads_and_line_endings() {
-        let stream = b"data: {\"choices\":[],\"usage\":null}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}\r\n\r\ndata: [DONE]\r\n\r\n";
-        for split in 1..stream.len() {
-            let mut scanner = UsageScanner::default();
-            let a = scanner.feed(&stream[..split]);
-            let b = scanner.feed(&stream[split..]);
-            let usage = a.or(b).expect("usage found");
-            assert_eq!(
-                (usage.prompt_tokens, usage.completion_tokens),
-                (3, 5),
-                "split at {split}"
-            );
-        }
-    }
 
     #[test]
     fn event_end_handles_every_line_ending() {

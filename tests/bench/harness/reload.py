@@ -87,7 +87,13 @@ def under_load(binaries: dict, gateway: procs.Service, directory: pathlib.Path,
         if accepted(gateway.port, keys[reload]):
             raise RuntimeError("a revoked key was still accepted after the reload")
     thread.join()
-    reloads = applied_reloads(gateway.log)
+    # The new configuration serves before its log line is written (the old one is dropped
+    # in between), so wait for the last line.
+    deadline = time.monotonic() + 30
+    while len(reloads := applied_reloads(gateway.log)) < RELOADS + 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(reloads)} 'configuration applied' log lines, wanted {RELOADS + 1}")
+        time.sleep(0.05)
     return {
         "swap_ms": [float(event.get("took_ms", 0)) for event in reloads[1:]],
         "initial_compile_ms": float(reloads[0].get("took_ms", 0)) if reloads else 0.0,

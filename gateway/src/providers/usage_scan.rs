@@ -1,0 +1,114 @@
+//! Usage in a pass-through event stream: complete events are found in a copy-free scan of
+//! each upstream chunk (only an incomplete tail is kept), the ones carrying completion text
+//! are counted, and the usage report is decoded when one passes.
+
+use bytes::BytesMut;
+
+use super::sse::event_end;
+
+/// Largest partial event kept for inspection; longer events are forwarded but not inspected.
+const MAX_PENDING: usize = 1 << 20;
+
+/// Finds complete SSE events in a byte stream and reports usage carried in their data.
+#[derive(Debug, Default)]
+pub struct UsageScanner {
+    pending: BytesMut,
+    seen: crate::openai::Usage,
+    delivered: u64,
+}
+
+impl UsageScanner {
+    /// Feeds a chunk; returns usage found in any event it completed.
+    ///
+    /// Upstream reads usually end on an event boundary, so the chunk is scanned where it lies
+    /// and only an incomplete tail is copied.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<crate::openai::Usage> {
+        let mut found = None;
+        if self.pending.is_empty() {
+            let mut rest = chunk;
+            while let Some(end) = event_end(rest) {
+                self.inspect(&rest[..end], &mut found);
+                rest = &rest[end..];
+            }
+            self.pending.extend_from_slice(rest);
+        } else {
+            self.pending.extend_from_slice(chunk);
+            while let Some(end) = event_end(&self.pending) {
+                let event = self.pending.split_to(end);
+                self.inspect(&event, &mut found);
+            }
+        }
+        if self.pending.len() > MAX_PENDING {
+            self.pending.clear();
+        }
+        found
+    }
+
+    fn inspect(&mut self, event: &[u8], found: &mut Option<crate::openai::Usage>) {
+        if carries_completion(event) {
+            self.delivered += 1;
+        }
+        if let Some(usage) = usage_in_event(event) {
+            // Anthropic reports input tokens at message_start and the final output count at
+            // message_delta; counts only grow, so the maximum of each is the total.
+            self.seen = crate::openai::Usage {
+                prompt_tokens: self.seen.prompt_tokens.max(usage.prompt_tokens),
+                completion_tokens: self.seen.completion_tokens.max(usage.completion_tokens),
+            };
+            *found = Some(self.seen);
+        }
+    }
+
+    /// Complete events that carried completion text or tool-call arguments.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+}
+
+/// Whether an OpenAI chunk carries generated text or tool-call arguments (about one token per
+/// event; used to bill a stream that ends without a usage report).
+fn carries_completion(event: &[u8]) -> bool {
+    [&b"\"content\":\""[..], b"\"arguments\":\""]
+        .iter()
+        .any(|needle| {
+            memchr::memmem::find(event, needle)
+                .is_some_and(|at| event.get(at + needle.len()).is_some_and(|b| *b != b'"'))
+        })
+}
+
+fn usage_in_event(event: &[u8]) -> Option<crate::openai::Usage> {
+    memchr::memmem::find(event, b"\"usage\"")?;
+    let text = std::str::from_utf8(event).ok()?;
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let value: serde_json::Value = serde_json::from_str(&data).ok()?;
+    let usage = value
+        .get("usage")
+        .or_else(|| value.pointer("/message/usage"))?;
+    crate::openai::Usage::from_json(usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_usage_across_split_reads_and_line_endings() {
+        let stream = b"data: {\"choices\":[],\"usage\":null}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        for split in 1..stream.len() {
+            let mut scanner = UsageScanner::default();
+            let a = scanner.feed(&stream[..split]);
+            let b = scanner.feed(&stream[split..]);
+            let usage = a.or(b).expect("usage found");
+            assert_eq!(
+                (usage.prompt_tokens, usage.completion_tokens),
+                (3, 5),
+                "split at {split}"
+            );
+        }
+    }
+}
