@@ -113,11 +113,15 @@ fn typed<T: Object>(value: serde_yaml::Value) -> Result<T, String> {
         .and_then(|m| m.get("name"))
         .and_then(|n| n.as_str())
         .map(str::to_owned);
-    let object: T = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let name = name.as_deref().unwrap_or("<unnamed>");
-        format!("{} {name}: field {path}: {}", T::kind(&()), e.inner())
-    })?;
+    // Path tracking costs a third of the conversion, so it runs only to explain a failure.
+    let object: T = match T::deserialize(&value) {
+        Ok(object) => object,
+        Err(_) => serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let name = name.as_deref().unwrap_or("<unnamed>");
+            format!("{} {name}: field {path}: {}", T::kind(&()), e.inner())
+        })?,
+    };
     if object.meta().name.as_deref().is_none_or(str::is_empty) {
         return Err(format!("{} without metadata.name", T::kind(&())));
     }
