@@ -12,12 +12,13 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "System packages the suites use (redis-server, openssl for RS256 test keys, curl for the operations scripts, nginx for the proxy configuration test, python3-venv)"
+step "System packages the suites use (redis-server, openssl for RS256 test keys, curl and logrotate for the operations scripts, nginx for the proxy configuration and the benchmark harness, python3-venv)"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)  # the operations scripts' smoke tests
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   # Install without starting services (nginx must not take port 80): a policy-rc.d that denies

@@ -97,6 +97,11 @@ def test_compose_files_reference_what_exists():
     scrape = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
     targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
     assert {t.split(":")[0] for t in targets} == set(upstreams)
+    for service, spec in prod["services"].items():
+        options = spec.get("logging", {}).get("options", {})
+        assert options.get("max-size") and options.get("max-file"), f"{service}: logs unrotated"
+        for volume in spec.get("volumes", []):
+            assert not volume.split(":")[1].startswith("/var/log"), f"{service}: {volume}"
 
 
 def exported_names(metrics_text: str) -> set[str]:

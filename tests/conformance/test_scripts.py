@@ -1,13 +1,17 @@
 """Smoke tests of the operations scripts in deployments/scripts: the health monitor against a
-running gateway (healthy, down, alerting), and backup → wipe → restore of the llmgateway.io
+running gateway (healthy, down, alerting), backup → wipe → restore of the llmgateway.io
 resources (through Debian's kubectl against the test API server) and of the gateway's Redis
-keys (a real redis-server), TTLs included."""
+keys (a real redis-server), TTLs included, and deployments/logrotate run by Debian's
+logrotate against a live gateway's log."""
 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -118,3 +122,68 @@ def test_update_rolls_back_when_a_replica_stays_unhealthy(tmp_path):
     assert not any(c.endswith("up -d --no-deps gateway-2") for c in calls), "the second replica was never touched"
     last_up = [c for c in calls if " up -d " in c][-1]
     assert last_up.endswith("gateway-1"), "the failed replica is restarted on the previous image"
+
+
+def test_logrotate_rotates_a_live_gateway_log_without_losing_lines(tmp_path):
+    """deployments/logrotate/llm-gateway, run by Debian's logrotate against a gateway whose
+    stderr is appended to the log: the old lines move to the rotated file and the gateway's
+    next lines land at the start of the truncated one."""
+    logrotate = shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin:/sbin")
+    assert logrotate, "logrotate is not installed; tests/run-all.sh installs it"
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    log = log_dir / "gateway.log"
+    conf = tmp_path / "llm-gateway.conf"
+    conf.write_text((ROOT / "deployments/logrotate/llm-gateway").read_text()
+                    .replace("/var/log/llm-gateway", str(log_dir)))
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "deployments/standalone", config)
+    port = _free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json"}
+    with open(log, "ab") as stderr:
+        gateway = subprocess.Popen([os.environ["GATEWAY_BIN"], "--config", str(config)], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_ready(port)
+        get(port, "/v1/models")
+        wait_for_text(log, "/v1/models")
+        done = subprocess.run([logrotate, "-f", "-s", str(tmp_path / "state"), str(conf)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        rotated = [p for p in log_dir.iterdir() if p.name.startswith("gateway.log-")]
+        assert len(rotated) == 1, sorted(p.name for p in log_dir.iterdir())
+        assert "llm-gateway listening" in rotated[0].read_text()
+        get(port, "/health")
+        get(port, "/v1/models")
+        wait_for_text(log, "/v1/models")
+        fresh = log.read_bytes()
+        assert fresh.startswith(b"{") and b"\0" not in fresh, fresh[:80]
+        assert b"llm-gateway listening" not in fresh
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=10)
+
+
+def get(port: int, path: str) -> None:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).close()
+    except urllib.error.HTTPError:
+        pass  # a 401 is logged like any other request
+
+
+def wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("gateway not ready within 20 s")
+
+
+def wait_for_text(path, text: str) -> None:
+    deadline = time.monotonic() + 10
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
+        time.sleep(0.05)
