@@ -154,7 +154,6 @@ pub struct Relay<S, T: Transform> {
     inner: S,
     transform: T,
     accounting: Option<Accounting>,
-    deadline_at: Instant,
     deadline: Pin<Box<Sleep>>,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
     last_data: Instant,
@@ -184,7 +183,6 @@ impl<S, T: Transform> Relay<S, T> {
             inner,
             transform,
             accounting,
-            deadline_at: now + remaining,
             deadline: Box::pin(tokio::time::sleep_until(now + remaining)),
             idle: None,
             last_data: now,
@@ -229,7 +227,7 @@ where
                 Poll::Pending => return this.poll_timers(cx),
                 Poll::Ready(Some(Ok(chunk))) => {
                     let now = Instant::now();
-                    if now >= this.deadline_at {
+                    if now >= this.deadline.deadline() {
                         return Poll::Ready(Some(Ok(this.total_timeout())));
                     }
                     this.last_data = now;

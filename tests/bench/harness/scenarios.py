@@ -85,16 +85,6 @@ def interleaved(settings: Settings, targets: list[Target], warm: list[str],
     return reports
 
 
-def median(reports: list[dict], *path: str) -> float:
-    values = []
-    for report in reports:
-        value = report
-        for key in path:
-            value = value[key]
-        values.append(value)
-    return statistics.median(values)
-
-
 def throughput(settings: Settings, targets: list[Target]) -> dict[str, list[dict]]:
     """Concurrency 64, small non-streaming bodies, as fast as the load generator goes."""
     closed = ["--mode", "closed", "--concurrency", "64", "--warmup", "0"]

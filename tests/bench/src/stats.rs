@@ -22,11 +22,6 @@ impl Latencies {
         self.0.extend_from_slice(&other.0);
     }
 
-    /// Number of observations.
-    pub fn count(&self) -> usize {
-        self.0.len()
-    }
-
     /// `{count, mean, p50, p90, p99, p999, max}` in microseconds (nearest-rank percentiles).
     pub fn summary(&self) -> Value {
         let mut sorted = self.0.clone();
