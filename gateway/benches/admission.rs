@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use llm_gateway::limits::demand::CallerAccount;
+use llm_gateway::limits::demand::{CallerAccount, TokenReserve};
 use llm_gateway::limits::meter::Price;
 use llm_gateway::limits::{Demand, Limiter, LimiterSettings, Outcome};
 use llm_gateway::metrics::Metrics;
@@ -57,7 +57,7 @@ async fn measure(name: &str, limiter: &Limiter) {
             Some(caller),
             "m",
             Some(&limits),
-            &request,
+            TokenReserve::of(&request, None),
             Price::default(),
             Duration::from_secs(60),
         );
@@ -65,7 +65,9 @@ async fn measure(name: &str, limiter: &Limiter) {
         let (store, _) = limiter.admit(&mut demand).await.unwrap();
         let admitted = started.elapsed();
         let started = Instant::now();
-        limiter.settle(store, &demand, Outcome::default()).await;
+        limiter
+            .settle(store, demand, Outcome::default(), limiter.ticket())
+            .await;
         if round >= 1000 {
             admits.push(admitted);
             settles.push(started.elapsed());

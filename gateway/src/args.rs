@@ -108,6 +108,24 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "MAX_REQUEST_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_request_body_bytes: usize,
+    /// Largest non-streamed upstream reply in bytes (64 MiB: chat replies are kilobytes, the
+    /// largest OpenAI embeddings batch in base64 is about 34 MB). A longer reply is refused
+    /// with a 502 naming this setting and its connection closed unread.
+    #[arg(
+        long,
+        env = "MAX_UPSTREAM_BODY_BYTES",
+        default_value_t = crate::providers::upstream::DEFAULT_MAX_BODY_BYTES
+    )]
+    pub max_upstream_body_bytes: usize,
+    /// Largest single event of a translated upstream stream in bytes (1 MiB; events are
+    /// hundreds of bytes). A longer one ends the stream with an error event naming this
+    /// setting. Pass-through streams are relayed as they arrive and need no cap.
+    #[arg(
+        long,
+        env = "MAX_UPSTREAM_EVENT_BYTES",
+        default_value_t = crate::providers::upstream::DEFAULT_MAX_EVENT_BYTES
+    )]
+    pub max_upstream_event_bytes: usize,
     /// After SIGTERM: time between readiness turning false and the listener closing (lets
     /// load balancers stop sending new connections), e.g. "5s".
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s")]
@@ -194,6 +212,14 @@ pub enum OnUnavailableArg {
 }
 
 impl ServeArgs {
+    /// The caps on upstream replies held in memory.
+    pub fn upstream_limits(&self) -> crate::providers::upstream::UpstreamLimits {
+        crate::providers::upstream::UpstreamLimits {
+            body_bytes: self.max_upstream_body_bytes,
+            event_bytes: self.max_upstream_event_bytes,
+        }
+    }
+
     /// The limiter settings, validated.
     pub fn limiter(&self) -> Result<crate::limits::LimiterSettings, String> {
         use llm_gateway_crds::llm_gateway::OnUnavailable;
@@ -242,5 +268,26 @@ impl ServeArgs {
             key,
             team_claim: self.jwt_team_claim.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn upstream_limits_come_from_their_flags() {
+        let cli = Cli::try_parse_from([
+            "llm-gateway",
+            "--max-upstream-body-bytes",
+            "4096",
+            "--max-upstream-event-bytes",
+            "512",
+        ])
+        .expect("valid flags");
+        let limits = cli.serve.upstream_limits();
+        assert_eq!((limits.body_bytes, limits.event_bytes), (4096, 512));
     }
 }

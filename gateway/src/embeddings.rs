@@ -108,6 +108,8 @@ impl ChatRequest {
             stream: false,
             include_usage: false,
             max_tokens: Some(0),
+            choices: 1,
+            other_prompt_bytes: 0,
             model,
             model_span,
             prompt_bytes,

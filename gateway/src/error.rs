@@ -70,6 +70,16 @@ pub enum ApiError {
     /// The upstream did not answer in time.
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// No target was called because those that could serve are cooling down after an upstream
+    /// 429's `Retry-After`: answered as the provider's own 429 would be, so SDKs back off the
+    /// same way instead of treating the gateway as down.
+    #[error("{message}")]
+    UpstreamRateLimited {
+        /// The route and why each target was skipped.
+        message: String,
+        /// The soonest a target may serve again.
+        retry_after: Duration,
+    },
     /// A rate or concurrency limit of the caller or route is reached.
     #[error("{message}")]
     RateLimited {
@@ -113,7 +123,9 @@ impl ApiError {
             Self::ServiceUnavailable { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::RateLimited { .. } | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. }
+            | Self::BudgetExceeded { .. }
+            | Self::UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -130,6 +142,7 @@ impl ApiError {
             Self::NotReady => "not_ready",
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::UpstreamRateLimited { .. } => "upstream_rate_limited",
             Self::RateLimited { .. } => "rate_limited",
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::LimiterUnavailable => "limiter_unavailable",
@@ -147,6 +160,7 @@ impl ApiError {
             Self::Upstream { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
                 "rate_limit_error"
             }
+            Self::UpstreamRateLimited { .. } => "rate_limit_error",
             Self::Upstream { .. } | Self::UpstreamTimeout(_) => "upstream_error",
             Self::RateLimited { limit, .. } => match *limit {
                 "requests" | "tokens" => limit,
@@ -164,7 +178,9 @@ impl ApiError {
             Self::ModelNotAllowed { .. } => Some("model_not_allowed"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
-            Self::RateLimited { .. } => Some("rate_limit_exceeded"),
+            Self::RateLimited { .. } | Self::UpstreamRateLimited { .. } => {
+                Some("rate_limit_exceeded")
+            }
             Self::BudgetExceeded { .. } => Some("insufficient_quota"),
             Self::LimiterUnavailable => Some("rate_limiter_unavailable"),
             _ => None,
@@ -215,11 +231,11 @@ impl ApiError {
                 retry_after: Some(d),
                 ..
             } => HeaderValue::from_str(&d.as_secs().max(1).to_string()).ok(),
-            Self::RateLimited { retry_after, .. } | Self::BudgetExceeded { retry_after, .. } => {
-                Some(HeaderValue::from(
-                    retry_after.as_secs_f64().ceil().max(1.0) as u64
-                ))
-            }
+            Self::RateLimited { retry_after, .. }
+            | Self::BudgetExceeded { retry_after, .. }
+            | Self::UpstreamRateLimited { retry_after, .. } => Some(HeaderValue::from(
+                retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            )),
             Self::LimiterUnavailable => Some(HeaderValue::from_static("1")),
             Self::Upstream { retry_after, .. } => retry_after.clone(),
             _ => None,

@@ -116,6 +116,15 @@ pub struct RedisErrorLabels {
     pub operation: &'static str,
 }
 
+/// Labels of a finished journal job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JournalLabels {
+    /// `settle` or `cancel`.
+    pub operation: &'static str,
+    /// `replayed`, `expired` or `dropped`.
+    pub outcome: &'static str,
+}
+
 /// Labels of a caller's usage.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerLabels {
@@ -178,6 +187,10 @@ pub struct Metrics {
     pub redis_errors: Family<RedisErrorLabels, Counter>,
     /// 1 while Redis answers, 0 while it does not (absent without Redis).
     pub redis_up: Gauge,
+    /// Settlements and compensations waiting in the journal to be retried.
+    pub journal_pending: Gauge,
+    /// Journal jobs finished, by operation and outcome (replayed, expired, dropped).
+    pub journal: Family<JournalLabels, Counter>,
     /// Finished requests per caller.
     pub caller_requests: Family<CallerLabels, Counter>,
     /// Tokens per caller and direction.
@@ -290,6 +303,18 @@ impl Metrics {
             "1 while Redis answers, 0 while it does not",
             redis_up.clone(),
         );
+        let journal_pending = Gauge::default();
+        let journal = Family::default();
+        registry.register(
+            "llm_limiter_journal_pending",
+            "Redis settlements and compensations queued for retry",
+            journal_pending.clone(),
+        );
+        registry.register(
+            "llm_limiter_journal",
+            "Journal jobs finished, by operation and outcome (replayed, expired, dropped)",
+            journal.clone(),
+        );
         registry.register(
             "llm_caller_requests",
             "Finished requests per caller (key id or token subject)",
@@ -309,6 +334,8 @@ impl Metrics {
             limiter_decisions,
             redis_errors,
             redis_up,
+            journal_pending,
+            journal,
             caller_requests,
             caller_tokens,
             caller_spend,

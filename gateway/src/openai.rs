@@ -29,8 +29,13 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// Rough prompt size in bytes of message content (for the fake provider's token count).
     pub prompt_bytes: usize,
+    /// Bytes of the other fields the model reads as input (tools, functions, a JSON schema,
+    /// Anthropic's `system`), which admission reserves tokens for as well.
+    pub other_prompt_bytes: usize,
     /// The completion cap the client asked for (`max_completion_tokens` or `max_tokens`).
     pub max_tokens: Option<u32>,
+    /// Completions asked for (`n`): each may use the whole completion cap.
+    pub choices: u32,
 }
 
 /// The API a client request body speaks.
@@ -51,6 +56,10 @@ struct MessagesView<'a> {
     max_tokens: u32,
     messages: Vec<MessagesMessageView<'a>>,
     stream: Option<bool>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +138,17 @@ struct View<'a> {
     temperature: Option<f64>,
     top_p: Option<f64>,
     n: Option<u32>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    functions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response_format: Option<&'a RawValue>,
+}
+
+/// Total length of the raw JSON values present.
+fn raw_len(values: &[Option<&RawValue>]) -> usize {
+    values.iter().flatten().map(|v| v.get().len()).sum()
 }
 
 #[derive(Deserialize)]
@@ -219,6 +239,8 @@ impl ChatRequest {
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
             max_tokens: view.max_completion_tokens.or(view.max_tokens),
+            choices: view.n.unwrap_or(1),
+            other_prompt_bytes: raw_len(&[view.tools, view.functions, view.response_format]),
             model,
             model_span,
             prompt_bytes,
@@ -248,6 +270,8 @@ impl ChatRequest {
             stream: view.stream.unwrap_or(false),
             include_usage: false,
             max_tokens: Some(view.max_tokens),
+            choices: 1,
+            other_prompt_bytes: raw_len(&[view.system, view.tools]),
             model,
             model_span,
             prompt_bytes,

@@ -1,30 +1,43 @@
 //! The resilience loop: pick targets, skip what cannot serve, send, retry or fall back before
 //! anything reached the client, feed breakers and latency estimates.
 //!
-//! One loop only (attempts are never nested): the route's targets in pick order, then each
-//! fallback route's, share one attempt count (`retry.attempts + 1`), one deadline (the route
-//! `timeout`) and the route's retry budget. A target is skipped while its provider is
-//! unavailable, its breaker is open, it is cooling down after a `Retry-After`, its provider is at
-//! `maxConcurrency`, or the request's input exceeds its catalogue context window. Once an
-//! upstream answered with a success status the response is the client's: later failures in a
-//! stream end it with an error event, never a retry.
+//! One loop only (attempts are never nested), walked in passes. A pass tries the route's
+//! targets in pick order, then each fallback route's. When a pass ends with attempts left and
+//! every attempt it made failed retryably, another pass walks the same chain in the same order,
+//! so a route with a single target retries that target; a pass that attempted nothing ends the
+//! loop (walking the same skips again changes nothing). All passes share one attempt count
+//! (`retry.attempts + 1` in total), one deadline (the route `timeout`) and the route's retry
+//! budget, and every attempt after the first waits the retry policy's backoff first. A target is
+//! skipped while its provider is unavailable, its breaker is open, it is cooling down after a
+//! `Retry-After` (so a target that answered 429 with `Retry-After` is not called again by this
+//! request's later passes either), its provider is at `maxConcurrency`, or the request's input
+//! exceeds its catalogue context window. When every target was skipped, the answer is 429 with
+//! `Retry-After` if one of them is cooling down (callers back off as they would for the provider
+//! itself), else 503. Once an upstream answered with a success status the response is the
+//! client's: later failures in a stream end it with an error event, never a retry.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use http_body_util::BodyExt;
-use llm_gateway_crds::policy::{Retry, RetryOn};
+use llm_gateway_crds::compiled::CompiledTarget;
+use llm_gateway_crds::policy::Retry;
 
-use crate::config::{RouteRuntime, Snapshot};
+use crate::config::{ProviderRuntime, RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::metrics::RetryLabels;
 use crate::openai::ChatRequest;
 use crate::providers::{self, Call};
 use crate::state::AppState;
+use crate::targets::{Admission, ProviderPermit, TargetState};
+
+mod failures;
+
+use failures::{backoff, counts_against_upstream, honour_retry_after, is_retryable};
 
 /// Retry policy of a RoutePolicy without `retry` (2 retries on 429, 5xx, timeouts, connect).
 static DEFAULT_RETRY: LazyLock<Retry> = LazyLock::new(Retry::default);
@@ -42,153 +55,286 @@ pub async fn serve<'s>(
     started: Instant,
     meter: &Arc<Meter>,
 ) -> (Result<Response, ApiError>, &'s str) {
-    let settings = &state.settings;
     let deadline = started
         + route
             .compiled
             .timeout
             .map_or(DEFAULT_ROUTE_TIMEOUT, |t| t.get());
-    let retry = route.compiled.retry.as_ref().unwrap_or(&DEFAULT_RETRY);
-    let max_attempts = if settings.retry_enabled {
+    let retry: &'s Retry = route.compiled.retry.as_ref().unwrap_or(&DEFAULT_RETRY);
+    let max_attempts = if state.settings.retry_enabled {
         retry.attempts + 1
     } else {
         1
     };
     route.budget.deposit();
-    let chain = std::iter::once(route).chain(
-        route
-            .compiled
-            .fallbacks
-            .iter()
-            .filter_map(|m| snapshot.routes.get(m)),
-    );
-    let mut attempts = 0;
-    let mut skipped: Vec<String> = Vec::new();
-    let mut soonest: Option<Duration> = None;
-    let mut last: Option<(ApiError, &'s str)> = None;
-    'routes: for (position, current) in chain.enumerate() {
-        if position > 0 {
-            count(state, &route.compiled.model, "fallback");
+    let run = Run {
+        state,
+        snapshot,
+        route,
+        request,
+        headers,
+        started,
+        meter,
+        deadline,
+        retry,
+        max_attempts,
+    };
+    run.walk().await
+}
+
+/// What stays fixed while one request goes through the loop.
+struct Run<'a, 's> {
+    state: &'a AppState,
+    snapshot: &'s Snapshot,
+    route: &'s RouteRuntime,
+    request: &'a ChatRequest,
+    headers: &'a HeaderMap,
+    started: Instant,
+    meter: &'a Arc<Meter>,
+    deadline: Instant,
+    retry: &'s Retry,
+    max_attempts: u32,
+}
+
+/// What trying a target (or walking a pass) led to.
+enum Step<'s> {
+    /// Skipped, or failed retryably (or, for a pass, ended without an answer): go on.
+    Next,
+    /// The attempt count, the retry budget or the deadline is spent: answer with the last
+    /// failure.
+    Stop,
+    /// The client's answer (a response, or an error not worth retrying) and its provider.
+    Done(Result<Response, ApiError>, &'s str),
+}
+
+/// What the loop saw so far, for the answer when no target gave one.
+#[derive(Default)]
+struct Tally<'s> {
+    /// Upstream calls made.
+    attempts: u32,
+    /// Why targets were skipped (each reason once, however many passes saw it).
+    skipped: Vec<String>,
+    /// The soonest a skipped target may serve again.
+    soonest: Option<Duration>,
+    /// Whether a target was skipped because it is cooling down after a `Retry-After`.
+    cooling: bool,
+    /// The last retryable failure and its provider.
+    last: Option<(ApiError, &'s str)>,
+}
+
+impl<'s> Run<'_, 's> {
+    /// Walks passes over the route chain until an answer, a spent limit, or a pass that made
+    /// no attempt (its targets all skipped, so another pass would skip them again).
+    async fn walk(&self) -> (Result<Response, ApiError>, &'s str) {
+        let (route, snapshot) = (self.route, self.snapshot);
+        let chain: Vec<&'s RouteRuntime> = std::iter::once(route)
+            .chain(
+                route
+                    .compiled
+                    .fallbacks
+                    .iter()
+                    .filter_map(|m| snapshot.routes.get(m)),
+            )
+            .collect();
+        // Pick orders are taken once per route (a weighted schedule advances on every pick)
+        // and only when a pass reaches the route, then reused by later passes.
+        let mut orders: Vec<Option<Vec<usize>>> = vec![None; chain.len()];
+        let mut tally = Tally::default();
+        let mut first = true;
+        loop {
+            let before = tally.attempts;
+            match self.pass(&chain, &mut orders, first, &mut tally).await {
+                Step::Done(result, name) => return (result, name),
+                Step::Stop => break,
+                Step::Next => {}
+            }
+            if tally.attempts == before || tally.attempts >= self.max_attempts {
+                break;
+            }
+            first = false;
         }
-        for index in current.pick_order() {
-            let (target, target_state) = current.target(index);
-            let provider = &snapshot.providers[target.provider];
-            let name = provider.compiled.name.as_str();
-            if let Some(reason) = &provider.compiled.unavailable {
-                skipped.push(format!("{name}: {reason}"));
-                continue;
+        tally.finish(&route.compiled.model)
+    }
+
+    /// One pass: the chain's targets in pick order; `Next` when it ended without an answer.
+    async fn pass(
+        &self,
+        chain: &[&'s RouteRuntime],
+        orders: &mut [Option<Vec<usize>>],
+        first: bool,
+        tally: &mut Tally<'s>,
+    ) -> Step<'s> {
+        for (position, (&current, order)) in chain.iter().zip(orders.iter_mut()).enumerate() {
+            if position > 0 && first {
+                count(self.state, &self.route.compiled.model, "fallback");
             }
-            if exceeds_context(request, provider, &target.upstream_model) {
-                skipped.push(format!(
-                    "{name}/{}: input exceeds the context window",
-                    target.upstream_model
-                ));
-                continue;
+            let order = order.get_or_insert_with(|| current.pick_order());
+            for &index in order.iter() {
+                let step = self.attempt(current, index, tally).await;
+                if !matches!(step, Step::Next) {
+                    return step;
+                }
             }
-            if let Some(wait) = target_state.cooling_for() {
-                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-                skipped.push(format!(
-                    "{name}/{}: cooling down after Retry-After",
-                    target.upstream_model
-                ));
-                continue;
+        }
+        Step::Next
+    }
+
+    /// Tries the target at `index` of `current`: skips it, or calls it once.
+    async fn attempt(
+        &self,
+        current: &'s RouteRuntime,
+        index: usize,
+        tally: &mut Tally<'s>,
+    ) -> Step<'s> {
+        let snapshot: &'s Snapshot = self.snapshot;
+        let (target, target_state) = current.target(index);
+        let provider = &snapshot.providers[target.provider];
+        let name = provider.compiled.name.as_str();
+        let Some((admission, permit)) = self.admit(provider, target, target_state, tally) else {
+            return Step::Next;
+        };
+        if !self.may_call(tally.attempts).await {
+            return Step::Stop;
+        }
+        tally.attempts += 1;
+        let inflight = target_state.start_call();
+        let call = Call {
+            request: self.request,
+            route_model: &current.compiled.model,
+            target,
+            provider,
+            client_headers: self.headers,
+            started: self.started,
+            metrics: &self.state.metrics,
+            meter: self.meter,
+            limits: self.state.settings.upstream_limits,
+        };
+        let sent = Instant::now();
+        match tokio::time::timeout_at(self.deadline.into(), providers::chat(call)).await {
+            Ok(Ok(response)) => {
+                admission.settle(true);
+                target_state.observe_ttfb(sent.elapsed());
+                Step::Done(Ok(hold_until_body_ends(response, (inflight, permit))), name)
             }
-            let Some(admission) = target_state.admit(settings.breakers_enabled) else {
-                let wait = target_state.retry_in().unwrap_or(Duration::from_secs(1));
-                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-                skipped.push(format!(
-                    "{name}/{}: circuit breaker open",
-                    target.upstream_model
-                ));
-                continue;
-            };
-            let Some(permit) = provider
-                .bulkhead
-                .try_acquire(provider.compiled.max_concurrency)
-            else {
-                soonest = Some(Duration::from_secs(1));
-                skipped.push(format!("{name}: at maxConcurrency"));
-                continue;
-            };
-            if attempts >= max_attempts {
-                break 'routes;
+            Ok(Err(error)) => {
+                admission.settle(!counts_against_upstream(&error));
+                honour_retry_after(&error, target_state);
+                if !is_retryable(&error, &self.retry.on) {
+                    return Step::Done(Err(error), name);
+                }
+                tally.last = Some((error, name));
+                Step::Next
             }
-            if attempts > 0 {
-                if !route.budget.withdraw() {
-                    count(state, &route.compiled.model, "budget_exhausted");
-                    break 'routes;
-                }
-                count(state, &route.compiled.model, "retried");
-                let pause = backoff(retry, attempts);
-                if Instant::now() + pause >= deadline {
-                    break 'routes;
-                }
-                tokio::time::sleep(pause).await;
-            }
-            attempts += 1;
-            let inflight = target_state.start_call();
-            let call = Call {
-                request,
-                route_model: &current.compiled.model,
-                target,
-                provider,
-                client_headers: headers,
-                started,
-                metrics: &state.metrics,
-                meter,
-            };
-            let sent = Instant::now();
-            let outcome = tokio::time::timeout_at(deadline.into(), providers::chat(call)).await;
-            match outcome {
-                Ok(Ok(response)) => {
-                    admission.settle(true);
-                    target_state.observe_ttfb(sent.elapsed());
-                    return (Ok(hold_until_body_ends(response, (inflight, permit))), name);
-                }
-                Ok(Err(error)) => {
-                    admission.settle(!counts_against_upstream(&error));
-                    if let ApiError::Upstream {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        retry_after: Some(v),
-                        ..
-                    } = &error
-                        && let Some(seconds) =
-                            v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok())
-                    {
-                        target_state.cool_down(Duration::from_secs(seconds));
-                    }
-                    if !is_retryable(&error, &retry.on) {
-                        return (Err(error), name);
-                    }
-                    last = Some((error, name));
-                }
-                Err(_) => {
-                    admission.settle(false);
-                    let message = format!(
-                        "route '{}' timed out (deadline of the whole request)",
-                        route.compiled.model
-                    );
-                    return (Err(ApiError::UpstreamTimeout(message)), name);
-                }
+            Err(_) => {
+                admission.settle(false);
+                let message = format!(
+                    "route '{}' timed out (deadline of the whole request)",
+                    self.route.compiled.model
+                );
+                Step::Done(Err(ApiError::UpstreamTimeout(message)), name)
             }
         }
     }
-    match last {
-        Some((error, name)) => (Err(error), name),
-        None => {
-            let message = format!(
-                "no target can serve model '{}' now ({})",
-                route.compiled.model,
-                skipped.join("; ")
-            );
-            (
-                Err(ApiError::ServiceUnavailable {
-                    message,
-                    retry_after: soonest,
-                }),
-                "",
-            )
+
+    /// The breaker admission and bulkhead slot to call `target` with, or `None` (the skip
+    /// recorded in `tally`) when it cannot serve now.
+    fn admit(
+        &self,
+        provider: &ProviderRuntime,
+        target: &CompiledTarget,
+        target_state: &Arc<TargetState>,
+        tally: &mut Tally<'s>,
+    ) -> Option<(Admission, ProviderPermit)> {
+        let name = provider.compiled.name.as_str();
+        let model = target.upstream_model.as_str();
+        if let Some(reason) = &provider.compiled.unavailable {
+            tally.skip(format!("{name}: {reason}"), None);
+            return None;
         }
+        if exceeds_context(self.request, provider, model) {
+            let reason = format!("{name}/{model}: input exceeds the context window");
+            tally.skip(reason, None);
+            return None;
+        }
+        if let Some(wait) = target_state.cooling_for() {
+            tally.cooling = true;
+            let reason = format!("{name}/{model}: cooling down after Retry-After");
+            tally.skip(reason, Some(wait));
+            return None;
+        }
+        let Some(admission) = target_state.admit(self.state.settings.breakers_enabled) else {
+            let wait = target_state.retry_in().unwrap_or(Duration::from_secs(1));
+            tally.skip(format!("{name}/{model}: circuit breaker open"), Some(wait));
+            return None;
+        };
+        let Some(permit) = provider
+            .bulkhead
+            .try_acquire(provider.compiled.max_concurrency)
+        else {
+            let reason = format!("{name}: at maxConcurrency");
+            tally.skip(reason, Some(Duration::from_secs(1)));
+            return None;
+        };
+        Some((admission, permit))
+    }
+
+    /// Whether one more call may go out after `attempts` calls: within the attempt count, and
+    /// for a retry within the budget and the deadline, after the backoff (waited here).
+    async fn may_call(&self, attempts: u32) -> bool {
+        if attempts >= self.max_attempts {
+            return false;
+        }
+        if attempts == 0 {
+            return true;
+        }
+        let model = &self.route.compiled.model;
+        if !self.route.budget.withdraw() {
+            count(self.state, model, "budget_exhausted");
+            return false;
+        }
+        count(self.state, model, "retried");
+        let pause = backoff(self.retry, attempts);
+        if Instant::now() + pause >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        true
+    }
+}
+
+impl<'s> Tally<'s> {
+    /// Records a skipped target and how soon it may serve again, if known.
+    fn skip(&mut self, reason: String, wait: Option<Duration>) {
+        if let Some(wait) = wait {
+            self.soonest = Some(self.soonest.map_or(wait, |s| s.min(wait)));
+        }
+        if !self.skipped.contains(&reason) {
+            self.skipped.push(reason);
+        }
+    }
+
+    /// The answer when no target gave one: the last retryable failure; else, every target
+    /// having been skipped, 429 while one cools down after an upstream `Retry-After` (so SDKs
+    /// back off as they do for the provider's own 429), 503 otherwise.
+    fn finish(self, model: &str) -> (Result<Response, ApiError>, &'s str) {
+        if let Some((error, name)) = self.last {
+            return (Err(error), name);
+        }
+        let reasons = self.skipped.join("; ");
+        let error = match self.soonest {
+            Some(retry_after) if self.cooling => {
+                let message = format!("model '{model}' is rate limited upstream ({reasons})");
+                ApiError::UpstreamRateLimited {
+                    message,
+                    retry_after,
+                }
+            }
+            retry_after => ApiError::ServiceUnavailable {
+                message: format!("no target can serve model '{model}' now ({reasons})"),
+                retry_after,
+            },
+        };
+        (Err(error), "")
     }
 }
 
@@ -203,54 +349,8 @@ fn count(state: &AppState, model: &str, outcome: &'static str) {
         .inc();
 }
 
-/// Exponential backoff with "equal jitter": half the delay fixed, half random.
-fn backoff(retry: &Retry, attempt: u32) -> Duration {
-    let base = retry.backoff.base.get();
-    let capped = base
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(retry.backoff.max.get());
-    let half = capped / 2;
-    half + half.mul_f64(jitter())
-}
-
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Whether a failure says the upstream is unhealthy (5xx, timeouts, connection failures), as
-/// opposed to the client's mistake or a rate limit.
-fn counts_against_upstream(error: &ApiError) -> bool {
-    match error {
-        ApiError::UpstreamTimeout(_) => true,
-        ApiError::Upstream { status, .. } => status.is_server_error(),
-        _ => false,
-    }
-}
-
-fn is_retryable(error: &ApiError, on: &[RetryOn]) -> bool {
-    match error {
-        ApiError::UpstreamTimeout(_) => on.contains(&RetryOn::Timeout),
-        ApiError::Upstream {
-            status, message, ..
-        } => {
-            (*status == StatusCode::TOO_MANY_REQUESTS && on.contains(&RetryOn::TooManyRequests))
-                || (status.is_server_error() && on.contains(&RetryOn::ServerError))
-                || (message.starts_with("cannot connect") && on.contains(&RetryOn::Connect))
-        }
-        _ => false,
-    }
-}
-
 /// Whether the request's input (about four bytes a token) exceeds the target's context window.
-fn exceeds_context(
-    request: &ChatRequest,
-    provider: &crate::config::ProviderRuntime,
-    model: &str,
-) -> bool {
+fn exceeds_context(request: &ChatRequest, provider: &ProviderRuntime, model: &str) -> bool {
     let window = provider
         .compiled
         .models

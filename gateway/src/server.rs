@@ -54,6 +54,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key_pepper: pepper.into(),
         retry_enabled: args.retry_enabled,
         breakers_enabled: args.circuit_breaker_enabled,
+        upstream_limits: args.upstream_limits(),
     };
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
@@ -80,15 +81,54 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.start_draining();
     tokio::time::sleep(*args.shutdown_delay).await;
     let _ = stop_tx.send(());
-    match tokio::time::timeout(*args.drain_timeout, server).await {
-        Ok(result) => result??,
-        Err(_) => tracing::warn!(
-            in_flight = state.metrics.in_flight.get(),
-            "drain timeout passed; closing remaining connections"
-        ),
-    }
+    let served = match tokio::time::timeout(*args.drain_timeout, &mut server).await {
+        Ok(result) => result.map_err(anyhow::Error::from),
+        Err(_) => {
+            end_remaining_streams(&state, &mut server).await;
+            Ok(Ok(()))
+        }
+    };
+    settle_before_exit(&state).await;
+    served??;
     tracing::info!("llm-gateway stopped");
     Ok(())
+}
+
+/// How long streams ended at the drain deadline get to deliver their error event.
+const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the last settlements get to reach Redis before the process exits.
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At the drain deadline: ends every stream still running with an error event (which settles
+/// it and writes its access-log line), then gives the connections a moment to close.
+async fn end_remaining_streams(
+    state: &AppState,
+    server: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    tracing::warn!(
+        in_flight = state.metrics.in_flight.get(),
+        "drain timeout passed; ending the remaining streams with an error event"
+    );
+    state.end_streams();
+    if tokio::time::timeout(CUT_GRACE, server).await.is_err() {
+        tracing::warn!(
+            in_flight = state.metrics.in_flight.get(),
+            "connections still open after the streams ended; closing them"
+        );
+    }
+}
+
+/// Waits (bounded) until every settlement and compensation reached Redis.
+async fn settle_before_exit(state: &AppState) {
+    let left = state.limiter.flush(SETTLE_GRACE).await;
+    if left == 0 {
+        tracing::info!("every settlement written");
+    } else {
+        tracing::error!(
+            left,
+            "settlements not written to Redis before exit (usage of these requests is lost)"
+        );
+    }
 }
 
 /// Loads the directory (an invalid configuration is fatal) and watches it.

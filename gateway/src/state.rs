@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::SnapshotHandle;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -20,6 +22,9 @@ pub struct RequestSettings {
     pub retry_enabled: bool,
     /// Whether circuit breakers refuse traffic (`CIRCUIT_BREAKER_ENABLED`).
     pub breakers_enabled: bool,
+    /// Caps on upstream replies held in memory (`MAX_UPSTREAM_BODY_BYTES`,
+    /// `MAX_UPSTREAM_EVENT_BYTES`).
+    pub upstream_limits: crate::providers::upstream::UpstreamLimits,
 }
 
 /// Shared handler state.
@@ -36,6 +41,8 @@ pub struct AppState {
     /// Rate limits, budgets and usage.
     pub limiter: Arc<Limiter>,
     draining: Arc<AtomicBool>,
+    /// Cancelled when the drain deadline passes: streams still running end then.
+    drain_deadline: CancellationToken,
     /// Process start, for uptime.
     pub started: Instant,
 }
@@ -56,6 +63,7 @@ impl AppState {
             settings: Arc::new(settings),
             limiter,
             draining: Arc::default(),
+            drain_deadline: CancellationToken::new(),
             started: Instant::now(),
         }
     }
@@ -63,6 +71,16 @@ impl AppState {
     /// Marks the gateway as shutting down: `/ready` answers 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends every stream still running (with an error event), at the drain deadline.
+    pub fn end_streams(&self) {
+        self.drain_deadline.cancel();
+    }
+
+    /// The signal streams watch for the drain deadline.
+    pub fn drain_deadline(&self) -> CancellationToken {
+        self.drain_deadline.clone()
     }
 
     /// Whether shutdown has begun.

@@ -160,10 +160,11 @@ async fn upstream_failures_become_openai_errors() {
     let response = gateway.chat(chat_body("alias", true)).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
-    // The target now cools down for 7 s: the next request is refused without an attempt.
+    // The target now cools down for 7 s: the next request is refused without an attempt, with
+    // a 429 like the provider's own, so SDKs back off instead of treating it as an outage.
     let attempts_before = upstream.requests().len();
     let response = gateway.chat(chat_body("alias", false)).await;
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(
         upstream.requests().len(),

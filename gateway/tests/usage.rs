@@ -7,22 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::manifests::{caller_key, join, routes, upstream_provider};
+use common::manifests::{monthly_usage_key, priced_route_and_key};
 use common::redis_server::RedisServer;
 use common::{Gateway, metric, new_key};
 use futures_util::StreamExt;
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
-
-fn config(upstream: &str, key: &str, key_spec: &str) -> String {
-    let priced =
-        "  models: [{name: upstream-model, inputPerMillionUsd: 1.0, outputPerMillionUsd: 2.0}]";
-    join(&[
-        upstream_provider("upstream", upstream, "sk-upstream-secret", priced),
-        routes(&[("up", "upstream", "upstream-model")]),
-        caller_key(key, key_spec),
-    ])
-}
 
 async fn usage(gateway: &Gateway) -> Value {
     reqwest::Client::new()
@@ -36,15 +26,6 @@ async fn usage(gateway: &Gateway) -> Value {
         .unwrap()
 }
 
-/// The Redis hash of the caller's usage this month.
-fn usage_key() -> String {
-    let month = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .first_of_month();
-    format!("lgw:key:default/caller:usage:{month}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_exact_across_complete_and_abandoned_streams() {
     let redis = RedisServer::start().await;
@@ -54,7 +35,7 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
         ..Fault::default()
     });
     let key = new_key();
-    let text = config(&upstream.base_url, &key, "");
+    let text = priced_route_and_key(&upstream.base_url, &key, "");
     let gateway = Gateway::start(&text, key.clone(), &[("REDIS_URL", &redis.url())]).await;
     let (streams, abandoned) = (100, 10);
     let mut tasks = Vec::new();
@@ -106,7 +87,7 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
     assert_eq!(report["output_tokens"], output);
     assert_eq!(report["owner"], "team-a");
     assert_eq!(report["period"]["type"], "monthly");
-    let hash = usage_key();
+    let hash = monthly_usage_key();
     assert_eq!(redis.hash_field(&hash, "input_tokens").await, input as i64);
     assert_eq!(
         redis.hash_field(&hash, "output_tokens").await,
@@ -132,7 +113,7 @@ async fn a_spent_budget_refuses_until_the_next_period() {
     let key = new_key();
     // The mock reports 5 prompt and 2 completion tokens: 9,000 nano-dollars a request. A
     // request reserves 2 prompt tokens at $1/M and 10 completion tokens at $2/M: 22,000.
-    let text = config(
+    let text = priced_route_and_key(
         &upstream.base_url,
         &key,
         ", budget: {usd: 0.0001, period: daily}",

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use super::auth::Caller;
 use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
-use crate::limits::demand::CallerAccount;
+use crate::limits::demand::{CallerAccount, TokenReserve};
 use crate::limits::meter::Price;
 use crate::limits::reservation::CallerLabel;
 use crate::limits::{Demand, Meter, Reservation, Verdict, headers};
@@ -68,7 +68,7 @@ pub async fn admit(
         caller_account,
         &route.compiled.model,
         route.compiled.limits.as_ref(),
-        request,
+        TokenReserve::of(request, route_output_cap(snapshot, route)),
         max_price,
         lease_ttl,
     );
@@ -105,9 +105,12 @@ pub async fn admit(
     })
 }
 
-/// The highest catalogue prices among the route's targets and its fallbacks' (a budget
-/// reserves for the worst case, since the target is picked later).
-fn route_max_price(snapshot: &Snapshot, route: &RouteRuntime) -> Price {
+/// Every target the request may reach: the route's and its fallbacks' (admission reserves for
+/// the worst of them, since the target is picked later).
+fn reachable_targets<'s>(
+    snapshot: &'s Snapshot,
+    route: &'s RouteRuntime,
+) -> impl Iterator<Item = (&'s llm_gateway_crds::compiled::CompiledProvider, &'s str)> {
     let fallbacks = route
         .compiled
         .fallbacks
@@ -118,7 +121,21 @@ fn route_max_price(snapshot: &Snapshot, route: &RouteRuntime) -> Price {
         .flat_map(|r| &r.compiled.targets)
         .map(|target| {
             let provider = &snapshot.providers[target.provider].compiled;
-            Price::of(provider.models.get(&target.upstream_model))
+            (provider, target.upstream_model.as_str())
         })
+}
+
+/// The highest catalogue prices among the reachable targets.
+fn route_max_price(snapshot: &Snapshot, route: &RouteRuntime) -> Price {
+    reachable_targets(snapshot, route)
+        .map(|(provider, model)| Price::of(provider.models.get(model)))
         .fold(Price::default(), Price::max)
+}
+
+/// The largest completion any reachable target may produce, when every one of them lists its
+/// maximum in the catalogue (a target without one could produce any amount).
+fn route_output_cap(snapshot: &Snapshot, route: &RouteRuntime) -> Option<u32> {
+    reachable_targets(snapshot, route)
+        .map(|(provider, model)| provider.max_output_tokens(model))
+        .try_fold(0, |cap, max| max.map(|m| cap.max(m)))
 }

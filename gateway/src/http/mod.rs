@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod auth;
 pub mod chat;
+pub mod drain;
 pub mod health;
 pub mod models;
 pub mod usage;
@@ -140,6 +141,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             })
             .inc();
     }
+    let stream_api = is_api.then(|| stream_api(&path, &response)).flatten();
+    let drain_deadline = state.drain_deadline();
     let finish = Finish {
         state,
         started,
@@ -151,11 +154,26 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         error,
         is_api,
     };
-    response.map(move |body| {
-        Body::new(body.map_frame(move |frame| {
+    response.map(move |body| match stream_api {
+        Some(api) => Body::new(drain::Cutoff::new(body, drain_deadline, api, finish)),
+        None => Body::new(body.map_frame(move |frame| {
             let _keep_until_body_drops = &finish;
             frame
-        }))
+        })),
+    })
+}
+
+/// The API of a streamed (server-sent events) response, which the drain deadline ends with an
+/// error event; `None` for any other response.
+fn stream_api(path: &str, response: &Response) -> Option<drain::StreamApi> {
+    let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
+    if !content_type.starts_with(b"text/event-stream") {
+        return None;
+    }
+    Some(if path.starts_with("/v1/messages") {
+        drain::StreamApi::Anthropic
+    } else {
+        drain::StreamApi::OpenAi
     })
 }
 

@@ -2,19 +2,29 @@
 -- write, so a refused request never consumes anything). The clock is Redis's own (TIME), so
 -- gateway replicas with skewed clocks still share one timeline.
 --
--- KEYS: rate buckets (n_rates), concurrency sets (n_slots), then the usage hash (has_usage).
--- ARGV: n_rates, n_slots, has_usage, has_budget, lease, lease_ttl_us,
+-- Every admission writes a lease record ('a'), which makes its undo and its settlement
+-- idempotent (settle.lua). A lease the gateway already cancelled ('c': its admission timed out
+-- and was compensated before this script ran) is admitted by nobody and writes nothing.
+-- Budget reservations are also kept per lease in a sorted set scored by their deadline, so a
+-- reservation whose settlement never comes (a crashed replica) is released once it expires.
+--
+-- KEYS: rate buckets (n_rates), concurrency sets (n_slots), the lease record, then the usage
+--       hash and the reservations set (has_usage).
+-- ARGV: n_rates, n_slots, has_usage, has_budget, lease, lease_ttl_us, record_ttl_ms,
 --       per rate: limit, cost; per slot: limit;
 --       if has_usage: usage_ttl_ms; if has_budget: limit_nanos, estimate_nanos.
 -- Returns {1, remaining_1, reset_us_1, ...} when admitted, or {0, what, index, retry_after_us}
--- when refused (what: 1 rate, 2 slots, 3 budget; retry_after_us -1 means never).
+-- when refused (what: 1 rate, 2 slots, 3 budget, 4 lease cancelled; retry_after_us -1 means
+-- never).
 local period = 60000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local n_rates, n_slots = tonumber(ARGV[1]), tonumber(ARGV[2])
 local has_usage, has_budget = tonumber(ARGV[3]), tonumber(ARGV[4])
-local lease, lease_ttl = ARGV[5], tonumber(ARGV[6])
-local a = 7
+local lease, lease_ttl, record_ttl = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local record = KEYS[n_rates + n_slots + 1]
+if redis.call('GET', record) then return {0, 4, 1, -1} end
+local a = 8
 local new_tats, result = {}, {1}
 for i = 1, n_rates do
   local limit, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
@@ -39,7 +49,7 @@ for j = 1, n_slots do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   if redis.call('ZCARD', key) >= slot_limits[j] then return {0, 2, j, 1000000} end
 end
-local usage_key, usage_ttl = KEYS[n_rates + n_slots + 1], nil
+local usage_key, held_key, usage_ttl = KEYS[n_rates + n_slots + 2], KEYS[n_rates + n_slots + 3], nil
 if has_usage == 1 then
   usage_ttl = ARGV[a]
   a = a + 1
@@ -48,6 +58,14 @@ local estimate = nil
 if has_budget == 1 then
   local limit = tonumber(ARGV[a])
   estimate = ARGV[a + 1]
+  -- Release reservations whose deadline passed without a settlement (bounded per call).
+  local expired = redis.call('ZRANGEBYSCORE', held_key, '-inf', now, 'LIMIT', 0, 64)
+  local released = 0
+  for _, member in ipairs(expired) do
+    released = released + tonumber(string.match(member, ':(%-?%d+)$'))
+    redis.call('ZREM', held_key, member)
+  end
+  if released ~= 0 then redis.call('HINCRBY', usage_key, 'reserved_nanos', -released) end
   local held = redis.call('HMGET', usage_key, 'spend_nanos', 'reserved_nanos')
   local spent = tonumber(held[1] or 0) + tonumber(held[2] or 0)
   if spent + tonumber(estimate) > limit then return {0, 3, 1, -1} end
@@ -64,5 +82,8 @@ end
 if estimate then
   redis.call('HINCRBY', usage_key, 'reserved_nanos', estimate)
   redis.call('PEXPIRE', usage_key, usage_ttl)
+  redis.call('ZADD', held_key, now + lease_ttl, lease .. ':' .. estimate)
+  redis.call('PEXPIRE', held_key, math.ceil(lease_ttl / 1000) + 1000)
 end
+redis.call('SET', record, 'a', 'PX', record_ttl)
 return result

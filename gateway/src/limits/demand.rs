@@ -11,8 +11,41 @@ use super::period::Period;
 use super::{RateKind, Scope};
 use crate::openai::ChatRequest;
 
-/// Completion tokens reserved when the request sets no `max_tokens`.
+/// Completion tokens reserved when the request sets no `max_tokens` and no target's catalogue
+/// entry names the model's output maximum.
 pub const DEFAULT_COMPLETION_RESERVE: u64 = 1024;
+
+/// The tokens a request may use, reserved at admission and settled against the real usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenReserve {
+    /// Prompt tokens estimated from every input field (about four bytes a token).
+    pub prompt: u64,
+    /// Completion tokens the request may produce: the cap per choice times `n`.
+    pub completion: u64,
+    /// Whether the client set the cap; a request without one reserves at most a whole token
+    /// bucket rather than being refused outright for what it might produce.
+    pub asked: bool,
+}
+
+impl TokenReserve {
+    /// The reserve of `request` on a route whose targets produce at most `output_cap` tokens
+    /// (the largest catalogue `maxOutputTokens` among them, when known): the client's
+    /// `max_tokens` capped at that, or the cap itself when the client sets none.
+    pub fn of(request: &ChatRequest, output_cap: Option<u32>) -> Self {
+        let bytes = request.prompt_bytes + request.other_prompt_bytes;
+        let per_choice = match (request.max_tokens, output_cap) {
+            (Some(asked), Some(cap)) => asked.min(cap).into(),
+            (Some(asked), None) => asked.into(),
+            (None, Some(cap)) => cap.into(),
+            (None, None) => DEFAULT_COMPLETION_RESERVE,
+        };
+        Self {
+            prompt: (bytes as u64).div_ceil(4).max(1),
+            completion: per_choice * u64::from(request.choices.max(1)),
+            asked: request.max_tokens.is_some(),
+        }
+    }
+}
 
 pub use llm_gateway_crds::usage::{KEY_PREFIX, usage_key};
 
@@ -73,7 +106,8 @@ pub struct Demand {
     pub budget: Option<BudgetDemand>,
     /// Usage counters (absent for anonymous callers).
     pub usage: Option<UsageAccount>,
-    /// Identifies this request's concurrency slots (empty when it holds none).
+    /// Identifies this request's admission, slots, reservation and settlement in the store,
+    /// so each is applied once however often a call is retried (empty when nothing is kept).
     pub lease: String,
     /// Longest a slot may be held (the request's deadline), so a crashed replica's slots free
     /// themselves.
@@ -96,20 +130,19 @@ pub struct CallerAccount<'a> {
 }
 
 impl Demand {
-    /// The demand of `request` by `caller` on the route `model` with `route_limits`.
+    /// The demand of a request reserving `reserve` by `caller` on the route `model` with
+    /// `route_limits`.
     pub fn build(
         caller: Option<CallerAccount<'_>>,
         model: &str,
         route_limits: Option<&RateLimits>,
-        request: &ChatRequest,
+        reserve: TokenReserve,
         max_price: Price,
         lease_ttl: Duration,
     ) -> Self {
-        let prompt_estimate = (request.prompt_bytes as u64).div_ceil(4).max(1);
-        let completion = request
-            .max_tokens
-            .map_or(DEFAULT_COMPLETION_RESERVE, u64::from);
+        let (prompt_estimate, completion) = (reserve.prompt, reserve.completion);
         let reserved_tokens = prompt_estimate + completion;
+        let cap_at_limit = !reserve.asked;
         let mut demand = Self {
             rates: Vec::new(),
             slots: Vec::new(),
@@ -122,7 +155,7 @@ impl Demand {
         };
         if let Some(caller) = caller {
             let base = format!("{KEY_PREFIX}:{}", caller.account);
-            demand.add_limits(&base, Scope::Caller, caller.limits);
+            demand.add_limits(&base, Scope::Caller, caller.limits, cap_at_limit);
             let now = Timestamp::now();
             let kind = caller.budget.map_or(BudgetPeriod::Monthly, |b| b.period);
             let period = Period::containing(kind, now);
@@ -140,11 +173,32 @@ impl Demand {
             &format!("{KEY_PREFIX}:route:{model}"),
             Scope::Route,
             route_limits,
+            cap_at_limit,
         );
+        if !demand.is_empty() {
+            demand.lease = new_lease();
+        }
         demand
     }
 
-    fn add_limits(&mut self, base: &str, scope: Scope, limits: Option<&RateLimits>) {
+    /// A copy that only counts usage (limits dropped): what a request admitted by another
+    /// store still owes the shared usage counters.
+    pub fn usage_only(&self) -> Self {
+        Self {
+            rates: Vec::new(),
+            slots: Vec::new(),
+            budget: None,
+            ..self.clone()
+        }
+    }
+
+    fn add_limits(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        limits: Option<&RateLimits>,
+        cap_at_limit: bool,
+    ) {
         let Some(limits) = limits else { return };
         if let Some(limit) = limits.requests_per_minute {
             self.rates.push(RateDemand {
@@ -161,13 +215,14 @@ impl Demand {
                 kind: RateKind::Tokens,
                 scope,
                 limit,
-                cost: self.reserved_tokens,
+                cost: if cap_at_limit {
+                    self.reserved_tokens.min(limit)
+                } else {
+                    self.reserved_tokens
+                },
             });
         }
         if let Some(limit) = limits.max_concurrent {
-            if self.lease.is_empty() {
-                self.lease = uuid::Uuid::new_v4().simple().to_string();
-            }
             self.slots.push(SlotDemand {
                 key: format!("{base}:concurrent"),
                 scope,
@@ -192,6 +247,9 @@ impl Demand {
     pub fn shared_by(&self, replicas: u64) -> Self {
         let share = |limit: u64| limit.div_ceil(replicas.max(1)).max(1);
         let mut local = self.clone();
+        // A lease of its own: the shared one may be cancelled in Redis by now, and this
+        // request's usage still has to reach Redis under a lease nobody else finishes.
+        local.lease = new_lease();
         for rate in &mut local.rates {
             rate.limit = share(rate.limit);
         }
@@ -203,4 +261,9 @@ impl Demand {
         }
         local
     }
+}
+
+/// A fresh lease id (random, no syscall).
+fn new_lease() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }

@@ -1,5 +1,10 @@
 //! The limiter: picks the store for each admission (Redis when configured and reachable, else
 //! memory or a fast refusal, per `onUnavailable`) and remembers it for the settlement.
+//!
+//! With Redis, every request's usage ends up in Redis exactly once: a settlement that fails is
+//! queued in the [`Journal`] and retried, a request admitted from memory during an outage has
+//! its usage written to Redis once it is back, and an admission whose answer timed out is
+//! compensated (its lease cancelled) in case Redis runs it late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +12,9 @@ use std::time::Duration;
 use llm_gateway_crds::llm_gateway::OnUnavailable;
 
 use super::demand::Demand;
+use super::journal::{Journal, Outstanding, Ticket};
 use super::local::LocalStore;
-use super::redis_store::RedisStore;
+use super::redis_store::{Finish, RedisStore};
 use super::{Outcome, StoreError, UsageTotals, Verdict};
 use crate::metrics::{LimiterLabels, Metrics};
 
@@ -59,7 +65,9 @@ impl RedisState {
 /// Admission and settlement for every request.
 #[derive(Debug)]
 pub struct Limiter {
-    redis: Option<RedisStore>,
+    redis: Option<Arc<RedisStore>>,
+    journal: Option<Arc<Journal>>,
+    outstanding: Arc<Outstanding>,
     local: LocalStore,
     settings: LimiterSettings,
     metrics: Arc<Metrics>,
@@ -70,15 +78,21 @@ pub struct Limiter {
 pub struct Unavailable;
 
 impl Limiter {
-    /// A limiter; with a Redis URL it connects lazily.
+    /// A limiter; with a Redis URL it connects lazily. Call inside a Tokio runtime (the
+    /// journal's worker is spawned here).
     pub fn new(settings: LimiterSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let redis = settings
             .redis_url
             .as_deref()
-            .map(|url| RedisStore::new(url, settings.redis_timeout))
+            .map(|url| RedisStore::new(url, settings.redis_timeout).map(Arc::new))
             .transpose()?;
+        let journal = redis
+            .as_ref()
+            .map(|redis| Journal::start(redis.clone(), metrics.clone()));
         Ok(Self {
             redis,
+            journal,
+            outstanding: Arc::default(),
             local: LocalStore::default(),
             settings,
             metrics,
@@ -128,6 +142,9 @@ impl Limiter {
             }
             Err(error) => {
                 self.redis_error("admit", &error);
+                if error.maybe_executed {
+                    self.compensate(demand.clone());
+                }
                 match self.settings.on_unavailable {
                     OnUnavailable::FailClosed => {
                         self.count("redis", "unavailable");
@@ -144,29 +161,68 @@ impl Limiter {
         }
     }
 
-    /// Settles an admitted demand in the store that admitted it. A failed Redis settlement is
-    /// counted and logged; the reservation then lapses on its own (token buckets refill,
-    /// concurrency leases expire at the request deadline).
-    pub async fn settle(&self, store: Store, demand: &Demand, outcome: Outcome) {
-        match (store, &self.redis) {
-            (Store::Redis, Some(redis)) => {
-                if let Err(error) = redis.settle(demand, outcome).await {
-                    self.redis_error("settle", &error);
-                    tracing::warn!(%error, "usage could not be written to Redis; counted in memory");
-                    self.local.settle(&without_limits(demand), outcome);
-                }
+    /// Counts a settlement as outstanding until the ticket is dropped (shutdown waits for
+    /// outstanding settlements, see [`Limiter::flush`]).
+    pub fn ticket(&self) -> Ticket {
+        self.outstanding.ticket()
+    }
+
+    /// Settles an admitted demand in the store that admitted it. With Redis, usage always
+    /// goes to Redis (a request admitted from memory during an outage too), retried by the
+    /// journal until it lands.
+    pub async fn settle(&self, store: Store, demand: Demand, outcome: Outcome, ticket: Ticket) {
+        let (Some(redis), Some(journal)) = (&self.redis, &self.journal) else {
+            self.local.settle(&demand, outcome);
+            return;
+        };
+        let demand = match store {
+            Store::Redis => demand,
+            Store::Local => {
+                self.local.settle(&demand, outcome);
+                demand.usage_only()
             }
-            _ => self.local.settle(demand, outcome),
+        };
+        if demand.usage.is_none() && demand.slots.is_empty() && demand.rates.is_empty() {
+            return;
+        }
+        if let Err(error) = redis.finish(Finish::Settle, &demand, outcome).await {
+            self.redis_error("settle", &error);
+            tracing::warn!(%error, "usage could not be written to Redis yet; retrying in the background");
+            journal.push(
+                Finish::Settle,
+                demand,
+                outcome,
+                error.maybe_executed,
+                ticket,
+            );
+        }
+    }
+
+    /// Waits (at most `limit`) for outstanding settlements to land; returns how many did not.
+    pub async fn flush(&self, limit: std::time::Duration) -> usize {
+        self.outstanding.wait_idle(limit).await
+    }
+
+    /// Undoes an admission that may run in Redis after its caller stopped waiting.
+    fn compensate(&self, demand: Demand) {
+        if let Some(journal) = &self.journal {
+            journal.push(
+                Finish::Cancel,
+                demand,
+                Outcome::default(),
+                true,
+                self.ticket(),
+            );
         }
     }
 
     /// A caller's usage in the period of `key`: from Redis when configured (plus what this
-    /// replica counted in memory while Redis was unreachable), else from memory.
+    /// replica served that has not reached Redis yet), else from memory.
     pub async fn usage(&self, key: &str) -> Result<UsageTotals, StoreError> {
-        let local = self.local.usage(key);
-        let Some(redis) = &self.redis else {
-            return Ok(local);
+        let (Some(redis), Some(journal)) = (&self.redis, &self.journal) else {
+            return Ok(self.local.usage(key));
         };
+        let local = journal.unlanded(key);
         let shared = redis.usage(key).await.inspect_err(|e| {
             self.redis_error("usage", e);
         })?;
@@ -201,16 +257,5 @@ impl Limiter {
             .redis_errors
             .get_or_create(&crate::metrics::RedisErrorLabels { operation })
             .inc();
-    }
-}
-
-/// The demand with its limits dropped and only usage left (a settlement moved to memory must
-/// not release slots or refund buckets that memory never held).
-fn without_limits(demand: &Demand) -> Demand {
-    Demand {
-        rates: Vec::new(),
-        slots: Vec::new(),
-        budget: None,
-        ..demand.clone()
     }
 }

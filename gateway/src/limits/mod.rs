@@ -10,10 +10,12 @@
 pub mod demand;
 pub mod gcra;
 pub mod headers;
+pub mod journal;
 pub mod limiter;
 pub mod local;
 pub mod meter;
 pub mod period;
+pub mod redis_breaker;
 pub mod redis_store;
 pub mod reservation;
 
@@ -127,5 +129,29 @@ pub struct UsageTotals {
 
 /// A Redis failure (unreachable, timed out, or refused by the breaker).
 #[derive(Debug, thiserror::Error)]
-#[error("redis: {0}")]
-pub struct StoreError(pub String);
+#[error("redis: {message}")]
+pub struct StoreError {
+    /// What went wrong (never holds a key or a prompt).
+    pub message: String,
+    /// Whether Redis may still run the call (it was sent and its answer did not come back in
+    /// time); only such failures need a compensation or an idempotent retry.
+    pub maybe_executed: bool,
+}
+
+impl StoreError {
+    /// A call that never reached Redis (breaker open, connection refused, bad URL).
+    pub fn not_sent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            maybe_executed: false,
+        }
+    }
+
+    /// A call whose fate is unknown (timed out or cut after it was written to the socket).
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            maybe_executed: true,
+        }
+    }
+}

@@ -1,20 +1,57 @@
 //! The Redis store: one Lua script per admission and one per settlement, each a single round
 //! trip, behind a short timeout and a breaker so an unreachable or stalled Redis costs at most
 //! one timeout before requests take the fallback path.
+//!
+//! A call that times out may still run once Redis wakes up, so both scripts are idempotent by
+//! lease id: each lease has a record in Redis (admitted, settled or cancelled) that a retried
+//! settlement or a compensating cancel consults (see `admit.lua`, `settle.lua` and
+//! [`super::journal`]).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::demand::Demand;
+use super::demand::{Demand, KEY_PREFIX};
+use super::redis_breaker::Breaker;
 use super::{Outcome, RateKind, RateStatus, Refused, StoreError, UsageTotals, Verdict};
 
-/// Consecutive failures that open the breaker.
-const BREAKER_FAILURES: u32 = 3;
-/// How long the open breaker skips Redis before one probe is let through.
-const BREAKER_OPEN_FOR: Duration = Duration::from_millis(200);
+/// How long a lease record outlives its lease (admitted) or its settlement (settled,
+/// cancelled): the window in which a retried call is recognised as a duplicate. Retries of a
+/// call that may have run stop before it closes (see [`super::journal`]).
+pub const RECORD_MARGIN: Duration = Duration::from_secs(300);
+
+/// How a finished lease is closed in Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// The request ran: count its usage and release what it held.
+    Settle,
+    /// The admission's answer never arrived: undo it (or forbid it, if it has not run yet).
+    Cancel,
+}
+
+impl Finish {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Self::Settle => "settle",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+/// The Redis key of a lease's record.
+fn record_key(lease: &str) -> String {
+    format!("{KEY_PREFIX}:lease:{lease}")
+}
+
+/// The Redis key of the sorted set holding a usage account's budget reservations.
+fn held_key(usage_key: &str) -> String {
+    format!("{usage_key}:held")
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Limits shared by every replica through one Redis.
 pub struct RedisStore {
@@ -37,7 +74,7 @@ impl RedisStore {
     /// Connects lazily (a gateway starts even while Redis is down); `timeout` bounds every
     /// call, connecting included.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError(e.to_string()))?;
+        let client = redis::Client::open(url).map_err(|e| StoreError::not_sent(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
             .set_response_timeout(Some(timeout))
@@ -45,7 +82,7 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
         let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| StoreError::not_sent(e.to_string()))?;
         Ok(Self {
             connection,
             admit: Script::new(include_str!("admit.lua")),
@@ -69,8 +106,9 @@ impl RedisStore {
         for slot in &demand.slots {
             invocation.key(&slot.key);
         }
+        invocation.key(record_key(&demand.lease));
         if let Some(usage) = &demand.usage {
-            invocation.key(&usage.key);
+            invocation.key(&usage.key).key(held_key(&usage.key));
         }
         invocation
             .arg(demand.rates.len())
@@ -78,7 +116,8 @@ impl RedisStore {
             .arg(u8::from(demand.usage.is_some()))
             .arg(u8::from(demand.budget.is_some() && demand.usage.is_some()))
             .arg(&demand.lease)
-            .arg(demand.lease_ttl.as_micros() as u64);
+            .arg(demand.lease_ttl.as_micros() as u64)
+            .arg(millis(demand.lease_ttl + RECORD_MARGIN));
         for rate in &demand.rates {
             invocation.arg(rate.limit).arg(rate.cost);
         }
@@ -102,8 +141,14 @@ impl RedisStore {
         decode_verdict(&reply, demand)
     }
 
-    /// Settles an admitted demand with what the request used.
-    pub async fn settle(&self, demand: &Demand, outcome: Outcome) -> Result<(), StoreError> {
+    /// Settles (or cancels) a lease with what the request used; a lease already finished is
+    /// left alone, so this is safe to retry.
+    pub async fn finish(
+        &self,
+        how: Finish,
+        demand: &Demand,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
         let tokens: Vec<_> = demand
             .rates
             .iter()
@@ -116,26 +161,32 @@ impl RedisStore {
         for slot in &demand.slots {
             invocation.key(&slot.key);
         }
+        invocation.key(record_key(&demand.lease));
         if let Some(usage) = &demand.usage {
-            invocation.key(&usage.key);
+            invocation.key(&usage.key).key(held_key(&usage.key));
         }
         invocation
+            .arg(how.as_arg())
             .arg(tokens.len())
             .arg(demand.slots.len())
             .arg(u8::from(demand.usage.is_some()))
-            .arg(&demand.lease);
-        let used = (outcome.input_tokens + outcome.output_tokens) as i64;
+            .arg(&demand.lease)
+            .arg(millis(RECORD_MARGIN));
+        let used = match how {
+            Finish::Settle => (outcome.input_tokens + outcome.output_tokens) as i64,
+            Finish::Cancel => 0,
+        };
         for rate in &tokens {
             invocation.arg(rate.limit).arg(used - rate.cost as i64);
         }
         if let Some(usage) = &demand.usage {
-            let release = demand.budget.map_or(0, |b| b.estimate_nanos);
+            let estimate = demand.budget.map_or(0, |b| b.estimate_nanos);
             invocation
-                .arg(usage.ttl.as_millis() as u64)
+                .arg(millis(usage.ttl))
                 .arg(outcome.input_tokens)
                 .arg(outcome.output_tokens)
                 .arg(outcome.spend_nanos)
-                .arg(release);
+                .arg(estimate);
         }
         self.call(async {
             let mut connection = self.connection.clone();
@@ -186,12 +237,16 @@ impl RedisStore {
         future: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
         if !self.breaker.allow() {
-            return Err(StoreError("circuit breaker open".to_owned()));
+            return Err(StoreError::not_sent("circuit breaker open"));
         }
         let result = match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StoreError(e.to_string())),
-            Err(_) => Err(StoreError(format!("no answer within {:?}", self.timeout))),
+            Ok(Err(e)) if e.is_connection_refusal() => Err(StoreError::not_sent(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::unknown(e.to_string())),
+            Err(_) => Err(StoreError::unknown(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
         };
         self.breaker.record(result.is_ok());
         result
@@ -199,7 +254,7 @@ impl RedisStore {
 }
 
 fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError> {
-    let malformed = || StoreError(format!("unexpected script reply {reply:?}"));
+    let malformed = || StoreError::unknown(format!("unexpected script reply {reply:?}"));
     match reply {
         [1, statuses @ ..] if statuses.len() == demand.rates.len() * 2 => Ok(Verdict::Admitted(
             statuses
@@ -216,6 +271,8 @@ fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError>
                 1 => Refused::Rate(index),
                 2 => Refused::Slots(index),
                 3 => Refused::Budget,
+                // Only a lease this gateway already gave up on; nobody awaits the answer.
+                4 => return Err(StoreError::not_sent("the lease was cancelled")),
                 _ => return Err(malformed()),
             };
             let retry_after = u64::try_from(*retry_after_us)
@@ -224,58 +281,5 @@ fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError>
             Ok(Verdict::Refused { what, retry_after })
         }
         _ => Err(malformed()),
-    }
-}
-
-/// Closed → open after [`BREAKER_FAILURES`] consecutive failures → one probe after
-/// [`BREAKER_OPEN_FOR`] → closed on the probe's success, open again on its failure.
-#[derive(Debug, Default)]
-struct Breaker {
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Debug, Default)]
-struct BreakerState {
-    failures: u32,
-    open_until: Option<Instant>,
-    probing: bool,
-}
-
-impl Breaker {
-    fn allow(&self) -> bool {
-        let Ok(mut state) = self.state.lock() else {
-            return true;
-        };
-        match state.open_until {
-            None => true,
-            Some(until) if Instant::now() >= until && !state.probing => {
-                state.probing = true;
-                true
-            }
-            Some(_) => false,
-        }
-    }
-
-    fn record(&self, ok: bool) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        state.probing = false;
-        if ok {
-            state.failures = 0;
-            state.open_until = None;
-        } else {
-            state.failures += 1;
-            if state.failures >= BREAKER_FAILURES || state.open_until.is_some() {
-                state.open_until = Some(Instant::now() + BREAKER_OPEN_FOR);
-            }
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.state
-            .lock()
-            .map(|s| s.open_until.is_none())
-            .unwrap_or(false)
     }
 }

@@ -67,11 +67,13 @@ impl Drop for Reservation {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // Counted from now, so a shutdown that starts before the task runs still waits for it.
+        let ticket = pending.limiter.ticket();
         runtime.spawn(async move {
             let outcome = pending.meter.outcome(pending.demand.prompt_estimate);
             pending
                 .limiter
-                .settle(pending.store, &pending.demand, outcome)
+                .settle(pending.store, pending.demand, outcome, ticket)
                 .await;
             // Counted after the store settled, so a caller's metrics never run ahead of it.
             if let Some(caller) = &pending.caller {

@@ -1,39 +1,61 @@
--- Settles one admitted request: token buckets are charged or refunded the difference between
--- the reservation and the real usage, concurrency slots are released, and usage is counted.
+-- Settles or cancels one lease, exactly once however often it is called (retries after a
+-- timeout may run twice): the lease record says whether it was admitted ('a'), settled ('s')
+-- or cancelled ('c'); a finished lease is left alone.
 --
--- KEYS: token buckets (n_tokens), concurrency sets (n_slots), then the usage hash (has_usage).
--- ARGV: n_tokens, n_slots, has_usage, lease, per token bucket: limit, delta;
---       if has_usage: ttl_ms, input, output, spend_nanos, release_nanos.
+-- settle: token buckets are charged or refunded the difference between the reservation and
+--   the real usage (only while the admission is on record), concurrency slots are released,
+--   usage is counted, the budget reservation is released if it is still held.
+-- cancel: undoes an admission whose answer never reached the gateway (buckets refunded,
+--   slots and reservation released) and marks the lease so a late admission writes nothing.
+--
+-- KEYS: token buckets (n_tokens), concurrency sets (n_slots), the lease record, then the usage
+--       hash and the reservations set (has_usage).
+-- ARGV: mode ('settle' or 'cancel'), n_tokens, n_slots, has_usage, lease, record_ttl_ms,
+--       per token bucket: limit, delta;
+--       if has_usage: usage_ttl_ms, input, output, spend_nanos, estimate_nanos.
+-- Returns 1 when applied, 0 when the lease was already finished.
 local period = 60000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local n_tokens, n_slots = tonumber(ARGV[1]), tonumber(ARGV[2])
-local has_usage, lease = tonumber(ARGV[3]), ARGV[4]
-local a = 5
+local mode = ARGV[1]
+local n_tokens, n_slots = tonumber(ARGV[2]), tonumber(ARGV[3])
+local has_usage, lease, record_ttl = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local record = KEYS[n_tokens + n_slots + 1]
+local state = redis.call('GET', record)
+if state == 's' or state == 'c' then return 0 end
+local admitted = state == 'a'
+local a = 7
 for i = 1, n_tokens do
   local limit, delta = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  if tat < now then tat = now end
-  local new_tat = tat + delta * (period / limit)
-  if new_tat > now then
-    redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-  else
-    redis.call('DEL', KEYS[i])
+  if admitted then
+    local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + delta * (period / limit)
+    if new_tat > now then
+      redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+    else
+      redis.call('DEL', KEYS[i])
+    end
   end
 end
 for j = 1, n_slots do
   redis.call('ZREM', KEYS[n_tokens + j], lease)
 end
 if has_usage == 1 then
-  local key = KEYS[n_tokens + n_slots + 1]
-  redis.call('HINCRBY', key, 'requests', 1)
-  redis.call('HINCRBY', key, 'input_tokens', ARGV[a + 1])
-  redis.call('HINCRBY', key, 'output_tokens', ARGV[a + 2])
-  redis.call('HINCRBY', key, 'spend_nanos', ARGV[a + 3])
-  if ARGV[a + 4] ~= '0' then
-    redis.call('HINCRBY', key, 'reserved_nanos', '-' .. ARGV[a + 4])
+  local key, held = KEYS[n_tokens + n_slots + 2], KEYS[n_tokens + n_slots + 3]
+  if mode == 'settle' then
+    redis.call('HINCRBY', key, 'requests', 1)
+    redis.call('HINCRBY', key, 'input_tokens', ARGV[a + 1])
+    redis.call('HINCRBY', key, 'output_tokens', ARGV[a + 2])
+    redis.call('HINCRBY', key, 'spend_nanos', ARGV[a + 3])
+    redis.call('PEXPIRE', key, ARGV[a])
   end
-  redis.call('PEXPIRE', key, ARGV[a])
+  local estimate = ARGV[a + 4]
+  -- Released only by whoever removes it from the set (this call or the expiry sweep).
+  if estimate ~= '0' and redis.call('ZREM', held, lease .. ':' .. estimate) == 1 then
+    redis.call('HINCRBY', key, 'reserved_nanos', '-' .. estimate)
+  end
 end
+redis.call('SET', record, mode == 'settle' and 's' or 'c', 'PX', record_ttl)
 return 1

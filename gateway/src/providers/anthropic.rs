@@ -42,7 +42,8 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
         Reply::Stream(response) => {
             let translator =
                 AnthropicToOpenAi::new(&call.target.upstream_model, call.created(), include_usage);
-            let transform = EventTransform::new(translator);
+            let transform =
+                EventTransform::new(translator).with_max_event_bytes(call.limits.event_bytes);
             let relay = Relay::new(
                 response.bytes_stream(),
                 transform,

@@ -43,7 +43,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
             let translator = GeminiToOpenAi::new(model, call.created(), include_usage);
             let relay = Relay::new(
                 response.bytes_stream(),
-                EventTransform::new(translator),
+                EventTransform::new(translator).with_max_event_bytes(call.limits.event_bytes),
                 Some(call.accounting()),
                 remaining(&call),
             )

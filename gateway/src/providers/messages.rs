@@ -15,9 +15,6 @@ use crate::translate::messages::{InboundRequest, to_anthropic_message, to_openai
 use crate::translate::messages_stream::OpenAiToMessages;
 use crate::translate::stream::EventTransform;
 
-/// Largest translated JSON response read back into memory.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-
 /// Serves the call's Anthropic-protocol request through the OpenAI-protocol path.
 pub async fn via_openai(call: Call<'_>) -> Result<Response, ApiError> {
     let inbound: InboundRequest = serde_json::from_slice(&call.request.body)
@@ -31,6 +28,7 @@ pub async fn via_openai(call: Call<'_>) -> Result<Response, ApiError> {
         ..call
     };
     let remaining = remaining(&inner);
+    let limits = inner.limits;
     let route_model = inner.route_model.to_owned();
     let provider = inner.provider.compiled.name.clone();
     let response = chat_openai(inner).await?;
@@ -41,11 +39,13 @@ pub async fn via_openai(call: Call<'_>) -> Result<Response, ApiError> {
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let body = response.into_body();
     if is_sse {
-        let transform = EventTransform::new(OpenAiToMessages::new(&route_model));
+        let transform = EventTransform::new(OpenAiToMessages::new(&route_model))
+            .with_max_event_bytes(limits.event_bytes);
         let relay = Relay::new(body.into_data_stream(), transform, None, remaining);
         return Ok(sse_response(Body::from_stream(relay)));
     }
-    let bytes = axum::body::to_bytes(body, MAX_RESPONSE_BYTES)
+    // The inner adapter already read the upstream reply under the same cap.
+    let bytes = axum::body::to_bytes(body, limits.body_bytes)
         .await
         .map_err(|_| {
             ApiError::UpstreamTimeout(format!("upstream {provider} response could not be read"))

@@ -43,6 +43,8 @@ pub struct Call<'a> {
     pub metrics: &'a Arc<Metrics>,
     /// Where the request's real usage goes (to settle its limits and budget).
     pub meter: &'a Arc<crate::limits::Meter>,
+    /// Caps on the reply held in memory (`MAX_UPSTREAM_BODY_BYTES`, `MAX_UPSTREAM_EVENT_BYTES`).
+    pub limits: upstream::UpstreamLimits,
 }
 
 impl Call<'_> {

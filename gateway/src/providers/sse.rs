@@ -110,6 +110,11 @@ pub trait Transform: Send + 'static {
     fn delivered(&self) -> u64 {
         0
     }
+    /// Whether the transform has ended the client's stream (after a terminal error event of
+    /// its own, e.g. an event over `MAX_UPSTREAM_EVENT_BYTES`): the relay stops reading.
+    fn is_finished(&self) -> bool {
+        false
+    }
 }
 
 /// The identity transform: bytes go through untouched, a copy is scanned for usage.
@@ -231,7 +236,9 @@ where
                         return Poll::Ready(Some(Ok(this.total_timeout())));
                     }
                     this.last_data = now;
-                    this.transform.push(chunk)
+                    let out = this.transform.push(chunk);
+                    this.finished = this.transform.is_finished();
+                    out
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.finished = true;

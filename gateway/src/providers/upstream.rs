@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by every adapter: send with the first-byte timeout, read with the
-//! total deadline, and map upstream failures to client errors.
+//! total deadline and the body cap, and map upstream failures to client errors.
 
 use std::time::Duration;
 
@@ -7,9 +7,40 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::Call;
 use crate::error::ApiError;
+
+/// Default of `MAX_UPSTREAM_BODY_BYTES`. A chat completion is kilobytes; the largest replies
+/// are embeddings: OpenAI's biggest batch (2048 inputs) of 3072-dimension vectors in base64,
+/// the official SDKs' default encoding, is about 33.7 MB, just over 32 MiB, so the default is
+/// twice that. (The same batch as JSON floats is about 88 MB: raise the cap for it.) Reading a
+/// capped reply costs up to twice its size for a moment (chunks, then one contiguous copy).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default of `MAX_UPSTREAM_EVENT_BYTES`: one SSE event of a translated stream is a token or
+/// a tool-call fragment (hundreds of bytes; Gemini sends a whole function call in one), so
+/// 1 MiB only ever stops an upstream that never ends its event.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Caps on what one upstream reply may make the gateway hold in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    /// Largest non-streamed reply body read whole (`MAX_UPSTREAM_BODY_BYTES`).
+    pub body_bytes: usize,
+    /// Largest SSE event a translated stream assembles (`MAX_UPSTREAM_EVENT_BYTES`).
+    pub event_bytes: usize,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        Self {
+            body_bytes: DEFAULT_MAX_BODY_BYTES,
+            event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
 
 /// What came back from an upstream that answered successfully.
 #[derive(Debug)]
@@ -21,7 +52,8 @@ pub enum Reply {
 }
 
 /// Sends `request` and reads the reply: an SSE body is left unread, anything else is read
-/// within the total deadline; error statuses become [`ApiError`]s.
+/// within the total deadline and up to the call's body cap; error statuses become
+/// [`ApiError`]s.
 pub async fn exchange(
     call: &Call<'_>,
     request: reqwest::RequestBuilder,
@@ -49,7 +81,8 @@ pub async fn exchange(
         return Ok(Reply::Stream(response));
     }
     let headers = response.headers().clone();
-    let body = match tokio::time::timeout(remaining(call), response.bytes()).await {
+    let limit = call.limits.body_bytes;
+    let body = match tokio::time::timeout(remaining(call), read_capped(response, limit)).await {
         Err(_) => {
             return Err(timeout(
                 &compiled.name,
@@ -57,13 +90,73 @@ pub async fn exchange(
                 timeouts.total.get(),
             ));
         }
-        Ok(Err(e)) => return Err(send_error(&compiled.name, &e)),
+        // An error reply too large to read is still that error: its status decides.
+        Ok(Err(BodyError::TooLarge)) if !status.is_success() => Bytes::new(),
+        Ok(Err(BodyError::TooLarge)) => return Err(too_large(&compiled.name, limit)),
+        Ok(Err(BodyError::Read(e))) => return Err(read_error(&compiled.name, e)),
         Ok(Ok(body)) => body,
     };
     if !status.is_success() {
         return Err(upstream_error(&compiled.name, status, &headers, &body));
     }
     Ok(Reply::Body(status, body))
+}
+
+/// Why a capped read failed.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body is longer than the cap.
+    TooLarge,
+    /// The connection failed while reading.
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a whole upstream body of at most `limit` bytes. A longer one is refused as soon as
+/// its `Content-Length`, or the bytes read so far, exceed the cap; what was read is freed and
+/// the rest never read: dropping the unfinished body closes the connection instead of
+/// draining it (a reply hundreds of MB long once cost as much RSS).
+pub async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX);
+    if response.content_length().is_some_and(|length| length > cap) {
+        return Err(BodyError::TooLarge);
+    }
+    let body = http::Response::<reqwest::Body>::from(response).into_body();
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e)),
+    }
+}
+
+/// The 502 for a reply over `MAX_UPSTREAM_BODY_BYTES`, naming the setting so an operator
+/// knows what to raise.
+pub fn too_large(provider: &str, limit: usize) -> ApiError {
+    tracing::warn!(
+        provider,
+        limit,
+        "upstream reply exceeded MAX_UPSTREAM_BODY_BYTES; connection closed unread"
+    );
+    ApiError::Upstream {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!(
+            "the reply of upstream {provider} exceeded MAX_UPSTREAM_BODY_BYTES ({limit} bytes)"
+        ),
+        retry_after: None,
+    }
+}
+
+fn read_error(provider: &str, error: Box<dyn std::error::Error + Send + Sync>) -> ApiError {
+    match error.downcast::<reqwest::Error>() {
+        Ok(error) => send_error(provider, &error),
+        Err(error) => {
+            tracing::warn!(provider, error = %error, "upstream body could not be read");
+            ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("request failed at upstream {provider}"),
+                retry_after: None,
+            }
+        }
+    }
 }
 
 /// Time left before the call's total deadline.
@@ -191,5 +284,18 @@ pub fn upstream_error(
                 retry_after: None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_body_cap_holds_the_largest_openai_embeddings_batch() {
+        // 2048 embeddings of 3072 float32s in base64 (16384 characters), each in its
+        // `{"object":"embedding","index":…,"embedding":"…"}` wrapper.
+        let batch = 2048 * (16_384 + 64);
+        assert!(DEFAULT_MAX_BODY_BYTES > batch);
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! `message_start` opens the assistant turn; text deltas become `content`; a `tool_use` block
 //! becomes a tool call (id and name on its first fragment, then `input_json_delta` pieces as
-//! `arguments`), numbered in order of appearance; `message_delta` carries the stop reason and
-//! output tokens; `message_stop` emits the finish chunk, the usage chunk when asked for, and
-//! `[DONE]`. `ping` becomes an SSE comment (keeps proxies from timing out); an `error` event
-//! becomes the terminal OpenAI error event, with no `[DONE]`.
+//! `arguments`), numbered in order of appearance; a tool block that closes without any
+//! argument text (a no-argument call: `input: {}` and no `input_json_delta`, or only empty
+//! ones) gets `{}` as its arguments, as the JSON response has, so a client that appends the
+//! streamed message can send it back; `message_delta` carries the stop reason and output
+//! tokens; `message_stop` emits the finish chunk, the usage chunk when asked for, and `[DONE]`.
+//! `ping` becomes an SSE comment (keeps proxies from timing out); an `error` event becomes the
+//! terminal OpenAI error event, with no `[DONE]`.
 
 use std::collections::HashMap;
 
@@ -32,7 +35,10 @@ enum Event {
         index: u32,
         delta: BlockDelta,
     },
-    ContentBlockStop {},
+    ContentBlockStop {
+        #[serde(default)]
+        index: Option<u32>,
+    },
     MessageDelta {
         delta: MessageDeltaBody,
         #[serde(default)]
@@ -96,13 +102,23 @@ struct ErrorBody {
     message: String,
 }
 
+/// A `tool_use` block still open: its OpenAI tool-call index, and whether any argument text
+/// other than whitespace went out for it (if none did, `{}` is sent when it closes).
+#[derive(Debug, Clone, Copy)]
+struct ToolBlock {
+    call: u32,
+    has_arguments: bool,
+}
+
 /// Translator state for one stream.
 #[derive(Debug)]
 pub struct AnthropicToOpenAi {
     writer: ChunkWriter,
     include_usage: bool,
-    /// Anthropic block index → OpenAI tool-call index.
-    tool_indexes: HashMap<u32, u32>,
+    /// Open `tool_use` blocks by Anthropic block index.
+    tool_blocks: HashMap<u32, ToolBlock>,
+    /// Tool calls opened so far: the OpenAI index of the next one.
+    tool_calls: u32,
     usage: AUsage,
     stop_reason: Option<String>,
     started: bool,
@@ -119,7 +135,8 @@ impl AnthropicToOpenAi {
                 created,
             },
             include_usage,
-            tool_indexes: HashMap::new(),
+            tool_blocks: HashMap::new(),
+            tool_calls: 0,
             usage: AUsage::default(),
             stop_reason: None,
             started: false,
@@ -152,27 +169,7 @@ impl AnthropicToOpenAi {
             Event::ContentBlockStart {
                 index,
                 content_block: StartBlock::ToolUse { id, name },
-            } => {
-                self.start(out);
-                let call_index = u32::try_from(self.tool_indexes.len()).unwrap_or(u32::MAX);
-                self.tool_indexes.insert(index, call_index);
-                let call = ToolCallDelta {
-                    index: call_index,
-                    id: Some(&id),
-                    call_type: Some("function"),
-                    function: FunctionDelta {
-                        name: Some(&name),
-                        arguments: Some(""),
-                    },
-                };
-                out.extend_from_slice(&self.writer.delta(
-                    Delta {
-                        tool_calls: Some([call]),
-                        ..Delta::default()
-                    },
-                    None,
-                ));
-            }
+            } => self.open_tool(index, &id, &name, out),
             Event::ContentBlockDelta {
                 delta: BlockDelta::TextDelta { text },
                 ..
@@ -189,28 +186,11 @@ impl AnthropicToOpenAi {
             Event::ContentBlockDelta {
                 index,
                 delta: BlockDelta::InputJsonDelta { partial_json },
-            } => {
-                let Some(&call_index) = self.tool_indexes.get(&index) else {
-                    return;
-                };
-                if partial_json.is_empty() {
-                    return;
+            } => self.tool_arguments(index, &partial_json, out),
+            Event::ContentBlockStop { index: Some(index) } => {
+                if let Some(block) = self.tool_blocks.remove(&index) {
+                    self.close_tool(block, out);
                 }
-                let call = ToolCallDelta {
-                    index: call_index,
-                    function: FunctionDelta {
-                        arguments: Some(&partial_json),
-                        ..FunctionDelta::default()
-                    },
-                    ..ToolCallDelta::default()
-                };
-                out.extend_from_slice(&self.writer.delta(
-                    Delta {
-                        tool_calls: Some([call]),
-                        ..Delta::default()
-                    },
-                    None,
-                ));
             }
             Event::MessageDelta { delta, usage } => {
                 self.stop_reason = delta.stop_reason;
@@ -229,14 +209,89 @@ impl AnthropicToOpenAi {
             }
             Event::ContentBlockStart { .. }
             | Event::ContentBlockDelta { .. }
-            | Event::ContentBlockStop {}
+            | Event::ContentBlockStop { .. }
             | Event::Unknown => {}
         }
+    }
+
+    /// A `tool_use` block opens: the call's first fragment (id, name, empty arguments).
+    fn open_tool(&mut self, index: u32, id: &str, name: &str, out: &mut BytesMut) {
+        self.start(out);
+        let call = self.tool_calls;
+        self.tool_calls = self.tool_calls.saturating_add(1);
+        self.tool_blocks.insert(
+            index,
+            ToolBlock {
+                call,
+                has_arguments: false,
+            },
+        );
+        let delta = ToolCallDelta {
+            index: call,
+            id: Some(id),
+            call_type: Some("function"),
+            function: FunctionDelta {
+                name: Some(name),
+                arguments: Some(""),
+            },
+        };
+        self.tool_call_chunk(delta, out);
+    }
+
+    /// An `input_json_delta` of an open tool block: the next piece of its arguments.
+    fn tool_arguments(&mut self, index: u32, partial_json: &str, out: &mut BytesMut) {
+        let Some(block) = self.tool_blocks.get_mut(&index) else {
+            return;
+        };
+        if partial_json.is_empty() {
+            return;
+        }
+        block.has_arguments |= !partial_json.trim().is_empty();
+        let call = block.call;
+        self.arguments_chunk(call, partial_json, out);
+    }
+
+    /// A tool block ends: a call that got no argument text gets `{}` (what the JSON response
+    /// says for `input: {}`), since an empty `arguments` string is not JSON.
+    fn close_tool(&self, block: ToolBlock, out: &mut BytesMut) {
+        if !block.has_arguments {
+            self.arguments_chunk(block.call, "{}", out);
+        }
+    }
+
+    fn arguments_chunk(&self, call: u32, arguments: &str, out: &mut BytesMut) {
+        let delta = ToolCallDelta {
+            index: call,
+            function: FunctionDelta {
+                arguments: Some(arguments),
+                ..FunctionDelta::default()
+            },
+            ..ToolCallDelta::default()
+        };
+        self.tool_call_chunk(delta, out);
+    }
+
+    fn tool_call_chunk(&self, delta: ToolCallDelta<'_>, out: &mut BytesMut) {
+        out.extend_from_slice(&self.writer.delta(
+            Delta {
+                tool_calls: Some([delta]),
+                ..Delta::default()
+            },
+            None,
+        ));
     }
 
     fn finish(&mut self, out: &mut BytesMut) {
         self.start(out);
         self.finished = true;
+        // Blocks the upstream never closed still get their arguments before the finish chunk.
+        let mut open: Vec<ToolBlock> = std::mem::take(&mut self.tool_blocks)
+            .into_values()
+            .collect();
+        open.sort_by_key(|b| b.call);
+        for block in open {
+            self.close_tool(block, out);
+        }
         let reason = finish_reason(self.stop_reason.as_deref());
         out.extend_from_slice(&self.writer.delta(Delta::default(), Some(reason)));
         if self.include_usage {
@@ -284,5 +339,56 @@ impl EventTranslator for AnthropicToOpenAi {
 
     fn usage(&self) -> Option<Usage> {
         self.started.then(|| self.openai_usage().accounting())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::stream::translate_all;
+
+    const START: &str = r#"{"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}"#;
+    const TOOL: &str = r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_time","input":{}}}"#;
+    const EMPTY: &str = r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}"#;
+    const ARGS: &str = r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"tz\":1}"}}"#;
+    const CLOSE: &str = r#"{"type":"content_block_stop","index":0}"#;
+    const DELTA: &str = r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"}}"#;
+    const STOP: &str = r#"{"type":"message_stop"}"#;
+
+    /// The `arguments` pieces of the stream's tool call, checking none follows the finish chunk.
+    fn streamed_arguments(events: &[&str]) -> Vec<String> {
+        let input: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        let translator = AnthropicToOpenAi::new("claude", 0, false);
+        let output = translate_all(translator, input.as_bytes(), usize::MAX);
+        let text = String::from_utf8_lossy(&output);
+        let (mut pieces, mut finished) = (Vec::new(), false);
+        for data in text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+            let Ok(chunk) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            let choice = &chunk["choices"][0];
+            assert!(!finished, "a chunk after the finish chunk: {data}");
+            finished = choice["finish_reason"].is_string();
+            let call = &choice["delta"]["tool_calls"][0];
+            if let Some(piece) = call["function"]["arguments"].as_str() {
+                pieces.push(piece.to_owned());
+            }
+        }
+        assert!(finished, "no finish chunk in {text}");
+        pieces
+    }
+
+    #[test]
+    fn a_tool_call_without_argument_text_streams_empty_object_arguments() {
+        // No input_json_delta, only an empty one, and a block never closed before message_stop.
+        for events in [
+            &[START, TOOL, CLOSE, DELTA, STOP][..],
+            &[START, TOOL, EMPTY, CLOSE, DELTA, STOP][..],
+            &[START, TOOL, EMPTY, DELTA, STOP][..],
+        ] {
+            assert_eq!(streamed_arguments(events), ["", "{}"], "{events:?}");
+        }
+        let with_arguments = streamed_arguments(&[START, TOOL, EMPTY, ARGS, CLOSE, DELTA, STOP]);
+        assert_eq!(with_arguments.concat(), r#"{"tz":1}"#);
     }
 }

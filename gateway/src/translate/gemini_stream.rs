@@ -3,9 +3,10 @@
 //! Every upstream event is a partial `GenerateContentResponse`. The first one opens the turn
 //! (`role: assistant`); text parts become `content` deltas (thought parts are skipped); a
 //! `functionCall` part arrives whole and becomes one tool-call delta with id, name and all
-//! arguments. Gemini has no terminal event: when the upstream ends after a candidate reported a
-//! `finishReason`, the finish chunk, the usage chunk (when asked for) and `[DONE]` follow; a
-//! stream that ends without one, or an `{"error": …}` event, ends with an OpenAI error event.
+//! arguments (`{}` when it has no `args`, as in the JSON response). Gemini has no terminal
+//! event: when the upstream ends after a candidate reported a `finishReason`, the finish chunk,
+//! the usage chunk (when asked for) and `[DONE]` follow; a stream that ends without one, or an
+//! `{"error": …}` event, ends with an OpenAI error event.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::chunks::{ChunkChoice, ChunkWriter, Delta, FunctionDelta, ToolCallDelta};
 use super::gemini::{GenerateContentResponse, UsageMetadata, call_id, finish_reason};
+use super::openai::arguments_text;
 use super::stream::EventTranslator;
 use crate::openai::Usage;
 use crate::providers::sse::{SseEvent, error_event};
@@ -84,7 +86,7 @@ impl GeminiToOpenAi {
                 }
                 if let Some(call) = part.function_call {
                     let id = call_id(&call, state.tool_calls as usize);
-                    let arguments = call.args.to_string();
+                    let arguments = arguments_text(&call.args);
                     let tool = ToolCallDelta {
                         index: state.tool_calls,
                         id: Some(&id),

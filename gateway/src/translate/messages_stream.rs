@@ -3,10 +3,12 @@
 //!
 //! The first chunk opens `message_start`; text deltas go into a text block, each new tool call
 //! (a delta with an id) closes the open block and opens a `tool_use` block whose argument
-//! fragments become `input_json_delta`s; `[DONE]` closes the open block and sends
-//! `message_delta` (stop reason and usage from the usage chunk, which the gateway always asks
-//! the upstream for) and `message_stop`. An OpenAI error event becomes an Anthropic `error`
-//! event.
+//! fragments become `input_json_delta`s (a tool block closed without any input text gets one
+//! `{}`, the input the JSON response gives such a call, so clients that join the fragments
+//! themselves parse an object rather than an empty string); `[DONE]` closes the open block and
+//! sends `message_delta` (stop reason and usage from the usage chunk, which the gateway always
+//! asks the upstream for) and `message_stop`. An OpenAI error event becomes an Anthropic
+//! `error` event.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
@@ -75,6 +77,8 @@ pub struct OpenAiToMessages {
     started: bool,
     block_index: u32,
     open: OpenBlock,
+    /// Whether the open tool block got input text other than whitespace.
+    tool_input: bool,
     finish_reason: Option<String>,
     usage: (u64, u64, u64),
     finished: bool,
@@ -101,6 +105,7 @@ impl OpenAiToMessages {
             started: false,
             block_index: 0,
             open: OpenBlock::None,
+            tool_input: false,
             finish_reason: None,
             usage: (0, 0, 0),
             finished: false,
@@ -127,6 +132,9 @@ impl OpenAiToMessages {
     }
 
     fn close_block(&mut self, out: &mut BytesMut) {
+        if self.open == OpenBlock::Tool && !self.tool_input {
+            self.input_delta("{}", out);
+        }
         if self.open != OpenBlock::None {
             out.extend_from_slice(&event(
                 "content_block_stop",
@@ -171,6 +179,7 @@ impl OpenAiToMessages {
             if let Some(id) = call.id {
                 self.close_block(out);
                 self.open = OpenBlock::Tool;
+                self.tool_input = false;
                 let block = json!({"type": "tool_use", "id": id, "name": function.name.unwrap_or_default(), "input": {}});
                 let start = json!({"type": "content_block_start", "index": self.block_index, "content_block": block});
                 out.extend_from_slice(&event("content_block_start", &start));
@@ -179,13 +188,19 @@ impl OpenAiToMessages {
                 .arguments
                 .filter(|a| !a.is_empty() && self.open == OpenBlock::Tool)
             {
-                let delta = json!({"type": "content_block_delta", "index": self.block_index, "delta": {"type": "input_json_delta", "partial_json": arguments}});
-                out.extend_from_slice(&event("content_block_delta", &delta));
+                self.tool_input |= !arguments.trim().is_empty();
+                self.input_delta(&arguments, out);
             }
         }
         if let Some(reason) = choice.finish_reason {
             self.finish_reason = Some(reason);
         }
+    }
+
+    /// One `input_json_delta` of the open tool block.
+    fn input_delta(&self, partial_json: &str, out: &mut BytesMut) {
+        let delta = json!({"type": "content_block_delta", "index": self.block_index, "delta": {"type": "input_json_delta", "partial_json": partial_json}});
+        out.extend_from_slice(&event("content_block_delta", &delta));
     }
 
     fn finish(&mut self, out: &mut BytesMut) {
@@ -255,5 +270,36 @@ impl EventTranslator for OpenAiToMessages {
     fn usage(&self) -> Option<Usage> {
         // The inner OpenAI-format relay already accounted these tokens.
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::stream::translate_all;
+
+    /// The `partial_json` texts sent for the stream's first tool block.
+    fn tool_input(arguments_deltas: &[&str]) -> Vec<String> {
+        let open = r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"now","arguments":""}}]}}]}"#;
+        let mut input = format!("data: {open}\n\n");
+        for arguments in arguments_deltas {
+            let chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}}]});
+            input.push_str(&format!("data: {chunk}\n\n"));
+        }
+        input.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n");
+        let output = translate_all(OpenAiToMessages::new("m"), input.as_bytes(), usize::MAX);
+        String::from_utf8_lossy(&output)
+            .split("\n\n")
+            .filter_map(|e| e.split_once("\ndata: "))
+            .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+            .filter_map(|e| e["delta"]["partial_json"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn a_tool_call_without_arguments_gets_empty_object_input() {
+        assert_eq!(tool_input(&[]), ["{}"]);
+        assert_eq!(tool_input(&[""]), ["{}"]);
+        assert_eq!(tool_input(&["{\"a\":", "1}"]), ["{\"a\":", "1}"]);
     }
 }

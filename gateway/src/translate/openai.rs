@@ -245,13 +245,20 @@ impl ToolCall {
             call_type: function_type(),
             function: FunctionCall {
                 name,
-                arguments: input.to_string(),
+                arguments: arguments_text(input),
             },
         }
     }
 
     /// The arguments parsed as JSON; a 400 naming `messages[index].tool_calls` otherwise.
+    ///
+    /// Empty (or blank) arguments mean a call without arguments, `{}`: OpenAI-compatible
+    /// servers stream no-argument calls that way, and clients that append the streamed message
+    /// to the conversation send it back verbatim on the next turn.
     pub fn arguments_json(&self, index: usize) -> Result<Value, crate::error::ApiError> {
+        if self.function.arguments.trim().is_empty() {
+            return Ok(Value::Object(serde_json::Map::new()));
+        }
         serde_json::from_str(&self.function.arguments).map_err(|_| {
             crate::error::ApiError::invalid(
                 "tool call arguments must be a JSON object",
@@ -263,6 +270,17 @@ impl ToolCall {
 
 fn function_type() -> String {
     "function".to_owned()
+}
+
+/// The OpenAI `arguments` text for a provider's structured tool input: an absent input (JSON
+/// `null`, as Gemini's `args` when a function takes none) is `{}`, so every call a client gets
+/// back, streamed or not, carries a JSON object it can send on the next turn.
+pub fn arguments_text(input: &Value) -> String {
+    if input.is_null() {
+        "{}".to_owned()
+    } else {
+        input.to_string()
+    }
 }
 
 /// Function name and arguments.
@@ -340,4 +358,37 @@ pub struct JsonSchemaFormat {
     /// The schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(arguments: &str) -> ToolCall {
+        ToolCall {
+            id: "call_1".into(),
+            call_type: function_type(),
+            function: FunctionCall {
+                name: "get_time".into(),
+                arguments: arguments.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn empty_arguments_are_an_empty_object() {
+        for blank in ["", "  ", "\n"] {
+            let parsed = call(blank)
+                .arguments_json(1)
+                .expect("blank is no arguments");
+            assert_eq!(parsed, serde_json::json!({}), "{blank:?}");
+        }
+        assert!(call("{\"a\":").arguments_json(1).is_err());
+    }
+
+    #[test]
+    fn absent_input_becomes_an_empty_object() {
+        assert_eq!(arguments_text(&Value::Null), "{}");
+        assert_eq!(arguments_text(&serde_json::json!({"a": 1})), r#"{"a":1}"#);
+    }
 }

@@ -4,6 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::openai::Usage;
 use crate::providers::sse::{SseEvent, Transform, next_event, parse_event};
+use crate::providers::upstream::DEFAULT_MAX_EVENT_BYTES;
 
 /// Translates one upstream stream protocol into another, one event at a time.
 pub trait EventTranslator: Send + 'static {
@@ -19,35 +20,88 @@ pub trait EventTranslator: Send + 'static {
 
 /// Adapts an [`EventTranslator`] to the relay's [`Transform`]: buffers bytes until events are
 /// complete (line endings and UTF-8 may be split anywhere), then translates them.
+///
+/// The buffer is bounded: an event longer than `max_event_bytes` (complete or still being
+/// assembled) ends the stream with the translator's error event naming
+/// `MAX_UPSTREAM_EVENT_BYTES`, and everything after it is discarded unread, so an upstream
+/// that never terminates an event cannot grow the gateway's memory. Whether an event is over
+/// the cap depends only on its length, never on how the upstream split it into reads.
 #[derive(Debug)]
 pub struct EventTransform<T> {
     buffer: BytesMut,
     translator: T,
+    max_event_bytes: usize,
+    /// Set once the cap was exceeded: the error event went out, nothing more will.
+    overflowed: bool,
 }
 
 impl<T> EventTransform<T> {
-    /// Wraps a translator.
+    /// Wraps a translator, with the default event cap.
     pub fn new(translator: T) -> Self {
         Self {
             buffer: BytesMut::new(),
             translator,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            overflowed: false,
         }
+    }
+
+    /// Sets the longest upstream event (in bytes, blank line included) assembled.
+    pub fn with_max_event_bytes(mut self, limit: usize) -> Self {
+        self.max_event_bytes = limit;
+        self
+    }
+}
+
+impl<T: EventTranslator> EventTransform<T> {
+    /// Ends the stream over the cap: frees the buffer and returns the terminal error event.
+    fn overflow(&mut self) -> Bytes {
+        self.overflowed = true;
+        self.buffer = BytesMut::new();
+        let limit = self.max_event_bytes;
+        tracing::warn!(
+            limit,
+            "upstream stream event exceeded MAX_UPSTREAM_EVENT_BYTES; stream ended"
+        );
+        self.translator.error_event(
+            &format!(
+                "the upstream sent a stream event larger than MAX_UPSTREAM_EVENT_BYTES ({limit} bytes)"
+            ),
+            "upstream_error",
+        )
     }
 }
 
 impl<T: EventTranslator> Transform for EventTransform<T> {
+    fn is_finished(&self) -> bool {
+        self.overflowed
+    }
+
     fn push(&mut self, chunk: Bytes) -> Bytes {
+        if self.overflowed {
+            return Bytes::new();
+        }
         self.buffer.extend_from_slice(&chunk);
         let mut out = BytesMut::new();
         while let Some(raw) = next_event(&mut self.buffer) {
+            if raw.len() > self.max_event_bytes {
+                out.extend_from_slice(&self.overflow());
+                return out.freeze();
+            }
             if let Some(event) = parse_event(&raw) {
                 self.translator.event(&event, &mut out);
             }
+        }
+        if self.buffer.len() > self.max_event_bytes {
+            out.extend_from_slice(&self.overflow());
         }
         out.freeze()
     }
 
     fn end(&mut self) -> Bytes {
+        if self.overflowed {
+            return Bytes::new();
+        }
         // A final event without its blank line is incomplete and discarded (WHATWG).
         let mut out = BytesMut::new();
         self.translator.end(&mut out);
@@ -55,6 +109,11 @@ impl<T: EventTranslator> Transform for EventTransform<T> {
     }
 
     fn error_event(&self, message: &str, code: &str) -> Bytes {
+        // After the cap ended the stream, a later failure (timeout, lost upstream) has nothing
+        // left to end: the client already got its one terminal event.
+        if self.overflowed {
+            return Bytes::new();
+        }
         self.translator.error_event(message, code)
     }
 
@@ -69,11 +128,70 @@ pub fn translate_all<T: EventTranslator>(
     input: &[u8],
     chunk_size: usize,
 ) -> Vec<u8> {
-    let mut transform = EventTransform::new(translator);
+    translate_all_with(EventTransform::new(translator), input, chunk_size)
+}
+
+/// Runs a transform over a whole recorded stream, `chunk_size` bytes per read.
+pub fn translate_all_with<T: EventTranslator>(
+    mut transform: EventTransform<T>,
+    input: &[u8],
+    chunk_size: usize,
+) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in input.chunks(chunk_size.max(1)) {
         out.extend_from_slice(&transform.push(Bytes::copy_from_slice(chunk)));
     }
     out.extend_from_slice(&transform.end());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::anthropic_stream::AnthropicToOpenAi;
+
+    const START: &[u8] =
+        b"data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\"}}\n\n";
+
+    fn run(input: &[u8], limit: usize, chunk: usize) -> String {
+        let transform =
+            EventTransform::new(AnthropicToOpenAi::new("c", 0, false)).with_max_event_bytes(limit);
+        String::from_utf8_lossy(&translate_all_with(transform, input, chunk)).into_owned()
+    }
+
+    #[test]
+    fn an_event_over_the_cap_ends_the_stream_with_one_error_naming_the_limit() {
+        let mut input = START.to_vec();
+        input.extend_from_slice(b"data: ");
+        input.extend(std::iter::repeat_n(b'x', 4096));
+        for chunk in [1, 100, 4096, usize::MAX] {
+            let output = run(&input, 1024, chunk);
+            let errors = output
+                .matches("MAX_UPSTREAM_EVENT_BYTES (1024 bytes)")
+                .count();
+            assert_eq!(errors, 1, "split at {chunk}: {output}");
+            assert!(output.starts_with("data: {\"id\":\"m\""), "{output}");
+            // The upstream's end adds nothing (no second error about a missing message_stop).
+            assert!(!output.contains("before message_stop"), "{output}");
+        }
+        // Nor does a later failure the relay reports (a timeout, a lost upstream).
+        let mut transform =
+            EventTransform::new(AnthropicToOpenAi::new("c", 0, false)).with_max_event_bytes(16);
+        let ended = transform.push(Bytes::from_static(b"data: 0123456789abcdef"));
+        assert!(!ended.is_empty());
+        let later = transform.error_event("timed out", "upstream_timeout");
+        assert!(later.is_empty());
+    }
+
+    #[test]
+    fn a_terminated_event_over_the_cap_fails_however_it_was_split() {
+        let mut input = START.to_vec();
+        input.extend_from_slice(b"data: ");
+        input.extend(std::iter::repeat_n(b'x', 2000));
+        input.extend_from_slice(b"\n\n");
+        for chunk in [1, 7, usize::MAX] {
+            assert!(run(&input, 1024, chunk).contains("MAX_UPSTREAM_EVENT_BYTES"));
+        }
+        assert!(!run(START, START.len(), 1).contains("MAX_UPSTREAM_EVENT_BYTES"));
+    }
 }

@@ -63,3 +63,24 @@ stringData: {{apiKey: {key}}}
 "#
     )
 }
+
+/// A priced upstream route `up` ($1 per million prompt tokens, $2 per million completion) in
+/// front of `upstream`, and the key `caller` with `key_spec`.
+pub fn priced_route_and_key(upstream: &str, key: &str, key_spec: &str) -> String {
+    let priced =
+        "  models: [{name: upstream-model, inputPerMillionUsd: 1.0, outputPerMillionUsd: 2.0}]";
+    join(&[
+        upstream_provider("upstream", upstream, "sk-upstream-secret", priced),
+        routes(&[("up", "upstream", "upstream-model")]),
+        caller_key(key, key_spec),
+    ])
+}
+
+/// The Redis hash of the `caller` key's usage this month.
+pub fn monthly_usage_key() -> String {
+    let month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .first_of_month();
+    format!("lgw:key:default/caller:usage:{month}")
+}

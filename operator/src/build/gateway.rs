@@ -179,7 +179,8 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
             "metadata": {"labels": base.labels, "annotations": {"llmgateway.io/settings-checksum": checksum}},
             "spec": {
                 "serviceAccountName": base.name,
-                "terminationGracePeriodSeconds": 45,
+                // preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + 5 s for cut streams + 10 s to settle.
+                "terminationGracePeriodSeconds": 2 * SHUTDOWN_DELAY_SECONDS + 30 + 15 + 5,
                 "volumes": [{"name": "last-known-good", "projected": {"sources": [
                     {"configMap": {"name": bundle::last_known_good_name(gateway), "optional": true}},
                     {"secret": {"name": bundle::credentials_name(gateway), "optional": true}},

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 pub mod anthropic;
 pub mod gemini;
 pub mod openai_smart;
+pub mod oversized;
 pub mod smart;
 
 /// A request the mock received.
@@ -57,6 +58,11 @@ pub struct Fault {
     pub truncate_after: Option<usize>,
     /// Stream this many extra content events (about 200 bytes each) before the end.
     pub extra_events: usize,
+    /// Apply this fault to the next this many requests only, then answer normally (`None`:
+    /// every request until the fault is changed), e.g. to fail the first attempts of a retry.
+    pub times: Option<usize>,
+    /// Answer with a reply too large to hold (a huge body, an event never terminated).
+    pub oversized: Option<oversized::Oversized>,
 }
 
 #[derive(Debug, Default)]
@@ -181,7 +187,7 @@ async fn record(
             raw,
         });
     }
-    let fault = shared.fault.lock().map(|f| f.clone()).unwrap_or_default();
+    let fault = next_fault(shared);
     tokio::time::sleep(fault.delay).await;
     if fault.drop_connection {
         // Panicking in the handler makes hyper drop the connection with no response.
@@ -196,7 +202,25 @@ async fn record(
         }
         return Err(response);
     }
+    if let Some(oversized) = &fault.oversized {
+        return Err(oversized.response());
+    }
     Ok((body, fault))
+}
+
+/// The fault for the request being served, counting down a fault limited by `times`.
+fn next_fault(shared: &Shared) -> Fault {
+    let Ok(mut fault) = shared.fault.lock() else {
+        return Fault::default();
+    };
+    match fault.times {
+        None => fault.clone(),
+        Some(0) => Fault::default(),
+        Some(left) => {
+            fault.times = Some(left - 1);
+            fault.clone()
+        }
+    }
 }
 
 async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {

@@ -1,0 +1,277 @@
+//! The journal: Redis writes that must land, retried in the background until they do.
+//!
+//! Two kinds of call cannot simply be dropped when Redis fails to answer in time. A timed-out
+//! admission may still run once Redis wakes up (the script was already on the socket), leaving a
+//! concurrency lease and a budget reservation nobody releases: it is compensated by a `cancel`
+//! of its lease. A failed settlement would make the usage in Redis diverge from what was
+//! served: it is retried. Both scripts are idempotent by lease id (`settle.lua`), so a retry of
+//! a call that did run is harmless, as long as it comes while the lease's record still exists:
+//! retries of a call that may have run stop [`SAFETY`] before [`RECORD_MARGIN`] closes; calls
+//! that certainly never reached Redis (breaker open, connection refused) are retried for as long
+//! as what they would write can still matter.
+//!
+//! One background task works the queue in order, one call at a time, backing off while Redis
+//! stays unreachable. The queue is bounded; what is dropped (queue full, or given up) stays
+//! counted in this replica's memory and in `llm_limiter_journal_total{outcome="dropped"}`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::demand::Demand;
+use super::redis_store::{Finish, RECORD_MARGIN, RedisStore};
+use super::{Outcome, UsageTotals};
+use crate::metrics::{JournalLabels, Metrics};
+
+/// Jobs held at most; beyond it a job is dropped (and counted) rather than grow without bound.
+pub const JOURNAL_CAPACITY: usize = 100_000;
+/// Margin kept before a record's expiry when retrying a call that may have run.
+const SAFETY: Duration = Duration::from_secs(30);
+/// First and longest wait between attempts while Redis fails.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(25), Duration::from_millis(500));
+
+/// Settlements not finished yet (settling now or queued); shutdown waits for it to reach 0.
+#[derive(Debug)]
+pub struct Outstanding(watch::Sender<usize>);
+
+impl Default for Outstanding {
+    fn default() -> Self {
+        Self(watch::Sender::new(0))
+    }
+}
+
+impl Outstanding {
+    /// Counts one settlement until the returned ticket is dropped.
+    pub fn ticket(self: &Arc<Self>) -> Ticket {
+        self.0.send_modify(|n| *n += 1);
+        Ticket(self.clone())
+    }
+
+    /// Waits until nothing is outstanding or `limit` passed; returns what is left.
+    pub async fn wait_idle(&self, limit: Duration) -> usize {
+        let mut receiver = self.0.subscribe();
+        let _ = tokio::time::timeout(limit, receiver.wait_for(|n| *n == 0)).await;
+        *self.0.borrow()
+    }
+}
+
+/// One outstanding settlement.
+#[derive(Debug)]
+pub struct Ticket(Arc<Outstanding>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A call to make again.
+#[derive(Debug)]
+struct Job {
+    how: Finish,
+    demand: Demand,
+    outcome: Outcome,
+    enqueued: Instant,
+    /// When an attempt failed in a way that may have left it running in Redis.
+    maybe_ran_at: Option<Instant>,
+    _ticket: Ticket,
+}
+
+impl Job {
+    /// Whether retrying can no longer help or could double-apply.
+    fn expired(&self, now: Instant) -> bool {
+        let lease_over = self.enqueued + self.demand.lease_ttl + RECORD_MARGIN;
+        match self.how {
+            // Everything a cancel undoes (slots, reservation, bucket debt) lapses on its own.
+            Finish::Cancel => now >= lease_over,
+            Finish::Settle => self
+                .maybe_ran_at
+                .is_some_and(|at| now >= at + RECORD_MARGIN - SAFETY),
+        }
+    }
+
+    fn operation(&self) -> &'static str {
+        match self.how {
+            Finish::Settle => "settle",
+            Finish::Cancel => "cancel",
+        }
+    }
+}
+
+/// The retry queue and the usage it still owes Redis.
+#[derive(Debug)]
+pub struct Journal {
+    sender: mpsc::Sender<Job>,
+    /// Usage of queued settlements, by usage key (reported until it lands).
+    pending: Mutex<HashMap<String, UsageTotals>>,
+    /// Usage that will never reach Redis from this replica (dropped), by usage key.
+    lost: Mutex<HashMap<String, UsageTotals>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Journal {
+    /// A journal whose worker retries against `redis`.
+    pub fn start(redis: Arc<RedisStore>, metrics: Arc<Metrics>) -> Arc<Self> {
+        let (sender, receiver) = mpsc::channel(JOURNAL_CAPACITY);
+        let journal = Arc::new(Self {
+            sender,
+            pending: Mutex::default(),
+            lost: Mutex::default(),
+            metrics,
+        });
+        tokio::spawn(work(Arc::downgrade(&journal), redis, receiver));
+        journal
+    }
+
+    /// Queues `how` for `demand` after a first attempt failed with `maybe_ran`.
+    pub fn push(
+        &self,
+        how: Finish,
+        demand: Demand,
+        outcome: Outcome,
+        maybe_ran: bool,
+        ticket: Ticket,
+    ) {
+        let now = Instant::now();
+        let job = Job {
+            how,
+            demand,
+            outcome,
+            enqueued: now,
+            maybe_ran_at: maybe_ran.then_some(now),
+            _ticket: ticket,
+        };
+        if how == Finish::Settle {
+            self.add(&self.pending, &job, 1);
+        }
+        match self.sender.try_send(job) {
+            Ok(()) => {
+                self.metrics.journal_pending.inc();
+            }
+            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+                self.give_up(&job, "dropped");
+            }
+        }
+    }
+
+    /// Usage this replica served that Redis does not show yet (queued) or never will (dropped).
+    pub fn unlanded(&self, key: &str) -> UsageTotals {
+        let read = |map: &Mutex<HashMap<String, UsageTotals>>| {
+            map.lock()
+                .ok()
+                .and_then(|m| m.get(key).copied())
+                .unwrap_or_default()
+        };
+        let (pending, lost) = (read(&self.pending), read(&self.lost));
+        UsageTotals {
+            requests: pending.requests + lost.requests,
+            input_tokens: pending.input_tokens + lost.input_tokens,
+            output_tokens: pending.output_tokens + lost.output_tokens,
+            spend_nanos: pending.spend_nanos + lost.spend_nanos,
+            reserved_nanos: 0,
+        }
+    }
+
+    fn landed(&self, job: &Job) {
+        if job.how == Finish::Settle {
+            self.add(&self.pending, job, -1);
+        }
+        self.count(job, "replayed");
+    }
+
+    fn give_up(&self, job: &Job, outcome: &'static str) {
+        if job.how == Finish::Settle {
+            self.add(&self.pending, job, -1);
+            self.add(&self.lost, job, 1);
+            tracing::error!(
+                lease = %job.demand.lease,
+                "usage could not be written to Redis and was dropped; counted in this replica's memory only"
+            );
+        }
+        self.count(job, outcome);
+    }
+
+    fn count(&self, job: &Job, outcome: &'static str) {
+        self.metrics
+            .journal
+            .get_or_create(&JournalLabels {
+                operation: job.operation(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Adds (`sign` 1) or removes (-1) a job's usage in `map`.
+    fn add(&self, map: &Mutex<HashMap<String, UsageTotals>>, job: &Job, sign: i64) {
+        let (Some(account), Ok(mut map)) = (&job.demand.usage, map.lock()) else {
+            return;
+        };
+        let totals = map.entry(account.key.clone()).or_default();
+        let apply = |value: u64, by: u64| value.saturating_add_signed(sign * by as i64);
+        totals.requests = apply(totals.requests, 1);
+        totals.input_tokens = apply(totals.input_tokens, job.outcome.input_tokens);
+        totals.output_tokens = apply(totals.output_tokens, job.outcome.output_tokens);
+        totals.spend_nanos += sign * job.outcome.spend_nanos;
+        if *totals == UsageTotals::default() {
+            map.remove(&account.key);
+        }
+    }
+}
+
+/// The worker: takes jobs in order and retries the oldest until it lands or expires.
+async fn work(
+    journal: std::sync::Weak<Journal>,
+    redis: Arc<RedisStore>,
+    mut receiver: mpsc::Receiver<Job>,
+) {
+    let mut queue = VecDeque::new();
+    let mut backoff = BACKOFF.0;
+    loop {
+        if queue.is_empty() {
+            match receiver.recv().await {
+                Some(job) => queue.push_back(job),
+                None => return,
+            }
+        }
+        while let Ok(job) = receiver.try_recv() {
+            queue.push_back(job);
+        }
+        let Some(journal) = journal.upgrade() else {
+            return;
+        };
+        let Some(job) = queue.front_mut() else {
+            continue;
+        };
+        let now = Instant::now();
+        let result = if job.expired(now) {
+            None
+        } else {
+            Some(redis.finish(job.how, &job.demand, job.outcome).await)
+        };
+        match result {
+            Some(Err(error)) => {
+                if error.maybe_executed {
+                    job.maybe_ran_at.get_or_insert(now);
+                }
+                drop(journal);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF.1);
+                continue;
+            }
+            Some(Ok(())) => {
+                backoff = BACKOFF.0;
+                if let Some(job) = queue.pop_front() {
+                    journal.landed(&job);
+                }
+            }
+            None => {
+                if let Some(job) = queue.pop_front() {
+                    journal.give_up(&job, "expired");
+                }
+            }
+        }
+        journal.metrics.journal_pending.dec();
+    }
+}
