@@ -191,8 +191,16 @@ async fn a_frozen_redis_leaves_no_ghost_lease_nor_reservation_and_loses_no_usage
     })
     .await;
     assert_exact(&redis, &served).await;
-    let cancels = r#"llm_limiter_journal_total{operation="cancel",outcome="replayed"}"#;
-    assert!(metric(&gateway.url, cancels).await >= Some(1.0));
+    let replayed = |operation: &str| {
+        format!(r#"llm_limiter_journal_total{{operation="{operation}",outcome="replayed"}}"#)
+    };
+    let cancels = metric(&gateway.url, &replayed("cancel")).await;
+    let settles = metric(&gateway.url, &replayed("settle")).await;
+    eprintln!("journal replayed {cancels:?} cancels and {settles:?} settlements");
+    assert!(
+        cancels >= Some(1.0),
+        "no timed-out admission was compensated"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +239,11 @@ async fn usage_served_from_memory_reaches_a_restarted_empty_redis() {
     let upstream = MockUpstream::start().await;
     let gateway = start(&redis, &upstream, LIMITS, "failOpen", &[]).await;
     assert_eq!(chat(&gateway).await.0, 200);
+    // Settled before the kill, so the restarted Redis holds only what follows.
+    wait_until("the first request settled", async || {
+        Served::in_redis(&redis).await.requests == 1
+    })
+    .await;
     redis.kill();
     // Only what is served from now on can be in the new, empty Redis.
     let mut served = Served::default();

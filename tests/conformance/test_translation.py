@@ -3,7 +3,12 @@
 `anthropic` and `google-genai` SDK types."""
 
 import base64
+import http.server
 import json
+import pathlib
+import shutil
+import tempfile
+import threading
 
 import openai
 import pydantic
@@ -12,7 +17,7 @@ import pytest
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from google.genai import types as genai
 
-from conftest import example_key
+from conftest import EXAMPLE_CONFIG, ROOT, TRANSLATION_CONFIG, Gateway, example_key
 
 MODELS = ["claude-mock", "gemini-mock"]
 WEATHER_TOOL = {
@@ -116,6 +121,72 @@ def test_streaming_tool_calls(client, model):
     assert list(calls) == [0]
     assert calls[0]["id"] and calls[0]["name"] == "get_weather"
     assert json.loads(calls[0]["arguments"]) == {"location": "Paris", "unit": "celsius"}
+
+
+FIXTURES = ROOT / "tests" / "fixtures" / "translation"
+
+
+@pytest.fixture(scope="module")
+def replaying_client():
+    """An OpenAI client of a gateway whose claude-mock route goes to an Anthropic upstream that
+    replays recorded fixtures: the anthropic_tool_no_args stream (tool_use blocks with input {},
+    one with no input_json_delta at all, one with an empty one) to streamed requests, the
+    anthropic_text message to the others."""
+    stream = (FIXTURES / "anthropic_tool_no_args" / "upstream_stream.sse").read_bytes()
+    message = (FIXTURES / "anthropic_text" / "upstream_response.json").read_bytes()
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            streamed = json.loads(self.rfile.read(int(self.headers["content-length"]))).get("stream")
+            body = stream if streamed else message
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream" if streamed else "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        config = pathlib.Path(tmp) / "config"
+        config.mkdir()
+        shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", config / "api-keys.yaml")
+        (config / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=url))
+        gw = Gateway(config, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"})
+        yield openai.OpenAI(base_url=f"{gw.url}/v1", api_key=example_key(), max_retries=0)
+        gw.stop()
+    server.shutdown()
+
+
+class GetTime(pydantic.BaseModel):
+    """Current time"""
+
+
+class GetDate(pydantic.BaseModel):
+    """Current date"""
+
+
+def test_streamed_tool_calls_without_arguments_can_be_sent_back(replaying_client):
+    # The stream helper accumulates the deltas and parses the arguments with the pydantic tools,
+    # then the message goes back as is (openai-python's and openai-node's runTools loops do so).
+    tools = [openai.pydantic_function_tool(GetTime, name="get_time"), openai.pydantic_function_tool(GetDate, name="get_date")]
+    messages = [{"role": "user", "content": "What time and date is it?"}]
+    with replaying_client.chat.completions.stream(model="claude-mock", messages=messages, tools=tools) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert [(c.function.name, c.function.arguments) for c in message.tool_calls] == [("get_time", "{}"), ("get_date", "{}")]
+    assert [c.function.parsed_arguments for c in message.tool_calls] == [GetTime(), GetDate()]
+
+    messages.append(message)  # as the runTools loops do: the SDK serializes the parsed message
+    messages += [{"role": "tool", "tool_call_id": c.id, "content": "12:00"} for c in message.tool_calls]
+    reply = replaying_client.chat.completions.with_raw_response.create(model="claude-mock", messages=messages, tools=tools)
+    assert reply.status_code == 200
+    assert reply.parse().choices[0].message.content == "Hi. Bye."
 
 
 @pytest.mark.parametrize("model", MODELS)
