@@ -70,6 +70,10 @@ pub enum ApiError {
     /// The upstream did not answer in time.
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// The upstream's reply is larger than `MAX_UPSTREAM_BODY_BYTES`: a 502 that is neither
+    /// retried (the provider has already billed the call) nor a sign of an unhealthy upstream.
+    #[error("{0}")]
+    UpstreamReplyTooLarge(String),
     /// No target was called because those that could serve are cooling down after an upstream
     /// 429's `Retry-After`: answered as the provider's own 429 would be, so SDKs back off the
     /// same way instead of treating the gateway as down.
@@ -122,6 +126,7 @@ impl ApiError {
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ServiceUnavailable { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
+            Self::UpstreamReplyTooLarge(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::RateLimited { .. }
             | Self::BudgetExceeded { .. }
@@ -142,6 +147,7 @@ impl ApiError {
             Self::NotReady => "not_ready",
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::UpstreamReplyTooLarge(_) => "upstream_reply_too_large",
             Self::UpstreamRateLimited { .. } => "upstream_rate_limited",
             Self::RateLimited { .. } => "rate_limited",
             Self::BudgetExceeded { .. } => "budget_exceeded",
@@ -161,7 +167,9 @@ impl ApiError {
                 "rate_limit_error"
             }
             Self::UpstreamRateLimited { .. } => "rate_limit_error",
-            Self::Upstream { .. } | Self::UpstreamTimeout(_) => "upstream_error",
+            Self::Upstream { .. } | Self::UpstreamTimeout(_) | Self::UpstreamReplyTooLarge(_) => {
+                "upstream_error"
+            }
             Self::RateLimited { limit, .. } => match *limit {
                 "requests" | "tokens" => limit,
                 _ => "rate_limit_error",
@@ -178,6 +186,7 @@ impl ApiError {
             Self::ModelNotAllowed { .. } => Some("model_not_allowed"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
+            Self::UpstreamReplyTooLarge(_) => Some("upstream_reply_too_large"),
             Self::RateLimited { .. } | Self::UpstreamRateLimited { .. } => {
                 Some("rate_limit_exceeded")
             }

@@ -110,11 +110,14 @@ async fn end_remaining_streams(
         "drain timeout passed; ending the remaining streams with an error event"
     );
     state.end_streams();
-    if tokio::time::timeout(CUT_GRACE, server).await.is_err() {
+    if tokio::time::timeout(CUT_GRACE, &mut *server).await.is_err() {
         tracing::warn!(
             in_flight = state.metrics.in_flight.get(),
             "connections still open after the streams ended; closing them"
         );
+        // Dropped here, in a live runtime, so what they reserved is settled before exit.
+        server.abort();
+        let _ = server.await;
     }
 }
 

@@ -64,12 +64,8 @@ async fn a_reply_over_the_body_cap_is_refused_without_being_held() {
         oversized: Some(reply.clone()),
         ..Fault::default()
     });
-    // A 16 MiB cap (the setting reaches the request path), and one attempt, so the memory
-    // measured is one read's.
-    let env = [
-        ("MAX_UPSTREAM_BODY_BYTES", "16777216"),
-        ("RETRY_ENABLED", "false"),
-    ];
+    // A 16 MiB cap (the setting reaches the request path), with the default retry policy.
+    let env = [("MAX_UPSTREAM_BODY_BYTES", "16777216")];
     let gateway = start(&upstream, &env).await;
     let before = memory(gateway.pid(), "VmRSS");
 
@@ -80,6 +76,12 @@ async fn a_reply_over_the_body_cap_is_refused_without_being_held() {
     assert!(
         message.contains("MAX_UPSTREAM_BODY_BYTES (16777216 bytes)"),
         "{message}"
+    );
+    // Not retried: the provider already billed the call, and a retry would bill it again.
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "an oversized reply was retried"
     );
     let growth = memory(gateway.pid(), "VmHWM").saturating_sub(before);
     assert!(

@@ -28,13 +28,17 @@ pub enum StreamApi {
 }
 
 impl StreamApi {
+    /// The event, after a blank line: a pass-through stream may have been cut inside an
+    /// event, which the blank line ends (a client skips it, or an empty event, either way)
+    /// instead of gluing the error onto it.
     fn terminal_event(self) -> Bytes {
-        match self {
+        let event = match self {
             Self::OpenAi => crate::providers::sse::error_event(MESSAGE, "gateway_shutdown"),
             Self::Anthropic => {
                 crate::translate::messages_stream::error_event("overloaded_error", MESSAGE)
             }
-        }
+        };
+        [&b"\n\n"[..], &event].concat().into()
     }
 }
 

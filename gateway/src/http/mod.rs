@@ -142,7 +142,6 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             .inc();
     }
     let stream_api = is_api.then(|| stream_api(&path, &response)).flatten();
-    let drain_deadline = state.drain_deadline();
     let finish = Finish {
         state,
         started,
@@ -155,7 +154,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         is_api,
     };
     response.map(move |body| match stream_api {
-        Some(api) => Body::new(drain::Cutoff::new(body, drain_deadline, api, finish)),
+        Some(api) => {
+            let deadline = finish.state.drain_deadline();
+            Body::new(drain::Cutoff::new(body, deadline, api, finish))
+        }
         None => Body::new(body.map_frame(move |frame| {
             let _keep_until_body_drops = &finish;
             frame

@@ -74,16 +74,21 @@ for i = 1, n_rates do
   local ttl_ms = math.ceil((new_tats[i] - now) / 1000) + 1
   redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl_ms)
 end
+-- A set's TTL only ever grows: a short lease must not expire a longer one held beside it.
+local function extend(key, ttl_ms)
+  if redis.call('PTTL', key) < ttl_ms then redis.call('PEXPIRE', key, ttl_ms) end
+end
 for j = 1, n_slots do
   local key = KEYS[n_rates + j]
   redis.call('ZADD', key, now + lease_ttl, lease)
-  redis.call('PEXPIRE', key, math.ceil(lease_ttl / 1000) + 1)
+  extend(key, math.ceil(lease_ttl / 1000) + 1)
 end
 if estimate then
   redis.call('HINCRBY', usage_key, 'reserved_nanos', estimate)
   redis.call('PEXPIRE', usage_key, usage_ttl)
+  -- Lives as long as the counters it corrects, so a lapsed reservation is always found.
   redis.call('ZADD', held_key, now + lease_ttl, lease .. ':' .. estimate)
-  redis.call('PEXPIRE', held_key, math.ceil(lease_ttl / 1000) + 1000)
+  redis.call('PEXPIRE', held_key, usage_ttl)
 end
 redis.call('SET', record, 'a', 'PX', record_ttl)
 return result

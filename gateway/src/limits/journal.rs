@@ -29,6 +29,9 @@ use crate::metrics::{JournalLabels, Metrics};
 pub const JOURNAL_CAPACITY: usize = 100_000;
 /// Margin kept before a record's expiry when retrying a call that may have run.
 const SAFETY: Duration = Duration::from_secs(30);
+/// Jobs the worker takes out of the channel at once (the rest wait there, where the capacity
+/// applies).
+const IN_HAND: usize = 1024;
 /// First and longest wait between attempts while Redis fails.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(25), Duration::from_millis(500));
 
@@ -235,7 +238,9 @@ async fn work(
                 None => return,
             }
         }
-        while let Ok(job) = receiver.try_recv() {
+        while queue.len() < IN_HAND
+            && let Ok(job) = receiver.try_recv()
+        {
             queue.push_back(job);
         }
         let Some(journal) = journal.upgrade() else {

@@ -134,7 +134,13 @@ impl Limiter {
         if !demand.limits_anything() {
             return Ok((Store::Redis, Verdict::Admitted(Vec::new())));
         }
-        match redis.admit(demand).await {
+        let answer = {
+            let in_flight = CancelIfAbandoned::new(self, demand);
+            let answer = redis.admit(in_flight.demand).await;
+            in_flight.answered();
+            answer
+        };
+        match answer {
             Ok(verdict) => {
                 self.metrics.redis_up.set(1);
                 self.count_verdict("redis", &verdict);
@@ -257,5 +263,36 @@ impl Limiter {
             .redis_errors
             .get_or_create(&crate::metrics::RedisErrorLabels { operation })
             .inc();
+    }
+}
+
+/// Cancels an admission whose caller stopped waiting while the script was on its way to
+/// Redis (the client left mid-admission): the script may still run and take a lease.
+struct CancelIfAbandoned<'a> {
+    limiter: &'a Limiter,
+    demand: &'a Demand,
+    waiting: bool,
+}
+
+impl<'a> CancelIfAbandoned<'a> {
+    fn new(limiter: &'a Limiter, demand: &'a Demand) -> Self {
+        Self {
+            limiter,
+            demand,
+            waiting: true,
+        }
+    }
+
+    /// The answer arrived (an error is compensated by the caller if it needs to be).
+    fn answered(mut self) {
+        self.waiting = false;
+    }
+}
+
+impl Drop for CancelIfAbandoned<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.limiter.compensate(self.demand.clone());
+        }
     }
 }

@@ -149,10 +149,11 @@ impl RedisStore {
         demand: &Demand,
         outcome: Outcome,
     ) -> Result<(), StoreError> {
+        // A settlement corrects token buckets by the real usage; a cancel refunds every bucket.
         let tokens: Vec<_> = demand
             .rates
             .iter()
-            .filter(|r| r.kind == RateKind::Tokens)
+            .filter(|r| how == Finish::Cancel || r.kind == RateKind::Tokens)
             .collect();
         let mut invocation = self.settle.prepare_invoke();
         for rate in &tokens {
@@ -241,7 +242,7 @@ impl RedisStore {
         }
         let result = match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if e.is_connection_refusal() => Err(StoreError::not_sent(e.to_string())),
+            Ok(Err(e)) if never_ran(&e) => Err(StoreError::not_sent(e.to_string())),
             Ok(Err(e)) => Err(StoreError::unknown(e.to_string())),
             Err(_) => Err(StoreError::unknown(format!(
                 "no answer within {:?}",
@@ -251,6 +252,24 @@ impl RedisStore {
         self.breaker.record(result.is_ok());
         result
     }
+}
+
+/// Whether Redis certainly did not run the call: it was never connected, or it refused the
+/// command before running it (loading, read-only replica, script not loaded, failover).
+fn never_ran(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::NoScript
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+            )
+        )
 }
 
 fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError> {

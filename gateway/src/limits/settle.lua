@@ -5,13 +5,14 @@
 -- settle: token buckets are charged or refunded the difference between the reservation and
 --   the real usage (only while the admission is on record), concurrency slots are released,
 --   usage is counted, the budget reservation is released if it is still held.
--- cancel: undoes an admission whose answer never reached the gateway (buckets refunded,
+-- cancel: undoes an admission whose answer never reached the gateway (every bucket refunded,
 --   slots and reservation released) and marks the lease so a late admission writes nothing.
 --
--- KEYS: token buckets (n_tokens), concurrency sets (n_slots), the lease record, then the usage
---       hash and the reservations set (has_usage).
+-- KEYS: the buckets to adjust (n_tokens: token buckets to settle, every bucket to cancel),
+--       concurrency sets (n_slots), the lease record, then the usage hash and the
+--       reservations set (has_usage).
 -- ARGV: mode ('settle' or 'cancel'), n_tokens, n_slots, has_usage, lease, record_ttl_ms,
---       per token bucket: limit, delta;
+--       per bucket: limit, delta;
 --       if has_usage: usage_ttl_ms, input, output, spend_nanos, estimate_nanos.
 -- Returns 1 when applied, 0 when the lease was already finished.
 local period = 60000000

@@ -136,13 +136,9 @@ pub fn too_large(provider: &str, limit: usize) -> ApiError {
         limit,
         "upstream reply exceeded MAX_UPSTREAM_BODY_BYTES; connection closed unread"
     );
-    ApiError::Upstream {
-        status: StatusCode::BAD_GATEWAY,
-        message: format!(
-            "the reply of upstream {provider} exceeded MAX_UPSTREAM_BODY_BYTES ({limit} bytes)"
-        ),
-        retry_after: None,
-    }
+    ApiError::UpstreamReplyTooLarge(format!(
+        "the reply of upstream {provider} exceeded MAX_UPSTREAM_BODY_BYTES ({limit} bytes)"
+    ))
 }
 
 fn read_error(provider: &str, error: Box<dyn std::error::Error + Send + Sync>) -> ApiError {
