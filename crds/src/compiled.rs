@@ -102,6 +102,8 @@ pub struct CompiledJwt {
     pub key: JwtKey,
     /// Claim naming the caller's team (the owner in metrics and logs); `sub` when unset.
     pub team_claim: Option<String>,
+    /// The JWKS URL may reach loopback, private, link-local or metadata addresses.
+    pub allow_local_addresses: bool,
 }
 
 /// A JWT verification key source; each pins its algorithms.
@@ -124,6 +126,8 @@ pub struct CompiledProvider {
     pub provider_type: ProviderType,
     /// Root URL without a trailing slash; `None` for the fake provider.
     pub base_url: Option<String>,
+    /// Local addresses allowed (spec, or the operator's own self-hosted Service).
+    pub allow_local_addresses: bool,
     /// The API key sent upstream, when the type needs one.
     pub credential: Option<SecretString>,
     /// Set when the provider cannot serve (e.g. its credential variable is unset); routes to it

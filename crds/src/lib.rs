@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod compile;
 pub mod compiled;
 pub mod conditions;
+pub mod egress;
 pub mod keys;
 pub mod llm_gateway;
 pub mod llm_provider;

@@ -76,10 +76,17 @@ pub struct Redis {
     pub on_unavailable: OnUnavailable,
 }
 
+/// The CEL condition under which `jwksUri` may be local (the field is absent from objects
+/// written before it existed, so `has` guards it).
+const JWT_ALLOWS_LOCAL: &str = "(has(self.allowLocalAddresses) && self.allowLocalAddresses)";
+
 /// JSON Web Token verification.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.jwksUri) != has(self.hs256SecretRef)").message("set exactly one of jwt.jwksUri or jwt.hs256SecretRef"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::shape_rule("jwksUri", true)).message("spec.auth.jwt.jwksUri must be https://host[:port][/path][?query]: an ASCII host name or IP address, with no user:password@ or fragment (#)"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::local_rule("jwksUri", JWT_ALLOWS_LOCAL)).message("spec.auth.jwt.jwksUri points at a loopback, link-local or metadata address, or a private network; set spec.auth.jwt.allowLocalAddresses to allow it"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::unusual_ip_rule("jwksUri", JWT_ALLOWS_LOCAL)).message("spec.auth.jwt.jwksUri writes an IP address in a form admission cannot check (a numeric or shortened IPv4, or an IPv6 NAT64, 6to4 or Teredo address); write the dotted IPv4 address, or set spec.auth.jwt.allowLocalAddresses"))]
 pub struct Jwt {
     /// Required `iss` claim.
     #[schemars(length(min = 1))]
@@ -91,6 +98,12 @@ pub struct Jwt {
     #[schemars(regex(pattern = r"^https://"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// Allow `jwksUri` to reach loopback, private (RFC 1918, CGNAT, unique-local), link-local
+    /// or cloud metadata addresses, written literally or resolved from its host name at
+    /// connect time (refused by default to prevent server-side request forgery). Needed for an
+    /// identity provider inside the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_local_addresses: bool,
     /// Secret key holding the HS256 shared secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hs256_secret_ref: Option<SecretKeyRef>,
@@ -211,8 +224,12 @@ pub struct LlmGatewaySpec {
     /// Horizontal autoscaling; replaces `replicas` when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
-    /// Gateway container image; defaults to the operator's own version.
+    /// Gateway container image; defaults to the operator's own version. Its pods hold every
+    /// provider key of the namespace, so it must come from a repository the operator was
+    /// installed to allow (`ALLOWED_IMAGE_REPOSITORIES`; the operator's own gateway repository
+    /// always is): otherwise the gateway is `Ready=False` (`ImageNotAllowed`) and not built.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
     /// CPU and memory for each pod (default requests 250m/512Mi, limits 500m/1Gi).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -250,7 +267,8 @@ pub struct LlmGatewayStatus {
     /// In-cluster URL of the gateway Service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Ready says whether the gateway's children exist and pods are serving.
+    /// Ready says whether the gateway's children exist and pods are serving, or why the
+    /// operator refused to build them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::conditions_schema")]
     pub conditions: Vec<Condition>,

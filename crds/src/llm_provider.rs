@@ -182,22 +182,27 @@ impl Default for FakeSettings {
 #[x_kube(validation = Rule::new("!(self.type in ['azureOpenAI', 'openaiCompatible']) || has(self.baseUrl) || has(self.selfHosted)").message("spec.baseUrl is required for types azureOpenAI and openaiCompatible (unless selfHosted)"))]
 #[x_kube(validation = Rule::new("!has(self.selfHosted) || self.type == 'openaiCompatible'").message("spec.selfHosted is only allowed when spec.type is openaiCompatible"))]
 #[x_kube(validation = Rule::new("self.type == 'fake' || self.type == 'openaiCompatible' || has(self.credentials)").message("spec.credentials is required for this provider type"))]
-#[x_kube(validation = Rule::new("!has(self.baseUrl) || self.allowLocalAddresses || !self.baseUrl.matches('^https?://(localhost|127[.]|0[.]0[.]0[.]0|169[.]254[.]|\\\\[::1\\\\]|\\\\[fe80:|metadata[.]google[.]internal)')").message("spec.baseUrl points at a loopback, link-local or metadata address; set spec.allowLocalAddresses to allow it"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::shape_rule("baseUrl", false)).message("spec.baseUrl must be http(s)://host[:port][/path]: an ASCII host name or IP address, with no user:password@, query (?) or fragment (#)"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::local_rule("baseUrl", "self.allowLocalAddresses")).message("spec.baseUrl points at a loopback, link-local or metadata address, or a private network; set spec.allowLocalAddresses to allow it"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::unusual_ip_rule("baseUrl", "self.allowLocalAddresses")).message("spec.baseUrl writes an IP address in a form admission cannot check (a numeric or shortened IPv4 such as 2130706433 or 127.1, or an IPv6 NAT64, 6to4 or Teredo address); write the dotted IPv4 address, or set spec.allowLocalAddresses"))]
 pub struct LlmProviderSpec {
     /// The wire protocol of the upstream: openai, anthropic, gemini, azureOpenAI,
     /// openaiCompatible or fake.
     #[serde(rename = "type")]
     pub provider_type: ProviderType,
-    /// Root URL of the API, e.g. `https://api.openai.com/v1`. Defaulted per type; required for
-    /// azureOpenAI and openaiCompatible.
+    /// Root URL of the API, e.g. `https://api.openai.com/v1`: scheme, host, optional port and
+    /// path prefix only (no user information, query or fragment). Defaulted per type; required
+    /// for azureOpenAI and openaiCompatible.
     #[schemars(
         regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"),
         length(max = 2048)
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// Allow `baseUrl` to point at loopback, link-local or cloud metadata addresses (blocked by
-    /// default to prevent server-side request forgery). Needed for a model server on localhost.
+    /// Allow `baseUrl` to reach loopback, private (RFC 1918, CGNAT, unique-local), link-local or
+    /// cloud metadata addresses, written literally or resolved from its host name at connect
+    /// time (refused by default to prevent server-side request forgery). Needed for a model
+    /// server on localhost or inside the cluster.
     #[serde(default)]
     pub allow_local_addresses: bool,
     /// Where the API key comes from. Optional for openaiCompatible servers that need none.
@@ -246,7 +251,8 @@ pub struct LlmProviderStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
     /// Ready says whether the credential Secret exists and holds the key, and for a
-    /// self-hosted provider whether a model-server pod is ready.
+    /// self-hosted provider whether a model-server pod is ready or why the operator refused
+    /// to run it (an image outside its allowed repositories, a Secret read without consent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::conditions_schema")]
     pub conditions: Vec<Condition>,

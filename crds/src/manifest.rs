@@ -3,6 +3,11 @@
 //! One entry point, [`Manifests::add_yaml`]. Each document must be one of our four kinds or a
 //! core `v1` Secret; anything else is an error naming the file and document, because a typo in
 //! `kind` silently ignored is a route silently missing.
+//!
+//! Errors name the file, the document, the object and the field, never the content: they are
+//! logged and served on `/health/detailed`, and a document may be a Secret (see `redact`).
+
+mod redact;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
@@ -52,8 +57,9 @@ impl Manifests {
                 document: index + 1,
                 message,
             };
+            // The parser's messages may quote scalars and keys: position and reason only.
             let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(redact::syntax(&e)))?;
             if value.is_null() {
                 continue;
             }
@@ -93,6 +99,7 @@ impl Manifests {
             ("v1", "Secret") => self.secrets.push(typed(value)?),
             ("", _) | (_, "") => return Err("apiVersion and kind are required".to_owned()),
             (v, k) => {
+                let (v, k) = (clip(v), clip(k));
                 return Err(format!(
                     "unsupported object {v}/{k}: expected LlmProvider, RoutePolicy, ApiKey or \
                      LlmGateway in {API_VERSION}, or a v1 Secret"
@@ -112,20 +119,28 @@ fn typed<T: Object>(value: serde_yaml::Value) -> Result<T, String> {
         .get("metadata")
         .and_then(|m| m.get("name"))
         .and_then(|n| n.as_str())
-        .map(str::to_owned);
+        .map(clip);
     // Path tracking costs a third of the conversion, so it runs only to explain a failure.
     let object: T = match T::deserialize(&value) {
         Ok(object) => object,
         Err(_) => serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
+            let kind = T::kind(&());
+            let path = clip(&e.path().to_string());
             let name = name.as_deref().unwrap_or("<unnamed>");
-            format!("{} {name}: field {path}: {}", T::kind(&()), e.inner())
+            let sensitive = redact::is_sensitive(&kind, &path);
+            let why = redact::describe(&e.inner().to_string(), sensitive);
+            format!("{kind} {name}: field {path}: {why}")
         })?,
     };
     if object.meta().name.as_deref().is_none_or(str::is_empty) {
         return Err(format!("{} without metadata.name", T::kind(&())));
     }
     Ok(object)
+}
+
+/// A name, path or kind from a document, short and on one line.
+fn clip(text: &str) -> String {
+    redact::clip(text, redact::MAX_NAME_CHARS)
 }
 
 #[cfg(test)]
@@ -182,5 +197,69 @@ stringData: {apiKey: x}
             )
             .unwrap_err();
         assert!(err.to_string().contains("unsupported object"), "{err}");
+    }
+
+    /// Every error a document with a credential in it can produce, none quoting it.
+    #[test]
+    fn errors_about_secrets_and_credentials_never_quote_the_value() {
+        let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\n";
+        let provider = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: p}\nspec:\n  type: openai\n";
+        let cases = [
+            (
+                format!("{secret}stringData: \"sk-live-SECRET123\"\n"),
+                "Secret creds: field stringData: expected a map, found a string",
+            ),
+            (
+                format!("{provider}  credentials: sk-live-SECRET456\n"),
+                "LlmProvider p: field spec.credentials: expected struct Credentials, found a string",
+            ),
+            (
+                format!("{secret}data: {{apiKey: 'sk-live-SECRET!!'}}\n"),
+                "Secret creds: field data.apiKey: invalid value",
+            ),
+            (
+                format!("{secret}stringData: {{apiKey: 4242SECRET}}\n").replace("SECRET", ""),
+                "Secret creds: field stringData.apiKey: expected a string, found an integer",
+            ),
+            (
+                format!("{secret}stringData:\n  apiKey: \"sk-live-SECRET789\" trailing\n"),
+                "invalid YAML at line 5 column",
+            ),
+            (
+                format!("{secret}stringData:\n  apiKey: !!int sk-live-SECRET789\n"),
+                "invalid YAML at line 5 column",
+            ),
+            (
+                format!(
+                    "{secret}stringData: {{apiKey: sk-live-SECRET1, apiKey: sk-live-SECRET2}}\n"
+                ),
+                "a mapping has the same key twice",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Manifests::default()
+                .add_yaml("creds.yaml", &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with("creds.yaml: document 1: "),
+                "{error} <- {text}"
+            );
+            assert!(error.contains(expected), "{error} <- {text}");
+            for leaked in ["SECRET", "4242", "sk-live"] {
+                assert!(!error.contains(leaked), "{error} <- {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_and_names_are_clipped_to_one_short_line() {
+        let long = "x".repeat(10_000);
+        let text = format!("apiVersion: v9\nkind: \"{long}\\nforged\"\n");
+        let error = Manifests::default()
+            .add_yaml("k.yaml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(error.len() < 400 && !error.contains('\n'), "{error}");
     }
 }

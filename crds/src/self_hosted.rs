@@ -2,29 +2,46 @@
 //! operator runs next to the gateways as a Deployment, a Service and optionally an HPA. The
 //! provider's `baseUrl` then defaults to that Service, so one resource both runs the model and
 //! routes to it.
+//!
+//! Whoever writes the provider chooses what runs, so the operator bounds it: the image must
+//! come from a repository the operator was installed to allow, and Secrets reach the server
+//! only through `secretEnv`, never through `env` (whose `valueFrom.secretKeyRef` could name
+//! any Secret of the namespace, such as a gateway's credentials).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::refs::SecretKeyRef;
 
 /// A model server the operator runs for this provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, !has(e.valueFrom) || !has(e.valueFrom.secretKeyRef))").message("selfHosted.env may not read Secrets (valueFrom.secretKeyRef); name them in selfHosted.secretEnv"))]
 pub struct SelfHosted {
-    /// Container image of the server, e.g. `vllm/vllm-openai:v0.8.5`. Pin a version: a
-    /// moving tag makes rollouts unpredictable.
+    /// Container image of the server, e.g. `vllm/vllm-openai:v0.8.5`, from a repository the
+    /// operator allows (its `ALLOWED_IMAGE_REPOSITORIES`). Pin a version: a moving tag makes
+    /// rollouts unpredictable.
     #[schemars(length(min = 1, max = 512))]
     pub image: String,
     /// Arguments to the image's entrypoint, e.g. `[--model, Qwen/Qwen2.5-0.5B-Instruct]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
     pub args: Vec<String>,
-    /// Environment of the server (values or references to Secrets, e.g. a Hugging Face token).
+    /// Environment of the server: values, or references to ConfigMaps and the pod's fields,
+    /// never to Secrets (use `secretEnv`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
     pub env: Vec<EnvVar>,
+    /// Environment variables read from Secrets, e.g. a Hugging Face token. Each Secret must
+    /// carry the label `llmgateway.io/model-server-secret: "true"`: whoever manages the Secret
+    /// consents to model servers reading it, not whoever writes the provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub secret_env: Vec<SecretEnvVar>,
     /// Port the server listens on.
     #[serde(default = "SelfHosted::default_port")]
     #[schemars(range(min = 1, max = 65535))]
@@ -76,6 +93,20 @@ impl SelfHosted {
             self.port
         )
     }
+}
+
+/// An environment variable of a model server whose value is one key of a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretEnvVar {
+    /// Name of the variable, e.g. `HF_TOKEN`.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        length(min = 1, max = 256)
+    )]
+    pub name: String,
+    /// The Secret (in the provider's namespace) and key its value comes from.
+    pub secret_key_ref: SecretKeyRef,
 }
 
 /// Horizontal autoscaling of a model server.

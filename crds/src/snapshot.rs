@@ -237,4 +237,30 @@ data: {openai: c2stb3BlbmFp, anthropic: c2stYW50}
         assert!(status.usage.is_none());
         assert!(back.secrets.is_empty() && !yaml.contains("c2st"));
     }
+
+    /// The gateway logs a credentials bundle it cannot read; the log must not hold a key.
+    #[test]
+    fn a_malformed_bundle_is_reported_without_its_content() {
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: copy}\ndata: {openai: 'sk-live-SECRET!'}\n";
+        let bundle = Secret {
+            metadata: ObjectMeta {
+                name: Some("bundle".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                CREDENTIALS_FILE.to_owned(),
+                k8s_openapi::ByteString(yaml.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        let error = expand_credentials(&bundle).unwrap_err().to_string();
+        assert!(
+            error.starts_with("Secret bundle: document 1: Secret copy: field data.openai"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("SECRET") && !error.contains("sk-live"),
+            "{error}"
+        );
+    }
 }

@@ -15,7 +15,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/llm-gateway /usr/local/bin/llm-gateway
 # The example config, for `docker run -e CONFIG_DIR=/etc/llm-gateway/config`. No default
 # source: pods the operator runs set WATCH_NAMESPACE, and both at once are refused.
-COPY deployments/standalone /etc/llm-gateway/config
+# No configuration is baked in: mount your own directory at /etc/llm-gateway/config (the
+# repository's example holds a published key the gateway refuses outside --dev).
 ENV HOST=0.0.0.0 PORT=8000
 USER 65532:65532
 EXPOSE 8000

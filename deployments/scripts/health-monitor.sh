@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Watches a gateway: /health (alive), /ready (serving) and /health/circuit-breakers (open
-# breakers), one line per check to stdout (or LOG_FILE). After FAILURES consecutive failed
+# Watches a gateway's admin listener (ADMIN_ADDRESS): /health (alive), /ready (serving) and
+# /health/circuit-breakers (open breakers), one line per check to stdout (or LOG_FILE). After FAILURES consecutive failed
 # checks it runs ALERT_COMMAND once (e.g. a webhook call) and, with --once, exits non-zero.
 #
-#   health-monitor.sh [--once] [URL]        URL default http://127.0.0.1:8000
+#   health-monitor.sh [--once] [URL]        URL default http://127.0.0.1:9090
 #   INTERVAL=30 FAILURES=3 ALERT_COMMAND='curl -fsS -d @- https://hooks.example/x' health-monitor.sh
 set -uo pipefail
 
 once=0
 if [ "${1:-}" = "--once" ]; then once=1; shift; fi
-base="${1:-${HEALTH_URL:-http://127.0.0.1:8000}}"
+base="${1:-${HEALTH_URL:-http://127.0.0.1:9090}}"
 interval="${INTERVAL:-30}"
 threshold="${FAILURES:-3}"
 log="${LOG_FILE:-/dev/stdout}"

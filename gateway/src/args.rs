@@ -102,12 +102,45 @@ pub struct ServeArgs {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Address of the admin listener: `/metrics`, `/health/detailed`, `/health/system`,
+    /// `/health/circuit-breakers` (and `/health`, `/ready`). Loopback by default; in a pod, set
+    /// `0.0.0.0:9090` for Prometheus and keep the port off the Service clients use.
+    #[arg(long, env = "ADMIN_ADDRESS", default_value = "127.0.0.1:9090")]
+    pub admin_address: String,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "MAX_REQUEST_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_request_body_bytes: usize,
+    /// Longest a client may take to send a request's headers, and longest an HTTP/1 keep-alive
+    /// connection may stay idle between requests (slow-loris and idle connections are closed).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: humantime::Duration,
+    /// Longest a client may take to send a request body, from when the handler starts reading
+    /// it (a slowly dripped body is refused with 400).
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "30s")]
+    pub body_read_timeout: humantime::Duration,
+    /// Refused credentials one client address may send per minute (missing, malformed, unknown,
+    /// expired, failing verification); past it the address gets 429 with Retry-After before its
+    /// credential is checked, valid keys included. 0 turns it off (do so, or raise it, behind a
+    /// proxy that hides client addresses: every client then shares the proxy's).
+    #[arg(long, env = "AUTH_FAILURES_PER_MINUTE",
+          default_value_t = crate::http::auth_throttle::DEFAULT_FAILURES_PER_MINUTE)]
+    pub auth_failures_per_minute: u32,
+    /// Largest config file read (directory or last-known-good), in bytes; a larger one is
+    /// refused naming this setting.
+    #[arg(long, env = "MAX_CONFIG_FILE_BYTES", default_value_t = crate::config::source_dir::DEFAULT_MAX_FILE_BYTES)]
+    pub max_config_file_bytes: u64,
+    /// Largest sum of all config files, in bytes.
+    #[arg(long, env = "MAX_CONFIG_TOTAL_BYTES", default_value_t = crate::config::source_dir::DEFAULT_MAX_TOTAL_BYTES)]
+    pub max_config_total_bytes: u64,
+    /// Most YAML documents in all config files together.
+    #[arg(long, env = "MAX_CONFIG_DOCUMENTS", default_value_t = crate::config::source_dir::DEFAULT_MAX_DOCUMENTS)]
+    pub max_config_documents: usize,
+    /// Connections served at once; further clients wait in the accept queue until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
     /// Largest non-streamed upstream reply in bytes (64 MiB: chat replies are kilobytes, the
     /// largest OpenAI embeddings batch in base64 is about 34 MB). A longer reply is refused
     /// with a 502 naming this setting and its connection closed unread.
@@ -159,7 +192,11 @@ pub struct ServeArgs {
     /// Claim naming the caller's team (defaults to `sub`).
     #[arg(long, env = "JWT_TEAM_CLAIM")]
     pub jwt_team_claim: Option<String>,
+    /// Let `JWT_JWKS_URL` reach loopback, private, link-local or metadata addresses.
+    #[arg(long, env = "JWT_ALLOW_LOCAL_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub jwt_allow_local_addresses: bool,
     /// Secret mixed into API-key hashes (must match the operator's in Kubernetes mode).
+    /// Required once any API key is configured, outside `--dev`.
     #[arg(
         long,
         env = "API_KEY_PEPPER",
@@ -167,6 +204,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key_pepper: String,
+    /// Dev mode, for trying the gateway on a laptop: serves the repository's example key and
+    /// runs without `API_KEY_PEPPER` (both refused otherwise), with a warning at start.
+    #[arg(long, env = "DEV_MODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub dev: bool,
     /// Where rate limits, budgets and usage live: `memory` (per replica) or `redis` (shared by
     /// every replica; needs `REDIS_URL`). Defaults to `redis` when `REDIS_URL` is set.
     #[arg(long, env = "RATE_LIMIT_STORAGE", value_enum)]
@@ -212,6 +253,15 @@ pub enum OnUnavailableArg {
 }
 
 impl ServeArgs {
+    /// Caps on the configuration directory.
+    pub fn config_limits(&self) -> crate::config::source_dir::DirLimits {
+        crate::config::source_dir::DirLimits {
+            file_bytes: self.max_config_file_bytes,
+            total_bytes: self.max_config_total_bytes,
+            documents: self.max_config_documents,
+        }
+    }
+
     /// The caps on upstream replies held in memory.
     pub fn upstream_limits(&self) -> crate::providers::upstream::UpstreamLimits {
         crate::providers::upstream::UpstreamLimits {
@@ -267,6 +317,7 @@ impl ServeArgs {
             audiences: self.jwt_audiences.clone(),
             key,
             team_claim: self.jwt_team_claim.clone(),
+            allow_local_addresses: self.jwt_allow_local_addresses,
         }))
     }
 }

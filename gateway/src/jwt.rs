@@ -7,6 +7,10 @@
 //! - `kid` only selects among keys already loaded: the header's `jku`, `jwk` and `x5u` are never
 //!   used. Verification reads no disk and no network; JWKS keys are fetched by a background
 //!   task (every 5 minutes, and soon after an unknown `kid` shows up, at most every 30 s).
+//! - `typ`, when present, must say JWT or access-token JWT (RFC 8725 §3.11): a token minted
+//!   for another purpose by the same issuer (a logout token, a signed request) is refused.
+//! - The JWKS fetch is held to the egress guard (`crate::egress`) unless the settings allow
+//!   local addresses, and never follows a redirect.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -50,6 +54,8 @@ enum Keys {
 /// Keys of a JWKS endpoint by `kid`, each with its pinned algorithm.
 pub struct JwksCache {
     url: String,
+    /// Whether the URL may point at loopback, private or metadata addresses.
+    allow_local: bool,
     client: reqwest::Client,
     keys: ArcSwap<HashMap<String, (DecodingKey, Algorithm)>>,
     refresh: Arc<Notify>,
@@ -81,11 +87,7 @@ impl JwtVerifier {
                 Keys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes()))
             }
             JwtKey::Jwks(url) => {
-                let client = reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .build()
-                    .unwrap_or_default();
-                Keys::Jwks(JwksCache::start(url.clone(), client))
+                Keys::Jwks(JwksCache::start(url.clone(), config.allow_local_addresses))
             }
         };
         Self {
@@ -110,6 +112,9 @@ impl JwtVerifier {
             return Err("jwt_too_large");
         }
         let header = decode_header(token).map_err(|_| "jwt_malformed")?;
+        if !acceptable_type(header.typ.as_deref()) {
+            return Err("jwt_type");
+        }
         let jwks_keys;
         let (key, algorithm) = match &self.keys {
             Keys::Hs256(key) => (key, Algorithm::HS256),
@@ -154,12 +159,24 @@ impl JwtVerifier {
     }
 }
 
+/// Whether a `typ` header names a JWT: absent, `JWT` or `at+jwt` (RFC 9068), in any case and
+/// with or without the `application/` prefix a media type may drop (RFC 7515 §4.1.9).
+fn acceptable_type(typ: Option<&str>) -> bool {
+    let Some(typ) = typ else {
+        return true;
+    };
+    let lower = typ.to_ascii_lowercase();
+    let bare = lower.strip_prefix("application/").unwrap_or(&lower);
+    matches!(bare, "jwt" | "at+jwt")
+}
+
 impl JwksCache {
-    fn start(url: String, client: reqwest::Client) -> Arc<Self> {
+    fn start(url: String, allow_local: bool) -> Arc<Self> {
         let refresh = Arc::new(Notify::new());
         let cache = Arc::new(Self {
             url,
-            client,
+            allow_local,
+            client: crate::egress::jwks_client(allow_local),
             keys: ArcSwap::default(),
             refresh: refresh.clone(),
         });
@@ -171,18 +188,29 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<usize, String> {
+        // The resolver never sees an address literal: refuse a local one here.
+        if !self.allow_local
+            && let Some(refusal) = crate::egress::literal_refusal(&self.url, "jwksUri")
+        {
+            return Err(refusal);
+        }
         let response = self
             .client
             .get(&self.url)
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
-        let set: JwkSet = response
-            .error_for_status()
-            .map_err(|e| e.to_string())?
-            .json_set()
-            .await?;
+            .map_err(|e| crate::egress::refusal(&e).unwrap_or_else(|| e.to_string()))?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(format!(
+                "the JWKS endpoint answered {status}; redirects are not followed"
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!("the JWKS endpoint answered {status}"));
+        }
+        let set: JwkSet = response.json_set().await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let algorithm = match &jwk.algorithm {
@@ -241,4 +269,62 @@ async fn refresh_loop(cache: Weak<JwksCache>, refresh: Arc<Notify>) {
 /// Selects the pure-Rust crypto backend for `jsonwebtoken` (idempotent).
 pub fn install_crypto_provider() {
     let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use llm_gateway_crds::compiled::SecretString;
+
+    use super::*;
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(&CompiledJwt {
+            issuer: "https://issuer.test".to_owned(),
+            audiences: vec!["gateway".to_owned()],
+            key: JwtKey::Hs256(SecretString::new(SECRET)),
+            team_claim: None,
+            allow_local_addresses: false,
+        })
+    }
+
+    fn token(typ: Option<&str>) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = serde_json::json!({
+            "sub": "user", "iss": "https://issuer.test", "aud": "gateway", "exp": now + 300
+        });
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = typ.map(str::to_owned);
+        encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn typ_must_be_absent_jwt_or_access_token_jwt_in_any_case() {
+        let verifier = verifier();
+        for typ in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("at+jwt"),
+            Some("AT+JWT"),
+            Some("application/at+jwt"),
+        ] {
+            assert!(verifier.verify(&token(typ)).is_ok(), "{typ:?}");
+        }
+        for typ in ["logout+jwt", "secevent+jwt", "dpop+jwt", "JWS", "JOSE", ""] {
+            assert_eq!(verifier.verify(&token(Some(typ))), Err("jwt_type"), "{typ}");
+        }
+    }
 }

@@ -17,6 +17,11 @@ use crate::targets::TargetRegistry;
 /// Serves until SIGTERM/SIGINT, then drains: readiness off at once, listener closed after
 /// `shutdown_delay`, in-flight requests and streams given `drain_timeout` to finish.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.dev {
+        tracing::warn!(
+            "DEV MODE: the repository's example key is accepted and API_KEY_PEPPER may be empty; never expose this gateway"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
     let pepper = args.api_key_pepper.as_bytes().to_vec();
@@ -34,7 +39,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics.clone(),
             targets.clone(),
         )
-        .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?),
+        .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?)
+        .with_dir_limits(args.config_limits())
+        .with_dev_mode(args.dev),
     );
     let _watcher = match (&args.watch_namespace, &args.config) {
         (Some(namespace), None) => {
@@ -55,12 +62,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retry_enabled: args.retry_enabled,
         breakers_enabled: args.circuit_breaker_enabled,
         upstream_limits: args.upstream_limits(),
+        auth_failures_per_minute: args.auth_failures_per_minute,
+        body_read_timeout: *args.body_read_timeout,
     };
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
             .context("invalid REDIS_URL")?;
     let state = AppState::new(snapshots, metrics, targets, settings, Arc::new(limiter));
     let app = crate::router(state.clone());
+    let (admin, admin_stop) = start_admin(&args, &state).await?;
     let listener = crate::listener::bind(&args.host, args.port)
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -69,12 +79,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, %source, "llm-gateway listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+    let limits = crate::serve::ConnectionLimits {
+        header_read_timeout: *args.header_read_timeout,
+        max_connections: args.max_connections,
+    };
+    let mut server = tokio::spawn(crate::serve::run(listener, app, limits, async {
         let _ = stop_rx.await;
-    });
-    let mut server = tokio::spawn(async move { server.await });
+    }));
     tokio::select! {
-        result = &mut server => return Ok(result??),
+        result = &mut server => return Ok(result?),
         () = shutdown_signal() => {}
     }
     tracing::info!("shutdown signal received; readiness is now false");
@@ -82,16 +95,49 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::time::sleep(*args.shutdown_delay).await;
     let _ = stop_tx.send(());
     let served = match tokio::time::timeout(*args.drain_timeout, &mut server).await {
-        Ok(result) => result.map_err(anyhow::Error::from),
+        Ok(result) => result,
         Err(_) => {
             end_remaining_streams(&state, &mut server).await;
-            Ok(Ok(()))
+            Ok(())
         }
     };
     settle_before_exit(&state).await;
-    served??;
+    let _ = admin_stop.send(());
+    let _ = admin.await;
+    served?;
     tracing::info!("llm-gateway stopped");
     Ok(())
+}
+
+/// Serves the admin router on `ADMIN_ADDRESS` until the returned sender fires (after the
+/// drain, so metrics and health stay visible while the gateway shuts down).
+async fn start_admin(
+    args: &ServeArgs,
+    state: &AppState,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+)> {
+    let (host, port) = args
+        .admin_address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+        .with_context(|| format!("ADMIN_ADDRESS {:?} is not host:port", args.admin_address))?;
+    let listener = crate::listener::bind(host, port)
+        .await
+        .with_context(|| format!("cannot listen on ADMIN_ADDRESS {}", args.admin_address))?;
+    tracing::info!(address = %listener.local_addr()?, "admin endpoints listening");
+    let listener = WriteTimeoutListener::new(listener, *args.write_timeout);
+    let limits = crate::serve::ConnectionLimits {
+        header_read_timeout: *args.header_read_timeout,
+        max_connections: 64,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::http::admin_router(state.clone());
+    let task = tokio::spawn(crate::serve::run(listener, app, limits, async {
+        let _ = stop_rx.await;
+    }));
+    Ok((task, stop_tx))
 }
 
 /// How long streams ended at the drain deadline get to deliver their error event.
@@ -101,10 +147,7 @@ const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// At the drain deadline: ends every stream still running with an error event (which settles
 /// it and writes its access-log line), then gives the connections a moment to close.
-async fn end_remaining_streams(
-    state: &AppState,
-    server: &mut tokio::task::JoinHandle<std::io::Result<()>>,
-) {
+async fn end_remaining_streams(state: &AppState, server: &mut tokio::task::JoinHandle<()>) {
     tracing::warn!(
         in_flight = state.metrics.in_flight.get(),
         "drain timeout passed; ending the remaining streams with an error event"

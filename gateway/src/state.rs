@@ -25,6 +25,10 @@ pub struct RequestSettings {
     /// Caps on upstream replies held in memory (`MAX_UPSTREAM_BODY_BYTES`,
     /// `MAX_UPSTREAM_EVENT_BYTES`).
     pub upstream_limits: crate::providers::upstream::UpstreamLimits,
+    /// `AUTH_FAILURES_PER_MINUTE` (0: off).
+    pub auth_failures_per_minute: u32,
+    /// `BODY_READ_TIMEOUT`: longest a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// Shared handler state.
@@ -40,6 +44,8 @@ pub struct AppState {
     pub settings: Arc<RequestSettings>,
     /// Rate limits, budgets and usage.
     pub limiter: Arc<Limiter>,
+    /// Failed authentication per client address.
+    pub auth_throttle: Arc<crate::http::auth_throttle::AuthThrottle>,
     draining: Arc<AtomicBool>,
     /// Cancelled when the drain deadline passes: streams still running end then.
     drain_deadline: CancellationToken,
@@ -56,7 +62,11 @@ impl AppState {
         settings: RequestSettings,
         limiter: Arc<Limiter>,
     ) -> Self {
+        let auth_throttle = Arc::new(crate::http::auth_throttle::AuthThrottle::new(
+            settings.auth_failures_per_minute,
+        ));
         Self {
+            auth_throttle,
             snapshots,
             metrics,
             targets,

@@ -225,7 +225,7 @@ async fn rs256_from_jwks_with_algorithm_pinned_and_kid_only_selecting_loaded_key
     let jwks_url = jwks_server.base_url.replace("/v1", "/jwks.json");
     let key = new_key();
     let gateway_yaml = format!(
-        "{}---\napiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {{name: gw}}\nspec:\n  auth: {{apiKeys: true, jwt: {{issuer: \"{ISSUER}\", audiences: [{AUDIENCE}], jwksUri: \"{jwks_url}\"}}}}\n",
+        "{}---\napiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {{name: gw}}\nspec:\n  auth: {{apiKeys: true, jwt: {{issuer: \"{ISSUER}\", audiences: [{AUDIENCE}], jwksUri: \"{jwks_url}\", allowLocalAddresses: true}}}}\n",
         config(&key)
     );
     let gateway = Gateway::start(&gateway_yaml, key, &[]).await;

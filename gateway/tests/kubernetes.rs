@@ -117,7 +117,9 @@ async fn provider_of(gateway: &Gateway) -> String {
 }
 
 async fn generation(gateway: &Gateway) -> f64 {
-    metric(&gateway.url, "llm_config_generation").await.unwrap()
+    metric(&gateway.admin_url, "llm_config_generation")
+        .await
+        .unwrap()
 }
 
 /// Polls `check` every 20 ms until it holds; returns how long that took.
@@ -166,7 +168,7 @@ async fn resources_drive_the_gateway_and_bad_ones_are_rejected() {
         .await
         .unwrap();
     within(Duration::from_secs(2), "the rejection", async || {
-        let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.url))
+        let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.admin_url))
             .await
             .unwrap()
             .json()
@@ -290,7 +292,7 @@ async fn an_unreachable_api_at_start_serves_the_last_known_good_directory() {
     .await;
     gateway.wait_ready().await;
     let detailed = async || -> Value {
-        reqwest::get(format!("{}/health/detailed", gateway.url))
+        reqwest::get(format!("{}/health/detailed", gateway.admin_url))
             .await
             .unwrap()
             .json()

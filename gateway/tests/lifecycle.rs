@@ -16,7 +16,7 @@ fn fake_request(model: &str) -> Value {
 }
 
 async fn detailed(gateway: &Gateway) -> Value {
-    reqwest::get(format!("{}/health/detailed", gateway.url))
+    reqwest::get(format!("{}/health/detailed", gateway.admin_url))
         .await
         .unwrap()
         .json()
@@ -56,9 +56,12 @@ async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
     let broken = extra_route.replace("provider: fake", "provider: missing");
     gateway.write_config("extra.yaml", &broken);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while metric(&gateway.url, r#"llm_config_reloads_total{result="error"}"#)
-        .await
-        .is_none()
+    while metric(
+        &gateway.admin_url,
+        r#"llm_config_reloads_total{result="error"}"#,
+    )
+    .await
+    .is_none()
     {
         assert!(
             tokio::time::Instant::now() < deadline,

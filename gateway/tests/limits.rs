@@ -96,7 +96,7 @@ async fn three_gateways_sharing_redis_admit_exactly_the_limit() {
     let mut counted = 0.0;
     for gateway in &gateways {
         counted += metric(
-            &gateway.url,
+            &gateway.admin_url,
             r#"llm_ratelimit_decisions_total{store="redis",decision="admitted"}"#,
         )
         .await
@@ -138,7 +138,7 @@ async fn token_reservations_settle_to_real_usage() {
     first.bytes().await.unwrap();
     // Settlement runs after the response; its metric is written once the store settled.
     let settled = Instant::now();
-    while metric(&gateway.url, "llm_caller_requests_total")
+    while metric(&gateway.admin_url, "llm_caller_requests_total")
         .await
         .unwrap_or(0.0)
         < 1.0

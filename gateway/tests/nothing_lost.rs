@@ -115,7 +115,7 @@ async fn wait_until<F: AsyncFn() -> bool>(what: &str, condition: F) {
 }
 
 async fn journal_empty(gateway: &Gateway) -> bool {
-    metric(&gateway.url, "llm_limiter_journal_pending").await == Some(0.0)
+    metric(&gateway.admin_url, "llm_limiter_journal_pending").await == Some(0.0)
 }
 
 /// After recovery: no lease held, no spend reserved, Redis counted exactly what was served.
@@ -136,13 +136,13 @@ async fn assert_exact(redis: &RedisServer, served: &Served) {
 /// Time until a request is admitted through Redis again.
 async fn recovery(gateway: &Gateway, served: &mut Served) -> Duration {
     let admitted = r#"llm_ratelimit_decisions_total{store="redis",decision="admitted"}"#;
-    let before = metric(&gateway.url, admitted).await.unwrap_or(0.0);
+    let before = metric(&gateway.admin_url, admitted).await.unwrap_or(0.0);
     let started = Instant::now();
     loop {
         let (status, usage) = chat(gateway).await;
         assert_eq!(status, 200);
         served.add(&usage.unwrap());
-        if metric(&gateway.url, admitted).await.unwrap_or(0.0) > before {
+        if metric(&gateway.admin_url, admitted).await.unwrap_or(0.0) > before {
             return started.elapsed();
         }
         assert!(
@@ -171,7 +171,7 @@ async fn a_frozen_redis_leaves_no_ghost_lease_nor_reservation_and_loses_no_usage
     served.add(&stream_usage(&finish_stream(stream).await));
     let settle_errors = r#"llm_redis_errors_total{operation="settle"}"#;
     wait_until("the stream's settlement failed", async || {
-        metric(&gateway.url, settle_errors).await >= Some(1.0)
+        metric(&gateway.admin_url, settle_errors).await >= Some(1.0)
     })
     .await;
     // Admissions time out (and run late, taking leases and reservations) until the breaker
@@ -194,8 +194,8 @@ async fn a_frozen_redis_leaves_no_ghost_lease_nor_reservation_and_loses_no_usage
     let replayed = |operation: &str| {
         format!(r#"llm_limiter_journal_total{{operation="{operation}",outcome="replayed"}}"#)
     };
-    let cancels = metric(&gateway.url, &replayed("cancel")).await;
-    let settles = metric(&gateway.url, &replayed("settle")).await;
+    let cancels = metric(&gateway.admin_url, &replayed("cancel")).await;
+    let settles = metric(&gateway.admin_url, &replayed("settle")).await;
     eprintln!("journal replayed {cancels:?} cancels and {settles:?} settlements");
     assert!(
         cancels >= Some(1.0),
@@ -218,7 +218,7 @@ async fn fail_closed_compensates_timed_out_admissions() {
     redis.cont();
     let cancels = r#"llm_limiter_journal_total{operation="cancel",outcome="replayed"}"#;
     wait_until("the timed-out admissions were cancelled", async || {
-        journal_empty(&gateway).await && metric(&gateway.url, cancels).await >= Some(1.0)
+        journal_empty(&gateway).await && metric(&gateway.admin_url, cancels).await >= Some(1.0)
     })
     .await;
     // Without the compensation, the admission that ran late holds the only slot for the

@@ -100,19 +100,19 @@ async fn translated_streams_are_accounted_in_token_metrics() {
         )
     };
     assert_eq!(
-        metric(&gateway.url, &tokens("input", "claude", "claude")).await,
+        metric(&gateway.admin_url, &tokens("input", "claude", "claude")).await,
         Some(25.0)
     );
     assert_eq!(
-        metric(&gateway.url, &tokens("output", "claude", "claude")).await,
+        metric(&gateway.admin_url, &tokens("output", "claude", "claude")).await,
         Some(9.0)
     );
     assert_eq!(
-        metric(&gateway.url, &tokens("input", "gem", "gem")).await,
+        metric(&gateway.admin_url, &tokens("input", "gem", "gem")).await,
         Some(17.0)
     );
     assert_eq!(
-        metric(&gateway.url, &tokens("output", "gem", "gem")).await,
+        metric(&gateway.admin_url, &tokens("output", "gem", "gem")).await,
         Some(8.0)
     );
 }

@@ -89,7 +89,7 @@ async fn sse_events_arrive_byte_identical_and_usage_is_counted() {
     let bytes = response.bytes().await.unwrap();
     assert_eq!(bytes, MockUpstream::SSE_EVENTS.concat().as_bytes());
     let prefix = r#"llm_tokens_total{direction="output",model="alias",provider="upstream"}"#;
-    assert_eq!(metric(&gateway.url, prefix).await, Some(7.0));
+    assert_eq!(metric(&gateway.admin_url, prefix).await, Some(7.0));
 }
 
 #[tokio::test]
@@ -114,9 +114,9 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
         "upstream stream was not cancelled"
     );
     assert_eq!(
-        metric(&gateway.url, "llm_requests_in_flight").await,
-        Some(1.0),
-        "only /metrics itself in flight"
+        metric(&gateway.admin_url, "llm_requests_in_flight").await,
+        Some(0.0),
+        "nothing in flight (the admin listener's requests are not counted)"
     );
 }
 
@@ -269,7 +269,7 @@ async fn client_errors_are_openai_shaped_with_the_right_status() {
         "bad requests reached the upstream"
     );
     let prefix = r#"llm_api_key_rejections_total{reason="malformed"}"#;
-    assert_eq!(metric(&gateway.url, prefix).await, Some(1.0));
+    assert_eq!(metric(&gateway.admin_url, prefix).await, Some(1.0));
 }
 
 #[tokio::test]
@@ -409,10 +409,6 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         ("/v1/usage", "get"),
         ("/health", "get"),
         ("/ready", "get"),
-        ("/health/detailed", "get"),
-        ("/health/system", "get"),
-        ("/health/circuit-breakers", "get"),
-        ("/metrics", "get"),
         ("/openapi.json", "get"),
     ];
     assert_eq!(
@@ -433,5 +429,22 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
             .unwrap()
             .status();
         assert_ne!(status, 404, "{method} {path} is documented but not routed");
+    }
+    // What shows key ids, owners, configuration errors and provider states is only on the
+    // admin listener.
+    for path in [
+        "/metrics",
+        "/health/detailed",
+        "/health/system",
+        "/health/circuit-breakers",
+    ] {
+        let api = reqwest::get(format!("{}{path}", gateway.url))
+            .await
+            .unwrap();
+        assert_eq!(api.status(), 404, "{path} is served on the API port");
+        let admin = reqwest::get(format!("{}{path}", gateway.admin_url))
+            .await
+            .unwrap();
+        assert_eq!(admin.status(), 200, "{path} on the admin listener");
     }
 }

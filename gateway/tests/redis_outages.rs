@@ -35,7 +35,7 @@ async fn timed(gateway: &Gateway) -> (u16, Duration) {
 
 async fn redis_admissions(gateway: &Gateway) -> f64 {
     metric(
-        &gateway.url,
+        &gateway.admin_url,
         r#"llm_ratelimit_decisions_total{store="redis",decision="admitted"}"#,
     )
     .await
@@ -82,7 +82,7 @@ async fn fail_open_keeps_serving_through_a_frozen_a_killed_and_an_empty_redis() 
         "a frozen Redis cost {slowest:?}"
     );
     let fallbacks = metric(
-        &gateway.url,
+        &gateway.admin_url,
         r#"llm_ratelimit_decisions_total{store="local_fallback",decision="admitted"}"#,
     )
     .await
@@ -166,7 +166,7 @@ async fn without_redis_at_start_each_replica_admits_its_share() {
         statuses.push(timed(&gateway).await.0);
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
-    let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.url))
+    let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.admin_url))
         .await
         .unwrap()
         .json()

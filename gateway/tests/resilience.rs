@@ -86,7 +86,7 @@ async fn f1_a_failing_weighted_target_costs_no_requests_and_little_load() {
         "failing target saw {a_attempts} attempts in {elapsed:?}"
     );
     assert!(b.requests().len() >= 2000);
-    let breakers: Value = reqwest::get(format!("{}/health/circuit-breakers", gateway.url))
+    let breakers: Value = reqwest::get(format!("{}/health/circuit-breakers", gateway.admin_url))
         .await
         .unwrap()
         .json()
@@ -191,7 +191,7 @@ async fn breaker_opens_then_closes_after_the_probe_succeeds() {
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(a.requests().len(), 5);
     let state = |v: Value| v["breakers"][0]["state"].as_str().unwrap().to_owned();
-    let url = format!("{}/health/circuit-breakers", gateway.url);
+    let url = format!("{}/health/circuit-breakers", gateway.admin_url);
     assert_eq!(
         state(reqwest::get(&url).await.unwrap().json().await.unwrap()),
         "open"
@@ -207,7 +207,7 @@ async fn breaker_opens_then_closes_after_the_probe_succeeds() {
         state(reqwest::get(&url).await.unwrap().json().await.unwrap()),
         "closed"
     );
-    let metrics = reqwest::get(format!("{}/metrics", gateway.url))
+    let metrics = reqwest::get(format!("{}/metrics", gateway.admin_url))
         .await
         .unwrap()
         .text()
@@ -234,10 +234,10 @@ async fn breaker_thresholds_reload_without_resetting_state() {
     }
     let slow = "{failureThreshold: 50, window: 30s, openFor: 30s, halfOpenProbes: 1}";
     gateway.write_config("gateway.yaml", &config(&a, &b, &key, route, slow));
-    let url = format!("{}/health/circuit-breakers", gateway.url);
+    let url = format!("{}/health/circuit-breakers", gateway.admin_url);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let health: Value = reqwest::get(format!("{}/health/detailed", gateway.url))
+        let health: Value = reqwest::get(format!("{}/health/detailed", gateway.admin_url))
             .await
             .unwrap()
             .json()
@@ -519,7 +519,7 @@ async fn f6_clients_that_never_read_are_cut_at_the_write_timeout_with_memory_bou
     )
     .await;
     let rss = || async {
-        let system: Value = reqwest::get(format!("{}/health/system", gateway.url))
+        let system: Value = reqwest::get(format!("{}/health/system", gateway.admin_url))
             .await
             .unwrap()
             .json()
@@ -551,7 +551,7 @@ async fn f6_clients_that_never_read_are_cut_at_the_write_timeout_with_memory_bou
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let in_flight = common::metric(&gateway.url, "llm_requests_in_flight")
+        let in_flight = common::metric(&gateway.admin_url, "llm_requests_in_flight")
             .await
             .unwrap();
         if in_flight <= 1.0 {

@@ -84,7 +84,10 @@ async fn a_reply_over_the_body_cap_is_refused_without_being_held() {
         "an oversized reply was retried"
     );
     let growth = memory(gateway.pid(), "VmHWM").saturating_sub(before);
-    eprintln!("peak RSS grew {} KiB for a refused 64 MiB reply", growth / 1024);
+    eprintln!(
+        "peak RSS grew {} KiB for a refused 64 MiB reply",
+        growth / 1024
+    );
     assert!(
         growth < 48 * MIB,
         "peak RSS grew {} MiB for a refused 64 MiB reply",

@@ -69,7 +69,7 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
     let deadline = Instant::now() + Duration::from_secs(5);
     // Store first, then metrics: wait for both to have counted every stream.
     while usage(&gateway).await["requests"] != streams
-        || metric(&gateway.url, "llm_caller_requests_total").await != Some(f64::from(streams))
+        || metric(&gateway.admin_url, "llm_caller_requests_total").await != Some(f64::from(streams))
     {
         assert!(Instant::now() < deadline, "usage not settled");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -102,7 +102,10 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
         let series = format!(
             r#"llm_caller_tokens_total{{key_id="{key_id}",owner="team-a",direction="{direction}"}}"#
         );
-        assert_eq!(metric(&gateway.url, &series).await, Some(expected as f64));
+        assert_eq!(
+            metric(&gateway.admin_url, &series).await,
+            Some(expected as f64)
+        );
     }
 }
 

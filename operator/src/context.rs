@@ -12,6 +12,9 @@ pub struct Settings {
     pub key_pepper: Vec<u8>,
     /// How often ApiKey usage is copied from Redis into status.
     pub usage_sync_interval: std::time::Duration,
+    /// Image repositories gateways and model servers may run (set at install time, so that
+    /// writing an LlmGateway or LlmProvider does not mean choosing any image).
+    pub images: crate::pod_policy::ImagePolicy,
 }
 
 impl Default for Settings {
@@ -19,6 +22,7 @@ impl Default for Settings {
         Self {
             key_pepper: Vec::new(),
             usage_sync_interval: std::time::Duration::from_secs(60),
+            images: crate::pod_policy::ImagePolicy::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod pod_policy;
 pub mod status;
 pub mod usage_sync;
 

@@ -10,6 +10,7 @@ use clap::Parser;
 use kube::api::{Api, ListParams};
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_operator::leader::{self, Election};
+use llm_gateway_operator::pod_policy::ImagePolicy;
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
 /// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.
@@ -45,6 +46,12 @@ struct Args {
     /// How often ApiKey `status.usage` is refreshed from Redis, e.g. "60s".
     #[arg(long, env = "USAGE_SYNC_INTERVAL", default_value = "60s")]
     usage_sync_interval: humantime::Duration,
+    /// Image repositories LlmGateway `spec.image` and `selfHosted.image` may use,
+    /// comma-separated: `ghcr.io/acme/` allows everything under it, `vllm/vllm-openai` that one
+    /// repository. The operator's own gateway repository is always allowed; empty allows
+    /// nothing else (so writing those resources is not running any image).
+    #[arg(long, env = "ALLOWED_IMAGE_REPOSITORIES", default_value = "")]
+    allowed_image_repositories: String,
 }
 
 #[tokio::main]
@@ -57,6 +64,14 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let images = match ImagePolicy::parse(&args.allowed_image_repositories) {
+        Ok(images) => images,
+        Err(e) => {
+            eprintln!("llm-gateway-operator: ALLOWED_IMAGE_REPOSITORIES: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(allowed = ?images.entries(), "image repositories besides the gateway's own");
     let limit = Duration::from_secs(args.connect_timeout_seconds);
     let client = match tokio::time::timeout(limit, check_cluster()).await {
         Ok(Ok(client)) => client,
@@ -72,6 +87,7 @@ async fn main() -> ExitCode {
     let settings = Settings {
         key_pepper: args.api_key_pepper.clone().into_bytes(),
         usage_sync_interval: args.usage_sync_interval.into(),
+        images,
     };
     let context = Context::new(client, settings);
     let listener = match tokio::net::TcpListener::bind(args.admin_address).await {

@@ -79,6 +79,7 @@ fn start_pod(
         .envs(&pod.env)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
+        .env("ADMIN_ADDRESS", "127.0.0.1:0")
         .env("KUBECONFIG", kubeconfig)
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
@@ -101,8 +102,9 @@ async fn chat(port: u16, key: &str, model: &str) -> Option<(u16, Value)> {
 }
 
 /// Whether the pod on `port` reports the OpenAI provider available (`/health/detailed`).
-async fn openai_available(port: u16) -> Option<bool> {
-    let detailed: Value = reqwest::get(format!("http://127.0.0.1:{port}/health/detailed"))
+/// Whether the pod's admin listener (`/health/detailed`) reports the OpenAI provider usable.
+async fn openai_available(admin: &str) -> Option<bool> {
+    let detailed: Value = reqwest::get(format!("http://{admin}/health/detailed"))
         .await
         .ok()?
         .json()
@@ -153,7 +155,13 @@ async fn the_samples_run_a_gateway_from_the_operator_s_manifests_alone() {
     );
 
     let port = free_port();
-    let _gateway = start_pod(&pod, port, &gateway_kubeconfig, &[]);
+    let admin = format!("127.0.0.1:{}", free_port());
+    let _gateway = start_pod(
+        &pod,
+        port,
+        &gateway_kubeconfig,
+        &[("ADMIN_ADDRESS", admin.as_str())],
+    );
     // The issued key serves once the gateway has synced (the key's status hash is what it
     // verifies against: it never reads the key's Secret).
     let (status, body) = eventually("a served request", async || {
@@ -212,7 +220,7 @@ async fn the_samples_run_a_gateway_from_the_operator_s_manifests_alone() {
         .await
         .unwrap();
     eventually("the OpenAI provider available in the pod", async || {
-        openai_available(port).await?.then_some(())
+        openai_available(&admin).await?.then_some(())
     })
     .await;
 

@@ -265,6 +265,7 @@ async fn the_gateway_serves_with_a_key_the_operator_generated() {
             .env("API_KEY_PEPPER", PEPPER)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
+            .env("ADMIN_ADDRESS", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

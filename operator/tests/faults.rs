@@ -63,7 +63,7 @@ async fn a_storm_of_conflicts_on_writes_converges_with_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_rapid_edits_end_with_children_of_the_last_one() {
     let (_server, client, kubeconfig) = cluster().await;
-    let _operator = operator(&kubeconfig, free_port());
+    let _operator = operator_with(&kubeconfig, free_port(), &[ALLOW_VLLM]);
     let providers: Api<LlmProvider> = Api::namespaced(client.clone(), "default");
     let provider: LlmProvider = serde_json::from_value(json!({
         "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider", "metadata": {"name": "edited"},

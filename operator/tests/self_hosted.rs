@@ -17,7 +17,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_hosted_provider_runs_its_model_server_and_routes_reach_it() {
     let (_server, client, kubeconfig) = cluster().await;
-    let _operator = operator(&kubeconfig, free_port());
+    let _operator = operator_with(&kubeconfig, free_port(), &[ALLOW_VLLM]);
     let providers: Api<LlmProvider> = Api::namespaced(client.clone(), "default");
     let provider: LlmProvider = serde_json::from_value(json!({
         "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider", "metadata": {"name": "qwen"},

@@ -74,7 +74,10 @@ class Gateway:
         self.config_dir = config_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "warn"}
+        self.admin_url = f"http://127.0.0.1:{_free_port()}"
+        # Dev mode, as the README's first command: the example configuration's published key.
+        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "warn",
+                    "DEV_MODE": "true", "AUTH_FAILURES_PER_MINUTE": "0", "ADMIN_ADDRESS": self.admin_url.removeprefix("http://")}
         for variable in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_GEMINI_API_KEY"):
             full_env.pop(variable, None)
         full_env.update(env or {})

@@ -5,8 +5,10 @@ every metric name the Grafana dashboard and the alert rules use is one the gatew
 operator) really exports, after real traffic."""
 
 import json
+import os
 import pathlib
 import re
+import shutil
 import socket
 import subprocess
 import urllib.error
@@ -138,7 +140,7 @@ def test_every_metric_the_dashboard_and_alerts_use_exists(gateway):
         urllib.request.urlopen(unknown, timeout=10)
     except urllib.error.HTTPError as error:
         assert error.code == 404
-    with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"{gateway.admin_url}/metrics", timeout=5) as response:
         exported = exported_names(response.read().decode())
     operator_source = (ROOT / "operator" / "src" / "metrics.rs").read_text()
     exported |= {f"{n}_total" for n in re.findall(r'"(llm_operator_[a-z_]+)"', operator_source)}
@@ -154,3 +156,24 @@ def test_every_metric_the_dashboard_and_alerts_use_exists(gateway):
     used = used_names(expressions)
     assert used, "no metric found in the expressions"
     assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+def test_production_artifacts_never_ship_the_published_example_key():
+    """The prod stack and the image take the user's configuration, never deployments/standalone
+    (whose key the README prints); the gateway refuses that key outside --dev (tested in Rust)."""
+    prod = (COMPOSE / "docker-compose.prod.yml").read_text()
+    assert "standalone" not in prod
+    dockerfile = (ROOT / "deployments" / "docker" / "gateway.Dockerfile").read_text()
+    assert not any(l.startswith("COPY") and "standalone" in l for l in dockerfile.splitlines())
+
+
+def test_the_example_configuration_is_refused_outside_dev_mode(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "deployments" / "standalone", config)
+    env = {k: v for k, v in os.environ.items() if k not in ("DEV_MODE", "API_KEY_PEPPER")}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "ADMIN_ADDRESS": "127.0.0.1:0",
+                "API_KEY_PEPPER": "a-real-pepper"})
+    done = subprocess.run([str(_gateway_binary()), "--config", str(config)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "published" in done.stderr and "keygen" in done.stderr, done.stderr

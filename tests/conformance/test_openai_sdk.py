@@ -109,7 +109,7 @@ def test_resilience_demo_breaker_opens_and_closes_with_no_failed_request(client,
     import urllib.request
 
     def breaker():
-        with urllib.request.urlopen(f"{gateway.url}/health/circuit-breakers") as response:
+        with urllib.request.urlopen(f"{gateway.admin_url}/health/circuit-breakers") as response:
             entries = json.load(response)["breakers"]
         return next(e for e in entries if e["provider"] == "default/flaky")
 

@@ -22,8 +22,8 @@ SCRIPTS = ROOT / "deployments" / "scripts"
 
 
 def test_the_health_monitor_reports_alerts_and_exits(gateway, tmp_path):
-    ok = subprocess.run([str(SCRIPTS / "health-monitor.sh"), "--once", gateway.url], capture_output=True, text=True)
-    assert ok.returncode == 0 and f"ok {gateway.url}" in ok.stdout, ok.stdout + ok.stderr
+    ok = subprocess.run([str(SCRIPTS / "health-monitor.sh"), "--once", gateway.admin_url], capture_output=True, text=True)
+    assert ok.returncode == 0 and f"ok {gateway.admin_url}" in ok.stdout, ok.stdout + ok.stderr
     alert_file = tmp_path / "alert"
     down_url = f"http://127.0.0.1:{_free_port()}"
     down = subprocess.run([str(SCRIPTS / "health-monitor.sh"), "--once", down_url], capture_output=True, text=True,
@@ -139,7 +139,8 @@ def test_logrotate_rotates_a_live_gateway_log_without_losing_lines(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(ROOT / "deployments/standalone", config)
     port = _free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json"}
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json",
+           "DEV_MODE": "true", "ADMIN_ADDRESS": "127.0.0.1:0"}
     with open(log, "ab") as stderr:
         gateway = subprocess.Popen([os.environ["GATEWAY_BIN"], "--config", str(config)], env=env,
                                    stdout=subprocess.DEVNULL, stderr=stderr)

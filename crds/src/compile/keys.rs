@@ -176,10 +176,17 @@ const GLOB_CACHE_LIMIT: usize = 4096;
 static GLOB_SETS: LazyLock<Mutex<HashMap<Vec<String>, Arc<GlobSet>>>> =
     LazyLock::new(Mutex::default);
 
+/// Parses an RFC 3339 time. The error does not quote the text: it may come from a Secret
+/// (`previousApiKeyExpiresAt`), and compile errors are logged and served on `/health/detailed`.
 fn parse_time(text: &str, field: &str, fail: &mut dyn FnMut(&str, String)) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text)
         .or_else(|_| humantime::parse_rfc3339(text))
-        .map_err(|e| fail(field, format!("{text:?} is not an RFC 3339 time: {e}")))
+        .map_err(|e| {
+            fail(
+                field,
+                format!("not an RFC 3339 time such as 2030-01-31T00:00:00Z ({e})"),
+            );
+        })
         .ok()
 }
 
@@ -211,7 +218,13 @@ fn previous_key(
             );
             return None;
         };
-        let until = parse_time(&until, field, fail)?;
+        let mut in_secret = |field: &str, message: String| {
+            fail(
+                field,
+                format!("Secret {ns}/{name} {SECRET_PREVIOUS_EXPIRES_FIELD}: {message}"),
+            );
+        };
+        let until = parse_time(&until, field, &mut in_secret)?;
         return Some((
             keys::key_id(&plaintext),
             keys::hash_bytes(inputs.key_pepper, &plaintext),

@@ -101,7 +101,21 @@ fn auth(
     let spec = &gateway.spec.auth;
     let jwt = spec.jwt.as_ref().and_then(|jwt| {
         let key = match (&jwt.jwks_uri, &jwt.hs256_secret_ref) {
-            (Some(uri), None) => JwtKey::Jwks(uri.clone()),
+            (Some(uri), None) => {
+                if !jwt.allow_local_addresses
+                    && url::Url::parse(uri).is_ok_and(|u| crate::egress::is_forbidden_url_host(&u))
+                {
+                    errors.push(jwt_error(
+                        gateway,
+                        "jwksUri",
+                        "points at a loopback, link-local or metadata address, or a private \
+                         network; set spec.auth.jwt.allowLocalAddresses to allow it"
+                            .to_owned(),
+                    ));
+                    return None;
+                }
+                JwtKey::Jwks(uri.clone())
+            }
             (None, Some(r)) => match secrets.get(namespace_of(gateway), &r.name, &r.key) {
                 Ok(secret) if secret.len() >= 32 => JwtKey::Hs256(SecretString::new(secret)),
                 Ok(_) => {
@@ -131,6 +145,7 @@ fn auth(
             audiences: jwt.audiences.clone(),
             key,
             team_claim: jwt.team_claim.clone(),
+            allow_local_addresses: jwt.allow_local_addresses,
         })
     });
     let jwt_policy = spec.jwt.as_ref().map_or_else(CallerPolicy::default, |jwt| {

@@ -1,7 +1,6 @@
 //! LlmProvider → CompiledProvider: base URL, SSRF guard, credentials, catalogue.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use kube::ResourceExt;
 
@@ -86,6 +85,7 @@ fn compile_one(
         name: provider.name_any(),
         provider_type: kind,
         base_url,
+        allow_local_addresses: allows_local_addresses(provider),
         credential,
         unavailable,
         timeouts: spec.timeouts.clone(),
@@ -100,8 +100,11 @@ fn compile_one(
     })
 }
 
-/// Resolves and checks `baseUrl`: http(s), a host, and no loopback/link-local/metadata target
-/// unless `allowLocalAddresses` (server-side request forgery guard).
+/// Resolves and checks `baseUrl`: an http(s) URL of scheme, host, optional port and path only,
+/// whose host is not a loopback, private, link-local or metadata literal unless
+/// `allowLocalAddresses` (server-side request forgery guard; names are checked again at connect
+/// time, on what they resolve to). Returns the parsed URL's serialisation, so what was checked
+/// is exactly what the gateway calls.
 fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Option<String> {
     let spec = &provider.spec;
     let raw = match (&spec.base_url, spec.provider_type.default_base_url()) {
@@ -109,7 +112,8 @@ fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Optio
         (None, Some(default)) => default,
         (None, None) if spec.provider_type == ProviderType::Fake => return None,
         (None, None) if spec.self_hosted.is_some() => {
-            // A Service URL is never a local address: no SSRF check needed.
+            // The operator's own Service URL: a cluster address by design, allowed through
+            // `allows_local_addresses`.
             let hosted = spec.self_hosted.as_ref()?;
             return Some(hosted.base_url(&provider.name_any(), namespace_of(provider)));
         }
@@ -124,49 +128,50 @@ fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Optio
     let parsed = match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
         _ => {
+            // Not echoed: a malformed URL may still carry a password.
             fail(
                 "spec.baseUrl",
-                format!("{raw:?} is not an http(s) URL with a host"),
+                "is not an http(s) URL with a host".to_owned(),
             );
             return None;
         }
     };
-    if !spec.allow_local_addresses && is_local_host(&parsed) {
+    if let Some(problem) = shape_problem(&parsed) {
+        fail("spec.baseUrl", problem.to_owned());
+        return None;
+    }
+    if !spec.allow_local_addresses && crate::egress::is_forbidden_url_host(&parsed) {
         fail(
             "spec.baseUrl",
-            "points at a loopback, link-local or metadata address; set spec.allowLocalAddresses \
-             to allow it"
+            "points at a loopback, link-local or metadata address, or a private network; set \
+             spec.allowLocalAddresses to allow it"
                 .to_owned(),
         );
         return None;
     }
-    Some(raw.trim_end_matches('/').to_owned())
+    Some(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
-fn is_local_host(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => {
-            let d = d.to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost") || d == "metadata.google.internal"
-        }
-        Some(url::Host::Ipv4(ip)) => is_local_ip(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => is_local_ip(IpAddr::V6(ip)),
-        None => false,
+/// What a base URL holds besides scheme, host, port and path, if anything. Credentials belong
+/// in `spec.credentials` (user information would be sent to whoever the host is and logged
+/// with the URL), and a query or fragment would be glued to every API path the gateway adds.
+fn shape_problem(url: &url::Url) -> Option<&'static str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        Some("must not contain user information (user:password@); use spec.credentials")
+    } else if url.query().is_some() {
+        Some("must not contain a query (?...): only scheme, host, port and path")
+    } else if url.fragment().is_some() {
+        Some("must not contain a fragment (#...): only scheme, host, port and path")
+    } else {
+        None
     }
 }
 
-fn is_local_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_local_ip(IpAddr::V4(v4)))
-        }
-    }
+/// Whether the gateway may connect to local and private addresses for this provider: when the
+/// spec says so, or when the URL is the operator's Service for a self-hosted model server.
+fn allows_local_addresses(provider: &LlmProvider) -> bool {
+    let spec = &provider.spec;
+    spec.allow_local_addresses || (spec.base_url.is_none() && spec.self_hosted.is_some())
 }
 
 /// Resolves the credential. A missing environment variable makes the provider unavailable
@@ -211,5 +216,140 @@ fn credential(
             );
             (None, None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compile::{CompileInputs, compile};
+    use crate::compiled::CompiledConfig;
+    use crate::manifest::Manifests;
+
+    /// Compiles one provider with only the compiler's own checks (CEL skipped, as for objects a
+    /// cluster admitted), so these tests hold even where the CRD's rules would also refuse.
+    fn compile_provider(spec: &str) -> Result<CompiledConfig, Vec<String>> {
+        let yaml = format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: p}}\nspec: {spec}\n"
+        );
+        let mut manifests = Manifests::default();
+        manifests.add_yaml("test.yaml", &yaml).unwrap();
+        let inputs = CompileInputs {
+            env: &|_| None,
+            key_pepper: b"pepper",
+            admitted: true,
+        };
+        compile(&manifests, &inputs).map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    fn with_base_url(url: &str, allow: bool) -> Result<CompiledConfig, Vec<String>> {
+        compile_provider(&format!(
+            "{{type: openaiCompatible, baseUrl: '{url}', allowLocalAddresses: {allow}}}"
+        ))
+    }
+
+    #[test]
+    fn local_private_and_metadata_literals_are_refused_unless_allowed() {
+        for url in [
+            "http://LOCALHOST./v1",
+            "http://api.localhost/v1",
+            "http://metadata/computeMetadata/v1",
+            "http://metadata.google.internal/",
+            "http://[fd00:ec2::254]/latest/meta-data",
+            "http://100.100.100.200/latest/meta-data",
+            "http://[::127.0.0.1]:8000/v1",
+            "http://[64:ff9b::a9fe:a9fe]/latest",
+            "http://[::ffff:127.0.0.1]/v1",
+            "http://10.0.0.1/v1",
+            "http://192.168.1.10:8000/v1",
+            "http://172.16.0.1/v1",
+            "http://169.254.169.254/latest",
+            "http://0.0.0.0:8000/v1",
+            "http://2130706433/v1",
+        ] {
+            let errors = with_base_url(url, false).err().unwrap_or_default();
+            assert!(
+                errors.iter().any(|e| e.contains(
+                    "spec.baseUrl: points at a loopback, link-local or metadata address, or a private"
+                )),
+                "{url}: {errors:?}"
+            );
+            assert!(
+                with_base_url(url, true).is_ok(),
+                "{url} with allowLocalAddresses"
+            );
+        }
+    }
+
+    #[test]
+    fn user_information_query_and_fragment_are_refused_even_when_local_is_allowed() {
+        for (url, expected) in [
+            ("https://api.example.com/v1?x=1", "must not contain a query"),
+            (
+                "https://api.example.com/v1#f",
+                "must not contain a fragment",
+            ),
+            (
+                "https://user:pass@api.example.com/v1",
+                "must not contain user information",
+            ),
+            (
+                "https://user@api.example.com/v1",
+                "must not contain user information",
+            ),
+        ] {
+            for allow in [false, true] {
+                let errors = with_base_url(url, allow).err().unwrap_or_default();
+                assert!(
+                    errors.iter().any(|e| e.contains(expected)),
+                    "{url}: {errors:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn public_base_urls_are_accepted_as_parsed() {
+        for (url, compiled) in [
+            ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+            ("https://x.openai.azure.com", "https://x.openai.azure.com"),
+            (
+                "http://llm.example.com:8080/v1/",
+                "http://llm.example.com:8080/v1",
+            ),
+            (
+                "HTTPS://API.Example.COM:443/v1",
+                "https://api.example.com/v1",
+            ),
+            (
+                "https://[2606:4700:4700::1111]/v1",
+                "https://[2606:4700:4700::1111]/v1",
+            ),
+            ("http://8.8.8.8/v1", "http://8.8.8.8/v1"),
+        ] {
+            let config = with_base_url(url, false).unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            let provider = &config.providers[0];
+            assert_eq!(provider.base_url.as_deref(), Some(compiled), "{url}");
+            assert!(!provider.allow_local_addresses, "{url}");
+        }
+    }
+
+    #[test]
+    fn only_the_operators_own_service_url_allows_local_addresses_implicitly() {
+        let hosted = "{type: openaiCompatible, selfHosted: {image: 'vllm/vllm-openai:v0.8.5'}}";
+        let config = compile_provider(hosted).unwrap_or_else(|e| panic!("{e:?}"));
+        let provider = &config.providers[0];
+        assert!(provider.allow_local_addresses);
+        assert!(
+            provider
+                .base_url
+                .as_deref()
+                .is_some_and(|u| u.ends_with(".svc.cluster.local:8000/v1")),
+            "{:?}",
+            provider.base_url
+        );
+        let explicit = "{type: openaiCompatible, baseUrl: 'https://models.example.com/v1', \
+                        selfHosted: {image: 'vllm/vllm-openai:v0.8.5'}}";
+        let config = compile_provider(explicit).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!config.providers[0].allow_local_addresses);
     }
 }

@@ -230,3 +230,20 @@ fn keys_with_the_same_model_list_share_one_glob_set_and_star_allows_all() {
     assert!(c.models.is_none() && c.allows_model("anything/at-all"));
     assert!(d.allows_model("claude-sonnet") && !d.allows_model("gpt-4o"));
 }
+
+#[test]
+fn a_bad_rotation_time_in_a_secret_is_reported_without_the_value() {
+    let key = keys::generate().unwrap();
+    let previous = keys::generate().unwrap();
+    let errs = errors(&format!(
+        "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k}}\nspec: {{secretName: s, owner: o}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{apiKey: {key}, previousApiKey: {previous}, previousApiKeyExpiresAt: sk-live-SECRET42}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "ApiKey default/k: spec.secretName: Secret default/s previousApiKeyExpiresAt: not an RFC 3339 time"
+        ),
+        "{errs:?}"
+    );
+    assert!(!errs[0].contains("SECRET42"), "{errs:?}");
+}

@@ -2,6 +2,9 @@
 //!
 //! Every rejection is reported three ways: a log line naming each object and field, a
 //! `llm_config_reloads_total{result="error"}` increment, and the errors in `/health/detailed`.
+//! None of them quotes configuration content (`crds::manifest` describes errors without
+//! values), and they last only while they are true: a reload that finds the served
+//! configuration current again (applied, or unchanged since it was applied) clears them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,10 +20,15 @@ use crate::metrics::{Metrics, ResultLabels};
 use crate::notices::Notice;
 use crate::targets::TargetRegistry;
 
+#[cfg(test)]
+#[path = "loader_tests.rs"]
+mod tests;
+
 /// Result of one reload attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReloadOutcome {
-    /// The files did not change since the last successful load.
+    /// The files did not change since the last successful load (so any error reported since
+    /// is stale: what is served is what the source holds).
     Unchanged,
     /// A new snapshot of this generation is being served.
     Applied(u64),
@@ -37,6 +45,9 @@ pub struct Loader {
     metrics: Arc<Metrics>,
     targets: Arc<TargetRegistry>,
     default_jwt: Option<CompiledJwt>,
+    limits: source_dir::DirLimits,
+    /// `--dev`: published keys and an empty pepper are served (see `key_policy`).
+    dev: bool,
     state: Mutex<LoaderState>,
 }
 
@@ -45,7 +56,7 @@ struct LoaderState {
     fingerprint: Option<u64>,
     generation: u64,
     /// Clients by connect timeout, reused across reloads so connection pools survive them.
-    clients: HashMap<Duration, reqwest::Client>,
+    clients: HashMap<(Duration, bool), reqwest::Client>,
 }
 
 impl Loader {
@@ -65,6 +76,8 @@ impl Loader {
             metrics,
             targets,
             default_jwt: None,
+            limits: source_dir::DirLimits::default(),
+            dev: false,
             state: Mutex::default(),
         }
     }
@@ -80,7 +93,20 @@ impl Loader {
         self
     }
 
-    /// Reloads now (blocking IO; call from a blocking context).
+    /// Dev mode: skips the key policy (published keys, empty pepper).
+    pub fn with_dev_mode(mut self, dev: bool) -> Self {
+        self.dev = dev;
+        self
+    }
+
+    /// Caps on what a directory reload reads (per file, in total, documents).
+    pub fn with_dir_limits(mut self, limits: source_dir::DirLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Reloads now (blocking IO, and short sleeps while a file is being written; call from a
+    /// blocking context).
     pub fn reload(&self) -> ReloadOutcome {
         let Ok(mut state) = self.state.lock() else {
             return ReloadOutcome::Rejected(vec!["loader state poisoned".to_owned()]);
@@ -92,7 +118,7 @@ impl Loader {
     }
 
     fn reload_locked(&self, state: &mut LoaderState) -> ReloadOutcome {
-        let contents = match source_dir::read(&self.dir) {
+        let contents = match source_dir::read_settled(&self.dir, &self.limits) {
             Ok(contents) => contents,
             Err(errors) => return ReloadOutcome::Rejected(errors),
         };
@@ -147,6 +173,12 @@ impl Loader {
         let snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
             client_for(clients, p)
         });
+        if !self.dev
+            && let Some(refusal) = crate::key_policy::refusal(&snapshot, &self.key_pepper)
+        {
+            tracing::error!("{refusal}");
+            return ReloadOutcome::Rejected(vec![refusal]);
+        }
         self.handle.store(snapshot);
         self.targets.prune();
         state.generation = generation;
@@ -158,7 +190,21 @@ impl Loader {
         let took_ms = took.as_secs_f64() * 1000.0;
         let now = SystemTime::now();
         match outcome {
-            ReloadOutcome::Unchanged => {}
+            ReloadOutcome::Unchanged => {
+                // The source is back to what is served (a rejected edit was reverted): the
+                // errors of the attempts in between no longer describe anything.
+                let mut cleared = false;
+                self.handle.update_status(|s| {
+                    s.last_attempt = Some(now);
+                    cleared = !s.last_errors.is_empty();
+                    s.last_errors.clear();
+                });
+                if cleared {
+                    tracing::info!(
+                        "the source matches the served configuration again; earlier errors cleared"
+                    );
+                }
+            }
             ReloadOutcome::Applied(generation) => {
                 tracing::info!(generation, took_ms, source = %self.handle.status().source, "configuration applied");
                 self.metrics
@@ -193,23 +239,15 @@ impl Loader {
 }
 
 fn client_for(
-    clients: &mut HashMap<Duration, reqwest::Client>,
+    clients: &mut HashMap<(Duration, bool), reqwest::Client>,
     provider: &CompiledProvider,
 ) -> reqwest::Client {
-    let connect = provider.timeouts.connect.get();
+    let (connect, allow_local) = (
+        provider.timeouts.connect.get(),
+        provider.allow_local_addresses,
+    );
     clients
-        .entry(connect)
-        .or_insert_with(|| {
-            reqwest::Client::builder()
-                .connect_timeout(connect)
-                .pool_idle_timeout(Duration::from_secs(90))
-                .tcp_nodelay(true)
-                // An upstream's redirect is its answer, passed to the client as is; following
-                // it would send the provider credential wherever the upstream points.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                // Only fails when the TLS backend cannot initialise; fall back to defaults.
-                .unwrap_or_default()
-        })
+        .entry((connect, allow_local))
+        .or_insert_with(|| crate::egress::http_client(connect, allow_local))
         .clone()
 }

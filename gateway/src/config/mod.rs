@@ -32,7 +32,9 @@ pub struct ReloadStatus {
     pub source: String,
     /// When the last reload was attempted.
     pub last_attempt: Option<SystemTime>,
-    /// Errors of the last attempt; empty when it succeeded.
+    /// Errors of the last attempt, without configuration content; empty once the served
+    /// configuration is current again (a reload applied it, or found the source unchanged
+    /// since it was applied, e.g. a rejected edit reverted).
     pub last_errors: Vec<String>,
     /// Successful reloads and rejected ones since start.
     pub successes: u64,

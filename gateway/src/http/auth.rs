@@ -1,13 +1,16 @@
 //! Caller authentication: an API key (`sk-lgw-…`) or a JSON Web Token, presented as
 //! `Authorization: Bearer <credential>`, or `x-api-key` on the Anthropic-compatible endpoint;
 //! never in the query string. Every refusal is the same 401 body, whatever the reason (the
-//! reason goes to `llm_api_key_rejections_total`).
+//! reason goes to `llm_api_key_rejections_total`). Refusals are counted per client address,
+//! and an address past `AUTH_FAILURES_PER_MINUTE` gets 429 before its credential is looked at
+//! (`reason="throttled"`; see [`super::auth_throttle`]).
 
 use http::{HeaderMap, header};
 use llm_gateway_crds::compiled::{CallerPolicy, CompiledKey};
 use llm_gateway_crds::keys::KEY_PREFIX;
 use llm_gateway_crds::policy::{Budget, RateLimits};
 
+use super::auth_throttle::{self, ClientAddress};
 use crate::config::Snapshot;
 use crate::error::ApiError;
 use crate::jwt::Identity;
@@ -74,15 +77,23 @@ impl Caller<'_> {
 }
 
 /// The authenticated caller, or `None` when the configuration accepts anonymous callers
-/// (`LlmGateway.spec.auth.apiKeys: false` and no JWT).
+/// (`LlmGateway.spec.auth.apiKeys: false` and no JWT). `client` is the address refusals are
+/// counted against.
 pub fn authenticate<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     headers: &HeaderMap,
     accept_x_api_key: bool,
+    client: ClientAddress,
 ) -> Result<Option<Caller<'s>>, ApiError> {
     if !snapshot.auth.api_keys && snapshot.jwt.is_none() {
         return Ok(None);
+    }
+    // Before the credential is read: the answer must not depend on it (a throttled address
+    // learns nothing about the keys it tries), and a throttled guesser costs no HMAC.
+    if let Some(retry_after) = state.auth_throttle.check(client) {
+        state.metrics.reject_key("throttled");
+        return Err(auth_throttle::refusal(retry_after));
     }
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -99,6 +110,7 @@ pub fn authenticate<'s>(
         });
     let refuse = |reason: &'static str| {
         state.metrics.reject_key(reason);
+        state.auth_throttle.record_failure(client);
         ApiError::InvalidApiKey
     };
     let Some(presented) = presented else {

@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, header};
 use super::Served;
 use super::admission::admit;
 use super::auth::authenticate;
+use super::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::limits::reservation::CallerLabel;
@@ -24,20 +25,31 @@ use crate::state::AppState;
 /// Serves one chat completion, streamed or not.
 pub async fn chat_completions(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    serve(state, headers, body, Protocol::OpenAi).await
+    serve(state, client, headers, body, Protocol::OpenAi).await
 }
 
 /// Serves one Anthropic Messages API request (`POST /v1/messages`), streamed or not.
-pub async fn messages(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    serve(state, headers, body, Protocol::Anthropic).await
+pub async fn messages(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(state, client, headers, body, Protocol::Anthropic).await
 }
 
 /// Serves one embeddings request.
-pub async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    serve(state, headers, body, Protocol::Embeddings).await
+pub async fn embeddings(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(state, client, headers, body, Protocol::Embeddings).await
 }
 
 /// Renders an error in the protocol the client speaks.
@@ -48,23 +60,38 @@ fn render(error: ApiError, protocol: Protocol) -> Response {
     }
 }
 
-async fn serve(state: AppState, headers: HeaderMap, body: Body, protocol: Protocol) -> Response {
-    handle(&state, &headers, body, protocol)
+async fn serve(
+    state: AppState,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+    protocol: Protocol,
+) -> Response {
+    handle(&state, client, &headers, body, protocol)
         .await
         .unwrap_or_else(|error| render(error, protocol))
 }
 
 async fn handle(
     state: &AppState,
+    client: ClientAddress,
     headers: &HeaderMap,
     body: Body,
     protocol: Protocol,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let key = authenticate(state, &snapshot, headers, protocol == Protocol::Anthropic)?;
+    let accept_x_api_key = protocol == Protocol::Anthropic;
+    let key = authenticate(state, &snapshot, headers, accept_x_api_key, client)?;
     check_content_type(headers)?;
-    let bytes = read_body(headers, body, state.settings.max_body_bytes).await?;
+    let settings = &state.settings;
+    let bytes = read_body(
+        headers,
+        body,
+        settings.max_body_bytes,
+        settings.body_read_timeout,
+    )
+    .await?;
     let request = match protocol {
         Protocol::OpenAi => ChatRequest::parse(bytes)?,
         Protocol::Anthropic => ChatRequest::parse_messages(bytes)?,
@@ -143,7 +170,14 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads the body, refusing at once when `Content-Length` is over the limit and otherwise
 /// reading no further than the limit.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// `BODY_READ_TIMEOUT` bounds the whole read, so a body dripped a byte at a time cannot hold a
+/// connection and its buffer for as long as the client likes.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -151,7 +185,18 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::invalid(
+                format!(
+                    "the request body did not arrive within BODY_READ_TIMEOUT ({})",
+                    humantime::format_duration(timeout)
+                ),
+                None,
+            )
+        })?;
+    read.map_err(|e| {
         let over_limit = e
             .source()
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())

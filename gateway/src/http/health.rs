@@ -41,9 +41,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Configuration source, generation, last reload result and providers.
+/// Configuration errors listed by `/health/detailed`; the rest are counted. A directory of
+/// 10,000 broken keys must not become a response of 10,000 messages (the log has them all).
+const MAX_LISTED_ERRORS: usize = 20;
+
+/// Configuration source, generation, last reload result and providers. Reload errors never
+/// hold configuration content (see `crds::manifest`) and are cleared once the served
+/// configuration is current again (see `config::loader`).
 pub async fn detailed(State(state): State<AppState>) -> Json<Value> {
     let reload = state.snapshots.status();
+    let error_count = reload.last_errors.len();
+    let listed_errors = &reload.last_errors[..error_count.min(MAX_LISTED_ERRORS)];
     let snapshot = state.snapshots.load();
     let seconds = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
     let providers: Vec<Value> = snapshot
@@ -85,7 +93,8 @@ pub async fn detailed(State(state): State<AppState>) -> Json<Value> {
             "last_reload": {
                 "result": if reload.last_errors.is_empty() { "success" } else { "error" },
                 "at": reload.last_attempt.and_then(seconds),
-                "errors": reload.last_errors,
+                "errors": listed_errors,
+                "error_count": error_count,
                 "successes": reload.successes,
                 "failures": reload.failures,
             },

@@ -7,13 +7,18 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::auth::authenticate;
+use super::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Lists routed models, filtered by the caller's allowed models.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let key = authenticate(&state, &snapshot, &headers, true)?;
+    let key = authenticate(&state, &snapshot, &headers, true, client)?;
     let created = snapshot
         .loaded_at
         .duration_since(std::time::UNIX_EPOCH)

@@ -11,22 +11,31 @@ use llm_gateway_crds::policy::BudgetPeriod;
 use serde_json::json;
 
 use super::auth::authenticate;
+use super::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::limits::demand::usage_key;
 use crate::limits::period::Period;
 use crate::state::AppState;
 
 /// Answers the caller's usage, spend, budget and limits.
-pub async fn usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match report(&state, &headers).await {
+pub async fn usage(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    match report(&state, client, &headers).await {
         Ok(body) => Json(body).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn report(state: &AppState, headers: &HeaderMap) -> Result<serde_json::Value, ApiError> {
+async fn report(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+) -> Result<serde_json::Value, ApiError> {
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let caller = authenticate(state, &snapshot, headers, true)?.ok_or_else(|| {
+    let caller = authenticate(state, &snapshot, headers, true, client)?.ok_or_else(|| {
         ApiError::invalid(
             "usage is counted per caller, and this gateway accepts anonymous requests",
             None,

@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::Call;
+use super::sanitize::sanitize;
 use crate::error::ApiError;
 
 /// Default of `MAX_UPSTREAM_BODY_BYTES`. A chat completion is kilobytes; the largest replies
@@ -97,7 +98,14 @@ pub async fn exchange(
         Ok(Ok(body)) => body,
     };
     if !status.is_success() {
-        return Err(upstream_error(&compiled.name, status, &headers, &body));
+        let credential = compiled.credential.as_ref().map(|c| c.expose());
+        return Err(upstream_error(
+            &compiled.name,
+            status,
+            &headers,
+            &body,
+            credential,
+        ));
     }
     Ok(Reply::Body(status, body))
 }
@@ -218,6 +226,15 @@ fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
     if error.is_timeout() {
         return ApiError::UpstreamTimeout(format!("upstream {provider} timed out"));
     }
+    if let Some(refusal) = crate::egress::refusal(error) {
+        tracing::warn!(provider, %refusal, "upstream refused by the egress guard");
+        // Not "cannot connect": a configuration problem that no retry can fix.
+        return ApiError::Upstream {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("upstream {provider} refused by the egress guard: {refusal}"),
+            retry_after: None,
+        };
+    }
     let what = if error.is_connect() {
         "cannot connect to"
     } else {
@@ -236,27 +253,24 @@ fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
 
 /// Maps an upstream error status. Client mistakes the upstream caught (400, 413, 422) and
 /// rate limits (429, with `Retry-After`) pass through with the upstream message (OpenAI,
-/// Anthropic and Gemini all put it at `/error/message`); overload (503, Anthropic's 529) is a
-/// retryable 503; anything else is a 502 that does not echo the upstream body (a provider's
-/// 401 message can quote part of the provider key).
+/// Anthropic and Gemini all put it at `/error/message`), sanitised first: providers quote the
+/// gateway's own credentials in these (a wrong key, the organisation or project it belongs
+/// to), so [`sanitize`] masks those and `credential`, the key this call sent, wherever it
+/// appears, and caps the length. Overload (503, Anthropic's 529) is a retryable 503; anything
+/// else is a 502 that does not echo the upstream body at all (a provider's 401 message can
+/// quote part of the provider key).
 pub fn upstream_error(
     provider: &str,
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
+    credential: Option<&str>,
 ) -> ApiError {
-    let upstream_message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-        });
     let retry_after = headers.get(header::RETRY_AFTER).cloned();
     match status.as_u16() {
         400 | 413 | 422 | 429 => ApiError::Upstream {
             status,
-            message: upstream_message
+            message: upstream_message(body, credential)
                 .unwrap_or_else(|| format!("upstream {provider} answered {status}")),
             retry_after,
         },
@@ -283,6 +297,15 @@ pub fn upstream_error(
     }
 }
 
+/// The upstream's `/error/message`, sanitised; `None` when the body has none (or it is empty
+/// once sanitised, which would tell the client nothing).
+fn upstream_message(body: &[u8], credential: Option<&str>) -> Option<String> {
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let message = value.pointer("/error/message")?.as_str()?;
+    let clean = sanitize(message, credential);
+    (!clean.trim().is_empty()).then_some(clean)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +316,48 @@ mod tests {
         // `{"object":"embedding","index":…,"embedding":"…"}` wrapper.
         let batch = 2048 * (16_384 + 64);
         assert!(DEFAULT_MAX_BODY_BYTES > batch);
+    }
+
+    fn message(error: &ApiError) -> &str {
+        match error {
+            ApiError::Upstream { message, .. } => message,
+            _ => "",
+        }
+    }
+
+    #[test]
+    fn passed_on_messages_are_sanitised_with_the_call_credential() {
+        let body = br#"{"error":{"message":"key sk-proj-abcdef1234567890abcdef of org-AbCdEf123456 (plain-upstream-key) is over quota","type":"insufficient_quota"}}"#;
+        for status in [400, 413, 422, 429] {
+            let status = StatusCode::from_u16(status).expect("valid status");
+            let error = upstream_error(
+                "p",
+                status,
+                &HeaderMap::new(),
+                body,
+                Some("plain-upstream-key"),
+            );
+            assert_eq!(error.status(), status);
+            assert_eq!(message(&error), "key sk-*** of org-*** (***) is over quota");
+        }
+    }
+
+    #[test]
+    fn other_statuses_never_echo_the_body() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-abc"}}"#;
+        let error = upstream_error("p", StatusCode::UNAUTHORIZED, &HeaderMap::new(), body, None);
+        assert_eq!(message(&error), "upstream p answered HTTP 401");
+    }
+
+    #[test]
+    fn a_body_without_a_message_names_the_status() {
+        let error = upstream_error(
+            "p",
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            b"not json",
+            None,
+        );
+        assert_eq!(message(&error), "upstream p answered 400 Bad Request");
     }
 }

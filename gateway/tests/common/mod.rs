@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 
 use llm_gateway_crds::keys;
 
+/// The pepper every test gateway runs with unless the test sets its own.
+pub const TEST_PEPPER: &str = "test-pepper-0123456789";
+
 /// A running gateway process, killed on drop.
 pub struct Gateway {
     pub url: String,
+    /// The admin listener (`/metrics`, `/health/detailed`, …).
+    pub admin_url: String,
     pub dir: tempfile::TempDir,
     pub key: String,
     log: tempfile::NamedTempFile,
@@ -98,13 +103,17 @@ impl Gateway {
         extra_env: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
+        let admin_port = free_port();
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
         command
             .args(args)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
+            .env("ADMIN_ADDRESS", format!("127.0.0.1:{admin_port}"))
             .env("LOG_LEVEL", "info")
+            // Required with keys outside dev mode; a test may override it.
+            .env("API_KEY_PEPPER", TEST_PEPPER)
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("log file"));
         for (k, v) in extra_env {
@@ -113,6 +122,7 @@ impl Gateway {
         let child = command.spawn().expect("start llm-gateway");
         Self {
             url: format!("http://127.0.0.1:{port}"),
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
             dir,
             key,
             log,

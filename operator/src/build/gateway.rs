@@ -31,8 +31,15 @@ pub const CONTAINER_PORT: i32 = 8000;
 /// Where the last-known-good ConfigMap and the credentials Secret are mounted.
 pub const LAST_KNOWN_GOOD_DIR: &str = "/etc/llm-gateway/last-known-good";
 
+/// Where the gateway's service-account credentials are mounted: the path in-cluster clients
+/// read them from.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 /// Seconds between readiness turning false and the listener closing (endpoints catch up).
 const SHUTDOWN_DELAY_SECONDS: i32 = 5;
+/// The gateway's admin listener (`/metrics`, `/health/detailed`), scraped by the chart's
+/// PodMonitor and never part of the Service.
+const ADMIN_PORT: i32 = 9090;
 
 /// Every child of `gateway`, in apply order (identity and permissions before the pods).
 pub fn children(gateway: &LlmGateway) -> Vec<Child> {
@@ -123,6 +130,8 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         ("WATCH_NAMESPACE", base.namespace.clone()),
         ("GATEWAY_NAME", base.gateway.clone()),
         ("PORT", CONTAINER_PORT.to_string()),
+        // Metrics and detailed health on their own port, which the Service does not expose.
+        ("ADMIN_ADDRESS", format!("0.0.0.0:{ADMIN_PORT}")),
         ("LOG_LEVEL", level.to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("SHUTDOWN_DELAY", format!("{SHUTDOWN_DELAY_SECONDS}s")),
@@ -179,25 +188,37 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
             "metadata": {"labels": base.labels, "annotations": {"llmgateway.io/settings-checksum": checksum}},
             "spec": {
                 "serviceAccountName": base.name,
+                // The token is mounted explicitly (`service-account`), for the gateway's own
+                // least-privilege account only: nothing added to the pod gets one by default.
+                "automountServiceAccountToken": false,
                 // preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + 5 s for cut streams + 10 s to settle.
                 "terminationGracePeriodSeconds": 2 * SHUTDOWN_DELAY_SECONDS + 30 + 15 + 5,
-                "volumes": [{"name": "last-known-good", "projected": {"sources": [
-                    {"configMap": {"name": bundle::last_known_good_name(gateway), "optional": true}},
-                    {"secret": {"name": bundle::credentials_name(gateway), "optional": true}},
-                ]}}],
-                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumes": [
+                    {"name": "last-known-good", "projected": {"sources": [
+                        {"configMap": {"name": bundle::last_known_good_name(gateway), "optional": true}},
+                        {"secret": {"name": bundle::credentials_name(gateway), "optional": true}},
+                    ]}},
+                    rbac::token_volume(),
+                ],
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
                     "name": "gateway",
                     "image": spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-                    "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+                    "ports": [
+                        {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
+                        {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+                    ],
                     "envFrom": [{"configMapRef": {"name": format!("{}-settings", base.name)}}],
                     "env": env,
                     "resources": resources,
-                    "volumeMounts": [{"name": "last-known-good", "mountPath": LAST_KNOWN_GOOD_DIR, "readOnly": true}],
+                    "volumeMounts": [
+                        {"name": "last-known-good", "mountPath": LAST_KNOWN_GOOD_DIR, "readOnly": true},
+                        {"name": "service-account", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true},
+                    ],
                     "livenessProbe": probe("/health"),
                     "readinessProbe": probe("/ready"),
                     "lifecycle": {"preStop": {"sleep": {"seconds": SHUTDOWN_DELAY_SECONDS}}},
-                    "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                    "securityContext": {"allowPrivilegeEscalation": false, "privileged": false, "runAsNonRoot": true, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
                 }],
             },
         },

@@ -2,6 +2,12 @@
 //! autoscaling) HorizontalPodAutoscaler. Model servers load weights for minutes, so pods get a
 //! generous startup probe instead of a liveness probe that would kill them mid-load, and a
 //! memory-backed `/dev/shm` (vLLM and PyTorch need more than the container default).
+//!
+//! The pods meet the restricted Pod Security Standard and get no service-account token: a
+//! model server never talks to the API server, and whoever writes the provider chooses its
+//! arguments (which can load code). They run as a fixed non-root user, because many server
+//! images run as root by default, which `runAsNonRoot` would refuse to start; a writable
+//! `$HOME` keeps the downloads those servers cache under it working.
 
 use kube::ResourceExt;
 use llm_gateway_crds::llm_provider::LlmProvider;
@@ -15,6 +21,12 @@ pub const PROVIDER_LABEL: &str = "llmgateway.io/provider";
 
 /// Longest a model server may take to start answering (download and load), in seconds.
 const STARTUP_SECONDS: i32 = 1800;
+
+/// User and group of the model server's processes (any non-root id would do).
+const MODEL_SERVER_UID: i64 = 65532;
+
+/// The writable home of the model server (`HOME`, unless its spec sets one).
+pub const HOME_DIR: &str = "/home/model-server";
 
 /// The children of a self-hosted provider (none when it is not self-hosted).
 pub fn children(provider: &LlmProvider) -> Vec<Child> {
@@ -67,23 +79,38 @@ fn deployment(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child 
         "name": "model-server",
         "image": hosted.image,
         "ports": [{"name": "http", "containerPort": hosted.port, "protocol": "TCP"}],
+        "env": env(hosted),
         "startupProbe": probe(10, STARTUP_SECONDS / 10),
         "readinessProbe": probe(10, 3),
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
-        "securityContext": {"allowPrivilegeEscalation": false, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "home", "mountPath": HOME_DIR}],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "runAsNonRoot": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     });
     if !hosted.args.is_empty() {
         container["args"] = json!(hosted.args);
-    }
-    if !hosted.env.is_empty() {
-        container["env"] = serde_json::to_value(&hosted.env).unwrap_or_default();
     }
     if let Some(resources) = &hosted.resources {
         container["resources"] = serde_json::to_value(resources).unwrap_or_default();
     }
     let mut pod = json!({
+        "automountServiceAccountToken": false,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": MODEL_SERVER_UID,
+            "runAsGroup": MODEL_SERVER_UID,
+            "fsGroup": MODEL_SERVER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "home", "emptyDir": {}},
+        ],
     });
     if !hosted.node_selector.is_empty() {
         pod["nodeSelector"] = json!(hosted.node_selector);
@@ -102,6 +129,28 @@ fn deployment(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child 
         resource("apps", "v1", "Deployment", "deployments"),
         json!({"metadata": metadata, "spec": spec}),
     )
+}
+
+/// The server's environment: `HOME` (unless the spec sets it), `env` as written (which the
+/// policy checked reads no Secret), then `secretEnv` as Secret references.
+fn env(hosted: &SelfHosted) -> Vec<Value> {
+    let names_home = hosted.env.iter().any(|v| v.name == "HOME")
+        || hosted.secret_env.iter().any(|v| v.name == "HOME");
+    let mut env = Vec::new();
+    if !names_home {
+        env.push(json!({"name": "HOME", "value": HOME_DIR}));
+    }
+    env.extend(
+        hosted
+            .env
+            .iter()
+            .filter_map(|variable| serde_json::to_value(variable).ok()),
+    );
+    env.extend(hosted.secret_env.iter().map(|variable| {
+        let reference = &variable.secret_key_ref;
+        json!({"name": variable.name, "valueFrom": {"secretKeyRef": {"name": reference.name, "key": reference.key}}})
+    }));
+    env
 }
 
 fn service(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child {
@@ -152,5 +201,28 @@ mod tests {
             "the HPA owns replicas"
         );
         assert_eq!(scaled[2].object["spec"]["maxReplicas"], 4);
+    }
+
+    #[test]
+    fn secrets_arrive_only_through_secret_env_and_home_is_writable() {
+        let built = children(&provider(json!({"image": "vllm/vllm-openai:v0.8.5",
+            "env": [{"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}],
+            "secretEnv": [{"name": "HF_TOKEN", "secretKeyRef": {"name": "hf", "key": "token"}}]})));
+        let pod = &built[0].object["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(
+            pod["containers"][0]["env"],
+            json!([
+                {"name": "HOME", "value": HOME_DIR},
+                {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            ])
+        );
+        let own_home = children(&provider(json!({"image": "x",
+            "env": [{"name": "HOME", "value": "/data"}]})));
+        assert_eq!(
+            own_home[0].object["spec"]["template"]["spec"]["containers"][0]["env"],
+            json!([{"name": "HOME", "value": "/data"}])
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The gateway pods' identity and permissions: a ServiceAccount, and a Role that reads only
 //! what a gateway watches.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::gateway::Base;
 use super::{Child, child, resource};
@@ -43,4 +43,15 @@ pub(super) fn role_binding(base: &Base) -> Child {
             "subjects": [{"kind": "ServiceAccount", "name": base.name, "namespace": base.namespace}],
         }),
     )
+}
+
+/// The `service-account` volume: what automounting would give the pod (a short-lived token of
+/// its own account, the cluster CA and the namespace), mounted explicitly so that pods set
+/// `automountServiceAccountToken: false` and only the gateway container gets a token.
+pub(super) fn token_volume() -> Value {
+    json!({"name": "service-account", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}})
 }

@@ -5,6 +5,10 @@
 //! It also keeps the gateway's credentials Secret and last-known-good ConfigMap (see
 //! `build::bundle`) in step with the namespace's providers, policies, keys and Secrets, which
 //! it watches; `LastKnownGood=False` says why the snapshot was not replaced.
+//!
+//! A gateway whose `spec.image` the operator may not run (`pod_policy`) gets nothing written,
+//! not even its credentials Secret: `Ready=False` names the rule and existing children stay
+//! as they were.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use crate::build::bundle::{self, Refused};
 use crate::build::gateway::{self, GATEWAY_LABEL};
 use crate::caches::in_namespace;
 use crate::conditions::condition;
+use crate::pod_policy::{self, Refusal};
 use crate::{Context, Error, apply};
 
 const NAME: &str = "llmgateway";
@@ -76,6 +81,11 @@ pub async fn reconcile(gateway: Arc<LlmGateway>, context: Arc<Context>) -> Resul
 async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Action, Error> {
     let namespace = gateway.namespace().unwrap_or_else(|| "default".to_owned());
     let client = &context.client;
+    if let Err(refusal) = pod_policy::check_gateway(gateway, &context.settings.images) {
+        tracing::warn!(gateway = %gateway.name_any(), %namespace, reason = refusal.reason, "gateway refused");
+        write_status(context, gateway, &refused_status(gateway, &refusal)).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
     // The bundle first: the pods' environment references the credentials Secret.
     let snapshot = write_bundle(gateway, context, &namespace).await?;
     let children = gateway::children(gateway);
@@ -89,16 +99,25 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
     )
     .await?;
     let ready = apply::ready_replicas(client, &namespace, &gateway::workload_name(gateway)).await?;
-    let desired = desired_status(gateway, ready, &snapshot);
+    write_status(context, gateway, &desired_status(gateway, ready, &snapshot)).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Writes `desired` unless the stored status already says the same.
+async fn write_status(
+    context: &Context,
+    gateway: &LlmGateway,
+    desired: &LlmGatewayStatus,
+) -> Result<(), Error> {
     crate::status::update(
         context,
         gateway,
         gateway.status.as_ref(),
-        &desired,
+        desired,
         |s: &LlmGatewayStatus| &s.conditions,
     )
     .await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(())
 }
 
 /// Reads the namespace, writes the credentials Secret and, when the namespace compiles, the
@@ -161,6 +180,34 @@ pub fn desired_status(
     }
 }
 
+/// The status of a refused gateway: `Ready=False` naming the rule (the Event follows from the
+/// condition change); what it reported of children built before is kept.
+pub fn refused_status(gateway: &LlmGateway, refusal: &Refusal) -> LlmGatewayStatus {
+    let current = gateway.status.clone().unwrap_or_default();
+    let generation = gateway.meta().generation;
+    let mut conditions = vec![condition(
+        &current.conditions,
+        "Ready",
+        false,
+        refusal.reason,
+        refusal.message.clone(),
+        generation,
+    )];
+    conditions.extend(
+        current
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == "LastKnownGood")
+            .cloned(),
+    );
+    LlmGatewayStatus {
+        observed_generation: generation,
+        ready_replicas: current.ready_replicas,
+        url: Some(gateway::url(gateway)),
+        conditions,
+    }
+}
+
 fn snapshot_condition(
     current: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     snapshot: &Result<(), Refused>,
@@ -205,5 +252,21 @@ mod tests {
             ),
             ("LastKnownGood", "TooLarge")
         );
+        let mut running = gateway.clone();
+        running.status = Some(serving);
+        let refusal = Refusal {
+            reason: "ImageNotAllowed",
+            message: "not allowed".to_owned(),
+        };
+        let refused = refused_status(&running, &refusal);
+        assert_eq!(
+            (
+                refused.conditions[0].status.as_str(),
+                refused.conditions[0].reason.as_str()
+            ),
+            ("False", "ImageNotAllowed")
+        );
+        assert_eq!(refused.conditions[1].reason, "TooLarge", "kept as it was");
+        assert_eq!(refused.ready_replicas, Some(2));
     }
 }

@@ -3,8 +3,11 @@
 //! Secrets are watched, so creating the missing Secret makes the provider Ready at once.
 //!
 //! A `selfHosted` provider also gets its model server (see `build::model_server`), and is
-//! Ready only once a model-server pod is.
+//! Ready only once a model-server pod is. One the operator may not run (`pod_policy`: an
+//! image outside the allowed repositories, a Secret read without consent) is `Ready=False`
+//! naming the rule, and its model server is neither created nor changed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +20,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_provider::{LlmProvider, LlmProviderStatus};
+use llm_gateway_crds::self_hosted::SelfHosted;
 
 use crate::build::model_server::{self, PROVIDER_LABEL};
 use crate::conditions::condition;
+use crate::pod_policy::{self, Refusal};
 use crate::{Context, Error, apply};
 
 const NAME: &str = "llmprovider";
@@ -53,13 +58,22 @@ pub async fn run(context: Context) {
         .await;
 }
 
+/// Whether `provider` reads `secret`: its credential, or (self-hosted) a `secretEnv` entry,
+/// whose consent label is watched too.
 fn references(provider: &LlmProvider, secret: &str) -> bool {
-    provider
+    let credential = provider
         .spec
         .credentials
         .as_ref()
         .and_then(|c| c.secret_ref.as_ref())
-        .is_some_and(|r| r.name == secret)
+        .is_some_and(|r| r.name == secret);
+    let shared = provider.spec.self_hosted.as_ref().is_some_and(|hosted| {
+        hosted
+            .secret_env
+            .iter()
+            .any(|v| v.secret_key_ref.name == secret)
+    });
+    credential || shared
 }
 
 /// One reconcile of one LlmProvider.
@@ -81,8 +95,24 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
         }
         None => None,
     };
-    let model_ready = model_server(provider, context, &namespace).await?;
-    let desired = desired_status(provider, secret.as_ref(), model_ready);
+    let refusal = match &provider.spec.self_hosted {
+        Some(hosted) => {
+            let shared = shared_secrets(hosted, context, &namespace).await?;
+            pod_policy::check_self_hosted(hosted, &context.settings.images, &shared).err()
+        }
+        None => None,
+    };
+    let desired = match &refusal {
+        // Not built: the children, if any, stay as they were.
+        Some(refusal) => {
+            tracing::warn!(provider = %provider.name_any(), %namespace, reason = refusal.reason, "model server refused");
+            refused_status(provider, refusal)
+        }
+        None => {
+            let model_ready = model_server(provider, context, &namespace).await?;
+            desired_status(provider, secret.as_ref(), model_ready)
+        }
+    };
     crate::status::update(
         context,
         provider,
@@ -92,6 +122,50 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// For each Secret named in `secretEnv` that exists, whether it consents to model servers
+/// reading it (read from the API server, not a cache: the watch that triggered this
+/// reconcile may have been a label change the cache has not seen yet).
+async fn shared_secrets(
+    hosted: &SelfHosted,
+    context: &Context,
+    namespace: &str,
+) -> Result<BTreeMap<String, bool>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let mut shared = BTreeMap::new();
+    for variable in &hosted.secret_env {
+        let name = &variable.secret_key_ref.name;
+        if shared.contains_key(name) {
+            continue;
+        }
+        if let Some(secret) = secrets.get_opt(name).await? {
+            shared.insert(name.clone(), pod_policy::shared_with_model_servers(&secret));
+        }
+    }
+    Ok(shared)
+}
+
+/// The status of a provider whose model server was refused: `Ready=False` naming the rule
+/// (the Event follows from the condition change); the URL it would have stays, so removing
+/// `selfHosted` later still prunes children built before.
+pub fn refused_status(provider: &LlmProvider, refusal: &Refusal) -> LlmProviderStatus {
+    let generation = provider.meta().generation;
+    let current = provider
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let mut status = desired_status(provider, None, None);
+    status.conditions = vec![condition(
+        current,
+        "Ready",
+        false,
+        refusal.reason,
+        refusal.message.clone(),
+        generation,
+    )];
+    status
 }
 
 /// Applies a self-hosted provider's children and prunes those no longer wanted; returns the
@@ -276,5 +350,12 @@ mod tests {
             reason(&desired_status(&by_env, None, None)),
             ("True", "EnvironmentCredentials")
         );
+        let refusal = Refusal {
+            reason: "ImageNotAllowed",
+            message: "not allowed".to_owned(),
+        };
+        let refused = refused_status(&hosted, &refusal);
+        assert_eq!(reason(&refused), ("False", "ImageNotAllowed"));
+        assert!(refused.model_server_url.is_some() && refused.ready_replicas.is_none());
     }
 }

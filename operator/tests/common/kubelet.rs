@@ -61,6 +61,10 @@ pub async fn resolve(client: &kube::Client, namespace: &str, deployment: &Deploy
             .flatten()
             .find(|v| v.name == mount.name)
             .unwrap();
+        // The test hands the process a kubeconfig instead of the service-account token.
+        if is_token_volume(volume) {
+            continue;
+        }
         let dir = volumes.path().join(&mount.name);
         write_volume(&maps, &secrets, volume, &dir).await;
         // The process sees the mount at its host path.
@@ -75,6 +79,15 @@ pub async fn resolve(client: &kube::Client, namespace: &str, deployment: &Deploy
         service_account: pod.service_account_name.unwrap_or_default(),
         volumes,
     }
+}
+
+/// Whether `volume` projects a service-account token (the explicit form of automounting).
+fn is_token_volume(volume: &Volume) -> bool {
+    volume
+        .projected
+        .iter()
+        .flat_map(|p| p.sources.iter().flatten())
+        .any(|source| source.service_account_token.is_some())
 }
 
 async fn write_volume(maps: &Api<ConfigMap>, secrets: &Api<Secret>, volume: &Volume, dir: &Path) {

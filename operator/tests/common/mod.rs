@@ -12,8 +12,13 @@ use serde_json::json;
 use test_apiserver::TestApiServer;
 
 pub mod kubelet;
+pub mod restricted;
 
 pub const PEPPER: &str = "test-pepper";
+
+/// The operator setting that lets the tests' model servers (`vllm/vllm-openai`) run: by
+/// default the operator runs no image but its own gateway's.
+pub const ALLOW_VLLM: (&str, &str) = ("ALLOWED_IMAGE_REPOSITORIES", "vllm/vllm-openai");
 
 pub struct Process(pub Child);
 

@@ -170,7 +170,8 @@ def start_gateway(binaries: dict, config: pathlib.Path, workdir: pathlib.Path, e
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if k not in GATEWAY_SETTINGS}
     full_env = {**inherited, "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json",
-                "MOCK_PROVIDER_KEY": "bench-provider-key", **(env or {})}
+                "ADMIN_ADDRESS": "127.0.0.1:0", "MOCK_PROVIDER_KEY": "bench-provider-key",
+                **(env or {})}
     service = Service(name, [binaries["llm-gateway"], "--config", str(config)], port,
                       PROXY_CORE, env=full_env, log=workdir / f"{name}.log")
     deadline = time.monotonic() + 60

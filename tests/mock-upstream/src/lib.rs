@@ -48,6 +48,8 @@ pub struct Fault {
     pub status: Option<u16>,
     /// `Retry-After` header value to send with `status`.
     pub retry_after: Option<String>,
+    /// The error message sent with `status` (default `mock failure <status>`).
+    pub message: Option<String>,
     /// Delay before response headers.
     pub delay: Duration,
     /// Delay between stream events.
@@ -195,7 +197,10 @@ async fn record(
     }
     if let Some(status) = fault.status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let error = json!({"type": "error", "error": {"message": format!("mock failure {status}"), "type": "server_error", "param": null, "code": null}});
+        let message = fault
+            .message
+            .unwrap_or_else(|| format!("mock failure {status}"));
+        let error = json!({"type": "error", "error": {"message": message, "type": "server_error", "param": null, "code": null}});
         let mut response = (status, axum::Json(error)).into_response();
         if let Some(value) = fault.retry_after.and_then(|v| v.parse().ok()) {
             response.headers_mut().insert("retry-after", value);
