@@ -63,6 +63,33 @@ const FORBIDDEN_NAMES: [&str; 11] = [
     "kubernetes.default.svc.cluster.local",
 ];
 
+/// Whether `ip` is link-local or a cloud metadata endpoint (in any IPv6 form): never an
+/// upstream, even with `allowLocalAddresses` (which the author of a provider grants itself, so
+/// it must not open the node's credentials to them).
+pub fn is_never_allowed_ip(ip: IpAddr) -> bool {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => v4,
+            None => return v6 == METADATA_V6 || v6.segments()[0] & 0xffc0 == 0xfe80,
+        },
+    };
+    v4.is_link_local() || METADATA_V4.contains(&v4)
+}
+
+/// Whether `url`'s host is a never-allowed address literal or a metadata service's name.
+pub fn is_never_allowed_url_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name.starts_with("metadata") || name == "instance-data"
+        }
+        Some(url::Host::Ipv4(ip)) => is_never_allowed_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_never_allowed_ip(IpAddr::V6(ip)),
+        None => true,
+    }
+}
+
 /// Whether the gateway must not connect to `ip` without `allowLocalAddresses`.
 pub fn is_forbidden_ip(ip: IpAddr) -> bool {
     match ip {
@@ -173,6 +200,31 @@ mod tests {
             "168.63.129.16",
         ] {
             assert!(is_forbidden_ip(ip(text)), "{text} must be forbidden");
+        }
+    }
+
+    #[test]
+    fn link_local_and_metadata_are_never_allowed_even_for_local_providers() {
+        for never in [
+            "169.254.169.254",
+            "169.254.1.1",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+        ] {
+            assert!(is_never_allowed_ip(ip(never)), "{never}");
+        }
+        for local in ["10.0.0.1", "127.0.0.1", "::1", "fd00::1"] {
+            assert!(!is_never_allowed_ip(ip(local)), "{local}");
+        }
+        for url in [
+            "http://metadata.google.internal/",
+            "http://[fd00:ec2::254]/",
+            "http://169.254.169.254/latest",
+        ] {
+            let url = url::Url::parse(url).unwrap();
+            assert!(is_never_allowed_url_host(&url), "{url}");
         }
     }
 

@@ -122,9 +122,9 @@ pub struct ServeArgs {
     #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "30s")]
     pub body_read_timeout: humantime::Duration,
     /// Refused credentials one client address may send per minute (missing, malformed, unknown,
-    /// expired, failing verification); past it the address gets 429 with Retry-After before its
-    /// credential is checked, valid keys included. 0 turns it off (do so, or raise it, behind a
-    /// proxy that hides client addresses: every client then shares the proxy's).
+    /// expired, failing verification); past it the address's refused credentials get 429 with
+    /// Retry-After instead of 401 (valid ones are still served). 0 turns it off (do so, or
+    /// raise it, behind a proxy that hides client addresses: every client then shares one).
     #[arg(long, env = "AUTH_FAILURES_PER_MINUTE",
           default_value_t = crate::http::auth_throttle::DEFAULT_FAILURES_PER_MINUTE)]
     pub auth_failures_per_minute: u32,

@@ -9,11 +9,11 @@
 //! (and [`literal_refusal`] for URLs that are not compiled) must cover every address form.
 
 use std::error::Error as StdError;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_gateway_crds::egress::{is_forbidden_ip, is_forbidden_url_host};
+use llm_gateway_crds::egress::{is_forbidden_ip, is_forbidden_url_host, is_never_allowed_ip};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -36,6 +36,9 @@ const PROXY_VARIABLES: [&str; 6] = [
 pub struct GuardedResolver {
     /// The setting whose host is resolved (`baseUrl`, `jwksUri`), named in refusals.
     field: &'static str,
+    /// Which addresses are dropped: every non-public one, or (with `allowLocalAddresses`) only
+    /// link-local and metadata ones.
+    forbidden: fn(IpAddr) -> bool,
     /// Forward proxies from the gateway's own environment, resolved unfiltered: the operator
     /// chose them (they are usually on a private network), and through a proxy the upstream
     /// name is resolved by the proxy, which must then enforce the egress policy.
@@ -45,13 +48,22 @@ pub struct GuardedResolver {
 impl GuardedResolver {
     /// A resolver for URLs of the setting `field`, exempting the proxies named in the
     /// environment.
-    pub fn new(field: &'static str) -> Self {
+    pub fn new(field: &'static str, allow_local: bool) -> Self {
+        let forbidden = if allow_local {
+            is_never_allowed_ip
+        } else {
+            is_forbidden_ip
+        };
         let proxies = PROXY_VARIABLES
             .iter()
             .filter_map(|name| std::env::var(name).ok())
             .filter_map(|value| proxy_host(&value))
             .collect();
-        Self { field, proxies }
+        Self {
+            field,
+            forbidden,
+            proxies,
+        }
     }
 
     fn is_proxy(&self, host: &str) -> bool {
@@ -90,13 +102,18 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         let proxy = self.is_proxy(&host);
-        Box::pin(lookup(self.field, host, proxy))
+        Box::pin(lookup(self.field, self.forbidden, host, proxy))
     }
 }
 
 /// Resolves `host` with the system resolver (`getaddrinfo`, so `/etc/hosts` and search
 /// domains apply as everywhere else) and keeps the public addresses, or all of a proxy's.
-async fn lookup(field: &'static str, host: String, proxy: bool) -> Result<Addrs, BoxError> {
+async fn lookup(
+    field: &'static str,
+    forbidden: fn(IpAddr) -> bool,
+    host: String,
+    proxy: bool,
+) -> Result<Addrs, BoxError> {
     let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
     if resolved.is_empty() {
         return Err(format!("{field} host {host} resolves to no address").into());
@@ -104,7 +121,7 @@ async fn lookup(field: &'static str, host: String, proxy: bool) -> Result<Addrs,
     if proxy {
         return Ok(Box::new(resolved.into_iter()));
     }
-    let public = public_only(&resolved);
+    let public = allowed_only(&resolved, forbidden);
     if public.is_empty() {
         return Err(Box::new(Refused { field, host }));
     }
@@ -120,11 +137,11 @@ async fn lookup(field: &'static str, host: String, proxy: bool) -> Result<Addrs,
 }
 
 /// The addresses the gateway may connect to, in the resolver's order.
-fn public_only(addresses: &[SocketAddr]) -> Vec<SocketAddr> {
+fn allowed_only(addresses: &[SocketAddr], forbidden: fn(IpAddr) -> bool) -> Vec<SocketAddr> {
     addresses
         .iter()
         .copied()
-        .filter(|address| !is_forbidden_ip(address.ip()))
+        .filter(|address| !forbidden(address.ip()))
         .collect()
 }
 
@@ -154,12 +171,9 @@ pub fn jwks_client(allow_local: bool) -> reqwest::Client {
 }
 
 fn guarded_builder(field: &'static str, allow_local: bool) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-    if allow_local {
-        builder
-    } else {
-        builder.dns_resolver(Arc::new(GuardedResolver::new(field)))
-    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver::new(field, allow_local)))
 }
 
 /// The refusal behind a failed request, if the guard refused it: the message to show (it names
@@ -206,7 +220,7 @@ mod tests {
         .iter()
         .map(|a| a.parse().unwrap())
         .collect();
-        let kept: Vec<String> = public_only(&addresses)
+        let kept: Vec<String> = allowed_only(&addresses, is_forbidden_ip)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -227,6 +241,7 @@ mod tests {
         assert_eq!(proxy_host(" "), None);
         let resolver = GuardedResolver {
             field: "baseUrl",
+            forbidden: is_forbidden_ip,
             proxies: vec!["proxy.corp".to_owned()],
         };
         assert!(resolver.is_proxy("PROXY.corp.") && !resolver.is_proxy("other.corp"));
@@ -235,7 +250,7 @@ mod tests {
     #[tokio::test]
     async fn a_name_resolving_only_to_loopback_is_refused_with_a_clear_message() {
         let name: Name = "localhost".parse().unwrap();
-        let Err(error) = GuardedResolver::new("baseUrl").resolve(name).await else {
+        let Err(error) = GuardedResolver::new("baseUrl", false).resolve(name).await else {
             panic!("localhost resolved through the guard");
         };
         assert_eq!(

@@ -27,6 +27,7 @@ pub mod notices;
 pub mod openai;
 pub mod providers;
 pub mod proxy;
+pub mod sanitize;
 pub mod serve;
 pub mod server;
 pub mod state;

@@ -3,7 +3,9 @@
 //! This loop is axum's, with those three added: every connection is served by hyper's
 //! automatic HTTP/1–HTTP/2 builder with a Tokio timer, at most `max_connections` at once (a
 //! semaphore taken before `accept`, so the excess waits in the kernel's accept queue), and the
-//! client's address is put in the request extensions for per-address throttling.
+//! client's address is put in the request extensions for per-address throttling. A connection
+//! that sends nothing within the header-read timeout is closed before hyper sees it: the
+//! automatic builder reads the first bytes (to tell HTTP/1 from HTTP/2) with no timer at all.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +63,7 @@ pub async fn run(
         };
         let connection = Connection {
             builder: builder.clone(),
+            header_read_timeout: limits.header_read_timeout,
             app: app.clone(),
             address,
             _permit: permit,
@@ -93,6 +96,7 @@ fn builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
 /// One accepted connection and what it holds until it closes.
 struct Connection {
     builder: Arc<Builder<TokioExecutor>>,
+    header_read_timeout: Duration,
     app: Router,
     address: SocketAddr,
     _permit: OwnedSemaphorePermit,
@@ -106,6 +110,9 @@ impl Connection {
         io: <WriteTimeoutListener as Listener>::Io,
         mut shutdown: watch::Receiver<()>,
     ) {
+        if !first_bytes_arrive(&io, self.header_read_timeout).await {
+            return;
+        }
         let address = ConnectInfo(self.address);
         let service = self
             .app
@@ -135,4 +142,11 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether the client sends its first bytes within `limit` (peeked, so hyper still reads them).
+async fn first_bytes_arrive(io: &<WriteTimeoutListener as Listener>::Io, limit: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    let peek = io.as_ref().get_ref().get_ref().peek(&mut byte);
+    matches!(tokio::time::timeout(limit, peek).await, Ok(Ok(n)) if n > 0)
 }

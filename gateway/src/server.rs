@@ -130,7 +130,7 @@ async fn start_admin(
     let listener = WriteTimeoutListener::new(listener, *args.write_timeout);
     let limits = crate::serve::ConnectionLimits {
         header_read_timeout: *args.header_read_timeout,
-        max_connections: 64,
+        max_connections: 1024,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::http::admin_router(state.clone());

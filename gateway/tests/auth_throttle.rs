@@ -1,7 +1,7 @@
 //! Failed authentication throttled per client address, through the running binary: past
-//! `AUTH_FAILURES_PER_MINUTE` refused credentials (default 20) an address gets 429 with
-//! `Retry-After` before its credential is looked at, on every authenticated endpoint and in
-//! the client's protocol; requests with a valid key never count; 0 turns it off.
+//! `AUTH_FAILURES_PER_MINUTE` refused credentials (default 20) an address's refused
+//! credentials get 429 with `Retry-After`, on every authenticated endpoint and in the client's
+//! protocol, while its valid keys are still served; successes never count; 0 turns it off.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -32,7 +32,7 @@ async fn chat(client: &reqwest::Client, gateway: &Gateway, key: &str) -> reqwest
 const THROTTLED: &str = r#"llm_api_key_rejections_total{reason="throttled"}"#;
 
 #[tokio::test]
-async fn repeated_failures_from_one_address_are_answered_429_before_the_key_is_checked() {
+async fn repeated_failures_from_one_address_are_answered_429_and_valid_keys_still_work() {
     let key = new_key();
     let gateway = Gateway::start(&config(&key), key.clone(), &[]).await;
     let client = reqwest::Client::new();
@@ -69,11 +69,11 @@ async fn repeated_failures_from_one_address_are_answered_429_before_the_key_is_c
     // Every 401 was the same, whatever was sent.
     assert!(refusals.windows(2).all(|pair| pair[0] == pair[1]));
 
-    // Throttled before the credential is read: the valid key from this address is refused
-    // too, as is every other authenticated endpoint, each in its own protocol.
+    // A valid key from the throttled address is still served (one client behind a shared
+    // address must not lock the others out); every refused credential gets 429, on every
+    // authenticated endpoint, each in its own protocol.
     let response = chat(&client, &gateway, &key).await;
-    assert_eq!(response.status(), 429);
-    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.status(), 200, "a valid key locked out");
     let models = client
         .get(format!("{}/v1/models", gateway.url))
         .bearer_auth(&wrong)
@@ -93,7 +93,7 @@ async fn repeated_failures_from_one_address_are_answered_429_before_the_key_is_c
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "rate_limit_error");
 
-    assert_eq!(metric(&gateway.admin_url, THROTTLED).await, Some(8.0));
+    assert_eq!(metric(&gateway.admin_url, THROTTLED).await, Some(7.0));
     let unknown = r#"llm_api_key_rejections_total{reason="unknown"}"#;
     assert_eq!(metric(&gateway.admin_url, unknown).await, Some(20.0));
 }

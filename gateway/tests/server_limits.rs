@@ -182,3 +182,25 @@ async fn a_dripped_body_is_refused_after_the_body_timeout() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("BODY_READ_TIMEOUT"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_before_any_protocol_is_chosen() {
+    let gateway = start(&[("HEADER_READ_TIMEOUT", "1s")]).await;
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(connect(&gateway).await);
+    }
+    for mut stream in silent {
+        let mut buf = [0u8; 16];
+        // EOF (or a reset) once the gateway gave up on the connection; bounded.
+        let closed = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "a silent connection was kept"
+        );
+    }
+    let health = reqwest::get(format!("{}/health", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

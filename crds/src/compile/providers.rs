@@ -115,7 +115,23 @@ fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Optio
             // The operator's own Service URL: a cluster address by design, allowed through
             // `allows_local_addresses`.
             let hosted = spec.self_hosted.as_ref()?;
-            return Some(hosted.base_url(&provider.name_any(), namespace_of(provider)));
+            let (name, namespace) = (provider.name_any(), namespace_of(provider));
+            // The API server only admits DNS labels here; a standalone file could put a
+            // `user@host/` into the URL this builds, with the local-address exemption.
+            let label = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 63
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            };
+            if !label(&name) || !label(namespace) {
+                fail(
+                    "metadata",
+                    "a selfHosted provider's name and namespace must be DNS labels".to_owned(),
+                );
+                return None;
+            }
+            return Some(hosted.base_url(&name, namespace));
         }
         (None, None) => {
             fail(
@@ -138,6 +154,15 @@ fn base_url(provider: &LlmProvider, fail: &mut dyn FnMut(&str, String)) -> Optio
     };
     if let Some(problem) = shape_problem(&parsed) {
         fail("spec.baseUrl", problem.to_owned());
+        return None;
+    }
+    if crate::egress::is_never_allowed_url_host(&parsed) {
+        fail(
+            "spec.baseUrl",
+            "points at a loopback, link-local or metadata address, or a private network; \
+             link-local and cloud metadata addresses are refused even with allowLocalAddresses"
+                .to_owned(),
+        );
         return None;
     }
     if !spec.allow_local_addresses && crate::egress::is_forbidden_url_host(&parsed) {
@@ -273,8 +298,11 @@ mod tests {
                 )),
                 "{url}: {errors:?}"
             );
-            assert!(
+            let never =
+                url::Url::parse(url).is_ok_and(|u| crate::egress::is_never_allowed_url_host(&u));
+            assert_eq!(
                 with_base_url(url, true).is_ok(),
+                !never,
                 "{url} with allowLocalAddresses"
             );
         }

@@ -89,7 +89,7 @@ fn rejects_duplicate_models_across_policies_and_fallback_cycles() {
 fn blocks_loopback_base_urls_unless_allowed() {
     let provider = |allow: bool| {
         format!(
-            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: local}}\nspec: {{type: openaiCompatible, baseUrl: 'http://169.254.169.254/v1', allowLocalAddresses: {allow}}}\n"
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: local}}\nspec: {{type: openaiCompatible, baseUrl: 'http://127.0.0.1/v1', allowLocalAddresses: {allow}}}\n"
         )
     };
     let errs = errors(&provider(false));

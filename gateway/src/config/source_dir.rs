@@ -299,14 +299,17 @@ pub fn is_manifest_name(name: &str) -> bool {
     !name.starts_with(['.', '#']) && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
-/// An upper bound on the YAML documents in `text` (document start markers, plus one for
-/// content before the first), counted without parsing so the cap holds before any work.
+/// An upper bound on the YAML documents in `text` (document start and end markers, plus one
+/// for content before the first), counted without parsing so the cap holds before any work.
+/// Lines end at every break a YAML parser honours (LF, CR, NEL, LS, PS), not only at LF.
 pub fn count_documents(text: &str) -> usize {
     let markers = text
-        .lines()
+        .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
         .filter(|line| {
-            line.strip_prefix("---")
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+            ["---", "..."].iter().any(|marker| {
+                line.strip_prefix(marker)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+            })
         })
         .count();
     markers + 1

@@ -166,3 +166,13 @@ fn documents_are_counted_by_their_start_markers() {
     assert_eq!(count_documents("a: |\n  ---x\n----\n"), 1);
     assert_eq!(count_documents("a: 1\r\n---\r\nb: 2\r\n"), 2);
 }
+
+#[test]
+fn documents_are_counted_across_every_yaml_line_break() {
+    let doc = "{apiVersion: v1, kind: Secret, metadata: {name: a}}";
+    for separator in ["\n", "\r", "\r\n", "\u{85}", "\u{2028}", "\u{2029}"] {
+        let text = format!("---{separator}{doc}{separator}---{separator}{doc}{separator}");
+        assert_eq!(count_documents(&text), 3, "{separator:?}");
+    }
+    assert_eq!(count_documents("a: 1\n...\nb: 2\n"), 2);
+}

@@ -89,12 +89,6 @@ pub fn authenticate<'s>(
     if !snapshot.auth.api_keys && snapshot.jwt.is_none() {
         return Ok(None);
     }
-    // Before the credential is read: the answer must not depend on it (a throttled address
-    // learns nothing about the keys it tries), and a throttled guesser costs no HMAC.
-    if let Some(retry_after) = state.auth_throttle.check(client) {
-        state.metrics.reject_key("throttled");
-        return Err(auth_throttle::refusal(retry_after));
-    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -108,7 +102,14 @@ pub fn authenticate<'s>(
                 .then(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
                 .flatten()
         });
+    // A valid credential is served even from a throttled address (many clients share one
+    // behind a proxy or NAT, and one of them must not lock the others out); a refused one
+    // from a throttled address gets 429 instead of 401, whatever was wrong with it.
     let refuse = |reason: &'static str| {
+        if let Some(retry_after) = state.auth_throttle.check(client) {
+            state.metrics.reject_key("throttled");
+            return auth_throttle::refusal(retry_after);
+        }
         state.metrics.reject_key(reason);
         state.auth_throttle.record_failure(client);
         ApiError::InvalidApiKey

@@ -2,12 +2,12 @@
 //!
 //! Every refused credential (missing, malformed, unknown, disabled, expired, a token failing
 //! verification) counts against the address it came from. Past `AUTH_FAILURES_PER_MINUTE`
-//! failures (default 20) an address is refused with 429 and `Retry-After` **before its
-//! credential is looked at**, so a guesser learns nothing more from that address whatever it
-//! sends, and the gateway spends no HMAC or signature check on it. The consequence, accepted
-//! and shared with most gateways: while an address is throttled, a valid key sent from it is
-//! refused too. Behind a proxy or NAT that does not preserve client addresses every client
-//! shares the proxy's address; raise the limit there, or set it to 0 to turn throttling off.
+//! failures (default 20) every refused credential from that address is answered 429 with
+//! `Retry-After` instead of 401, while a valid credential from it is still served: behind a
+//! proxy or NAT every client shares one address, and one guesser must not lock the others
+//! out (a guesser gains nothing from that: keys carry 190 random bits). Behind a proxy that
+//! hides client addresses the limit applies to the proxy's address; raise it there, or set it
+//! to 0 to turn throttling off.
 //!
 //! The 429 is the same whatever credential the throttled request carries, and the 401s before
 //! it are the same whatever the reason, so neither tells a caller whether a key exists.

@@ -6,7 +6,6 @@ pub mod fake;
 pub mod gemini;
 pub mod messages;
 pub mod openai;
-pub mod sanitize;
 pub mod sse;
 pub mod upstream;
 pub mod usage_scan;

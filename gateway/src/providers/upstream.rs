@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::Call;
-use super::sanitize::sanitize;
 use crate::error::ApiError;
+use crate::sanitize::sanitize;
 
 /// Default of `MAX_UPSTREAM_BODY_BYTES`. A chat completion is kilobytes; the largest replies
 /// are embeddings: OpenAI's biggest batch (2048 inputs) of 3072-dimension vectors in base64,

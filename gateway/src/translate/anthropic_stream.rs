@@ -203,7 +203,11 @@ impl AnthropicToOpenAi {
             Event::Error { error } => {
                 self.finished = true;
                 out.extend_from_slice(&error_event(
-                    &format!("upstream error ({}): {}", error.error_type, error.message),
+                    &format!(
+                        "upstream error ({}): {}",
+                        error.error_type,
+                        crate::sanitize::sanitize(&error.message, None)
+                    ),
                     &error.error_type,
                 ));
             }

@@ -144,7 +144,10 @@ impl EventTranslator for GeminiToOpenAi {
         if let Some(message) = value.pointer("/error/message").and_then(|m| m.as_str()) {
             self.finished = true;
             out.extend_from_slice(&error_event(
-                &format!("upstream error: {message}"),
+                &format!(
+                    "upstream error: {}",
+                    crate::sanitize::sanitize(message, None)
+                ),
                 "upstream_error",
             ));
             return;

@@ -236,7 +236,8 @@ impl EventTranslator for OpenAiToMessages {
         let value: Value = serde_json::from_str(&sse.data).unwrap_or(Value::Null);
         if let Some(message) = value.pointer("/error/message").and_then(Value::as_str) {
             self.finished = true;
-            out.extend_from_slice(&error_event("api_error", message));
+            let message = crate::sanitize::sanitize(message, None);
+            out.extend_from_slice(&error_event("api_error", &message));
             return;
         }
         match serde_json::from_value::<Chunk>(value) {

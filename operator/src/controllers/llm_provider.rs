@@ -103,9 +103,12 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
         None => None,
     };
     let desired = match &refusal {
-        // Not built: the children, if any, stay as they were.
+        // Not built, and a running model server is removed: a refusal is a withdrawn consent
+        // (a Secret's label removed, the image allowlist narrowed) as often as a bad edit, and
+        // the old pods would keep the image and the Secrets they were refused.
         Some(refusal) => {
             tracing::warn!(provider = %provider.name_any(), %namespace, reason = refusal.reason, "model server refused");
+            remove_model_server(provider, context, &namespace).await?;
             refused_status(provider, refusal)
         }
         None => {
@@ -170,6 +173,23 @@ pub fn refused_status(provider: &LlmProvider, refusal: &Refusal) -> LlmProviderS
 
 /// Applies a self-hosted provider's children and prunes those no longer wanted; returns the
 /// model server's ready pods (`None` when the provider is not self-hosted).
+/// Deletes the provider's model-server children (Deployment, Service, autoscaler), if any.
+async fn remove_model_server(
+    provider: &LlmProvider,
+    context: &Context,
+    namespace: &str,
+) -> Result<(), Error> {
+    let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
+    apply::converge(
+        &context.client,
+        namespace,
+        &[],
+        &model_server::prunable(),
+        &selector,
+    )
+    .await
+}
+
 async fn model_server(
     provider: &LlmProvider,
     context: &Context,

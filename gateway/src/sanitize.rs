@@ -47,8 +47,10 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         // Organisation and project ids (with a digit or capital, so `org-wide` stays).
         (r"\borg-[a-z]*[A-Z0-9][A-Za-z0-9]*", "org-***"),
         (r"\bproj_[a-z]*[A-Z0-9][A-Za-z0-9]*", "proj_***"),
-        // 32-digit hexadecimal keys (Azure).
-        (r"\b[0-9A-Fa-f]{32}\b", MASK),
+        // Partly starred keys of any provider (`gsk_abcd****wxyz`), as error messages quote them.
+        (r"\b[A-Za-z0-9_-]{2,}\*{4,}[A-Za-z0-9_-]*", MASK),
+        // 32- and 64-digit hexadecimal keys (Azure, and secrets hex-encoded).
+        (r"\b[0-9A-Fa-f]{32}(?:[0-9A-Fa-f]{32})?\b", MASK),
     ]
     .into_iter()
     .filter_map(|(pattern, replacement)| Some((Regex::new(pattern).ok()?, replacement)))
@@ -106,7 +108,7 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        assert_eq!(PATTERNS.len(), 7);
+        assert_eq!(PATTERNS.len(), 8);
     }
 
     #[test]
@@ -142,6 +144,10 @@ mod tests {
             );
         }
         assert_eq!(clean("key=\"key-sk-0123456789ab\""), "key=\"sk-***\"");
+        assert_eq!(
+            clean("Invalid API Key gsk_abcd********************wxyz."),
+            "Invalid API Key ***."
+        );
     }
 
     #[test]
@@ -188,6 +194,8 @@ mod tests {
         assert_eq!(clean(short), short);
         let long = "0123456789abcdef0123456789abcdef0";
         assert_eq!(clean(long), long);
+        let hex64 = "0123456789abcdef".repeat(4);
+        assert_eq!(clean(&format!("secret {hex64}.")), "secret ***.");
     }
 
     #[test]
