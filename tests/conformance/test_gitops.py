@@ -9,6 +9,7 @@ import pathlib
 import time
 
 import lupa.lua51 as lua51
+import helm_python as helm
 import pytest
 import yaml
 from kubernetes import client, config
@@ -65,6 +66,22 @@ def test_the_gitops_examples_point_at_real_paths():
     assert (ROOT / release["spec"]["chart"]["spec"]["chart"] / "Chart.yaml").exists()
     kustomization = next(d for d in documents if d["kind"] == "Kustomization")
     assert (ROOT / kustomization["spec"]["path"]).is_dir()
+
+
+def test_the_flux_example_gives_every_object_one_owner():
+    documents = list(yaml.safe_load_all((GITOPS / "flux" / "llm-gateway.yaml").read_text()))
+    release = next(d for d in documents if d["kind"] == "HelmRelease")
+    kustomization = next(d for d in documents if d["kind"] == "Kustomization")
+    chart = helm.Chart.load(str(ROOT / release["spec"]["chart"]["spec"]["chart"]))
+    rendered = chart.render(release["spec"].get("values"), name="llm-gateway", namespace="ai",
+                            is_install=True)
+    from_chart = {(d["kind"], d["metadata"]["name"])
+                  for path, text in rendered.items() if path.endswith(".yaml")
+                  for d in yaml.safe_load_all(text) if d}
+    from_kustomization = {(d["kind"], d["metadata"]["name"])
+                          for path in sorted((ROOT / kustomization["spec"]["path"]).glob("*.yaml"))
+                          for d in yaml.safe_load_all(path.read_text()) if d}
+    assert not from_chart & from_kustomization, from_chart & from_kustomization
 
 
 def is_subset(desired, live, path="") -> list[str]:
