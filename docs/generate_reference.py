@@ -68,9 +68,11 @@ def rules(schema: dict) -> list[str]:
 
 def render() -> str:
     crds = dict(kind_of(p) for p in sorted((ROOT / "crds" / "yaml").glob("*.yaml")))
+    categories = sorted({c for crd in crds.values() for c in crd["spec"]["names"].get("categories", [])})
     out = ["# Configuration reference", "",
            "Generated from the CRD schemas in `crds/yaml` by `docs/generate_reference.py`; do not edit.",
-           "Every kind is namespaced, in API group `llmgateway.io`, version `v1alpha1`.", ""]
+           "Every kind is namespaced, in API group `llmgateway.io`, version `v1alpha1`; "
+           + " or ".join(f"`kubectl get {c}`" for c in categories) + " lists objects of every kind.", ""]
     for kind in ORDER:
         crd = crds[kind]
         version = crd["spec"]["versions"][0]

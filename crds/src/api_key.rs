@@ -29,7 +29,7 @@ pub const SECRET_PREVIOUS_EXPIRES_FIELD: &str = "previousApiKeyExpiresAt";
     doc = "A caller of the gateway: allowed models, limits, budget and lifetime of one API key.",
     plural = "apikeys",
     shortname = "llmkey",
-    category = "llmgateway",
+    category = "llm",
     namespaced,
     status = "ApiKeyStatus",
     printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner"}"#,

@@ -206,7 +206,7 @@ pub enum LogLevel {
     doc = "A data-plane instance: gateway pods, Service, autoscaler and disruption budget.",
     plural = "llmgateways",
     shortname = "llmgw",
-    category = "llmgateway",
+    category = "llm",
     namespaced,
     status = "LlmGatewayStatus",
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,

@@ -169,7 +169,7 @@ impl Default for FakeSettings {
     doc = "An upstream LLM API (SaaS or self-hosted) that RoutePolicy targets send traffic to.",
     plural = "llmproviders",
     shortname = "llmp",
-    category = "llmgateway",
+    category = "llm",
     namespaced,
     status = "LlmProviderStatus",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,

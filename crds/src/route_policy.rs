@@ -88,7 +88,7 @@ pub struct Route {
     doc = "Model routes clients may call, with targets, fallbacks, retries, timeouts and limits.",
     plural = "routepolicies",
     shortname = "llmroute",
-    category = "llmgateway",
+    category = "llm",
     namespaced,
     status = "RoutePolicyStatus",
     printcolumn = r#"{"name":"Models","type":"string","jsonPath":".spec.routes[*].model"}"#,

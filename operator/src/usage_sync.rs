@@ -43,6 +43,23 @@ pub async fn run(context: Context, interval: Duration) {
     }
 }
 
+/// `url` as the gateway pods of `namespace` resolve it: a bare host name (`redis`) is a Service
+/// of their namespace, so it is qualified (`redis.<namespace>.svc`) for the operator, which runs
+/// in another namespace and would otherwise reach its own namespace's `redis`.
+fn as_seen_from(url: &str, namespace: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let bare = match parsed.host() {
+        Some(url::Host::Domain(host)) if !host.contains('.') => host.to_owned(),
+        _ => return url.to_owned(),
+    };
+    match parsed.set_host(Some(&format!("{bare}.{namespace}.svc"))) {
+        Ok(()) => parsed.into(),
+        Err(_) => url.to_owned(),
+    }
+}
+
 /// Redis connections by URL (the URL holds a password: it is never logged).
 #[derive(Default)]
 struct Connections(HashMap<String, ConnectionManager>);
@@ -101,7 +118,9 @@ async fn sync_namespace(
         .and_then(|s| s.data?.remove(key))
         .and_then(|v| String::from_utf8(v.0).ok())
         .ok_or_else(|| Error::Redis(format!("Secret {namespace}/{secret} has no {key:?}")))?;
-    let mut connection = connections.get(url.trim()).await?;
+    let mut connection = connections
+        .get(&as_seen_from(url.trim(), namespace))
+        .await?;
     let api: Api<ApiKey> = Api::namespaced(context.client.clone(), namespace);
     let keys = crate::caches::in_namespace(&context.caches.api_keys, namespace);
     if keys.is_empty() {
@@ -169,6 +188,21 @@ impl std::fmt::Debug for Connections {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bare_service_name_is_resolved_in_the_gateways_namespace() {
+        assert_eq!(
+            super::as_seen_from("redis://:secret@redis:6379/0", "team-a"),
+            "redis://:secret@redis.team-a.svc:6379/0"
+        );
+        for unchanged in [
+            "redis://redis.shared.svc.cluster.local:6379",
+            "rediss://10.0.0.5:6380",
+            "redis://[::1]:6379",
+        ] {
+            assert_eq!(super::as_seen_from(unchanged, "team-a"), unchanged);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,8 @@
 //! LlmGateway → ServiceAccount, Role, RoleBinding, settings ConfigMap, Deployment, Service,
 //! HorizontalPodAutoscaler (when autoscaling) and PodDisruptionBudget, with the original
 //! deployment guide's defaults: probes on `/health` and `/ready`, requests 250m/512Mi, limits
-//! 500m/1Gi, non-root, a settings checksum that rolls pods on change, and a preStop drain.
+//! 500m/1Gi, non-root, a settings checksum that rolls pods on change, and a shutdown delay
+//! (readiness false, listener open) before the drain.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -35,8 +36,13 @@ pub const LAST_KNOWN_GOOD_DIR: &str = "/etc/llm-gateway/last-known-good";
 /// read them from.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// Seconds between readiness turning false and the listener closing (endpoints catch up).
-const SHUTDOWN_DELAY_SECONDS: i32 = 5;
+/// Seconds between SIGTERM (readiness false at once) and the listener closing, so endpoints
+/// drop the pod before it stops accepting connections. The gateway does this itself
+/// (`SHUTDOWN_DELAY`): the image is distroless (no `sleep` for an exec hook) and a
+/// `preStop.sleep` hook needs Kubernetes 1.30 while the chart supports 1.25.
+const SHUTDOWN_DELAY_SECONDS: i32 = 10;
+/// Seconds in-flight requests and streams get to finish once the listener is closed.
+const DRAIN_TIMEOUT_SECONDS: i32 = 30;
 /// The gateway's admin listener (`/metrics`, `/health/detailed`), scraped by the chart's
 /// PodMonitor and never part of the Service.
 const ADMIN_PORT: i32 = 9090;
@@ -135,7 +141,7 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         ("LOG_LEVEL", level.to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("SHUTDOWN_DELAY", format!("{SHUTDOWN_DELAY_SECONDS}s")),
-        ("DRAIN_TIMEOUT", "30s".to_owned()),
+        ("DRAIN_TIMEOUT", format!("{DRAIN_TIMEOUT_SECONDS}s")),
         ("CREDENTIALS_SECRET", bundle::credentials_name(gateway)),
         ("LAST_KNOWN_GOOD_DIR", LAST_KNOWN_GOOD_DIR.to_owned()),
         (
@@ -191,8 +197,9 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
                 // The token is mounted explicitly (`service-account`), for the gateway's own
                 // least-privilege account only: nothing added to the pod gets one by default.
                 "automountServiceAccountToken": false,
-                // preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + 5 s for cut streams + 10 s to settle.
-                "terminationGracePeriodSeconds": 2 * SHUTDOWN_DELAY_SECONDS + 30 + 15 + 5,
+                // SHUTDOWN_DELAY + DRAIN_TIMEOUT + 5 s for cut streams to close + 10 s for
+                // settlements to reach Redis + 5 s of margin. No preStop hook: SIGTERM comes at once.
+                "terminationGracePeriodSeconds": SHUTDOWN_DELAY_SECONDS + DRAIN_TIMEOUT_SECONDS + 5 + 10 + 5,
                 "volumes": [
                     {"name": "last-known-good", "projected": {"sources": [
                         {"configMap": {"name": bundle::last_known_good_name(gateway), "optional": true}},
@@ -217,7 +224,6 @@ fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
                     ],
                     "livenessProbe": probe("/health"),
                     "readinessProbe": probe("/ready"),
-                    "lifecycle": {"preStop": {"sleep": {"seconds": SHUTDOWN_DELAY_SECONDS}}},
                     "securityContext": {"allowPrivilegeEscalation": false, "privileged": false, "runAsNonRoot": true, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
                 }],
             },
@@ -365,6 +371,23 @@ mod tests {
             find(&children, "ConfigMap")["data"]["WATCH_NAMESPACE"],
             "ai"
         );
+    }
+
+    #[test]
+    fn shutdown_needs_no_field_newer_than_the_chart_s_minimum_kubernetes() {
+        let children = children(&gateway(json!({})));
+        let pod = &find(&children, "Deployment")["spec"]["template"]["spec"];
+        // `lifecycle.preStop.sleep` needs Kubernetes 1.30 (the chart declares ≥ 1.25) and the
+        // distroless image has no `sleep` for an exec hook: the gateway's SHUTDOWN_DELAY does it.
+        assert!(
+            pod["containers"][0].get("lifecycle").is_none(),
+            "no lifecycle hooks"
+        );
+        let settings = &find(&children, "ConfigMap")["data"];
+        assert_eq!(settings["SHUTDOWN_DELAY"], "10s");
+        assert_eq!(settings["DRAIN_TIMEOUT"], "30s");
+        // Delay + drain + 5 s for cut streams + 10 s to settle, with margin.
+        assert_eq!(pod["terminationGracePeriodSeconds"], 60);
     }
 
     #[test]
