@@ -1,5 +1,5 @@
-//! The operator's own endpoints: `/health` (alive), `/ready` (controllers running) and
-//! `/metrics`.
+//! The operator's own endpoints: `/health` (alive), `/ready` (caches filled, on the leader and
+//! on standbys alike, so rollouts of several replicas complete) and `/metrics`.
 
 use axum::Router;
 use axum::extract::State;

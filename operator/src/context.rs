@@ -67,7 +67,8 @@ impl Context {
         }
     }
 
-    /// Marks the controllers as running (`/ready`).
+    /// Marks this replica ready (`/ready`): its caches are filled, so as leader or standby it
+    /// can take over at once.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
     }
@@ -97,7 +98,7 @@ impl Context {
         }
     }
 
-    /// Whether the controllers run.
+    /// Whether the caches are filled (on every replica, leader or not).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }

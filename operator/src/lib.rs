@@ -17,6 +17,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod pod_policy;
+pub mod shutdown;
 pub mod status;
 pub mod usage_sync;
 

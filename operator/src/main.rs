@@ -1,6 +1,7 @@
 //! The `llm-gateway-operator` binary: checks that the cluster is reachable and the CRDs are
 //! installed (exiting with a hint otherwise), then runs the controllers and the admin server
-//! (`/health`, `/ready`, `/metrics`) until SIGTERM.
+//! (`/health`, `/ready`, `/metrics`) until SIGTERM, when every loop stops, the leader
+//! releases its Lease, and the process exits within `EXIT_DEADLINE` (4.5 s).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,8 +10,9 @@ use std::time::Duration;
 use clap::Parser;
 use kube::api::{Api, ListParams};
 use llm_gateway_crds::llm_provider::LlmProvider;
-use llm_gateway_operator::leader::{self, Election};
+use llm_gateway_operator::leader::{self, Election, Leader};
 use llm_gateway_operator::pod_policy::ImagePolicy;
+use llm_gateway_operator::shutdown::Shutdown;
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
 /// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.
@@ -89,6 +91,8 @@ async fn main() -> ExitCode {
         usage_sync_interval: args.usage_sync_interval.into(),
         images,
     };
+    // After the cluster check, so a SIGTERM during it still ends the process at once.
+    let shutdown = Shutdown::on_signal();
     let context = Context::new(client, settings);
     let listener = match tokio::net::TcpListener::bind(args.admin_address).await {
         Ok(listener) => listener,
@@ -105,33 +109,119 @@ async fn main() -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(admin = %address, "llm-gateway-operator running");
-    let admin = tokio::spawn(axum::serve(listener, admin::router(context.clone())).into_future());
-    // Only the leader reconciles: wait for the Lease, and stop if it is lost.
-    let leadership = match leader_election(&args) {
-        Some(election) => Some(leader::lead(context.client.clone(), election).await),
-        None => None,
-    };
-    let lost = async {
-        match leadership {
-            Some(task) => {
-                let _ = task.await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = controllers::run(context) => {}
-        () = lost => {
-            eprintln!("llm-gateway-operator: lost leadership; exiting so a new leader takes over");
-            return ExitCode::FAILURE;
-        }
-        result = admin => {
+    let admin = axum::serve(listener, admin::router(context.clone()))
+        .with_graceful_shutdown(shutdown.wait())
+        .into_future();
+    let mut admin = tokio::spawn(admin);
+    // Whatever hangs (a request to an unreachable API server, a reconcile that does not
+    // finish), the process ends within the kubelet's patience and this bound.
+    let deadline = shutdown.clone();
+    tokio::spawn(async move {
+        deadline.wait().await;
+        tokio::time::sleep(EXIT_DEADLINE).await;
+        eprintln!("llm-gateway-operator: shutdown took over {EXIT_DEADLINE:?}; exiting");
+        std::process::exit(1);
+    });
+    let code = tokio::select! {
+        code = ready_then_lead(leader_election(&args), context, shutdown.clone()) => code,
+        result = admin_failure(&mut admin, &shutdown) => {
             eprintln!("llm-gateway-operator: admin server stopped: {result:?}");
             return ExitCode::FAILURE;
         }
+    };
+    // The admin server stops with the shutdown (its connections close); wait for it briefly.
+    if !admin.is_finished() {
+        drop(tokio::time::timeout(ADMIN_GRACE, &mut admin).await);
     }
     tracing::info!("llm-gateway-operator stopped");
+    code
+}
+
+/// How long the writers may take to stop at shutdown before the Lease is left to expire
+/// instead of released (a writer still running must not overlap with the next leader).
+const WRITERS_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the admin server may take to close its connections at shutdown.
+const ADMIN_GRACE: Duration = Duration::from_millis(500);
+
+/// The process exits this long after SIGTERM at the latest (writers, Lease release and admin
+/// server together fit in it).
+const EXIT_DEADLINE: Duration = Duration::from_millis(4500);
+
+/// Marks the replica ready once its caches are filled, leader or standby (a standby that is
+/// never ready keeps a Deployment of two replicas from becoming Available, and deadlocks a
+/// rollout of one: the surge pod cannot get the Lease the old leader keeps renewing), then
+/// competes for the Lease. The caches are awaited here, once: kube-runtime's stores did not
+/// always wake a second task waiting for the same store.
+async fn ready_then_lead(
+    election: Option<Election>,
+    context: Context,
+    shutdown: Shutdown,
+) -> ExitCode {
+    tokio::select! {
+        () = context.caches.wait_until_ready() => {}
+        () = shutdown.wait() => return ExitCode::SUCCESS,
+    }
+    context.set_ready();
+    lead_and_write(election, context, shutdown).await
+}
+
+/// Waits for leadership (with an election), runs the writers until `shutdown`, then releases
+/// the Lease once they stopped. Exits with failure when leadership is lost, so a stale leader
+/// never writes.
+async fn lead_and_write(
+    election: Option<Election>,
+    context: Context,
+    shutdown: Shutdown,
+) -> ExitCode {
+    let mut leader = match election {
+        Some(election) => {
+            match leader::lead(context.client.clone(), election, &shutdown).await {
+                Some(leader) => Some(leader),
+                // Stopped as a standby: nothing to hand over.
+                None => return ExitCode::SUCCESS,
+            }
+        }
+        None => None,
+    };
+    let mut writers = std::pin::pin!(controllers::run(context, shutdown.clone()));
+    let stopped = tokio::select! {
+        () = &mut writers => true,
+        () = lost(&mut leader) => {
+            eprintln!("llm-gateway-operator: lost leadership; exiting so a new leader takes over");
+            return ExitCode::FAILURE;
+        }
+        () = shutdown.wait() => tokio::time::timeout(WRITERS_GRACE, writers).await.is_ok(),
+    };
+    if let Some(leader) = leader {
+        if stopped {
+            leader.release().await;
+        } else {
+            tracing::warn!("the writers did not stop in time; leaving the lease to expire");
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// Resolves when leadership is lost; never without an election.
+async fn lost(leader: &mut Option<Leader>) {
+    match leader {
+        Some(leader) => leader.lost().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves if the admin server stops on its own; its stop at shutdown is expected and
+/// must not preempt the release of the Lease.
+async fn admin_failure(
+    admin: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: &Shutdown,
+) -> Result<std::io::Result<()>, tokio::task::JoinError> {
+    let result = admin.await;
+    if shutdown.is_requested() {
+        std::future::pending::<()>().await;
+    }
+    result
 }
 
 fn leader_election(args: &Args) -> Option<Election> {
@@ -144,6 +234,7 @@ fn leader_election(args: &Args) -> Option<Election> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         duration: *args.lease_duration,
         renew: *args.lease_duration / 3,
+        retry: (*args.lease_duration / 3).min(Duration::from_secs(1)),
     })
 }
 

@@ -28,8 +28,8 @@ use crate::{Context, Error, MANAGED_BY};
 
 const NAME: &str = "apikey";
 
-/// Runs the controller until shutdown.
-pub async fn run(context: Context) {
+/// Runs the controller until `shutdown` (then lets reconciles in flight finish).
+pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
     let client = context.client.clone();
     let keys: Api<ApiKey> = Api::all(client.clone());
     let secrets: Api<Secret> = Api::all(client);
@@ -39,7 +39,7 @@ pub async fn run(context: Context) {
             watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator"),
         )
         .with_config(super::config(Duration::from_millis(0)))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.wait())
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;

@@ -33,8 +33,8 @@ use crate::{Context, Error, apply};
 
 const NAME: &str = "llmgateway";
 
-/// Runs the controller until shutdown.
-pub async fn run(context: Context) {
+/// Runs the controller until `shutdown` (then lets reconciles in flight finish).
+pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
     let client = context.client.clone();
     let owned =
         || watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator");
@@ -58,7 +58,7 @@ pub async fn run(context: Context) {
         .owns(Api::<Secret>::all(client), owned())
         .reconcile_on(changes)
         .with_config(super::config(Duration::from_millis(500)))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.wait())
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;

@@ -29,8 +29,8 @@ use crate::{Context, Error, apply};
 
 const NAME: &str = "llmprovider";
 
-/// Runs the controller until shutdown.
-pub async fn run(context: Context) {
+/// Runs the controller until `shutdown` (then lets reconciles in flight finish).
+pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
     let client = context.client.clone();
     let providers: Api<LlmProvider> = Api::all(client.clone());
     let secrets: Api<Secret> = Api::all(client.clone());
@@ -52,7 +52,7 @@ pub async fn run(context: Context) {
                 .collect::<Vec<_>>()
         })
         .with_config(super::config(Duration::from_millis(0)))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.wait())
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
+use crate::shutdown::Shutdown;
 use crate::{Context, Error};
 
 /// Requeue after a failure: exponential in nothing we track, so a jittered 1–6 s keeps a
@@ -50,15 +51,22 @@ pub async fn timed(
     result
 }
 
-/// Runs every controller until shutdown.
-pub async fn run(context: Context) {
-    context.caches.wait_until_ready().await;
-    context.set_ready();
+/// Runs every writer (the controllers and the usage sync) until `shutdown`. The caller has
+/// waited for the caches and set readiness (a standby never gets here, yet must be ready).
+pub async fn run(context: Context, shutdown: Shutdown) {
+    // The usage sync is cancelled mid-pass: each status patch is atomic, and the next leader
+    // redoes the pass, while waiting for one could exceed the shutdown deadline.
+    let usage = async {
+        tokio::select! {
+            () = crate::usage_sync::run(context.clone(), context.settings.usage_sync_interval) => {}
+            () = shutdown.wait() => {}
+        }
+    };
     tokio::join!(
-        api_key::run(context.clone()),
-        llm_provider::run(context.clone()),
-        llm_gateway::run(context.clone()),
-        route_policy::run(context.clone()),
-        crate::usage_sync::run(context.clone(), context.settings.usage_sync_interval),
+        api_key::run(context.clone(), shutdown.clone()),
+        llm_provider::run(context.clone(), shutdown.clone()),
+        llm_gateway::run(context.clone(), shutdown.clone()),
+        route_policy::run(context.clone(), shutdown.clone()),
+        usage,
     );
 }

@@ -29,12 +29,12 @@ use crate::{Context, Error};
 
 const NAME: &str = "routepolicy";
 
-/// Runs the controller until shutdown.
+/// Runs the controller until `shutdown` (then lets reconciles in flight finish).
 ///
 /// Both triggers skip status-only writes (the same `metadata.generation`): a policy's own
 /// status write and its providers' readiness updates change nothing a policy's compilation
 /// depends on, and reconciling on them tripled the work of a burst (TESTING.md L5).
-pub async fn run(context: Context) {
+pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
     let client = context.client.clone();
     let (reader, writer) = reflector::store();
     let policies = watcher(
@@ -61,7 +61,7 @@ pub async fn run(context: Context) {
                 .collect::<Vec<_>>()
         })
         .with_config(super::config(Duration::from_millis(500)))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.wait())
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;
