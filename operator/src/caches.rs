@@ -80,7 +80,9 @@ impl Caches {
         })
     }
 
-    /// Returns once every watch has listed everything once.
+    /// Returns once every watch has listed everything once. Await it from one task only:
+    /// kube-runtime's stores keep one waker, so a second task waiting at the same time may
+    /// never wake (the operator's writers once hung that way when objects already existed).
     pub async fn wait_until_ready(&self) {
         let _ = tokio::join!(
             self.providers.wait_until_ready(),
