@@ -115,6 +115,8 @@ def install(api, documents):
         "Secret": lambda d: core.create_namespaced_secret("default", d),
         "Service": lambda d: core.create_namespaced_service("default", d),
         "Deployment": lambda d: apps.create_namespaced_deployment("default", d),
+        "PodDisruptionBudget": lambda d: client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(
+            "default", d),
         "ClusterRole": rbac.create_cluster_role,
         "ClusterRoleBinding": rbac.create_cluster_role_binding,
         "Role": lambda d: rbac.create_namespaced_role("default", d),

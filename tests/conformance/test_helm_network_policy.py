@@ -40,3 +40,17 @@ def test_the_scraper_namespace_reaches_the_port_the_pod_monitor_scrapes():
     # Clients never reach the admin port, and the scraper gets nothing but it.
     assert {"namespaceSelector": {"matchLabels": {"team": "apps"}}} not in by_port[9090]
     assert scraper not in by_port[8000]
+
+
+def test_the_operator_rolls_out_through_ready_standbys_and_keeps_one_through_a_drain():
+    documents = rendered(None)
+    operator = next(d for d in documents if d["kind"] == "Deployment"
+                    and d["metadata"]["name"].endswith("-operator"))
+    assert operator["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    budget = next(d for d in documents if d["kind"] == "PodDisruptionBudget"
+                  and d["metadata"]["name"].endswith("-operator"))
+    assert budget["spec"]["selector"] == operator["spec"]["selector"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    single = rendered({"operator": {"replicas": 1}})
+    assert not any(d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"].endswith("-operator")
+                   for d in single), "a budget of one replica would block every drain"
