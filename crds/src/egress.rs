@@ -82,7 +82,9 @@ pub fn is_never_allowed_url_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name.starts_with("metadata") || name == "instance-data"
+            FORBIDDEN_NAMES.iter().any(|n| {
+                *n == name && (n.starts_with("metadata") || n.starts_with("instance-data"))
+            })
         }
         Some(url::Host::Ipv4(ip)) => is_never_allowed_ip(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => is_never_allowed_ip(IpAddr::V6(ip)),

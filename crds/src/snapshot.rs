@@ -196,23 +196,28 @@ metadata: {name: shared, namespace: ai}
 data: {openai: c2stb3BlbmFp, anthropic: c2stYW50}
 ";
 
-    #[test]
-    fn credentials_copy_only_referenced_entries_and_round_trip() {
-        let mut m = Manifests::default();
-        m.add_yaml("ns.yaml", NAMESPACE).expect("valid");
-        let yaml = credentials_yaml(&m, &m.secrets);
-        assert!(!yaml.contains("anthropic"), "{yaml}");
-        let bundle = Secret {
+    /// A credentials bundle Secret holding `file`.
+    fn bundle_of(file: &[u8]) -> Secret {
+        Secret {
             metadata: ObjectMeta {
                 name: Some("bundle".into()),
                 ..ObjectMeta::default()
             },
             data: Some(BTreeMap::from([(
                 CREDENTIALS_FILE.to_owned(),
-                k8s_openapi::ByteString(yaml.into_bytes()),
+                k8s_openapi::ByteString(file.to_vec()),
             )])),
             ..Secret::default()
-        };
+        }
+    }
+
+    #[test]
+    fn credentials_copy_only_referenced_entries_and_round_trip() {
+        let mut m = Manifests::default();
+        m.add_yaml("ns.yaml", NAMESPACE).expect("valid");
+        let yaml = credentials_yaml(&m, &m.secrets);
+        assert!(!yaml.contains("anthropic"), "{yaml}");
+        let bundle = bundle_of(yaml.as_bytes());
         let copies = expand_credentials(&bundle).expect("parses");
         assert_eq!(copies.len(), 1);
         assert_eq!(copies[0].metadata.namespace.as_deref(), Some("ai"));
@@ -242,17 +247,7 @@ data: {openai: c2stb3BlbmFp, anthropic: c2stYW50}
     #[test]
     fn a_malformed_bundle_is_reported_without_its_content() {
         let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: copy}\ndata: {openai: 'sk-live-SECRET!'}\n";
-        let bundle = Secret {
-            metadata: ObjectMeta {
-                name: Some("bundle".into()),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(
-                CREDENTIALS_FILE.to_owned(),
-                k8s_openapi::ByteString(yaml.as_bytes().to_vec()),
-            )])),
-            ..Secret::default()
-        };
+        let bundle = bundle_of(yaml.as_bytes());
         let error = expand_credentials(&bundle).unwrap_err().to_string();
         assert!(
             error.starts_with("Secret bundle: document 1: Secret copy: field data.openai"),

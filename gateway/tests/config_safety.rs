@@ -32,20 +32,11 @@ fn route(policy: &str, model: &str) -> String {
     )
 }
 
-async fn detailed(gateway: &Gateway) -> Value {
-    reqwest::get(format!("{}/health/detailed", gateway.admin_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls `/health/detailed` (10 s at most) until `done` holds; returns that answer.
 async fn wait_for(gateway: &Gateway, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let health = detailed(gateway).await;
+        let health = gateway.detailed().await;
         if done(&health) {
             return health;
         }
@@ -246,7 +237,7 @@ async fn a_configmap_mount_loads_and_follows_its_atomic_swap() {
 async fn a_file_written_in_pieces_is_applied_once_complete() {
     let key = new_key();
     let gateway = Gateway::start(&base(&key), key, &[]).await;
-    let routes_before = detailed(&gateway).await["config"]["routes"].clone();
+    let routes_before = gateway.detailed().await["config"]["routes"].clone();
     let first = format!("{}---\n", route("first", "piece-a"));
     let rest = route("second", "piece-b");
     let path = gateway.dir.path().join("pieces.yaml");
@@ -269,7 +260,7 @@ async fn a_file_written_in_pieces_is_applied_once_complete() {
     .await;
     // Room for a late second reload, which a torn first one would have needed.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let health = detailed(&gateway).await;
+    let health = gateway.detailed().await;
     assert_eq!(generation(&health), 2, "applied more than once: {health}");
     assert_eq!(
         health["config"]["routes"].as_u64(),

@@ -1,5 +1,6 @@
-//! JSON Web Token authentication through the running binary: the attack list of TESTING.md
-//! §2 B6, all refused with one identical body; HS256 from settings and RS256 from a JWKS URL.
+//! JSON Web Token authentication through the running binary: the attacks a security review
+//! tries (forged, expired, wrong algorithm, wrong audience…), all refused with one identical
+//! body; HS256 from settings and RS256 from a JWKS URL.
 
 #![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 

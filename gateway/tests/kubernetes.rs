@@ -168,12 +168,7 @@ async fn resources_drive_the_gateway_and_bad_ones_are_rejected() {
         .await
         .unwrap();
     within(Duration::from_secs(2), "the rejection", async || {
-        let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.admin_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detailed: Value = gateway.detailed().await;
         detailed["config"]["last_reload"]["result"] == "error"
     })
     .await;
@@ -291,16 +286,8 @@ async fn an_unreachable_api_at_start_serves_the_last_known_good_directory() {
     )
     .await;
     gateway.wait_ready().await;
-    let detailed = async || -> Value {
-        reqwest::get(format!("{}/health/detailed", gateway.admin_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
     assert!(
-        detailed().await["config"]["source"]
+        gateway.detailed().await["config"]["source"]
             .as_str()
             .unwrap()
             .starts_with("last-known-good:")
@@ -311,7 +298,7 @@ async fn an_unreachable_api_at_start_serves_the_last_known_good_directory() {
     assert_eq!(served.status(), 200);
     server.come_back().await.unwrap();
     within(Duration::from_secs(10), "the first sync", async || {
-        detailed().await["config"]["source"] == "kubernetes:default"
+        gateway.detailed().await["config"]["source"] == "kubernetes:default"
     })
     .await;
     assert_eq!(provider_of(&gateway).await, "a");

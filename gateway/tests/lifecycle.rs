@@ -15,26 +15,17 @@ fn fake_request(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
-async fn detailed(gateway: &Gateway) -> Value {
-    reqwest::get(format!("{}/health/detailed", gateway.admin_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn wait_for_generation(gateway: &Gateway, generation: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {
-        if detailed(gateway).await["config"]["generation"] == generation {
+        if gateway.detailed().await["config"]["generation"] == generation {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!(
         "generation {generation} was not applied: {}",
-        detailed(gateway).await
+        gateway.detailed().await
     );
 }
 
@@ -69,7 +60,7 @@ async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let health = detailed(&gateway).await;
+    let health = gateway.detailed().await;
     assert_eq!(health["config"]["generation"], 2);
     assert_eq!(health["status"], "degraded");
     let error = health["config"]["last_reload"]["errors"][0]

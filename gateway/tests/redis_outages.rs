@@ -166,12 +166,7 @@ async fn without_redis_at_start_each_replica_admits_its_share() {
         statuses.push(timed(&gateway).await.0);
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
-    let detailed: Value = reqwest::get(format!("{}/health/detailed", gateway.admin_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detailed: Value = gateway.detailed().await;
     assert_eq!(detailed["limits"]["redis"], "down");
     assert_eq!(detailed["status"], "degraded");
 }

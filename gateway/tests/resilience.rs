@@ -1,4 +1,4 @@
-//! Faults survived (TESTING.md §2 B), through the running binary: two mock upstreams, `a`
+//! Faults survived, through the running binary: two mock upstreams, `a`
 //! (faulty) and `b` (healthy), behind one route.
 
 #![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
@@ -237,12 +237,7 @@ async fn breaker_thresholds_reload_without_resetting_state() {
     let url = format!("{}/health/circuit-breakers", gateway.admin_url);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let health: Value = reqwest::get(format!("{}/health/detailed", gateway.admin_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = gateway.detailed().await;
         if health["config"]["generation"] == 2 {
             break;
         }

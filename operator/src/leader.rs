@@ -145,14 +145,7 @@ async fn give_up(leases: &Api<Lease>, election: &Election) -> Result<bool, Error
     // take a Lease without a holder at once).
     spec.holder_identity = None;
     spec.renew_time = None;
-    match leases
-        .replace(&election.name, &PostParams::default(), &lease)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    replace_unchanged(leases, &election.name, &lease).await
 }
 
 /// One attempt to take or renew the Lease; whether this replica holds it afterwards.
@@ -199,11 +192,13 @@ async fn try_lead(leases: &Api<Lease>, election: &Election) -> Result<bool, Erro
     }
     spec.renew_time = Some(MicroTime(now));
     spec.lease_duration_seconds = Some(seconds);
-    // Conditional on the resourceVersion read above: a concurrent winner makes this a 409.
-    match leases
-        .replace(&election.name, &PostParams::default(), &lease)
-        .await
-    {
+    replace_unchanged(leases, &election.name, &lease).await
+}
+
+/// Writes `lease` if nobody changed it since it was read (its resourceVersion makes the write
+/// conditional: a concurrent writer makes this a 409); whether the write happened.
+async fn replace_unchanged(leases: &Api<Lease>, name: &str, lease: &Lease) -> Result<bool, Error> {
+    match leases.replace(name, &PostParams::default(), lease).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e.into()),

@@ -1,4 +1,4 @@
-//! TESTING.md §2 against the operator binary: F14, a storm of 409 conflicts on the operator's
+//! Faults against the operator binary: F14, a storm of 409 conflicts on the operator's
 //! writes, converges with backoff; N4, 100 rapid edits of one LlmProvider leave its children
 //! matching the last edit (no lost edit, no stale write after convergence).
 

@@ -1,4 +1,4 @@
-//! L5 (TESTING.md): 500 LlmProviders, 200 RoutePolicies and 2,000 ApiKeys created at once
+//! L5: 500 LlmProviders, 200 RoutePolicies and 2,000 ApiKeys created at once
 //! against the test API server all become Ready, and the idle minute afterwards shows only
 //! periodic work: no writes except the leader's Lease renewals, and a bounded number of reads.
 //! Sizes can be lowered with `SCALE_PROVIDERS`, `SCALE_POLICIES` and `SCALE_KEYS` when
@@ -120,7 +120,7 @@ async fn thousands_of_resources_become_ready_and_then_the_operator_idles() {
         providers_n + policies_n + keys_n
     );
 
-    // Steady state: at most three reconciles per object (TESTING.md L5).
+    // Steady state: at most three reconciles per object (L5).
     let reconciles = reconciles_by_controller(admin).await;
     eprintln!("L5 reconciles: {reconciles:?}");
     for (controller, objects) in [

@@ -64,11 +64,24 @@ pub async fn admit(
         .timeout
         .map_or(crate::proxy::DEFAULT_ROUTE_TIMEOUT, |t| t.get())
         + Duration::from_secs(5);
+    // The completion reserve matters only to token limits and budgets; the catalogue walk is
+    // skipped for every other request.
+    let reserves_completion = caller.and_then(Caller::budget).is_some()
+        || [
+            caller.and_then(Caller::limits),
+            route.compiled.limits.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|limits| limits.tokens_per_minute.is_some());
+    let output_cap = reserves_completion
+        .then(|| route_output_cap(snapshot, route))
+        .flatten();
     let mut demand = Demand::build(
         caller_account,
         &route.compiled.model,
         route.compiled.limits.as_ref(),
-        TokenReserve::of(request, route_output_cap(snapshot, route)),
+        TokenReserve::of(request, output_cap),
         max_price,
         lease_ttl,
     );

@@ -155,6 +155,16 @@ impl Gateway {
             .expect("request")
     }
 
+    /// The admin listener's `/health/detailed` report.
+    pub async fn detailed(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/health/detailed", self.admin_url))
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// Writes a file into the config directory.
     pub fn write_config(&self, name: &str, text: &str) {
         let tmp = self.dir.path().join(format!(".{name}.tmp"));

@@ -33,7 +33,7 @@ const NAME: &str = "routepolicy";
 ///
 /// Both triggers skip status-only writes (the same `metadata.generation`): a policy's own
 /// status write and its providers' readiness updates change nothing a policy's compilation
-/// depends on, and reconciling on them tripled the work of a burst (TESTING.md L5).
+/// depends on, and reconciling on them tripled the work of a burst (the L5 scale test).
 pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
     let client = context.client.clone();
     let (reader, writer) = reflector::store();

@@ -1,4 +1,4 @@
-//! Fault injection (TESTING.md §3.4): rules matched against each request by verb, resource,
+//! Fault injection: rules matched against each request by verb, resource,
 //! namespace and name, firing after `skip` matches for `times` matches (or forever) with an
 //! optional probability from a seeded generator, so runs repeat exactly.
 

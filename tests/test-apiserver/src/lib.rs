@@ -1,4 +1,4 @@
-//! An in-memory Kubernetes API server for tests (TESTING.md §3): real HTTP on a loopback port,
+//! An in-memory Kubernetes API server for tests: real HTTP on a loopback port,
 //! so kube-rs, kubectl and the Python client talk to it as to a cluster.
 //!
 //! What it reproduces and what it does not is listed in this crate's README. Use it in

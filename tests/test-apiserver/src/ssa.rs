@@ -1,4 +1,4 @@
-//! A simplified server-side apply that is still honest (TESTING.md §3.3): per-manager field
+//! A simplified server-side apply that is still honest: per-manager field
 //! ownership recorded in `managedFields` (FieldsV1), conflicts on fields another manager owns
 //! with a different value (409 unless `force`), list-maps merged by key, and removal of fields
 //! a manager stopped applying when nobody else owns them. Non-apply writes take ownership of

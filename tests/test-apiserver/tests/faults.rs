@@ -1,4 +1,4 @@
-//! Fault rules (TESTING.md §3.4) as kube-rs sees them: status storms with `Retry-After`,
+//! Fault rules as kube-rs sees them: status storms with `Retry-After`,
 //! delays, a watch refused with HTTP 410 at its start (F12: the watcher must back off, not
 //! hot-loop), and rules installed over HTTP for out-of-process tests.
 

@@ -1,4 +1,4 @@
-//! Debian's kubectl 1.20 as an outside client (TESTING.md §3.6): apply our CRDs, wait for
+//! Debian's kubectl 1.20 as an outside client: apply our CRDs, wait for
 //! Established, apply the example resources, get, server-side apply with a conflict, delete.
 //! `KUBECTL` names the binary (tests/run-all.sh extracts Debian's `kubernetes-client`).
 
