@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod pepper;
 pub mod pod_policy;
 pub mod shutdown;
 pub mod status;

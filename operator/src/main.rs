@@ -11,6 +11,7 @@ use clap::Parser;
 use kube::api::{Api, ListParams};
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_operator::leader::{self, Election, Leader};
+use llm_gateway_operator::pepper::{self, PepperError, PepperSecret};
 use llm_gateway_operator::pod_policy::ImagePolicy;
 use llm_gateway_operator::shutdown::Shutdown;
 use llm_gateway_operator::{Context, Settings, admin, controllers};
@@ -33,10 +34,17 @@ struct Args {
         hide_env_values = true
     )]
     api_key_pepper: String,
+    /// Without `API_KEY_PEPPER`: the Secret in the operator's namespace holding the pepper,
+    /// created (random) by the first replica when it does not exist, and never rotated.
+    #[arg(long, env = "API_KEY_PEPPER_SECRET")]
+    api_key_pepper_secret: Option<String>,
+    /// The entry of `API_KEY_PEPPER_SECRET` holding the pepper.
+    #[arg(long, env = "API_KEY_PEPPER_SECRET_KEY", default_value = "pepper")]
+    api_key_pepper_secret_key: String,
     /// Elect one leader among replicas through a Lease (only the leader reconciles).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
-    /// Namespace of the Lease (the operator's own namespace in a pod).
+    /// The operator's own namespace: its Lease and its pepper Secret live there.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
     /// This replica's identity in the Lease (defaults to the pod name, else a random id).
@@ -86,8 +94,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let key_pepper = match tokio::time::timeout(limit, key_pepper(&args, &client)).await {
+        Ok(Ok(pepper)) => pepper,
+        Ok(Err(e)) => {
+            eprintln!("llm-gateway-operator: API-key pepper: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(_) => {
+            eprintln!("llm-gateway-operator: API-key pepper: no answer within {limit:?}");
+            return ExitCode::FAILURE;
+        }
+    };
     let settings = Settings {
-        key_pepper: args.api_key_pepper.clone().into_bytes(),
+        key_pepper,
         usage_sync_interval: args.usage_sync_interval.into(),
         images,
     };
@@ -222,6 +241,24 @@ async fn admin_failure(
         std::future::pending::<()>().await;
     }
     result
+}
+
+/// `API_KEY_PEPPER` when set, else the pepper Secret's (created when missing), else empty
+/// (development only: gateways refuse an empty pepper outside `DEV_MODE`).
+async fn key_pepper(args: &Args, client: &kube::Client) -> Result<Vec<u8>, PepperError> {
+    if !args.api_key_pepper.is_empty() {
+        return Ok(args.api_key_pepper.clone().into_bytes());
+    }
+    let Some(name) = args.api_key_pepper_secret.clone() else {
+        tracing::warn!("no API_KEY_PEPPER or API_KEY_PEPPER_SECRET: key hashes use an empty pepper");
+        return Ok(Vec::new());
+    };
+    let secret = PepperSecret {
+        namespace: args.lease_namespace.clone(),
+        name,
+        key: args.api_key_pepper_secret_key.clone(),
+    };
+    pepper::load_or_create(client, &secret).await
 }
 
 fn leader_election(args: &Args) -> Option<Election> {

@@ -143,3 +143,32 @@ def test_samples_read_back_unchanged_and_get_the_health_argo_cd_would_show(clust
         live = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURALS[document["kind"]], name)
         differences = is_subset({k: v for k, v in document.items() if k != "metadata"}, live)
         assert differences == [], f"{document['kind']} {name}: {differences}"
+
+
+CHART = ROOT / "charts" / "llm-gateway"
+CHART_VALUE_SETS = [None] + sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
+
+
+def template(value_set):
+    """`helm template` as Argo CD runs it: no cluster, so `lookup` finds nothing."""
+    values = yaml.safe_load((CHART / "ci" / value_set).read_text()) if value_set else {}
+    return helm.Chart.load(str(CHART)).render(values, name="lgw", namespace="ai", is_install=True)
+
+
+@pytest.mark.parametrize("value_set", CHART_VALUE_SETS)
+def test_two_renders_are_identical_so_a_sync_has_nothing_to_change(value_set):
+    # A random value in a render (a generated pepper was one) is a perpetual diff under GitOps,
+    # and a pepper that changes with every sync invalidates every issued key.
+    assert template(value_set) == template(value_set)
+
+
+def test_the_chart_renders_no_pepper_and_points_the_operator_at_one_it_keeps():
+    documents = [doc for path, text in template(None).items() if path.endswith(".yaml")
+                 for doc in yaml.safe_load_all(text) if doc]
+    assert not [d for d in documents if d["kind"] == "Secret"], "no Secret with a secret in it"
+    operator_env = next(c["env"] for d in documents if d["kind"] == "Deployment"
+                        and d["metadata"]["name"].endswith("-operator")
+                        for c in d["spec"]["template"]["spec"]["containers"])
+    names = {e["name"]: e.get("value") for e in operator_env}
+    assert names["API_KEY_PEPPER_SECRET"] == "lgw-llm-gateway-pepper"
+    assert "API_KEY_PEPPER" not in names

@@ -4,6 +4,7 @@ every rendered document against the Kubernetes schemas (`kubernetes-validate`) o
 kinds, against our CRDs with unknown fields refused; then install the default rendering into the in-repo test API server
 and watch the real operator binary reconcile the chart's default LlmGateway."""
 
+import base64
 import importlib.util
 import json
 import pathlib
@@ -83,9 +84,8 @@ def test_the_default_rendering_installs_and_the_operator_reconciles_its_gateway(
     with kube_test_server() as kubeconfig:
         api = config.new_client_from_config(config_file=str(kubeconfig))
         install(api, render(None, namespace="default"))
-        pepper = client.CoreV1Api(api).read_namespaced_secret("lgw-llm-gateway-pepper", "default")
-        assert pepper.data["pepper"], "the chart generated a pepper"
-        with operator(kubeconfig, {"API_KEY_PEPPER": "from-the-chart"}):
+        # The pepper Secret is the operator's to create (a rendered one changes on every render).
+        with operator(kubeconfig, {"API_KEY_PEPPER_SECRET": "lgw-llm-gateway-pepper", "POD_NAMESPACE": "default"}):
             apps = client.AppsV1Api(api)
             custom = client.CustomObjectsApi(api)
             deadline = time.monotonic() + 20
@@ -101,6 +101,8 @@ def test_the_default_rendering_installs_and_the_operator_reconciles_its_gateway(
             assert status["url"] == "http://main-gateway.default.svc.cluster.local:80"
             hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("main-gateway", "default")
             assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (3, 10)
+            pepper = client.CoreV1Api(api).read_namespaced_secret("lgw-llm-gateway-pepper", "default")
+            assert len(base64.b64decode(pepper.data["pepper"])) == 64, "the operator created a pepper"
 
 
 def install(api, documents):

@@ -70,6 +70,21 @@ fn credentials_secret(gateway: &LlmGateway, credentials: String, pepper: &[u8]) 
     )
 }
 
+/// Pod-template annotation carrying [`crate::pepper::fingerprint`].
+pub const PEPPER_FINGERPRINT: &str = "llmgateway.io/pepper-fingerprint";
+
+/// Marks the gateway Deployment among `children` with the pepper's fingerprint: gateways read
+/// the pepper once, from their environment, so without it a changed pepper would leave every
+/// pod rejecting every key until someone restarted them by hand.
+pub fn stamp_pepper(children: &mut [Child], pepper: &[u8]) {
+    let fingerprint = crate::pepper::fingerprint(pepper);
+    for deployment in children.iter_mut().filter(|c| c.resource.kind == "Deployment") {
+        if let Some(template) = deployment.object.pointer_mut("/spec/template") {
+            template["metadata"]["annotations"][PEPPER_FINGERPRINT] = fingerprint.clone().into();
+        }
+    }
+}
+
 /// The last-known-good ConfigMap, if what the gateway would load from it (this file plus
 /// the `credentials` file) compiles.
 fn last_known_good(
@@ -167,5 +182,21 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_gateway_pods_change_with_the_pepper() {
+        let gateway = &namespace("openai").gateways[0];
+        let stamped = |pepper: &[u8]| {
+            let mut children = crate::build::gateway::children(gateway);
+            stamp_pepper(&mut children, pepper);
+            let deployment = children.iter().find(|c| c.resource.kind == "Deployment");
+            deployment.expect("a Deployment").object["spec"]["template"]["metadata"]
+                ["annotations"][PEPPER_FINGERPRINT]
+                .clone()
+        };
+        assert_eq!(stamped(b"one"), stamped(b"one"));
+        assert_ne!(stamped(b"one"), stamped(b"two"));
+        assert!(stamped(b"one").is_string());
     }
 }

@@ -88,7 +88,8 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
     }
     // The bundle first: the pods' environment references the credentials Secret.
     let snapshot = write_bundle(gateway, context, &namespace).await?;
-    let children = gateway::children(gateway);
+    let mut children = gateway::children(gateway);
+    bundle::stamp_pepper(&mut children, &context.settings.key_pepper);
     let selector = format!("{GATEWAY_LABEL}={}", gateway.name_any());
     apply::converge(
         client,
