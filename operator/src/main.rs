@@ -83,25 +83,10 @@ async fn main() -> ExitCode {
     };
     tracing::info!(allowed = ?images.entries(), "image repositories besides the gateway's own");
     let limit = Duration::from_secs(args.connect_timeout_seconds);
-    let client = match tokio::time::timeout(limit, check_cluster()).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(e)) => {
-            eprintln!("llm-gateway-operator: {e:#}");
-            return ExitCode::FAILURE;
-        }
-        Err(_) => {
-            eprintln!("llm-gateway-operator: no Kubernetes API server answered within {limit:?}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let key_pepper = match tokio::time::timeout(limit, key_pepper(&args, &client)).await {
-        Ok(Ok(pepper)) => pepper,
-        Ok(Err(e)) => {
-            eprintln!("llm-gateway-operator: API-key pepper: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(_) => {
-            eprintln!("llm-gateway-operator: API-key pepper: no answer within {limit:?}");
+    let (client, key_pepper) = match connect(&args, limit).await {
+        Ok(connected) => connected,
+        Err(message) => {
+            eprintln!("llm-gateway-operator: {message}");
             return ExitCode::FAILURE;
         }
     };
@@ -243,6 +228,20 @@ async fn admin_failure(
     result
 }
 
+/// Connects to the cluster and loads the pepper, each step bounded by `limit`; the error is
+/// the message to print.
+async fn connect(args: &Args, limit: Duration) -> Result<(kube::Client, Vec<u8>), String> {
+    let client = tokio::time::timeout(limit, check_cluster())
+        .await
+        .map_err(|_| format!("no Kubernetes API server answered within {limit:?}"))?
+        .map_err(|e| format!("{e:#}"))?;
+    let pepper = tokio::time::timeout(limit, key_pepper(args, &client))
+        .await
+        .map_err(|_| format!("API-key pepper: no answer within {limit:?}"))?
+        .map_err(|e| format!("API-key pepper: {e}"))?;
+    Ok((client, pepper))
+}
+
 /// `API_KEY_PEPPER` when set, else the pepper Secret's (created when missing), else empty
 /// (development only: gateways refuse an empty pepper outside `DEV_MODE`).
 async fn key_pepper(args: &Args, client: &kube::Client) -> Result<Vec<u8>, PepperError> {
@@ -250,7 +249,9 @@ async fn key_pepper(args: &Args, client: &kube::Client) -> Result<Vec<u8>, Peppe
         return Ok(args.api_key_pepper.clone().into_bytes());
     }
     let Some(name) = args.api_key_pepper_secret.clone() else {
-        tracing::warn!("no API_KEY_PEPPER or API_KEY_PEPPER_SECRET: key hashes use an empty pepper");
+        tracing::warn!(
+            "no API_KEY_PEPPER or API_KEY_PEPPER_SECRET: key hashes use an empty pepper"
+        );
         return Ok(Vec::new());
     };
     let secret = PepperSecret {
