@@ -93,8 +93,16 @@ fn new_secret(secret: &PepperSecret) -> Result<Secret, PepperError> {
         metadata: ObjectMeta {
             name: Some(secret.name.clone()),
             namespace: Some(secret.namespace.clone()),
-            labels: Some([crate::MANAGED_BY].map(|(k, v)| (k.to_owned(), v.to_owned())).into()),
-            annotations: Some([KEEP_NOTE].map(|(k, v)| (k.to_owned(), v.to_owned())).into()),
+            labels: Some(
+                [crate::MANAGED_BY]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+            ),
+            annotations: Some(
+                [KEEP_NOTE]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+            ),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),

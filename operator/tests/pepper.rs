@@ -90,7 +90,11 @@ async fn the_operator_creates_the_pepper_once_and_the_gateway_pods_follow_it() {
     // An administrator replaces the pepper: the pod template changes, so the pods roll.
     let patch = json!({"data": {"pepper": k8s_openapi::ByteString(b"a-new-pepper".to_vec())}});
     secrets
-        .patch(PEPPER_SECRET, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            PEPPER_SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .unwrap();
     let _again = operator_keeping_the_pepper(&kubeconfig, free_port());

@@ -78,7 +78,10 @@ pub const PEPPER_FINGERPRINT: &str = "llmgateway.io/pepper-fingerprint";
 /// pod rejecting every key until someone restarted them by hand.
 pub fn stamp_pepper(children: &mut [Child], pepper: &[u8]) {
     let fingerprint = crate::pepper::fingerprint(pepper);
-    for deployment in children.iter_mut().filter(|c| c.resource.kind == "Deployment") {
+    for deployment in children
+        .iter_mut()
+        .filter(|c| c.resource.kind == "Deployment")
+    {
         if let Some(template) = deployment.object.pointer_mut("/spec/template") {
             template["metadata"]["annotations"][PEPPER_FINGERPRINT] = fingerprint.clone().into();
         }
@@ -191,8 +194,8 @@ mod tests {
             let mut children = crate::build::gateway::children(gateway);
             stamp_pepper(&mut children, pepper);
             let deployment = children.iter().find(|c| c.resource.kind == "Deployment");
-            deployment.expect("a Deployment").object["spec"]["template"]["metadata"]
-                ["annotations"][PEPPER_FINGERPRINT]
+            deployment.expect("a Deployment").object["spec"]["template"]["metadata"]["annotations"]
+                [PEPPER_FINGERPRINT]
                 .clone()
         };
         assert_eq!(stamped(b"one"), stamped(b"one"));
