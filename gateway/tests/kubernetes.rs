@@ -319,7 +319,7 @@ async fn breaker_transitions_become_events_on_the_provider() {
                  "circuitBreaker": {"failureThreshold": 2, "window": "10s", "openFor": "30s"}}})).await;
     create(&client, "RoutePolicy", "routepolicies", json!({
         "apiVersion": "llmgateway.io/v1alpha1", "kind": "RoutePolicy", "metadata": {"name": "broken"},
-        "spec": {"routes": [{"model": "broken", "retry": {"attempts": 0}, "targets": [{"provider": "broken"}]}]}})).await;
+        "spec": {"retry": {"attempts": 0}, "routes": [{"model": "broken", "targets": [{"provider": "broken"}]}]}})).await;
     let gateway = start_gateway(&server, &key, &[]).await;
     gateway.wait_ready().await;
     for _ in 0..3 {

@@ -1,9 +1,55 @@
 //! Discovery documents: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}` and
-//! `/apis/{group}/{version}`, built from the served types (so CRDs appear once created).
+//! `/apis/{group}/{version}`, built from the served types (so CRDs appear once created), with
+//! each resource's short names, singular name and categories (what `kubectl get <category>`
+//! expands); the aggregated form (`apidiscovery.k8s.io`) of `/api` and `/apis` for clients
+//! that ask for it; and the OpenAPI v3 documents.
 
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, header};
 use serde_json::{Value, json};
 
 use crate::resources::ResourceType;
+
+/// The answer to a discovery or OpenAPI path, or `None` when the path is neither.
+pub fn respond(path: &str, headers: &HeaderMap, types: &[ResourceType]) -> Option<Response> {
+    if let Some(document) = crate::openapi::document(path, types) {
+        return Some(Json(document).into_response());
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if path.trim_end_matches('/') == "/openapi/v2" {
+        let (content_type, body) = crate::openapi::v2(accept.contains("protobuf"));
+        return Some(([(header::CONTENT_TYPE, content_type)], body).into_response());
+    }
+    if let Some(version) = aggregated_version(accept)
+        && matches!(path.trim_end_matches('/'), "/api" | "/apis")
+    {
+        let core = path.trim_end_matches('/') == "/api";
+        let content_type =
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+        let body = crate::aggregated::document(version, core, types);
+        return Some(([(header::CONTENT_TYPE, content_type)], Json(body)).into_response());
+    }
+    document(path, types).map(|d| Json(d).into_response())
+}
+
+/// The aggregated discovery version the client accepts (`v2`, else `v2beta1`), if any.
+fn aggregated_version(accept: &str) -> Option<&'static str> {
+    let offers: Vec<&str> = accept
+        .split(',')
+        .filter(|media| {
+            media.contains("g=apidiscovery.k8s.io") && media.contains("as=APIGroupDiscoveryList")
+        })
+        .collect();
+    ["v2", "v2beta1"].into_iter().find(|version| {
+        offers
+            .iter()
+            .any(|m| m.split(';').any(|p| p.trim() == format!("v={version}")))
+    })
+}
 
 /// The document for a discovery path, or `None` when the path is not one.
 pub fn document(path: &str, types: &[ResourceType]) -> Option<Value> {

@@ -15,6 +15,7 @@ use crate::collection::{self, Query};
 use crate::faults::FaultAction;
 use crate::objects::{self, PatchKind};
 use crate::path::{self, Target};
+use crate::request::{FieldValidation, Verb, WriteRequest};
 use crate::status::ApiError;
 use crate::{RequestRecord, Shared, discovery};
 
@@ -34,8 +35,10 @@ pub async fn handle(
     let query = uri.query().unwrap_or("").to_owned();
     let response = match inject_fault(&shared, &method, uri.path(), &query).await {
         Some(response) => response,
-        None => route(&shared, &method, uri.path(), &query, &headers, body)
-            .unwrap_or_else(IntoResponse::into_response),
+        None => route(&shared, &method, uri.path(), &query, &headers, body).unwrap_or_else(|e| {
+            log_refusal(&method, &uri, &e);
+            e.into_response()
+        }),
     };
     shared.record(RequestRecord {
         method: method.to_string(),
@@ -52,6 +55,20 @@ pub async fn handle(
     response
 }
 
+/// With `TEST_APISERVER_LOG_REFUSALS` set, prints every refused write to stderr: a client
+/// that retries or only logs a refusal (an operator's reconcile loop) can pass a test while
+/// the server rejects what it writes.
+fn log_refusal(method: &Method, uri: &Uri, error: &ApiError) {
+    if *method != Method::GET && std::env::var_os("TEST_APISERVER_LOG_REFUSALS").is_some() {
+        eprintln!(
+            "test-apiserver refused {method} {uri}: {} {}: {}",
+            error.code.as_u16(),
+            error.reason,
+            error.message
+        );
+    }
+}
+
 fn route(
     shared: &Arc<Shared>,
     method: &Method,
@@ -65,14 +82,19 @@ fn route(
         return control(shared, method, path, query, &body);
     }
     if *method == Method::GET
-        && let Some(document) = discovery::document(path, &types)
+        && let Some(response) = discovery::respond(path, headers, &types)
     {
-        return Ok(Json(document).into_response());
+        return Ok(response);
     }
     let target = path::resolve(path, &types)?;
     let params: HashMap<String, String> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let manager = field_manager(&params, headers);
+    let request = |verb| -> Result<WriteRequest, ApiError> {
+        let mut request = WriteRequest::new(&manager, verb);
+        request.validation = FieldValidation::from_params(&params)?;
+        Ok(request)
+    };
     match (method.clone(), target.name.is_some()) {
         (Method::GET, false) => {
             let query = Query::parse(&params)?;
@@ -97,8 +119,10 @@ fn route(
             if params.get("dryRun").is_some_and(|d| d == "All") {
                 return Ok((StatusCode::CREATED, Json(object)).into_response());
             }
-            let created = objects::create(shared, &target, object, &manager)?;
-            Ok((StatusCode::CREATED, Json(created)).into_response())
+            let mut request = request(Verb::Create)?;
+            request.duplicates = crate::duplicates::in_json(&body);
+            let created = objects::create(shared, &target, object, &mut request)?;
+            Ok(answer(StatusCode::CREATED, created, &request))
         }
         (Method::GET, true) => {
             let object = objects::get(shared, &target)?;
@@ -111,13 +135,16 @@ fn route(
             }
             ok(object)
         }
-        (Method::PUT, true) => ok(objects::replace(
-            shared,
-            &target,
-            json_body(&body)?,
-            &manager,
-        )?),
-        (Method::PATCH, true) => patch(shared, &target, &params, headers, &body, &manager),
+        (Method::PUT, true) => {
+            let mut request = request(Verb::Update)?;
+            request.duplicates = crate::duplicates::in_json(&body);
+            let replaced = objects::replace(shared, &target, json_body(&body)?, &mut request)?;
+            Ok(answer(StatusCode::OK, replaced, &request))
+        }
+        (Method::PATCH, true) => {
+            let mut request = request(Verb::Patch)?;
+            patch(shared, &target, &params, headers, &body, &mut request)
+        }
         (Method::DELETE, true) => {
             let options = if body.is_empty() {
                 Value::Null
@@ -131,13 +158,14 @@ fn route(
     }
 }
 
+/// `PATCH` in the body's format; `request` is a Patch until the body says it is an apply.
 fn patch(
     shared: &Shared,
     target: &Target,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
-    manager: &str,
+    request: &mut WriteRequest,
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -146,6 +174,7 @@ fn patch(
     let media = content_type.split(';').next().unwrap_or("").trim();
     let (kind, value) = match media {
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            request.duplicates = crate::duplicates::in_json(body);
             (PatchKind::Merge, json_body(body)?)
         }
         "application/json-patch+json" => (PatchKind::Json, json_body(body)?),
@@ -158,17 +187,31 @@ fn patch(
             let value: Value = serde_yaml::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid apply body: {e}")))?;
             let force = params.get("force").is_some_and(|f| f == "true");
+            request.verb = Verb::Apply;
+            request.duplicates = crate::duplicates::in_yaml(body);
             (PatchKind::Apply { force }, value)
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
-    let (object, created) = objects::patch(shared, target, kind, value, manager)?;
+    let (object, created) = objects::patch(shared, target, kind, value, request)?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(object)).into_response())
+    Ok(answer(status, object, request))
+}
+
+/// The written object, with a `Warning: 299 - "…"` header per warning the write produced.
+fn answer(status: StatusCode, object: Value, request: &WriteRequest) -> Response {
+    let mut response = (status, Json(object)).into_response();
+    for warning in &request.warnings {
+        let text = format!("299 - {}", Value::from(warning.as_str()));
+        if let Ok(value) = http::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 fn ok(value: Value) -> Result<Response, ApiError> {

@@ -4,13 +4,21 @@
 //! What it reproduces and what it does not is listed in this crate's README. Use it in
 //! process ([`TestApiServer::start`]) or as the `test-apiserver` binary.
 
+pub mod admission;
+pub mod aggregated;
 pub mod collection;
 pub mod deletion;
 pub mod discovery;
+pub mod duplicates;
 pub mod faults;
+pub mod fieldpath;
 pub mod handler;
 pub mod objects;
+pub mod openapi;
 pub mod path;
+pub mod quantity;
+pub mod quantity_fields;
+pub mod request;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
@@ -18,6 +26,8 @@ pub mod ssa;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod typed;
+pub mod unknown;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,7 +197,8 @@ impl TestApiServer {
             let target = path::resolve("/api/v1/namespaces", &shared.types())
                 .map_err(|e| std::io::Error::other(e.message))?;
             let namespace = json!({"metadata": {"name": namespace}});
-            let _ = objects::create(&shared, &target, namespace, "test-apiserver");
+            let mut request = request::WriteRequest::new("test-apiserver", request::Verb::Create);
+            let _ = objects::create(&shared, &target, namespace, &mut request);
         }
         deletion::spawn_collector(shared.clone());
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -237,7 +248,8 @@ impl TestApiServer {
         for file in files {
             let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
             let crd: Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
-            objects::create(&self.shared, &target, crd, "test-setup")
+            let mut request = request::WriteRequest::new("test-setup", request::Verb::Create);
+            objects::create(&self.shared, &target, crd, &mut request)
                 .map_err(|e| format!("{}: {}", file.display(), e.message))?;
         }
         Ok(())

@@ -1,11 +1,11 @@
 //! Reads and writes of single objects: create, get, replace, patch, delete, and the `/status`
 //! subresource, with the metadata rules real API servers apply.
 
-use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
 use crate::path::Target;
+use crate::request::{Verb, WriteRequest};
 use crate::resources::ResourceType;
 use crate::status::ApiError;
 use crate::store::{EventType, ObjectKey, State};
@@ -50,12 +50,12 @@ pub fn get(shared: &Shared, target: &Target) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(&target.rtype.plural, name))
 }
 
-/// `POST` to a collection by field manager `manager`.
+/// `POST` to a collection (also an apply that creates).
 pub fn create(
     shared: &Shared,
     target: &Target,
     mut object: Value,
-    manager: &str,
+    request: &mut WriteRequest,
 ) -> Result<Value, ApiError> {
     let rtype = &target.rtype;
     let meta = metadata(&mut object)?;
@@ -96,15 +96,13 @@ pub fn create(
     meta.insert("generation".to_owned(), json!(1));
     meta.remove("deletionTimestamp");
     set_type_meta(&mut object, rtype);
+    crate::admission::decode(rtype, &mut object, None, request)?;
     if rtype.status_subresource && rtype.kind != "CustomResourceDefinition" {
         strip_status(&mut object);
     }
-    fold_string_data(&mut object, rtype)?;
-    if let Some(schema) = &rtype.schema {
-        crate::schema::admit(schema, &mut object, None, &rtype.kind, &name)?;
-    }
+    crate::admission::admit(rtype, &mut object, None, &name)?;
     if object.pointer("/metadata/managedFields").is_none() {
-        crate::ssa::record_update(None, &mut object, manager, &rtype.api_version());
+        crate::ssa::record_update(None, &mut object, &request.manager, &rtype.api_version());
     }
     let mut state = shared.store.lock();
     if let Some(ns) = &target.namespace {
@@ -132,7 +130,7 @@ pub fn replace(
     shared: &Shared,
     target: &Target,
     object: Value,
-    manager: &str,
+    request: &mut WriteRequest,
 ) -> Result<Value, ApiError> {
     let name = name_of(target)?.to_owned();
     let mut state = shared.store.lock();
@@ -142,16 +140,16 @@ pub fn replace(
         .get(&key)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&target.rtype.plural, &name))?;
-    write(shared, &mut state, target, key, &old, object, Some(manager))
+    write(shared, &mut state, target, (key, &old), object, request)
 }
 
-/// `PATCH` an object or its status by `manager`; an apply patch creates a missing object.
+/// `PATCH` an object or its status; an apply patch creates a missing object.
 pub fn patch(
     shared: &Shared,
     target: &Target,
     kind: PatchKind,
-    patch: Value,
-    manager: &str,
+    mut patch: Value,
+    request: &mut WriteRequest,
 ) -> Result<(Value, bool), ApiError> {
     let name = name_of(target)?.to_owned();
     let mut state = shared.store.lock();
@@ -165,15 +163,18 @@ pub fn patch(
             return Err(ApiError::not_found(&target.rtype.plural, &name));
         }
         drop(state);
-        let mut object = crate::ssa::apply(None, &patch, manager, force, &api_version)?;
+        crate::admission::decode(&target.rtype, &mut patch, None, request)?;
+        let mut object = crate::ssa::apply(None, &patch, &request.manager, force, &api_version)?;
         metadata(&mut object)?.insert("name".to_owned(), json!(name));
-        return create(shared, target, object, manager).map(|o| (o, true));
+        return create(shared, target, object, request).map(|o| (o, true));
     };
     let mut doc = old.clone();
     match kind {
         PatchKind::Apply { force } => {
-            doc = crate::ssa::apply(Some(&old), &patch, manager, force, &api_version)?;
-            return write(shared, &mut state, target, key, &old, doc, None).map(|o| (o, false));
+            crate::admission::decode(&target.rtype, &mut patch, Some(&old), request)?;
+            doc = crate::ssa::apply(Some(&old), &patch, &request.manager, force, &api_version)?;
+            return write(shared, &mut state, target, (key, &old), doc, request)
+                .map(|o| (o, false));
         }
         PatchKind::Merge => json_patch::merge(&mut doc, &patch),
         PatchKind::Json => {
@@ -184,20 +185,20 @@ pub fn patch(
             })?;
         }
     }
-    write(shared, &mut state, target, key, &old, doc, Some(manager)).map(|o| (o, false))
+    write(shared, &mut state, target, (key, &old), doc, request).map(|o| (o, false))
 }
 
-/// The common part of replace and patch: preconditions, immutable metadata, the spec/status
-/// split, generation, field ownership (`updater`: a non-apply write's manager), and deletion
-/// once the last finalizer is gone.
+/// The common part of replace and patch of the live object `old` stored at `key`:
+/// preconditions, immutable metadata, decoding, the spec/status split, generation, field
+/// ownership (non-apply writes take what they change), and deletion once the last finalizer
+/// is gone.
 fn write(
     shared: &Shared,
     state: &mut State,
     target: &Target,
-    key: ObjectKey,
-    old: &Value,
+    (key, old): (ObjectKey, &Value),
     mut new: Value,
-    updater: Option<&str>,
+    request: &mut WriteRequest,
 ) -> Result<Value, ApiError> {
     let rtype = &target.rtype;
     let name = key.2.clone();
@@ -232,6 +233,7 @@ fn write(
         };
     }
     set_type_meta(&mut new, rtype);
+    crate::admission::decode(rtype, &mut new, Some(old), request)?;
     if target.status {
         let status = new.get("status").cloned();
         new = old.clone();
@@ -245,12 +247,9 @@ fn write(
             None => strip_status(&mut new),
         }
     }
-    fold_string_data(&mut new, rtype)?;
-    if let Some(schema) = &rtype.schema {
-        crate::schema::admit(schema, &mut new, Some(old), &rtype.kind, &name)?;
-    }
-    if let Some(manager) = updater {
-        crate::ssa::record_update(Some(old), &mut new, manager, &rtype.api_version());
+    crate::admission::admit(rtype, &mut new, Some(old), &name)?;
+    if request.verb != Verb::Apply {
+        crate::ssa::record_update(Some(old), &mut new, &request.manager, &rtype.api_version());
     }
     if spec_of(&new) != spec_of(old) {
         let generation = old_meta
@@ -302,37 +301,6 @@ fn spec_of(object: &Value) -> Value {
         map.remove("status");
     }
     copy
-}
-
-/// Secrets: `stringData` is folded into base64 `data` on write, as the real server does.
-fn fold_string_data(object: &mut Value, rtype: &ResourceType) -> Result<(), ApiError> {
-    if rtype.kind != "Secret" {
-        return Ok(());
-    }
-    let Some(map) = object.as_object_mut() else {
-        return Ok(());
-    };
-    let engine = base64::engine::general_purpose::STANDARD;
-    if let Some(data) = map.get("data").and_then(Value::as_object) {
-        for (k, v) in data {
-            let valid = v.as_str().is_some_and(|s| engine.decode(s).is_ok());
-            if !valid {
-                return Err(ApiError::invalid(
-                    "Secret",
-                    "",
-                    &format!("data[{k}]"),
-                    "illegal base64 data",
-                ));
-            }
-        }
-    }
-    if let Some(Value::Object(string_data)) = map.remove("stringData") {
-        let data = map.entry("data").or_insert_with(|| json!({}));
-        for (k, v) in string_data {
-            data[k] = json!(engine.encode(v.as_str().unwrap_or_default()));
-        }
-    }
-    Ok(())
 }
 
 fn check_namespace(state: &State, namespace: &str) -> Result<(), ApiError> {

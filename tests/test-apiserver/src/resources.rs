@@ -20,6 +20,11 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// Short names for discovery.
     pub short_names: Vec<String>,
+    /// Singular name for discovery (the CRD's `names.singular`, else the lowercase kind).
+    pub singular: String,
+    /// Categories for discovery (`kubectl get <category>`): the CRD's `names.categories`;
+    /// `all` for the built-ins a real server puts there.
+    pub categories: Vec<String>,
     /// The structural schema of a custom resource (`openAPIV3Schema`).
     pub schema: Option<crate::schema::Schema>,
     /// The CRD's `additionalPrinterColumns`, for Table responses.
@@ -41,12 +46,18 @@ impl ResourceType {
                     | "Namespace"
                     | "Service"
                     | "PodDisruptionBudget"
+                    | "Ingress"
                     | "CustomResourceDefinition"
             ),
             short_names: builtin_short_names(plural)
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            singular: kind.to_lowercase(),
+            categories: match plural {
+                "deployments" | "services" | "horizontalpodautoscalers" => vec!["all".to_owned()],
+                _ => Vec::new(),
+            },
             schema: None,
             printer_columns: None,
         }
@@ -78,14 +89,20 @@ impl ResourceType {
             "update",
             "watch",
         ];
-        let mut entries = vec![json!({
+        let mut entry = json!({
             "name": self.plural,
-            "singularName": self.kind.to_lowercase(),
+            "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
             "verbs": verbs,
-            "shortNames": self.short_names,
-        })];
+        });
+        if !self.short_names.is_empty() {
+            entry["shortNames"] = json!(self.short_names);
+        }
+        if !self.categories.is_empty() {
+            entry["categories"] = json!(self.categories);
+        }
+        let mut entries = vec![entry];
         if self.status_subresource {
             entries.push(json!({
                 "name": format!("{}/status", self.plural),
@@ -107,22 +124,20 @@ impl ResourceType {
             .iter()
             .find(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))?;
         let names = spec.get("names")?;
+        let kind = names.get("kind")?.as_str()?.to_owned();
         Some(Self {
             group: spec.get("group")?.as_str()?.to_owned(),
             version: version.get("name")?.as_str()?.to_owned(),
-            kind: names.get("kind")?.as_str()?.to_owned(),
+            singular: names
+                .get("singular")
+                .and_then(Value::as_str)
+                .map_or_else(|| kind.to_lowercase(), str::to_owned),
+            categories: strings(names.get("categories")),
+            kind,
             plural: names.get("plural")?.as_str()?.to_owned(),
             namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
             status_subresource: version.pointer("/subresources/status").is_some(),
-            short_names: names
-                .get("shortNames")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            short_names: strings(names.get("shortNames")),
             schema: version
                 .pointer("/schema/openAPIV3Schema")
                 .cloned()
@@ -130,6 +145,18 @@ impl ResourceType {
             printer_columns: version.get("additionalPrinterColumns").cloned(),
         })
     }
+}
+
+/// The strings of a JSON array (none when absent).
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn builtin_short_names(plural: &str) -> &'static [&'static str] {
@@ -142,6 +169,8 @@ fn builtin_short_names(plural: &str) -> &'static [&'static str] {
         "deployments" => &["deploy"],
         "horizontalpodautoscalers" => &["hpa"],
         "poddisruptionbudgets" => &["pdb"],
+        "ingresses" => &["ing"],
+        "networkpolicies" => &["netpol"],
         "customresourcedefinitions" => &["crd", "crds"],
         _ => &[],
     }
@@ -202,6 +231,7 @@ pub fn builtins() -> Vec<ResourceType> {
             "networkpolicies",
             true,
         ),
+        b("networking.k8s.io", "v1", "Ingress", "ingresses", true),
         b("coordination.k8s.io", "v1", "Lease", "leases", true),
         b(
             "apiextensions.k8s.io",

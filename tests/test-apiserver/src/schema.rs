@@ -1,5 +1,5 @@
 //! Custom resources against their CRD's structural schema, as the API server does on every
-//! write: defaulting, pruning of unknown fields, validation (types, nullable, enum, required,
+//! write: defaulting, validation (types, nullable, enum, required,
 //! bounds, lengths, patterns, item counts, int-or-string, list-map key uniqueness), then the
 //! CEL rules (`x-kubernetes-validations`, with `oldSelf` on updates) through kube's CEL support.
 //!
@@ -49,8 +49,9 @@ impl PartialEq for Schema {
     }
 }
 
-/// Defaults, prunes and validates `object` (the whole custom resource) against `schema` (the
-/// CRD version's `openAPIV3Schema`); `old` is the live object on updates.
+/// Defaults and validates `object` (the whole custom resource, its unknown fields already
+/// dropped by [`crate::unknown`]) against `schema` (the CRD version's `openAPIV3Schema`);
+/// `old` is the live object on updates.
 pub fn admit(
     schema: &Schema,
     object: &mut Value,
@@ -61,7 +62,6 @@ pub fn admit(
     let compiled = &schema.compiled;
     let schema: &Value = &schema.json;
     apply_defaults(schema, object);
-    prune(schema, object, true);
     let mut causes = Vec::new();
     validate(schema, object, "", &mut causes);
     if causes.is_empty()
@@ -116,43 +116,6 @@ pub fn apply_defaults(schema: &Value, value: &mut Value) {
             if let Some(item_schema) = schema.get("items") {
                 for item in items {
                     apply_defaults(item_schema, item);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Drops fields the schema does not declare (unless it preserves unknown fields). At the root
-/// `apiVersion`, `kind` and `metadata` are always kept.
-pub fn prune(schema: &Value, value: &mut Value, root: bool) {
-    if flag(schema, "x-kubernetes-preserve-unknown-fields") {
-        return;
-    }
-    match value {
-        Value::Object(map) => {
-            if let Some(props) = properties(schema) {
-                map.retain(|key, _| {
-                    props.contains_key(key)
-                        || (root && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
-                });
-                for (key, child) in map.iter_mut() {
-                    if let Some(sub) = props.get(key) {
-                        prune(sub, child, false);
-                    }
-                }
-            } else if let Some(additional) =
-                schema.get("additionalProperties").filter(|a| a.is_object())
-            {
-                for child in map.values_mut() {
-                    prune(additional, child, false);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for item in items {
-                    prune(item_schema, item, false);
                 }
             }
         }

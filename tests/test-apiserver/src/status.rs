@@ -151,6 +151,17 @@ impl ApiError {
         }
     }
 
+    /// 500 with no reason: what the API server answers for a failure that is not a `Status`
+    /// (some server-side apply errors are).
+    pub fn internal(message: String) -> Self {
+        Self {
+            code: StatusCode::INTERNAL_SERVER_ERROR,
+            reason: Cow::Borrowed(""),
+            message,
+            details: None,
+        }
+    }
+
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message.into())

@@ -352,10 +352,13 @@ async fn custom_resources_are_defaulted_pruned_and_validated_with_cel() {
     let message = invalid(create(json!({"type": "fake", "maxConcurrency": "many"})).await);
     assert!(message.contains("spec.maxConcurrency"), "{message}");
 
-    let created = create(json!({"type": "fake", "unknownField": 1}))
-        .await
-        .unwrap();
-    assert!(created.data["spec"].get("unknownField").is_none(), "pruned");
+    let refused = create(json!({"type": "fake", "unknownField": 1})).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 400
+            && e.message.contains(r#"strict decoding error: unknown field "spec.unknownField""#)),
+        "Strict by default: {refused:?}"
+    );
+    let created = create(json!({"type": "fake"})).await.unwrap();
     assert_eq!(
         created.data["spec"]["timeouts"]["connect"], "2s",
         "defaulted"

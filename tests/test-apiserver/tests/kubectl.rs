@@ -134,3 +134,86 @@ async fn kubectl_applies_waits_gets_conflicts_and_deletes() {
     .await
     .unwrap();
 }
+
+/// Writes `text` to a YAML file in `dir` and returns its path.
+fn manifest(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn crd(plural: &str, kind: &str, categories: &str) -> String {
+    let singular = kind.to_lowercase();
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+         metadata: {{name: {plural}.example.com}}\n\
+         spec:\n  group: example.com\n  scope: Namespaced\n\
+         \x20 names: {{kind: {kind}, plural: {plural}, singular: {singular}, categories: {categories}}}\n\
+         \x20 versions:\n  - name: v1\n    served: true\n    storage: true\n\
+         \x20   schema: {{openAPIV3Schema: {{type: object}}}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_gets_by_category_and_a_category_shadows_a_singular_name() {
+    let server = TestApiServer::start().await.unwrap();
+    let kubectl = Kubectl::new(&server);
+    let crds = repo("crds/yaml");
+    let examples = repo("deployments/standalone");
+    let dir = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        kubectl.ok(&["apply", "--validate=false", "-f", &crds]);
+        kubectl.ok(&["apply", "--validate=false", "-f", &examples]);
+        let gateway = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {name: gw}\nspec: {}\n";
+        kubectl.ok(&["apply", "--validate=false", "-f", &manifest(&dir, "gw.yaml", gateway)]);
+        let listed = kubectl.ok(&["get", "llm", "-o", "name"]);
+        for name in ["llmprovider.llmgateway.io/fake", "routepolicy.llmgateway.io/default", "llmgateway.llmgateway.io/gw"] {
+            assert!(listed.contains(name), "kubectl get llm lists {name}:\n{listed}");
+        }
+        let one = kubectl.ok(&["get", "llmgateway", "gw", "-o", "name"]);
+        assert_eq!(one.trim(), "llmgateway.llmgateway.io/gw", "category llm shadows no singular name");
+
+        // A category equal to another resource's singular name: kubectl expands categories
+        // before it resolves resource names, so `get widget` means the category.
+        let widgets = manifest(&dir, "widgets.yaml", &crd("widgets", "Widget", "[]"));
+        let gadgets = manifest(&dir, "gadgets.yaml", &crd("gadgets", "Gadget", "[widget]"));
+        kubectl.ok(&["apply", "--validate=false", "-f", &widgets, "-f", &gadgets]);
+        let objects = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\n---\n\
+                       apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\n";
+        kubectl.ok(&["apply", "--validate=false", "-f", &manifest(&dir, "objects.yaml", objects)]);
+        let (found, text) = kubectl.run(&["get", "widget", "w1", "-o", "name"]);
+        println!("kubectl get widget w1 -> success={found}\n{text}");
+        assert!(!found, "the category wins over the singular name:\n{text}");
+        assert!(text.contains(r#"gadgets "w1" not found"#), "{text}");
+        let listed = kubectl.ok(&["get", "widget", "-o", "name"]);
+        assert_eq!(listed.trim(), "gadget.example.com/g1", "the category's members only");
+        for unambiguous in ["widgets", "widget.example.com"] {
+            let args = ["get", unambiguous, "w1", "-o", "name"];
+            assert_eq!(kubectl.ok(&args).trim(), "widget.example.com/w1", "{unambiguous:?}");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_20_applies_with_default_validation_and_the_server_refuses_unknown_fields() {
+    let server = TestApiServer::start().await.unwrap();
+    let kubectl = Kubectl::new(&server);
+    let crds = repo("crds/yaml");
+    let dir = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let created = kubectl.ok(&["apply", "-f", &crds]);
+        assert_eq!(created.matches(" created").count(), 4, "{created}");
+        let typo = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: typo}\n\
+                    spec: {type: fake, maxConcurency: 3}\n";
+        let (applied, text) = kubectl.run(&["apply", "-f", &manifest(&dir, "typo.yaml", typo)]);
+        assert!(!applied, "{text}");
+        assert!(
+            text.contains(r#"strict decoding error: unknown field "spec.maxConcurency""#),
+            "the server's Strict default catches what kubectl 1.20 cannot:\n{text}"
+        );
+    })
+    .await
+    .unwrap();
+}
