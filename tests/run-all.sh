@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite of the project. Installs what the suites need on a fresh Debian
 # machine first (idempotent): redis-server (each Redis test starts its own on a free loopback
-# port), openssl, kubectl 1.20 (Debian's, for the test API server's outside-client test), and a
-# Python venv with the pinned packages of tests/conformance.
+# port), openssl, shellcheck, kubectl 1.20 (Debian's, for the test API server's outside-client
+# test), and a Python venv with the pinned packages of tests/conformance (actionlint and zizmor
+# for the GitHub workflows among them).
 # Usage: tests/run-all.sh            (from anywhere; exits non-zero on the first failure)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,13 +13,14 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "System packages the suites use (redis-server, openssl for RS256 test keys, curl and logrotate for the operations scripts, nginx for the proxy configuration and the benchmark harness, python3-venv)"
+step "System packages the suites use (redis-server, openssl for RS256 test keys, curl and logrotate for the operations scripts, nginx for the proxy configuration and the benchmark harness, shellcheck for the workflows' scripts and the cluster suite, python3-venv)"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)  # the operations scripts' smoke tests
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
+command -v shellcheck >/dev/null || missing+=(shellcheck)  # actionlint runs it on every run: step
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   # Install without starting services (nginx must not take port 80): a policy-rc.d that denies
@@ -59,7 +61,7 @@ cargo test --workspace --locked
 step "The example config passes the config check"
 cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone
 
-step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server, the Helm chart through Helm v4, GitOps health checks, nginx in front of the gateway"
+step "Conformance: the official OpenAI, Anthropic and Google GenAI Python SDKs against the running gateway, and the Python kubernetes client against the test API server, the Helm chart through Helm v4, GitOps health checks, nginx in front of the gateway, the GitHub workflows through actionlint and zizmor"
 cargo build --quiet --locked -p llm-gateway -p llm-gateway-mock-upstream -p llm-gateway-test-apiserver \
   -p llm-gateway-operator -p llm-gateway-bench
 GATEWAY_BIN="$PWD/target/debug/llm-gateway" MOCK_UPSTREAM_BIN="$PWD/target/debug/mock-upstream" \

@@ -7,6 +7,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY crds crds
 COPY gateway gateway
 COPY operator operator
+# Every workspace member must be present for cargo to load the workspace.
+COPY tests/bench tests/bench
 COPY tests/mock-upstream tests/mock-upstream
 COPY tests/test-apiserver tests/test-apiserver
 RUN cargo build --release --locked -p llm-gateway --bin llm-gateway
