@@ -1,6 +1,6 @@
 //! Writes every CRD of the llmgateway.io API as YAML: `crdgen [OUT_DIR]` writes one file per
-//! kind (default: `crds/yaml` and the Helm chart's `charts/llm-gateway/crds`, which must stay
-//! equal); `crdgen -` prints all of them to stdout.
+//! kind (default: `crds/yaml` and the CRD Helm chart's `charts/llm-gateway-crds/files/crds`,
+//! which must stay equal); `crdgen -` prints all of them to stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
                         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/yaml")),
                         PathBuf::from(concat!(
                             env!("CARGO_MANIFEST_DIR"),
-                            "/../charts/llm-gateway/crds"
+                            "/../charts/llm-gateway-crds/files/crds"
                         )),
                     ],
                 };
