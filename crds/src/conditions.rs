@@ -30,16 +30,21 @@ pub fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
         "description": "Current state of the object, one entry per condition type (Ready at least).",
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["type"],
+        "maxItems": 16,
         "items": {
             "type": "object",
             "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            // The bounds and patterns of `metav1.Condition`.
             "properties": {
-                "type": {"type": "string", "description": "Condition type, e.g. Ready."},
+                "type": {"type": "string", "description": "Condition type, e.g. Ready.", "maxLength": 316,
+                         "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"},
                 "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
                 "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
                 "lastTransitionTime": {"type": "string", "format": "date-time"},
-                "reason": {"type": "string", "description": "One CamelCase word for machines."},
-                "message": {"type": "string", "description": "What happened and what to do, for humans."}
+                "reason": {"type": "string", "description": "One CamelCase word for machines.", "minLength": 1,
+                           "maxLength": 1024, "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"},
+                "message": {"type": "string", "description": "What happened and what to do, for humans.",
+                            "maxLength": 32768}
             }
         }
     })

@@ -5,6 +5,8 @@ pub mod compile;
 pub mod compiled;
 pub mod conditions;
 pub mod egress;
+pub mod exposure;
+pub mod gateway_pod;
 pub mod keys;
 pub mod llm_gateway;
 pub mod llm_provider;
@@ -30,6 +32,8 @@ pub fn crd_yaml_files() -> Vec<(String, String)> {
     .map(|crd| {
         let name = crd.metadata.name.clone().unwrap_or_default();
         // Serialising our own generated CRD types cannot fail.
+        let mut crd = serde_json::to_value(&crd).unwrap_or_else(|e| unreachable!("{e}"));
+        kubernetes_formats(&mut crd);
         let yaml = serde_yaml::to_string(&crd).unwrap_or_else(|e| unreachable!("{e}"));
         (format!("{name}.yaml"), quote_yaml11_booleans(&yaml))
     })
@@ -37,6 +41,26 @@ pub fn crd_yaml_files() -> Vec<(String, String)> {
 }
 
 /// Words YAML 1.1 parsers (Go's `sigs.k8s.io/yaml` behind kubectl, PyYAML) read as booleans.
+/// Rewrites the integer formats schemars derives for unsigned types (`uint32`, `uint64`) to
+/// the ones Kubernetes knows (`int32`, `int64`; the schema's `minimum: 0` keeps them
+/// unsigned): an API server warns about every unknown format on each CRD write.
+fn kubernetes_formats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(format) = map.get_mut("format") {
+                match format.as_str() {
+                    Some("uint32" | "uint16" | "uint8") => *format = "int32".into(),
+                    Some("uint64" | "uint") => *format = "int64".into(),
+                    _ => {}
+                }
+            }
+            map.values_mut().for_each(kubernetes_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(kubernetes_formats),
+        _ => {}
+    }
+}
+
 const YAML11_BOOLEANS: [&str; 22] = [
     "y", "Y", "n", "N", "yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off",
     "OFF", "true", "True", "TRUE", "false", "False", "FALSE",
@@ -85,5 +109,46 @@ mod yaml11_tests {
             super::quote_yaml11_booleans(text),
             "a:\n  'on':\n    type: array\n  'off': 1\n  items:\n  - 'yes'\n  - other\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    /// The formats a Kubernetes API server knows (apiextensions' supported list); any other
+    /// draws a warning on every CRD write.
+    const KNOWN: [&str; 22] = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "binary",
+        "date",
+        "date-time",
+        "datetime",
+        "password",
+        "duration",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "bsonobjectid",
+    ];
+
+    #[test]
+    fn every_schema_format_is_one_kubernetes_knows() {
+        for (file, yaml) in super::crd_yaml_files() {
+            for line in yaml.lines() {
+                if let Some(format) = line.trim().strip_prefix("format: ") {
+                    assert!(KNOWN.contains(&format), "{file}: format {format}");
+                }
+            }
+        }
     }
 }

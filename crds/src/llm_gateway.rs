@@ -1,11 +1,18 @@
 //! `LlmGateway`: one data-plane instance (a Deployment of gateway pods and its Service).
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+    TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::exposure::Exposure;
+use crate::gateway_pod::Shutdown;
 use crate::policy::{Budget, RateLimits};
 use crate::refs::SecretKeyRef;
 
@@ -197,8 +204,13 @@ pub enum LogLevel {
     Error,
 }
 
+// The printer columns read `status` only: under autoscaling `spec.replicas` says nothing
+// about the pods running. The `scale` subresource (`kubectl scale llmgw`) sets
+// `spec.replicas`, which only applies while `autoscaling` is unset; it has no label selector,
+// so an HPA cannot target the LlmGateway itself (use `spec.autoscaling`, whose HPA targets
+// the Deployment).
 /// A data-plane instance: gateway pods, their Service, autoscaler and disruption budget.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "llmgateway.io",
     version = "v1alpha1",
@@ -209,7 +221,10 @@ pub enum LogLevel {
     category = "llm",
     namespaced,
     status = "LlmGatewayStatus",
-    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.readyReplicas"
+    ),
     printcolumn = r#"{"name":"Ready Replicas","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -246,6 +261,68 @@ pub struct LlmGatewaySpec {
     /// Log verbosity of the gateway pods.
     #[serde(default)]
     pub log_level: LogLevel,
+    /// How pods stop: the listener delay and the drain of requests in flight, from which the
+    /// pods' `terminationGracePeriodSeconds` is derived.
+    #[serde(default)]
+    pub shutdown: Shutdown,
+    /// Reaching the gateway from outside the cluster: an Ingress and/or an HTTPRoute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
+    /// Nodes the pods may run on (their labels).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub tolerations: Vec<Toleration>,
+    /// Node and pod affinity of the pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// How pods spread over the cluster. Unset: across zones (`topology.kubernetes.io/zone`)
+    /// and nodes (`kubernetes.io/hostname`), `maxSkew` 1, `whenUnsatisfiable: ScheduleAnyway`,
+    /// selecting the gateway's pods; `[]` turns spreading off. Give each constraint a
+    /// `labelSelector` (e.g. `llmgateway.io/gateway: <name>`), or it counts no pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Secrets for pulling the gateway image from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// PriorityClass of the pods (e.g. to keep the gateway scheduled under pressure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub priority_class_name: Option<String>,
+    /// Further annotations of the pods (e.g. for a service mesh or log collector).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Further labels of the pods; not `app.kubernetes.io/name`, `llmgateway.io/gateway` or
+    /// `app.kubernetes.io/managed-by`, which select them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(crate::gateway_pod::pod_labels_rule()).message("podLabels may not set app.kubernetes.io/name, llmgateway.io/gateway or app.kubernetes.io/managed-by: they select the gateway's pods"))]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Annotations of the gateway's Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub service_annotations: BTreeMap<String, String>,
+    /// Further environment variables of the gateway container, e.g. `MAX_REQUEST_BODY_BYTES`
+    /// or `WRITE_TIMEOUT`. Not the variables the operator sets from other fields or that
+    /// would leave operator mode (WATCH_NAMESPACE, GATEWAY_NAME, PORT, HOST, ADMIN_ADDRESS,
+    /// LOG_LEVEL, LOG_FORMAT, SHUTDOWN_DELAY, DRAIN_TIMEOUT, CREDENTIALS_SECRET,
+    /// LAST_KNOWN_GOOD_DIR, GATEWAY_REPLICAS, REDIS_URL, REDIS_ON_UNAVAILABLE,
+    /// RATE_LIMIT_STORAGE, POD_NAME, API_KEY_PEPPER, CONFIG_DIR, DEV_MODE, JWT_*), and no
+    /// Secrets (`valueFrom.secretKeyRef`): the settings that need one have their own fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new(crate::gateway_pod::env_rule()).message("env may not set a variable the operator sets or that leaves operator mode (see the field's description); use the matching spec field"))]
+    #[x_kube(validation = Rule::new("self.all(e, !has(e.valueFrom) || !has(e.valueFrom.secretKeyRef))").message("env may not read Secrets (valueFrom.secretKeyRef): the settings that need one have their own fields (redis.urlSecretRef, auth.jwt.hs256SecretRef)"))]
+    pub env: Vec<EnvVar>,
 }
 
 impl LlmGatewaySpec {

@@ -1,5 +1,7 @@
 """Renders `llm-gateway.yaml`, the raw manifests for `kubectl apply` users, from the Helm
 chart with `values.yaml`, so they never drift from it (a test renders again and compares).
+The chart renders no CRD (the llm-gateway-crds chart holds them); kubectl users apply
+`crds/yaml/` first, the same files.
 
 Run: python3 deployments/manifests/render.py   (needs the pinned `helm-python-sdk` and PyYAML)
 """

@@ -24,8 +24,10 @@ pub fn init(level: &str, format: LogFormat) -> Option<WorkerGuard> {
         .lossy(true)
         .thread_name("llm-gateway-log")
         .finish(stderr_buffer());
+    // Colours only on a terminal: a log collector stores escape codes verbatim.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     // A second init (tests) keeps the first subscriber.
     let installed = match format {

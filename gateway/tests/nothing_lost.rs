@@ -321,6 +321,10 @@ async fn the_drain_deadline_ends_streams_with_an_error_event_and_settles_them() 
         "access-log lines of cut streams"
     );
     assert!(log.contains("every settlement written"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal"
+    );
     // Each cut stream is billed for what it delivered (no usage report came).
     let counted = Served::in_redis(&redis).await;
     assert_eq!(counted.requests, streams);

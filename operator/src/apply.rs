@@ -6,6 +6,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use serde_json::Value;
 
 use crate::build::{Child, is_subset};
+use crate::error::Rejection;
 use crate::{Error, FIELD_MANAGER};
 
 /// Applies `child` in `namespace` unless it is already as desired; returns whether it wrote.
@@ -18,50 +19,138 @@ pub async fn apply(client: &kube::Client, namespace: &str, child: &Child) -> Res
         }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(child.name(), &params, &Patch::Apply(&child.object))
-        .await?;
-    Ok(true)
+    match api
+        .patch(child.name(), &params, &Patch::Apply(&child.object))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if REJECTIONS.contains(&e.code) => {
+            Err(Error::ChildRejected(Rejection {
+                kind: child.resource.kind.clone(),
+                name: child.name().to_owned(),
+                message: shorten(&e.message),
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Deletes objects of `resource` labelled `selector` whose names are not in `keep`.
+/// Status codes that say the child itself is refused (invalid, malformed, or forbidden by
+/// RBAC or an admission policy), as opposed to a conflict or an unavailable API server.
+const REJECTIONS: [u16; 3] = [400, 403, 422];
+
+/// Longest rejection message kept (a condition and an Event carry it).
+const MAX_REJECTION_MESSAGE: usize = 600;
+
+fn shorten(message: &str) -> String {
+    match message.char_indices().nth(MAX_REJECTION_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
+    }
+}
+
+/// What marks the children of one owner: their label selector and the owner's UID.
+#[derive(Clone, Copy, Debug)]
+pub struct Owned<'a> {
+    /// Labels every child carries.
+    pub selector: &'a str,
+    /// The owner's `metadata.uid`, in each child's `ownerReferences`.
+    pub owner_uid: &'a str,
+}
+
+impl Owned<'_> {
+    /// Whether `object` is one of these children: labels can be copied onto anything, so an
+    /// object someone labelled alike but that the owner does not own is never pruned.
+    fn owns(&self, object: &DynamicObject) -> bool {
+        object
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|reference| reference.uid == self.owner_uid)
+    }
+}
+
+/// Deletes the children of `owned` of type `resource` whose names are not in `keep`.
 pub async fn prune(
     client: &kube::Client,
     namespace: &str,
     resource: &kube::discovery::ApiResource,
-    selector: &str,
+    owned: Owned<'_>,
     keep: &[&str],
 ) -> Result<(), Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
-    for object in api.list(&ListParams::default().labels(selector)).await? {
+    for object in api
+        .list(&ListParams::default().labels(owned.selector))
+        .await?
+    {
         let name = object.metadata.name.clone().unwrap_or_default();
-        if !keep.contains(&name.as_str()) {
+        if !keep.contains(&name.as_str()) && owned.owns(&object) {
             api.delete(&name, &DeleteParams::default()).await?;
         }
     }
     Ok(())
 }
 
-/// Applies every child in order, then deletes the objects of the `prunable` kinds labelled
-/// `selector` that are not among them.
+/// Applies every child in order, then deletes the children of `owned` of the `prunable` kinds
+/// that are not among them. Kinds the cluster may not serve (a CRD's, such as the Gateway
+/// API's HTTPRoute) go in `prunable` with `optional` set: a 404 on listing one means there is
+/// nothing of it to prune.
 pub async fn converge(
     client: &kube::Client,
     namespace: &str,
     children: &[Child],
-    prunable: &[kube::discovery::ApiResource],
-    selector: &str,
+    prunable: &[Prunable],
+    owned: Owned<'_>,
 ) -> Result<(), Error> {
     for child in children {
         apply(client, namespace, child).await?;
     }
-    for resource in prunable {
+    for kind in prunable {
         let keep: Vec<&str> = children
             .iter()
-            .filter(|c| c.resource.kind == resource.kind)
+            .filter(|c| c.resource.kind == kind.resource.kind)
             .map(Child::name)
             .collect();
-        prune(client, namespace, resource, selector, &keep).await?;
+        match prune(client, namespace, &kind.resource, owned, &keep).await {
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 && kind.optional => {}
+            other => other?,
+        }
     }
     Ok(())
+}
+
+/// A kind whose unwanted children are deleted.
+#[derive(Clone, Debug)]
+pub struct Prunable {
+    /// The kind.
+    pub resource: kube::discovery::ApiResource,
+    /// Whether the cluster may not serve it.
+    pub optional: bool,
+}
+
+impl Prunable {
+    /// Kinds every cluster serves.
+    pub fn always(resources: Vec<kube::discovery::ApiResource>) -> Vec<Self> {
+        resources
+            .into_iter()
+            .map(|resource| Self {
+                resource,
+                optional: false,
+            })
+            .collect()
+    }
+
+    /// Kinds a cluster may not serve.
+    pub fn optional(resources: Vec<kube::discovery::ApiResource>) -> Vec<Self> {
+        resources
+            .into_iter()
+            .map(|resource| Self {
+                resource,
+                optional: true,
+            })
+            .collect()
+    }
 }
 
 /// Ready pods of the Deployment `name` (0 when it does not exist yet).

@@ -19,20 +19,23 @@ use tokio::sync::broadcast;
 /// The caches, filled by watches that run as long as the operator.
 #[derive(Clone)]
 pub struct Caches {
-    /// Every LlmProvider.
+    /// Every LlmProvider in scope.
     pub providers: Store<LlmProvider>,
     /// Provider watch events, sent only after the cache applied them: a controller triggered
     /// by them always finds the cache at least as new as its trigger (a trigger from a watch
     /// of its own could run first and compile against a provider the cache lacks).
     pub provider_events: broadcast::Sender<watcher::Event<LlmProvider>>,
+    /// Secret watch events, after the cache applied them: the one watch of Secrets, which
+    /// the provider controller follows too (a second watch held every Secret twice).
+    pub secret_events: broadcast::Sender<watcher::Event<Secret>>,
     /// The namespace of every change any cache applied (same ordering guarantee), for
     /// controllers whose output depends on a whole namespace.
     pub namespace_changes: broadcast::Sender<String>,
-    /// Every RoutePolicy.
+    /// Every RoutePolicy in scope.
     pub route_policies: Store<RoutePolicy>,
-    /// Every ApiKey.
+    /// Every ApiKey in scope.
     pub api_keys: Store<ApiKey>,
-    /// Every Secret.
+    /// Every Secret in scope (one watch for the whole operator).
     pub secrets: Store<Secret>,
 }
 
@@ -45,20 +48,18 @@ impl Debug for Caches {
 impl Caches {
     /// Starts the watches (in the background: standby replicas warm their caches too, so a
     /// takeover starts with them filled).
-    pub fn start(client: &kube::Client) -> Self {
+    pub fn start(client: &kube::Client, scope: &crate::context::Scope) -> Self {
         let (provider_events, _) = broadcast::channel(EVENT_BUFFER);
+        let (secret_events, _) = broadcast::channel(EVENT_BUFFER);
         let (namespace_changes, _) = broadcast::channel(EVENT_BUFFER);
         let changes = || namespace_changes.clone();
         Self {
-            providers: reflect(
-                Api::all(client.clone()),
-                Some(provider_events.clone()),
-                changes(),
-            ),
-            route_policies: reflect(Api::all(client.clone()), None, changes()),
-            api_keys: reflect(Api::all(client.clone()), None, changes()),
-            secrets: reflect(Api::all(client.clone()), None, changes()),
+            providers: reflect(scope.api(client), Some(provider_events.clone()), changes()),
+            route_policies: reflect(scope.api(client), None, changes()),
+            api_keys: reflect(scope.api(client), None, changes()),
+            secrets: reflect(scope.api(client), Some(secret_events.clone()), changes()),
             provider_events,
+            secret_events,
             namespace_changes,
         }
     }
@@ -91,6 +92,34 @@ impl Caches {
             self.secrets.wait_until_ready(),
         );
     }
+}
+
+/// The objects a cache applied or deleted, from its events (so a reconcile they trigger never
+/// reads a cache older than its trigger); a subscriber that falls behind skips what it missed
+/// (controllers requeue periodically).
+pub fn changed_objects<K>(
+    events: &broadcast::Sender<watcher::Event<K>>,
+) -> impl futures_util::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Clone + Send + 'static,
+{
+    let receiver = events.subscribe();
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(
+                    watcher::Event::Apply(object)
+                    | watcher::Event::InitApply(object)
+                    | watcher::Event::Delete(object),
+                ) => return Some((Ok(object), receiver)),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "cache events missed; caught up on requeue");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }
 
 /// The objects of `store` in `namespace`, in name order.

@@ -12,6 +12,8 @@ pub struct Settings {
     pub key_pepper: Vec<u8>,
     /// How often ApiKey usage is copied from Redis into status.
     pub usage_sync_interval: std::time::Duration,
+    /// Redis hosts the usage sync may dial besides Services of each gateway's own namespace.
+    pub usage_redis_hosts: Vec<String>,
     /// Image repositories gateways and model servers may run (set at install time, so that
     /// writing an LlmGateway or LlmProvider does not mean choosing any image).
     pub images: crate::pod_policy::ImagePolicy,
@@ -22,7 +24,32 @@ impl Default for Settings {
         Self {
             key_pepper: Vec::new(),
             usage_sync_interval: std::time::Duration::from_secs(60),
+            usage_redis_hosts: Vec::new(),
             images: crate::pod_policy::ImagePolicy::default(),
+        }
+    }
+}
+
+/// Where the operator works: the whole cluster, or one namespace of the list it was given
+/// (one [`Context`] each, so it needs only Roles in those namespaces).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace (a ClusterRole).
+    Cluster,
+    /// One namespace.
+    Namespace(String),
+}
+
+impl Scope {
+    /// The API of a namespaced kind over this scope.
+    pub fn api<K>(&self, client: &kube::Client) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            Self::Cluster => kube::Api::all(client.clone()),
+            Self::Namespace(namespace) => kube::Api::namespaced(client.clone(), namespace),
         }
     }
 }
@@ -38,6 +65,10 @@ pub struct Context {
     pub settings: Arc<Settings>,
     /// Watched copies of what reconciles read in bulk.
     pub caches: crate::caches::Caches,
+    /// The namespaces this context watches and writes.
+    pub scope: Scope,
+    /// Consecutive reconcile failures per object.
+    pub backoff: Arc<crate::backoff::Backoff>,
     recorder: kube::runtime::events::Recorder,
     ready: Arc<AtomicBool>,
 }
@@ -51,20 +82,43 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context around `client`; starts the caches' watches (needs a Tokio runtime).
-    pub fn new(client: kube::Client, settings: Settings) -> Self {
+    /// A context around `client` over `scope`; starts the caches' watches (needs a Tokio
+    /// runtime).
+    pub fn new(client: kube::Client, settings: Settings, scope: Scope) -> Self {
         let reporter = kube::runtime::events::Reporter {
             controller: crate::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
             recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
-            caches: crate::caches::Caches::start(&client),
+            caches: crate::caches::Caches::start(&client, &scope),
             client,
             metrics: Arc::default(),
+            backoff: Arc::default(),
+            scope,
             settings: Arc::new(settings),
             ready: Arc::default(),
         }
+    }
+
+    /// Another scope sharing this context's settings, metrics, Event recorder and readiness,
+    /// with caches of its own.
+    pub fn with_scope(&self, scope: Scope) -> Self {
+        Self {
+            caches: crate::caches::Caches::start(&self.client, &scope),
+            backoff: Arc::default(),
+            scope,
+            ..self.clone()
+        }
+    }
+
+    /// The API of a namespaced kind over this context's scope.
+    pub fn api<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        self.scope.api(&self.client)
     }
 
     /// Marks this replica ready (`/ready`): its caches are filled, so as leader or standby it

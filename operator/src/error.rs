@@ -9,6 +9,11 @@ pub enum Error {
     /// The object cannot be reconciled as written (reported in status, not retried hot).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The API server refused a child as invalid or forbidden: retrying cannot help until the
+    /// resource (or the cluster's policy) changes, so it is reported in status and an Event
+    /// and retried with a growing backoff.
+    #[error("the API server rejected {}", .0)]
+    ChildRejected(Rejection),
     /// The system's randomness source failed.
     #[error("cannot generate a key: {0}")]
     Randomness(String),
@@ -24,8 +29,33 @@ impl Error {
             Self::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
             Self::Kube(_) => "kube",
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::ChildRejected(_) => "child_rejected",
             Self::Randomness(_) => "randomness",
             Self::Redis(_) => "redis",
         }
+    }
+}
+
+impl Error {
+    /// Whether only a change to the resource or the cluster can clear the failure.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::InvalidSpec(_) | Self::ChildRejected(_))
+    }
+}
+
+/// A child the API server refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    /// The child's kind.
+    pub kind: String,
+    /// The child's name.
+    pub name: String,
+    /// The API server's reason (its `Status` message, shortened).
+    pub message: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.name, self.message)
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod backoff;
 pub mod build;
 pub mod caches;
 pub mod conditions;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod controllers;
 pub mod error;
 pub mod leader;
+pub mod logging;
 pub mod metrics;
 pub mod pepper;
 pub mod pod_policy;

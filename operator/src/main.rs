@@ -10,7 +10,9 @@ use std::time::Duration;
 use clap::Parser;
 use kube::api::{Api, ListParams};
 use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_operator::context::Scope;
 use llm_gateway_operator::leader::{self, Election, Leader};
+use llm_gateway_operator::logging::{self, LogFormat};
 use llm_gateway_operator::pepper::{self, PepperError, PepperSecret};
 use llm_gateway_operator::pod_policy::ImagePolicy;
 use llm_gateway_operator::shutdown::Shutdown;
@@ -23,6 +25,9 @@ struct Args {
     /// Seconds to wait for the API server at startup before giving up.
     #[arg(long, env = "CONNECT_TIMEOUT_SECONDS", default_value_t = 10)]
     connect_timeout_seconds: u64,
+    /// Log line format: `text`, or `json` (one object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Where `/health`, `/ready` and `/metrics` listen.
     #[arg(long, env = "ADMIN_ADDRESS", default_value = "0.0.0.0:8081")]
     admin_address: SocketAddr,
@@ -41,6 +46,10 @@ struct Args {
     /// The entry of `API_KEY_PEPPER_SECRET` holding the pepper.
     #[arg(long, env = "API_KEY_PEPPER_SECRET_KEY", default_value = "pepper")]
     api_key_pepper_secret_key: String,
+    /// Namespaces to watch and write, comma-separated (namespaced mode: Roles in each are
+    /// enough); empty watches the whole cluster (a ClusterRole).
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+    watch_namespaces: String,
     /// Elect one leader among replicas through a Lease (only the leader reconciles).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -56,6 +65,10 @@ struct Args {
     /// How often ApiKey `status.usage` is refreshed from Redis, e.g. "60s".
     #[arg(long, env = "USAGE_SYNC_INTERVAL", default_value = "60s")]
     usage_sync_interval: humantime::Duration,
+    /// Redis hosts the usage sync may dial besides Services of each gateway's own namespace,
+    /// comma-separated (e.g. a shared `redis.shared.svc.cluster.local`).
+    #[arg(long, env = "USAGE_SYNC_REDIS_HOSTS", default_value = "")]
+    usage_sync_redis_hosts: String,
     /// Image repositories LlmGateway `spec.image` and `selfHosted.image` may use,
     /// comma-separated: `ghcr.io/acme/` allows everything under it, `vllm/vllm-openai` that one
     /// repository. The operator's own gateway repository is always allowed; empty allows
@@ -67,13 +80,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(args.log_format);
     let images = match ImagePolicy::parse(&args.allowed_image_repositories) {
         Ok(images) => images,
         Err(e) => {
@@ -93,11 +100,23 @@ async fn main() -> ExitCode {
     let settings = Settings {
         key_pepper,
         usage_sync_interval: args.usage_sync_interval.into(),
+        usage_redis_hosts: args
+            .usage_sync_redis_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
         images,
     };
     // After the cluster check, so a SIGTERM during it still ends the process at once.
     let shutdown = Shutdown::on_signal();
-    let context = Context::new(client, settings);
+    let scopes = scopes(&args.watch_namespaces);
+    tracing::info!(?scopes, "watching");
+    let context = Context::new(client, settings, scopes[0].clone());
+    let contexts: Vec<Context> = std::iter::once(context.clone())
+        .chain(scopes[1..].iter().map(|s| context.with_scope(s.clone())))
+        .collect();
     let listener = match tokio::net::TcpListener::bind(args.admin_address).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -127,7 +146,7 @@ async fn main() -> ExitCode {
         std::process::exit(1);
     });
     let code = tokio::select! {
-        code = ready_then_lead(leader_election(&args), context, shutdown.clone()) => code,
+        code = ready_then_lead(leader_election(&args), contexts, shutdown.clone()) => code,
         result = admin_failure(&mut admin, &shutdown) => {
             eprintln!("llm-gateway-operator: admin server stopped: {result:?}");
             return ExitCode::FAILURE;
@@ -159,38 +178,43 @@ const EXIT_DEADLINE: Duration = Duration::from_millis(4500);
 /// always wake a second task waiting for the same store.
 async fn ready_then_lead(
     election: Option<Election>,
-    context: Context,
+    contexts: Vec<Context>,
     shutdown: Shutdown,
 ) -> ExitCode {
+    let caches =
+        futures_util::future::join_all(contexts.iter().map(|c| c.caches.wait_until_ready()));
     tokio::select! {
-        () = context.caches.wait_until_ready() => {}
+        _ = caches => {}
         () = shutdown.wait() => return ExitCode::SUCCESS,
     }
-    context.set_ready();
-    lead_and_write(election, context, shutdown).await
+    // Readiness is shared by every scope's context.
+    contexts[0].set_ready();
+    lead_and_write(election, contexts, shutdown).await
 }
 
-/// Waits for leadership (with an election), runs the writers until `shutdown`, then releases
-/// the Lease once they stopped. Exits with failure when leadership is lost, so a stale leader
-/// never writes.
+/// Waits for leadership (with an election), runs the writers of every scope until
+/// `shutdown`, then releases the Lease once they stopped. Exits with failure when leadership
+/// is lost, so a stale leader never writes.
 async fn lead_and_write(
     election: Option<Election>,
-    context: Context,
+    contexts: Vec<Context>,
     shutdown: Shutdown,
 ) -> ExitCode {
+    let client = contexts[0].client.clone();
     let mut leader = match election {
-        Some(election) => {
-            match leader::lead(context.client.clone(), election, &shutdown).await {
-                Some(leader) => Some(leader),
-                // Stopped as a standby: nothing to hand over.
-                None => return ExitCode::SUCCESS,
-            }
-        }
+        Some(election) => match leader::lead(client, election, &shutdown).await {
+            Some(leader) => Some(leader),
+            // Stopped as a standby: nothing to hand over.
+            None => return ExitCode::SUCCESS,
+        },
         None => None,
     };
-    let mut writers = std::pin::pin!(controllers::run(context, shutdown.clone()));
+    let writers = contexts
+        .into_iter()
+        .map(|context| controllers::run(context, shutdown.clone()));
+    let mut writers = std::pin::pin!(futures_util::future::join_all(writers));
     let stopped = tokio::select! {
-        () = &mut writers => true,
+        _ = &mut writers => true,
         () = lost(&mut leader) => {
             eprintln!("llm-gateway-operator: lost leadership; exiting so a new leader takes over");
             return ExitCode::FAILURE;
@@ -205,6 +229,24 @@ async fn lead_and_write(
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The scopes `WATCH_NAMESPACES` names (deduplicated), or the whole cluster.
+fn scopes(namespaces: &str) -> Vec<Scope> {
+    let mut names: Vec<&str> = namespaces
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return vec![Scope::Cluster];
+    }
+    names
+        .into_iter()
+        .map(|n| Scope::Namespace(n.to_owned()))
+        .collect()
 }
 
 /// Resolves when leadership is lost; never without an election.
@@ -231,7 +273,8 @@ async fn admin_failure(
 /// Connects to the cluster and loads the pepper, each step bounded by `limit`; the error is
 /// the message to print.
 async fn connect(args: &Args, limit: Duration) -> Result<(kube::Client, Vec<u8>), String> {
-    let client = tokio::time::timeout(limit, check_cluster())
+    let scope = scopes(&args.watch_namespaces).swap_remove(0);
+    let client = tokio::time::timeout(limit, check_cluster(&scope))
         .await
         .map_err(|_| format!("no Kubernetes API server answered within {limit:?}"))?
         .map_err(|e| format!("{e:#}"))?;
@@ -276,7 +319,7 @@ fn leader_election(args: &Args) -> Option<Election> {
     })
 }
 
-async fn check_cluster() -> anyhow::Result<kube::Client> {
+async fn check_cluster(scope: &Scope) -> anyhow::Result<kube::Client> {
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
             "no Kubernetes cluster configured ({e}); run in a pod with a service account, or set \
@@ -287,13 +330,15 @@ async fn check_cluster() -> anyhow::Result<kube::Client> {
         .apiserver_version()
         .await
         .map_err(|e| anyhow::anyhow!("the Kubernetes API server is not reachable: {e}"))?;
-    let providers: Api<LlmProvider> = Api::all(client.clone());
+    // In the scope it will watch: a namespaced install may not list cluster-wide.
+    let providers: Api<LlmProvider> = scope.api(&client);
     providers
         .list(&ListParams::default().limit(1))
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "the llmgateway.io CRDs are not installed ({e}); apply crds/yaml/*.yaml first"
+                "the llmgateway.io CRDs are not installed ({e}); install the llm-gateway-crds chart \
+                 or apply crds/yaml/ first"
             )
         })?;
     tracing::info!(kubernetes = %version.git_version, "connected; llmgateway.io CRDs are installed");

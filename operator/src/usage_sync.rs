@@ -43,21 +43,42 @@ pub async fn run(context: Context, interval: Duration) {
     }
 }
 
-/// `url` as the gateway pods of `namespace` resolve it: a bare host name (`redis`) is a Service
-/// of their namespace, so it is qualified (`redis.<namespace>.svc`) for the operator, which runs
-/// in another namespace and would otherwise reach its own namespace's `redis`.
-fn as_seen_from(url: &str, namespace: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_owned();
-    };
-    let bare = match parsed.host() {
-        Some(url::Host::Domain(host)) if !host.contains('.') => host.to_owned(),
-        _ => return url.to_owned(),
-    };
-    match parsed.set_host(Some(&format!("{bare}.{namespace}.svc"))) {
-        Ok(()) => parsed.into(),
-        Err(_) => url.to_owned(),
+/// `url` as the gateway pods of `namespace` resolve it, if the operator may dial it: a bare
+/// host name (`redis`) is a Service of their namespace, so it is qualified
+/// (`redis.<namespace>.svc`) for the operator, which runs in another namespace and would
+/// otherwise reach its own namespace's `redis`. Anything but a Service of that namespace
+/// (another namespace's, an IP address, an outside host) is refused unless `extra_hosts`
+/// names it: whoever can write a namespace's Redis Secret must not be able to make the
+/// operator connect wherever they like.
+fn as_seen_from(url: &str, namespace: &str, extra_hosts: &[String]) -> Result<String, Error> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|e| Error::Redis(format!("invalid Redis URL in namespace {namespace}: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    if extra_hosts.contains(&host) {
+        return Ok(url.to_owned());
     }
+    let Some(url::Host::Domain(domain)) = parsed.host() else {
+        return Err(refused(namespace));
+    };
+    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').collect();
+    match labels.as_slice() {
+        [_service] => {
+            let qualified = format!("{domain}.{namespace}.svc");
+            parsed
+                .set_host(Some(&qualified))
+                .map_err(|_| refused(namespace))?;
+            Ok(parsed.into())
+        }
+        [_service, ns] | [_service, ns, "svc", ..] if *ns == namespace => Ok(url.to_owned()),
+        _ => Err(refused(namespace)),
+    }
+}
+
+fn refused(namespace: &str) -> Error {
+    Error::Redis(format!(
+        "the Redis URL of namespace {namespace} is not a Service of that namespace; the \
+         operator reads usage only from there (or hosts USAGE_SYNC_REDIS_HOSTS names)"
+    ))
 }
 
 /// Redis connections by URL (the URL holds a password: it is never logged).
@@ -83,7 +104,8 @@ impl Connections {
 /// One pass over every namespace with a Redis-backed LlmGateway. A failing namespace does
 /// not stop the others; the first error is returned for the metrics.
 async fn pass(context: &Context, connections: &mut Connections) -> Result<(), Error> {
-    let gateways = Api::<LlmGateway>::all(context.client.clone())
+    let gateways = context
+        .api::<LlmGateway>()
         .list(&ListParams::default())
         .await?;
     let mut urls: HashMap<String, (String, String)> = HashMap::new();
@@ -119,7 +141,11 @@ async fn sync_namespace(
         .and_then(|v| String::from_utf8(v.0).ok())
         .ok_or_else(|| Error::Redis(format!("Secret {namespace}/{secret} has no {key:?}")))?;
     let mut connection = connections
-        .get(&as_seen_from(url.trim(), namespace))
+        .get(&as_seen_from(
+            url.trim(),
+            namespace,
+            &context.settings.usage_redis_hosts,
+        )?)
         .await?;
     let api: Api<ApiKey> = Api::namespaced(context.client.clone(), namespace);
     let keys = crate::caches::in_namespace(&context.caches.api_keys, namespace);
@@ -189,18 +215,34 @@ impl std::fmt::Debug for Connections {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_bare_service_name_is_resolved_in_the_gateways_namespace() {
+    fn only_services_of_the_gateways_namespace_are_dialled() {
+        let seen = |url: &str, extra: &[&str]| {
+            let extra: Vec<String> = extra.iter().map(|h| (*h).to_owned()).collect();
+            super::as_seen_from(url, "team-a", &extra).ok()
+        };
         assert_eq!(
-            super::as_seen_from("redis://:secret@redis:6379/0", "team-a"),
-            "redis://:secret@redis.team-a.svc:6379/0"
+            seen("redis://:secret@redis:6379/0", &[]).as_deref(),
+            Some("redis://:secret@redis.team-a.svc:6379/0")
         );
-        for unchanged in [
+        for own in [
+            "redis://redis.team-a:6379",
+            "rediss://redis.team-a.svc:6380",
+            "redis://redis.team-a.svc.cluster.local:6379",
+        ] {
+            assert_eq!(seen(own, &[]).as_deref(), Some(own));
+        }
+        for elsewhere in [
             "redis://redis.shared.svc.cluster.local:6379",
             "rediss://10.0.0.5:6380",
             "redis://[::1]:6379",
+            "redis://169.254.169.254:80",
+            "redis://cache.example.com:6379",
+            "not a url",
         ] {
-            assert_eq!(super::as_seen_from(unchanged, "team-a"), unchanged);
+            assert_eq!(seen(elsewhere, &[]), None, "{elsewhere}");
         }
+        assert!(seen("redis://127.0.0.1:6379", &["127.0.0.1"]).is_some());
+        assert!(seen("redis://[::1]:6379", &["[::1]"]).is_some());
     }
 
     use super::*;

@@ -129,7 +129,12 @@ async fn the_samples_run_a_gateway_from_the_operator_s_manifests_alone() {
         )
         .await
         .unwrap();
-    let _operator = operator_with(&kubeconfig, free_port(), &[("USAGE_SYNC_INTERVAL", "1s")]);
+    // The test's Redis is on loopback, not a Service of the namespace: allowed explicitly.
+    let operator_env = [
+        ("USAGE_SYNC_INTERVAL", "1s"),
+        ("USAGE_SYNC_REDIS_HOSTS", "127.0.0.1"),
+    ];
+    let _operator = operator_with(&kubeconfig, free_port(), &operator_env);
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");

@@ -58,30 +58,83 @@ def test_the_argocd_snippet_carries_the_script_for_every_kind():
         assert snippet["data"][f"resource.customizations.health.{GROUP}_{kind}"] == SCRIPT, kind
 
 
+def flux_documents():
+    return [d for d in yaml.safe_load_all((GITOPS / "flux" / "llm-gateway.yaml").read_text()) if d]
+
+
+def argocd_applications():
+    return [d for d in yaml.safe_load_all((GITOPS / "argocd" / "application.yaml").read_text()) if d]
+
+
 def test_the_gitops_examples_point_at_real_paths():
-    application = yaml.safe_load((GITOPS / "argocd" / "application.yaml").read_text())
-    assert (ROOT / application["spec"]["source"]["path"] / "Chart.yaml").exists()
-    documents = list(yaml.safe_load_all((GITOPS / "flux" / "llm-gateway.yaml").read_text()))
-    release = next(d for d in documents if d["kind"] == "HelmRelease")
-    assert (ROOT / release["spec"]["chart"]["spec"]["chart"] / "Chart.yaml").exists()
+    applications = {a["metadata"]["name"]: a for a in argocd_applications()}
+    assert {a["kind"] for a in applications.values()} == {"Application"}
+    assert {n: a["spec"]["source"]["path"] for n, a in applications.items()} == {
+        "llm-gateway-crds": "charts/llm-gateway-crds", "llm-gateway": "charts/llm-gateway"}
+    for application in applications.values():
+        assert (ROOT / application["spec"]["source"]["path"] / "Chart.yaml").exists()
+    # The CRDs sync first where the Applications are synced in waves, and are never pruned.
+    wave = {n: int(a["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for n, a in applications.items()}
+    assert wave["llm-gateway-crds"] < wave["llm-gateway"]
+    assert applications["llm-gateway-crds"]["spec"]["syncPolicy"]["automated"]["prune"] is False
+    assert "finalizers" not in applications["llm-gateway-crds"]["metadata"]
+    assert applications["llm-gateway"]["spec"]["syncPolicy"]["retry"]
+
+    documents = flux_documents()
+    releases = {d["metadata"]["name"]: d for d in documents if d["kind"] == "HelmRelease"}
+    assert {n: r["spec"]["chart"]["spec"]["chart"] for n, r in releases.items()} == {
+        "llm-gateway-crds": "./charts/llm-gateway-crds", "llm-gateway": "./charts/llm-gateway"}
+    for release in releases.values():
+        assert (ROOT / release["spec"]["chart"]["spec"]["chart"] / "Chart.yaml").exists()
+    assert releases["llm-gateway"]["spec"]["dependsOn"] == [{"name": "llm-gateway-crds"}]
     kustomization = next(d for d in documents if d["kind"] == "Kustomization")
     assert (ROOT / kustomization["spec"]["path"]).is_dir()
+    # Flux resolves a Kustomization's dependsOn to Kustomizations only.
+    kustomizations = {d["metadata"]["name"] for d in documents if d["kind"] == "Kustomization"}
+    assert {d["name"] for d in kustomization["spec"].get("dependsOn", [])} <= kustomizations
+
+
+def rendered_objects(chart_path, values, release):
+    chart = helm.Chart.load(str(ROOT / chart_path))
+    rendered = chart.render(values, name=release, namespace="ai", is_install=True)
+    return {(d["kind"], d["metadata"]["name"])
+            for path, text in rendered.items() if path.endswith(".yaml")
+            for d in yaml.safe_load_all(text) if d}
+
+
+def assert_one_owner_each(owners):
+    """`owners`: {who: set of (kind, name)}; no object in two of them."""
+    seen = {}
+    for who, objects in owners.items():
+        assert objects, f"{who} renders nothing"
+        for obj in objects:
+            assert obj not in seen, f"{obj} is managed by both {seen[obj]} and {who}"
+            seen[obj] = who
 
 
 def test_the_flux_example_gives_every_object_one_owner():
-    documents = list(yaml.safe_load_all((GITOPS / "flux" / "llm-gateway.yaml").read_text()))
-    release = next(d for d in documents if d["kind"] == "HelmRelease")
-    kustomization = next(d for d in documents if d["kind"] == "Kustomization")
-    chart = helm.Chart.load(str(ROOT / release["spec"]["chart"]["spec"]["chart"]))
-    rendered = chart.render(release["spec"].get("values"), name="llm-gateway", namespace="ai",
-                            is_install=True)
-    from_chart = {(d["kind"], d["metadata"]["name"])
-                  for path, text in rendered.items() if path.endswith(".yaml")
-                  for d in yaml.safe_load_all(text) if d}
-    from_kustomization = {(d["kind"], d["metadata"]["name"])
-                          for path in sorted((ROOT / kustomization["spec"]["path"]).glob("*.yaml"))
-                          for d in yaml.safe_load_all(path.read_text()) if d}
-    assert not from_chart & from_kustomization, from_chart & from_kustomization
+    documents = flux_documents()
+    owners = {f"HelmRelease {d['metadata']['name']}": rendered_objects(
+                  d["spec"]["chart"]["spec"]["chart"], d["spec"].get("values"),
+                  d["spec"].get("releaseName", d["metadata"]["name"]))
+              for d in documents if d["kind"] == "HelmRelease"}
+    for kustomization in (d for d in documents if d["kind"] == "Kustomization"):
+        owners[f"Kustomization {kustomization['metadata']['name']}"] = {
+            (d["kind"], d["metadata"]["name"])
+            for path in sorted((ROOT / kustomization["spec"]["path"]).glob("*.yaml"))
+            for d in yaml.safe_load_all(path.read_text()) if d}
+    assert_one_owner_each(owners)
+    crds = {name for kind, name in owners["HelmRelease llm-gateway-crds"] if kind == "CustomResourceDefinition"}
+    assert len(crds) == 4, owners["HelmRelease llm-gateway-crds"]
+
+
+def test_the_argocd_example_gives_every_object_one_owner():
+    owners = {f"Application {a['metadata']['name']}": rendered_objects(
+                  a["spec"]["source"]["path"], a["spec"]["source"].get("helm", {}).get("valuesObject"),
+                  a["metadata"]["name"])
+              for a in argocd_applications()}
+    assert_one_owner_each(owners)
+    assert {kind for kind, _ in owners["Application llm-gateway-crds"]} == {"CustomResourceDefinition"}
 
 
 def is_subset(desired, live, path="") -> list[str]:

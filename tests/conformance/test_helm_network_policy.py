@@ -1,6 +1,7 @@
 """The chart's NetworkPolicy admits clients on the API port only from the allowed namespaces,
 and the metrics scraper (`networkPolicy.metricsNamespaceLabels`) on the admin port that its
-PodMonitor scrapes, so enabling the policy does not blind the PodMonitor."""
+PodMonitor scrapes, so enabling the policy does not blind the PodMonitor; and the operator's
+replicas roll through ready standbys, keep one through a drain and spread over nodes."""
 
 import pathlib
 
@@ -54,3 +55,19 @@ def test_the_operator_rolls_out_through_ready_standbys_and_keeps_one_through_a_d
     single = rendered({"operator": {"replicas": 1}})
     assert not any(d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"].endswith("-operator")
                    for d in single), "a budget of one replica would block every drain"
+
+
+def test_the_operator_replicas_spread_over_nodes_unless_told_otherwise():
+    def spread(values):
+        operator = next(d for d in rendered(values) if d["kind"] == "Deployment"
+                        and d["metadata"]["name"].endswith("-operator"))
+        return operator["spec"]["template"]["spec"].get("topologySpreadConstraints")
+
+    default = spread(None)
+    assert {c["topologyKey"] for c in default} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    operator = next(d for d in rendered(None) if d["kind"] == "Deployment"
+                    and d["metadata"]["name"].endswith("-operator"))
+    for constraint in default:
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway", "a one-node cluster still schedules"
+        assert constraint["labelSelector"]["matchLabels"] == operator["spec"]["selector"]["matchLabels"]
+    assert spread({"operator": {"topologySpreadConstraints": []}}) is None

@@ -1,8 +1,9 @@
 //! LlmGateway → ServiceAccount, Role, RoleBinding, settings ConfigMap, Deployment, Service,
-//! HorizontalPodAutoscaler (when autoscaling) and PodDisruptionBudget, with the original
-//! deployment guide's defaults: probes on `/health` and `/ready`, requests 250m/512Mi, limits
-//! 500m/1Gi, non-root, a settings checksum that rolls pods on change, and a shutdown delay
-//! (readiness false, listener open) before the drain.
+//! PodDisruptionBudget, HorizontalPodAutoscaler (when autoscaling), Ingress and HTTPRoute (when
+//! `spec.exposure` asks), with the original deployment guide's defaults: probes on `/health`
+//! and `/ready`, requests 250m/512Mi, limits 500m/1Gi, non-root, a settings checksum that rolls
+//! pods on change, and a shutdown delay (readiness false, listener open) before the drain. The
+//! pod template is built in [`super::gateway_pod`], the exposure in [`super::exposure`].
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -11,7 +12,7 @@ use kube::ResourceExt;
 use llm_gateway_crds::llm_gateway::{LlmGateway, LogLevel, OnUnavailable};
 use serde_json::{Value, json};
 
-use super::{Child, bundle, child, labels, owner_reference, rbac, resource};
+use super::{Child, bundle, child, exposure, gateway_pod, labels, owner_reference, rbac, resource};
 
 /// Image used when `spec.image` is unset: the gateway of the operator's own version.
 pub const DEFAULT_IMAGE: &str = concat!(
@@ -36,16 +37,9 @@ pub const LAST_KNOWN_GOOD_DIR: &str = "/etc/llm-gateway/last-known-good";
 /// read them from.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// Seconds between SIGTERM (readiness false at once) and the listener closing, so endpoints
-/// drop the pod before it stops accepting connections. The gateway does this itself
-/// (`SHUTDOWN_DELAY`): the image is distroless (no `sleep` for an exec hook) and a
-/// `preStop.sleep` hook needs Kubernetes 1.30 while the chart supports 1.25.
-const SHUTDOWN_DELAY_SECONDS: i32 = 10;
-/// Seconds in-flight requests and streams get to finish once the listener is closed.
-const DRAIN_TIMEOUT_SECONDS: i32 = 30;
 /// The gateway's admin listener (`/metrics`, `/health/detailed`), scraped by the chart's
 /// PodMonitor and never part of the Service.
-const ADMIN_PORT: i32 = 9090;
+pub(super) const ADMIN_PORT: i32 = 9090;
 
 /// Every child of `gateway`, in apply order (identity and permissions before the pods).
 pub fn children(gateway: &LlmGateway) -> Vec<Child> {
@@ -57,17 +51,19 @@ pub fn children(gateway: &LlmGateway) -> Vec<Child> {
         rbac::role(&base, &bundle::credentials_name(gateway)),
         rbac::role_binding(&base),
         settings,
-        deployment(gateway, &base, &checksum),
+        gateway_pod::deployment(gateway, &base, &checksum),
         service(gateway, &base),
         pdb(&base),
     ];
     if let Some(hpa) = hpa(gateway, &base) {
         out.push(hpa);
     }
+    out.extend(exposure::children(gateway, &base));
     out
 }
 
-/// Names of the children kinds that may be pruned when no longer wanted.
+/// Names of the children kinds that may be pruned when no longer wanted, and that every
+/// cluster serves (listing them cannot fail for want of the kind).
 pub fn prunable() -> Vec<kube::discovery::ApiResource> {
     vec![resource(
         "autoscaling",
@@ -75,6 +71,20 @@ pub fn prunable() -> Vec<kube::discovery::ApiResource> {
         "HorizontalPodAutoscaler",
         "horizontalpodautoscalers",
     )]
+}
+
+/// Kinds of exposure children to prune when no longer wanted, which a cluster may not serve:
+/// HTTPRoute exists only where the Gateway API CRDs are installed (listing it otherwise fails
+/// with 404), and the Ingress kind may be missing from minimal API servers.
+/// They are apart from [`prunable`] so that a 404 on listing one of them reads as "none to
+/// prune", not as a failed reconcile: every cluster then works, and an Ingress or HTTPRoute
+/// dropped from `spec.exposure` is still deleted where its kind is served. (Pruning only the
+/// kinds the spec asks for would leave the child of a removed `exposure.httpRoute` behind.)
+pub fn optional_prunable() -> Vec<kube::discovery::ApiResource> {
+    vec![
+        exposure::ingress_resource(),
+        exposure::http_route_resource(),
+    ]
 }
 
 /// Name of the gateway's Deployment, Service and most other children.
@@ -97,8 +107,8 @@ pub(super) struct Base {
     pub(super) name: String,
     gateway: String,
     pub(super) namespace: String,
-    labels: Value,
-    selector: Value,
+    pub(super) labels: Value,
+    pub(super) selector: Value,
     owner: Value,
 }
 
@@ -140,8 +150,11 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         ("ADMIN_ADDRESS", format!("0.0.0.0:{ADMIN_PORT}")),
         ("LOG_LEVEL", level.to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
-        ("SHUTDOWN_DELAY", format!("{SHUTDOWN_DELAY_SECONDS}s")),
-        ("DRAIN_TIMEOUT", format!("{DRAIN_TIMEOUT_SECONDS}s")),
+        // The gateway delays and drains itself: the image is distroless (no `sleep` for an
+        // exec hook) and a `preStop.sleep` hook needs Kubernetes 1.30 while the chart supports
+        // 1.25. The pods' grace period is derived from both (gateway_pod.rs).
+        ("SHUTDOWN_DELAY", spec.shutdown.delay.to_string()),
+        ("DRAIN_TIMEOUT", spec.shutdown.drain_timeout.to_string()),
         ("CREDENTIALS_SECRET", bundle::credentials_name(gateway)),
         ("LAST_KNOWN_GOOD_DIR", LAST_KNOWN_GOOD_DIR.to_owned()),
         (
@@ -172,72 +185,6 @@ fn checksum(data: &Value) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
-    let spec = &gateway.spec;
-    let resources = spec.resources.as_ref().map_or_else(
-        || json!({"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}),
-        |r| serde_json::to_value(r).unwrap_or_default(),
-    );
-    let mut env = vec![];
-    if let Some(redis) = &spec.redis {
-        env.push(json!({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": redis.url_secret_ref.name, "key": redis.url_secret_ref.key}}}));
-    }
-    env.push(
-        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-    );
-    env.push(json!({"name": "API_KEY_PEPPER", "valueFrom": {"secretKeyRef": {"name": bundle::credentials_name(gateway), "key": llm_gateway_crds::snapshot::PEPPER_ENTRY}}}));
-    let probe = |path: &str| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3});
-    let mut deployment_spec = json!({
-        "selector": {"matchLabels": base.selector},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "template": {
-            "metadata": {"labels": base.labels, "annotations": {"llmgateway.io/settings-checksum": checksum}},
-            "spec": {
-                "serviceAccountName": base.name,
-                // The token is mounted explicitly (`service-account`), for the gateway's own
-                // least-privilege account only: nothing added to the pod gets one by default.
-                "automountServiceAccountToken": false,
-                // SHUTDOWN_DELAY + DRAIN_TIMEOUT + 5 s for cut streams to close + 10 s for
-                // settlements to reach Redis + 5 s of margin. No preStop hook: SIGTERM comes at once.
-                "terminationGracePeriodSeconds": SHUTDOWN_DELAY_SECONDS + DRAIN_TIMEOUT_SECONDS + 5 + 10 + 5,
-                "volumes": [
-                    {"name": "last-known-good", "projected": {"sources": [
-                        {"configMap": {"name": bundle::last_known_good_name(gateway), "optional": true}},
-                        {"secret": {"name": bundle::credentials_name(gateway), "optional": true}},
-                    ]}},
-                    rbac::token_volume(),
-                ],
-                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [{
-                    "name": "gateway",
-                    "image": spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-                    "ports": [
-                        {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
-                        {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
-                    ],
-                    "envFrom": [{"configMapRef": {"name": format!("{}-settings", base.name)}}],
-                    "env": env,
-                    "resources": resources,
-                    "volumeMounts": [
-                        {"name": "last-known-good", "mountPath": LAST_KNOWN_GOOD_DIR, "readOnly": true},
-                        {"name": "service-account", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true},
-                    ],
-                    "livenessProbe": probe("/health"),
-                    "readinessProbe": probe("/ready"),
-                    "securityContext": {"allowPrivilegeEscalation": false, "privileged": false, "runAsNonRoot": true, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
-                }],
-            },
-        },
-    });
-    if spec.autoscaling.is_none() {
-        deployment_spec["replicas"] = json!(spec.replicas);
-    }
-    child(
-        resource("apps", "v1", "Deployment", "deployments"),
-        json!({"metadata": base.metadata(&base.name), "spec": deployment_spec}),
-    )
-}
-
 fn service(gateway: &LlmGateway, base: &Base) -> Child {
     let (service_type, port) = gateway
         .spec
@@ -246,10 +193,14 @@ fn service(gateway: &LlmGateway, base: &Base) -> Child {
         .map_or(("ClusterIP".to_owned(), 80), |s| {
             (format!("{:?}", s.service_type), s.port)
         });
+    let mut metadata = base.metadata(&base.name);
+    if !gateway.spec.service_annotations.is_empty() {
+        metadata["annotations"] = json!(gateway.spec.service_annotations);
+    }
     child(
         resource("", "v1", "Service", "services"),
         json!({
-            "metadata": base.metadata(&base.name),
+            "metadata": metadata,
             "spec": {"type": service_type, "selector": base.selector,
                      "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]},
         }),
@@ -301,10 +252,10 @@ fn hpa(gateway: &LlmGateway, base: &Base) -> Option<Child> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn gateway(spec: Value) -> LlmGateway {
+    pub(in crate::build) fn gateway(spec: Value) -> LlmGateway {
         serde_json::from_value(
             json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
             "metadata": {"name": "main", "namespace": "ai", "uid": "u-9"}, "spec": spec}),
@@ -312,7 +263,7 @@ mod tests {
         .expect("valid LlmGateway")
     }
 
-    fn find<'c>(children: &'c [Child], kind: &str) -> &'c Value {
+    pub(in crate::build) fn find<'c>(children: &'c [Child], kind: &str) -> &'c Value {
         &children
             .iter()
             .find(|c| c.resource.kind == kind)
@@ -385,9 +336,10 @@ mod tests {
         );
         let settings = &find(&children, "ConfigMap")["data"];
         assert_eq!(settings["SHUTDOWN_DELAY"], "10s");
-        assert_eq!(settings["DRAIN_TIMEOUT"], "30s");
+        // The default provider `timeouts.total`: a rollout does not cut a default stream.
+        assert_eq!(settings["DRAIN_TIMEOUT"], "5m");
         // Delay + drain + 5 s for cut streams + 10 s to settle, with margin.
-        assert_eq!(pod["terminationGracePeriodSeconds"], 60);
+        assert_eq!(pod["terminationGracePeriodSeconds"], 10 + 300 + 5 + 10 + 5);
     }
 
     #[test]

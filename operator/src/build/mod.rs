@@ -2,8 +2,11 @@
 //! decision is unit-testable without a cluster.
 
 pub mod bundle;
+pub mod exposure;
 pub mod gateway;
+pub mod gateway_pod;
 pub mod model_server;
+pub mod quantity;
 pub mod rbac;
 
 use kube::discovery::ApiResource;
@@ -67,7 +70,8 @@ pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiReso
 }
 
 /// Whether every field of `desired` has the same value in `live` (extra live fields, such as
-/// defaults and status, are fine): when it holds, applying would change nothing.
+/// defaults and status, are fine; quantities are compared by value): when it holds, applying
+/// would change nothing.
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d
@@ -76,6 +80,8 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
         (Value::Array(d), Value::Array(l)) => {
             d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
         }
+        // The API server canonicalises quantities (`1024Mi` is stored as `1Gi`).
+        (Value::String(d), Value::String(l)) => d == l || quantity::same(d, l),
         (d, l) => d == l,
     }
 }

@@ -30,9 +30,8 @@ const NAME: &str = "apikey";
 
 /// Runs the controller until `shutdown` (then lets reconciles in flight finish).
 pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
-    let client = context.client.clone();
-    let keys: Api<ApiKey> = Api::all(client.clone());
-    let secrets: Api<Secret> = Api::all(client);
+    let keys = context.api::<ApiKey>();
+    let secrets = context.api::<Secret>();
     Controller::new(keys, watcher::Config::default())
         .owns(
             secrets,
@@ -47,7 +46,7 @@ pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
 
 /// One reconcile of one ApiKey.
 pub async fn reconcile(key: Arc<ApiKey>, context: Arc<Context>) -> Result<Action, Error> {
-    super::timed(NAME, &context, reconcile_inner(&key, &context)).await
+    super::timed(NAME, &context, &*key, reconcile_inner(&key, &context)).await
 }
 
 async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Error> {

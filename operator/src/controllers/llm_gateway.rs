@@ -16,7 +16,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -24,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_gateway::{LlmGateway, LlmGatewayStatus};
 use llm_gateway_crds::manifest::Manifests;
 
+use crate::apply::Prunable;
 use crate::build::bundle::{self, Refused};
 use crate::build::gateway::{self, GATEWAY_LABEL};
 use crate::caches::in_namespace;
@@ -35,13 +35,9 @@ const NAME: &str = "llmgateway";
 
 /// Runs the controller until `shutdown` (then lets reconciles in flight finish).
 pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
-    let client = context.client.clone();
     let owned =
         || watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator");
-    let controller = Controller::new(
-        Api::<LlmGateway>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let controller = Controller::new(context.api::<LlmGateway>(), watcher::Config::default());
     let reader = controller.store();
     // Any provider, policy, key or Secret change in a namespace re-checks its gateways' bundle,
     // triggered from the caches the reconcile reads, after they applied the change.
@@ -52,10 +48,10 @@ pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
             futures_util::stream::iter(gateways_in(&reader, Some(&namespace)))
         });
     controller
-        .owns(Api::<Deployment>::all(client.clone()), owned())
-        .owns(Api::<Service>::all(client.clone()), owned())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned())
-        .owns(Api::<Secret>::all(client), owned())
+        .owns(context.api::<Deployment>(), owned())
+        .owns(context.api::<Service>(), owned())
+        .owns(context.api::<ConfigMap>(), owned())
+        .owns(context.api::<Secret>(), owned())
         .reconcile_on(changes)
         .with_config(super::config(Duration::from_millis(500)))
         .graceful_shutdown_on(shutdown.wait())
@@ -75,33 +71,64 @@ fn gateways_in(reader: &Store<LlmGateway>, namespace: Option<&str>) -> Vec<Objec
 
 /// One reconcile of one LlmGateway.
 pub async fn reconcile(gateway: Arc<LlmGateway>, context: Arc<Context>) -> Result<Action, Error> {
-    super::timed(NAME, &context, reconcile_inner(&gateway, &context)).await
+    super::timed(
+        NAME,
+        &context,
+        &*gateway,
+        reconcile_inner(&gateway, &context),
+    )
+    .await
 }
 
 async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Action, Error> {
     let namespace = gateway.namespace().unwrap_or_else(|| "default".to_owned());
-    let client = &context.client;
     if let Err(refusal) = pod_policy::check_gateway(gateway, &context.settings.images) {
         tracing::warn!(gateway = %gateway.name_any(), %namespace, reason = refusal.reason, "gateway refused");
         write_status(context, gateway, &refused_status(gateway, &refusal)).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
+    match write_children(gateway, context, &namespace).await {
+        Ok((ready, snapshot)) => {
+            write_status(context, gateway, &desired_status(gateway, ready, &snapshot)).await?;
+            Ok(Action::requeue(Duration::from_secs(300)))
+        }
+        // Reported where the owner looks (a condition, and an Event with it), then retried
+        // ever less often: only an edit or a policy change can clear it.
+        Err(Error::ChildRejected(rejection)) => {
+            let refusal = Refusal {
+                reason: "ChildRejected",
+                message: format!("the API server rejected {rejection}"),
+            };
+            write_status(context, gateway, &refused_status(gateway, &refusal)).await?;
+            Err(Error::ChildRejected(rejection))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the bundle and the children, prunes what is no longer wanted; returns the ready
+/// pods and whether the snapshot was replaced.
+async fn write_children(
+    gateway: &LlmGateway,
+    context: &Context,
+    namespace: &str,
+) -> Result<(i32, Result<(), Refused>), Error> {
+    let client = &context.client;
     // The bundle first: the pods' environment references the credentials Secret.
-    let snapshot = write_bundle(gateway, context, &namespace).await?;
+    let snapshot = write_bundle(gateway, context, namespace).await?;
     let mut children = gateway::children(gateway);
     bundle::stamp_pepper(&mut children, &context.settings.key_pepper);
     let selector = format!("{GATEWAY_LABEL}={}", gateway.name_any());
-    apply::converge(
-        client,
-        &namespace,
-        &children,
-        &gateway::prunable(),
-        &selector,
-    )
-    .await?;
-    let ready = apply::ready_replicas(client, &namespace, &gateway::workload_name(gateway)).await?;
-    write_status(context, gateway, &desired_status(gateway, ready, &snapshot)).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    let uid = gateway.uid().unwrap_or_default();
+    let owned = apply::Owned {
+        selector: &selector,
+        owner_uid: &uid,
+    };
+    let mut prunable = Prunable::always(gateway::prunable());
+    prunable.extend(Prunable::optional(gateway::optional_prunable()));
+    apply::converge(client, namespace, &children, &prunable, owned).await?;
+    let ready = apply::ready_replicas(client, namespace, &gateway::workload_name(gateway)).await?;
+    Ok((ready, snapshot))
 }
 
 /// Writes `desired` unless the stored status already says the same.
@@ -154,14 +181,26 @@ pub fn desired_status(
 ) -> LlmGatewayStatus {
     let current = gateway.status.clone().unwrap_or_default();
     let generation = gateway.meta().generation;
-    let (ok, reason, message) = if ready > 0 {
-        (true, "Available", format!("{ready} gateway pod(s) ready"))
-    } else {
-        (
+    let wanted = gateway
+        .spec
+        .autoscaling
+        .as_ref()
+        .map_or(gateway.spec.replicas, |a| a.min_replicas);
+    let (ok, reason, message) = match (wanted, ready) {
+        (0, _) => (true, "ScaledToZero", "spec.replicas is 0".to_owned()),
+        (_, 0) => (
             false,
             "Progressing",
             "children applied; waiting for gateway pods to become ready".to_owned(),
-        )
+        ),
+        // One pod of three is serving, but not the capacity asked for (a rollout stuck on
+        // a bad node, a pod crash-looping): not Ready yet.
+        _ if ready < wanted => (
+            false,
+            "Progressing",
+            format!("{ready} of {wanted} gateway pods ready"),
+        ),
+        _ => (true, "Available", format!("{ready} gateway pod(s) ready")),
     };
     LlmGatewayStatus {
         observed_generation: generation,
@@ -244,7 +283,16 @@ mod tests {
             waiting.url.as_deref(),
             Some("http://main-gateway.ai.svc.cluster.local:80")
         );
-        let serving = desired_status(&gateway, 2, &Err(Refused::TooLarge(2_000_000)));
+        let partly = desired_status(&gateway, 1, &Ok(()));
+        assert_eq!(
+            (
+                partly.conditions[0].status.as_str(),
+                partly.conditions[0].message.as_str()
+            ),
+            ("False", "1 of 3 gateway pods ready"),
+            "one pod of the default three is not the capacity asked for"
+        );
+        let serving = desired_status(&gateway, 3, &Err(Refused::TooLarge(2_000_000)));
         assert_eq!(serving.conditions[0].status, "True");
         assert_eq!(
             (
@@ -268,6 +316,6 @@ mod tests {
             ("False", "ImageNotAllowed")
         );
         assert_eq!(refused.conditions[1].reason, "TooLarge", "kept as it was");
-        assert_eq!(refused.ready_replicas, Some(2));
+        assert_eq!(refused.ready_replicas, Some(3));
     }
 }

@@ -22,6 +22,7 @@ use kube::{Resource, ResourceExt};
 use llm_gateway_crds::llm_provider::{LlmProvider, LlmProviderStatus};
 use llm_gateway_crds::self_hosted::SelfHosted;
 
+use crate::apply::Prunable;
 use crate::build::model_server::{self, PROVIDER_LABEL};
 use crate::conditions::condition;
 use crate::pod_policy::{self, Refusal};
@@ -31,17 +32,16 @@ const NAME: &str = "llmprovider";
 
 /// Runs the controller until `shutdown` (then lets reconciles in flight finish).
 pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
-    let client = context.client.clone();
-    let providers: Api<LlmProvider> = Api::all(client.clone());
-    let secrets: Api<Secret> = Api::all(client.clone());
-    let controller = Controller::new(providers, watcher::Config::default());
+    let controller = Controller::new(context.api::<LlmProvider>(), watcher::Config::default());
     let reader = controller.store();
+    // Secrets come from the cache's one watch, not a second watch of every Secret.
+    let secrets = crate::caches::changed_objects(&context.caches.secret_events);
     controller
         .owns(
-            Api::<Deployment>::all(client),
+            context.api::<Deployment>(),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator"),
         )
-        .watches(secrets, watcher::Config::default(), move |secret| {
+        .watches_stream(secrets, move |secret: Secret| {
             // Every provider of the Secret's namespace that references it.
             let namespace = secret.namespace();
             reader
@@ -78,7 +78,13 @@ fn references(provider: &LlmProvider, secret: &str) -> bool {
 
 /// One reconcile of one LlmProvider.
 pub async fn reconcile(provider: Arc<LlmProvider>, context: Arc<Context>) -> Result<Action, Error> {
-    super::timed(NAME, &context, reconcile_inner(&provider, &context)).await
+    super::timed(
+        NAME,
+        &context,
+        &*provider,
+        reconcile_inner(&provider, &context),
+    )
+    .await
 }
 
 async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Action, Error> {
@@ -180,12 +186,17 @@ async fn remove_model_server(
     namespace: &str,
 ) -> Result<(), Error> {
     let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
+    let uid = provider.uid().unwrap_or_default();
+    let owned = apply::Owned {
+        selector: &selector,
+        owner_uid: &uid,
+    };
     apply::converge(
         &context.client,
         namespace,
         &[],
-        &model_server::prunable(),
-        &selector,
+        &Prunable::always(model_server::prunable()),
+        owned,
     )
     .await
 }
@@ -205,12 +216,17 @@ async fn model_server(
     let client = &context.client;
     let children = model_server::children(provider);
     let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
+    let uid = provider.uid().unwrap_or_default();
+    let owned = apply::Owned {
+        selector: &selector,
+        owner_uid: &uid,
+    };
     apply::converge(
         client,
         namespace,
         &children,
-        &model_server::prunable(),
-        &selector,
+        &Prunable::always(model_server::prunable()),
+        owned,
     )
     .await?;
     let Some(deployment) = children.first() else {

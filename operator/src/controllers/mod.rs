@@ -1,5 +1,6 @@
 //! One kube-runtime controller per kind, sharing a [`Context`]. Failures back off with
-//! jitter; invalid specs are reported in status by the reconcilers and not retried hot.
+//! jitter, per object; invalid specs and rejected children are reported in status by the
+//! reconcilers and retried ever less often.
 
 pub mod api_key;
 pub mod llm_gateway;
@@ -15,12 +16,26 @@ use kube::runtime::controller::Action;
 use crate::shutdown::Shutdown;
 use crate::{Context, Error};
 
-/// Requeue after a failure: exponential in nothing we track, so a jittered 1–6 s keeps a
-/// flapping API server from being hammered while recovering quickly.
-pub fn error_policy<K>(_object: Arc<K>, error: &Error, _context: Arc<Context>) -> Action {
-    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 20;
-    tracing::warn!(%error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_millis(1000 + jitter))
+/// Requeue after a failure, per object: soon for a transient failure, ever later for one
+/// only an edit can clear (see [`crate::backoff`]).
+pub fn error_policy<K>(object: Arc<K>, error: &Error, context: Arc<Context>) -> Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let delay = context.backoff.failed(&object_key(&*object), error);
+    tracing::warn!(%error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// `kind/namespace/name`, the backoff's key.
+fn object_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Reconciles run at most this many at once per controller, so a burst of thousands of
@@ -35,10 +50,12 @@ pub fn config(debounce: Duration) -> kube::runtime::controller::Config {
         .debounce(debounce)
 }
 
-/// Runs one reconcile, recording its duration and outcome under `controller`.
-pub async fn timed(
+/// Runs one reconcile of `object`, recording its duration and outcome under `controller`; a
+/// success resets the object's backoff.
+pub async fn timed<K: kube::Resource<DynamicType = ()>>(
     controller: &'static str,
     context: &Context,
+    object: &K,
     work: impl Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
     let started = std::time::Instant::now();
@@ -48,6 +65,9 @@ pub async fn timed(
         started.elapsed().as_secs_f64(),
         result.as_ref().err(),
     );
+    if result.is_ok() {
+        context.backoff.succeeded(&object_key(object));
+    }
     result
 }
 

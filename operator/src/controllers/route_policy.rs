@@ -10,7 +10,6 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::PredicateConfig;
@@ -35,16 +34,12 @@ const NAME: &str = "routepolicy";
 /// status write and its providers' readiness updates change nothing a policy's compilation
 /// depends on, and reconciling on them tripled the work of a burst (the L5 scale test).
 pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
-    let client = context.client.clone();
     let (reader, writer) = reflector::store();
-    let policies = watcher(
-        Api::<RoutePolicy>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .applied_objects()
-    .predicate_filter(predicates::generation, PredicateConfig::default());
+    let policies = watcher(context.api::<RoutePolicy>(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
     let controller = Controller::for_stream(policies, reader);
     let policies_reader = controller.store();
     controller
@@ -117,7 +112,7 @@ fn targets(policy: &RoutePolicy, provider: &str) -> bool {
 
 /// One reconcile of one RoutePolicy.
 pub async fn reconcile(policy: Arc<RoutePolicy>, context: Arc<Context>) -> Result<Action, Error> {
-    super::timed(NAME, &context, reconcile_inner(&policy, &context)).await
+    super::timed(NAME, &context, &*policy, reconcile_inner(&policy, &context)).await
 }
 
 async fn reconcile_inner(policy: &RoutePolicy, context: &Context) -> Result<Action, Error> {

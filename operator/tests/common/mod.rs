@@ -116,14 +116,13 @@ pub fn gateway_binary() -> std::path::PathBuf {
     binary
 }
 
-/// `llm_operator_reconciles_total` summed per controller.
+/// `llm_operator_reconciles_total` summed per controller (empty before the operator listens).
 pub async fn reconciles_by_controller(admin: u16) -> std::collections::BTreeMap<String, f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Empty until the admin server listens.
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{admin}/metrics")).await else {
+        return std::collections::BTreeMap::new();
+    };
+    let text = response.text().await.unwrap();
     let mut out = std::collections::BTreeMap::new();
     for line in text
         .lines()

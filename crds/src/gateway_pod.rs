@@ -1,0 +1,151 @@
+//! How an LlmGateway's pods stop (`spec.shutdown`) and which environment variables the
+//! operator keeps for itself (`spec.env` may not set them).
+//!
+//! A rollout or a node drain sends SIGTERM to a pod while it may be relaying streams that last
+//! minutes (a provider's `timeouts.total` defaults to 5 minutes). The pod turns unready at once,
+//! keeps its listener open for `delay` so endpoints and load balancers stop sending it
+//! connections, then gives in-flight requests `drainTimeout` to finish; the kubelet's
+//! `terminationGracePeriodSeconds` is derived from both so it never kills the pod mid-drain.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// The default `shutdown.drainTimeout`: the default provider `timeouts.total`, so a stream that
+/// started just before SIGTERM is not cut by a rollout.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The default `shutdown.delay`: enough for kube-proxy and most ingress controllers to drop an
+/// unready endpoint.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(10);
+
+/// How a gateway pod shuts down. The pod's `terminationGracePeriodSeconds` is `delay` +
+/// `drainTimeout` + 20 s (5 s for cut streams to close, 10 s for their usage to reach Redis,
+/// 5 s of margin), in whole seconds rounded up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.delay) <= duration('5m')").message("shutdown.delay may be at most 5m"))]
+#[x_kube(validation = Rule::new("duration(self.drainTimeout) <= duration('1h')").message("shutdown.drainTimeout may be at most 1h"))]
+pub struct Shutdown {
+    /// Time between SIGTERM (the pod turns unready at once) and the listener closing, so
+    /// endpoints, kube-proxy and load balancers outside the cluster stop sending new
+    /// connections first. Raise it behind a load balancer that deregisters slowly.
+    #[serde(default = "Shutdown::default_delay")]
+    pub delay: Duration,
+    /// How long requests and streams in flight may finish once the listener is closed; a stream
+    /// still running then is ended with an error event telling the client to retry. Default
+    /// `5m`, the default provider `timeouts.total`: raise it with longer provider timeouts.
+    #[serde(default = "Shutdown::default_drain")]
+    pub drain_timeout: Duration,
+}
+
+impl Shutdown {
+    fn default_delay() -> Duration {
+        DEFAULT_SHUTDOWN_DELAY
+    }
+    fn default_drain() -> Duration {
+        DEFAULT_DRAIN_TIMEOUT
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            delay: DEFAULT_SHUTDOWN_DELAY,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// Environment variables `spec.env` may not set: those the operator sets from other spec
+/// fields (an `env` entry would silently override them), and those that would switch the
+/// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
+/// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`).
+pub const RESERVED_ENV: [&str; 25] = [
+    "WATCH_NAMESPACE",
+    "GATEWAY_NAME",
+    "PORT",
+    "HOST",
+    "ADMIN_ADDRESS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "SHUTDOWN_DELAY",
+    "DRAIN_TIMEOUT",
+    "CREDENTIALS_SECRET",
+    "LAST_KNOWN_GOOD_DIR",
+    "GATEWAY_REPLICAS",
+    "REDIS_URL",
+    "REDIS_ON_UNAVAILABLE",
+    "RATE_LIMIT_STORAGE",
+    "POD_NAME",
+    "API_KEY_PEPPER",
+    "CONFIG_DIR",
+    "DEV_MODE",
+    "JWT_SECRET_KEY",
+    "JWT_JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCES",
+    "JWT_TEAM_CLAIM",
+    "JWT_ALLOW_LOCAL_ADDRESSES",
+];
+
+/// Labels of the gateway's pods that `spec.podLabels` may not set: the Deployment's selector
+/// and the operator's managed-by label.
+pub const RESERVED_POD_LABELS: [&str; 3] = [
+    "app.kubernetes.io/name",
+    "llmgateway.io/gateway",
+    "app.kubernetes.io/managed-by",
+];
+
+/// The CEL rule refusing reserved names in `spec.env` (checked on the list, whose `maxItems`
+/// keeps the rule's estimated cost within the API server's budget).
+pub fn env_rule() -> String {
+    format!(
+        "self.all(e, !(e.name in [{}]))",
+        quoted(RESERVED_ENV.as_slice())
+    )
+}
+
+/// The CEL rule refusing reserved keys in `spec.podLabels` (map lookups: constant cost).
+pub fn pod_labels_rule() -> String {
+    RESERVED_POD_LABELS
+        .iter()
+        .map(|key| format!("!('{key}' in self)"))
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `spec.env` may set the variable `name`.
+pub fn env_allowed(name: &str) -> bool {
+    !RESERVED_ENV.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_name_every_reserved_entry() {
+        let env = env_rule();
+        assert!(RESERVED_ENV.iter().all(|n| env.contains(&format!("'{n}'"))));
+        assert!(pod_labels_rule().starts_with("!('app.kubernetes.io/name' in self) && "));
+        assert!(!env_allowed("API_KEY_PEPPER"));
+        assert!(env_allowed("MAX_REQUEST_BODY_BYTES"));
+    }
+
+    #[test]
+    fn defaults_outlast_the_default_provider_timeout() {
+        let shutdown: Shutdown = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(shutdown, Shutdown::default());
+        assert_eq!(shutdown.drain_timeout.to_string(), "5m");
+        assert_eq!(shutdown.delay.to_string(), "10s");
+    }
+}

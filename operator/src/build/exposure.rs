@@ -1,0 +1,352 @@
+//! `spec.exposure` → an Ingress (networking.k8s.io/v1) and/or an HTTPRoute
+//! (gateway.networking.k8s.io/v1) to the gateway's Service, labelled and owned like the
+//! gateway's other children.
+//!
+//! Streams are long and must not sit in a proxy's buffer: for ingress-nginx the Ingress turns
+//! buffering off and raises the proxy timeouts to the request timeout (nginx's 60 s default
+//! read timeout would cut a non-streamed completion that thinks longer), and its body limit
+//! follows the gateway's so nginx does not refuse (1 MiB by default) what the gateway accepts.
+
+use std::collections::BTreeMap;
+
+use llm_gateway_crds::Duration;
+use llm_gateway_crds::exposure::{DEFAULT_REQUEST_TIMEOUT, HttpRouteExposure, IngressExposure};
+use llm_gateway_crds::llm_gateway::LlmGateway;
+use serde_json::{Value, json};
+
+use super::gateway::Base;
+use super::{Child, child, resource};
+
+/// The gateway's default `MAX_REQUEST_BODY_BYTES` (gateway/src/args.rs), used for nginx's body
+/// limit unless `spec.env` sets another.
+const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Prefix of ingress-nginx's annotations.
+const NGINX: &str = "nginx.ingress.kubernetes.io";
+
+/// The Ingress kind.
+pub fn ingress_resource() -> kube::discovery::ApiResource {
+    resource("networking.k8s.io", "v1", "Ingress", "ingresses")
+}
+
+/// The Gateway API HTTPRoute kind (served only where the Gateway API CRDs are installed).
+pub fn http_route_resource() -> kube::discovery::ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+}
+
+/// The exposure children `spec.exposure` asks for (none without it).
+pub(super) fn children(gateway: &LlmGateway, base: &Base) -> Vec<Child> {
+    let Some(exposure) = &gateway.spec.exposure else {
+        return Vec::new();
+    };
+    let timeout = request_timeout_seconds(gateway);
+    let mut out = Vec::new();
+    if let Some(ingress_spec) = &exposure.ingress {
+        out.push(ingress(gateway, base, ingress_spec, timeout));
+    }
+    if let Some(route) = &exposure.http_route {
+        out.push(http_route(gateway, base, route, timeout));
+    }
+    out
+}
+
+/// Longest a request may take through the proxy, in whole seconds: `exposure.requestTimeout`,
+/// else the larger of the drain timeout and the default provider `timeouts.total`.
+pub fn request_timeout_seconds(gateway: &LlmGateway) -> u64 {
+    let spec = &gateway.spec;
+    let timeout = spec
+        .exposure
+        .as_ref()
+        .and_then(|e| e.request_timeout)
+        .unwrap_or_else(|| spec.shutdown.drain_timeout.max(DEFAULT_REQUEST_TIMEOUT));
+    seconds(timeout)
+}
+
+fn seconds(duration: Duration) -> u64 {
+    u64::try_from(duration.get().as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
+}
+
+fn ingress(gateway: &LlmGateway, base: &Base, spec: &IngressExposure, timeout: u64) -> Child {
+    let backend = json!({"service": {"name": base.name, "port": {"name": "http"}}});
+    let paths: Vec<Value> = spec
+        .paths
+        .iter()
+        .map(|path| json!({"path": path, "pathType": "Prefix", "backend": backend}))
+        .collect();
+    let rules: Vec<Value> = if spec.hosts.is_empty() {
+        vec![json!({"http": {"paths": paths}})]
+    } else {
+        spec.hosts
+            .iter()
+            .map(|host| json!({"host": host, "http": {"paths": paths}}))
+            .collect()
+    };
+    let mut ingress_spec = json!({"rules": rules});
+    if let Some(class) = &spec.class_name {
+        ingress_spec["ingressClassName"] = json!(class);
+    }
+    if let Some(tls) = &spec.tls {
+        let secret = tls
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-tls", base.name));
+        ingress_spec["tls"] = json!([{"hosts": spec.hosts, "secretName": secret}]);
+    }
+    let mut metadata = base.metadata(&base.name);
+    metadata["annotations"] = json!(ingress_annotations(gateway, spec, timeout));
+    child(
+        ingress_resource(),
+        json!({"metadata": metadata, "spec": ingress_spec}),
+    )
+}
+
+/// cert-manager's issuer annotation, ingress-nginx's streaming settings (for an nginx or
+/// unnamed class: other controllers ignore them), then the spec's annotations, which win.
+fn ingress_annotations(
+    gateway: &LlmGateway,
+    spec: &IngressExposure,
+    timeout: u64,
+) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    if let Some(tls) = &spec.tls {
+        if let Some(issuer) = &tls.cluster_issuer {
+            annotations.insert("cert-manager.io/cluster-issuer".to_owned(), issuer.clone());
+        }
+        if let Some(issuer) = &tls.issuer {
+            annotations.insert("cert-manager.io/issuer".to_owned(), issuer.clone());
+        }
+    }
+    if spec.class_name.as_ref().is_none_or(|c| c.contains("nginx")) {
+        for (key, value) in [
+            ("proxy-buffering", "off".to_owned()),
+            ("proxy-read-timeout", timeout.to_string()),
+            ("proxy-send-timeout", timeout.to_string()),
+            (
+                "proxy-body-size",
+                nginx_size(max_request_body_bytes(gateway)),
+            ),
+        ] {
+            annotations.insert(format!("{NGINX}/{key}"), value);
+        }
+    }
+    annotations.extend(spec.annotations.clone());
+    annotations
+}
+
+/// The gateway's request body limit: a literal `MAX_REQUEST_BODY_BYTES` in `spec.env`, else
+/// the gateway's default.
+fn max_request_body_bytes(gateway: &LlmGateway) -> u64 {
+    gateway
+        .spec
+        .env
+        .iter()
+        .filter(|v| v.name == "MAX_REQUEST_BODY_BYTES")
+        .find_map(|v| v.value.as_deref()?.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES)
+}
+
+/// `bytes` in nginx's size syntax (`k` and `m` are binary units).
+fn nginx_size(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes > 0 && bytes.is_multiple_of(MIB) {
+        format!("{}m", bytes / MIB)
+    } else if bytes > 0 && bytes.is_multiple_of(1024) {
+        format!("{}k", bytes / 1024)
+    } else {
+        bytes.to_string()
+    }
+}
+
+fn http_route(gateway: &LlmGateway, base: &Base, spec: &HttpRouteExposure, timeout: u64) -> Child {
+    let port = gateway.spec.service.as_ref().map_or(80, |s| s.port);
+    let parents: Vec<Value> = spec
+        .parent_refs
+        .iter()
+        .map(|p| {
+            let mut parent =
+                json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name});
+            if let Some(namespace) = &p.namespace {
+                parent["namespace"] = json!(namespace);
+            }
+            if let Some(section) = &p.section_name {
+                parent["sectionName"] = json!(section);
+            }
+            parent
+        })
+        .collect();
+    let matches: Vec<Value> = spec
+        .paths
+        .iter()
+        .map(|path| json!({"path": {"type": "PathPrefix", "value": path}}))
+        .collect();
+    let mut route_spec = json!({
+        "parentRefs": parents,
+        "rules": [{
+            "matches": matches,
+            "backendRefs": [{"group": "", "kind": "Service", "name": base.name, "port": port}],
+            "timeouts": {"request": gateway_api_duration(timeout)},
+        }],
+    });
+    if !spec.hostnames.is_empty() {
+        route_spec["hostnames"] = json!(spec.hostnames);
+    }
+    let mut metadata = base.metadata(&base.name);
+    if !spec.annotations.is_empty() {
+        metadata["annotations"] = json!(spec.annotations);
+    }
+    child(
+        http_route_resource(),
+        json!({"metadata": metadata, "spec": route_spec}),
+    )
+}
+
+/// Whole seconds in the Gateway API's duration syntax (at most five digits per unit).
+fn gateway_api_duration(seconds: u64) -> String {
+    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let mut out = String::new();
+    for (value, unit) in [(hours, "h"), (minutes, "m"), (secs, "s")] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::gateway::tests::{find, gateway};
+    use crate::build::gateway::{GATEWAY_LABEL, children as all_children};
+
+    fn exposed(spec: Value) -> Vec<Child> {
+        all_children(&gateway(spec))
+    }
+
+    #[test]
+    fn an_nginx_ingress_streams_unbuffered_with_cert_manager_tls() {
+        let children = exposed(json!({"exposure": {"ingress": {
+            "className": "nginx", "hosts": ["llm.example.com"],
+            "tls": {"clusterIssuer": "letsencrypt"},
+            "annotations": {"nginx.ingress.kubernetes.io/proxy-send-timeout": "900"},
+        }}}));
+        let ingress = find(&children, "Ingress");
+        assert_eq!(ingress["apiVersion"], "networking.k8s.io/v1");
+        assert_eq!(ingress["metadata"]["name"], "main-gateway");
+        assert_eq!(ingress["metadata"]["labels"][GATEWAY_LABEL], "main");
+        assert_eq!(ingress["metadata"]["ownerReferences"][0]["uid"], "u-9");
+        let annotations = &ingress["metadata"]["annotations"];
+        assert_eq!(annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-buffering"],
+            "off"
+        );
+        // The default drain (5m) and provider total timeout (5m): 300 s.
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"],
+            "300"
+        );
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"],
+            "900"
+        );
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-body-size"],
+            "10m"
+        );
+        let spec = &ingress["spec"];
+        assert_eq!(spec["ingressClassName"], "nginx");
+        assert_eq!(
+            spec["tls"],
+            json!([{"hosts": ["llm.example.com"], "secretName": "main-gateway-tls"}])
+        );
+        let rule = &spec["rules"][0];
+        assert_eq!(rule["host"], "llm.example.com");
+        assert_eq!(
+            rule["http"]["paths"][0],
+            json!({"path": "/", "pathType": "Prefix",
+                   "backend": {"service": {"name": "main-gateway", "port": {"name": "http"}}}})
+        );
+    }
+
+    #[test]
+    fn ingress_timeouts_and_body_size_follow_the_gateway() {
+        let children = exposed(json!({
+            "shutdown": {"drainTimeout": "20m"},
+            "env": [{"name": "MAX_REQUEST_BODY_BYTES", "value": "33554432"}],
+            "exposure": {"ingress": {}},
+        }));
+        let annotations = &find(&children, "Ingress")["metadata"]["annotations"];
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"],
+            "1200"
+        );
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-body-size"],
+            "32m"
+        );
+        let explicit = exposed(
+            json!({"exposure": {"requestTimeout": "90500ms", "ingress": {
+            "className": "traefik", "tls": {"issuer": "local", "secretName": "mine"}, "hosts": ["a.example"]}}}),
+        );
+        let ingress = find(&explicit, "Ingress");
+        let annotations = ingress["metadata"]["annotations"].as_object().expect("map");
+        assert_eq!(
+            annotations.len(),
+            1,
+            "{annotations:?}: no nginx settings for traefik"
+        );
+        assert_eq!(annotations["cert-manager.io/issuer"], "local");
+        assert_eq!(ingress["spec"]["tls"][0]["secretName"], "mine");
+        assert_eq!(
+            request_timeout_seconds(&gateway(
+                json!({"exposure": {"requestTimeout": "90500ms", "ingress": {}}})
+            )),
+            91
+        );
+        assert_eq!(nginx_size(1500), "1500");
+        assert_eq!(nginx_size(3 * 1024), "3k");
+    }
+
+    #[test]
+    fn an_http_route_attaches_to_its_gateways_with_a_stream_long_timeout() {
+        let children = exposed(json!({
+            "service": {"port": 8080},
+            "exposure": {"requestTimeout": "1h1m5s", "httpRoute": {
+                "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+                "hostnames": ["llm.example.com"], "paths": ["/v1"],
+            }},
+        }));
+        assert!(children.iter().all(|c| c.resource.kind != "Ingress"));
+        let route = find(&children, "HTTPRoute");
+        assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert_eq!(route["metadata"]["ownerReferences"][0]["uid"], "u-9");
+        let spec = &route["spec"];
+        assert_eq!(
+            spec["parentRefs"],
+            json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
+                    "namespace": "gateways", "sectionName": "https"}])
+        );
+        assert_eq!(spec["hostnames"], json!(["llm.example.com"]));
+        let rule = &spec["rules"][0];
+        assert_eq!(
+            rule["matches"][0]["path"],
+            json!({"type": "PathPrefix", "value": "/v1"})
+        );
+        assert_eq!(
+            rule["backendRefs"][0],
+            json!({"group": "", "kind": "Service", "name": "main-gateway", "port": 8080})
+        );
+        assert_eq!(rule["timeouts"]["request"], "1h1m5s");
+        assert_eq!(gateway_api_duration(300), "5m");
+    }
+
+    #[test]
+    fn nothing_is_exposed_by_default() {
+        let children = exposed(json!({}));
+        assert!(
+            children
+                .iter()
+                .all(|c| !matches!(c.resource.kind.as_str(), "Ingress" | "HTTPRoute"))
+        );
+    }
+}

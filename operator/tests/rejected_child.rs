@@ -1,0 +1,111 @@
+//! A child the API server rejects (422 on the gateway's Deployment, as a cluster older than a
+//! field the operator writes, or an admission policy, would answer): the LlmGateway says so in
+//! `Ready=False` with reason `ChildRejected` and an Event, the operator retries ever less often
+//! instead of every second or so forever, and an edit is retried at once.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use llm_gateway_crds::llm_gateway::LlmGateway;
+use serde_json::json;
+use test_apiserver::TestApiServer;
+use test_apiserver::faults::FaultRule;
+
+mod common;
+
+use common::*;
+
+fn deployment_patches(server: &TestApiServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/deployments/main-gateway"))
+        .count()
+}
+
+/// When each of the next `count` Deployment patches was first seen.
+async fn next_patches(server: &TestApiServer, count: usize) -> Vec<Instant> {
+    let mut seen = deployment_patches(server);
+    let mut times = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while times.len() < count {
+        let now = deployment_patches(server);
+        if now > seen {
+            times.push(Instant::now());
+            seen = now;
+        }
+        assert!(Instant::now() < deadline, "no retry within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_deployment_is_reported_and_retried_with_a_growing_backoff() {
+    let (server, client, kubeconfig) = cluster().await;
+    let rejected: FaultRule = serde_json::from_value(json!({
+        "verb": "patch", "resource": "deployments", "name": "main-gateway",
+        "action": {"type": "status", "code": 422, "reason": "Invalid"}}))
+    .unwrap();
+    server.add_fault(rejected);
+    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
+    let gateway: LlmGateway = serde_json::from_value(json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
+        "metadata": {"name": "main"}, "spec": {"replicas": 1}}))
+    .unwrap();
+    gateways
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    let _operator = operator(&kubeconfig, free_port());
+
+    let mut times = vec![];
+    let message = eventually("Ready=False ChildRejected", async || {
+        let status = gateways.get("main").await.ok()?.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "ChildRejected").then(|| ready.message.clone())
+    })
+    .await;
+    // The status is written right after the rejected patch: about the first attempt's time.
+    times.push(Instant::now());
+    assert!(message.contains("Deployment main-gateway"), "{message}");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let event = eventually("a Warning Event", async || {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ChildRejected"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        event.regarding.and_then(|r| r.name).as_deref(),
+        Some("main")
+    );
+
+    // Retries back off per object. The status write itself triggers one more attempt at once;
+    // after it, at least 2 s pass before the next (4 s with the second failure counted), and
+    // the gap after that is longer (load only makes gaps longer, so lower bounds hold on a
+    // busy machine).
+    times.extend(next_patches(&server, 3).await);
+    let (second, third) = (times[2] - times[1], times[3] - times[2]);
+    assert!(second >= Duration::from_millis(1800), "{times:?}");
+    assert!(third > second, "{times:?}");
+
+    // An edit is reconciled at once, whatever the backoff.
+    server.clear_faults();
+    let edit = json!({"spec": {"replicas": 2}});
+    gateways
+        .patch("main", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    eventually("the rejection cleared by the edit", async || {
+        let status = gateways.get("main").await.ok()?.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason != "ChildRejected").then_some(())
+    })
+    .await;
+}
