@@ -27,6 +27,23 @@ pub const PATH_PATTERN: &str = r"^/[^\s?#]*$";
 /// set and `shutdown.drainTimeout` is shorter: the default provider `timeouts.total`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Suffix of the annotations that paste configuration text into the proxy: ingress-nginx's
+/// `configuration-snippet`, `server-snippet`, `auth-snippet`, `stream-snippet` and the like
+/// (under any annotation prefix), the CVE-2021-25742 class: raw nginx directives can read the
+/// controller's files and service account token, or any Secret it can see. `annotations` of
+/// the Ingress and the HTTPRoute may not end with it.
+pub const SNIPPET_SUFFIX: &str = "-snippet";
+
+/// The CEL rule refusing snippet annotations (`endsWith` costs only its argument's length).
+pub fn annotations_rule() -> String {
+    format!("self.all(k, !k.endsWith('{SNIPPET_SUFFIX}'))")
+}
+
+/// Whether `annotations` of the Ingress or HTTPRoute may set `key`.
+pub fn annotation_allowed(key: &str) -> bool {
+    !key.ends_with(SNIPPET_SUFFIX)
+}
+
 /// How the gateway is reached from outside the cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -77,9 +94,11 @@ pub struct IngressExposure {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<IngressTls>,
     /// Further annotations of the Ingress; they override the operator's (e.g. a different
-    /// `nginx.ingress.kubernetes.io/proxy-read-timeout`).
+    /// `nginx.ingress.kubernetes.io/proxy-read-timeout`). No key may end in `-snippet`
+    /// (ingress-nginx's `configuration-snippet`, `server-snippet`, …: raw proxy configuration).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(annotations_rule()).message("ingress.annotations may not set an annotation ending in -snippet (configuration-snippet, server-snippet, ...): it injects raw proxy configuration"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -124,9 +143,10 @@ pub struct HttpRouteExposure {
     #[serde(default = "default_paths")]
     #[schemars(length(min = 1, max = 16), inner(regex(pattern = PATH_PATTERN), length(max = 1024)))]
     pub paths: Vec<String>,
-    /// Further annotations of the HTTPRoute.
+    /// Further annotations of the HTTPRoute; no key may end in `-snippet`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(annotations_rule()).message("httpRoute.annotations may not set an annotation ending in -snippet: it injects raw proxy configuration"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -177,9 +197,11 @@ mod tests {
         let good = json!({"exposure": {
             "requestTimeout": "10m",
             "ingress": {"className": "nginx", "hosts": ["llm.example.com", "*.llm.example.com"],
-                        "tls": {"clusterIssuer": "letsencrypt"}},
+                        "tls": {"clusterIssuer": "letsencrypt"},
+                        "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "900",
+                                        "example.com/snippet-count": "1"}},
             "httpRoute": {"parentRefs": [{"name": "public", "namespace": "gateways"}],
-                          "hostnames": ["llm.example.com"]},
+                          "hostnames": ["llm.example.com"], "annotations": {"team": "ai"}},
         }});
         assert_eq!(errors(good), None);
         let cases = [
@@ -204,6 +226,20 @@ mod tests {
                 json!({"httpRoute": {"parentRefs": [{"name": "g"}], "hostnames": ["1.2.3.4"]}}),
                 "httpRoute.hostnames must be DNS names",
             ),
+            (
+                json!({"ingress": {"annotations": {
+                    "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers x;"}}}),
+                "ingress.annotations may not set an annotation ending in -snippet",
+            ),
+            (
+                json!({"ingress": {"annotations": {"custom-prefix.example/server-snippet": "x"}}}),
+                "ingress.annotations may not set an annotation ending in -snippet",
+            ),
+            (
+                json!({"httpRoute": {"parentRefs": [{"name": "g"}],
+                                     "annotations": {"example.com/auth-snippet": "x"}}}),
+                "httpRoute.annotations may not set an annotation ending in -snippet",
+            ),
         ];
         for (exposure, message) in cases {
             let got = errors(json!({"exposure": exposure.clone()})).unwrap_or_default();
@@ -215,7 +251,9 @@ mod tests {
     fn pod_rules() {
         let good = json!({"shutdown": {"delay": "30s", "drainTimeout": "15m"},
             "podLabels": {"team": "ai"},
+            "podAnnotations": {"container.apparmor.security.beta.kubernetes.io/gateway": "runtime/default"},
             "env": [{"name": "WRITE_TIMEOUT", "value": "60s"},
+                    {"name": "GREETING", "value": "$HOME (not a reference)"},
                     {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]});
         assert_eq!(errors(good), None);
         let cases = [
@@ -236,6 +274,31 @@ mod tests {
             (
                 json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
                 "env may not read Secrets",
+            ),
+            (
+                json!({"env": [{"name": "LEAK", "value": "$(API_KEY_PEPPER)"}]}),
+                "env values may not contain '$('",
+            ),
+            (
+                json!({"env": [{"name": "LEAK", "value": "redis=$(REDIS_URL)"}]}),
+                "env values may not contain '$('",
+            ),
+            (
+                json!({"env": [{"name": "HTTPS_PROXY", "value": "http://evil.internal:3128"}]}),
+                "env may not set the proxy or certificate authority variables",
+            ),
+            (
+                json!({"env": [{"name": "no_proxy", "value": "*"}]}),
+                "env may not set the proxy or certificate authority variables",
+            ),
+            (
+                json!({"env": [{"name": "SSL_CERT_FILE", "value": "/tmp/ca.pem"}]}),
+                "env may not set the proxy or certificate authority variables",
+            ),
+            (
+                json!({"podAnnotations": {
+                    "container.apparmor.security.beta.kubernetes.io/gateway": "unconfined"}}),
+                "podAnnotations may not set an unconfined AppArmor profile",
             ),
         ];
         for (spec, message) in cases {

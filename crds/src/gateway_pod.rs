@@ -1,5 +1,5 @@
-//! How an LlmGateway's pods stop (`spec.shutdown`) and which environment variables the
-//! operator keeps for itself (`spec.env` may not set them).
+//! How an LlmGateway's pods stop (`spec.shutdown`), which environment variables the operator
+//! keeps for itself (`spec.env` may not set them) and which pod annotations are refused.
 //!
 //! A rollout or a node drain sends SIGTERM to a pod while it may be relaying streams that last
 //! minutes (a provider's `timeouts.total` defaults to 5 minutes). The pod turns unready at once,
@@ -7,6 +7,7 @@
 //! connections, then gives in-flight requests `drainTimeout` to finish; the kubelet's
 //! `terminationGracePeriodSeconds` is derived from both so it never kills the pod mid-drain.
 
+use schemars::Schema;
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
@@ -89,6 +90,39 @@ pub const RESERVED_ENV: [&str; 25] = [
     "JWT_ALLOW_LOCAL_ADDRESSES",
 ];
 
+/// Environment variables `spec.env` may not set because they move the gateway's egress: the
+/// forward proxies the HTTP client honours and the trusted certificate authorities. The
+/// gateway's server-side request forgery guard resolves proxy hosts unfiltered, trusting them
+/// as chosen by whoever runs the gateway, so an LlmGateway author could otherwise send every
+/// upstream request, provider keys included, to any address inside the cluster (or, with
+/// `NO_PROXY` and a CA of their own, intercept it unseen).
+pub const RESERVED_EGRESS_ENV: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// What starts a Kubernetes variable reference in an env `value`. The kubelet expands
+/// `$(NAME)` from the variables defined before it in the container, and the operator's own
+/// come first, some read from Secrets (`API_KEY_PEPPER`, `REDIS_URL`): `value:
+/// "$(API_KEY_PEPPER)"` would copy a Secret into a variable of the author's choosing. `spec.env`
+/// values may therefore not contain it at all (`$$(` escapes included, for simplicity).
+pub const VARIABLE_REFERENCE: &str = "$(";
+
+/// Longest `spec.env[].value`: bounds the estimated cost of the CEL rule searching values for
+/// [`VARIABLE_REFERENCE`] (an unbounded string counts as 3 MiB, over the API server's budget).
+pub const MAX_ENV_VALUE_LENGTH: u64 = 32768;
+
+/// Pod annotation prefix of the (deprecated, still honoured) per-container AppArmor profile.
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
 /// Labels of the gateway's pods that `spec.podLabels` may not set: the Deployment's selector
 /// and the operator's managed-by label.
 pub const RESERVED_POD_LABELS: [&str; 3] = [
@@ -98,12 +132,46 @@ pub const RESERVED_POD_LABELS: [&str; 3] = [
 ];
 
 /// The CEL rule refusing reserved names in `spec.env` (checked on the list, whose `maxItems`
-/// keeps the rule's estimated cost within the API server's budget).
+/// keeps the rule's estimated cost within the API server's budget; `in` on a constant list
+/// costs its length, whatever the name's).
 pub fn env_rule() -> String {
     format!(
         "self.all(e, !(e.name in [{}]))",
         quoted(RESERVED_ENV.as_slice())
     )
+}
+
+/// The CEL rule refusing the proxy and certificate authority variables in `spec.env`.
+pub fn egress_env_rule() -> String {
+    format!(
+        "self.all(e, !(e.name in [{}]))",
+        quoted(RESERVED_EGRESS_ENV.as_slice())
+    )
+}
+
+/// The CEL rule refusing variable references in `spec.env` values (`contains` costs a tenth of
+/// the value's `maxLength`, times `maxItems`: about 210,000, well inside the budget).
+pub fn env_reference_rule() -> String {
+    format!("self.all(e, !has(e.value) || !e.value.contains('{VARIABLE_REFERENCE}'))")
+}
+
+/// The CEL rule refusing an unconfined AppArmor profile in `spec.podAnnotations`
+/// (`startsWith` costs its argument's length, the comparison the constant's).
+pub fn pod_annotations_rule() -> String {
+    format!("self.all(k, !k.startsWith('{APPARMOR_ANNOTATION_PREFIX}') || self[k] != 'unconfined')")
+}
+
+/// Schema transform of `spec.env`: bounds each `value` at [`MAX_ENV_VALUE_LENGTH`] (the
+/// Kubernetes schema leaves it unbounded).
+pub fn bound_env_values(schema: &mut Schema) {
+    if let Some(value) = schema
+        .get_mut("items")
+        .and_then(|items| items.get_mut("properties"))
+        .and_then(|properties| properties.get_mut("value"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        value.insert("maxLength".to_owned(), MAX_ENV_VALUE_LENGTH.into());
+    }
 }
 
 /// The CEL rule refusing reserved keys in `spec.podLabels` (map lookups: constant cost).
@@ -125,7 +193,17 @@ fn quoted(names: &[&str]) -> String {
 
 /// Whether `spec.env` may set the variable `name`.
 pub fn env_allowed(name: &str) -> bool {
-    !RESERVED_ENV.contains(&name)
+    !RESERVED_ENV.contains(&name) && !RESERVED_EGRESS_ENV.contains(&name)
+}
+
+/// Whether a `spec.env` value is free of variable references (an absent value is).
+pub fn env_value_allowed(value: Option<&str>) -> bool {
+    value.is_none_or(|v| !v.contains(VARIABLE_REFERENCE))
+}
+
+/// Whether `spec.podAnnotations` may set `key` to `value`.
+pub fn pod_annotation_allowed(key: &str, value: &str) -> bool {
+    !(key.starts_with(APPARMOR_ANNOTATION_PREFIX) && value == "unconfined")
 }
 
 #[cfg(test)]
@@ -139,6 +217,34 @@ mod tests {
         assert!(pod_labels_rule().starts_with("!('app.kubernetes.io/name' in self) && "));
         assert!(!env_allowed("API_KEY_PEPPER"));
         assert!(env_allowed("MAX_REQUEST_BODY_BYTES"));
+        let egress = egress_env_rule();
+        assert!(
+            RESERVED_EGRESS_ENV
+                .iter()
+                .all(|n| egress.contains(&format!("'{n}'")) && !env_allowed(n))
+        );
+        assert!(!env_allowed("https_proxy") && !env_allowed("SSL_CERT_DIR"));
+        // Environment names are case-sensitive and nothing reads a mixed-case proxy variable.
+        assert!(env_allowed("Https_Proxy"));
+    }
+
+    #[test]
+    fn values_may_not_reference_other_variables() {
+        assert!(env_value_allowed(None));
+        assert!(env_value_allowed(Some("60s")));
+        assert!(env_value_allowed(Some("$HOME and (parentheses)")));
+        assert!(!env_value_allowed(Some("$(API_KEY_PEPPER)")));
+        assert!(!env_value_allowed(Some("redis://x@$(REDIS_URL)")));
+        assert!(!env_value_allowed(Some("$$(ESCAPED)")));
+        assert!(env_reference_rule().contains("contains('$(')"));
+    }
+
+    #[test]
+    fn pods_may_not_run_unconfined() {
+        let key = "container.apparmor.security.beta.kubernetes.io/gateway";
+        assert!(!pod_annotation_allowed(key, "unconfined"));
+        assert!(pod_annotation_allowed(key, "runtime/default"));
+        assert!(pod_annotation_allowed("mesh/inject", "unconfined"));
     }
 
     #[test]

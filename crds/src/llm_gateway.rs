@@ -275,6 +275,7 @@ pub struct LlmGatewaySpec {
     /// Taints the pods tolerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub tolerations: Vec<Toleration>,
     /// Node and pod affinity of the pods.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,13 +283,16 @@ pub struct LlmGatewaySpec {
     /// How pods spread over the cluster. Unset: across zones (`topology.kubernetes.io/zone`)
     /// and nodes (`kubernetes.io/hostname`), `maxSkew` 1, `whenUnsatisfiable: ScheduleAnyway`,
     /// selecting the gateway's pods; `[]` turns spreading off. Give each constraint a
-    /// `labelSelector` (e.g. `llmgateway.io/gateway: <name>`), or it counts no pods.
+    /// `labelSelector` (e.g. `llmgateway.io/gateway: <name>`), or it counts no pods. Keyed, as
+    /// in a pod, by `topologyKey` and `whenUnsatisfiable`: a pair may appear once.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["topologyKey".into(), "whenUnsatisfiable".into()]))]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
-    /// Secrets for pulling the gateway image from a private registry.
+    /// Secrets for pulling the gateway image from a private registry, each named once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub image_pull_secrets: Vec<LocalObjectReference>,
     /// PriorityClass of the pods (e.g. to keep the gateway scheduled under pressure).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -297,9 +301,12 @@ pub struct LlmGatewaySpec {
         length(max = 253)
     )]
     pub priority_class_name: Option<String>,
-    /// Further annotations of the pods (e.g. for a service mesh or log collector).
+    /// Further annotations of the pods (e.g. for a service mesh or log collector); not an
+    /// `unconfined` AppArmor profile (`container.apparmor.security.beta.kubernetes.io/*`),
+    /// which would lift the confinement the restricted Pod Security profile keeps.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(crate::gateway_pod::pod_annotations_rule()).message("podAnnotations may not set an unconfined AppArmor profile (container.apparmor.security.beta.kubernetes.io/CONTAINER set to unconfined)"))]
     pub pod_annotations: BTreeMap<String, String>,
     /// Further labels of the pods; not `app.kubernetes.io/name`, `llmgateway.io/gateway` or
     /// `app.kubernetes.io/managed-by`, which select them.
@@ -312,16 +319,23 @@ pub struct LlmGatewaySpec {
     #[schemars(extend("maxProperties" = 64))]
     pub service_annotations: BTreeMap<String, String>,
     /// Further environment variables of the gateway container, e.g. `MAX_REQUEST_BODY_BYTES`
-    /// or `WRITE_TIMEOUT`. Not the variables the operator sets from other fields or that
-    /// would leave operator mode (WATCH_NAMESPACE, GATEWAY_NAME, PORT, HOST, ADMIN_ADDRESS,
-    /// LOG_LEVEL, LOG_FORMAT, SHUTDOWN_DELAY, DRAIN_TIMEOUT, CREDENTIALS_SECRET,
+    /// or `WRITE_TIMEOUT`, each named once. Not the variables the operator sets from other
+    /// fields or that would leave operator mode (WATCH_NAMESPACE, GATEWAY_NAME, PORT, HOST,
+    /// ADMIN_ADDRESS, LOG_LEVEL, LOG_FORMAT, SHUTDOWN_DELAY, DRAIN_TIMEOUT, CREDENTIALS_SECRET,
     /// LAST_KNOWN_GOOD_DIR, GATEWAY_REPLICAS, REDIS_URL, REDIS_ON_UNAVAILABLE,
-    /// RATE_LIMIT_STORAGE, POD_NAME, API_KEY_PEPPER, CONFIG_DIR, DEV_MODE, JWT_*), and no
-    /// Secrets (`valueFrom.secretKeyRef`): the settings that need one have their own fields.
+    /// RATE_LIMIT_STORAGE, POD_NAME, API_KEY_PEPPER, CONFIG_DIR, DEV_MODE, JWT_*), not the
+    /// proxy and certificate authority variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY
+    /// and their lower-case forms, SSL_CERT_FILE, SSL_CERT_DIR), no Secrets
+    /// (`valueFrom.secretKeyRef`: the settings that need one have their own fields), and no
+    /// `$(` in a `value`: Kubernetes expands `$(NAME)` from the variables before it, which
+    /// include the operator's Secret-backed ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), transform = crate::gateway_pod::bound_env_values)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[x_kube(validation = Rule::new(crate::gateway_pod::env_rule()).message("env may not set a variable the operator sets or that leaves operator mode (see the field's description); use the matching spec field"))]
+    #[x_kube(validation = Rule::new(crate::gateway_pod::egress_env_rule()).message("env may not set the proxy or certificate authority variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, their lower-case forms, SSL_CERT_FILE, SSL_CERT_DIR): the gateway trusts its proxies as chosen by whoever runs it"))]
     #[x_kube(validation = Rule::new("self.all(e, !has(e.valueFrom) || !has(e.valueFrom.secretKeyRef))").message("env may not read Secrets (valueFrom.secretKeyRef): the settings that need one have their own fields (redis.urlSecretRef, auth.jwt.hs256SecretRef)"))]
+    #[x_kube(validation = Rule::new(crate::gateway_pod::env_reference_rule()).message("env values may not contain '$(': Kubernetes would expand $(NAME) from the variables before it, among them the operator's Secret-backed ones"))]
     pub env: Vec<EnvVar>,
 }
 
@@ -349,4 +363,64 @@ pub struct LlmGatewayStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    use super::LlmGateway;
+    use crate::gateway_pod::MAX_ENV_VALUE_LENGTH;
+
+    fn spec_schema() -> Value {
+        let crd = serde_json::to_value(LlmGateway::crd()).expect("CRD");
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .clone()
+    }
+
+    /// The lists a pod keys by a field are keyed the same way here, so the API server refuses
+    /// a repeated key at admission (server-side apply of the Deployment would fail on it). A
+    /// list-map key must be required in the items.
+    #[test]
+    fn pod_lists_are_keyed_like_the_pod_s() {
+        let spec = spec_schema();
+        for (field, keys) in [
+            ("env", json!(["name"])),
+            ("imagePullSecrets", json!(["name"])),
+            (
+                "topologySpreadConstraints",
+                json!(["topologyKey", "whenUnsatisfiable"]),
+            ),
+        ] {
+            let list = &spec[field];
+            assert_eq!(list["x-kubernetes-list-type"], "map", "{field}");
+            assert_eq!(list["x-kubernetes-list-map-keys"], keys, "{field}");
+            let required = list["items"]["required"].as_array().expect(field);
+            for key in keys.as_array().expect("keys") {
+                assert!(required.contains(key), "{field}: {key} must be required");
+            }
+        }
+        assert_eq!(spec["tolerations"]["x-kubernetes-list-type"], "atomic");
+    }
+
+    /// The API server refuses a CRD whose rule's estimated cost (times the cardinality of
+    /// where it runs) exceeds 10,000,000, and counts an unbounded string as 3 MiB. The `$(`
+    /// rule's `contains` costs a tenth of the value's length per entry.
+    #[test]
+    fn the_env_reference_rule_is_cheap() {
+        let env = &spec_schema()["env"];
+        let max_length = env["items"]["properties"]["value"]["maxLength"]
+            .as_u64()
+            .expect("env[].value is bounded");
+        assert_eq!(max_length, MAX_ENV_VALUE_LENGTH);
+        let entries = env["maxItems"].as_u64().expect("env is bounded");
+        let estimate = entries * (max_length.div_ceil(10) + 10);
+        assert!(estimate < 1_000_000, "{estimate}");
+        let unbounded = entries * (3 * 1024 * 1024_u64).div_ceil(10);
+        assert!(
+            unbounded > 10_000_000,
+            "without maxLength the CRD would be refused"
+        );
+    }
 }

@@ -1,43 +1,56 @@
-//! Writing children: server-side apply with the operator's field manager, skipped when the live
-//! object already has every desired value (so an unchanged resource costs a read, never a
-//! write), and pruning of children no longer wanted, found by label.
+//! Writing children: server-side apply with the operator's field manager, skipped when the
+//! live object is the one last applied and still has every desired value (so an unchanged
+//! resource costs a read, never a write; see `build::compare`), and pruning of children no
+//! longer wanted, found by label and owner.
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::build::{Child, is_subset};
+use crate::build::Child;
+use crate::build::compare::{stamped, up_to_date};
 use crate::error::Rejection;
 use crate::{Error, FIELD_MANAGER};
 
 /// Applies `child` in `namespace` unless it is already as desired; returns whether it wrote.
 pub async fn apply(client: &kube::Client, namespace: &str, child: &Child) -> Result<bool, Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &child.resource);
+    let desired = stamped(&child.object);
     if let Some(live) = api.get_opt(child.name()).await? {
         let live = serde_json::to_value(&live).unwrap_or(Value::Null);
-        if is_subset(&child.object, &live) {
+        if up_to_date(&desired, &live) {
             return Ok(false);
         }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match api
-        .patch(child.name(), &params, &Patch::Apply(&child.object))
+        .patch(child.name(), &params, &Patch::Apply(&desired))
         .await
     {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if REJECTIONS.contains(&e.code) => {
+            let message = if e.code == 404 {
+                format!(
+                    "this cluster does not serve {} (is its CRD installed?)",
+                    child.resource.api_version
+                )
+            } else {
+                shorten(&e.message)
+            };
             Err(Error::ChildRejected(Rejection {
                 kind: child.resource.kind.clone(),
                 name: child.name().to_owned(),
-                message: shorten(&e.message),
+                code: e.code,
+                message,
             }))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Status codes that say the child itself is refused (invalid, malformed, or forbidden by
-/// RBAC or an admission policy), as opposed to a conflict or an unavailable API server.
-const REJECTIONS: [u16; 3] = [400, 403, 422];
+/// Status codes that say the child itself is refused (invalid, malformed, forbidden by RBAC,
+/// a quota or an admission policy, or of a kind the cluster does not serve), as opposed to a
+/// conflict or an unavailable API server.
+const REJECTIONS: [u16; 4] = [400, 403, 404, 422];
 
 /// Longest rejection message kept (a condition and an Event carry it).
 const MAX_REJECTION_MESSAGE: usize = 600;
@@ -113,7 +126,9 @@ pub async fn converge(
             .map(Child::name)
             .collect();
         match prune(client, namespace, &kind.resource, owned, &keep).await {
-            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 && kind.optional => {}
+            // Not served, or not granted (RBAC copied without it): nothing of it was made.
+            Err(Error::Kube(kube::Error::Api(e)))
+                if matches!(e.code, 403 | 404) && kind.optional => {}
             other => other?,
         }
     }

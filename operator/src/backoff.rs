@@ -68,6 +68,7 @@ mod tests {
         Error::ChildRejected(crate::error::Rejection {
             kind: "Deployment".to_owned(),
             name: "main-gateway".to_owned(),
+            code: 422,
             message: "invalid".to_owned(),
         })
     }

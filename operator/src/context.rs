@@ -12,8 +12,8 @@ pub struct Settings {
     pub key_pepper: Vec<u8>,
     /// How often ApiKey usage is copied from Redis into status.
     pub usage_sync_interval: std::time::Duration,
-    /// Redis hosts the usage sync may dial besides Services of each gateway's own namespace.
-    pub usage_redis_hosts: Vec<String>,
+    /// Where the usage sync may connect.
+    pub redis_hosts: crate::usage_sync::RedisHosts,
     /// Image repositories gateways and model servers may run (set at install time, so that
     /// writing an LlmGateway or LlmProvider does not mean choosing any image).
     pub images: crate::pod_policy::ImagePolicy,
@@ -24,7 +24,7 @@ impl Default for Settings {
         Self {
             key_pepper: Vec::new(),
             usage_sync_interval: std::time::Duration::from_secs(60),
-            usage_redis_hosts: Vec::new(),
+            redis_hosts: crate::usage_sync::RedisHosts::default(),
             images: crate::pod_policy::ImagePolicy::default(),
         }
     }
@@ -143,7 +143,7 @@ impl Context {
                 EventType::Warning
             },
             reason: reason.to_owned(),
-            note: Some(message.chars().take(1000).collect()),
+            note: Some(note(message)),
             action: "Reconcile".to_owned(),
             secondary: None,
         };
@@ -155,5 +155,27 @@ impl Context {
     /// Whether the caches are filled (on every replica, leader or not).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// An Event note: at most 1 KiB of UTF-8 (the API server refuses longer notes), cut at a
+/// character boundary.
+fn note(message: &str) -> String {
+    const MAX_NOTE_BYTES: usize = 1024;
+    let mut end = message.len().min(MAX_NOTE_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn notes_fit_in_a_kibibyte_of_utf8() {
+        let long = "é".repeat(1000);
+        let note = super::note(&long);
+        assert!(note.len() <= 1024 && note.chars().all(|c| c == 'é'));
+        assert_eq!(super::note("short"), "short");
     }
 }

@@ -39,7 +39,13 @@ impl Error {
 impl Error {
     /// Whether only a change to the resource or the cluster can clear the failure.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::InvalidSpec(_) | Self::ChildRejected(_))
+        match self {
+            Self::InvalidSpec(_) => true,
+            // A 403 may clear on its own (a quota freed, RBAC still propagating after an
+            // install, a namespace finishing its deletion): retried on the transient schedule.
+            Self::ChildRejected(rejection) => rejection.code != 403,
+            _ => false,
+        }
     }
 }
 
@@ -50,6 +56,8 @@ pub struct Rejection {
     pub kind: String,
     /// The child's name.
     pub name: String,
+    /// The API server's status code.
+    pub code: u16,
     /// The API server's reason (its `Status` message, shortened).
     pub message: String,
 }

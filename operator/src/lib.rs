@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pepper;
 pub mod pod_policy;
 pub mod shutdown;
+pub mod startup;
 pub mod status;
 pub mod usage_sync;
 

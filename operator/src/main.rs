@@ -8,14 +8,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kube::api::{Api, ListParams};
-use llm_gateway_crds::llm_provider::LlmProvider;
-use llm_gateway_operator::context::Scope;
 use llm_gateway_operator::leader::{self, Election, Leader};
 use llm_gateway_operator::logging::{self, LogFormat};
 use llm_gateway_operator::pepper::{self, PepperError, PepperSecret};
 use llm_gateway_operator::pod_policy::ImagePolicy;
 use llm_gateway_operator::shutdown::Shutdown;
+use llm_gateway_operator::startup;
+use llm_gateway_operator::usage_sync::RedisHosts;
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
 /// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.
@@ -69,6 +68,9 @@ struct Args {
     /// comma-separated (e.g. a shared `redis.shared.svc.cluster.local`).
     #[arg(long, env = "USAGE_SYNC_REDIS_HOSTS", default_value = "")]
     usage_sync_redis_hosts: String,
+    /// The cluster's DNS domain, for the fully qualified names of Redis Services.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     /// Image repositories LlmGateway `spec.image` and `selfHosted.image` may use,
     /// comma-separated: `ghcr.io/acme/` allows everything under it, `vllm/vllm-openai` that one
     /// repository. The operator's own gateway repository is always allowed; empty allows
@@ -100,18 +102,20 @@ async fn main() -> ExitCode {
     let settings = Settings {
         key_pepper,
         usage_sync_interval: args.usage_sync_interval.into(),
-        usage_redis_hosts: args
-            .usage_sync_redis_hosts
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        redis_hosts: RedisHosts {
+            cluster_domain: args.cluster_domain.clone(),
+            extra_hosts: args
+                .usage_sync_redis_hosts
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        },
         images,
     };
     // After the cluster check, so a SIGTERM during it still ends the process at once.
     let shutdown = Shutdown::on_signal();
-    let scopes = scopes(&args.watch_namespaces);
+    let scopes = startup::scopes(&args.watch_namespaces);
     tracing::info!(?scopes, "watching");
     let context = Context::new(client, settings, scopes[0].clone());
     let contexts: Vec<Context> = std::iter::once(context.clone())
@@ -231,24 +235,6 @@ async fn lead_and_write(
     ExitCode::SUCCESS
 }
 
-/// The scopes `WATCH_NAMESPACES` names (deduplicated), or the whole cluster.
-fn scopes(namespaces: &str) -> Vec<Scope> {
-    let mut names: Vec<&str> = namespaces
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    if names.is_empty() {
-        return vec![Scope::Cluster];
-    }
-    names
-        .into_iter()
-        .map(|n| Scope::Namespace(n.to_owned()))
-        .collect()
-}
-
 /// Resolves when leadership is lost; never without an election.
 async fn lost(leader: &mut Option<Leader>) {
     match leader {
@@ -273,8 +259,8 @@ async fn admin_failure(
 /// Connects to the cluster and loads the pepper, each step bounded by `limit`; the error is
 /// the message to print.
 async fn connect(args: &Args, limit: Duration) -> Result<(kube::Client, Vec<u8>), String> {
-    let scope = scopes(&args.watch_namespaces).swap_remove(0);
-    let client = tokio::time::timeout(limit, check_cluster(&scope))
+    let scopes = startup::scopes(&args.watch_namespaces);
+    let client = tokio::time::timeout(limit, startup::check_cluster(&scopes))
         .await
         .map_err(|_| format!("no Kubernetes API server answered within {limit:?}"))?
         .map_err(|e| format!("{e:#}"))?;
@@ -302,7 +288,7 @@ async fn key_pepper(args: &Args, client: &kube::Client) -> Result<Vec<u8>, Peppe
         name,
         key: args.api_key_pepper_secret_key.clone(),
     };
-    pepper::load_or_create(client, &secret).await
+    pepper::load_or_create(client, &secret, &startup::scopes(&args.watch_namespaces)).await
 }
 
 fn leader_election(args: &Args) -> Option<Election> {
@@ -317,30 +303,4 @@ fn leader_election(args: &Args) -> Option<Election> {
         renew: *args.lease_duration / 3,
         retry: (*args.lease_duration / 3).min(Duration::from_secs(1)),
     })
-}
-
-async fn check_cluster(scope: &Scope) -> anyhow::Result<kube::Client> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        anyhow::anyhow!(
-            "no Kubernetes cluster configured ({e}); run in a pod with a service account, or set \
-             KUBECONFIG"
-        )
-    })?;
-    let version = client
-        .apiserver_version()
-        .await
-        .map_err(|e| anyhow::anyhow!("the Kubernetes API server is not reachable: {e}"))?;
-    // In the scope it will watch: a namespaced install may not list cluster-wide.
-    let providers: Api<LlmProvider> = scope.api(&client);
-    providers
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "the llmgateway.io CRDs are not installed ({e}); install the llm-gateway-crds chart \
-                 or apply crds/yaml/ first"
-            )
-        })?;
-    tracing::info!(kubernetes = %version.git_version, "connected; llmgateway.io CRDs are installed");
-    Ok(client)
 }

@@ -7,7 +7,10 @@
 //! make a new pepper and every issued key would stop working.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use llm_gateway_crds::api_key::ApiKey;
+
+use crate::context::Scope;
 
 /// Where the pepper is kept.
 #[derive(Clone, Debug)]
@@ -35,6 +38,14 @@ pub enum PepperError {
     /// The system's randomness source failed.
     #[error("cannot generate a pepper: {0}")]
     Randomness(getrandom::Error),
+    /// The Secret is gone while keys hashed with its pepper exist: a new pepper would reject
+    /// every one of them (and roll every gateway onto it), so the operator stops instead.
+    #[error(
+        "Secret {0} is missing, but {1} ApiKey(s) have hashes made with the pepper it held: \
+         restore it from a backup (or set API_KEY_PEPPER); the operator creates a pepper only \
+         before any key is issued"
+    )]
+    Lost(String, usize),
 }
 
 /// Annotation on the created Secret saying what depends on it.
@@ -45,15 +56,21 @@ const KEEP_NOTE: (&str, &str) = (
 
 /// The pepper in `secret`, creating the Secret when it does not exist yet. Two replicas
 /// starting together both end up with the one that was created first.
+/// Keys issued with a pepper (an ApiKey with `status.keyHash`) are looked for in `scopes`.
 pub async fn load_or_create(
     client: &kube::Client,
     secret: &PepperSecret,
+    scopes: &[Scope],
 ) -> Result<Vec<u8>, PepperError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace);
     let name = format!("{}/{}", secret.namespace, secret.name);
     let kube_error = |e| PepperError::Kube(name.clone(), e);
     if let Some(existing) = api.get_opt(&secret.name).await.map_err(kube_error)? {
         return entry(&existing, secret, &name);
+    }
+    let issued = issued_keys(client, scopes).await.map_err(kube_error)?;
+    if issued > 0 {
+        return Err(PepperError::Lost(name, issued));
     }
     let created = api
         .create(&PostParams::default(), &new_secret(secret)?)
@@ -70,6 +87,21 @@ pub async fn load_or_create(
         }
         Err(e) => Err(kube_error(e)),
     }
+}
+
+/// How many ApiKeys in `scopes` already carry a key hash.
+async fn issued_keys(client: &kube::Client, scopes: &[Scope]) -> Result<usize, kube::Error> {
+    let mut issued = 0;
+    for scope in scopes {
+        let keys: Api<ApiKey> = scope.api(client);
+        let list = keys.list(&ListParams::default()).await?;
+        issued += list
+            .items
+            .iter()
+            .filter(|k| k.status.as_ref().is_some_and(|s| s.key_hash.is_some()))
+            .count();
+    }
+    Ok(issued)
 }
 
 fn entry(found: &Secret, secret: &PepperSecret, name: &str) -> Result<Vec<u8>, PepperError> {

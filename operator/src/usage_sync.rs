@@ -43,34 +43,61 @@ pub async fn run(context: Context, interval: Duration) {
     }
 }
 
-/// `url` as the gateway pods of `namespace` resolve it, if the operator may dial it: a bare
-/// host name (`redis`) is a Service of their namespace, so it is qualified
-/// (`redis.<namespace>.svc`) for the operator, which runs in another namespace and would
-/// otherwise reach its own namespace's `redis`. Anything but a Service of that namespace
-/// (another namespace's, an IP address, an outside host) is refused unless `extra_hosts`
-/// names it: whoever can write a namespace's Redis Secret must not be able to make the
-/// operator connect wherever they like.
-fn as_seen_from(url: &str, namespace: &str, extra_hosts: &[String]) -> Result<String, Error> {
+/// `url` as the gateway pods of `namespace` resolve it, if the operator may dial it. Only a
+/// Service of that namespace is dialled (`redis`, `redis.<ns>`, `redis.<ns>.svc` or
+/// `redis.<ns>.svc.<cluster domain>`), always by its fully qualified name, so neither the
+/// operator's own namespace (a bare name would resolve there) nor a public name can be
+/// reached (the cluster domain is not one; no trailing dot, which TLS names refuse). Anything else (another namespace's
+/// Service, an IP address, an outside name) is refused unless `allowed.extra_hosts` names it:
+/// whoever can write a namespace's Redis Secret must not make the operator connect wherever
+/// they like.
+fn as_seen_from(url: &str, namespace: &str, allowed: &RedisHosts) -> Result<String, Error> {
     let mut parsed = url::Url::parse(url)
         .map_err(|e| Error::Redis(format!("invalid Redis URL in namespace {namespace}: {e}")))?;
-    let host = parsed.host_str().unwrap_or_default().to_owned();
-    if extra_hosts.contains(&host) {
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    if allowed.extra_hosts.contains(&host) {
         return Ok(url.to_owned());
     }
-    let Some(url::Host::Domain(domain)) = parsed.host() else {
+    if !matches!(parsed.host(), Some(url::Host::Domain(_))) {
         return Err(refused(namespace));
-    };
-    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').collect();
-    match labels.as_slice() {
-        [_service] => {
-            let qualified = format!("{domain}.{namespace}.svc");
-            parsed
-                .set_host(Some(&qualified))
-                .map_err(|_| refused(namespace))?;
-            Ok(parsed.into())
+    }
+    let domain = allowed
+        .cluster_domain
+        .trim_matches('.')
+        .to_ascii_lowercase();
+    let labels: Vec<&str> = host.trim_end_matches('.').split('.').collect();
+    let service = match labels.as_slice() {
+        [service] => *service,
+        [service, ns] if *ns == namespace => *service,
+        [service, ns, "svc", rest @ ..]
+            if *ns == namespace && (rest.is_empty() || rest.join(".") == domain) =>
+        {
+            *service
         }
-        [_service, ns] | [_service, ns, "svc", ..] if *ns == namespace => Ok(url.to_owned()),
-        _ => Err(refused(namespace)),
+        _ => return Err(refused(namespace)),
+    };
+    let qualified = format!("{service}.{namespace}.svc.{domain}");
+    parsed
+        .set_host(Some(&qualified))
+        .map_err(|_| refused(namespace))?;
+    Ok(parsed.into())
+}
+
+/// Where the usage sync may connect.
+#[derive(Clone, Debug)]
+pub struct RedisHosts {
+    /// The cluster's DNS domain (`cluster.local` unless the cluster was set up otherwise).
+    pub cluster_domain: String,
+    /// Hosts allowed besides Services of each gateway's namespace, lower case.
+    pub extra_hosts: Vec<String>,
+}
+
+impl Default for RedisHosts {
+    fn default() -> Self {
+        Self {
+            cluster_domain: "cluster.local".to_owned(),
+            extra_hosts: Vec::new(),
+        }
     }
 }
 
@@ -144,7 +171,7 @@ async fn sync_namespace(
         .get(&as_seen_from(
             url.trim(),
             namespace,
-            &context.settings.usage_redis_hosts,
+            &context.settings.redis_hosts,
         )?)
         .await?;
     let api: Api<ApiKey> = Api::namespaced(context.client.clone(), namespace);
@@ -217,26 +244,35 @@ mod tests {
     #[test]
     fn only_services_of_the_gateways_namespace_are_dialled() {
         let seen = |url: &str, extra: &[&str]| {
-            let extra: Vec<String> = extra.iter().map(|h| (*h).to_owned()).collect();
-            super::as_seen_from(url, "team-a", &extra).ok()
+            let allowed = super::RedisHosts {
+                extra_hosts: extra.iter().map(|h| (*h).to_owned()).collect(),
+                ..super::RedisHosts::default()
+            };
+            super::as_seen_from(url, "team-a", &allowed).ok()
         };
-        assert_eq!(
-            seen("redis://:secret@redis:6379/0", &[]).as_deref(),
-            Some("redis://:secret@redis.team-a.svc:6379/0")
-        );
         for own in [
-            "redis://redis.team-a:6379",
-            "rediss://redis.team-a.svc:6380",
-            "redis://redis.team-a.svc.cluster.local:6379",
+            "redis://:secret@redis:6379/0",
+            "redis://:secret@redis.team-a:6379/0",
+            "redis://:secret@redis.team-a.svc:6379/0",
+            "redis://:secret@REDIS.team-a.svc.cluster.local:6379/0",
+            "redis://:secret@redis.team-a.svc.cluster.local.:6379/0",
         ] {
-            assert_eq!(seen(own, &[]).as_deref(), Some(own));
+            assert_eq!(
+                seen(own, &[]).as_deref(),
+                Some("redis://:secret@redis.team-a.svc.cluster.local:6379/0"),
+                "{own}"
+            );
         }
         for elsewhere in [
             "redis://redis.shared.svc.cluster.local:6379",
+            "redis://redis.team-a.svc.evil.com:6379",
+            "redis://x.team-a.svc.10.0.0.5.nip.io:6379",
+            "redis://evil.ai:6379",
             "rediss://10.0.0.5:6380",
             "redis://[::1]:6379",
             "redis://169.254.169.254:80",
             "redis://cache.example.com:6379",
+            "redis+unix:///tmp/redis.sock",
             "not a url",
         ] {
             assert_eq!(seen(elsewhere, &[]), None, "{elsewhere}");

@@ -34,6 +34,19 @@ fn operator_keeping_the_pepper(kubeconfig: &tempfile::NamedTempFile, admin: u16)
     Process(child)
 }
 
+/// The exit status and stderr of an operator expected to stop on its own.
+async fn exit_and_stderr(mut operator: Process) -> (std::process::ExitStatus, String) {
+    let mut output = operator.0.stderr.take().unwrap();
+    // Blocking waits off the runtime, which serves the test API server.
+    tokio::task::spawn_blocking(move || {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut output, &mut stderr).unwrap();
+        (operator.0.wait().unwrap(), stderr)
+    })
+    .await
+    .unwrap()
+}
+
 async fn pepper(secrets: &Api<Secret>) -> Option<Vec<u8>> {
     let secret = secrets.get_opt(PEPPER_SECRET).await.unwrap()?;
     Some(secret.data?.get("pepper")?.0.clone())
@@ -121,18 +134,39 @@ async fn a_secret_without_the_entry_is_refused_not_overwritten() {
         .create(&PostParams::default(), &foreign)
         .await
         .unwrap();
-    let mut operator = operator_keeping_the_pepper(&kubeconfig, free_port());
-    let mut output = operator.0.stderr.take().unwrap();
-    // Blocking waits off the runtime, which serves the test API server.
-    let (status, stderr) = tokio::task::spawn_blocking(move || {
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut output, &mut stderr).unwrap();
-        (operator.0.wait().unwrap(), stderr)
-    })
-    .await
-    .unwrap();
+    let (status, stderr) =
+        exit_and_stderr(operator_keeping_the_pepper(&kubeconfig, free_port())).await;
     assert!(!status.success());
     assert!(stderr.contains("has no entry \"pepper\""), "{stderr}");
     let kept = secrets.get(PEPPER_SECRET).await.unwrap();
     assert!(!kept.data.unwrap().contains_key("pepper"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_pepper_is_not_replaced_once_keys_were_issued() {
+    let (_server, client, kubeconfig) = cluster().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let keys: Api<llm_gateway_crds::api_key::ApiKey> = Api::namespaced(client.clone(), "default");
+    let first = operator_keeping_the_pepper(&kubeconfig, free_port());
+    keys.create(&PostParams::default(), &api_key("caller"))
+        .await
+        .unwrap();
+    eventually("the key's hash", async || {
+        keys.get("caller").await.ok()?.status?.key_hash
+    })
+    .await;
+    drop(first);
+    // Argo CD pruning the Secret the chart used to render, a mistaken delete...
+    secrets
+        .delete(PEPPER_SECRET, &Default::default())
+        .await
+        .unwrap();
+    let (status, stderr) =
+        exit_and_stderr(operator_keeping_the_pepper(&kubeconfig, free_port())).await;
+    assert!(!status.success());
+    assert!(stderr.contains("1 ApiKey(s) have hashes"), "{stderr}");
+    assert!(
+        secrets.get_opt(PEPPER_SECRET).await.unwrap().is_none(),
+        "no new pepper"
+    );
 }

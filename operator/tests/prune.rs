@@ -128,3 +128,44 @@ async fn quantities_the_api_server_canonicalised_are_not_reapplied() {
         "re-applied an unchanged Deployment"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_removed_from_the_spec_leaves_the_child() {
+    let (_server, client, kubeconfig) = cluster().await;
+    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
+    let gateway: LlmGateway = serde_json::from_value(json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway", "metadata": {"name": "main"},
+        "spec": {"replicas": 1, "nodeSelector": {"disk": "ssd"}}}))
+    .unwrap();
+    gateways
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    let _operator = operator(&kubeconfig, free_port());
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let node_selector = async || {
+        let deployment = deployments.get_opt("main-gateway").await.unwrap()?;
+        let pod = serde_json::to_value(deployment).unwrap()["spec"]["template"]["spec"].clone();
+        // An empty selector selects nothing: the same as none.
+        let selector = pod
+            .get("nodeSelector")
+            .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
+        Some(selector.cloned())
+    };
+    eventually("the Deployment with the node selector", async || {
+        node_selector().await.flatten()
+    })
+    .await;
+    let removed = json!({"spec": {"nodeSelector": null}});
+    gateways
+        .patch("main", &PatchParams::default(), &Patch::Merge(&removed))
+        .await
+        .unwrap();
+    // Before the fix the live Deployment still held every desired field, so nothing was
+    // applied and the selector stayed.
+    eventually("the node selector gone from the Deployment", async || {
+        node_selector().await?.is_none().then_some(())
+    })
+    .await;
+}

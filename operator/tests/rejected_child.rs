@@ -109,3 +109,32 @@ async fn a_rejected_deployment_is_reported_and_retried_with_a_growing_backoff() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_model_server_is_reported_on_its_provider() {
+    use llm_gateway_crds::llm_provider::LlmProvider;
+    let (server, client, kubeconfig) = cluster().await;
+    let rejected: FaultRule = serde_json::from_value(json!({
+        "verb": "patch", "resource": "deployments", "name": "qwen-model",
+        "action": {"type": "status", "code": 422, "reason": "Invalid"}}))
+    .unwrap();
+    server.add_fault(rejected);
+    let providers: Api<LlmProvider> = Api::namespaced(client.clone(), "default");
+    let provider: LlmProvider = serde_json::from_value(json!({
+        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmProvider", "metadata": {"name": "qwen"},
+        "spec": {"type": "openaiCompatible", "selfHosted": {
+            "image": "vllm/vllm-openai:v0.8.5", "args": ["--model", "Qwen/Qwen2.5-0.5B-Instruct"]}}}))
+    .unwrap();
+    providers
+        .create(&PostParams::default(), &provider)
+        .await
+        .unwrap();
+    let _operator = operator_with(&kubeconfig, free_port(), &[ALLOW_VLLM]);
+    let message = eventually("Ready=False ChildRejected on the provider", async || {
+        let status = providers.get("qwen").await.ok()?.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "ChildRejected").then(|| ready.message.clone())
+    })
+    .await;
+    assert!(message.contains("Deployment qwen-model"), "{message}");
+}

@@ -127,7 +127,8 @@ def resources(namespace):
 
 @pytest.mark.parametrize("namespaced", [True, False], ids=["namespaced", "cluster-wide"])
 def test_the_operator_needs_only_the_rbac_the_chart_renders(namespaced):
-    documents = rendered({"operator": {"watchNamespaces": WATCHED}} if namespaced else {})
+    documents = rendered({"operator": {"watchNamespaces": WATCHED}, "gateway": {"enabled": False}}
+                         if namespaced else {})
     bound = roles_by_namespace(documents)
     if namespaced:
         assert "" not in bound, "namespaced mode binds no ClusterRole"
@@ -183,3 +184,10 @@ def test_the_operator_needs_only_the_rbac_the_chart_renders(namespaced):
                      ("autoscaling", "horizontalpodautoscalers", "delete"),
                      (GROUP, "apikeys", "patch"), ("coordination.k8s.io", "leases", "update")]:
         assert expected in used, expected
+
+
+def test_a_gateway_the_namespaced_operator_would_never_see_is_refused_at_render():
+    with pytest.raises(Exception, match="operator.watchNamespaces does not list"):
+        rendered({"operator": {"watchNamespaces": WATCHED}})
+    watched_here = rendered({"operator": {"watchNamespaces": [*WATCHED, RELEASE_NAMESPACE]}})
+    assert any(d["kind"] == "LlmGateway" for d in watched_here)

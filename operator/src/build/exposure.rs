@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use llm_gateway_crds::Duration;
-use llm_gateway_crds::exposure::{DEFAULT_REQUEST_TIMEOUT, HttpRouteExposure, IngressExposure};
+use llm_gateway_crds::exposure::{
+    DEFAULT_REQUEST_TIMEOUT, HttpRouteExposure, IngressExposure, annotation_allowed,
+};
 use llm_gateway_crds::llm_gateway::LlmGateway;
 use serde_json::{Value, json};
 
@@ -66,34 +68,73 @@ fn seconds(duration: Duration) -> u64 {
     u64::try_from(duration.get().as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
+// The builders below never write an empty string, list or map: the API server leaves those
+// out of an Ingress on read, so they would look like drift, and in an HTTPRoute they are
+// invalid or say what leaving them out says. Admission refuses most of them already (names
+// have patterns, `paths` at least one entry); these guards cover objects written past it.
+
+/// `value` unless it is empty.
+fn non_empty(value: Option<&String>) -> Option<&str> {
+    value.map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// The path prefixes to route: the spec's, or `/` (the field's default) for an empty list.
+fn paths_or_root(paths: &[String]) -> Vec<&str> {
+    if paths.is_empty() {
+        vec!["/"]
+    } else {
+        paths.iter().map(String::as_str).collect()
+    }
+}
+
+/// The spec's annotations, minus the `-snippet` ones (refused at admission, dropped here
+/// too): raw proxy configuration that could read the controller's credentials.
+fn user_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    annotations
+        .iter()
+        .filter(|(key, _)| annotation_allowed(key))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn ingress(gateway: &LlmGateway, base: &Base, spec: &IngressExposure, timeout: u64) -> Child {
     let backend = json!({"service": {"name": base.name, "port": {"name": "http"}}});
-    let paths: Vec<Value> = spec
-        .paths
-        .iter()
+    let paths: Vec<Value> = paths_or_root(&spec.paths)
+        .into_iter()
         .map(|path| json!({"path": path, "pathType": "Prefix", "backend": backend}))
         .collect();
-    let rules: Vec<Value> = if spec.hosts.is_empty() {
+    let hosts: Vec<&str> = spec
+        .hosts
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !h.is_empty())
+        .collect();
+    let rules: Vec<Value> = if hosts.is_empty() {
         vec![json!({"http": {"paths": paths}})]
     } else {
-        spec.hosts
+        hosts
             .iter()
             .map(|host| json!({"host": host, "http": {"paths": paths}}))
             .collect()
     };
     let mut ingress_spec = json!({"rules": rules});
-    if let Some(class) = &spec.class_name {
+    if let Some(class) = non_empty(spec.class_name.as_ref()) {
         ingress_spec["ingressClassName"] = json!(class);
     }
     if let Some(tls) = &spec.tls {
-        let secret = tls
-            .secret_name
-            .clone()
-            .unwrap_or_else(|| format!("{}-tls", base.name));
-        ingress_spec["tls"] = json!([{"hosts": spec.hosts, "secretName": secret}]);
+        let secret = non_empty(tls.secret_name.as_ref())
+            .map_or_else(|| format!("{}-tls", base.name), str::to_owned);
+        let mut entry = json!({"secretName": secret});
+        if !hosts.is_empty() {
+            entry["hosts"] = json!(hosts);
+        }
+        ingress_spec["tls"] = json!([entry]);
     }
     let mut metadata = base.metadata(&base.name);
-    metadata["annotations"] = json!(ingress_annotations(gateway, spec, timeout));
+    let annotations = ingress_annotations(gateway, spec, timeout);
+    if !annotations.is_empty() {
+        metadata["annotations"] = json!(annotations);
+    }
     child(
         ingress_resource(),
         json!({"metadata": metadata, "spec": ingress_spec}),
@@ -109,14 +150,17 @@ fn ingress_annotations(
 ) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::new();
     if let Some(tls) = &spec.tls {
-        if let Some(issuer) = &tls.cluster_issuer {
-            annotations.insert("cert-manager.io/cluster-issuer".to_owned(), issuer.clone());
+        if let Some(issuer) = non_empty(tls.cluster_issuer.as_ref()) {
+            annotations.insert(
+                "cert-manager.io/cluster-issuer".to_owned(),
+                issuer.to_owned(),
+            );
         }
-        if let Some(issuer) = &tls.issuer {
-            annotations.insert("cert-manager.io/issuer".to_owned(), issuer.clone());
+        if let Some(issuer) = non_empty(tls.issuer.as_ref()) {
+            annotations.insert("cert-manager.io/issuer".to_owned(), issuer.to_owned());
         }
     }
-    if spec.class_name.as_ref().is_none_or(|c| c.contains("nginx")) {
+    if non_empty(spec.class_name.as_ref()).is_none_or(|c| c.contains("nginx")) {
         for (key, value) in [
             ("proxy-buffering", "off".to_owned()),
             ("proxy-read-timeout", timeout.to_string()),
@@ -129,19 +173,19 @@ fn ingress_annotations(
             annotations.insert(format!("{NGINX}/{key}"), value);
         }
     }
-    annotations.extend(spec.annotations.clone());
+    annotations.extend(user_annotations(&spec.annotations));
     annotations
 }
 
-/// The gateway's request body limit: a literal `MAX_REQUEST_BODY_BYTES` in `spec.env`, else
-/// the gateway's default.
+/// The gateway's request body limit: a literal `MAX_REQUEST_BODY_BYTES` in `spec.env` (its
+/// last definition, the one the pod gets), else the gateway's default.
 fn max_request_body_bytes(gateway: &LlmGateway) -> u64 {
     gateway
         .spec
         .env
         .iter()
-        .filter(|v| v.name == "MAX_REQUEST_BODY_BYTES")
-        .find_map(|v| v.value.as_deref()?.trim().parse().ok())
+        .rfind(|v| v.name == "MAX_REQUEST_BODY_BYTES")
+        .and_then(|v| v.value.as_deref()?.trim().parse().ok())
         .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES)
 }
 
@@ -165,20 +209,22 @@ fn http_route(gateway: &LlmGateway, base: &Base, spec: &HttpRouteExposure, timeo
         .map(|p| {
             let mut parent =
                 json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name});
-            if let Some(namespace) = &p.namespace {
+            if let Some(namespace) = non_empty(p.namespace.as_ref()) {
                 parent["namespace"] = json!(namespace);
             }
-            if let Some(section) = &p.section_name {
+            if let Some(section) = non_empty(p.section_name.as_ref()) {
                 parent["sectionName"] = json!(section);
             }
             parent
         })
         .collect();
-    let matches: Vec<Value> = spec
-        .paths
-        .iter()
+    let matches: Vec<Value> = paths_or_root(&spec.paths)
+        .into_iter()
         .map(|path| json!({"path": {"type": "PathPrefix", "value": path}}))
         .collect();
+    // `timeouts` is in the Gateway API's standard channel from v1.2 (docs/operator.md). The
+    // backend's `group: ""` (the core API group of Services) is the only empty value written:
+    // it is the HTTPRoute schema's default, so the API server returns it on read.
     let mut route_spec = json!({
         "parentRefs": parents,
         "rules": [{
@@ -187,12 +233,19 @@ fn http_route(gateway: &LlmGateway, base: &Base, spec: &HttpRouteExposure, timeo
             "timeouts": {"request": gateway_api_duration(timeout)},
         }],
     });
-    if !spec.hostnames.is_empty() {
-        route_spec["hostnames"] = json!(spec.hostnames);
+    let hostnames: Vec<&str> = spec
+        .hostnames
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !h.is_empty())
+        .collect();
+    if !hostnames.is_empty() {
+        route_spec["hostnames"] = json!(hostnames);
     }
     let mut metadata = base.metadata(&base.name);
-    if !spec.annotations.is_empty() {
-        metadata["annotations"] = json!(spec.annotations);
+    let annotations = user_annotations(&spec.annotations);
+    if !annotations.is_empty() {
+        metadata["annotations"] = json!(annotations);
     }
     child(
         http_route_resource(),
@@ -338,6 +391,69 @@ mod tests {
         );
         assert_eq!(rule["timeouts"]["request"], "1h1m5s");
         assert_eq!(gateway_api_duration(300), "5m");
+    }
+
+    #[test]
+    fn snippet_annotations_are_dropped() {
+        let children = exposed(json!({"exposure": {
+            "ingress": {"annotations": {
+                "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers x;",
+                "nginx.ingress.kubernetes.io/server-snippet": "location /x {}",
+                "example.com/team": "ai",
+            }},
+            "httpRoute": {"parentRefs": [{"name": "public"}], "annotations": {
+                "example.com/auth-snippet": "x", "example.com/team": "ai",
+            }},
+        }}));
+        for kind in ["Ingress", "HTTPRoute"] {
+            let annotations = find(&children, kind)["metadata"]["annotations"]
+                .as_object()
+                .expect("annotations")
+                .clone();
+            assert!(
+                annotations.keys().all(|k| !k.ends_with("-snippet")),
+                "{kind}: {annotations:?}"
+            );
+            assert_eq!(annotations["example.com/team"], "ai");
+        }
+    }
+
+    #[test]
+    fn no_empty_value_reaches_the_ingress_or_the_route() {
+        let children = exposed(json!({"exposure": {
+            "ingress": {"className": "traefik", "paths": [], "tls": {"secretName": ""}},
+            "httpRoute": {"parentRefs": [{"name": "public", "namespace": "", "sectionName": ""}],
+                          "hostnames": [], "paths": []},
+        }}));
+        let ingress = find(&children, "Ingress");
+        assert!(
+            ingress["metadata"].get("annotations").is_none(),
+            "{ingress}"
+        );
+        assert_eq!(
+            ingress["spec"]["tls"],
+            json!([{"secretName": "main-gateway-tls"}])
+        );
+        assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["path"], "/");
+        let unnamed = exposed(json!({"exposure": {"ingress": {"className": ""}}}));
+        let unnamed = find(&unnamed, "Ingress");
+        assert!(unnamed["spec"].get("ingressClassName").is_none());
+        assert_eq!(
+            unnamed["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"],
+            "off",
+            "no class is the default class, possibly ingress-nginx"
+        );
+        let route = find(&children, "HTTPRoute");
+        assert!(route["metadata"].get("annotations").is_none(), "{route}");
+        assert!(route["spec"].get("hostnames").is_none());
+        assert_eq!(
+            route["spec"]["parentRefs"],
+            json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"}])
+        );
+        assert_eq!(
+            route["spec"]["rules"][0]["matches"],
+            json!([{"path": {"type": "PathPrefix", "value": "/"}}])
+        );
     }
 
     #[test]

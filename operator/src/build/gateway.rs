@@ -6,7 +6,6 @@
 //! pod template is built in [`super::gateway_pod`], the exposure in [`super::exposure`].
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 
 use kube::ResourceExt;
 use llm_gateway_crds::llm_gateway::{LlmGateway, LogLevel, OnUnavailable};
@@ -179,10 +178,19 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
     )
 }
 
+/// A digest of the settings that need a restart to apply. SHA-256, whose value no toolchain
+/// upgrade changes (std's `DefaultHasher` may, which would roll every gateway at once).
+/// `GATEWAY_REPLICAS` is left out: scaling (`kubectl scale`, the scale subresource) must not
+/// restart every pod; pods started later read the new count, and it only sizes the per-pod
+/// share of the limits while Redis is unreachable.
 fn checksum(data: &Value) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data.to_string().hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    use sha2::Digest;
+    let mut settings = data.clone();
+    if let Some(map) = settings.as_object_mut() {
+        map.remove("GATEWAY_REPLICAS");
+    }
+    let digest = sha2::Sha256::digest(settings.to_string());
+    hex::encode(&digest[..8])
 }
 
 fn service(gateway: &LlmGateway, base: &Base) -> Child {
@@ -350,6 +358,13 @@ pub(super) mod tests {
         let quiet = children(&gateway(json!({})));
         let loud = children(&gateway(json!({"logLevel": "debug"})));
         assert_ne!(checksum(&quiet), checksum(&loud));
+        let more = children(&gateway(json!({"replicas": 7})));
+        assert_eq!(checksum(&quiet), checksum(&more), "scaling restarts no pod");
+        assert_eq!(
+            checksum(&quiet),
+            json!("1abc9aaadbb6535f"),
+            "stable across toolchains: a change rolls every gateway"
+        );
         let scaled = children(&gateway(json!({"autoscaling": {}})));
         let hpa = find(&scaled, "HorizontalPodAutoscaler");
         assert_eq!(

@@ -3,9 +3,12 @@
 //! `affinity`, `topologySpreadConstraints`, spread over zones and nodes by default) and how
 //! long they may take to stop (`spec.shutdown`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
 
-use llm_gateway_crds::gateway_pod::{RESERVED_POD_LABELS, Shutdown, env_allowed};
+use llm_gateway_crds::gateway_pod::{
+    RESERVED_POD_LABELS, Shutdown, env_allowed, env_value_allowed, pod_annotation_allowed,
+};
 use llm_gateway_crds::llm_gateway::{LlmGateway, LlmGatewaySpec};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -39,7 +42,13 @@ pub fn termination_grace_seconds(shutdown: &Shutdown) -> i64 {
 /// The Deployment of the gateway's pods; `replicas` is left to the HPA under autoscaling.
 pub(super) fn deployment(gateway: &LlmGateway, base: &Base, checksum: &str) -> Child {
     let spec = &gateway.spec;
-    let mut annotations = spec.pod_annotations.clone();
+    // An unconfined AppArmor profile is refused at admission and dropped here too.
+    let mut annotations: BTreeMap<String, String> = spec
+        .pod_annotations
+        .iter()
+        .filter(|(key, value)| pod_annotation_allowed(key, value))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     annotations.insert(
         "llmgateway.io/settings-checksum".to_owned(),
         checksum.to_owned(),
@@ -92,15 +101,27 @@ fn pod_spec(gateway: &LlmGateway, base: &Base) -> Value {
         ],
         "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container(gateway, base)],
-        "topologySpreadConstraints": spec.topology_spread_constraints.as_ref()
-            .map_or_else(|| default_spread(base), to_json),
     });
+    match &spec.topology_spread_constraints {
+        None => pod["topologySpreadConstraints"] = default_spread(base),
+        // `[]` turns spreading off: the field is left out (the API server would drop an empty
+        // list on read, and the operator would see a difference on every reconcile).
+        Some(constraints) if constraints.is_empty() => {}
+        // A pod refuses a repeated (topologyKey, whenUnsatisfiable) pair; admission refuses it
+        // in the LlmGateway, and the first is kept here for an object written before that.
+        Some(constraints) => {
+            pod["topologySpreadConstraints"] = to_json(&unique_by(constraints, |c| {
+                (c.topology_key.clone(), c.when_unsatisfiable.clone())
+            }));
+        }
+    }
     place(spec, &mut pod);
     pod
 }
 
-/// Copies the scheduling fields the spec sets onto the pod (unset ones stay absent, so the
-/// cluster's defaults apply and server-side apply owns nothing it did not write).
+/// Copies the scheduling fields the spec sets onto the pod (unset or empty ones stay absent,
+/// so the cluster's defaults apply, server-side apply owns nothing it did not write, and no
+/// empty value the API server drops on read looks like drift).
 fn place(spec: &LlmGatewaySpec, pod: &mut Value) {
     if !spec.node_selector.is_empty() {
         pod["nodeSelector"] = to_json(&spec.node_selector);
@@ -108,15 +129,39 @@ fn place(spec: &LlmGatewaySpec, pod: &mut Value) {
     if !spec.tolerations.is_empty() {
         pod["tolerations"] = to_json(&spec.tolerations);
     }
-    if let Some(affinity) = &spec.affinity {
-        pod["affinity"] = to_json(affinity);
+    if let Some(affinity) = spec.affinity.as_ref().map(to_json).filter(non_empty) {
+        pod["affinity"] = affinity;
     }
-    if !spec.image_pull_secrets.is_empty() {
-        pod["imagePullSecrets"] = to_json(&spec.image_pull_secrets);
+    // Secrets with no name pull nothing; a name given twice is one Secret.
+    let named: Vec<_> = spec
+        .image_pull_secrets
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .collect();
+    let pull_secrets = unique_by(named, |s| s.name.clone());
+    if !pull_secrets.is_empty() {
+        pod["imagePullSecrets"] = to_json(&pull_secrets);
     }
-    if let Some(class) = &spec.priority_class_name {
+    if let Some(class) = spec.priority_class_name.as_ref().filter(|c| !c.is_empty()) {
         pod["priorityClassName"] = json!(class);
     }
+}
+
+/// `items` without the later repeats of a key (its first occurrence is kept, in order).
+fn unique_by<T, K: Eq + Hash>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items
+        .into_iter()
+        .filter(|item| seen.insert(key(item)))
+        .collect()
+}
+
+/// Whether a JSON value is more than an empty object, list or string.
+fn non_empty(value: &Value) -> bool {
+    !matches!(value, Value::Null)
+        && value.as_object().is_none_or(|o| !o.is_empty())
+        && value.as_array().is_none_or(|a| !a.is_empty())
+        && value.as_str().is_none_or(|s| !s.is_empty())
 }
 
 /// Spread over zones, then nodes, as far as the cluster allows (`ScheduleAnyway`): a zone or
@@ -157,9 +202,13 @@ fn container(gateway: &LlmGateway, base: &Base) -> Value {
     })
 }
 
-/// The operator's variables, then `spec.env`. Admission refuses reserved names and Secret
-/// references in `spec.env`; they are dropped here too, so an object written past admission
-/// (or a cluster without CEL) cannot override the operator's settings or read a Secret.
+/// The operator's variables, then `spec.env`. Admission refuses reserved names (the
+/// operator's, the proxies and CA files), Secret references and `$(` variable references in
+/// `spec.env`; they are dropped here too, so an object written past admission (or a cluster
+/// without CEL) cannot override the operator's settings, redirect its egress or read a Secret,
+/// directly or through the expansion of an operator variable. A name given twice (refused at
+/// admission since `env` is keyed by name) keeps its last definition, the one the kubelet
+/// would use, and an empty `value` (the default) is left out.
 fn env(gateway: &LlmGateway) -> Vec<Value> {
     let spec = &gateway.spec;
     let mut env = vec![];
@@ -175,12 +224,25 @@ fn env(gateway: &LlmGateway) -> Vec<Value> {
             .as_ref()
             .is_some_and(|f| f.secret_key_ref.is_some())
     };
-    env.extend(
-        spec.env
-            .iter()
-            .filter(|v| env_allowed(&v.name) && !reads_secret(v))
-            .map(to_json),
-    );
+    let allowed: Vec<_> = spec
+        .env
+        .iter()
+        .filter(|v| {
+            env_allowed(&v.name) && !reads_secret(v) && env_value_allowed(v.value.as_deref())
+        })
+        .rev()
+        .collect();
+    let mut extra = unique_by(allowed, |v| v.name.clone());
+    extra.reverse();
+    env.extend(extra.into_iter().map(|v| {
+        let mut var = to_json(v);
+        if let Value::Object(fields) = &mut var
+            && fields.get("value").is_some_and(|value| !non_empty(value))
+        {
+            fields.remove("value");
+        }
+        var
+    }));
     env
 }
 
@@ -235,8 +297,73 @@ mod tests {
             spread[1]["labelSelector"]["matchLabels"][GATEWAY_LABEL],
             "main"
         );
+    }
+
+    #[test]
+    fn spreading_turned_off_leaves_the_field_out_and_repeats_are_dropped() {
+        // `[]` is read back as absent: writing it would look like drift on every reconcile.
         let off = pod(json!({"topologySpreadConstraints": []}));
-        assert_eq!(off["spec"]["topologySpreadConstraints"], json!([]));
+        assert!(
+            off["spec"].get("topologySpreadConstraints").is_none(),
+            "{off}"
+        );
+        let constraint = |skew: i32, when: &str| json!({"maxSkew": skew, "topologyKey": "zone", "whenUnsatisfiable": when});
+        let template = pod(json!({"topologySpreadConstraints": [
+            constraint(1, "DoNotSchedule"), constraint(2, "DoNotSchedule"), constraint(3, "ScheduleAnyway"),
+        ]}));
+        let spread = &template["spec"]["topologySpreadConstraints"];
+        assert_eq!(
+            spread,
+            &json!([
+                constraint(1, "DoNotSchedule"),
+                constraint(3, "ScheduleAnyway")
+            ])
+        );
+    }
+
+    #[test]
+    fn no_empty_value_reaches_the_pod() {
+        let template = pod(json!({
+            "affinity": {},
+            "priorityClassName": "",
+            "imagePullSecrets": [{"name": ""}],
+            "env": [{"name": "EMPTY", "value": ""}],
+        }));
+        let pod = &template["spec"];
+        for field in ["affinity", "priorityClassName", "imagePullSecrets"] {
+            assert!(pod.get(field).is_none(), "{field}: {pod}");
+        }
+        let env = pod["containers"][0]["env"].as_array().expect("env");
+        assert_eq!(env.last(), Some(&json!({"name": "EMPTY"})));
+        let twice =
+            pod_of(json!({"imagePullSecrets": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}));
+        assert_eq!(
+            twice["imagePullSecrets"],
+            json!([{"name": "a"}, {"name": "b"}])
+        );
+    }
+
+    fn pod_of(spec: Value) -> Value {
+        pod(spec)["spec"].clone()
+    }
+
+    #[test]
+    fn an_unconfined_apparmor_profile_is_dropped() {
+        let template = pod(json!({"podAnnotations": {
+            "container.apparmor.security.beta.kubernetes.io/gateway": "unconfined",
+            "container.apparmor.security.beta.kubernetes.io/other": "runtime/default",
+        }}));
+        let annotations = &template["metadata"]["annotations"];
+        assert!(
+            annotations
+                .get("container.apparmor.security.beta.kubernetes.io/gateway")
+                .is_none(),
+            "{annotations}"
+        );
+        assert_eq!(
+            annotations["container.apparmor.security.beta.kubernetes.io/other"],
+            "runtime/default"
+        );
     }
 
     #[test]
@@ -298,5 +425,35 @@ mod tests {
         let names: Vec<&str> = env.iter().filter_map(|v| v["name"].as_str()).collect();
         assert_eq!(names, ["POD_NAME", "API_KEY_PEPPER", "WRITE_TIMEOUT"]);
         assert!(env[1]["valueFrom"]["secretKeyRef"].is_object());
+    }
+
+    #[test]
+    fn extra_env_cannot_expand_the_operator_s_secrets_or_move_egress() {
+        let template = pod(json!({
+            "redis": {"urlSecretRef": {"name": "redis", "key": "url"}},
+            "env": [
+                {"name": "LEAK", "value": "$(API_KEY_PEPPER)"},
+                {"name": "LEAK_REDIS", "value": "x-$(REDIS_URL)"},
+                {"name": "HTTPS_PROXY", "value": "http://collector.internal:3128"},
+                {"name": "http_proxy", "value": "http://collector.internal:3128"},
+                {"name": "ALL_PROXY", "value": "socks5://collector.internal"},
+                {"name": "NO_PROXY", "value": "*"},
+                {"name": "SSL_CERT_FILE", "value": "/tmp/ca.pem"},
+                {"name": "SSL_CERT_DIR", "value": "/tmp"},
+                {"name": "WRITE_TIMEOUT", "value": "30s"},
+                {"name": "WRITE_TIMEOUT", "value": "60s"},
+            ],
+        }));
+        let env = template["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .clone();
+        let names: Vec<&str> = env.iter().filter_map(|v| v["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["REDIS_URL", "POD_NAME", "API_KEY_PEPPER", "WRITE_TIMEOUT"]
+        );
+        // A name given twice keeps its last definition, as the kubelet would.
+        assert_eq!(env[3]["value"], "60s");
     }
 }

@@ -2,6 +2,7 @@
 //! decision is unit-testable without a cluster.
 
 pub mod bundle;
+pub mod compare;
 pub mod exposure;
 pub mod gateway;
 pub mod gateway_pod;
@@ -66,22 +67,5 @@ pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiReso
         },
         kind: kind.to_owned(),
         plural: plural.to_owned(),
-    }
-}
-
-/// Whether every field of `desired` has the same value in `live` (extra live fields, such as
-/// defaults and status, are fine; quantities are compared by value): when it holds, applying
-/// would change nothing.
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d
-            .iter()
-            .all(|(k, v)| l.get(k).is_some_and(|lv| is_subset(v, lv))),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
-        }
-        // The API server canonicalises quantities (`1024Mi` is stored as `1Gi`).
-        (Value::String(d), Value::String(l)) => d == l || quantity::same(d, l),
-        (d, l) => d == l,
     }
 }

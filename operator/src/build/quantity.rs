@@ -40,8 +40,11 @@ fn nanos(text: &str) -> Option<i128> {
     let (number, scale) = split(text)?;
     let (digits, exponent) = decimal(number)?;
     let value = match scale {
-        Scale::Binary(power) => scaled(digits.checked_mul(1i128 << power)?, exponent + 9)?,
-        Scale::Decimal(power) => scaled(digits, exponent + power + 9)?,
+        Scale::Binary(power) => scaled(
+            digits.checked_mul(1i128 << power)?,
+            exponent.checked_add(9)?,
+        )?,
+        Scale::Decimal(power) => scaled(digits, exponent.checked_add(power + 9)?)?,
     };
     Some(value)
 }
@@ -73,7 +76,10 @@ fn decimal(number: &str) -> Option<(i128, i32)> {
     }
     let digits: i128 = all.parse().ok()?;
     let shift = i32::try_from(fraction.len()).ok()?;
-    Some((if negative { -digits } else { digits }, exponent - shift))
+    Some((
+        if negative { -digits } else { digits },
+        exponent.checked_sub(shift)?,
+    ))
 }
 
 /// `digits × 10^power`, `None` unless exact and in range.

@@ -108,19 +108,34 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
         }
         None => None,
     };
-    let desired = match &refusal {
+    let written = match &refusal {
         // Not built, and a running model server is removed: a refusal is a withdrawn consent
         // (a Secret's label removed, the image allowlist narrowed) as often as a bad edit, and
         // the old pods would keep the image and the Secrets they were refused.
         Some(refusal) => {
             tracing::warn!(provider = %provider.name_any(), %namespace, reason = refusal.reason, "model server refused");
-            remove_model_server(provider, context, &namespace).await?;
-            refused_status(provider, refusal)
+            remove_model_server(provider, context, &namespace)
+                .await
+                .map(|()| refused_status(provider, refusal))
         }
-        None => {
-            let model_ready = model_server(provider, context, &namespace).await?;
-            desired_status(provider, secret.as_ref(), model_ready)
+        None => model_server(provider, context, &namespace)
+            .await
+            .map(|ready| desired_status(provider, secret.as_ref(), ready)),
+    };
+    let (desired, failure) = match written {
+        Ok(desired) => (desired, None),
+        // Reported where the owner looks, then retried ever less often.
+        Err(Error::ChildRejected(rejection)) => {
+            let refusal = Refusal {
+                reason: "ChildRejected",
+                message: format!("the API server rejected {rejection}"),
+            };
+            (
+                refused_status(provider, &refusal),
+                Some(Error::ChildRejected(rejection)),
+            )
         }
+        Err(e) => return Err(e),
     };
     crate::status::update(
         context,
@@ -130,7 +145,10 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
         |s: &LlmProviderStatus| &s.conditions,
     )
     .await?;
-    Ok(Action::requeue(Duration::from_secs(600)))
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(Action::requeue(Duration::from_secs(600))),
+    }
 }
 
 /// For each Secret named in `secretEnv` that exists, whether it consents to model servers
