@@ -112,6 +112,16 @@ pub struct Outcome {
     pub spend_nanos: i64,
 }
 
+impl From<Outcome> for crate::metrics::CallerUsage {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            input_tokens: outcome.input_tokens,
+            output_tokens: outcome.output_tokens,
+            spend_nanos: outcome.spend_nanos,
+        }
+    }
+}
+
 /// Usage counted for one caller in one period.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsageTotals {

@@ -79,7 +79,7 @@ impl Drop for Reservation {
             if let Some(caller) = &pending.caller {
                 pending
                     .metrics
-                    .count_caller_usage(&caller.id, &caller.owner, outcome);
+                    .count_caller_usage(&caller.id, &caller.owner, outcome.into());
             }
         });
     }
