@@ -126,7 +126,7 @@ pub struct ServeArgs {
     /// Retry-After instead of 401 (valid ones are still served). 0 turns it off (do so, or
     /// raise it, behind a proxy that hides client addresses: every client then shares one).
     #[arg(long, env = "AUTH_FAILURES_PER_MINUTE",
-          default_value_t = crate::http::auth_throttle::DEFAULT_FAILURES_PER_MINUTE)]
+          default_value_t = crate::auth_throttle::DEFAULT_FAILURES_PER_MINUTE)]
     pub auth_failures_per_minute: u32,
     /// Largest config file read (directory or last-known-good), in bytes; a larger one is
     /// refused naming this setting.

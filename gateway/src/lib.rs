@@ -10,6 +10,7 @@
 //! `ARCHITECTURE.md` for the map.
 
 pub mod args;
+pub mod auth_throttle;
 pub mod breaker;
 pub mod config;
 pub mod egress;
@@ -18,7 +19,6 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod jwt;
-pub mod key_policy;
 pub mod kube_events;
 pub mod limits;
 pub mod listener;
@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod sanitize;
 pub mod serve;
 pub mod server;
+pub mod sse;
 pub mod state;
 pub mod system;
 pub mod targets;

@@ -45,7 +45,7 @@ pub struct AppState {
     /// Rate limits, budgets and usage.
     pub limiter: Arc<Limiter>,
     /// Failed authentication per client address.
-    pub auth_throttle: Arc<crate::http::auth_throttle::AuthThrottle>,
+    pub auth_throttle: Arc<crate::auth_throttle::AuthThrottle>,
     draining: Arc<AtomicBool>,
     /// Cancelled when the drain deadline passes: streams still running end then.
     drain_deadline: CancellationToken,
@@ -62,7 +62,7 @@ impl AppState {
         settings: RequestSettings,
         limiter: Arc<Limiter>,
     ) -> Self {
-        let auth_throttle = Arc::new(crate::http::auth_throttle::AuthThrottle::new(
+        let auth_throttle = Arc::new(crate::auth_throttle::AuthThrottle::new(
             settings.auth_failures_per_minute,
         ));
         Self {

@@ -174,7 +174,7 @@ impl Loader {
             client_for(clients, p)
         });
         if !self.dev
-            && let Some(refusal) = crate::key_policy::refusal(&snapshot, &self.key_pepper)
+            && let Some(refusal) = super::key_policy::refusal(&snapshot, &self.key_pepper)
         {
             tracing::error!("{refusal}");
             return ReloadOutcome::Rejected(vec![refusal]);

@@ -5,6 +5,7 @@
 //! last request finishes. Sources (`source_dir`, `source_kube`) only ever produce whole
 //! snapshots through [`loader::Loader`].
 
+pub mod key_policy;
 pub mod loader;
 pub mod route;
 pub mod snapshot;

@@ -1,8 +1,6 @@
 //! `Snapshot`: a compiled configuration plus what the request path precomputes from it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use crate::jwt::JwtVerifier;
@@ -11,7 +9,8 @@ use llm_gateway_crds::keys;
 use subtle::ConstantTimeEq;
 
 pub use super::route::RouteRuntime;
-use crate::targets::{ProviderState, TargetRegistry};
+pub use crate::providers::ProviderRuntime;
+use crate::targets::TargetRegistry;
 
 /// One immutable configuration generation.
 #[derive(Debug)]
@@ -34,21 +33,6 @@ pub struct Snapshot {
     pub jwt: Option<JwtVerifier>,
 }
 
-/// A provider and the HTTP client that reaches it.
-#[derive(Debug)]
-pub struct ProviderRuntime {
-    /// Compiled settings.
-    pub compiled: CompiledProvider,
-    /// Pooled client with this provider's connect timeout (shared across reloads).
-    pub client: reqwest::Client,
-    /// Requests served by the fake provider, to spread its failures deterministically.
-    pub fake_sequence: AtomicU64,
-    /// In-flight count for the `maxConcurrency` bulkhead (shared across reloads).
-    pub bulkhead: Arc<ProviderState>,
-    /// URLs and credential header of OpenAI-format requests, built once.
-    pub openai: crate::providers::openai::Prepared,
-}
-
 /// Why a presented key was refused (also the metric label).
 pub type KeyRejection = &'static str;
 
@@ -68,12 +52,10 @@ impl Snapshot {
         } = config;
         let providers = providers
             .into_iter()
-            .map(|compiled| ProviderRuntime {
-                client: client_for(&compiled),
-                bulkhead: targets.provider(&compiled.id),
-                openai: crate::providers::openai::Prepared::new(&compiled),
-                compiled,
-                fake_sequence: AtomicU64::new(0),
+            .map(|compiled| {
+                let client = client_for(&compiled);
+                let bulkhead = targets.provider(&compiled.id);
+                ProviderRuntime::new(compiled, client, bulkhead)
             })
             .collect::<Vec<_>>();
         let routes = routes

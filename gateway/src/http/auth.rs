@@ -3,14 +3,14 @@
 //! never in the query string. Every refusal is the same 401 body, whatever the reason (the
 //! reason goes to `llm_api_key_rejections_total`). Refusals are counted per client address,
 //! and an address past `AUTH_FAILURES_PER_MINUTE` gets 429 before its credential is looked at
-//! (`reason="throttled"`; see [`super::auth_throttle`]).
+//! (`reason="throttled"`; see [`crate::auth_throttle`]).
 
 use http::{HeaderMap, header};
 use llm_gateway_crds::compiled::{CallerPolicy, CompiledKey};
 use llm_gateway_crds::keys::KEY_PREFIX;
 use llm_gateway_crds::policy::{Budget, RateLimits};
 
-use super::auth_throttle::{self, ClientAddress};
+use crate::auth_throttle::{self, ClientAddress};
 use crate::config::Snapshot;
 use crate::error::ApiError;
 use crate::jwt::Identity;

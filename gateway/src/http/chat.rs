@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, header};
 use super::Served;
 use super::admission::admit;
 use super::auth::authenticate;
-use super::auth_throttle::ClientAddress;
+use crate::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::limits::reservation::CallerLabel;

@@ -33,7 +33,7 @@ impl StreamApi {
     /// instead of gluing the error onto it.
     fn terminal_event(self) -> Bytes {
         let event = match self {
-            Self::OpenAi => crate::providers::sse::error_event(MESSAGE, "gateway_shutdown"),
+            Self::OpenAi => crate::sse::error_event(MESSAGE, "gateway_shutdown"),
             Self::Anthropic => {
                 crate::translate::messages_stream::error_event("overloaded_error", MESSAGE)
             }

@@ -12,7 +12,6 @@
 
 pub mod admission;
 pub mod auth;
-pub mod auth_throttle;
 pub mod chat;
 pub mod drain;
 pub mod health;

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::auth::authenticate;
-use super::auth_throttle::ClientAddress;
+use crate::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::state::AppState;
 

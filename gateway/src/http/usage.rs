@@ -11,7 +11,7 @@ use llm_gateway_crds::policy::BudgetPeriod;
 use serde_json::json;
 
 use super::auth::authenticate;
-use super::auth_throttle::ClientAddress;
+use crate::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::limits::demand::usage_key;
 use crate::limits::period::Period;

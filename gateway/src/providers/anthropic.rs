@@ -7,9 +7,9 @@ use axum::response::Response;
 use http::{StatusCode, header};
 
 use super::Call;
-use super::sse::{PassThrough, Relay};
 use super::upstream::{Reply, exchange, json_response, remaining, sse_response, undecodable};
 use crate::error::ApiError;
+use crate::sse::{PassThrough, Relay};
 use crate::translate::anthropic::{to_anthropic, to_openai_completion};
 use crate::translate::anthropic_stream::AnthropicToOpenAi;
 use crate::translate::stream::EventTransform;

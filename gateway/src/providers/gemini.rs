@@ -7,10 +7,10 @@ use axum::response::Response;
 use http::{StatusCode, header};
 
 use super::Call;
-use super::sse::Relay;
 use super::upstream::{Reply, exchange, json_response, remaining, sse_response, undecodable};
 use crate::embeddings::EmbeddingsRequest;
 use crate::error::ApiError;
+use crate::sse::Relay;
 use crate::translate::gemini::{to_gemini, to_openai_completion};
 use crate::translate::gemini_stream::GeminiToOpenAi;
 use crate::translate::stream::EventTransform;

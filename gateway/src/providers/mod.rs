@@ -6,9 +6,8 @@ pub mod fake;
 pub mod gemini;
 pub mod messages;
 pub mod openai;
-pub mod sse;
+pub mod runtime;
 pub mod upstream;
-pub mod usage_scan;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,11 +17,11 @@ use http::HeaderMap;
 use llm_gateway_crds::compiled::CompiledTarget;
 use llm_gateway_crds::llm_provider::ProviderType;
 
-use crate::config::ProviderRuntime;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openai::{ChatRequest, Protocol};
 use crate::usage::Accounting;
+pub use runtime::ProviderRuntime;
 
 /// Everything one upstream call needs.
 #[derive(Debug)]

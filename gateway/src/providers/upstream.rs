@@ -20,10 +20,7 @@ use crate::sanitize::sanitize;
 /// capped reply costs up to twice its size for a moment (chunks, then one contiguous copy).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// Default of `MAX_UPSTREAM_EVENT_BYTES`: one SSE event of a translated stream is a token or
-/// a tool-call fragment (hundreds of bytes; Gemini sends a whole function call in one), so
-/// 1 MiB only ever stops an upstream that never ends its event.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+pub use crate::sse::DEFAULT_MAX_EVENT_BYTES;
 
 /// Caps on what one upstream reply may make the gateway hold in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use super::anthropic::{AUsage, finish_reason};
 use super::chunks::{ChunkWriter, Delta, FunctionDelta, ToolCallDelta, UsageOut};
 use super::stream::EventTranslator;
 use crate::openai::Usage;
-use crate::providers::sse::{SseEvent, error_event};
+use crate::sse::{SseEvent, error_event};
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -17,7 +17,7 @@ use super::gemini::{GenerateContentResponse, UsageMetadata, call_id, finish_reas
 use super::openai::arguments_text;
 use super::stream::EventTranslator;
 use crate::openai::Usage;
-use crate::providers::sse::{SseEvent, error_event};
+use crate::sse::{SseEvent, error_event};
 
 #[derive(Debug, Default)]
 struct CandidateState {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::messages::{stop_reason, usage_json};
 use super::stream::EventTranslator;
 use crate::openai::Usage;
-use crate::providers::sse::SseEvent;
+use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
 struct Chunk {

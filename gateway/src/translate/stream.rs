@@ -3,8 +3,8 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::openai::Usage;
-use crate::providers::sse::{SseEvent, Transform, next_event, parse_event};
-use crate::providers::upstream::DEFAULT_MAX_EVENT_BYTES;
+use crate::sse::DEFAULT_MAX_EVENT_BYTES;
+use crate::sse::{SseEvent, Transform, next_event, parse_event};
 
 /// Translates one upstream stream protocol into another, one event at a time.
 pub trait EventTranslator: Send + 'static {

@@ -18,7 +18,14 @@ use tokio::time::{Instant, Sleep};
 
 use crate::usage::Accounting;
 
-pub use super::usage_scan::UsageScanner;
+pub mod usage_scan;
+
+pub use usage_scan::UsageScanner;
+
+/// Default of `MAX_UPSTREAM_EVENT_BYTES`: one SSE event of a translated stream is a token or
+/// a tool-call fragment (hundreds of bytes; Gemini sends a whole function call in one), so
+/// 1 MiB only ever stops an upstream that never ends its event.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// Index just past the blank line ending the first complete event, if any.
 pub(super) fn event_end(buf: &[u8]) -> Option<usize> {

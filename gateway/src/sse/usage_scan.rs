@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use super::sse::event_end;
+use crate::sse::event_end;
 
 /// Largest partial event kept for inspection; longer events are forwarded but not inspected.
 const MAX_PENDING: usize = 1 << 20;

@@ -1,0 +1,42 @@
+//! A provider as the request path uses it: its compiled settings and the handles built once
+//! per configuration (the pooled HTTP client, the bulkhead, OpenAI-format URLs). The
+//! configuration builds it; the adapters own its shape.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use llm_gateway_crds::compiled::CompiledProvider;
+
+use crate::targets::ProviderState;
+
+/// A provider and the HTTP client that reaches it.
+#[derive(Debug)]
+pub struct ProviderRuntime {
+    /// Compiled settings.
+    pub compiled: CompiledProvider,
+    /// Pooled client with this provider's connect timeout (shared across reloads).
+    pub client: reqwest::Client,
+    /// Requests served by the fake provider, to spread its failures deterministically.
+    pub fake_sequence: AtomicU64,
+    /// In-flight count for the `maxConcurrency` bulkhead (shared across reloads).
+    pub bulkhead: Arc<ProviderState>,
+    /// URLs and credential header of OpenAI-format requests, built once.
+    pub openai: super::openai::Prepared,
+}
+
+impl ProviderRuntime {
+    /// The runtime of `compiled`, reached through `client`, limited by `bulkhead`.
+    pub fn new(
+        compiled: CompiledProvider,
+        client: reqwest::Client,
+        bulkhead: Arc<ProviderState>,
+    ) -> Self {
+        Self {
+            openai: super::openai::Prepared::new(&compiled),
+            compiled,
+            client,
+            fake_sequence: AtomicU64::new(0),
+            bulkhead,
+        }
+    }
+}
