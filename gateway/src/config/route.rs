@@ -2,12 +2,16 @@
 //! each target's shared state, and the route's retry budget.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use llm_gateway_crds::compiled::{CompiledRoute, CompiledTarget};
 use llm_gateway_crds::route_policy::Strategy;
 
 use crate::targets::TargetState;
+
+mod budget;
+
+pub use budget::RetryBudget;
 
 /// A route with its precomputed weighted-pick schedule.
 #[derive(Debug)]
@@ -16,7 +20,7 @@ pub struct RouteRuntime {
     pub compiled: CompiledRoute,
     /// Shared state of each target, indexed like `compiled.targets`.
     pub states: Vec<Arc<TargetState>>,
-    /// Retries this route may still spend.
+    /// Retries this route may still spend (20% of the last 10 s of requests, plus 10).
     pub budget: RetryBudget,
     total_weight: u64,
     stride: u64,
@@ -141,19 +145,6 @@ mod tests {
     }
 
     #[test]
-    fn budget_allows_a_fifth_of_traffic_after_the_reserve() {
-        let budget = RetryBudget::default();
-        let mut granted = 0;
-        for _ in 0..1000 {
-            budget.deposit();
-            if budget.withdraw() {
-                granted += 1;
-            }
-        }
-        assert_eq!(granted, 10 + 200, "reserve plus 20% of 1000 requests");
-    }
-
-    #[test]
     fn stride_visits_every_slot_once_per_cycle() {
         for total in [1, 2, 3, 10, 100, 97, 1000] {
             let stride = interleaving_stride(total);
@@ -161,46 +152,5 @@ mod tests {
             seen.sort_unstable();
             assert_eq!(seen, (0..total).collect::<Vec<_>>(), "total {total}");
         }
-    }
-}
-
-/// A retry budget: each request deposits a fifth of a retry, each retry withdraws one, so
-/// retries stay within about 20% of recent traffic (plus a small reserve for quiet routes) and
-/// a failing upstream never multiplies load. Counted in thousandths of a retry.
-#[derive(Debug)]
-pub struct RetryBudget {
-    balance: AtomicI64,
-}
-
-const DEPOSIT: i64 = 200;
-const RETRY_COST: i64 = 1000;
-const RESERVE: i64 = 10 * RETRY_COST;
-const CAP: i64 = 100 * RETRY_COST;
-
-impl Default for RetryBudget {
-    fn default() -> Self {
-        Self {
-            balance: AtomicI64::new(RESERVE),
-        }
-    }
-}
-
-impl RetryBudget {
-    /// Credits one request.
-    pub fn deposit(&self) {
-        let _ = self
-            .balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some((b + DEPOSIT).min(CAP))
-            });
-    }
-
-    /// Takes one retry if the budget allows it.
-    pub fn withdraw(&self) -> bool {
-        self.balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                (b >= RETRY_COST).then_some(b - RETRY_COST)
-            })
-            .is_ok()
     }
 }
