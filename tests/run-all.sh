@@ -55,8 +55,15 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Rust unit and integration tests"
+step "Rust unit and integration tests (the fast suite: what a plain cargo test runs)"
 cargo test --workspace --locked
+
+# Tests marked #[ignore = "slow: run by tests/run-all.sh"] (the operator's L5 scale test and
+# its idle minute) stay out of a plain `cargo test`, never out of this command: this step runs
+# every ignored test of the workspace, and tests/conformance/test_docs.py fails if a test is
+# ignored for any other reason or if this step goes away.
+step "Slow Rust tests (#[ignore]d in the fast suite, run here every time)"
+cargo test --workspace --locked -- --ignored
 
 step "The example config passes the config check"
 cargo run --quiet --locked -p llm-gateway -- check --config deployments/standalone

@@ -1,7 +1,18 @@
-//! The compiled routing configuration: validated domain types with every reference resolved.
+//! The compiled routing configuration: validated domain types with every reference resolved
+//! (providers by index, credentials read from their Secret or variable, API keys reduced to
+//! their keyed hash).
 //!
-//! This is what gateways serve from and what the operator writes as the last-known-good
-//! ConfigMap. Nothing here is a CRD shape; [`crate::compile::compile`] is the only producer.
+//! Gateways serve from it (wrapped in their snapshot). The operator compiles too, to report
+//! errors in RoutePolicy status and to check a last-known-good ConfigMap before writing it,
+//! but what it writes there are the resources themselves ([`crate::snapshot`]): nothing here
+//! is serialisable. [`CompiledConfig`] is produced only by [`crate::compile::compile`]; the
+//! gateway builds a [`CompiledJwt`] from its `JWT_*` settings as well, used when the
+//! configuration has none.
+//!
+//! The containers are not CRD shapes (no object metadata, no references by name), but their
+//! fields reuse the API's own value types where validation leaves a value as written:
+//! [`crate::policy`]'s timeouts, breaker thresholds, retry, limits and budget, the route
+//! [`Strategy`], the [`ProviderType`], catalogue [`ModelInfo`] and [`FakeSettings`].
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,6 +1,8 @@
 //! Kubernetes mode end to end: the gateway binary watches resources on the in-repo test API
 //! server (over HTTP, through a kubeconfig) and serves what they say; edits, deletions,
-//! rejections, watch drops, 410s, an API outage and a last-known-good start.
+//! rejections, watch drops, 410s, an API outage and a last-known-good start (F10, F11 and B7
+//! in `docs/testing.md`). Checks that something did *not* happen first see, in the test API
+//! server's request log or the gateway's health, that what could have caused it did happen.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -135,6 +137,54 @@ async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> boo
     started.elapsed()
 }
 
+/// The collections the gateway's reflectors list and watch (paths end with these).
+const WATCHED: [&str; 5] = [
+    "/llmproviders",
+    "/routepolicies",
+    "/apikeys",
+    "/llmgateways",
+    "/secrets",
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Request {
+    List,
+    Watch,
+}
+
+/// The answered lists or watches of `collection` among the requests after the first `mark`.
+fn since(
+    server: &TestApiServer,
+    mark: usize,
+    collection: &str,
+    kind: Request,
+) -> Vec<test_apiserver::RequestRecord> {
+    server
+        .requests()
+        .into_iter()
+        .skip(mark)
+        .filter(|r| r.method == "GET" && r.status == 200 && r.path.ends_with(collection))
+        .filter(|r| {
+            let watch = r.query.split('&').any(|p| p == "watch=true");
+            (kind == Request::Watch) == watch
+        })
+        .collect()
+}
+
+/// When the configuration source was last looked at (`last_reload.at`, whole seconds).
+async fn last_attempt(gateway: &Gateway) -> u64 {
+    gateway.detailed().await["config"]["last_reload"]["at"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn weights(a: u32, b: u32) -> Patch<Value> {
     Patch::Merge(json!({"spec": {"routes": [
         {"model": "m", "targets": [{"provider": "a", "weight": a}, {"provider": "b", "weight": b}]}]}}))
@@ -221,16 +271,56 @@ async fn drops_410s_and_an_outage_cause_no_churn_and_no_failed_request() {
     let load = Load::start(&gateway, 4, 100_000, body());
     let routes = api(&client, "RoutePolicy", "routepolicies");
     let stable = generation(&gateway).await;
-    server.drop_watches();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    server.expire_watches();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        generation(&gateway).await,
-        stable,
-        "a drop and a 410 reload nothing"
-    );
 
+    // A dropped watch: every reflector watches again from where it was (the request log shows
+    // the new watches), without a relist, and nothing is reloaded.
+    let mark = server.requests().len();
+    server.drop_watches();
+    within(Duration::from_secs(5), "every watch resumed", async || {
+        WATCHED
+            .iter()
+            .all(|c| !since(&server, mark, c, Request::Watch).is_empty())
+    })
+    .await;
+    for collection in WATCHED {
+        assert!(
+            since(&server, mark, collection, Request::List).is_empty(),
+            "{collection} was listed again after a drop"
+        );
+    }
+    assert_eq!(generation(&gateway).await, stable, "a drop reloads nothing");
+
+    // A 410: every reflector relists (seen in the request log), the relist wakes the reload
+    // task (seen as a newer `last_reload.at` in /health/detailed: that attempt found the
+    // fingerprint unchanged), and still nothing is reloaded. `at` counts whole seconds, so the
+    // 410 is sent in a later second than the last attempt before it.
+    let attempted_before = last_attempt(&gateway).await;
+    within(Duration::from_secs(2), "the next second", async || {
+        unix_seconds() > attempted_before
+    })
+    .await;
+    let mark = server.requests().len();
+    server.expire_watches();
+    within(
+        Duration::from_secs(10),
+        "every relist after the 410",
+        async || {
+            WATCHED
+                .iter()
+                .all(|c| !since(&server, mark, c, Request::List).is_empty())
+        },
+    )
+    .await;
+    within(
+        Duration::from_secs(5),
+        "a reload attempt after the relist",
+        async || last_attempt(&gateway).await > attempted_before,
+    )
+    .await;
+    assert_eq!(generation(&gateway).await, stable, "a 410 reloads nothing");
+
+    // The outage itself is the scenario (long enough for the watchers' backoff to grow), not
+    // a wait for something: the load keeps running through it and must see no failure.
     server.go_down();
     tokio::time::sleep(Duration::from_secs(10)).await;
     server.come_back().await.unwrap();
@@ -246,6 +336,7 @@ async fn drops_410s_and_an_outage_cause_no_churn_and_no_failed_request() {
     .await;
     eprintln!("converged {took:?} after the API server came back");
 
+    // 100 edits, paced 10 ms apart (pacing, not synchronisation: the load checks the outcome).
     for i in 0..100u32 {
         routes
             .patch("routes", &PatchParams::default(), &weights(i % 2, 1))

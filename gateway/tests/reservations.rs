@@ -1,4 +1,4 @@
-//! Admission reserves what a request may really use (finding 6 of "nothing lost"): every
+//! Admission reserves what a request may really use (L4 in `docs/testing.md`): every
 //! completion of `n`, every prompt field (tools, functions, response format, Anthropic's
 //! `system`), and a completion cap bounded by the catalogue's `maxOutputTokens`, or equal to it
 //! when the client sets none. Read through the `x-ratelimit-remaining-tokens` header of a fresh

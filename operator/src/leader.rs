@@ -1,21 +1,27 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, so only one replica writes.
 //!
-//! Hand-written (about a hundred lines) because kube-rs ships no lease helper and the
-//! community crates pin other kube versions. The rules follow client-go's: take the Lease
-//! when it is free or its holder has not renewed within `leaseDurationSeconds`; every write is
-//! conditional on the resourceVersion read, so two candidates can never both win; renew every
-//! `renew` period; a leader that cannot renew before its lease would expire exits, so it never
-//! writes as a stale leader (its controllers stop with the process and the pod restarts).
-//! On shutdown the leader releases the Lease once its writers stopped (client-go's
-//! `ReleaseOnCancel`), so a standby takes over within a `retry` instead of a lease duration.
+//! Hand-written (a couple of hundred lines) because kube-rs ships no lease helper and the
+//! community crates pin other kube versions. The rules are client-go's: a standby takes the
+//! Lease when it has no holder, or when its record (holder, renew time, resourceVersion) has
+//! not changed for `leaseDurationSeconds` *as measured by the standby's own monotonic clock*
+//! since the standby first saw that record. The renew time the holder writes is never compared
+//! with the local clock: with clock skew between nodes, a holder whose clock is behind would
+//! look expired while alive (and one ahead would never look expired), so two replicas could
+//! lead at once. Every write is conditional on the resourceVersion read, so two candidates can
+//! never both win; the leader renews every `renew` period; a leader that cannot renew before
+//! its lease would expire exits, so it never writes as a stale leader (its controllers stop
+//! with the process and the pod restarts). On shutdown the leader releases the Lease once its
+//! writers stopped (client-go's `ReleaseOnCancel`), so a standby takes over within a `retry`
+//! instead of a lease duration.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::Error;
 use crate::shutdown::Shutdown;
@@ -54,11 +60,12 @@ pub struct Leader {
 /// hand over), then keeps renewing in the background.
 pub async fn lead(client: kube::Client, election: Election, shutdown: &Shutdown) -> Option<Leader> {
     let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
+    let mut observer = Observer::default();
     loop {
         if shutdown.is_requested() {
             return None;
         }
-        match try_lead(&leases, &election).await {
+        match try_lead(&leases, &election, &mut observer).await {
             Ok(true) => break,
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "leader election failed; retrying"),
@@ -109,14 +116,17 @@ impl Leader {
 /// Renews every `renew` period until told to stop (or its [`Leader`] is dropped); returns on
 /// its own when leadership is lost.
 async fn renew(leases: Api<Lease>, election: Election, mut stopped: oneshot::Receiver<()>) {
-    let mut last_renewal = tokio::time::Instant::now();
+    let mut last_renewal = Instant::now();
+    // A leader renews its own Lease whatever it observed. Should another replica hold it,
+    // its record is new to this observer, so it is live: this replica stops, not retakes it.
+    let mut observer = Observer::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(election.renew) => {}
             _ = &mut stopped => return,
         }
-        match try_lead(&leases, &election).await {
-            Ok(true) => last_renewal = tokio::time::Instant::now(),
+        match try_lead(&leases, &election, &mut observer).await {
+            Ok(true) => last_renewal = Instant::now(),
             Ok(false) => {
                 tracing::error!("another replica took the lease; stopping");
                 return;
@@ -149,50 +159,105 @@ async fn give_up(leases: &Api<Lease>, election: &Election) -> Result<bool, Error
 }
 
 /// One attempt to take or renew the Lease; whether this replica holds it afterwards.
-async fn try_lead(leases: &Api<Lease>, election: &Election) -> Result<bool, Error> {
-    let now = Timestamp::now();
-    let seconds = i32::try_from(election.duration.as_secs()).unwrap_or(i32::MAX);
+async fn try_lead(
+    leases: &Api<Lease>,
+    election: &Election,
+    observer: &mut Observer,
+) -> Result<bool, Error> {
     let Some(mut lease) = leases.get_opt(&election.name).await? else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(election.name.clone()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(election.identity.clone()),
-                lease_duration_seconds: Some(seconds),
-                acquire_time: Some(MicroTime(now)),
-                renew_time: Some(MicroTime(now)),
-                lease_transitions: Some(0),
-                ..LeaseSpec::default()
-            }),
-        };
-        return match leases.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e.into()),
-        };
+        return create(leases, election).await;
     };
+    let changed = observer.observe(&lease, Instant::now());
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     let mine = spec.holder_identity.as_deref() == Some(election.identity.as_str());
-    // Released at shutdown (no holder): free now, without waiting for it to expire.
-    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
-    let expired = spec.renew_time.as_ref().is_none_or(|renewed| {
-        let lasts =
-            SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(seconds)));
-        renewed.0 + lasts < now
-    });
-    if !mine && !free && !expired {
+    if !mine && !may_take(spec, changed, Instant::now(), election.duration) {
         return Ok(false);
     }
+    let now = MicroTime(Timestamp::now());
     if !mine {
         spec.holder_identity = Some(election.identity.clone());
-        spec.acquire_time = Some(MicroTime(now));
+        spec.acquire_time = Some(now.clone());
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
     }
-    spec.renew_time = Some(MicroTime(now));
-    spec.lease_duration_seconds = Some(seconds);
+    spec.renew_time = Some(now);
+    spec.lease_duration_seconds = Some(duration_seconds(election));
     replace_unchanged(leases, &election.name, &lease).await
+}
+
+/// Creates the Lease held by this replica; whether it did (409: another replica was first).
+async fn create(leases: &Api<Lease>, election: &Election) -> Result<bool, Error> {
+    let now = MicroTime(Timestamp::now());
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(election.name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(election.identity.clone()),
+            lease_duration_seconds: Some(duration_seconds(election)),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        }),
+    };
+    match leases.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn duration_seconds(election: &Election) -> i32 {
+    i32::try_from(election.duration.as_secs()).unwrap_or(i32::MAX)
+}
+
+/// Whether a replica may take a Lease held by another, whose record last changed at
+/// `changed` (this replica's clock): at once when it has no holder (released at shutdown),
+/// else once the Lease's `leaseDurationSeconds` (`default` without one) passed since then.
+fn may_take(spec: &LeaseSpec, changed: Instant, now: Instant, default: Duration) -> bool {
+    if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
+        return true;
+    }
+    let lasts = spec
+        .lease_duration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(default, Duration::from_secs);
+    now.saturating_duration_since(changed) >= lasts
+}
+
+/// The parts of a Lease whose change shows its holder alive: any write changes the
+/// resourceVersion, and a renewal the renew time (whatever the holder's clock says).
+#[derive(Debug, PartialEq)]
+struct Record {
+    version: Option<String>,
+    holder: Option<String>,
+    renewed: Option<MicroTime>,
+}
+
+/// The Lease's record as this replica last saw it, and when it first saw that record.
+#[derive(Debug, Default)]
+struct Observer {
+    seen: Option<(Record, Instant)>,
+}
+
+impl Observer {
+    /// Notes `lease` as read at `now`; returns when its current record was first seen.
+    fn observe(&mut self, lease: &Lease, now: Instant) -> Instant {
+        let spec = lease.spec.as_ref();
+        let record = Record {
+            version: lease.metadata.resource_version.clone(),
+            holder: spec.and_then(|s| s.holder_identity.clone()),
+            renewed: spec.and_then(|s| s.renew_time.clone()),
+        };
+        match &self.seen {
+            Some((seen, at)) if *seen == record => *at,
+            _ => {
+                self.seen = Some((record, now));
+                now
+            }
+        }
+    }
 }
 
 /// Writes `lease` if nobody changed it since it was read (its resourceVersion makes the write
@@ -202,5 +267,66 @@ async fn replace_unchanged(leases: &Api<Lease>, name: &str, lease: &Lease) -> Re
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::SignedDuration;
+
+    use super::*;
+
+    const LASTS: Duration = Duration::from_secs(4);
+
+    /// A Lease held by `holder` at `version`, renewed at `renewed` by the holder's clock.
+    fn lease(holder: Option<&str>, version: &str, renewed: Timestamp) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                resource_version: Some(version.to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(str::to_owned),
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(4),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    /// Whether a replica that observed `lease` at `seen` may take it at `now`.
+    fn takes(observer: &mut Observer, lease: &Lease, seen: Instant, now: Instant) -> bool {
+        let changed = observer.observe(lease, seen);
+        may_take(lease.spec.as_ref().expect("spec"), changed, now, LASTS)
+    }
+
+    #[test]
+    fn a_renewed_lease_is_live_whatever_the_holder_s_clock_says() {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let hour_ago = Timestamp::now() - SignedDuration::from_hours(1);
+        let mut observer = Observer::default();
+        // Written by a holder whose clock is an hour behind: seen now, so not expired.
+        let first = lease(Some("other"), "1", hour_ago);
+        assert!(!takes(&mut observer, &first, at(0), at(0)));
+        assert!(!takes(&mut observer, &first, at(3), at(3)));
+        // Renewed (still an hour "ago"): the lease duration counts from this observation.
+        let renewed = lease(Some("other"), "2", hour_ago + SignedDuration::from_secs(1));
+        assert!(!takes(&mut observer, &renewed, at(3), at(6)));
+        // No change since `at(3)`: expired once the duration passed on the local clock.
+        assert!(takes(&mut observer, &renewed, at(7), at(7)));
+    }
+
+    #[test]
+    fn a_holder_clock_ahead_does_not_keep_a_dead_lease_and_a_released_one_is_free() {
+        let start = Instant::now();
+        let tomorrow = Timestamp::now() + SignedDuration::from_hours(24);
+        let mut observer = Observer::default();
+        let ahead = lease(Some("other"), "1", tomorrow);
+        assert!(!takes(&mut observer, &ahead, start, start));
+        let later = start + LASTS;
+        assert!(takes(&mut observer, &ahead, later, later));
+        let released = lease(None, "2", tomorrow);
+        assert!(takes(&mut Observer::default(), &released, start, start));
     }
 }

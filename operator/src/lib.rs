@@ -1,10 +1,21 @@
-//! The llm-gateway operator: kube-runtime controllers that turn `ApiKey` and `LlmProvider`
-//! resources into what the gateways need (generated key Secrets, key hashes and readiness in
-//! status), with its own `/health`, `/ready` and `/metrics`.
+//! The llm-gateway operator: one kube-runtime controller per kind ([`controllers`]) turning the
+//! llmgateway.io resources into what the gateways need, plus the usage sync
+//! ([`usage_sync`]), with its own `/health`, `/ready` and `/metrics` ([`admin`]):
 //!
-//! Each reconcile follows one pipeline: read what the object references → decide (pure
-//! functions in each controller's `build` part) → write children (only when they differ) →
-//! write status (only when it differs, so an unchanged object costs reads, never writes).
+//! - `ApiKey` → a generated key Secret (created once, never overwritten), `keyId`/`keyHash` in
+//!   status, and rotation by annotation;
+//! - `LlmProvider` → `Ready` saying whether its credential Secret holds the key and, with
+//!   `spec.selfHosted`, the model server's Deployment, Service and HPA;
+//! - `RoutePolicy` → `Ready` from compiling it with the namespace exactly as a gateway would;
+//! - `LlmGateway` → the gateway's ServiceAccount, Role, RoleBinding, settings ConfigMap,
+//!   credentials Secret, last-known-good ConfigMap, Deployment, Service,
+//!   PodDisruptionBudget, and when asked an HPA, an Ingress and an HTTPRoute.
+//!
+//! Each reconcile follows one pipeline: read what the object references (from the watched
+//! [`caches`]) → decide (pure functions in [`build`] and each controller) → write children
+//! (only when they differ, [`apply`]) → write status (only when it differs, [`status`], so an
+//! unchanged object costs reads, never writes). Only the replica holding the Lease
+//! ([`leader`]) writes.
 
 pub mod admin;
 pub mod apply;

@@ -164,8 +164,8 @@ async fn main() -> ExitCode {
     code
 }
 
-/// How long the writers may take to stop at shutdown before the Lease is left to expire
-/// instead of released (a writer still running must not overlap with the next leader).
+/// How long the writers may take to stop at shutdown before they are aborted (the Lease is
+/// released after either: an aborted writer cannot overlap with the next leader).
 const WRITERS_GRACE: Duration = Duration::from_secs(3);
 
 /// How long the admin server may take to close its connections at shutdown.
@@ -216,21 +216,25 @@ async fn lead_and_write(
     let writers = contexts
         .into_iter()
         .map(|context| controllers::run(context, shutdown.clone()));
-    let mut writers = std::pin::pin!(futures_util::future::join_all(writers));
+    let mut writers = Box::pin(futures_util::future::join_all(writers));
     let stopped = tokio::select! {
         _ = &mut writers => true,
         () = lost(&mut leader) => {
             eprintln!("llm-gateway-operator: lost leadership; exiting so a new leader takes over");
             return ExitCode::FAILURE;
         }
-        () = shutdown.wait() => tokio::time::timeout(WRITERS_GRACE, writers).await.is_ok(),
+        () = shutdown.wait() => tokio::time::timeout(WRITERS_GRACE, &mut writers).await.is_ok(),
     };
+    // Dropping the writers aborts whatever still runs (kube-runtime aborts a reconcile's task
+    // when its handle is dropped), so nothing of this leader overlaps the next one. Runners
+    // still waiting for a cache when SIGTERM came right after they started never finish a
+    // graceful stop; leaving the Lease to expire for them cost a whole lease duration.
+    drop(writers);
+    if !stopped {
+        tracing::warn!("the writers did not stop within {WRITERS_GRACE:?}; aborted them");
+    }
     if let Some(leader) = leader {
-        if stopped {
-            leader.release().await;
-        } else {
-            tracing::warn!("the writers did not stop in time; leaving the lease to expire");
-        }
+        leader.release().await;
     }
     ExitCode::SUCCESS
 }

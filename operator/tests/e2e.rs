@@ -2,7 +2,9 @@
 //! never overwritten, status key hashes the gateway verifies against, provider credential
 //! readiness that follows the Secret, no writes for an unchanged object, restarts without new
 //! keys, children collected with their owner, and the gateway binary serving with a key the
-//! operator generated.
+//! operator generated. A check that something did *not* happen (no write, no new key, no
+//! takeover) first sees what could have caused it happen: the operator's reconcile counter
+//! (`/metrics`) moving, or the request log showing the other replica at work.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -19,6 +21,34 @@ use serde_json::json;
 mod common;
 
 use common::*;
+
+/// `llm_operator_reconciles_total` of the ApiKey controller of the operator on `admin`.
+async fn apikey_reconciles(admin: u16) -> f64 {
+    reconciles_by_controller(admin)
+        .await
+        .get("apikey")
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Waits until `probe` reads the same twice 500 ms apart (failing after 10 s), and returns
+/// that reading: the operator has finished what the test's last writes gave it to do.
+async fn quiet<T: PartialEq + std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = probe().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = probe().await;
+        if now == last {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not settle within 10 s: {now:?}"
+        );
+        last = now;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
@@ -66,42 +96,34 @@ async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
     // Settle first: a reconcile triggered by the Secret's creation may still run on the cached
     // object from before the first status write (kube-runtime caches are eventually
     // consistent) and repeat that write once. Steady state is what is measured.
-    let mut before = status_writes();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = status_writes();
-        if now == before {
-            break;
-        }
-        before = now;
-    }
-    let reconciles = async || -> f64 {
-        reconciles_by_controller(admin)
-            .await
-            .get("apikey")
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let reconciled = reconciles().await;
+    let (before, reconciled) = quiet("the ApiKey controller", async || {
+        (status_writes(), apikey_reconciles(admin).await)
+    })
+    .await;
     let touch = Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}}));
     keys_api
         .patch("caller", &PatchParams::default(), &touch)
         .await
         .unwrap();
+    // The counter moves when a reconcile has finished, its writes included: only then does
+    // "no status write" say something about it.
     eventually("a reconcile after the touch", async || {
-        (reconciles().await > reconciled).then_some(())
+        (apikey_reconciles(admin).await > reconciled).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         status_writes(),
         before,
         "an unchanged ApiKey was written again"
     );
 
-    // Restarting the operator generates nothing new.
+    // Restarting the operator generates nothing new. The old process is killed (its Lease is
+    // not released), so the new one reconciles only once the Lease expired and it leads: wait
+    // for its own reconcile counter, which starts at zero, to show a finished ApiKey reconcile.
     drop(running.take());
-    running = Some(operator(&kubeconfig, free_port()));
+    let restarted = server.requests().len();
+    let admin = free_port();
+    running = Some(operator(&kubeconfig, admin));
     keys_api
         .patch(
             "caller",
@@ -110,7 +132,21 @@ async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(
+        "an ApiKey reconcile by the restarted operator",
+        async || (apikey_reconciles(admin).await >= 1.0).then_some(()),
+    )
+    .await;
+    let secret_writes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .skip(restarted)
+        .filter(|r| r.method != "GET" && r.path.ends_with("/secrets/caller-key"))
+        .collect();
+    assert!(
+        secret_writes.is_empty(),
+        "the restarted operator wrote the key Secret: {secret_writes:?}"
+    );
     assert_eq!(
         secret_key(&secrets.get("caller-key").await.unwrap()),
         plaintext,
@@ -295,7 +331,8 @@ async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
     use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
     use llm_gateway_crds::llm_gateway::LlmGateway;
     let (server, client, kubeconfig) = cluster().await;
-    let _operator = operator(&kubeconfig, free_port());
+    let admin = free_port();
+    let _operator = operator(&kubeconfig, admin);
     let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
     let gateway: LlmGateway = serde_json::from_value(
         json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
@@ -328,7 +365,6 @@ async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
     assert_eq!(deployment.spec.replicas, Some(3));
 
     // Unchanged: another reconcile writes nothing at all.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     // Lease renewals are the operator's only expected writes.
     let writes = || {
         server
@@ -337,7 +373,17 @@ async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
             .filter(|r| r.method != "GET" && !r.path.contains("/leases/"))
             .count()
     };
-    let before = writes();
+    let gateway_reconciles = async || -> f64 {
+        reconciles_by_controller(admin)
+            .await
+            .get("llmgateway")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (before, reconciled) = quiet("the LlmGateway controller", async || {
+        (writes(), gateway_reconciles().await)
+    })
+    .await;
     gateways
         .patch(
             "main",
@@ -346,7 +392,10 @@ async fn gateways_get_their_children_kept_as_desired_and_collected_with_them() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually("a reconcile after the touch", async || {
+        (gateway_reconciles().await > reconciled).then_some(())
+    })
+    .await;
     assert_eq!(
         writes(),
         before + 1,
@@ -503,7 +552,7 @@ async fn route_policies_report_what_does_not_resolve_and_recover_when_it_does() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_at_a_time_and_a_takeover_when_it_dies() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let (_server, client, kubeconfig) = cluster().await;
+    let (server, client, _kubeconfig) = cluster().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let holder = async || -> Option<String> {
         leases
@@ -513,7 +562,20 @@ async fn one_leader_at_a_time_and_a_takeover_when_it_dies() {
             .spec?
             .holder_identity
     };
+    let renewed = async || -> Option<String> {
+        let time = leases
+            .get_opt("llm-gateway-operator")
+            .await
+            .ok()??
+            .spec?
+            .renew_time?;
+        Some(format!("{:?}", time.0))
+    };
+    // Each replica's requests carry its identity as their token, so the request log tells
+    // them apart.
     let start = |identity: &str| {
+        let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(kubeconfig.path(), server.kubeconfig_as(identity)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway-operator"))
             .env("KUBECONFIG", kubeconfig.path())
             .env("ADMIN_ADDRESS", format!("127.0.0.1:{}", free_port()))
@@ -523,7 +585,14 @@ async fn one_leader_at_a_time_and_a_takeover_when_it_dies() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        Process(child)
+        (Process(child), kubeconfig)
+    };
+    let lease_reads = |identity: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.user == identity && r.method == "GET" && r.path.contains("/leases"))
+            .count()
     };
     let first = start("first");
     eventually("the first leader", async || {
@@ -531,7 +600,21 @@ async fn one_leader_at_a_time_and_a_takeover_when_it_dies() {
     })
     .await;
     let _second = start("second");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // "A live leader keeps the Lease" means something only once the second replica contested
+    // it for longer than a lease lasts: it read the Lease, the leader renewed it meanwhile, and
+    // the second read it again more than a lease duration (2 s) after its first read.
+    eventually("the second replica reading the Lease", async || {
+        (lease_reads("second") > 0).then_some(())
+    })
+    .await;
+    let (contested, reads, renewal) = (Instant::now(), lease_reads("second"), renewed().await);
+    eventually("a lease duration contested and renewed", async || {
+        (contested.elapsed() > Duration::from_secs(2)
+            && lease_reads("second") > reads
+            && renewed().await != renewal)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         holder().await.as_deref(),
         Some("first"),

@@ -1,7 +1,7 @@
 //! Leader election around rollouts and shutdown, with two operator replicas against one API
 //! server: both answer `/ready` (or a Deployment of two is never Available and a rollout of
 //! one deadlocks), one holds the Lease, and a leader sent SIGTERM exits within 5 s and hands
-//! the Lease over at once instead of letting it expire.
+//! the Lease over at once instead of letting it expire. (Clock skew: `leader_skew.rs`.)
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 

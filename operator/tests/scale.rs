@@ -3,6 +3,11 @@
 //! periodic work: no writes except the leader's Lease renewals, and a bounded number of reads.
 //! Sizes can be lowered with `SCALE_PROVIDERS`, `SCALE_POLICIES` and `SCALE_KEYS` when
 //! investigating; the README's test command runs the full sizes.
+//!
+//! Slow (about 100 s, most of it the idle minute), so it is `#[ignore]`d in a plain
+//! `cargo test` and run by `tests/run-all.sh` in its own step (`cargo test --workspace
+//! --locked -- --ignored`); alone: `cargo test -p llm-gateway-operator --test scale --
+//! --ignored`. See `docs/testing.md` (L5).
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -56,6 +61,7 @@ async fn ready_count(api: &Api<DynamicObject>) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: run by tests/run-all.sh"]
 async fn thousands_of_resources_become_ready_and_then_the_operator_idles() {
     let (providers_n, policies_n, keys_n) = (
         size("SCALE_PROVIDERS", 500),

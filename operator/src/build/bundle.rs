@@ -2,17 +2,17 @@
 //! format is [`llm_gateway_crds::snapshot`]'s). The credentials follow the namespace's
 //! Secrets at once; the last-known-good configuration is replaced only by one that compiles.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use llm_gateway_crds::compile::{CompileInputs, compile};
 use llm_gateway_crds::llm_gateway::LlmGateway;
 use llm_gateway_crds::manifest::Manifests;
 use llm_gateway_crds::snapshot::{
     CONFIG_FILE, CREDENTIALS_FILE, PEPPER_ENTRY, config_yaml, credentials_yaml, expand_credentials,
 };
-use serde_json::json;
 
 use super::gateway::Base;
-use super::{Child, child, resource};
+use super::{Child, typed};
 
 /// Largest last-known-good file written: a ConfigMap holds at most 1 MiB in all.
 pub const MAX_CONFIG_BYTES: usize = 1_000_000;
@@ -56,18 +56,16 @@ pub fn bundle(gateway: &LlmGateway, namespace: &Manifests, pepper: &[u8]) -> Bun
 }
 
 fn credentials_secret(gateway: &LlmGateway, credentials: String, pepper: &[u8]) -> Child {
-    let base = Base::of(gateway);
-    child(
-        resource("", "v1", "Secret", "secrets"),
-        json!({
-            "metadata": base.metadata(&credentials_name(gateway)),
-            "type": "Opaque",
-            "data": {
-                CREDENTIALS_FILE: k8s_openapi::ByteString(credentials.into_bytes()),
-                PEPPER_ENTRY: k8s_openapi::ByteString(pepper.to_vec()),
-            },
-        }),
-    )
+    let data = [
+        (CREDENTIALS_FILE, ByteString(credentials.into_bytes())),
+        (PEPPER_ENTRY, ByteString(pepper.to_vec())),
+    ];
+    typed(&Secret {
+        metadata: Base::of(gateway).metadata(&credentials_name(gateway)),
+        type_: Some("Opaque".to_owned()),
+        data: Some(data.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+        ..Secret::default()
+    })
 }
 
 /// Pod-template annotation carrying [`crate::pepper::fingerprint`].
@@ -116,14 +114,11 @@ fn last_known_good(
         messages.sort();
         return Err(Refused::Invalid(messages));
     }
-    let base = Base::of(gateway);
-    Ok(child(
-        resource("", "v1", "ConfigMap", "configmaps"),
-        json!({
-            "metadata": base.metadata(&last_known_good_name(gateway)),
-            "data": {CONFIG_FILE: config},
-        }),
-    ))
+    Ok(typed(&ConfigMap {
+        metadata: Base::of(gateway).metadata(&last_known_good_name(gateway)),
+        data: Some([(CONFIG_FILE.to_owned(), config)].into()),
+        ..ConfigMap::default()
+    }))
 }
 
 /// The Secrets a pod reads from the `credentials` file, parsed as the pod parses them.
@@ -132,7 +127,7 @@ fn copies(credentials: &str) -> Vec<Secret> {
         data: Some(
             [(
                 CREDENTIALS_FILE.to_owned(),
-                k8s_openapi::ByteString(credentials.as_bytes().to_vec()),
+                ByteString(credentials.as_bytes().to_vec()),
             )]
             .into(),
         ),

@@ -9,15 +9,17 @@
 
 use std::collections::BTreeMap;
 
-use llm_gateway_crds::Duration;
-use llm_gateway_crds::exposure::{
-    DEFAULT_REQUEST_TIMEOUT, HttpRouteExposure, IngressExposure, annotation_allowed,
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
+use llm_gateway_crds::Duration;
+use llm_gateway_crds::exposure::{DEFAULT_REQUEST_TIMEOUT, IngressExposure, annotation_allowed};
 use llm_gateway_crds::llm_gateway::LlmGateway;
-use serde_json::{Value, json};
 
 use super::gateway::Base;
-use super::{Child, child, resource};
+use super::workload::HTTP;
+use super::{Child, http_route, resource, typed};
 
 /// The gateway's default `MAX_REQUEST_BODY_BYTES` (gateway/src/args.rs), used for nginx's body
 /// limit unless `spec.env` sets another.
@@ -28,7 +30,7 @@ const NGINX: &str = "nginx.ingress.kubernetes.io";
 
 /// The Ingress kind.
 pub fn ingress_resource() -> kube::discovery::ApiResource {
-    resource("networking.k8s.io", "v1", "Ingress", "ingresses")
+    kube::discovery::ApiResource::erase::<Ingress>(&())
 }
 
 /// The Gateway API HTTPRoute kind (served only where the Gateway API CRDs are installed).
@@ -47,7 +49,7 @@ pub(super) fn children(gateway: &LlmGateway, base: &Base) -> Vec<Child> {
         out.push(ingress(gateway, base, ingress_spec, timeout));
     }
     if let Some(route) = &exposure.http_route {
-        out.push(http_route(gateway, base, route, timeout));
+        out.push(http_route::http_route(gateway, base, route, timeout));
     }
     out
 }
@@ -74,12 +76,12 @@ fn seconds(duration: Duration) -> u64 {
 // have patterns, `paths` at least one entry); these guards cover objects written past it.
 
 /// `value` unless it is empty.
-fn non_empty(value: Option<&String>) -> Option<&str> {
+pub(super) fn non_empty(value: Option<&String>) -> Option<&str> {
     value.map(String::as_str).filter(|v| !v.is_empty())
 }
 
 /// The path prefixes to route: the spec's, or `/` (the field's default) for an empty list.
-fn paths_or_root(paths: &[String]) -> Vec<&str> {
+pub(super) fn paths_or_root(paths: &[String]) -> Vec<&str> {
     if paths.is_empty() {
         vec!["/"]
     } else {
@@ -89,7 +91,7 @@ fn paths_or_root(paths: &[String]) -> Vec<&str> {
 
 /// The spec's annotations, minus the `-snippet` ones (refused at admission, dropped here
 /// too): raw proxy configuration that could read the controller's credentials.
-fn user_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(super) fn user_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     annotations
         .iter()
         .filter(|(key, _)| annotation_allowed(key))
@@ -98,47 +100,66 @@ fn user_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, 
 }
 
 fn ingress(gateway: &LlmGateway, base: &Base, spec: &IngressExposure, timeout: u64) -> Child {
-    let backend = json!({"service": {"name": base.name, "port": {"name": "http"}}});
-    let paths: Vec<Value> = paths_or_root(&spec.paths)
-        .into_iter()
-        .map(|path| json!({"path": path, "pathType": "Prefix", "backend": backend}))
-        .collect();
-    let hosts: Vec<&str> = spec
+    let hosts: Vec<String> = spec
         .hosts
         .iter()
-        .map(String::as_str)
         .filter(|h| !h.is_empty())
+        .cloned()
         .collect();
-    let rules: Vec<Value> = if hosts.is_empty() {
-        vec![json!({"http": {"paths": paths}})]
-    } else {
-        hosts
-            .iter()
-            .map(|host| json!({"host": host, "http": {"paths": paths}}))
-            .collect()
+    let rule = |host: Option<&String>| IngressRule {
+        host: host.cloned(),
+        http: Some(HTTPIngressRuleValue {
+            paths: ingress_paths(&base.name, &spec.paths),
+        }),
     };
-    let mut ingress_spec = json!({"rules": rules});
-    if let Some(class) = non_empty(spec.class_name.as_ref()) {
-        ingress_spec["ingressClassName"] = json!(class);
-    }
-    if let Some(tls) = &spec.tls {
+    let rules = if hosts.is_empty() {
+        vec![rule(None)]
+    } else {
+        hosts.iter().map(Some).map(rule).collect()
+    };
+    let tls = spec.tls.as_ref().map(|tls| {
         let secret = non_empty(tls.secret_name.as_ref())
             .map_or_else(|| format!("{}-tls", base.name), str::to_owned);
-        let mut entry = json!({"secretName": secret});
-        if !hosts.is_empty() {
-            entry["hosts"] = json!(hosts);
-        }
-        ingress_spec["tls"] = json!([entry]);
-    }
+        vec![IngressTLS {
+            secret_name: Some(secret),
+            hosts: Some(hosts.clone()).filter(|h| !h.is_empty()),
+        }]
+    });
     let mut metadata = base.metadata(&base.name);
     let annotations = ingress_annotations(gateway, spec, timeout);
-    if !annotations.is_empty() {
-        metadata["annotations"] = json!(annotations);
-    }
-    child(
-        ingress_resource(),
-        json!({"metadata": metadata, "spec": ingress_spec}),
-    )
+    metadata.annotations = Some(annotations).filter(|a| !a.is_empty());
+    typed(&Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: non_empty(spec.class_name.as_ref()).map(str::to_owned),
+            rules: Some(rules),
+            tls,
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    })
+}
+
+/// The Ingress paths: each prefix to the Service `service`'s `http` port.
+fn ingress_paths(service: &str, paths: &[String]) -> Vec<HTTPIngressPath> {
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: service.to_owned(),
+            port: Some(ServiceBackendPort {
+                name: Some(HTTP.to_owned()),
+                ..ServiceBackendPort::default()
+            }),
+        }),
+        ..IngressBackend::default()
+    };
+    paths_or_root(paths)
+        .into_iter()
+        .map(|path| HTTPIngressPath {
+            path: Some(path.to_owned()),
+            path_type: "Prefix".to_owned(),
+            backend: backend.clone(),
+        })
+        .collect()
 }
 
 /// cert-manager's issuer annotation, ingress-nginx's streaming settings (for an nginx or
@@ -201,75 +222,12 @@ fn nginx_size(bytes: u64) -> String {
     }
 }
 
-fn http_route(gateway: &LlmGateway, base: &Base, spec: &HttpRouteExposure, timeout: u64) -> Child {
-    let port = gateway.spec.service.as_ref().map_or(80, |s| s.port);
-    let parents: Vec<Value> = spec
-        .parent_refs
-        .iter()
-        .map(|p| {
-            let mut parent =
-                json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name});
-            if let Some(namespace) = non_empty(p.namespace.as_ref()) {
-                parent["namespace"] = json!(namespace);
-            }
-            if let Some(section) = non_empty(p.section_name.as_ref()) {
-                parent["sectionName"] = json!(section);
-            }
-            parent
-        })
-        .collect();
-    let matches: Vec<Value> = paths_or_root(&spec.paths)
-        .into_iter()
-        .map(|path| json!({"path": {"type": "PathPrefix", "value": path}}))
-        .collect();
-    // `timeouts` is in the Gateway API's standard channel from v1.2 (docs/operator.md). The
-    // backend's `group: ""` (the core API group of Services) is the only empty value written:
-    // it is the HTTPRoute schema's default, so the API server returns it on read.
-    let mut route_spec = json!({
-        "parentRefs": parents,
-        "rules": [{
-            "matches": matches,
-            "backendRefs": [{"group": "", "kind": "Service", "name": base.name, "port": port}],
-            "timeouts": {"request": gateway_api_duration(timeout)},
-        }],
-    });
-    let hostnames: Vec<&str> = spec
-        .hostnames
-        .iter()
-        .map(String::as_str)
-        .filter(|h| !h.is_empty())
-        .collect();
-    if !hostnames.is_empty() {
-        route_spec["hostnames"] = json!(hostnames);
-    }
-    let mut metadata = base.metadata(&base.name);
-    let annotations = user_annotations(&spec.annotations);
-    if !annotations.is_empty() {
-        metadata["annotations"] = json!(annotations);
-    }
-    child(
-        http_route_resource(),
-        json!({"metadata": metadata, "spec": route_spec}),
-    )
-}
-
-/// Whole seconds in the Gateway API's duration syntax (at most five digits per unit).
-fn gateway_api_duration(seconds: u64) -> String {
-    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
-    let mut out = String::new();
-    for (value, unit) in [(hours, "h"), (minutes, "m"), (secs, "s")] {
-        if value > 0 {
-            out.push_str(&format!("{value}{unit}"));
-        }
-    }
-    if out.is_empty() { "0s".to_owned() } else { out }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::build::gateway::tests::{find, gateway};
     use crate::build::gateway::{GATEWAY_LABEL, children as all_children};
+    use serde_json::{Value, json};
 
     fn exposed(spec: Value) -> Vec<Child> {
         all_children(&gateway(spec))
@@ -358,39 +316,6 @@ mod tests {
         );
         assert_eq!(nginx_size(1500), "1500");
         assert_eq!(nginx_size(3 * 1024), "3k");
-    }
-
-    #[test]
-    fn an_http_route_attaches_to_its_gateways_with_a_stream_long_timeout() {
-        let children = exposed(json!({
-            "service": {"port": 8080},
-            "exposure": {"requestTimeout": "1h1m5s", "httpRoute": {
-                "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
-                "hostnames": ["llm.example.com"], "paths": ["/v1"],
-            }},
-        }));
-        assert!(children.iter().all(|c| c.resource.kind != "Ingress"));
-        let route = find(&children, "HTTPRoute");
-        assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
-        assert_eq!(route["metadata"]["ownerReferences"][0]["uid"], "u-9");
-        let spec = &route["spec"];
-        assert_eq!(
-            spec["parentRefs"],
-            json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
-                    "namespace": "gateways", "sectionName": "https"}])
-        );
-        assert_eq!(spec["hostnames"], json!(["llm.example.com"]));
-        let rule = &spec["rules"][0];
-        assert_eq!(
-            rule["matches"][0]["path"],
-            json!({"type": "PathPrefix", "value": "/v1"})
-        );
-        assert_eq!(
-            rule["backendRefs"][0],
-            json!({"group": "", "kind": "Service", "name": "main-gateway", "port": 8080})
-        );
-        assert_eq!(rule["timeouts"]["request"], "1h1m5s");
-        assert_eq!(gateway_api_duration(300), "5m");
     }
 
     #[test]

@@ -7,11 +7,21 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::{
+    HorizontalPodAutoscaler, MetricIdentifier, MetricSpec, MetricTarget, PodsMetricSource,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use llm_gateway_crds::llm_gateway::{LlmGateway, LogLevel, OnUnavailable};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Child, bundle, child, exposure, gateway_pod, labels, owner_reference, rbac, resource};
+use super::{
+    Child, Labels, bundle, exposure, gateway_pod, labels, owner_reference, rbac, typed, workload,
+};
 
 /// Image used when `spec.image` is unset: the gateway of the operator's own version.
 pub const DEFAULT_IMAGE: &str = concat!(
@@ -64,12 +74,7 @@ pub fn children(gateway: &LlmGateway) -> Vec<Child> {
 /// Names of the children kinds that may be pruned when no longer wanted, and that every
 /// cluster serves (listing them cannot fail for want of the kind).
 pub fn prunable() -> Vec<kube::discovery::ApiResource> {
-    vec![resource(
-        "autoscaling",
-        "v2",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-    )]
+    vec![kube::discovery::ApiResource::erase::<HorizontalPodAutoscaler>(&())]
 }
 
 /// Kinds of exposure children to prune when no longer wanted, which a cluster may not serve:
@@ -106,16 +111,21 @@ pub(super) struct Base {
     pub(super) name: String,
     gateway: String,
     pub(super) namespace: String,
-    pub(super) labels: Value,
-    pub(super) selector: Value,
-    owner: Value,
+    pub(super) labels: Labels,
+    pub(super) selector: Labels,
+    owner: Option<OwnerReference>,
 }
 
 impl Base {
     pub(super) fn of(gateway: &LlmGateway) -> Self {
         let name = workload_name(gateway);
-        let selector =
-            json!({"app.kubernetes.io/name": "llm-gateway", GATEWAY_LABEL: gateway.name_any()});
+        let selector = Labels::from([
+            (
+                "app.kubernetes.io/name".to_owned(),
+                "llm-gateway".to_owned(),
+            ),
+            (GATEWAY_LABEL.to_owned(), gateway.name_any()),
+        ]);
         Self {
             name,
             gateway: gateway.name_any(),
@@ -126,8 +136,13 @@ impl Base {
         }
     }
 
-    pub(super) fn metadata(&self, name: &str) -> Value {
-        json!({"name": name, "namespace": self.namespace, "labels": self.labels, "ownerReferences": [self.owner]})
+    pub(super) fn metadata(&self, name: &str) -> ObjectMeta {
+        super::metadata(
+            name,
+            Some(self.namespace.clone()),
+            &self.labels,
+            self.owner.as_ref(),
+        )
     }
 }
 
@@ -172,10 +187,12 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         data.insert("REDIS_ON_UNAVAILABLE", mode.to_owned());
         data.insert("RATE_LIMIT_STORAGE", "redis".to_owned());
     }
-    child(
-        resource("", "v1", "ConfigMap", "configmaps"),
-        json!({"metadata": base.metadata(&format!("{}-settings", base.name)), "data": data}),
-    )
+    let data = data.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    typed(&ConfigMap {
+        metadata: base.metadata(&format!("{}-settings", base.name)),
+        data: Some(data),
+        ..ConfigMap::default()
+    })
 }
 
 /// A digest of the settings that need a restart to apply. SHA-256, whose value no toolchain
@@ -203,196 +220,63 @@ fn service(gateway: &LlmGateway, base: &Base) -> Child {
         });
     let mut metadata = base.metadata(&base.name);
     if !gateway.spec.service_annotations.is_empty() {
-        metadata["annotations"] = json!(gateway.spec.service_annotations);
+        metadata.annotations = Some(gateway.spec.service_annotations.clone());
     }
-    child(
-        resource("", "v1", "Service", "services"),
-        json!({
-            "metadata": metadata,
-            "spec": {"type": service_type, "selector": base.selector,
-                     "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]},
-        }),
-    )
+    typed(&workload::service(
+        metadata,
+        &base.selector,
+        port,
+        Some(service_type),
+    ))
 }
 
 fn pdb(base: &Base) -> Child {
-    child(
-        resource(
-            "policy",
-            "v1",
-            "PodDisruptionBudget",
-            "poddisruptionbudgets",
-        ),
-        json!({"metadata": base.metadata(&base.name), "spec": {"maxUnavailable": 1, "selector": {"matchLabels": base.selector}}}),
-    )
+    typed(&PodDisruptionBudget {
+        metadata: base.metadata(&base.name),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(workload::selector(&base.selector)),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
 }
 
 fn hpa(gateway: &LlmGateway, base: &Base) -> Option<Child> {
     let scaling = gateway.spec.autoscaling.as_ref()?;
-    let target = |name: &str, percent: i32| json!({"type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": percent}}});
     let mut metrics = vec![
-        target("cpu", scaling.target_cpu_utilization_percentage),
-        target("memory", scaling.target_memory_utilization_percentage),
+        workload::utilization("cpu", scaling.target_cpu_utilization_percentage),
+        workload::utilization("memory", scaling.target_memory_utilization_percentage),
     ];
-    if let Some(per_pod) = scaling.target_in_flight_requests_per_pod {
-        metrics.push(json!({"type": "Pods", "pods": {
-            "metric": {"name": IN_FLIGHT_METRIC},
-            "target": {"type": "AverageValue", "averageValue": per_pod.to_string()},
-        }}));
-    }
-    Some(child(
-        resource(
-            "autoscaling",
-            "v2",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-        ),
-        json!({
-            "metadata": base.metadata(&base.name),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": base.name},
-                "minReplicas": scaling.min_replicas,
-                "maxReplicas": scaling.max_replicas,
-                "metrics": metrics,
+    metrics.extend(scaling.target_in_flight_requests_per_pod.map(in_flight));
+    let replicas = (scaling.min_replicas, scaling.max_replicas);
+    Some(typed(&workload::hpa(
+        base.metadata(&base.name),
+        &base.name,
+        replicas,
+        metrics,
+    )))
+}
+
+/// A metric holding [`IN_FLIGHT_METRIC`] at `per_pod` on average.
+fn in_flight(per_pod: i32) -> MetricSpec {
+    MetricSpec {
+        type_: "Pods".to_owned(),
+        pods: Some(PodsMetricSource {
+            metric: MetricIdentifier {
+                name: IN_FLIGHT_METRIC.to_owned(),
+                ..MetricIdentifier::default()
+            },
+            target: MetricTarget {
+                type_: "AverageValue".to_owned(),
+                average_value: Some(Quantity(per_pod.to_string())),
+                ..MetricTarget::default()
             },
         }),
-    ))
+        ..MetricSpec::default()
+    }
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-
-    pub(in crate::build) fn gateway(spec: Value) -> LlmGateway {
-        serde_json::from_value(
-            json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
-            "metadata": {"name": "main", "namespace": "ai", "uid": "u-9"}, "spec": spec}),
-        )
-        .expect("valid LlmGateway")
-    }
-
-    pub(in crate::build) fn find<'c>(children: &'c [Child], kind: &str) -> &'c Value {
-        &children
-            .iter()
-            .find(|c| c.resource.kind == kind)
-            .expect(kind)
-            .object
-    }
-
-    #[test]
-    fn the_guide_s_defaults_and_least_privilege() {
-        let children = children(&gateway(json!({})));
-        let kinds: Vec<&str> = children.iter().map(|c| c.resource.kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "ServiceAccount",
-                "Role",
-                "RoleBinding",
-                "ConfigMap",
-                "Deployment",
-                "Service",
-                "PodDisruptionBudget"
-            ]
-        );
-        for child in &children {
-            assert_eq!(child.object["metadata"]["ownerReferences"][0]["uid"], "u-9");
-            assert_eq!(child.object["metadata"]["labels"][GATEWAY_LABEL], "main");
-        }
-        let deployment = find(&children, "Deployment");
-        assert_eq!(deployment["spec"]["replicas"], 3);
-        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-        assert_eq!(
-            container["resources"]["requests"],
-            json!({"cpu": "250m", "memory": "512Mi"})
-        );
-        assert_eq!(
-            container["resources"]["limits"],
-            json!({"cpu": "500m", "memory": "1Gi"})
-        );
-        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
-        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health");
-        assert_eq!(
-            deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
-            true
-        );
-        let verbs: Vec<&Value> = find(&children, "Role")["rules"]
-            .as_array()
-            .expect("rules")
-            .iter()
-            .flat_map(|r| r["verbs"].as_array().expect("verbs"))
-            .collect();
-        assert!(verbs.iter().all(|v| {
-            ["get", "list", "watch", "create", "patch"].contains(&v.as_str().expect("verb"))
-        }));
-        assert_eq!(find(&children, "Service")["spec"]["ports"][0]["port"], 80);
-        assert_eq!(
-            find(&children, "ConfigMap")["data"]["WATCH_NAMESPACE"],
-            "ai"
-        );
-    }
-
-    #[test]
-    fn shutdown_needs_no_field_newer_than_the_chart_s_minimum_kubernetes() {
-        let children = children(&gateway(json!({})));
-        let pod = &find(&children, "Deployment")["spec"]["template"]["spec"];
-        // `lifecycle.preStop.sleep` needs Kubernetes 1.30 (the chart declares ≥ 1.25) and the
-        // distroless image has no `sleep` for an exec hook: the gateway's SHUTDOWN_DELAY does it.
-        assert!(
-            pod["containers"][0].get("lifecycle").is_none(),
-            "no lifecycle hooks"
-        );
-        let settings = &find(&children, "ConfigMap")["data"];
-        assert_eq!(settings["SHUTDOWN_DELAY"], "10s");
-        // The default provider `timeouts.total`: a rollout does not cut a default stream.
-        assert_eq!(settings["DRAIN_TIMEOUT"], "5m");
-        // Delay + drain + 5 s for cut streams + 10 s to settle, with margin.
-        assert_eq!(pod["terminationGracePeriodSeconds"], 10 + 300 + 5 + 10 + 5);
-    }
-
-    #[test]
-    fn settings_changes_roll_the_pods_and_autoscaling_adds_an_hpa() {
-        let checksum = |c: &[Child]| {
-            find(c, "Deployment")["spec"]["template"]["metadata"]["annotations"]["llmgateway.io/settings-checksum"].clone()
-        };
-        let quiet = children(&gateway(json!({})));
-        let loud = children(&gateway(json!({"logLevel": "debug"})));
-        assert_ne!(checksum(&quiet), checksum(&loud));
-        let more = children(&gateway(json!({"replicas": 7})));
-        assert_eq!(checksum(&quiet), checksum(&more), "scaling restarts no pod");
-        assert_eq!(
-            checksum(&quiet),
-            json!("1abc9aaadbb6535f"),
-            "stable across toolchains: a change rolls every gateway"
-        );
-        let scaled = children(&gateway(json!({"autoscaling": {}})));
-        let hpa = find(&scaled, "HorizontalPodAutoscaler");
-        assert_eq!(
-            (
-                hpa["spec"]["minReplicas"].clone(),
-                hpa["spec"]["maxReplicas"].clone()
-            ),
-            (json!(3), json!(10))
-        );
-        assert_eq!(
-            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
-            70
-        );
-        assert_eq!(
-            hpa["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"],
-            80
-        );
-        let busy = children(&gateway(
-            json!({"autoscaling": {"targetInFlightRequestsPerPod": 200}}),
-        ));
-        let metric = &find(&busy, "HorizontalPodAutoscaler")["spec"]["metrics"][2];
-        assert_eq!(metric["pods"]["metric"]["name"], IN_FLIGHT_METRIC);
-        assert_eq!(metric["pods"]["target"]["averageValue"], "200");
-        assert!(
-            find(&scaled, "Deployment")["spec"]
-                .get("replicas")
-                .is_none(),
-            "the HPA owns replicas"
-        );
-    }
-}
+#[path = "gateway_tests.rs"]
+pub(super) mod tests;

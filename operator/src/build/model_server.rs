@@ -9,12 +9,20 @@
 //! images run as root by default, which `runAsNonRoot` would refuse to start; a writable
 //! `$HOME` keeps the downloads those servers cache under it working.
 
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, SecurityContext, Service,
+    Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
+use kube::discovery::ApiResource;
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::self_hosted::SelfHosted;
-use serde_json::{Value, json};
 
-use super::{Child, child, labels, owner_reference, resource};
+use super::workload::{self, HTTP};
+use super::{Child, Labels, labels, metadata, owner_reference, typed};
 
 /// Label naming the LlmProvider a model-server child belongs to.
 pub const PROVIDER_LABEL: &str = "llmgateway.io/provider";
@@ -34,138 +42,131 @@ pub fn children(provider: &LlmProvider) -> Vec<Child> {
         return Vec::new();
     };
     let name = SelfHosted::workload_name(&provider.name_any());
-    let selector =
-        json!({"app.kubernetes.io/name": "model-server", PROVIDER_LABEL: provider.name_any()});
-    let metadata = json!({"name": name, "namespace": provider.namespace(),
-        "labels": labels(&selector), "ownerReferences": [owner_reference(provider)]});
+    let selector = Labels::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "model-server".to_owned(),
+        ),
+        (PROVIDER_LABEL.to_owned(), provider.name_any()),
+    ]);
+    let owner = owner_reference(provider);
+    let metadata = metadata(
+        &name,
+        provider.namespace(),
+        &labels(&selector),
+        owner.as_ref(),
+    );
     let mut out = vec![
-        deployment(hosted, &metadata, &selector),
-        service(hosted, &metadata, &selector),
+        typed(&deployment(hosted, &metadata, &selector)),
+        typed(&workload::service(
+            metadata.clone(),
+            &selector,
+            hosted.port,
+            None,
+        )),
     ];
     if let Some(scaling) = &hosted.autoscaling {
-        out.push(child(
-            resource("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-            json!({
-                "metadata": metadata,
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicas": scaling.min_replicas,
-                    "maxReplicas": scaling.max_replicas,
-                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization_percentage}}}],
-                },
-            }),
-        ));
+        let cpu = workload::utilization("cpu", scaling.target_cpu_utilization_percentage);
+        let replicas = (scaling.min_replicas, scaling.max_replicas);
+        out.push(typed(&workload::hpa(metadata, &name, replicas, vec![cpu])));
     }
     out
 }
 
 /// Kinds pruned (by [`PROVIDER_LABEL`]) when no longer wanted.
-pub fn prunable() -> Vec<kube::discovery::ApiResource> {
+pub fn prunable() -> Vec<ApiResource> {
     vec![
-        resource("apps", "v1", "Deployment", "deployments"),
-        resource("", "v1", "Service", "services"),
-        resource(
-            "autoscaling",
-            "v2",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-        ),
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<HorizontalPodAutoscaler>(&()),
     ]
 }
 
-fn deployment(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child {
-    let probe = |period: i32, failures: i32| json!({"httpGet": {"path": hosted.readiness_path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures});
-    let mut container = json!({
-        "name": "model-server",
-        "image": hosted.image,
-        "ports": [{"name": "http", "containerPort": hosted.port, "protocol": "TCP"}],
-        "env": env(hosted),
-        "startupProbe": probe(10, STARTUP_SECONDS / 10),
-        "readinessProbe": probe(10, 3),
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "home", "mountPath": HOME_DIR}],
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "privileged": false,
-            "runAsNonRoot": true,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
+fn deployment(hosted: &SelfHosted, metadata: &ObjectMeta, selector: &Labels) -> Deployment {
+    let volume = |name: &str, medium: Option<&str>| Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(str::to_owned),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let pod = PodSpec {
+        automount_service_account_token: Some(false),
+        security_context: Some(workload::restricted_pod(MODEL_SERVER_UID)),
+        containers: vec![container(hosted)],
+        volumes: Some(vec![volume("dshm", Some("Memory")), volume("home", None)]),
+        node_selector: Some(hosted.node_selector.clone()).filter(|s| !s.is_empty()),
+        tolerations: Some(hosted.tolerations.clone()).filter(|t| !t.is_empty()),
+        ..PodSpec::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: metadata.labels.clone(),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod),
+    };
+    Deployment {
+        metadata: metadata.clone(),
+        spec: DeploymentSpec {
+            replicas: hosted.autoscaling.is_none().then_some(hosted.replicas),
+            selector: workload::selector(selector),
+            template,
+            ..DeploymentSpec::default()
         },
-    });
-    if !hosted.args.is_empty() {
-        container["args"] = json!(hosted.args);
+        ..Deployment::default()
     }
-    if let Some(resources) = &hosted.resources {
-        container["resources"] = serde_json::to_value(resources).unwrap_or_default();
+}
+
+fn container(hosted: &SelfHosted) -> Container {
+    let probe = |failures: i32| workload::http_probe(&hosted.readiness_path, 10, 5, failures);
+    Container {
+        name: "model-server".to_owned(),
+        image: Some(hosted.image.clone()),
+        args: Some(hosted.args.clone()).filter(|a| !a.is_empty()),
+        ports: Some(vec![workload::port(HTTP, hosted.port)]),
+        env: Some(env(hosted)),
+        resources: hosted.resources.clone(),
+        startup_probe: Some(probe(STARTUP_SECONDS / 10)),
+        readiness_probe: Some(probe(3)),
+        volume_mounts: Some(vec![
+            workload::mount("dshm", "/dev/shm"),
+            workload::mount("home", HOME_DIR),
+        ]),
+        security_context: Some(SecurityContext {
+            seccomp_profile: Some(workload::runtime_default()),
+            ..workload::restricted_container()
+        }),
+        ..Container::default()
     }
-    let mut pod = json!({
-        "automountServiceAccountToken": false,
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": MODEL_SERVER_UID,
-            "runAsGroup": MODEL_SERVER_UID,
-            "fsGroup": MODEL_SERVER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [container],
-        "volumes": [
-            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-            {"name": "home", "emptyDir": {}},
-        ],
-    });
-    if !hosted.node_selector.is_empty() {
-        pod["nodeSelector"] = json!(hosted.node_selector);
-    }
-    if !hosted.tolerations.is_empty() {
-        pod["tolerations"] = serde_json::to_value(&hosted.tolerations).unwrap_or_default();
-    }
-    let mut spec = json!({
-        "selector": {"matchLabels": selector},
-        "template": {"metadata": {"labels": metadata["labels"]}, "spec": pod},
-    });
-    if hosted.autoscaling.is_none() {
-        spec["replicas"] = json!(hosted.replicas);
-    }
-    child(
-        resource("apps", "v1", "Deployment", "deployments"),
-        json!({"metadata": metadata, "spec": spec}),
-    )
 }
 
 /// The server's environment: `HOME` (unless the spec sets it), `env` as written (which the
 /// policy checked reads no Secret), then `secretEnv` as Secret references.
-fn env(hosted: &SelfHosted) -> Vec<Value> {
+fn env(hosted: &SelfHosted) -> Vec<EnvVar> {
     let names_home = hosted.env.iter().any(|v| v.name == "HOME")
         || hosted.secret_env.iter().any(|v| v.name == "HOME");
     let mut env = Vec::new();
     if !names_home {
-        env.push(json!({"name": "HOME", "value": HOME_DIR}));
+        env.push(EnvVar {
+            name: "HOME".to_owned(),
+            value: Some(HOME_DIR.to_owned()),
+            ..EnvVar::default()
+        });
     }
-    env.extend(
-        hosted
-            .env
-            .iter()
-            .filter_map(|variable| serde_json::to_value(variable).ok()),
-    );
+    env.extend(hosted.env.iter().cloned());
     env.extend(hosted.secret_env.iter().map(|variable| {
         let reference = &variable.secret_key_ref;
-        json!({"name": variable.name, "valueFrom": {"secretKeyRef": {"name": reference.name, "key": reference.key}}})
+        workload::secret_env(&variable.name, &reference.name, &reference.key)
     }));
     env
-}
-
-fn service(hosted: &SelfHosted, metadata: &Value, selector: &Value) -> Child {
-    child(
-        resource("", "v1", "Service", "services"),
-        json!({
-            "metadata": metadata,
-            "spec": {"selector": selector, "ports": [{"name": "http", "port": hosted.port, "targetPort": "http", "protocol": "TCP"}]},
-        }),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn provider(self_hosted: Value) -> LlmProvider {
         serde_json::from_value(
