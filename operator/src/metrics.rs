@@ -32,6 +32,13 @@ pub struct ControllerLabels {
     pub controller: &'static str,
 }
 
+/// Labels of a retry delay.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind of the object retried (`LlmGateway`, `ApiKey`, …).
+    pub kind: String,
+}
+
 type Durations = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric the operator exports.
@@ -44,6 +51,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Reconcile durations.
     pub durations: Durations,
+    /// Retry delays scheduled after failures, summed by kind: the backoff as it was decided
+    /// (a watch event may still trigger a reconcile sooner).
+    pub retry_delays: Family<KindLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 fn histogram() -> Histogram {
@@ -56,6 +66,12 @@ impl Default for Metrics {
         let reconciles = Family::default();
         let errors = Family::default();
         let durations = Durations::new_with_constructor(histogram as fn() -> Histogram);
+        let retry_delays = Family::default();
+        registry.register(
+            "llm_operator_retry_delay_seconds",
+            "Retry delays scheduled after failed reconciles, by kind",
+            retry_delays.clone(),
+        );
         registry.register(
             "llm_operator_reconciles",
             "Reconciles by controller and result",
@@ -76,6 +92,7 @@ impl Default for Metrics {
             reconciles,
             errors,
             durations,
+            retry_delays,
         }
     }
 }

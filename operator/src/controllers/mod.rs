@@ -23,6 +23,14 @@ where
     K: kube::Resource<DynamicType = ()>,
 {
     let delay = context.backoff.failed(&object_key(&*object), error);
+    let kind = crate::metrics::KindLabels {
+        kind: K::kind(&()).into_owned(),
+    };
+    context
+        .metrics
+        .retry_delays
+        .get_or_create(&kind)
+        .inc_by(delay.as_secs_f64());
     tracing::warn!(%error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
