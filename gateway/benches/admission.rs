@@ -15,7 +15,7 @@ use llm_gateway::limits::demand::{CallerAccount, TokenReserve};
 use llm_gateway::limits::meter::Price;
 use llm_gateway::limits::{Demand, Limiter, LimiterSettings, Outcome};
 use llm_gateway::metrics::Metrics;
-use llm_gateway::openai::ChatRequest;
+use llm_gateway::request::ChatRequest;
 use llm_gateway_crds::llm_gateway::OnUnavailable;
 use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
 

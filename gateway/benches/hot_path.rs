@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use llm_gateway::config::Snapshot;
 use llm_gateway::config::source_dir;
 use llm_gateway::metrics::Metrics;
-use llm_gateway::openai::ChatRequest;
+use llm_gateway::request::ChatRequest;
 use llm_gateway::targets::TargetRegistry;
 use llm_gateway_crds::compile::{CompileInputs, compile};
 use llm_gateway_crds::compiled::CompiledConfig;

@@ -7,7 +7,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::openai::{ChatRequest, Protocol, decode, model_of};
+use crate::request::{ChatRequest, Protocol, decode, model_of};
 
 /// Largest number of inputs in one request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::openai::ChatRequest;
+use crate::request::ChatRequest;
 use crate::translate::anthropic_stream::AnthropicToOpenAi;
 use crate::translate::gemini_stream::GeminiToOpenAi;
 use crate::translate::messages_stream::OpenAiToMessages;

@@ -30,8 +30,8 @@ use crate::config::{ProviderRuntime, RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::metrics::RetryLabels;
-use crate::openai::ChatRequest;
 use crate::providers::{self, Call};
+use crate::request::ChatRequest;
 use crate::state::AppState;
 use crate::targets::{Admission, ProviderPermit, TargetState};
 

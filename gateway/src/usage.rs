@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::limits::Meter;
 use crate::limits::meter::Price;
 use crate::metrics::{Metrics, TargetLabels, TokenLabels};
-use crate::openai::Usage;
+use crate::request::Usage;
 
 /// Records what one call to a target used; cheap to move into a response stream.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use crate::limits::demand::{CallerAccount, TokenReserve};
 use crate::limits::meter::Price;
 use crate::limits::reservation::CallerLabel;
 use crate::limits::{Demand, Meter, Reservation, Verdict, headers};
-use crate::openai::ChatRequest;
+use crate::request::ChatRequest;
 use crate::state::AppState;
 
 /// An admitted request.

@@ -19,7 +19,7 @@ use crate::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::limits::reservation::CallerLabel;
-use crate::openai::{ChatRequest, Protocol};
+use crate::request::{ChatRequest, Protocol};
 use crate::state::AppState;
 
 /// Serves one chat completion, streamed or not.

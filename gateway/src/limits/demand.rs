@@ -9,7 +9,7 @@ use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
 use super::meter::Price;
 use super::period::Period;
 use super::{RateKind, Scope};
-use crate::openai::ChatRequest;
+use crate::request::ChatRequest;
 
 /// Completion tokens reserved when the request sets no `max_tokens` and no target's catalogue
 /// entry names the model's output maximum.

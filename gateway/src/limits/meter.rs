@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use llm_gateway_crds::llm_provider::ModelInfo;
 
 use super::Outcome;
-use crate::openai::Usage;
+use crate::request::Usage;
 
 /// Prices of one upstream model in US dollars per million tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

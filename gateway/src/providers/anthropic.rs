@@ -104,7 +104,7 @@ pub async fn messages(call: Call<'_>) -> Result<Response, ApiError> {
         Reply::Body(status, body) => {
             let usage = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v.get("usage").and_then(crate::openai::Usage::from_json));
+                .and_then(|v| v.get("usage").and_then(crate::request::Usage::from_json));
             if let Some(usage) = usage {
                 call.accounting().usage(usage);
             }

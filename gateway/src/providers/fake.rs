@@ -17,7 +17,7 @@ use serde_json::json;
 use super::Call;
 use super::upstream::sse_response;
 use crate::error::ApiError;
-use crate::openai::Usage;
+use crate::request::Usage;
 
 /// Answers a chat completion request.
 pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {

@@ -110,7 +110,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
     let batch: Batch =
         serde_json::from_slice(&body).map_err(|e| undecodable(&compiled.name, &e))?;
     let prompt_tokens = (call.request.prompt_bytes as u64).div_ceil(4);
-    call.accounting().usage(crate::openai::Usage {
+    call.accounting().usage(crate::request::Usage {
         prompt_tokens,
         completion_tokens: 0,
     });

@@ -9,7 +9,7 @@ use http::{StatusCode, header};
 use super::upstream::{json_response, remaining, sse_response, undecodable};
 use super::{Call, chat_openai};
 use crate::error::ApiError;
-use crate::openai::ChatRequest;
+use crate::request::ChatRequest;
 use crate::sse::Relay;
 use crate::translate::messages::{InboundRequest, to_anthropic_message, to_openai};
 use crate::translate::messages_stream::OpenAiToMessages;

@@ -19,7 +19,7 @@ use llm_gateway_crds::llm_provider::ProviderType;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::openai::{ChatRequest, Protocol};
+use crate::request::{ChatRequest, Protocol};
 use crate::usage::Accounting;
 pub use runtime::ProviderRuntime;
 

@@ -14,7 +14,7 @@ use llm_gateway_crds::llm_provider::ProviderType;
 use super::Call;
 use super::upstream::{Reply, exchange, json_response, remaining, sse_response};
 use crate::error::ApiError;
-use crate::openai::UsageEnvelope;
+use crate::request::UsageEnvelope;
 use crate::sse::{PassThrough, Relay};
 
 /// Client headers passed upstream; everything else (credentials, cookies, hop-by-hop,

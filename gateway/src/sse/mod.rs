@@ -112,7 +112,7 @@ pub trait Transform: Send + 'static {
     /// The terminal event for a failure after the response started, in the client's format.
     fn error_event(&self, message: &str, code: &str) -> Bytes;
     /// Token usage seen so far.
-    fn usage(&self) -> Option<crate::openai::Usage>;
+    fn usage(&self) -> Option<crate::request::Usage>;
     /// Completion events relayed so far (for billing a stream without a usage report).
     fn delivered(&self) -> u64 {
         0
@@ -128,7 +128,7 @@ pub trait Transform: Send + 'static {
 #[derive(Debug, Default)]
 pub struct PassThrough {
     scanner: UsageScanner,
-    usage: Option<crate::openai::Usage>,
+    usage: Option<crate::request::Usage>,
 }
 
 impl Transform for PassThrough {
@@ -147,7 +147,7 @@ impl Transform for PassThrough {
         error_event(message, code)
     }
 
-    fn usage(&self) -> Option<crate::openai::Usage> {
+    fn usage(&self) -> Option<crate::request::Usage> {
         self.usage
     }
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::anthropic::{AUsage, finish_reason};
 use super::chunks::{ChunkWriter, Delta, FunctionDelta, ToolCallDelta, UsageOut};
 use super::stream::EventTranslator;
-use crate::openai::Usage;
+use crate::request::Usage;
 use crate::sse::{SseEvent, error_event};
 
 #[derive(Deserialize)]

@@ -55,8 +55,8 @@ impl UsageOut {
     }
 
     /// The gateway's accounting view.
-    pub fn accounting(&self) -> crate::openai::Usage {
-        crate::openai::Usage {
+    pub fn accounting(&self) -> crate::request::Usage {
+        crate::request::Usage {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
         }

@@ -16,7 +16,7 @@ use super::chunks::{ChunkChoice, ChunkWriter, Delta, FunctionDelta, ToolCallDelt
 use super::gemini::{GenerateContentResponse, UsageMetadata, call_id, finish_reason};
 use super::openai::arguments_text;
 use super::stream::EventTranslator;
-use crate::openai::Usage;
+use crate::request::Usage;
 use crate::sse::{SseEvent, error_event};
 
 #[derive(Debug, Default)]

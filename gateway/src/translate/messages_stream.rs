@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::messages::{stop_reason, usage_json};
 use super::stream::EventTranslator;
-use crate::openai::Usage;
+use crate::request::Usage;
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]

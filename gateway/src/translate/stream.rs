@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::openai::Usage;
+use crate::request::Usage;
 use crate::sse::DEFAULT_MAX_EVENT_BYTES;
 use crate::sse::{SseEvent, Transform, next_event, parse_event};
 

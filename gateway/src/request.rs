@@ -1,5 +1,7 @@
-//! OpenAI wire shapes the gateway reads: just enough of a chat request to route and validate
-//! it, and the usage block of responses and stream chunks.
+//! The client's request as the gateway reads it (OpenAI wire shapes, whichever protocol it
+//! came in): just enough of a chat request to route and validate it, and the usage block of
+//! responses and stream chunks. Apart from `translate/openai.rs`, the full OpenAI types
+//! translators build, and `providers/openai.rs`, the adapter that sends them.
 //!
 //! The request body is never re-serialised: [`ChatRequest::parse`] borrows from the raw bytes,
 //! and [`ChatRequest::with_model`] splices a new model name into a copy of them when a route
