@@ -32,7 +32,13 @@ pub enum Input {
     /// Several texts.
     Texts(Vec<String>),
     /// One token list.
-    Tokens(Vec<u32>),
+    Tokens(
+        #[expect(
+            dead_code,
+            reason = "its shape is validated by deserialising; the raw body is what is forwarded"
+        )]
+        Vec<u32>,
+    ),
     /// Several token lists.
     TokenLists(Vec<Vec<u32>>),
 }

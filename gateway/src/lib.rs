@@ -10,32 +10,32 @@
 //! `ARCHITECTURE.md` for the map.
 
 pub mod args;
-pub mod auth_throttle;
-pub mod breaker;
+pub(crate) mod auth_throttle;
+pub(crate) mod breaker;
 pub mod config;
-pub mod egress;
-pub mod embeddings;
-pub mod error;
+pub(crate) mod egress;
+pub(crate) mod embeddings;
+pub(crate) mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod jwt;
-pub mod kube_events;
+pub(crate) mod kube_events;
 pub mod limits;
-pub mod listener;
+pub(crate) mod listener;
 pub mod metrics;
-pub mod notices;
-pub mod providers;
-pub mod proxy;
+pub(crate) mod notices;
+pub(crate) mod providers;
+pub(crate) mod proxy;
 pub mod request;
-pub mod sanitize;
-pub mod serve;
+pub(crate) mod sanitize;
+pub(crate) mod serve;
 pub mod server;
-pub mod sse;
+pub(crate) mod sse;
 pub mod state;
-pub mod system;
+pub(crate) mod system;
 pub mod targets;
 pub mod telemetry;
 pub mod translate;
-pub mod usage;
+pub(crate) mod usage;
 
 pub use http::router;
