@@ -11,6 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
+use common::scenario::Scenario;
 use common::{Gateway, manifests, metric, new_key};
 use serde_json::{Value, json};
 
@@ -19,7 +20,14 @@ const UPSTREAM: &str = "http://127.0.0.1:9/v1";
 
 /// The harness manifests with a key allowed every model.
 fn base(key: &str) -> String {
-    manifests(UPSTREAM, key).replace("fake-model]", "'*']")
+    Scenario::parse(&manifests(UPSTREAM, key))
+        .replace(
+            "ApiKey",
+            "caller",
+            "spec.models",
+            ["alias", "same-name", "*"],
+        )
+        .render()
 }
 
 fn request(model: &str) -> Value {

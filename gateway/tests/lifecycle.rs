@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::scenario::Scenario;
 use common::{Gateway, Load, manifests, metric, new_key};
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
@@ -33,7 +34,14 @@ async fn wait_for_generation(gateway: &Gateway, generation: u64) {
 async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
     let upstream = MockUpstream::start().await;
     let key = new_key();
-    let base = manifests(&upstream.base_url, &key).replace("fake-model]", "'fake-*']");
+    let base = Scenario::parse(&manifests(&upstream.base_url, &key))
+        .replace(
+            "ApiKey",
+            "caller",
+            "spec.models",
+            ["alias", "same-name", "fake-*"],
+        )
+        .render();
     let gateway = Arc::new(Gateway::start(&base, key, &[]).await);
     let load = Load::start(&gateway, 4, 5000, fake_request("fake-model"));
 

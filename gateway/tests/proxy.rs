@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::scenario::Scenario;
 use common::{Gateway, manifests, metric, new_key};
 use futures_util::StreamExt;
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
@@ -276,8 +277,9 @@ async fn client_errors_are_openai_shaped_with_the_right_status() {
 async fn key_restricted_to_models_gets_403_and_filtered_model_list() {
     let upstream = MockUpstream::start().await;
     let key = new_key();
-    let config = manifests(&upstream.base_url, &key)
-        .replace("models: [alias, same-name, fake-model]", "models: [fake-*]");
+    let config = Scenario::parse(&manifests(&upstream.base_url, &key))
+        .replace("ApiKey", "caller", "spec.models", ["fake-*"])
+        .render();
     let gateway = Gateway::start(&config, key, &[]).await;
     let response = gateway.chat(chat_body("alias", false)).await;
     assert_eq!(response.status(), 403);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::scenario::Scenario;
 use common::{Gateway, Load, new_key};
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
@@ -270,11 +271,9 @@ async fn max_concurrency_fails_fast_instead_of_queueing() {
     });
     let key = new_key();
     let route = "  routes:\n  - model: m\n    targets: [{provider: a, model: x}]";
-    let text = config(&a, &b, &key, route, BREAKER).replacen(
-        "  circuitBreaker:",
-        "  maxConcurrency: 1\n  circuitBreaker:",
-        1,
-    );
+    let text = Scenario::parse(&config(&a, &b, &key, route, BREAKER))
+        .set("LlmProvider", "a", "spec.maxConcurrency", 1)
+        .render();
     let gateway = Gateway::start(&text, key, &[]).await;
     let stream = gateway
         .chat(
@@ -367,11 +366,9 @@ async fn f5_a_stalled_stream_ends_with_an_error_event_at_the_idle_timeout() {
     });
     let key = new_key();
     let route = "  routes:\n  - model: m\n    targets: [{provider: a, model: x}]";
-    let text = config(&a, &b, &key, route, BREAKER).replacen(
-        "total: 10s}",
-        "total: 10s, streamIdle: 1s}",
-        1,
-    );
+    let text = Scenario::parse(&config(&a, &b, &key, route, BREAKER))
+        .set("LlmProvider", "a", "spec.timeouts.streamIdle", "1s")
+        .render();
     let gateway = Gateway::start(&text, key, &[]).await;
     let started = Instant::now();
     let body = gateway.chat(stream_body("m")).await.text().await.unwrap();
@@ -401,11 +398,9 @@ async fn f8_a_client_leaving_before_the_first_byte_releases_its_slot() {
     });
     let key = new_key();
     let route = "  routes:\n  - model: m\n    targets: [{provider: a, model: x}]";
-    let text = config(&a, &b, &key, route, BREAKER).replacen(
-        "  circuitBreaker:",
-        "  maxConcurrency: 1\n  circuitBreaker:",
-        1,
-    );
+    let text = Scenario::parse(&config(&a, &b, &key, route, BREAKER))
+        .set("LlmProvider", "a", "spec.maxConcurrency", 1)
+        .render();
     let gateway = Gateway::start(&text, key, &[]).await;
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(200))
@@ -473,17 +468,20 @@ async fn refused_connections_are_retried_elsewhere_and_oversized_inputs_skip_sma
         .port();
     let key = new_key();
     let route = "  routes:\n  - model: m\n    strategy: priority\n    targets: [{provider: a, model: x}, {provider: b, model: x}]\n  - model: long\n    strategy: priority\n    targets: [{provider: a, model: small}, {provider: b, model: x}]";
-    let text = config(&a, &b, &key, route, BREAKER)
-        .replacen(
-            &a.base_url,
-            &format!("http://127.0.0.1:{closed_port}/v1"),
-            1,
+    let text = Scenario::parse(&config(&a, &b, &key, route, BREAKER))
+        .replace(
+            "LlmProvider",
+            "a",
+            "spec.baseUrl",
+            format!("http://127.0.0.1:{closed_port}/v1"),
         )
-        .replacen(
-            "  circuitBreaker:",
-            "  models: [{name: x}, {name: small, contextWindow: 10}]\n  circuitBreaker:",
-            1,
-        );
+        .set(
+            "LlmProvider",
+            "a",
+            "spec.models",
+            json!([{"name": "x"}, {"name": "small", "contextWindow": 10}]),
+        )
+        .render();
     let gateway = Gateway::start(&text, key, &[]).await;
     let started = Instant::now();
     let response = gateway.chat(body("m")).await;

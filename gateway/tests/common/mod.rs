@@ -4,6 +4,7 @@
 
 pub mod manifests;
 pub mod redis_server;
+pub mod scenario;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,166 @@
+//! The API router driven in-process (no listener, no child process): the state is built the
+//! way `server::serve` builds it, from a config directory written by the scenario builder,
+//! and requests go through `tower::ServiceExt::oneshot`. The fake provider needs no network,
+//! so everything runs on tokio's clock and time-dependent behaviour can be tested with a
+//! paused clock instead of waiting.
+
+#![allow(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use clap::Parser;
+use http::{Request, StatusCode};
+use llm_gateway::args::Cli;
+use llm_gateway::config::SnapshotHandle;
+use llm_gateway::config::loader::{Loader, ReloadOutcome};
+use llm_gateway::metrics::Metrics;
+use llm_gateway::state::{AppState, RequestSettings};
+use llm_gateway::targets::TargetRegistry;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use common::scenario::Scenario;
+use common::{TEST_PEPPER, new_key};
+
+/// The router over `scenario`, with the binary's default settings. Mirrors the wiring in
+/// `server::serve` (directory source, no Redis, no listener); keep the two in step.
+fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    scenario.write_to(dir.path());
+    let args = Cli::try_parse_from([
+        "llm-gateway",
+        "--config",
+        common::path_str(dir.path()),
+        "--api-key-pepper",
+        TEST_PEPPER,
+        "--rate-limit-storage",
+        "memory",
+    ])
+    .unwrap()
+    .serve;
+
+    let metrics = Arc::new(Metrics::new());
+    let snapshots = Arc::new(SnapshotHandle::default());
+    let pepper = args.api_key_pepper.as_bytes().to_vec();
+    let targets = Arc::new(TargetRegistry::new(metrics.clone()));
+    let loader = Loader::new(
+        dir.path().to_owned(),
+        pepper.clone(),
+        snapshots.clone(),
+        metrics.clone(),
+        targets.clone(),
+    )
+    .with_default_jwt(args.jwt().unwrap())
+    .with_dir_limits(args.config_limits())
+    .with_dev_mode(args.dev);
+    let outcome = loader.reload();
+    assert!(
+        matches!(outcome, ReloadOutcome::Applied(_)),
+        "config rejected: {outcome:?}\n{}",
+        scenario.render()
+    );
+
+    let settings = RequestSettings {
+        max_body_bytes: args.max_request_body_bytes,
+        key_pepper: pepper.into(),
+        retry_enabled: args.retry_enabled,
+        breakers_enabled: args.circuit_breaker_enabled,
+        upstream_limits: args.upstream_limits(),
+        auth_failures_per_minute: args.auth_failures_per_minute,
+        body_read_timeout: *args.body_read_timeout,
+    };
+    let limiter = llm_gateway::limits::Limiter::new(args.limiter().unwrap(), metrics.clone())
+        .expect("in-memory limiter");
+    let state = AppState::new(snapshots, metrics, targets, settings, Arc::new(limiter));
+    (llm_gateway::router(state), dir)
+}
+
+/// A chat completion request from `key`, as the listener hands it to the router (with the
+/// client address attached).
+fn chat(key: &str, model: &str) -> Request<Body> {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))))
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn json_body(response: axum::response::Response) -> Value {
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_chat_completion_is_answered_by_the_fake_provider() {
+    let key = new_key();
+    let mut scenario = Scenario::minimal(&key);
+    scenario.set(
+        "LlmProvider",
+        "fake",
+        "spec.fake.response",
+        "answered in process",
+    );
+    let (app, _dir) = app(&scenario);
+
+    let response = app.clone().oneshot(chat(&key, "fake-model")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-llm-gateway-provider"], "fake");
+    assert!(response.headers().contains_key("x-request-id"));
+    let body = json_body(response).await;
+    assert_eq!(
+        body["choices"][0]["message"]["content"], "answered in process",
+        "{body}"
+    );
+
+    let refused = app.oneshot(chat("not-a-key", "fake-model")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_route_timeout_ends_a_slow_answer_on_a_paused_clock() {
+    let key = new_key();
+    let mut scenario = Scenario::minimal(&key);
+    scenario
+        .set("LlmProvider", "fake", "spec.fake.latency", "60s")
+        .set("RoutePolicy", "routes", "spec.timeout", "2s");
+    let (app, _dir) = app(&scenario);
+
+    let started = tokio::time::Instant::now();
+    let request = tokio::spawn(app.oneshot(chat(&key, "fake-model")));
+    let settle = || async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    };
+    settle().await;
+    tokio::time::advance(Duration::from_millis(1900)).await;
+    settle().await;
+    assert!(
+        !request.is_finished(),
+        "answered before the 2 s route timeout"
+    );
+
+    // The deadline is taken from the wall clock when the request arrives, a little after the
+    // paused clock's origin; awaiting lets the paused clock auto-advance to it.
+    tokio::time::advance(Duration::from_millis(200)).await;
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "ended after {waited:?} of tokio time: the route timeout, not the 60 s latency"
+    );
+    let body = json_body(response).await;
+    assert_eq!(body["error"]["code"], "upstream_timeout", "{body}");
+}
