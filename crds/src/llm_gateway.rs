@@ -206,9 +206,9 @@ pub enum LogLevel {
 
 // The printer columns read `status` only: under autoscaling `spec.replicas` says nothing
 // about the pods running. The `scale` subresource (`kubectl scale llmgw`) sets
-// `spec.replicas`, which only applies while `autoscaling` is unset; it has no label selector,
-// so an HPA cannot target the LlmGateway itself (use `spec.autoscaling`, whose HPA targets
-// the Deployment).
+// `spec.replicas`, which only applies while `autoscaling` is unset; `status.selector` is the
+// pods' label selector, so an autoscaler (a VPA, or an HPA instead of `spec.autoscaling`, whose
+// HPA targets the Deployment) can target the LlmGateway itself.
 /// A data-plane instance: gateway pods, their Service, autoscaler and disruption budget.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
@@ -223,7 +223,8 @@ pub enum LogLevel {
     status = "LlmGatewayStatus",
     scale(
         spec_replicas_path = ".spec.replicas",
-        status_replicas_path = ".status.readyReplicas"
+        status_replicas_path = ".status.readyReplicas",
+        label_selector_path = ".status.selector"
     ),
     printcolumn = r#"{"name":"Ready Replicas","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
@@ -358,6 +359,10 @@ pub struct LlmGatewayStatus {
     /// In-cluster URL of the gateway Service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Label selector of the gateway pods (the scale subresource's, so an autoscaler can
+    /// target the LlmGateway itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Ready says whether the gateway's children exist and pods are serving, or why the
     /// operator refused to build them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

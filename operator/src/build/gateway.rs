@@ -91,6 +91,18 @@ pub fn optional_prunable() -> Vec<kube::discovery::ApiResource> {
     ]
 }
 
+/// The label selector of the gateway's pods, as a string (the LlmGateway's `status.selector`,
+/// which its scale subresource reports).
+pub fn pod_selector(gateway: &LlmGateway) -> String {
+    let base = Base::of(gateway);
+    let pairs: Vec<String> = base
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.join(",")
+}
+
 /// Name of the gateway's Deployment, Service and most other children.
 pub fn workload_name(gateway: &LlmGateway) -> String {
     format!("{}-gateway", gateway.name_any())

@@ -206,6 +206,7 @@ pub fn desired_status(
         observed_generation: generation,
         ready_replicas: Some(ready),
         url: Some(gateway::url(gateway)),
+        selector: Some(gateway::pod_selector(gateway)),
         conditions: vec![
             condition(
                 &current.conditions,
@@ -244,6 +245,7 @@ pub fn refused_status(gateway: &LlmGateway, refusal: &Refusal) -> LlmGatewayStat
         observed_generation: generation,
         ready_replicas: current.ready_replicas,
         url: Some(gateway::url(gateway)),
+        selector: Some(gateway::pod_selector(gateway)),
         conditions,
     }
 }
@@ -282,6 +284,11 @@ mod tests {
         assert_eq!(
             waiting.url.as_deref(),
             Some("http://main-gateway.ai.svc.cluster.local:80")
+        );
+        assert_eq!(
+            waiting.selector.as_deref(),
+            Some("app.kubernetes.io/name=llm-gateway,llmgateway.io/gateway=main"),
+            "the scale subresource's selector is the Deployment's"
         );
         let partly = desired_status(&gateway, 1, &Ok(()));
         assert_eq!(
