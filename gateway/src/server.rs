@@ -14,6 +14,60 @@ use crate::metrics::Metrics;
 use crate::state::{AppState, RequestSettings};
 use crate::targets::TargetRegistry;
 
+/// The configuration loader `serve` starts its source with, from the arguments (public so an
+/// in-process test builds exactly what the binary builds).
+pub fn loader(
+    args: &ServeArgs,
+    snapshots: &Arc<SnapshotHandle>,
+    metrics: &Arc<Metrics>,
+    targets: &Arc<TargetRegistry>,
+) -> anyhow::Result<Loader> {
+    let source_dir_path = args
+        .config
+        .clone()
+        .or_else(|| args.last_known_good.clone())
+        .unwrap_or_default();
+    Ok(Loader::new(
+        source_dir_path,
+        args.api_key_pepper.as_bytes().to_vec(),
+        snapshots.clone(),
+        metrics.clone(),
+        targets.clone(),
+    )
+    .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?)
+    .with_dir_limits(args.config_limits())
+    .with_dev_mode(args.dev))
+}
+
+/// What every handler shares, from the arguments: request settings and the limiter around
+/// the snapshots a loader fills (public for the same reason as [`loader`]).
+pub fn app_state(
+    args: &ServeArgs,
+    snapshots: Arc<SnapshotHandle>,
+    metrics: Arc<Metrics>,
+    targets: Arc<TargetRegistry>,
+) -> anyhow::Result<AppState> {
+    let settings = RequestSettings {
+        max_body_bytes: args.max_request_body_bytes,
+        key_pepper: args.api_key_pepper.as_bytes().into(),
+        retry_enabled: args.retry_enabled,
+        breakers_enabled: args.circuit_breaker_enabled,
+        upstream_limits: args.upstream_limits(),
+        auth_failures_per_minute: args.auth_failures_per_minute,
+        body_read_timeout: *args.body_read_timeout,
+    };
+    let limiter =
+        crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
+            .context("invalid REDIS_URL")?;
+    Ok(AppState::new(
+        snapshots,
+        metrics,
+        targets,
+        settings,
+        Arc::new(limiter),
+    ))
+}
+
 /// Serves until SIGTERM/SIGINT, then drains: readiness off at once, listener closed after
 /// `shutdown_delay`, in-flight requests and streams given `drain_timeout` to finish.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -24,25 +78,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
-    let pepper = args.api_key_pepper.as_bytes().to_vec();
     let targets = Arc::new(TargetRegistry::new(metrics.clone()));
-    let source_dir_path = args
-        .config
-        .clone()
-        .or_else(|| args.last_known_good.clone())
-        .unwrap_or_default();
-    let loader = Arc::new(
-        Loader::new(
-            source_dir_path,
-            pepper.clone(),
-            snapshots.clone(),
-            metrics.clone(),
-            targets.clone(),
-        )
-        .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?)
-        .with_dir_limits(args.config_limits())
-        .with_dev_mode(args.dev),
-    );
+    let loader = Arc::new(loader(&args, &snapshots, &metrics, &targets)?);
     let _watcher = match (&args.watch_namespace, &args.config) {
         (Some(namespace), None) => {
             start_kubernetes(&args, namespace, &loader, &snapshots).await?;
@@ -56,19 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let source = snapshots.status().source;
 
-    let settings = RequestSettings {
-        max_body_bytes: args.max_request_body_bytes,
-        key_pepper: pepper.into(),
-        retry_enabled: args.retry_enabled,
-        breakers_enabled: args.circuit_breaker_enabled,
-        upstream_limits: args.upstream_limits(),
-        auth_failures_per_minute: args.auth_failures_per_minute,
-        body_read_timeout: *args.body_read_timeout,
-    };
-    let limiter =
-        crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
-            .context("invalid REDIS_URL")?;
-    let state = AppState::new(snapshots, metrics, targets, settings, Arc::new(limiter));
+    let state = app_state(&args, snapshots, metrics, targets)?;
     let app = crate::router(state.clone());
     let (admin, admin_stop) = start_admin(&args, &state).await?;
     let listener = crate::listener::bind(&args.host, args.port)

@@ -1,5 +1,5 @@
-//! The API router driven in-process (no listener, no child process): the state is built the
-//! way `server::serve` builds it, from a config directory written by the scenario builder,
+//! The API router driven in-process (no listener, no child process): the state is built by
+//! the functions `server::serve` builds it with, from a config directory written by the scenario builder,
 //! and requests go through `tower::ServiceExt::oneshot`. The fake provider needs no network,
 //! so everything runs on tokio's clock and time-dependent behaviour can be tested with a
 //! paused clock instead of waiting.
@@ -19,9 +19,9 @@ use clap::Parser;
 use http::{Request, StatusCode};
 use llm_gateway::args::Cli;
 use llm_gateway::config::SnapshotHandle;
-use llm_gateway::config::loader::{Loader, ReloadOutcome};
+use llm_gateway::config::loader::ReloadOutcome;
 use llm_gateway::metrics::Metrics;
-use llm_gateway::state::{AppState, RequestSettings};
+use llm_gateway::server;
 use llm_gateway::targets::TargetRegistry;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -29,8 +29,8 @@ use tower::ServiceExt;
 use common::scenario::Scenario;
 use common::{TEST_PEPPER, new_key};
 
-/// The router over `scenario`, with the binary's default settings. Mirrors the wiring in
-/// `server::serve` (directory source, no Redis, no listener); keep the two in step.
+/// The router over `scenario`, with the binary's default settings, wired by the functions
+/// `server::serve` uses (directory source, no Redis, no listener).
 fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     scenario.write_to(dir.path());
@@ -48,37 +48,15 @@ fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
 
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
-    let pepper = args.api_key_pepper.as_bytes().to_vec();
     let targets = Arc::new(TargetRegistry::new(metrics.clone()));
-    let loader = Loader::new(
-        dir.path().to_owned(),
-        pepper.clone(),
-        snapshots.clone(),
-        metrics.clone(),
-        targets.clone(),
-    )
-    .with_default_jwt(args.jwt().unwrap())
-    .with_dir_limits(args.config_limits())
-    .with_dev_mode(args.dev);
+    let loader = server::loader(&args, &snapshots, &metrics, &targets).unwrap();
     let outcome = loader.reload();
     assert!(
         matches!(outcome, ReloadOutcome::Applied(_)),
         "config rejected: {outcome:?}\n{}",
         scenario.render()
     );
-
-    let settings = RequestSettings {
-        max_body_bytes: args.max_request_body_bytes,
-        key_pepper: pepper.into(),
-        retry_enabled: args.retry_enabled,
-        breakers_enabled: args.circuit_breaker_enabled,
-        upstream_limits: args.upstream_limits(),
-        auth_failures_per_minute: args.auth_failures_per_minute,
-        body_read_timeout: *args.body_read_timeout,
-    };
-    let limiter = llm_gateway::limits::Limiter::new(args.limiter().unwrap(), metrics.clone())
-        .expect("in-memory limiter");
-    let state = AppState::new(snapshots, metrics, targets, settings, Arc::new(limiter));
+    let state = server::app_state(&args, snapshots, metrics, targets).unwrap();
     (llm_gateway::router(state), dir)
 }
 

@@ -62,6 +62,16 @@ pub struct Rejection {
     pub message: String,
 }
 
+impl Rejection {
+    /// How the owner reports it: `Ready=False` with reason `ChildRejected`.
+    pub fn refusal(&self) -> crate::pod_policy::Refusal {
+        crate::pod_policy::Refusal {
+            reason: "ChildRejected",
+            message: format!("the API server rejected {self}"),
+        }
+    }
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.kind, self.name, self.message)

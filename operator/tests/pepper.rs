@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use llm_gateway_crds::llm_gateway::LlmGateway;
 use serde_json::json;
 
 mod common;
@@ -63,14 +62,7 @@ async fn the_operator_creates_the_pepper_once_and_the_gateway_pods_follow_it() {
     let (_server, client, kubeconfig) = cluster().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let gateway: LlmGateway = serde_json::from_value(json!({
-        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
-        "metadata": {"name": "main"}, "spec": {"replicas": 1}}))
-    .unwrap();
-    Api::<LlmGateway>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &gateway)
-        .await
-        .unwrap();
+    create_gateway(&client, json!({"replicas": 1})).await;
 
     // Two replicas starting together end up with one pepper.
     let first = operator_keeping_the_pepper(&kubeconfig, free_port());

@@ -6,7 +6,6 @@
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use llm_gateway_crds::llm_gateway::LlmGateway;
 use serde_json::json;
 
 mod common;
@@ -28,15 +27,11 @@ async fn a_labelled_object_the_gateway_does_not_own_is_never_pruned() {
         .create(&PostParams::default(), &foreign)
         .await
         .unwrap();
-    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
-    let gateway: LlmGateway = serde_json::from_value(json!({
-        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway", "metadata": {"name": "main"},
-        "spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}}))
-    .unwrap();
-    gateways
-        .create(&PostParams::default(), &gateway)
-        .await
-        .unwrap();
+    let gateways = create_gateway(
+        &client,
+        json!({"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}),
+    )
+    .await;
     let _operator = operator(&kubeconfig, free_port());
     eventually("the gateway's own autoscaler", async || {
         autoscalers.get_opt("main-gateway").await.unwrap()
@@ -78,17 +73,13 @@ fn deployment_patches(server: &test_apiserver::TestApiServer) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quantities_the_api_server_canonicalised_are_not_reapplied() {
     let (server, client, kubeconfig) = cluster().await;
-    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
-    let gateway: LlmGateway = serde_json::from_value(json!({
-        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway", "metadata": {"name": "main"},
-        "spec": {"replicas": 1, "resources": {
+    let gateways = create_gateway(
+        &client,
+        json!({"replicas": 1, "resources": {
             "requests": {"cpu": "0.5", "memory": "1024Mi"},
-            "limits": {"cpu": "1000m", "memory": "2048Mi"}}}}))
-    .unwrap();
-    gateways
-        .create(&PostParams::default(), &gateway)
-        .await
-        .unwrap();
+            "limits": {"cpu": "1000m", "memory": "2048Mi"}}}),
+    )
+    .await;
     let admin = free_port();
     let _operator = operator(&kubeconfig, admin);
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
@@ -132,15 +123,11 @@ async fn quantities_the_api_server_canonicalised_are_not_reapplied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_removed_from_the_spec_leaves_the_child() {
     let (_server, client, kubeconfig) = cluster().await;
-    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
-    let gateway: LlmGateway = serde_json::from_value(json!({
-        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway", "metadata": {"name": "main"},
-        "spec": {"replicas": 1, "nodeSelector": {"disk": "ssd"}}}))
-    .unwrap();
-    gateways
-        .create(&PostParams::default(), &gateway)
-        .await
-        .unwrap();
+    let gateways = create_gateway(
+        &client,
+        json!({"replicas": 1, "nodeSelector": {"disk": "ssd"}}),
+    )
+    .await;
     let _operator = operator(&kubeconfig, free_port());
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "default");

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use llm_gateway_crds::llm_gateway::LlmGateway;
 use serde_json::json;
 use test_apiserver::TestApiServer;
 use test_apiserver::faults::FaultRule;
@@ -51,15 +50,7 @@ async fn a_rejected_deployment_is_reported_and_retried_with_a_growing_backoff() 
         "action": {"type": "status", "code": 422, "reason": "Invalid"}}))
     .unwrap();
     server.add_fault(rejected);
-    let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
-    let gateway: LlmGateway = serde_json::from_value(json!({
-        "apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
-        "metadata": {"name": "main"}, "spec": {"replicas": 1}}))
-    .unwrap();
-    gateways
-        .create(&PostParams::default(), &gateway)
-        .await
-        .unwrap();
+    let gateways = create_gateway(&client, json!({"replicas": 1})).await;
     let _operator = operator(&kubeconfig, free_port());
 
     let mut times = vec![];

@@ -95,11 +95,8 @@ async fn reconcile_inner(gateway: &LlmGateway, context: &Context) -> Result<Acti
         // Reported where the owner looks (a condition, and an Event with it), then retried
         // ever less often: only an edit or a policy change can clear it.
         Err(Error::ChildRejected(rejection)) => {
-            let refusal = Refusal {
-                reason: "ChildRejected",
-                message: format!("the API server rejected {rejection}"),
-            };
-            write_status(context, gateway, &refused_status(gateway, &refusal)).await?;
+            let status = refused_status(gateway, &rejection.refusal());
+            write_status(context, gateway, &status).await?;
             Err(Error::ChildRejected(rejection))
         }
         Err(e) => Err(e),

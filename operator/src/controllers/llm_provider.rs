@@ -125,16 +125,10 @@ async fn reconcile_inner(provider: &LlmProvider, context: &Context) -> Result<Ac
     let (desired, failure) = match written {
         Ok(desired) => (desired, None),
         // Reported where the owner looks, then retried ever less often.
-        Err(Error::ChildRejected(rejection)) => {
-            let refusal = Refusal {
-                reason: "ChildRejected",
-                message: format!("the API server rejected {rejection}"),
-            };
-            (
-                refused_status(provider, &refusal),
-                Some(Error::ChildRejected(rejection)),
-            )
-        }
+        Err(Error::ChildRejected(rejection)) => (
+            refused_status(provider, &rejection.refusal()),
+            Some(Error::ChildRejected(rejection)),
+        ),
         Err(e) => return Err(e),
     };
     crate::status::update(
@@ -195,13 +189,21 @@ pub fn refused_status(provider: &LlmProvider, refusal: &Refusal) -> LlmProviderS
     status
 }
 
-/// Applies a self-hosted provider's children and prunes those no longer wanted; returns the
-/// model server's ready pods (`None` when the provider is not self-hosted).
 /// Deletes the provider's model-server children (Deployment, Service, autoscaler), if any.
 async fn remove_model_server(
     provider: &LlmProvider,
     context: &Context,
     namespace: &str,
+) -> Result<(), Error> {
+    converge_model_server(provider, context, namespace, &[]).await
+}
+
+/// Applies `children` and prunes the provider's model-server children not among them.
+async fn converge_model_server(
+    provider: &LlmProvider,
+    context: &Context,
+    namespace: &str,
+    children: &[crate::build::Child],
 ) -> Result<(), Error> {
     let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
     let uid = provider.uid().unwrap_or_default();
@@ -209,16 +211,12 @@ async fn remove_model_server(
         selector: &selector,
         owner_uid: &uid,
     };
-    apply::converge(
-        &context.client,
-        namespace,
-        &[],
-        &Prunable::always(model_server::prunable()),
-        owned,
-    )
-    .await
+    let prunable = Prunable::always(model_server::prunable());
+    apply::converge(&context.client, namespace, children, &prunable, owned).await
 }
 
+/// Applies a self-hosted provider's children and prunes those no longer wanted; returns the
+/// model server's ready pods (`None` when the provider is not self-hosted).
 async fn model_server(
     provider: &LlmProvider,
     context: &Context,
@@ -231,27 +229,13 @@ async fn model_server(
     if provider.spec.self_hosted.is_none() && !was_hosted {
         return Ok(None);
     }
-    let client = &context.client;
     let children = model_server::children(provider);
-    let selector = format!("{PROVIDER_LABEL}={}", provider.name_any());
-    let uid = provider.uid().unwrap_or_default();
-    let owned = apply::Owned {
-        selector: &selector,
-        owner_uid: &uid,
-    };
-    apply::converge(
-        client,
-        namespace,
-        &children,
-        &Prunable::always(model_server::prunable()),
-        owned,
-    )
-    .await?;
+    converge_model_server(provider, context, namespace, &children).await?;
     let Some(deployment) = children.first() else {
         return Ok(None);
     };
     Ok(Some(
-        apply::ready_replicas(client, namespace, deployment.name()).await?,
+        apply::ready_replicas(&context.client, namespace, deployment.name()).await?,
     ))
 }
 

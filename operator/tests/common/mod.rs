@@ -93,6 +93,22 @@ pub fn ready(
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// Creates the LlmGateway `main` in `default` with `spec`; returns the API to read it back.
+pub async fn create_gateway(
+    client: &kube::Client,
+    spec: serde_json::Value,
+) -> kube::Api<llm_gateway_crds::llm_gateway::LlmGateway> {
+    let gateways = kube::Api::namespaced(client.clone(), "default");
+    let gateway = serde_json::from_value(json!({"apiVersion": "llmgateway.io/v1alpha1",
+        "kind": "LlmGateway", "metadata": {"name": "main"}, "spec": spec}))
+    .unwrap();
+    gateways
+        .create(&kube::api::PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    gateways
+}
+
 pub fn api_key(name: &str) -> ApiKey {
     serde_json::from_value(json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "ApiKey",
         "metadata": {"name": name}, "spec": {"secretName": format!("{name}-key"), "owner": "team-a"}}))
