@@ -15,7 +15,7 @@ use llm_gateway::limits::demand::{CallerAccount, TokenReserve};
 use llm_gateway::limits::meter::Price;
 use llm_gateway::limits::{Demand, Limiter, LimiterSettings, Outcome};
 use llm_gateway::metrics::Metrics;
-use llm_gateway::request::ChatRequest;
+use llm_gateway::request::ClientRequest;
 use llm_gateway_crds::llm_gateway::OnUnavailable;
 use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
 
@@ -36,7 +36,7 @@ async fn measure(name: &str, limiter: &Limiter) {
     let body = Bytes::from_static(
         br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#,
     );
-    let request = ChatRequest::parse(body).unwrap();
+    let request = ClientRequest::parse(body).unwrap();
     let limits = RateLimits {
         requests_per_minute: Some(u64::MAX / 4),
         tokens_per_minute: Some(u64::MAX / 4),

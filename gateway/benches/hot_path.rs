@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use llm_gateway::config::Snapshot;
 use llm_gateway::config::source_dir;
 use llm_gateway::metrics::Metrics;
-use llm_gateway::request::ChatRequest;
+use llm_gateway::request::ClientRequest;
 use llm_gateway::targets::TargetRegistry;
 use llm_gateway_crds::compile::{CompileInputs, compile};
 use llm_gateway_crds::compiled::CompiledConfig;
@@ -86,7 +86,7 @@ fn benches(c: &mut Criterion) {
     for (name, body) in [("small", small_body()), ("16KiB", large_body())] {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(name, |b| {
-            b.iter(|| ChatRequest::parse(black_box(body.clone())).unwrap())
+            b.iter(|| ClientRequest::parse(black_box(body.clone())).unwrap())
         });
     }
     group.finish();

@@ -7,7 +7,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::request::{ChatRequest, Protocol, decode, model_of};
+use crate::request::{ClientRequest, Protocol, decode, model_of};
 
 /// Largest number of inputs in one request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;
@@ -86,7 +86,7 @@ pub struct EmbeddingsRequest {
     pub dimensions: Option<u32>,
 }
 
-impl ChatRequest {
+impl ClientRequest {
     /// Validates an OpenAI embeddings body.
     pub fn parse_embeddings(body: Bytes) -> Result<Self, ApiError> {
         let view: View<'_> = decode(&body)?;
@@ -182,8 +182,8 @@ pub fn response_body(
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<ChatRequest, ApiError> {
-        ChatRequest::parse_embeddings(Bytes::copy_from_slice(text.as_bytes()))
+    fn parse(text: &str) -> Result<ClientRequest, ApiError> {
+        ClientRequest::parse_embeddings(Bytes::copy_from_slice(text.as_bytes()))
     }
 
     #[test]

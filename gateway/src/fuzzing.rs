@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::request::ChatRequest;
+use crate::request::ClientRequest;
 use crate::translate::anthropic_stream::AnthropicToOpenAi;
 use crate::translate::gemini_stream::GeminiToOpenAi;
 use crate::translate::messages_stream::OpenAiToMessages;
@@ -41,9 +41,10 @@ pub fn stream_translators(data: &[u8]) {
 
 /// The OpenAI request parser, then both request translators on whatever parses.
 pub fn openai_request(data: &[u8]) {
-    let _ = ChatRequest::parse(Bytes::copy_from_slice(data));
-    let _ = ChatRequest::parse_embeddings(Bytes::copy_from_slice(data));
-    if let Ok(request) = serde_json::from_slice::<crate::translate::openai::ChatRequest>(data) {
+    let _ = ClientRequest::parse(Bytes::copy_from_slice(data));
+    let _ = ClientRequest::parse_embeddings(Bytes::copy_from_slice(data));
+    if let Ok(request) = serde_json::from_slice::<crate::translate::openai_types::ChatRequest>(data)
+    {
         let _ = anthropic::to_anthropic(request.clone(), None);
         let _ = gemini::to_gemini(request);
     }
@@ -51,7 +52,7 @@ pub fn openai_request(data: &[u8]) {
 
 /// The Messages request parser and its translation to OpenAI.
 pub fn messages_request(data: &[u8]) {
-    let _ = ChatRequest::parse_messages(Bytes::copy_from_slice(data));
+    let _ = ClientRequest::parse_messages(Bytes::copy_from_slice(data));
     if let Ok(request) = serde_json::from_slice::<messages::InboundRequest>(data) {
         let _ = messages::to_openai(request);
     }

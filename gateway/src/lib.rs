@@ -1,14 +1,17 @@
 //! llm-gateway: an OpenAI-compatible LLM gateway.
 //!
-//! Request path: authenticate the API key → read the body up to the limit → parse only what
-//! routing needs (model, stream) → resolve the route in the current immutable snapshot → check
-//! the key may use it → pick a target → forward (OpenAI-compatible: pass-through with at most
-//! the model rewritten; fake: generated) → relay JSON or SSE back unchanged while accounting
+//! Request path, each stage once: authenticate the caller → read the body up to the limit →
+//! parse only what routing needs (`request`: model, stream) → resolve the route in the current
+//! immutable snapshot → check the key may use it → admit it (`limits`) → pick targets
+//! (`proxy`) → for each attempt, `pipeline`: encode for the target (pass-through with at most
+//! the model rewritten, or through the hub, OpenAI chat) → exchange with the upstream → decode
+//! the reply and encode it for the client, streamed through one relay while accounting
 //! tokens → metrics and one access-log line when the body ends.
 //!
 //! Config path: a directory of manifests → `crds::compile` → `Snapshot` → atomic swap. See
 //! `ARCHITECTURE.md` for the map.
 
+pub(crate) mod accounting;
 pub mod args;
 pub(crate) mod auth_throttle;
 pub(crate) mod breaker;
@@ -24,6 +27,7 @@ pub mod limits;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod notices;
+pub(crate) mod pipeline;
 pub(crate) mod providers;
 pub(crate) mod proxy;
 pub mod request;
@@ -36,6 +40,5 @@ pub(crate) mod system;
 pub mod targets;
 pub mod telemetry;
 pub mod translate;
-pub(crate) mod usage;
 
 pub use http::router;

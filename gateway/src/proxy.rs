@@ -30,8 +30,9 @@ use crate::config::{ProviderRuntime, RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::metrics::RetryLabels;
-use crate::providers::{self, Call};
-use crate::request::ChatRequest;
+use crate::pipeline;
+use crate::providers::Call;
+use crate::request::ClientRequest;
 use crate::state::AppState;
 use crate::targets::{Admission, ProviderPermit, TargetState};
 
@@ -50,7 +51,7 @@ pub async fn serve<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     route: &'s RouteRuntime,
-    request: &ChatRequest,
+    request: &ClientRequest,
     headers: &HeaderMap,
     started: Instant,
     meter: &Arc<Meter>,
@@ -87,7 +88,7 @@ struct Run<'a, 's> {
     state: &'a AppState,
     snapshot: &'s Snapshot,
     route: &'s RouteRuntime,
-    request: &'a ChatRequest,
+    request: &'a ClientRequest,
     headers: &'a HeaderMap,
     started: Instant,
     meter: &'a Arc<Meter>,
@@ -210,7 +211,7 @@ impl<'s> Run<'_, 's> {
             limits: self.state.settings.upstream_limits,
         };
         let sent = Instant::now();
-        match tokio::time::timeout_at(self.deadline.into(), providers::chat(call)).await {
+        match tokio::time::timeout_at(self.deadline.into(), pipeline::attempt(call)).await {
             Ok(Ok(response)) => {
                 admission.settle(true);
                 target_state.observe_ttfb(sent.elapsed());
@@ -350,7 +351,7 @@ fn count(state: &AppState, model: &str, outcome: &'static str) {
 }
 
 /// Whether the request's input (about four bytes a token) exceeds the target's context window.
-fn exceeds_context(request: &ChatRequest, provider: &ProviderRuntime, model: &str) -> bool {
+fn exceeds_context(request: &ClientRequest, provider: &ProviderRuntime, model: &str) -> bool {
     let window = provider
         .compiled
         .models

@@ -1,10 +1,10 @@
 //! The client's request as the gateway reads it (OpenAI wire shapes, whichever protocol it
 //! came in): just enough of a chat request to route and validate it, and the usage block of
-//! responses and stream chunks. Apart from `translate/openai.rs`, the full OpenAI types
+//! responses and stream chunks. Apart from `translate/openai_types.rs`, the hub's full types
 //! translators build, and `providers/openai.rs`, the adapter that sends them.
 //!
-//! The request body is never re-serialised: [`ChatRequest::parse`] borrows from the raw bytes,
-//! and [`ChatRequest::with_model`] splices a new model name into a copy of them when a route
+//! The request body is never re-serialised: [`ClientRequest::parse`] borrows from the raw bytes,
+//! and [`ClientRequest::with_model`] splices a new model name into a copy of them when a route
 //! maps it, leaving every other byte as the client sent it.
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +16,7 @@ use crate::error::ApiError;
 
 /// The parts of a chat completion request the gateway needs.
 #[derive(Debug)]
-pub struct ChatRequest {
+pub struct ClientRequest {
     /// Which API the body speaks.
     pub protocol: Protocol,
     /// The raw body as received.
@@ -181,7 +181,7 @@ struct StreamOptions {
 
 /// Token counts reported by an upstream.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-pub struct Usage {
+pub struct TokenUsage {
     /// Prompt tokens.
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -190,7 +190,7 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
-impl Usage {
+impl TokenUsage {
     /// Reads a `usage` object in OpenAI (`prompt_tokens`/`completion_tokens`) or Anthropic
     /// (`input_tokens`/`output_tokens`, plus cache reads and writes) shape.
     pub fn from_json(usage: &serde_json::Value) -> Option<Self> {
@@ -219,10 +219,10 @@ impl Usage {
 #[derive(Debug, Deserialize)]
 pub struct UsageEnvelope {
     /// Usage, when present and not null.
-    pub usage: Option<Usage>,
+    pub usage: Option<TokenUsage>,
 }
 
-impl ChatRequest {
+impl ClientRequest {
     /// Validates the body and extracts what routing needs; errors name the parameter.
     pub fn parse(body: Bytes) -> Result<Self, ApiError> {
         let view: View<'_> = decode(&body)?;
@@ -379,8 +379,8 @@ impl View<'_> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<ChatRequest, ApiError> {
-        ChatRequest::parse(Bytes::copy_from_slice(text.as_bytes()))
+    fn parse(text: &str) -> Result<ClientRequest, ApiError> {
+        ClientRequest::parse(Bytes::copy_from_slice(text.as_bytes()))
     }
 
     fn param_of(text: &str) -> Option<String> {

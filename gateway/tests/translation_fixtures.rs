@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llm_gateway::translate::openai::ChatRequest;
+use llm_gateway::translate::openai_types::ChatRequest;
 use llm_gateway::translate::stream::translate_all;
 use llm_gateway::translate::{
     anthropic, anthropic_stream, gemini, gemini_stream, messages, messages_stream,

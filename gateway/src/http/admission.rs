@@ -15,7 +15,7 @@ use crate::limits::demand::{CallerAccount, TokenReserve};
 use crate::limits::meter::Price;
 use crate::limits::reservation::CallerLabel;
 use crate::limits::{Demand, Meter, Reservation, Verdict, headers};
-use crate::request::ChatRequest;
+use crate::request::ClientRequest;
 use crate::state::AppState;
 
 /// An admitted request.
@@ -43,7 +43,7 @@ pub async fn admit(
     caller: Option<&Caller<'_>>,
     label: Option<Arc<CallerLabel>>,
     route: &RouteRuntime,
-    request: &ChatRequest,
+    request: &ClientRequest,
     meter: &Arc<Meter>,
 ) -> Result<Admitted, ApiError> {
     let account = caller.map(Caller::account);

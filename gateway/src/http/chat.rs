@@ -19,7 +19,7 @@ use crate::auth_throttle::ClientAddress;
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::limits::reservation::CallerLabel;
-use crate::request::{ChatRequest, Protocol};
+use crate::request::{ClientRequest, Protocol};
 use crate::state::AppState;
 
 /// Serves one chat completion, streamed or not.
@@ -93,9 +93,9 @@ async fn handle(
     )
     .await?;
     let request = match protocol {
-        Protocol::OpenAi => ChatRequest::parse(bytes)?,
-        Protocol::Anthropic => ChatRequest::parse_messages(bytes)?,
-        Protocol::Embeddings => ChatRequest::parse_embeddings(bytes)?,
+        Protocol::OpenAi => ClientRequest::parse(bytes)?,
+        Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
+        Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
     };
     let route = snapshot
         .routes

@@ -9,7 +9,7 @@ use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
 use super::meter::Price;
 use super::period::Period;
 use super::{RateKind, Scope};
-use crate::request::ChatRequest;
+use crate::request::ClientRequest;
 
 /// Completion tokens reserved when the request sets no `max_tokens` and no target's catalogue
 /// entry names the model's output maximum.
@@ -31,7 +31,7 @@ impl TokenReserve {
     /// The reserve of `request` on a route whose targets produce at most `output_cap` tokens
     /// (the largest catalogue `maxOutputTokens` among them, when known): the client's
     /// `max_tokens` capped at that, or the cap itself when the client sets none.
-    pub fn of(request: &ChatRequest, output_cap: Option<u32>) -> Self {
+    pub fn of(request: &ClientRequest, output_cap: Option<u32>) -> Self {
         let bytes = request.prompt_bytes + request.other_prompt_bytes;
         let per_choice = match (request.max_tokens, output_cap) {
             (Some(asked), Some(cap)) => asked.min(cap).into(),

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use llm_gateway_crds::llm_provider::ModelInfo;
 
 use super::Outcome;
-use crate::request::Usage;
+use crate::request::TokenUsage;
 
 /// Prices of one upstream model in US dollars per million tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -51,14 +51,14 @@ pub struct Meter {
 #[derive(Debug, Default)]
 struct Measured {
     /// Usage the upstream reported, at the serving target's price.
-    reported: Option<(Usage, Price)>,
+    reported: Option<(TokenUsage, Price)>,
     /// A stream cut short without a usage report: completion events delivered, and the price.
     partial: Option<(u64, Price)>,
 }
 
 impl Meter {
     /// Records usage the upstream reported (only the first report counts).
-    pub fn report(&self, usage: Usage, price: Price) {
+    pub fn report(&self, usage: TokenUsage, price: Price) {
         if let Ok(mut state) = self.state.lock() {
             state.reported.get_or_insert((usage, price));
         }
@@ -114,7 +114,7 @@ mod tests {
         meter.partial(3, price);
         assert_eq!(meter.outcome(10).output_tokens, 3);
         meter.report(
-            Usage {
+            TokenUsage {
                 prompt_tokens: 11,
                 completion_tokens: 7,
             },

@@ -5,22 +5,31 @@
 //! `floor((n+1)·r) > floor(n·r)`, so exactly `r` of every `1/r` requests fail.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream;
 use http::StatusCode;
 use serde_json::json;
 
 use super::Call;
-use super::upstream::sse_response;
+use super::upstream::{Reply, json_response};
 use crate::error::ApiError;
-use crate::request::Usage;
+use crate::request::TokenUsage;
 
-/// Answers a chat completion request.
-pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
+/// What a chat request asks of the fake, in the hub's terms.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// Whether to answer with server-sent events.
+    pub stream: bool,
+    /// Whether a streamed answer ends with a usage chunk.
+    pub include_usage: bool,
+}
+
+/// Answers a chat request in the hub's format (as an OpenAI upstream would), with the usage
+/// the answer reports.
+pub async fn chat(call: &Call<'_>, ask: Ask) -> Result<(Reply, TokenUsage), ApiError> {
     let settings = call.provider.compiled.fake.clone().unwrap_or_default();
     let sequence = call.provider.fake_sequence.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(settings.latency.get()).await;
@@ -34,44 +43,33 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
             retry_after: None,
         });
     }
-    let usage = Usage {
+    let usage = TokenUsage {
         prompt_tokens: (call.request.prompt_bytes as u64).div_ceil(4).max(1),
         completion_tokens: settings.response.split_whitespace().count() as u64,
     };
     let answer = Answer {
         id: format!("chatcmpl-fake-{sequence}"),
-        created: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created: call.created(),
         model: call.target.upstream_model.clone(),
         usage,
     };
-    let mut accounting = call.accounting();
-    if !call.request.stream {
-        accounting.usage(usage);
-        return Ok(axum::Json(answer.completion(&settings.response)).into_response());
+    if !ask.stream {
+        let body = answer.completion(&settings.response).to_string();
+        return Ok((Reply::Body(StatusCode::OK, body.into()), usage));
     }
-    let events = answer.stream_events(
-        &settings.response,
-        settings.chunks,
-        call.request.include_usage,
-    );
+    let events = answer.stream_events(&settings.response, settings.chunks, ask.include_usage);
     let interval = settings.chunk_interval.get();
     let body = stream::unfold(
-        (events.into_iter(), accounting, true),
-        move |(mut it, mut acct, first)| async move {
+        (events.into_iter(), true),
+        move |(mut it, first)| async move {
             let event = it.next()?;
-            if first {
-                acct.first_byte();
-                acct.usage(usage);
-            } else if interval > Duration::ZERO {
+            if !first && interval > Duration::ZERO {
                 tokio::time::sleep(interval).await;
             }
-            Some((Ok::<_, std::io::Error>(event), (it, acct, false)))
+            Some((Ok(event), (it, false)))
         },
     );
-    Ok(sse_response(Body::from_stream(body)))
+    Ok((Reply::Events(Box::pin(body)), usage))
 }
 
 fn fails(sequence: u64, rate: f64) -> bool {
@@ -82,7 +80,7 @@ struct Answer {
     id: String,
     created: u64,
     model: String,
-    usage: Usage,
+    usage: TokenUsage,
 }
 
 impl Answer {
@@ -177,7 +175,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
     let prompt_tokens = (call.request.prompt_bytes as u64)
         .div_ceil(4)
         .max(texts.len() as u64);
-    call.accounting().usage(Usage {
+    call.accounting().usage(TokenUsage {
         prompt_tokens,
         completion_tokens: 0,
     });
@@ -188,7 +186,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
         &call.target.upstream_model,
         prompt_tokens,
     );
-    Ok(super::upstream::json_response(StatusCode::OK, body))
+    Ok(json_response(StatusCode::OK, body))
 }
 
 #[cfg(test)]

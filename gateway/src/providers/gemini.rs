@@ -1,27 +1,30 @@
-//! Google Gemini upstreams behind the OpenAI API: translate the request, send it to
+//! Google Gemini upstreams: requests are encoded from the hub for
 //! `models/{model}:generateContent` (or `:streamGenerateContent?alt=sse`) with the
-//! `x-goog-api-key` header (never the query string), translate the JSON or stream back.
+//! `x-goog-api-key` header (never the query string), and replies (JSON or stream) decoded back
+//! to it. Embeddings go to `batchEmbedContents`.
 
-use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use http::{StatusCode, header};
-
-use super::Call;
-use super::upstream::{Reply, exchange, json_response, remaining, sse_response, undecodable};
-use crate::embeddings::EmbeddingsRequest;
-use crate::error::ApiError;
-use crate::sse::Relay;
-use crate::translate::gemini::{to_gemini, to_openai_completion};
-use crate::translate::gemini_stream::GeminiToOpenAi;
-use crate::translate::stream::EventTransform;
+use reqwest::RequestBuilder;
 use serde_json::json;
 
-/// Serves an OpenAI chat request from a Gemini upstream.
-pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
+use super::Call;
+use super::upstream::{Reply, exchange, json_response, undecodable};
+use crate::embeddings::EmbeddingsRequest;
+use crate::error::ApiError;
+use crate::request::TokenUsage;
+use crate::translate::gemini::{to_gemini, to_openai_completion};
+use crate::translate::gemini_stream::GeminiToOpenAi;
+use crate::translate::openai_types::ChatRequest;
+use crate::translate::stream::EventTransform;
+
+/// A hub request encoded for `models/{model}:generateContent` (or
+/// `:streamGenerateContent?alt=sse` when streamed).
+pub fn from_hub(call: &Call<'_>, hub: ChatRequest) -> Result<RequestBuilder, ApiError> {
     let compiled = &call.provider.compiled;
-    let request = call.translated_request()?;
-    let (stream, include_usage) = (request.stream, request.include_usage());
-    let upstream_request = to_gemini(request)?;
+    let stream = hub.stream;
+    let encoded = to_gemini(hub)?;
     let base = compiled.base_url.as_deref().unwrap_or_default();
     let model = &call.target.upstream_model;
     let url = if stream {
@@ -34,29 +37,26 @@ pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
         .client
         .post(url)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&upstream_request).unwrap_or_default());
+        .body(serde_json::to_vec(&encoded).unwrap_or_default());
     if let Some(credential) = &compiled.credential {
         http = http.header("x-goog-api-key", credential.expose());
     }
-    match exchange(&call, http).await? {
-        Reply::Stream(response) => {
-            let translator = GeminiToOpenAi::new(model, call.created(), include_usage);
-            let relay = Relay::new(
-                response.bytes_stream(),
-                EventTransform::new(translator).with_max_event_bytes(call.limits.event_bytes),
-                Some(call.accounting()),
-                remaining(&call),
-            )
-            .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
-            Ok(sse_response(Body::from_stream(relay)))
-        }
-        Reply::Body(_, body) => {
-            let (completion, usage) = to_openai_completion(&body, model, call.created())
-                .map_err(|e| undecodable(&compiled.name, &e))?;
-            call.accounting().usage(usage.accounting());
-            Ok(json_response(StatusCode::OK, completion))
-        }
-    }
+    Ok(http)
+}
+
+/// A `generateContent` reply decoded to a hub completion, with its usage.
+pub fn json_to_hub(call: &Call<'_>, body: &[u8]) -> Result<(Bytes, TokenUsage), ApiError> {
+    let (completion, usage) =
+        to_openai_completion(body, &call.target.upstream_model, call.created())
+            .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+    Ok((completion.into(), usage.accounting()))
+}
+
+/// The translator of a `streamGenerateContent` stream into hub chunks.
+pub fn stream_to_hub(call: &Call<'_>, include_usage: bool) -> EventTransform<GeminiToOpenAi> {
+    let translator =
+        GeminiToOpenAi::new(&call.target.upstream_model, call.created(), include_usage);
+    EventTransform::new(translator).with_max_event_bytes(call.limits.event_bytes)
 }
 
 /// Serves an OpenAI embeddings request with `batchEmbedContents`. Gemini reports no token
@@ -110,7 +110,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
     let batch: Batch =
         serde_json::from_slice(&body).map_err(|e| undecodable(&compiled.name, &e))?;
     let prompt_tokens = (call.request.prompt_bytes as u64).div_ceil(4);
-    call.accounting().usage(crate::request::Usage {
+    call.accounting().usage(TokenUsage {
         prompt_tokens,
         completion_tokens: 0,
     });

@@ -1,10 +1,11 @@
-//! Provider adapters behind one entry point, [`chat`]: send a chat request to one target and
-//! return the client response (JSON or SSE), or an [`ApiError`] before anything was sent.
+//! The outbound side: one adapter per provider type, each encoding requests in its provider's
+//! wire format (from the client's own body when the provider speaks the client's protocol,
+//! else from the hub, OpenAI chat) and naming how to decode its replies back to the hub. The
+//! [`upstream`] exchange sends what an adapter encoded; `pipeline` puts the stages in order.
 
 pub mod anthropic;
 pub mod fake;
 pub mod gemini;
-pub mod messages;
 pub mod openai;
 pub mod runtime;
 pub mod upstream;
@@ -12,22 +13,19 @@ pub mod upstream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::response::Response;
 use http::HeaderMap;
 use llm_gateway_crds::compiled::CompiledTarget;
-use llm_gateway_crds::llm_provider::ProviderType;
 
-use crate::error::ApiError;
+use crate::accounting::Accounting;
 use crate::metrics::Metrics;
-use crate::request::{ChatRequest, Protocol};
-use crate::usage::Accounting;
+use crate::request::ClientRequest;
 pub use runtime::ProviderRuntime;
 
 /// Everything one upstream call needs.
 #[derive(Debug)]
 pub struct Call<'a> {
     /// The parsed client request.
-    pub request: &'a ChatRequest,
+    pub request: &'a ClientRequest,
     /// The route model the client asked for.
     pub route_model: &'a str,
     /// The target picked for this attempt.
@@ -47,15 +45,6 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The full OpenAI request, for adapters that translate it, with the upstream model set.
-    pub fn translated_request(&self) -> Result<crate::translate::openai::ChatRequest, ApiError> {
-        let mut request: crate::translate::openai::ChatRequest =
-            serde_json::from_slice(&self.request.body)
-                .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
-        request.model.clone_from(&self.target.upstream_model);
-        Ok(request)
-    }
-
     /// Unix seconds for `created` fields of translated responses.
     pub fn created(&self) -> u64 {
         std::time::SystemTime::now()
@@ -79,43 +68,5 @@ impl Call<'_> {
             self.started,
         )
         .with_meter(self.meter.clone(), price)
-    }
-}
-
-/// Sends the request to the call's target.
-///
-/// OpenAI-protocol requests go to each provider's adapter. Anthropic-protocol requests
-/// (`/v1/messages`) pass through to Anthropic upstreams, and elsewhere are translated to
-/// OpenAI, served by the same adapters, and translated back.
-pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
-    match (call.request.protocol, call.provider.compiled.provider_type) {
-        (Protocol::OpenAi, _) => chat_openai(call).await,
-        (
-            Protocol::Embeddings,
-            ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi,
-        ) => openai::embeddings(call).await,
-        (Protocol::Embeddings, ProviderType::Gemini) => gemini::embeddings(call).await,
-        (Protocol::Embeddings, ProviderType::Fake) => fake::embeddings(call).await,
-        (Protocol::Embeddings, ProviderType::Anthropic) => Err(ApiError::invalid(
-            format!(
-                "model '{}' is served by an Anthropic provider, which has no embeddings API",
-                call.route_model
-            ),
-            Some("model"),
-        )),
-        (Protocol::Anthropic, ProviderType::Anthropic) => anthropic::messages(call).await,
-        (Protocol::Anthropic, _) => messages::via_openai(call).await,
-    }
-}
-
-/// Serves an OpenAI-protocol request.
-async fn chat_openai(call: Call<'_>) -> Result<Response, ApiError> {
-    match call.provider.compiled.provider_type {
-        ProviderType::Fake => fake::chat(call).await,
-        ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {
-            openai::chat(call).await
-        }
-        ProviderType::Anthropic => anthropic::chat(call).await,
-        ProviderType::Gemini => gemini::chat(call).await,
     }
 }

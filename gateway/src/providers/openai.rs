@@ -1,21 +1,15 @@
-//! OpenAI, OpenAI-compatible and Azure OpenAI upstreams: pass-through.
-//!
-//! The client body goes upstream unchanged except for the `model` value when the route maps
-//! it; the response body (JSON or SSE) comes back unchanged. Only allowlisted client headers
+//! OpenAI, OpenAI-compatible and Azure OpenAI upstreams: they speak the hub's format, so an
+//! OpenAI client's body goes upstream unchanged except for the `model` value when the route
+//! maps it, and their replies (JSON or SSE) need no decoding. Only allowlisted client headers
 //! are forwarded, and the client's own credential never is: the provider's is added instead
 //! (`Authorization: Bearer`, or Azure's `api-key` with the deployment URL and `api-version`).
 
-use axum::body::Body;
-use axum::response::Response;
 use http::{HeaderName, HeaderValue, header};
 use llm_gateway_crds::compiled::CompiledProvider;
 use llm_gateway_crds::llm_provider::ProviderType;
+use reqwest::RequestBuilder;
 
 use super::Call;
-use super::upstream::{Reply, exchange, json_response, remaining, sse_response};
-use crate::error::ApiError;
-use crate::request::UsageEnvelope;
-use crate::sse::{PassThrough, Relay};
 
 /// Client headers passed upstream; everything else (credentials, cookies, hop-by-hop,
 /// forwarding headers) stays at the gateway.
@@ -89,18 +83,13 @@ impl Endpoint {
     }
 }
 
-/// Forwards a chat completion request (the body as the client sent it, model spliced).
-pub async fn chat(call: Call<'_>) -> Result<Response, ApiError> {
-    let body = call.request.with_model(&call.target.upstream_model);
-    forward(&call, Endpoint::Chat, body.into()).await
-}
-
-/// Sends an OpenAI-format `body` to `endpoint` of the call's provider and relays the reply.
-pub async fn forward(
+/// The request for `endpoint` of the call's provider carrying `body` (the client's own, model
+/// spliced, or one encoded from the hub): URL, provider credential, forwarded client headers.
+pub fn request(
     call: &Call<'_>,
     endpoint: Endpoint,
-    body: reqwest::Body,
-) -> Result<Response, ApiError> {
+    body: impl Into<reqwest::Body>,
+) -> RequestBuilder {
     let compiled = &call.provider.compiled;
     let prepared = &call.provider.openai;
     let ready = match endpoint {
@@ -140,32 +129,7 @@ pub async fn forward(
     if let Some(id) = call.client_headers.get("x-request-id") {
         request = request.header("x-request-id", id);
     }
-    match exchange(call, request).await? {
-        Reply::Stream(response) => {
-            let relay = Relay::new(
-                response.bytes_stream(),
-                PassThrough::default(),
-                Some(call.accounting()),
-                remaining(call),
-            )
-            .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
-            Ok(sse_response(Body::from_stream(relay)))
-        }
-        Reply::Body(status, body) => {
-            if let Ok(UsageEnvelope { usage: Some(usage) }) =
-                serde_json::from_slice::<UsageEnvelope>(&body)
-            {
-                call.accounting().usage(usage);
-            }
-            Ok(json_response(status, body))
-        }
-    }
-}
-
-/// Forwards an embeddings request (body as sent, model spliced).
-pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
-    let body = call.request.with_model(&call.target.upstream_model);
-    forward(&call, Endpoint::Embeddings, body.into()).await
+    request
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! HTTP plumbing shared by every adapter: send with the first-byte timeout, read with the
 //! total deadline and the body cap, and map upstream failures to client errors.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -41,12 +43,23 @@ impl Default for UpstreamLimits {
 }
 
 /// What came back from an upstream that answered successfully.
-#[derive(Debug)]
 pub enum Reply {
     /// A `text/event-stream` body, not yet read.
     Stream(reqwest::Response),
+    /// Events the gateway makes itself (the fake provider), in the hub's format.
+    Events(BoxStream<'static, Result<Bytes, Infallible>>),
     /// A complete body.
     Body(StatusCode, Bytes),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stream(response) => f.debug_tuple("Stream").field(response).finish(),
+            Self::Events(_) => f.write_str("Events"),
+            Self::Body(status, body) => f.debug_tuple("Body").field(status).field(body).finish(),
+        }
+    }
 }
 
 /// Sends `request` and reads the reply: an SSE body is left unread, anything else is read

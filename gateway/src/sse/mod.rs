@@ -16,10 +16,12 @@ use futures_util::Stream;
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
 
-use crate::usage::Accounting;
+use crate::accounting::Accounting;
 
+pub mod chain;
 pub mod usage_scan;
 
+pub use chain::Then;
 pub use usage_scan::UsageScanner;
 
 /// Default of `MAX_UPSTREAM_EVENT_BYTES`: one SSE event of a translated stream is a token or
@@ -112,7 +114,7 @@ pub trait Transform: Send + 'static {
     /// The terminal event for a failure after the response started, in the client's format.
     fn error_event(&self, message: &str, code: &str) -> Bytes;
     /// Token usage seen so far.
-    fn usage(&self) -> Option<crate::request::Usage>;
+    fn usage(&self) -> Option<crate::request::TokenUsage>;
     /// Completion events relayed so far (for billing a stream without a usage report).
     fn delivered(&self) -> u64 {
         0
@@ -128,7 +130,7 @@ pub trait Transform: Send + 'static {
 #[derive(Debug, Default)]
 pub struct PassThrough {
     scanner: UsageScanner,
-    usage: Option<crate::request::Usage>,
+    usage: Option<crate::request::TokenUsage>,
 }
 
 impl Transform for PassThrough {
@@ -147,7 +149,7 @@ impl Transform for PassThrough {
         error_event(message, code)
     }
 
-    fn usage(&self) -> Option<crate::request::Usage> {
+    fn usage(&self) -> Option<crate::request::TokenUsage> {
         self.usage
     }
 

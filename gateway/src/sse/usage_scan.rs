@@ -13,7 +13,7 @@ const MAX_PENDING: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct UsageScanner {
     pending: BytesMut,
-    seen: crate::request::Usage,
+    seen: crate::request::TokenUsage,
     delivered: u64,
 }
 
@@ -22,7 +22,7 @@ impl UsageScanner {
     ///
     /// Upstream reads usually end on an event boundary, so the chunk is scanned where it lies
     /// and only an incomplete tail is copied.
-    pub fn feed(&mut self, chunk: &[u8]) -> Option<crate::request::Usage> {
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<crate::request::TokenUsage> {
         let mut found = None;
         if self.pending.is_empty() {
             let mut rest = chunk;
@@ -44,14 +44,14 @@ impl UsageScanner {
         found
     }
 
-    fn inspect(&mut self, event: &[u8], found: &mut Option<crate::request::Usage>) {
+    fn inspect(&mut self, event: &[u8], found: &mut Option<crate::request::TokenUsage>) {
         if carries_completion(event) {
             self.delivered += 1;
         }
         if let Some(usage) = usage_in_event(event) {
             // Anthropic reports input tokens at message_start and the final output count at
             // message_delta; counts only grow, so the maximum of each is the total.
-            self.seen = crate::request::Usage {
+            self.seen = crate::request::TokenUsage {
                 prompt_tokens: self.seen.prompt_tokens.max(usage.prompt_tokens),
                 completion_tokens: self.seen.completion_tokens.max(usage.completion_tokens),
             };
@@ -76,7 +76,7 @@ fn carries_completion(event: &[u8]) -> bool {
         })
 }
 
-fn usage_in_event(event: &[u8]) -> Option<crate::request::Usage> {
+fn usage_in_event(event: &[u8]) -> Option<crate::request::TokenUsage> {
     memchr::memmem::find(event, b"\"usage\"")?;
     let text = std::str::from_utf8(event).ok()?;
     let data: String = text
@@ -89,7 +89,7 @@ fn usage_in_event(event: &[u8]) -> Option<crate::request::Usage> {
     let usage = value
         .get("usage")
         .or_else(|| value.pointer("/message/usage"))?;
-    crate::request::Usage::from_json(usage)
+    crate::request::TokenUsage::from_json(usage)
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
-use super::openai::{ChatRequest, Content, Message, Part, ResponseFormat, ToolCall, ToolChoice};
+use super::openai_types::{
+    ChatRequest, Content, Message, Part, ResponseFormat, ToolCall, ToolChoice,
+};
 use crate::error::ApiError;
 
 /// Used when neither the request nor the catalogue gives a completion cap.
@@ -85,7 +87,7 @@ pub fn to_anthropic(
         messages,
         system: (!system.is_empty()).then_some(system),
         output_config: output_config(request.response_format, request.reasoning_effort.as_deref()),
-        stop_sequences: request.stop.map(super::openai::Stop::into_vec),
+        stop_sequences: request.stop.map(super::openai_types::Stop::into_vec),
         stream: request.stream.then_some(true),
         tool_choice: tool_choice(request.tool_choice, request.parallel_tool_calls),
         tools,

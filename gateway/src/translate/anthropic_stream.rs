@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::anthropic::{AUsage, finish_reason};
 use super::chunks::{ChunkWriter, Delta, FunctionDelta, ToolCallDelta, UsageOut};
 use super::stream::EventTranslator;
-use crate::request::Usage;
+use crate::request::TokenUsage;
 use crate::sse::{SseEvent, error_event};
 
 #[derive(Deserialize)]
@@ -341,7 +341,7 @@ impl EventTranslator for AnthropicToOpenAi {
         error_event(message, code)
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<TokenUsage> {
         self.started.then(|| self.openai_usage().accounting())
     }
 }

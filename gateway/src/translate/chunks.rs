@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::openai::ToolCall;
+use super::openai_types::ToolCall;
 
 /// Token usage in OpenAI's shape.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -55,8 +55,8 @@ impl UsageOut {
     }
 
     /// The gateway's accounting view.
-    pub fn accounting(&self) -> crate::request::Usage {
-        crate::request::Usage {
+    pub fn accounting(&self) -> crate::request::TokenUsage {
+        crate::request::TokenUsage {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
         }

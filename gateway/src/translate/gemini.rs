@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::chunks::{AssistantMessage, Completion, CompletionChoice, UsageOut};
-use super::openai::{ChatRequest, Content, Message, Part, ResponseFormat, ToolCall, ToolChoice};
+use super::openai_types::{
+    ChatRequest, Content, Message, Part, ResponseFormat, ToolCall, ToolChoice,
+};
 use crate::error::ApiError;
 
 /// Translates an OpenAI request.
@@ -128,7 +130,7 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
         temperature: request.temperature,
         top_p: request.top_p,
         max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
-        stop_sequences: request.stop.map(super::openai::Stop::into_vec),
+        stop_sequences: request.stop.map(super::openai_types::Stop::into_vec),
         candidate_count: request.n,
         presence_penalty: request.presence_penalty,
         frequency_penalty: request.frequency_penalty,

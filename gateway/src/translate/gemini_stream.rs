@@ -14,9 +14,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::chunks::{ChunkChoice, ChunkWriter, Delta, FunctionDelta, ToolCallDelta};
 use super::gemini::{GenerateContentResponse, UsageMetadata, call_id, finish_reason};
-use super::openai::arguments_text;
+use super::openai_types::arguments_text;
 use super::stream::EventTranslator;
-use crate::request::Usage;
+use crate::request::TokenUsage;
 use crate::sse::{SseEvent, error_event};
 
 #[derive(Debug, Default)]
@@ -199,7 +199,7 @@ impl EventTranslator for GeminiToOpenAi {
         error_event(message, code)
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<TokenUsage> {
         self.usage.map(|u| u.to_openai().accounting())
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::anthropic::{Block, ImageSource};
-use super::openai::{
+use super::openai_types::{
     ChatRequest, Content, FunctionDefinition, ImageUrl, JsonSchemaFormat, Message, NamedFunction,
     Part, ResponseFormat, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
 };

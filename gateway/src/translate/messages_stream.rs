@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::messages::{stop_reason, usage_json};
 use super::stream::EventTranslator;
-use crate::request::Usage;
+use crate::request::TokenUsage;
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -268,7 +268,7 @@ impl EventTranslator for OpenAiToMessages {
         error_event("api_error", message)
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<TokenUsage> {
         // The inner OpenAI-format relay already accounted these tokens.
         None
     }

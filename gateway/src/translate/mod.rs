@@ -13,5 +13,5 @@ pub mod gemini_stream;
 pub mod gemini_types;
 pub mod messages;
 pub mod messages_stream;
-pub mod openai;
+pub mod openai_types;
 pub mod stream;

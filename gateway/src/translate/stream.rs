@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::request::Usage;
+use crate::request::TokenUsage;
 use crate::sse::DEFAULT_MAX_EVENT_BYTES;
 use crate::sse::{SseEvent, Transform, next_event, parse_event};
 
@@ -15,7 +15,7 @@ pub trait EventTranslator: Send + 'static {
     /// The terminal error event in the client's protocol.
     fn error_event(&self, message: &str, code: &str) -> Bytes;
     /// Usage seen so far.
-    fn usage(&self) -> Option<Usage>;
+    fn usage(&self) -> Option<TokenUsage>;
 }
 
 /// Adapts an [`EventTranslator`] to the relay's [`Transform`]: buffers bytes until events are
@@ -117,7 +117,7 @@ impl<T: EventTranslator> Transform for EventTransform<T> {
         self.translator.error_event(message, code)
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<TokenUsage> {
         self.translator.usage()
     }
 }

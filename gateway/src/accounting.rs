@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::limits::Meter;
 use crate::limits::meter::Price;
 use crate::metrics::{Metrics, TargetLabels, TokenLabels};
-use crate::request::Usage;
+use crate::request::TokenUsage;
 
 /// Records what one call to a target used; cheap to move into a response stream.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl Accounting {
     }
 
     /// Adds reported token usage; only the first report of a call counts.
-    pub fn usage(&mut self, usage: Usage) {
+    pub fn usage(&mut self, usage: TokenUsage) {
         if self.usage_seen {
             return;
         }

@@ -1,0 +1,63 @@
+//! One attempt at one target, each stage visited once and in order:
+//!
+//! 1. **encode** the client's request for the target ([`outgoing`]): passed through with the
+//!    model spliced when the target speaks the client's protocol, else decoded to the hub
+//!    (OpenAI chat) and encoded by the target's adapter in `providers`;
+//! 2. **exchange** it with the upstream (`providers::upstream`), or let the fake provider
+//!    answer;
+//! 3. **decode** the reply to the hub and **encode** it for the client ([`reply`]): a JSON
+//!    body converted whole, a stream through one relay whose transforms chain both steps.
+//!
+//! Accounting observes step 3 (usage read from the upstream's own bytes); the routing that
+//! picks the target, and decides whether to try another, is `proxy`'s and happens before and
+//! after, never between the stages.
+
+mod outgoing;
+mod reply;
+
+use axum::response::Response;
+use llm_gateway_crds::llm_provider::ProviderType;
+
+use crate::error::ApiError;
+use crate::providers::{Call, fake, gemini, openai, upstream};
+use crate::request::Protocol;
+use outgoing::Send;
+
+/// Sends the call's request to its target and returns the client's response (JSON or SSE),
+/// or an [`ApiError`] when the target refused or failed before anything reached the client.
+pub async fn attempt(call: Call<'_>) -> Result<Response, ApiError> {
+    if call.request.protocol == Protocol::Embeddings {
+        return embeddings(call).await;
+    }
+    let outgoing = outgoing::encode(&call)?;
+    let (answer, usage) = match outgoing.send {
+        Send::Http(request) => (upstream::exchange(&call, request).await?, None),
+        Send::Fake(ask) => {
+            let (answer, usage) = fake::chat(&call, ask).await?;
+            (answer, Some(usage))
+        }
+    };
+    reply::to_client(&call, answer, usage, outgoing.back)
+}
+
+/// Embeddings: one protocol in, no translation between clients; OpenAI-format upstreams get
+/// the body as sent, Gemini its batch API, the fake deterministic vectors.
+async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
+    match call.provider.compiled.provider_type {
+        ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {
+            let body = call.request.with_model(&call.target.upstream_model);
+            let request = openai::request(&call, openai::Endpoint::Embeddings, body);
+            let answer = upstream::exchange(&call, request).await?;
+            reply::to_client(&call, answer, None, outgoing::Back::native())
+        }
+        ProviderType::Gemini => gemini::embeddings(call).await,
+        ProviderType::Fake => fake::embeddings(call).await,
+        ProviderType::Anthropic => Err(ApiError::invalid(
+            format!(
+                "model '{}' is served by an Anthropic provider, which has no embeddings API",
+                call.route_model
+            ),
+            Some("model"),
+        )),
+    }
+}

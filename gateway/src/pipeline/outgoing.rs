@@ -1,0 +1,136 @@
+//! Stage 1: the client's request encoded for the target, and how its reply comes back.
+
+use llm_gateway_crds::llm_provider::ProviderType;
+use reqwest::RequestBuilder;
+
+use crate::error::ApiError;
+use crate::providers::{Call, anthropic, fake, gemini, openai};
+use crate::request::Protocol;
+use crate::translate::messages::{InboundRequest, to_openai};
+use crate::translate::openai_types::ChatRequest;
+
+/// What goes to the target.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per attempt, moved once; boxing would add an allocation to every request"
+)]
+pub(super) enum Send {
+    /// An HTTP request for the upstream.
+    Http(RequestBuilder),
+    /// A question for the built-in fake provider.
+    Fake(fake::Ask),
+}
+
+/// The wire format a reply comes back in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wire {
+    /// The client's own protocol: relayed as it came (its usage read in passing).
+    Native,
+    /// OpenAI chat, the hub (an Anthropic client served by an OpenAI-format target).
+    Hub,
+    /// Anthropic Messages, for a client of another protocol.
+    Anthropic,
+    /// Gemini `generateContent`.
+    Gemini,
+}
+
+/// How the reply comes back to the client.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Back {
+    /// The reply's wire format.
+    pub wire: Wire,
+    /// Whether a hub stream ends with a usage chunk (what a translated stream reports).
+    pub include_usage: bool,
+}
+
+impl Back {
+    /// A reply in the client's own protocol.
+    pub fn native() -> Self {
+        Self {
+            wire: Wire::Native,
+            include_usage: false,
+        }
+    }
+}
+
+/// The encoded request, ready for the exchange.
+pub(super) struct Outgoing {
+    pub send: Send,
+    pub back: Back,
+}
+
+/// Encodes the call's request for its target: the client's own body when the target speaks
+/// the client's protocol, else the hub form encoded by the target's adapter.
+pub(super) fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
+    let request = call.request;
+    let native = |send| Outgoing {
+        send,
+        back: Back::native(),
+    };
+    match (request.protocol, call.provider.compiled.provider_type) {
+        (Protocol::OpenAi, ProviderType::OpenAi)
+        | (Protocol::OpenAi, ProviderType::OpenAiCompatible)
+        | (Protocol::OpenAi, ProviderType::AzureOpenAi) => {
+            let body = request.with_model(&call.target.upstream_model);
+            Ok(native(Send::Http(openai::request(
+                call,
+                openai::Endpoint::Chat,
+                body,
+            ))))
+        }
+        (Protocol::OpenAi, ProviderType::Fake) => Ok(native(Send::Fake(fake::Ask {
+            stream: request.stream,
+            include_usage: request.include_usage,
+        }))),
+        (Protocol::Anthropic, ProviderType::Anthropic) => {
+            Ok(native(Send::Http(anthropic::native(call))))
+        }
+        _ => from_hub(call, to_hub(call)?),
+    }
+}
+
+/// The client's request decoded to the hub, with the target's model.
+fn to_hub(call: &Call<'_>) -> Result<ChatRequest, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"), None);
+    let body = &call.request.body;
+    let mut hub: ChatRequest = match call.request.protocol {
+        Protocol::OpenAi => serde_json::from_slice(body).map_err(invalid)?,
+        Protocol::Anthropic => {
+            to_openai(serde_json::from_slice::<InboundRequest>(body).map_err(invalid)?)?
+        }
+        Protocol::Embeddings => {
+            return Err(ApiError::invalid("embeddings have no chat form", None));
+        }
+    };
+    hub.model.clone_from(&call.target.upstream_model);
+    Ok(hub)
+}
+
+/// A hub request encoded by the target's adapter.
+fn from_hub(call: &Call<'_>, hub: ChatRequest) -> Result<Outgoing, ApiError> {
+    let include_usage = hub.include_usage();
+    let (send, wire) = match call.provider.compiled.provider_type {
+        ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {
+            let body = serde_json::to_vec(&hub)
+                .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+            let request = openai::request(call, openai::Endpoint::Chat, body);
+            (Send::Http(request), Wire::Hub)
+        }
+        ProviderType::Anthropic => (Send::Http(anthropic::from_hub(call, hub)?), Wire::Anthropic),
+        ProviderType::Gemini => (Send::Http(gemini::from_hub(call, hub)?), Wire::Gemini),
+        ProviderType::Fake => {
+            let ask = fake::Ask {
+                stream: hub.stream,
+                include_usage,
+            };
+            (Send::Fake(ask), Wire::Hub)
+        }
+    };
+    Ok(Outgoing {
+        send,
+        back: Back {
+            wire,
+            include_usage,
+        },
+    })
+}

@@ -1,0 +1,119 @@
+//! Stage 3: the reply decoded to the hub and encoded for the client. A JSON body is converted
+//! whole; a stream goes through one relay (deadline, idle timeout, accounting) whose
+//! transform chains the upstream-to-hub and hub-to-client translators, or passes bytes
+//! through untouched when the reply already speaks the client's protocol.
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::Stream;
+use http::StatusCode;
+
+use super::outgoing::{Back, Wire};
+use crate::accounting::Accounting;
+use crate::error::ApiError;
+use crate::providers::upstream::{Reply, json_response, remaining, sse_response, undecodable};
+use crate::providers::{Call, anthropic, gemini};
+use crate::request::{Protocol, TokenUsage, UsageEnvelope};
+use crate::sse::{PassThrough, Relay, Then, Transform};
+use crate::translate::messages::to_anthropic_message;
+use crate::translate::messages_stream::OpenAiToMessages;
+use crate::translate::stream::EventTransform;
+
+/// The client's response for `reply`; `usage`, when the answer's producer already knows it
+/// (the fake provider), is accounted before anything else is read.
+pub(super) fn to_client(
+    call: &Call<'_>,
+    reply: Reply,
+    usage: Option<TokenUsage>,
+    back: Back,
+) -> Result<Response, ApiError> {
+    let mut accounting = call.accounting();
+    if let Some(usage) = usage {
+        accounting.usage(usage);
+    }
+    match reply {
+        Reply::Body(status, body) => json(call, status, &body, back, accounting),
+        Reply::Stream(response) => Ok(relay(call, response.bytes_stream(), back, accounting)),
+        Reply::Events(events) => Ok(relay(call, events, back, accounting)),
+    }
+}
+
+/// A whole JSON reply: relayed as it came when native, else decoded to a hub completion and
+/// encoded for the client.
+fn json(
+    call: &Call<'_>,
+    status: StatusCode,
+    body: &Bytes,
+    back: Back,
+    mut accounting: Accounting,
+) -> Result<Response, ApiError> {
+    let (hub, usage) = match back.wire {
+        Wire::Native | Wire::Hub => (body.clone(), usage_in(call.request.protocol, back, body)),
+        Wire::Anthropic => {
+            let (hub, usage) = anthropic::json_to_hub(call, body)?;
+            (hub, Some(usage))
+        }
+        Wire::Gemini => {
+            let (hub, usage) = gemini::json_to_hub(call, body)?;
+            (hub, Some(usage))
+        }
+    };
+    if let Some(usage) = usage {
+        accounting.usage(usage);
+    }
+    match (back.wire, call.request.protocol) {
+        (Wire::Native, _) => Ok(json_response(status, hub)),
+        (_, Protocol::Anthropic) => {
+            let message = to_anthropic_message(&hub, call.route_model)
+                .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+            Ok(json_response(StatusCode::OK, message))
+        }
+        (_, Protocol::OpenAi | Protocol::Embeddings) => Ok(json_response(StatusCode::OK, hub)),
+    }
+}
+
+/// The usage block of a body in the client's own protocol (OpenAI or Anthropic names) or the
+/// hub's.
+fn usage_in(protocol: Protocol, back: Back, body: &[u8]) -> Option<TokenUsage> {
+    if back.wire == Wire::Native && protocol == Protocol::Anthropic {
+        let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        return value.get("usage").and_then(TokenUsage::from_json);
+    }
+    serde_json::from_slice::<UsageEnvelope>(body).ok()?.usage
+}
+
+/// A streamed reply through one relay.
+fn relay<S, E>(call: &Call<'_>, stream: S, back: Back, accounting: Accounting) -> Response
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let relay = Relay::new(
+        stream,
+        transform(call, back),
+        Some(accounting),
+        remaining(call),
+    )
+    .with_idle_timeout(call.provider.compiled.timeouts.stream_idle.get());
+    sse_response(Body::from_stream(relay))
+}
+
+/// The stream's transform: none for a native reply; else the upstream's translator to hub
+/// chunks (if it is not the hub) followed by the hub's translator to the client's events (if
+/// the client does not speak the hub).
+fn transform(call: &Call<'_>, back: Back) -> Box<dyn Transform> {
+    let to_hub: Option<Box<dyn Transform>> = match back.wire {
+        Wire::Native => return Box::new(PassThrough::default()),
+        Wire::Hub => None,
+        Wire::Anthropic => Some(Box::new(anthropic::stream_to_hub(call, back.include_usage))),
+        Wire::Gemini => Some(Box::new(gemini::stream_to_hub(call, back.include_usage))),
+    };
+    if call.request.protocol != Protocol::Anthropic {
+        return to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
+    }
+    let to_client = EventTransform::new(OpenAiToMessages::new(call.route_model))
+        .with_max_event_bytes(call.limits.event_bytes);
+    let first = to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
+    Box::new(Then::new(first, to_client))
+}
