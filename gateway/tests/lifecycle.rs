@@ -46,13 +46,23 @@ async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
     let load = Load::start(&gateway, 4, 5000, fake_request("fake-model"));
 
     // A valid change: a new route appears, generation 2.
-    let extra_route = "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: extra}\nspec:\n  routes:\n  - model: fake-extra\n    targets: [{provider: fake}]\n";
-    gateway.write_config("extra.yaml", extra_route);
+    let extra_route = Scenario::parse(
+        "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: extra}\nspec:\n  routes:\n  - model: fake-extra\n    targets: [{provider: fake}]\n",
+    );
+    gateway.write_config("extra.yaml", &extra_route.render());
     wait_for_generation(&gateway, 2).await;
     assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 200);
 
     // An invalid change is rejected; generation 2 keeps serving.
-    let broken = extra_route.replace("provider: fake", "provider: missing");
+    let broken = extra_route
+        .clone()
+        .replace(
+            "RoutePolicy",
+            "extra",
+            "spec.routes.0.targets.0.provider",
+            "missing",
+        )
+        .render();
     gateway.write_config("extra.yaml", &broken);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while metric(
@@ -81,10 +91,16 @@ async fn reload_under_load_fails_no_request_and_rejects_bad_edits() {
     assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 200);
 
     // Fixing it applies generation 3.
-    gateway.write_config(
-        "extra.yaml",
-        &extra_route.replace("fake-extra", "fake-extra-2"),
-    );
+    let fixed = extra_route
+        .clone()
+        .replace(
+            "RoutePolicy",
+            "extra",
+            "spec.routes.0.model",
+            "fake-extra-2",
+        )
+        .render();
+    gateway.write_config("extra.yaml", &fixed);
     wait_for_generation(&gateway, 3).await;
     assert_eq!(gateway.chat(fake_request("fake-extra")).await.status(), 404);
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::manifests::{monthly_usage_key, priced_route_and_key};
 use common::redis_server::RedisServer;
+use common::scenario::Scenario;
 use common::{Gateway, metric, new_key};
 use futures_util::StreamExt;
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
@@ -45,10 +46,11 @@ impl Served {
     }
 }
 
+/// A gateway on `redis` whose caller has `LIMITS` with `maxConcurrent` set to `concurrent`.
 async fn start(
     redis: &RedisServer,
     upstream: &MockUpstream,
-    limits: &str,
+    concurrent: u32,
     policy: &str,
     extra: &[(&str, &str)],
 ) -> Gateway {
@@ -60,12 +62,10 @@ async fn start(
         ("REDIS_ON_UNAVAILABLE", policy),
     ];
     env.extend_from_slice(extra);
-    Gateway::start(
-        &priced_route_and_key(&upstream.base_url, &key, limits),
-        key,
-        &env,
-    )
-    .await
+    let config = Scenario::parse(&priced_route_and_key(&upstream.base_url, &key, LIMITS))
+        .replace("ApiKey", "caller", "spec.limits.maxConcurrent", concurrent)
+        .render();
+    Gateway::start(&config, key, &env).await
 }
 
 /// Sends one chat request; returns its status and, when served, its usage.
@@ -156,7 +156,7 @@ async fn recovery(gateway: &Gateway, served: &mut Served) -> Duration {
 async fn a_frozen_redis_leaves_no_ghost_lease_nor_reservation_and_loses_no_usage() {
     let redis = RedisServer::start().await;
     let upstream = MockUpstream::start().await;
-    let gateway = start(&redis, &upstream, LIMITS, "failOpen", &[]).await;
+    let gateway = start(&redis, &upstream, 2, "failOpen", &[]).await;
     let mut served = Served::default();
     served.add(&chat(&gateway).await.1.unwrap());
     upstream.set_fault(Fault {
@@ -207,8 +207,7 @@ async fn a_frozen_redis_leaves_no_ghost_lease_nor_reservation_and_loses_no_usage
 async fn fail_closed_compensates_timed_out_admissions() {
     let redis = RedisServer::start().await;
     let upstream = MockUpstream::start().await;
-    let one_at_a_time = LIMITS.replace("maxConcurrent: 2", "maxConcurrent: 1");
-    let gateway = start(&redis, &upstream, &one_at_a_time, "failClosed", &[]).await;
+    let gateway = start(&redis, &upstream, 1, "failClosed", &[]).await;
     let mut served = Served::default();
     served.add(&chat(&gateway).await.1.unwrap());
     redis.stop();
@@ -237,7 +236,7 @@ async fn fail_closed_compensates_timed_out_admissions() {
 async fn usage_served_from_memory_reaches_a_restarted_empty_redis() {
     let mut redis = RedisServer::start().await;
     let upstream = MockUpstream::start().await;
-    let gateway = start(&redis, &upstream, LIMITS, "failOpen", &[]).await;
+    let gateway = start(&redis, &upstream, 2, "failOpen", &[]).await;
     assert_eq!(chat(&gateway).await.0, 200);
     // Settled before the kill, so the restarted Redis holds only what follows.
     wait_until("the first request settled", async || {
@@ -271,11 +270,10 @@ async fn the_drain_deadline_ends_streams_with_an_error_event_and_settles_them() 
         ..Fault::default()
     });
     let streams = 4;
-    let limits = LIMITS.replace("maxConcurrent: 2", "maxConcurrent: 10");
     let mut gateway = start(
         &redis,
         &upstream,
-        &limits,
+        10,
         "failOpen",
         &[("DRAIN_TIMEOUT", "1s")],
     )

@@ -142,3 +142,42 @@ async fn the_route_timeout_ends_a_slow_answer_on_a_paused_clock() {
     let body = json_body(response).await;
     assert_eq!(body["error"]["code"], "upstream_timeout", "{body}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_refills_on_the_paused_clock_at_the_rate_it_promises() {
+    let key = new_key();
+    let mut scenario = Scenario::minimal(&key);
+    scenario.set(
+        "ApiKey",
+        "caller",
+        "spec.limits",
+        json!({"requestsPerMinute": 2}),
+    );
+    let (app, _dir) = app(&scenario);
+
+    for _ in 0..2 {
+        let response = app.clone().oneshot(chat(&key, "fake-model")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let refused = app.clone().oneshot(chat(&key, "fake-model")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=30).contains(&retry_after),
+        "2 per minute frees a request within 30 s, Retry-After says {retry_after}"
+    );
+    let body = json_body(refused).await;
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+
+    // Just short of the promised wait, still refused; at it, served.
+    tokio::time::advance(Duration::from_secs(retry_after) - Duration::from_millis(1500)).await;
+    let early = app.clone().oneshot(chat(&key, "fake-model")).await.unwrap();
+    assert_eq!(early.status(), StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let served = app.oneshot(chat(&key, "fake-model")).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+}

@@ -5,7 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (std's outside a runtime, and without tokio's test-util the same call): windows
+// then refill on a paused clock in tests instead of in wall-clock seconds.
+use tokio::time::Instant;
 
 use super::demand::{Demand, UsageAccount};
 use super::gcra::{self, Gcra};

@@ -124,8 +124,8 @@ pub struct Doc<'a> {
 }
 
 impl Doc<'_> {
-    /// Sets the dot-separated `path` (e.g. `spec.timeouts.streamIdle`) to `value`, adding the
-    /// last key if absent. Every key before the last must already exist and hold a mapping.
+    /// Sets the dot-separated `path` (e.g. `spec.timeouts.streamIdle`; a number indexes a
+    /// list, as in `spec.routes.0.model`) to `value`, adding the last key if absent. Every key before the last must already exist and hold a mapping.
     pub fn set(&mut self, path: &str, value: impl serde::Serialize) -> &mut Self {
         let (parent, key) = self.parent(path);
         parent.insert(Value::from(key), to_value(value));
@@ -155,16 +155,23 @@ impl Doc<'_> {
         let mut node: &mut Value = self.value;
         for (depth, segment) in segments.iter().enumerate() {
             let walked = segments[..=depth].join(".");
-            let mapping = node
-                .as_mapping_mut()
-                .unwrap_or_else(|| panic!("{}: {walked:?} is inside a non-mapping", self.label));
-            let keys = keys_of(mapping);
-            node = mapping.get_mut(*segment).unwrap_or_else(|| {
-                panic!(
-                    "{}: no {walked:?} (setting {path:?}); the parent has {keys:?}",
-                    self.label
-                )
-            });
+            let label = &self.label;
+            node = match node {
+                Value::Sequence(items) => {
+                    let length = items.len();
+                    let index = segment.parse::<usize>().ok();
+                    index.and_then(|i| items.get_mut(i)).unwrap_or_else(|| {
+                        panic!("{label}: no {walked:?} (setting {path:?}); a list of {length}")
+                    })
+                }
+                Value::Mapping(mapping) => {
+                    let keys = keys_of(mapping);
+                    mapping.get_mut(*segment).unwrap_or_else(|| {
+                        panic!("{label}: no {walked:?} (setting {path:?}); the parent has {keys:?}")
+                    })
+                }
+                _ => panic!("{label}: {walked:?} is inside a scalar"),
+            };
         }
         let label = &self.label;
         let mapping = node
