@@ -8,14 +8,16 @@ use crate::request::ClientRequest;
 use crate::translate::anthropic_stream::AnthropicToOpenAi;
 use crate::translate::gemini_stream::GeminiToOpenAi;
 use crate::translate::messages_stream::OpenAiToMessages;
+use crate::translate::responses_stream::HubToResponses;
 use crate::translate::stream::translate_all;
-use crate::translate::{anthropic, gemini, messages};
+use crate::translate::{anthropic, gemini, messages, responses, responses_reply};
 
 /// Names of the fuzz targets, as directories under `fuzz/corpus/`.
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "stream_translators",
     "openai_request",
     "messages_request",
+    "responses_request",
     "upstream_responses",
 ];
 
@@ -25,6 +27,7 @@ pub fn run(target: &str, data: &[u8]) {
         "stream_translators" => stream_translators(data),
         "openai_request" => openai_request(data),
         "messages_request" => messages_request(data),
+        "responses_request" => responses_request(data),
         "upstream_responses" => upstream_responses(data),
         other => panic!("unknown fuzz target {other}"),
     }
@@ -36,6 +39,7 @@ pub fn stream_translators(data: &[u8]) {
         let _ = translate_all(AnthropicToOpenAi::new("m", 0, true), data, chunk);
         let _ = translate_all(GeminiToOpenAi::new("m", 0, true), data, chunk);
         let _ = translate_all(OpenAiToMessages::new("m"), data, chunk);
+        let _ = translate_all(HubToResponses::new("m", 0), data, chunk);
     }
 }
 
@@ -58,9 +62,18 @@ pub fn messages_request(data: &[u8]) {
     }
 }
 
+/// The Responses request parser and its translation to OpenAI chat.
+pub fn responses_request(data: &[u8]) {
+    let _ = ClientRequest::parse_responses(Bytes::copy_from_slice(data));
+    if let Ok(request) = serde_json::from_slice::<responses::ResponsesRequest>(data) {
+        let _ = responses::to_openai(request);
+    }
+}
+
 /// Every JSON response translator.
 pub fn upstream_responses(data: &[u8]) {
     let _ = anthropic::to_openai_completion(data, 0);
     let _ = gemini::to_openai_completion(data, "m", 0);
     let _ = messages::to_anthropic_message(data, "m");
+    let _ = responses_reply::to_response(data, "m", 0);
 }

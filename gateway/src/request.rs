@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod responses;
+
 /// The parts of a chat completion request the gateway needs.
 #[derive(Debug)]
 pub struct ClientRequest {
@@ -47,6 +49,8 @@ pub enum Protocol {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// OpenAI Responses.
+    Responses,
     /// OpenAI embeddings.
     Embeddings,
 }

@@ -1,7 +1,8 @@
 //! The translation conformance suite: golden fixtures in `tests/fixtures/translation/<case>/`.
 //!
 //! Cases named `anthropic_*` and `gemini_*` translate OpenAI clients to those upstreams;
-//! `messages_*` translate Anthropic `/v1/messages` clients to OpenAI-protocol upstreams.
+//! `messages_*` translate Anthropic `/v1/messages` clients to OpenAI-protocol upstreams, and
+//! `responses_*` OpenAI Responses clients to chat upstreams.
 //! Each case holds inputs (`client_request.json`, `upstream_response.json`,
 //! `upstream_stream.sse`, `meta.json`) and the expected outputs (`upstream_request.json`,
 //! `client_response.json`, `client_stream.sse`). Streams are replayed split at every chunk size
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 use llm_gateway::translate::openai_types::ChatRequest;
 use llm_gateway::translate::stream::translate_all;
 use llm_gateway::translate::{
-    anthropic, anthropic_stream, gemini, gemini_stream, messages, messages_stream,
+    anthropic, anthropic_stream, gemini, gemini_stream, messages, messages_stream, responses,
+    responses_reply, responses_stream,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -96,6 +98,10 @@ fn translate_request(meta: &Meta, text: &str) -> Value {
             let request: messages::InboundRequest = serde_json::from_str(text).unwrap();
             serde_json::to_value(messages::to_openai(request).unwrap()).unwrap()
         }
+        "responses" => {
+            let request: responses::ResponsesRequest = serde_json::from_str(text).unwrap();
+            serde_json::to_value(responses::to_openai(request).unwrap()).unwrap()
+        }
         other => panic!("unknown provider {other}"),
     }
 }
@@ -112,6 +118,7 @@ fn translate_response(meta: &Meta, body: &[u8]) -> Value {
                 .unwrap()
                 .0
         }
+        "responses" => responses_reply::to_response(body, &meta.model, meta.created).unwrap(),
         _ => messages::to_anthropic_message(body, &meta.model).unwrap(),
     };
     serde_json::from_slice(&bytes).unwrap()
@@ -127,6 +134,11 @@ fn translate_stream(meta: &Meta, input: &[u8], chunk: usize) -> Vec<u8> {
         ),
         "gemini" => translate_all(
             gemini_stream::GeminiToOpenAi::new(model, created, usage),
+            input,
+            chunk,
+        ),
+        "responses" => translate_all(
+            responses_stream::HubToResponses::new(model, created),
             input,
             chunk,
         ),

@@ -155,6 +155,7 @@ spec:
   - {{model: claude-mock, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
   - {{model: gemini-mock, targets: [{{provider: gemini, model: gemini-2.5-flash}}]}}
   - {{model: gpt-mock, targets: [{{provider: openai-mock, model: smart-gpt}}]}}
+  - {{model: gpt-native, targets: [{{provider: openai-native, model: smart-gpt-native}}]}}
   - {{model: embed-openai, targets: [{{provider: openai-mock, model: text-embedding-3-small}}]}}
   - {{model: embed-gemini, targets: [{{provider: gemini, model: text-embedding-004}}]}}
   - {{model: embed-claude, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
@@ -163,6 +164,11 @@ apiVersion: llmgateway.io/v1alpha1
 kind: LlmProvider
 metadata: {{name: openai-mock}}
 spec: {{type: openaiCompatible, baseUrl: "{url}/v1", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: openai-native}}
+spec: {{type: openai, baseUrl: "{url}/v1", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}}}
 """
 
 

@@ -1,4 +1,4 @@
-//! `POST /v1/chat/completions` and `POST /v1/messages`: authenticate → read and validate the
+//! `POST /v1/chat/completions`, `POST /v1/messages` and `POST /v1/responses`: authenticate → read and validate the
 //! body → resolve the route → check the key may use it → try targets in pick order → stamp
 //! provenance headers. Errors are rendered in the protocol the client speaks.
 
@@ -42,6 +42,16 @@ pub async fn messages(
     serve(state, client, headers, body, Protocol::Anthropic).await
 }
 
+/// Serves one OpenAI Responses API request (`POST /v1/responses`), streamed or not.
+pub async fn responses(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(state, client, headers, body, Protocol::Responses).await
+}
+
 /// Serves one embeddings request.
 pub async fn embeddings(
     State(state): State<AppState>,
@@ -55,7 +65,7 @@ pub async fn embeddings(
 /// Renders an error in the protocol the client speaks.
 fn render(error: ApiError, protocol: Protocol) -> Response {
     match protocol {
-        Protocol::OpenAi | Protocol::Embeddings => error.into_response(),
+        Protocol::OpenAi | Protocol::Responses | Protocol::Embeddings => error.into_response(),
         Protocol::Anthropic => error.into_anthropic_response(),
     }
 }
@@ -95,6 +105,7 @@ async fn handle(
     let request = match protocol {
         Protocol::OpenAi => ClientRequest::parse(bytes)?,
         Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
+        Protocol::Responses => ClientRequest::parse_responses(bytes)?,
         Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
     };
     let route = snapshot

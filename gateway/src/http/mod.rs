@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
+        .route("/v1/responses", post(chat::responses))
         .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))
         .route("/v1/usage", get(usage::usage))

@@ -6,8 +6,10 @@ use reqwest::RequestBuilder;
 use crate::error::ApiError;
 use crate::providers::{Call, anthropic, fake, gemini, openai};
 use crate::request::Protocol;
-use crate::translate::messages::{InboundRequest, to_openai};
+use crate::translate::messages::InboundRequest;
 use crate::translate::openai_types::ChatRequest;
+use crate::translate::responses::ResponsesRequest;
+use crate::translate::{messages, responses};
 
 /// What goes to the target.
 #[expect(
@@ -82,6 +84,14 @@ pub(super) fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
             stream: request.stream,
             include_usage: request.include_usage,
         }))),
+        (Protocol::Responses, ProviderType::OpenAi) => {
+            let body = request.with_model(&call.target.upstream_model);
+            Ok(native(Send::Http(openai::request(
+                call,
+                openai::Endpoint::Responses,
+                body,
+            ))))
+        }
         (Protocol::Anthropic, ProviderType::Anthropic) => {
             Ok(native(Send::Http(anthropic::native(call))))
         }
@@ -96,8 +106,11 @@ fn to_hub(call: &Call<'_>) -> Result<ChatRequest, ApiError> {
     let mut hub: ChatRequest = match call.request.protocol {
         Protocol::OpenAi => serde_json::from_slice(body).map_err(invalid)?,
         Protocol::Anthropic => {
-            to_openai(serde_json::from_slice::<InboundRequest>(body).map_err(invalid)?)?
+            messages::to_openai(serde_json::from_slice::<InboundRequest>(body).map_err(invalid)?)?
         }
+        Protocol::Responses => responses::to_openai(
+            serde_json::from_slice::<ResponsesRequest>(body).map_err(invalid)?,
+        )?,
         Protocol::Embeddings => {
             return Err(ApiError::invalid("embeddings have no chat form", None));
         }

@@ -18,6 +18,8 @@ use crate::request::{Protocol, TokenUsage, UsageEnvelope};
 use crate::sse::{PassThrough, Relay, Then, Transform};
 use crate::translate::messages::to_anthropic_message;
 use crate::translate::messages_stream::OpenAiToMessages;
+use crate::translate::responses_reply::to_response;
+use crate::translate::responses_stream::HubToResponses;
 use crate::translate::stream::EventTransform;
 
 /// The client's response for `reply`; `usage`, when the answer's producer already knows it
@@ -69,6 +71,11 @@ fn json(
                 .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
             Ok(json_response(StatusCode::OK, message))
         }
+        (_, Protocol::Responses) => {
+            let response = to_response(&hub, call.route_model, call.created())
+                .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+            Ok(json_response(StatusCode::OK, response))
+        }
         (_, Protocol::OpenAi | Protocol::Embeddings) => Ok(json_response(StatusCode::OK, hub)),
     }
 }
@@ -76,7 +83,7 @@ fn json(
 /// The usage block of a body in the client's own protocol (OpenAI or Anthropic names) or the
 /// hub's.
 fn usage_in(protocol: Protocol, back: Back, body: &[u8]) -> Option<TokenUsage> {
-    if back.wire == Wire::Native && protocol == Protocol::Anthropic {
+    if back.wire == Wire::Native && matches!(protocol, Protocol::Anthropic | Protocol::Responses) {
         let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
         return value.get("usage").and_then(TokenUsage::from_json);
     }
@@ -109,11 +116,20 @@ fn transform(call: &Call<'_>, back: Back) -> Box<dyn Transform> {
         Wire::Anthropic => Some(Box::new(anthropic::stream_to_hub(call, back.include_usage))),
         Wire::Gemini => Some(Box::new(gemini::stream_to_hub(call, back.include_usage))),
     };
-    if call.request.protocol != Protocol::Anthropic {
-        return to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
-    }
-    let to_client = EventTransform::new(OpenAiToMessages::new(call.route_model))
-        .with_max_event_bytes(call.limits.event_bytes);
+    let limit = call.limits.event_bytes;
+    let to_client: Box<dyn Transform> = match call.request.protocol {
+        Protocol::OpenAi | Protocol::Embeddings => {
+            return to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
+        }
+        Protocol::Anthropic => Box::new(
+            EventTransform::new(OpenAiToMessages::new(call.route_model))
+                .with_max_event_bytes(limit),
+        ),
+        Protocol::Responses => Box::new(
+            EventTransform::new(HubToResponses::new(call.route_model, call.created()))
+                .with_max_event_bytes(limit),
+        ),
+    };
     let first = to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
     Box::new(Then::new(first, to_client))
 }

@@ -29,6 +29,8 @@ pub struct Prepared {
     chat: Option<reqwest::Url>,
     /// `{baseUrl}/embeddings` (not Azure).
     embeddings: Option<reqwest::Url>,
+    /// `{baseUrl}/responses` (not Azure).
+    responses: Option<reqwest::Url>,
     /// `Authorization: Bearer …`, or Azure's `api-key`, marked sensitive.
     credential: Option<(HeaderName, HeaderValue)>,
 }
@@ -60,6 +62,7 @@ impl Prepared {
         Self {
             chat: url(Endpoint::Chat.path()),
             embeddings: url(Endpoint::Embeddings.path()),
+            responses: url(Endpoint::Responses.path()),
             credential,
         }
     }
@@ -72,6 +75,8 @@ pub enum Endpoint {
     Chat,
     /// `embeddings`.
     Embeddings,
+    /// `responses`.
+    Responses,
 }
 
 impl Endpoint {
@@ -79,6 +84,7 @@ impl Endpoint {
         match self {
             Self::Chat => "chat/completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
         }
     }
 }
@@ -95,6 +101,7 @@ pub fn request(
     let ready = match endpoint {
         Endpoint::Chat => prepared.chat.as_ref(),
         Endpoint::Embeddings => prepared.embeddings.as_ref(),
+        Endpoint::Responses => prepared.responses.as_ref(),
     };
     let mut request = match ready {
         Some(url) => call.provider.client.post(url.clone()),

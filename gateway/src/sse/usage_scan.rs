@@ -65,10 +65,11 @@ impl UsageScanner {
     }
 }
 
-/// Whether an OpenAI chunk carries generated text or tool-call arguments (about one token per
-/// event; used to bill a stream that ends without a usage report).
+/// Whether an event carries generated text or tool-call arguments (about one token per event;
+/// used to bill a stream that ends without a usage report): an OpenAI chat chunk's `content` or
+/// `arguments`, or a Responses delta event's string `delta`.
 fn carries_completion(event: &[u8]) -> bool {
-    [&b"\"content\":\""[..], b"\"arguments\":\""]
+    [&b"\"content\":\""[..], b"\"arguments\":\"", b"\"delta\":\""]
         .iter()
         .any(|needle| {
             memchr::memmem::find(event, needle)
@@ -88,7 +89,8 @@ fn usage_in_event(event: &[u8]) -> Option<crate::request::TokenUsage> {
     let value: serde_json::Value = serde_json::from_str(&data).ok()?;
     let usage = value
         .get("usage")
-        .or_else(|| value.pointer("/message/usage"))?;
+        .or_else(|| value.pointer("/message/usage"))
+        .or_else(|| value.pointer("/response/usage"))?;
     crate::request::TokenUsage::from_json(usage)
 }
 

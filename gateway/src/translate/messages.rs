@@ -146,6 +146,7 @@ pub fn to_openai(request: InboundRequest) -> Result<ChatRequest, ApiError> {
                         name: t.name,
                         description: t.description,
                         parameters: t.input_schema,
+                        strict: None,
                     },
                 })
                 .collect()
@@ -160,6 +161,8 @@ pub fn to_openai(request: InboundRequest) -> Result<ChatRequest, ApiError> {
                 json_schema: JsonSchemaFormat {
                     name: "output".into(),
                     schema: Some(schema.clone()),
+                    description: None,
+                    strict: None,
                 },
             }),
         user: request

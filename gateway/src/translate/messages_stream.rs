@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::messages::{stop_reason, usage_json};
-use super::stream::EventTranslator;
+use super::stream::{EventTranslator, HubEvent};
 use crate::request::TokenUsage;
 use crate::sse::SseEvent;
 
@@ -222,34 +222,23 @@ impl EventTranslator for OpenAiToMessages {
         if self.finished {
             return;
         }
-        if sse.data == "[DONE]" {
-            let synthetic = Chunk {
-                id: None,
-                model: None,
-                choices: Vec::new(),
-                usage: None,
-            };
-            self.start(&synthetic, out);
-            self.finish(out);
-            return;
-        }
-        let value: Value = serde_json::from_str(&sse.data).unwrap_or(Value::Null);
-        if let Some(message) = value.pointer("/error/message").and_then(Value::as_str) {
-            self.finished = true;
-            let message = crate::sanitize::sanitize(message, None);
-            out.extend_from_slice(&error_event("api_error", &message));
-            return;
-        }
-        match serde_json::from_value::<Chunk>(value) {
-            Ok(chunk) => self.on_chunk(chunk, out),
-            Err(_) => {
-                self.finished = true;
-                out.extend_from_slice(&error_event(
-                    "api_error",
-                    "the upstream sent an undecodable stream event",
-                ));
+        let failure = match HubEvent::<Chunk>::of(sse) {
+            HubEvent::Done => {
+                let synthetic = Chunk {
+                    id: None,
+                    model: None,
+                    choices: Vec::new(),
+                    usage: None,
+                };
+                self.start(&synthetic, out);
+                return self.finish(out);
             }
-        }
+            HubEvent::Chunk(chunk) => return self.on_chunk(chunk, out),
+            HubEvent::Error(message) => message,
+            HubEvent::Undecodable => "the upstream sent an undecodable stream event".to_owned(),
+        };
+        self.finished = true;
+        out.extend_from_slice(&error_event("api_error", &failure));
     }
 
     fn end(&mut self, out: &mut BytesMut) {

@@ -14,4 +14,7 @@ pub mod gemini_types;
 pub mod messages;
 pub mod messages_stream;
 pub mod openai_types;
+pub mod responses;
+pub mod responses_reply;
+pub mod responses_stream;
 pub mod stream;

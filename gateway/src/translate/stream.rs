@@ -18,6 +18,36 @@ pub trait EventTranslator: Send + 'static {
     fn usage(&self) -> Option<TokenUsage>;
 }
 
+/// What one event of a hub (OpenAI chat) stream says, for translators to a client protocol.
+#[derive(Debug)]
+pub enum HubEvent<T> {
+    /// `[DONE]`.
+    Done,
+    /// An error object; its message, sanitised.
+    Error(String),
+    /// A chunk.
+    Chunk(T),
+    /// Neither of those.
+    Undecodable,
+}
+
+impl<T: serde::de::DeserializeOwned> HubEvent<T> {
+    /// Reads one event's data.
+    pub fn of(sse: &SseEvent<'_>) -> Self {
+        if sse.data == "[DONE]" {
+            return Self::Done;
+        }
+        let value: serde_json::Value = serde_json::from_str(&sse.data).unwrap_or_default();
+        if let Some(message) = value
+            .pointer("/error/message")
+            .and_then(serde_json::Value::as_str)
+        {
+            return Self::Error(crate::sanitize::sanitize(message, None));
+        }
+        serde_json::from_value(value).map_or(Self::Undecodable, Self::Chunk)
+    }
+}
+
 /// Adapts an [`EventTranslator`] to the relay's [`Transform`]: buffers bytes until events are
 /// complete (line endings and UTF-8 may be split anywhere), then translates them.
 ///

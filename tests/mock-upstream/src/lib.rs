@@ -2,7 +2,8 @@
 //!
 //! `POST /v1/chat/completions` answers in OpenAI's wire format: a `chat.completion` JSON, or
 //! with `"stream": true` the SSE events of [`MockUpstream::SSE_EVENTS`] byte for byte.
-//! `POST /v1/messages` speaks Anthropic's Messages API and `POST /v1beta/models/{model}:
+//! `POST /v1/responses` speaks OpenAI's Responses API (see [`responses`]), `POST /v1/messages`
+//! Anthropic's Messages API and `POST /v1beta/models/{model}:
 //! generateContent` / `:streamGenerateContent` Gemini's, answering like a tiny model (see
 //! [`smart`]); so does the OpenAI API for models named `smart…`. `GET /__requests` returns every recorded request as JSON. Faults
 //! are scripted per request with headers the gateway does not forward, so tests set them on
@@ -26,6 +27,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai_smart;
 pub mod oversized;
+pub mod responses;
 pub mod smart;
 
 /// A request the mock received.
@@ -105,6 +107,7 @@ impl MockUpstream {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/messages", post(messages))
+            .route("/v1/responses", post(responses_api))
             .route("/v1/embeddings", post(embeddings))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
@@ -235,6 +238,17 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: By
     }
 }
 
+async fn responses_api(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    match record(&shared, "/v1/responses".to_owned(), headers, raw).await {
+        Ok((body, _)) => responses::respond(&body),
+        Err(response) => response,
+    }
+}
+
 async fn generate(
     State(shared): State<Arc<Shared>>,
     Path(model_action): Path<String>,
@@ -271,7 +285,8 @@ async fn recorded_json(State(shared): State<Arc<Shared>>) -> Response {
                     )
                 })
                 .collect();
-            json!({"path": r.path, "headers": headers, "body": r.body})
+            let raw = String::from_utf8_lossy(&r.raw);
+            json!({"path": r.path, "headers": headers, "body": r.body, "raw": raw})
         })
         .collect();
     axum::Json(list).into_response()

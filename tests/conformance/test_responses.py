@@ -1,0 +1,195 @@
+"""The official OpenAI SDK's Responses API (`client.responses`) against the gateway: passed
+through to an OpenAI upstream, translated through the hub for Anthropic, Gemini and
+OpenAI-compatible upstreams (tests/mock-upstream) and for the fake provider: text, streams with their complete event sequence, a function tool round
+trip with `function_call_output`, structured output, and what a chat upstream cannot honour
+refused naming the field."""
+
+import json
+
+
+import openai
+import pydantic
+import pytest
+import requests
+
+from conftest import example_key
+
+MODELS = ["gpt-native", "claude-mock", "gemini-mock", "gpt-mock"]
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["location", "unit"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
+@pytest.fixture()
+def client(translating_gateway):
+    return openai.OpenAI(base_url=f"{translating_gateway.url}/v1", api_key=example_key(), max_retries=0)
+
+
+@pytest.fixture()
+def fake_client(gateway):
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=example_key(), max_retries=0)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_text(client, model):
+    response = client.responses.create(model=model, instructions="Be brief.", input="Hello", max_output_tokens=100)
+    assert response.object == "response"
+    assert response.status == "completed"
+    assert response.output_text == "Hello from the mock model."
+    assert response.output[0].type == "message" and response.output[0].role == "assistant"
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+
+
+def _events(stream) -> list:
+    events = list(stream)
+    numbers = [event.sequence_number for event in events]
+    assert numbers == list(range(len(events))), "sequence numbers count up from 0"
+    return events
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_streamed_text_has_the_complete_event_sequence(client, model):
+    with client.responses.stream(model=model, input="Hello") as stream:
+        events = _events(stream)
+        final = stream.get_final_response()
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[2:4] == ["response.output_item.added", "response.content_part.added"]
+    assert "response.output_text.delta" in kinds
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == final.output_text == "Hello from the mock model."
+    assert final.status == "completed"
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_function_tool_round_trip(client, model, stream):
+    ask = {"model": model, "input": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER_TOOL]}
+    if stream:
+        with client.responses.stream(**ask) as events:
+            kinds = [event.type for event in _events(events)]
+            first = events.get_final_response()
+        assert "response.function_call_arguments.delta" in kinds
+        assert "response.function_call_arguments.done" in kinds
+    else:
+        first = client.responses.create(**ask)
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == {"location": "Paris", "unit": "celsius"}
+
+    second = client.responses.create(
+        model=model,
+        input=[
+            *ask["input"],
+            calls[0].model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "22 degrees and sunny"},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert second.output_text == "The tool said: 22 degrees and sunny"
+
+
+class Weather(pydantic.BaseModel):
+    location: str
+    unit: str
+
+
+def test_structured_output_reaches_the_upstream_as_a_json_schema(client, mock_upstream):
+    client.responses.create(
+        model="gpt-mock",
+        input="Weather?",
+        text={"format": {"type": "json_schema", "name": "weather", "schema": Weather.model_json_schema(), "strict": True}},
+    )
+    sent = [r for r in mock_upstream.requests() if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["name"] == "weather"
+    assert sent["response_format"]["json_schema"]["strict"] is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"previous_response_id": "resp_earlier"}, "previous_response_id"),
+    ],
+)
+def test_what_a_chat_upstream_cannot_honour_is_a_400_naming_the_field(client, extra, param):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="claude-mock", input="hi", **extra)
+    assert caught.value.param == param
+
+
+def test_the_fake_provider_answers_responses_json_and_streams(fake_client):
+    response = fake_client.responses.create(model="fake-gpt", input="Say hello")
+    assert "fake provider" in response.output_text
+    raw = fake_client.responses.with_raw_response.create(model="fake-gpt", input="hi")
+    assert raw.headers["x-llm-gateway-provider"] == "fake"
+    with fake_client.responses.stream(model="fake-gpt", input="Say hello") as stream:
+        _events(stream)
+        final = stream.get_final_response()
+    assert final.output_text == response.output_text
+    assert final.usage.output_tokens > 0
+
+
+def test_an_openai_upstream_gets_the_body_byte_for_byte_and_its_stream_back_unchanged(
+    translating_gateway, mock_upstream
+):
+    # A request shaped like Codex CLI's: stream, store false, encrypted reasoning, cache key.
+    body = (
+        '{"model":"gpt-native","instructions":"You are a coding agent.","input":[{"type":"message","role":"user",'
+        '"content":[{"type":"input_text","text":"list files"}]}],"tools":[{"type":"function","name":"shell",'
+        '"parameters":{"type":"object","properties":{"cmd":{"type":"string"}}},"strict":false}],'
+        '"tool_choice":"auto","parallel_tool_calls":false,"reasoning":{"effort":"medium","summary":"auto"},'
+        '"store":false,"stream":true,"include":["reasoning.encrypted_content"],"prompt_cache_key":"conv-1"}'
+    )
+    headers = {"Authorization": f"Bearer {example_key()}", "Content-Type": "application/json"}
+    with requests.post(
+        f"{translating_gateway.url}/v1/responses", data=body, headers=headers, stream=True, timeout=30
+    ) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["x-llm-gateway-provider"] == "openai-native"
+        relayed = b"".join(reply.iter_content(chunk_size=None))
+    sent = [r for r in mock_upstream.requests() if r["path"] == "/v1/responses"][-1]
+    assert sent["raw"] == body.replace('"gpt-native"', '"smart-gpt-native"')
+    assert sent["headers"]["authorization"] == "Bearer mock-provider-secret"
+    assert relayed.startswith(b"event: response.created\ndata: ")
+    assert b"event: response.function_call_arguments.delta" in relayed
+    assert relayed.endswith(b"\n\n") and b'"type":"response.completed"' in relayed
+
+
+def test_usage_of_a_passed_through_response_is_counted(translating_gateway):
+    client = openai.OpenAI(base_url=f"{translating_gateway.url}/v1", api_key=example_key(), max_retries=0)
+    before = _tokens(translating_gateway)
+    client.responses.create(model="gpt-native", input="Hello")
+    with client.responses.stream(model="gpt-native", input="Hello") as stream:
+        _events(stream)
+    after = _tokens(translating_gateway)
+    assert after["input"] - before["input"] == 2 * 17
+    assert after["output"] - before["output"] == 2 * 9
+
+
+def _tokens(gateway) -> dict[str, float]:
+    text = requests.get(f"{gateway.admin_url}/metrics", timeout=10).text
+    counts = {"input": 0.0, "output": 0.0}
+    for line in text.splitlines():
+        if line.startswith("llm_tokens_total{") and 'provider="openai-native"' in line:
+            direction = "input" if 'direction="input"' in line else "output"
+            counts[direction] += float(line.rsplit(" ", 1)[1])
+    return counts
