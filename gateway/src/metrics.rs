@@ -22,6 +22,8 @@ pub const UNROUTED: &str = "_unrouted";
 /// Labels of a finished request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The client API: `chat`, `responses`, `messages`, `embeddings` or `other`.
+    pub protocol: &'static str,
     /// Route model, or [`UNROUTED`].
     pub model: String,
     /// Provider name, or empty when none was picked.

@@ -81,7 +81,16 @@ async fn chat(gateway: &Gateway) -> (u16, Option<Value>) {
 async fn open_stream(gateway: &Gateway) -> (reqwest::Response, String) {
     let body = json!({"model": "up", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "hello"}]});
-    let mut response = gateway.chat(body).await;
+    first_chunk(gateway.chat(body).await).await
+}
+
+/// Opens a streamed Responses API request (translated to the upstream's chat API).
+async fn open_responses_stream(gateway: &Gateway) -> (reqwest::Response, String) {
+    let body = json!({"model": "up", "stream": true, "input": "hello"});
+    first_chunk(gateway.post("/v1/responses", body).await).await
+}
+
+async fn first_chunk(mut response: reqwest::Response) -> (reqwest::Response, String) {
     assert_eq!(response.status(), 200);
     let first = response.chunk().await.unwrap().unwrap();
     (response, String::from_utf8_lossy(&first).into_owned())
@@ -279,8 +288,12 @@ async fn the_drain_deadline_ends_streams_with_an_error_event_and_settles_them() 
     )
     .await;
     let mut open = Vec::new();
-    for _ in 0..streams {
+    for _ in 0..streams / 2 {
         open.push(open_stream(&gateway).await);
+    }
+    let mut responses = Vec::new();
+    for _ in 0..streams / 2 {
+        responses.push(open_responses_stream(&gateway).await);
     }
     let held = redis.query(&["ZCARD", CONCURRENT]).await;
     assert_eq!(held, Some(redis::Value::Int(streams)));
@@ -298,6 +311,19 @@ async fn the_drain_deadline_ends_streams_with_an_error_event_and_settles_them() 
         );
         assert!(
             !text.contains("[DONE]"),
+            "a cut stream must not look complete"
+        );
+    }
+    for stream in responses {
+        let text = finish_stream(stream).await;
+        let tail = &text[text.len().saturating_sub(300)..];
+        assert!(
+            text.contains("event: error\ndata: {")
+                && text.contains("\"code\":\"gateway_shutdown\""),
+            "no Responses error event: {tail}"
+        );
+        assert!(
+            !text.contains("response.completed"),
             "a cut stream must not look complete"
         );
     }

@@ -193,3 +193,12 @@ def _tokens(gateway) -> dict[str, float]:
             direction = "input" if 'direction="input"' in line else "output"
             counts[direction] += float(line.rsplit(" ", 1)[1])
     return counts
+
+
+def test_requests_are_counted_under_their_protocol(fake_client, gateway):
+    fake_client.responses.create(model="fake-gpt", input="hi")
+    fake_client.chat.completions.create(model="fake-gpt", messages=[{"role": "user", "content": "hi"}])
+    text = requests.get(f"{gateway.admin_url}/metrics", timeout=10).text
+    counted = [line for line in text.splitlines() if line.startswith("llm_requests_total{")]
+    for protocol in ("responses", "chat"):
+        assert any(f'protocol="{protocol}"' in line and 'model="fake-gpt"' in line for line in counted), counted

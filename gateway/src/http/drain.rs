@@ -25,6 +25,8 @@ pub enum StreamApi {
     OpenAi,
     /// Anthropic messages: `event: error` with an `overloaded_error`.
     Anthropic,
+    /// OpenAI Responses: `event: error` with code `gateway_shutdown`.
+    Responses,
 }
 
 impl StreamApi {
@@ -36,6 +38,9 @@ impl StreamApi {
             Self::OpenAi => crate::sse::error_event(MESSAGE, "gateway_shutdown"),
             Self::Anthropic => {
                 crate::translate::messages_stream::error_event("overloaded_error", MESSAGE)
+            }
+            Self::Responses => {
+                crate::translate::responses_stream::error_event(MESSAGE, "gateway_shutdown")
             }
         };
         [&b"\n\n"[..], &event].concat().into()

@@ -176,6 +176,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         metrics
             .requests
             .get_or_create(&RequestLabels {
+                protocol: protocol_of(&path),
                 model,
                 provider,
                 status,
@@ -206,6 +207,17 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     })
 }
 
+/// The client API a path belongs to (the `protocol` label of `llm_requests_total`).
+fn protocol_of(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat",
+        "/v1/responses" => "responses",
+        "/v1/messages" => "messages",
+        "/v1/embeddings" => "embeddings",
+        _ => "other",
+    }
+}
+
 /// The API of a streamed (server-sent events) response, which the drain deadline ends with an
 /// error event; `None` for any other response.
 fn stream_api(path: &str, response: &Response) -> Option<drain::StreamApi> {
@@ -213,10 +225,10 @@ fn stream_api(path: &str, response: &Response) -> Option<drain::StreamApi> {
     if !content_type.starts_with(b"text/event-stream") {
         return None;
     }
-    Some(if path.starts_with("/v1/messages") {
-        drain::StreamApi::Anthropic
-    } else {
-        drain::StreamApi::OpenAi
+    Some(match protocol_of(path) {
+        "messages" => drain::StreamApi::Anthropic,
+        "responses" => drain::StreamApi::Responses,
+        _ => drain::StreamApi::OpenAi,
     })
 }
 

@@ -361,6 +361,20 @@ impl HubToResponses {
     }
 }
 
+/// The terminal `error` event, for a layer that does not know the stream's sequence numbers
+/// (the drain deadline cutting any Responses stream, passed through or translated).
+pub fn error_event(message: &str, code: &str) -> Bytes {
+    error_event_numbered(message, code, None)
+}
+
+fn error_event_numbered(message: &str, code: &str, sequence: Option<u64>) -> Bytes {
+    let mut data = json!({"type": "error", "code": code, "message": message, "param": null});
+    if let Some(sequence) = sequence {
+        data["sequence_number"] = json!(sequence);
+    }
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
+}
+
 impl EventTranslator for HubToResponses {
     fn event(&mut self, sse: &SseEvent<'_>, out: &mut BytesMut) {
         if self.finished {
@@ -399,8 +413,7 @@ impl EventTranslator for HubToResponses {
     }
 
     fn error_event(&self, message: &str, code: &str) -> Bytes {
-        let data = json!({"type": "error", "code": code, "message": message, "param": null, "sequence_number": self.sequence});
-        Bytes::from(format!("event: error\ndata: {data}\n\n"))
+        error_event_numbered(message, code, Some(self.sequence))
     }
 
     fn usage(&self) -> Option<TokenUsage> {

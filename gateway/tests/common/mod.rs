@@ -147,8 +147,13 @@ impl Gateway {
 
     /// Sends a chat request with the harness key.
     pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions", body).await
+    }
+
+    /// Sends a JSON request to the API `path` with the harness key.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         reqwest::Client::new()
-            .post(format!("{}/v1/chat/completions", self.url))
+            .post(format!("{}{path}", self.url))
             .bearer_auth(&self.key)
             .json(&body)
             .send()
