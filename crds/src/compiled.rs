@@ -156,6 +156,9 @@ pub struct CompiledProvider {
     pub fake: Option<FakeSettings>,
     /// API version for azureOpenAI (`api-version`) and anthropic (`anthropic-version`).
     pub api_version: Option<String>,
+    /// The OpenAI APIs served natively besides chat completions and embeddings (`protocols`,
+    /// or the type's default).
+    pub protocols: Vec<crate::llm_provider::OpenAiProtocol>,
 }
 
 /// A model name clients may request.
@@ -218,6 +221,11 @@ pub struct CompiledKey {
 }
 
 impl CompiledProvider {
+    /// Whether the upstream serves `protocol` natively.
+    pub fn serves(&self, protocol: crate::llm_provider::OpenAiProtocol) -> bool {
+        self.protocols.contains(&protocol)
+    }
+
     /// The largest completion the catalogue allows for `model`, if listed.
     pub fn max_output_tokens(&self, model: &str) -> Option<u32> {
         self.models.get(model).and_then(|m| m.max_output_tokens)

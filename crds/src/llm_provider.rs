@@ -57,6 +57,18 @@ impl ProviderType {
         }
     }
 
+    /// The OpenAI APIs beyond chat completions and embeddings an upstream of this type serves
+    /// when the spec leaves `protocols` empty: OpenAI has them all; an OpenAI-compatible server
+    /// is assumed to serve legacy completions only (vLLM, llama.cpp and Ollama do); Azure
+    /// OpenAI none (its Responses API lives on the separate v1 surface: list it to use it).
+    pub const fn default_protocols(self) -> &'static [OpenAiProtocol] {
+        match self {
+            Self::OpenAi => &[OpenAiProtocol::Responses, OpenAiProtocol::Completions],
+            Self::OpenAiCompatible => &[OpenAiProtocol::Completions],
+            _ => &[],
+        }
+    }
+
     /// The base URL used when the spec leaves `baseUrl` empty.
     pub const fn default_base_url(self) -> Option<&'static str> {
         match self {
@@ -66,6 +78,17 @@ impl ProviderType {
             Self::AzureOpenAi | Self::OpenAiCompatible | Self::Fake => None,
         }
     }
+}
+
+/// An OpenAI API an OpenAI-format upstream may serve besides chat completions and embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum OpenAiProtocol {
+    /// The Responses API (`POST /responses`).
+    #[serde(rename = "responses")]
+    Responses,
+    /// The legacy completions API (`POST /completions`).
+    #[serde(rename = "completions")]
+    Completions,
 }
 
 /// Where the provider's API key comes from. Exactly one source must be set.
@@ -181,6 +204,7 @@ impl Default for FakeSettings {
 #[x_kube(validation = Rule::new("!has(self.fake) || self.type == 'fake'").message("spec.fake is only allowed when spec.type is fake"))]
 #[x_kube(validation = Rule::new("!(self.type in ['azureOpenAI', 'openaiCompatible']) || has(self.baseUrl) || has(self.selfHosted)").message("spec.baseUrl is required for types azureOpenAI and openaiCompatible (unless selfHosted)"))]
 #[x_kube(validation = Rule::new("!has(self.selfHosted) || self.type == 'openaiCompatible'").message("spec.selfHosted is only allowed when spec.type is openaiCompatible"))]
+#[x_kube(validation = Rule::new("!has(self.protocols) || self.type in ['openai', 'azureOpenAI', 'openaiCompatible']").message("spec.protocols is only allowed for types openai, azureOpenAI and openaiCompatible"))]
 #[x_kube(validation = Rule::new("self.type == 'fake' || self.type == 'openaiCompatible' || has(self.credentials)").message("spec.credentials is required for this provider type"))]
 #[x_kube(validation = Rule::new(crate::egress::cel::shape_rule("baseUrl", false)).message("spec.baseUrl must be http(s)://host[:port][/path]: an ASCII host name or IP address, with no user:password@, query (?) or fragment (#)"))]
 #[x_kube(validation = Rule::new(crate::egress::cel::local_rule("baseUrl", "self.allowLocalAddresses")).message("spec.baseUrl points at a loopback, link-local or metadata address, or a private network; set spec.allowLocalAddresses to allow it"))]
@@ -230,6 +254,15 @@ pub struct LlmProviderSpec {
     /// Settings of the built-in fake provider (type fake only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fake: Option<FakeSettings>,
+    /// The OpenAI APIs the upstream serves natively besides chat completions and embeddings
+    /// (types openai, azureOpenAI and openaiCompatible): requests of a listed API pass through,
+    /// `responses` requests to an upstream without it are translated to chat completions, and
+    /// `completions` requests are refused. Default per type: openai `[responses, completions]`,
+    /// openaiCompatible `[completions]`, azureOpenAI `[]`; list `responses` for a vLLM server
+    /// or an Azure resource on the v1 API (`{baseUrl}/openai/v1/responses`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2))]
+    pub protocols: Option<Vec<OpenAiProtocol>>,
     /// API version sent upstream: the `api-version` query parameter for azureOpenAI (default
     /// `2024-10-21`) or the `anthropic-version` header for anthropic (default `2023-06-01`).
     #[serde(skip_serializing_if = "Option::is_none")]

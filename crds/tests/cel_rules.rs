@@ -35,7 +35,17 @@ fn provider_rules() {
         provider_errors("{type: openai, credentials: {env: OPENAI_API_KEY}}"),
         None
     );
+    assert_eq!(
+        provider_errors(
+            "{type: openaiCompatible, baseUrl: 'https://vllm.example.com/v1', protocols: [responses, completions]}"
+        ),
+        None
+    );
     let cases = [
+        (
+            "{type: anthropic, protocols: [responses], credentials: {env: X}}",
+            "spec.protocols is only allowed",
+        ),
         (
             "{type: openai, fake: {}, credentials: {env: X}}",
             "spec.fake is only allowed",

@@ -156,6 +156,8 @@ spec:
   - {{model: gemini-mock, targets: [{{provider: gemini, model: gemini-2.5-flash}}]}}
   - {{model: gpt-mock, targets: [{{provider: openai-mock, model: smart-gpt}}]}}
   - {{model: gpt-native, targets: [{{provider: openai-native, model: smart-gpt-native}}]}}
+  - {{model: vllm-native, targets: [{{provider: vllm-responses, model: smart-vllm}}]}}
+  - {{model: azure-native, targets: [{{provider: azure-responses, model: gpt-deployment}}]}}
   - {{model: embed-openai, targets: [{{provider: openai-mock, model: text-embedding-3-small}}]}}
   - {{model: embed-gemini, targets: [{{provider: gemini, model: text-embedding-004}}]}}
   - {{model: embed-claude, targets: [{{provider: anthropic, model: claude-sonnet-4-5}}]}}
@@ -169,6 +171,16 @@ apiVersion: llmgateway.io/v1alpha1
 kind: LlmProvider
 metadata: {{name: openai-native}}
 spec: {{type: openai, baseUrl: "{url}/v1", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: vllm-responses}}
+spec: {{type: openaiCompatible, baseUrl: "{url}/v1", allowLocalAddresses: true, protocols: [responses]}}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: LlmProvider
+metadata: {{name: azure-responses}}
+spec: {{type: azureOpenAI, baseUrl: "{url}", allowLocalAddresses: true, protocols: [responses], credentials: {{env: MOCK_PROVIDER_KEY}}}}
 """
 
 

@@ -14,7 +14,7 @@ import requests
 
 from conftest import example_key
 
-MODELS = ["gpt-native", "claude-mock", "gemini-mock", "gpt-mock"]
+MODELS = ["gpt-native", "vllm-native", "azure-native", "claude-mock", "gemini-mock", "gpt-mock"]
 WEATHER_TOOL = {
     "type": "function",
     "name": "get_weather",
@@ -202,3 +202,21 @@ def test_requests_are_counted_under_their_protocol(fake_client, gateway):
     counted = [line for line in text.splitlines() if line.startswith("llm_requests_total{")]
     for protocol in ("responses", "chat"):
         assert any(f'protocol="{protocol}"' in line and 'model="fake-gpt"' in line for line in counted), counted
+
+
+@pytest.mark.parametrize(
+    ("model", "path", "credential"),
+    [
+        ("vllm-native", "/v1/responses", None),
+        ("azure-native", "/openai/v1/responses", ("api-key", "mock-provider-secret")),
+        ("gpt-mock", "/v1/chat/completions", ("authorization", "Bearer mock-provider-secret")),
+    ],
+)
+def test_spec_protocols_decides_pass_through(client, mock_upstream, model, path, credential):
+    client.responses.create(model=model, input="Hello")
+    sent = mock_upstream.requests()[-1]
+    assert sent["path"] == path
+    if credential:
+        assert sent["headers"][credential[0]] == credential[1]
+    if path.endswith("/responses"):
+        assert sent["body"]["input"] == "Hello"

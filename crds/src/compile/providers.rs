@@ -97,6 +97,10 @@ fn compile_one(
             .api_version
             .clone()
             .or_else(|| kind.default_api_version().map(str::to_owned)),
+        protocols: spec
+            .protocols
+            .clone()
+            .unwrap_or_else(|| kind.default_protocols().to_vec()),
     })
 }
 

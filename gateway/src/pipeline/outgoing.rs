@@ -1,6 +1,6 @@
 //! Stage 1: the client's request encoded for the target, and how its reply comes back.
 
-use llm_gateway_crds::llm_provider::ProviderType;
+use llm_gateway_crds::llm_provider::{OpenAiProtocol, ProviderType};
 use reqwest::RequestBuilder;
 
 use crate::error::ApiError;
@@ -84,7 +84,10 @@ pub(super) fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
             stream: request.stream,
             include_usage: request.include_usage,
         }))),
-        (Protocol::Responses, ProviderType::OpenAi) => {
+        (
+            Protocol::Responses,
+            ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi,
+        ) if call.provider.compiled.serves(OpenAiProtocol::Responses) => {
             let body = request.with_model(&call.target.upstream_model);
             Ok(native(Send::Http(openai::request(
                 call,

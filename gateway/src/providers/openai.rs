@@ -29,7 +29,7 @@ pub struct Prepared {
     chat: Option<reqwest::Url>,
     /// `{baseUrl}/embeddings` (not Azure).
     embeddings: Option<reqwest::Url>,
-    /// `{baseUrl}/responses` (not Azure).
+    /// `{baseUrl}/responses` (Azure: its v1 surface, `{baseUrl}/openai/v1/responses`).
     responses: Option<reqwest::Url>,
     /// `Authorization: Bearer …`, or Azure's `api-key`, marked sensitive.
     credential: Option<(HeaderName, HeaderValue)>,
@@ -62,7 +62,11 @@ impl Prepared {
         Self {
             chat: url(Endpoint::Chat.path()),
             embeddings: url(Endpoint::Embeddings.path()),
-            responses: url(Endpoint::Responses.path()),
+            responses: if azure {
+                reqwest::Url::parse(&format!("{base}/openai/v1/responses")).ok()
+            } else {
+                url(Endpoint::Responses.path())
+            },
             credential,
         }
     }

@@ -108,6 +108,7 @@ impl MockUpstream {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/messages", post(messages))
             .route("/v1/responses", post(responses_api))
+            .route("/openai/v1/responses", post(responses_api))
             .route("/v1/embeddings", post(embeddings))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
@@ -240,10 +241,11 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: By
 
 async fn responses_api(
     State(shared): State<Arc<Shared>>,
+    uri: http::Uri,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    match record(&shared, "/v1/responses".to_owned(), headers, raw).await {
+    match record(&shared, uri.path().to_owned(), headers, raw).await {
         Ok((body, _)) => responses::respond(&body),
         Err(response) => response,
     }
