@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod completions;
 mod responses;
 
 /// The parts of a chat completion request the gateway needs.
@@ -51,6 +52,8 @@ pub enum Protocol {
     Anthropic,
     /// OpenAI Responses.
     Responses,
+    /// OpenAI legacy completions (pass-through only).
+    Completions,
     /// OpenAI embeddings.
     Embeddings,
 }

@@ -406,6 +406,7 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
     let routes = [
         ("/v1/chat/completions", "post"),
         ("/v1/responses", "post"),
+        ("/v1/completions", "post"),
         ("/v1/messages", "post"),
         ("/v1/embeddings", "post"),
         ("/v1/models", "get"),

@@ -52,6 +52,16 @@ pub async fn responses(
     serve(state, client, headers, body, Protocol::Responses).await
 }
 
+/// Serves one legacy completions request (`POST /v1/completions`), streamed or not.
+pub async fn completions(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(state, client, headers, body, Protocol::Completions).await
+}
+
 /// Serves one embeddings request.
 pub async fn embeddings(
     State(state): State<AppState>,
@@ -65,7 +75,9 @@ pub async fn embeddings(
 /// Renders an error in the protocol the client speaks.
 fn render(error: ApiError, protocol: Protocol) -> Response {
     match protocol {
-        Protocol::OpenAi | Protocol::Responses | Protocol::Embeddings => error.into_response(),
+        Protocol::OpenAi | Protocol::Responses | Protocol::Completions | Protocol::Embeddings => {
+            error.into_response()
+        }
         Protocol::Anthropic => error.into_anthropic_response(),
     }
 }
@@ -106,6 +118,7 @@ async fn handle(
         Protocol::OpenAi => ClientRequest::parse(bytes)?,
         Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
         Protocol::Responses => ClientRequest::parse_responses(bytes)?,
+        Protocol::Completions => ClientRequest::parse_completions(bytes)?,
         Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
     };
     let route = snapshot

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
         .route("/v1/responses", post(chat::responses))
+        .route("/v1/completions", post(chat::completions))
         .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))
         .route("/v1/usage", get(usage::usage))
@@ -214,6 +215,7 @@ fn protocol_of(path: &str) -> &'static str {
         "/v1/responses" => "responses",
         "/v1/messages" => "messages",
         "/v1/embeddings" => "embeddings",
+        "/v1/completions" => "completions",
         _ => "other",
     }
 }

@@ -16,7 +16,7 @@ mod outgoing;
 mod reply;
 
 use axum::response::Response;
-use llm_gateway_crds::llm_provider::ProviderType;
+use llm_gateway_crds::llm_provider::{OpenAiProtocol, ProviderType};
 
 use crate::error::ApiError;
 use crate::providers::{Call, fake, gemini, openai, upstream};
@@ -26,8 +26,10 @@ use outgoing::Send;
 /// Sends the call's request to its target and returns the client's response (JSON or SSE),
 /// or an [`ApiError`] when the target refused or failed before anything reached the client.
 pub async fn attempt(call: Call<'_>) -> Result<Response, ApiError> {
-    if call.request.protocol == Protocol::Embeddings {
-        return embeddings(call).await;
+    match call.request.protocol {
+        Protocol::Embeddings => return embeddings(call).await,
+        Protocol::Completions => return completions(call).await,
+        Protocol::OpenAi | Protocol::Anthropic | Protocol::Responses => {}
     }
     let outgoing = outgoing::encode(&call)?;
     let (answer, usage) = match outgoing.send {
@@ -38,6 +40,27 @@ pub async fn attempt(call: Call<'_>) -> Result<Response, ApiError> {
         }
     };
     reply::to_client(&call, answer, usage, outgoing.back)
+}
+
+/// Legacy completions: passed through to upstreams that serve them (`spec.protocols`), refused
+/// elsewhere; there is nothing to translate them to.
+async fn completions(call: Call<'_>) -> Result<Response, ApiError> {
+    let compiled = &call.provider.compiled;
+    if !compiled.serves(OpenAiProtocol::Completions) {
+        return Err(ApiError::invalid(
+            format!(
+                "model '{}' is served by provider '{}' (type {}), which does not serve the legacy completions API (list `completions` in its spec.protocols if it does)",
+                call.route_model,
+                compiled.name,
+                compiled.provider_type.as_str()
+            ),
+            Some("model"),
+        ));
+    }
+    let body = call.request.with_model(&call.target.upstream_model);
+    let request = openai::request(&call, openai::Endpoint::Completions, body);
+    let answer = upstream::exchange(&call, request).await?;
+    reply::to_client(&call, answer, None, outgoing::Back::native())
 }
 
 /// Embeddings: one protocol in, no translation between clients; OpenAI-format upstreams get

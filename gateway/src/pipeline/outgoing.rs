@@ -114,8 +114,8 @@ fn to_hub(call: &Call<'_>) -> Result<ChatRequest, ApiError> {
         Protocol::Responses => responses::to_openai(
             serde_json::from_slice::<ResponsesRequest>(body).map_err(invalid)?,
         )?,
-        Protocol::Embeddings => {
-            return Err(ApiError::invalid("embeddings have no chat form", None));
+        Protocol::Embeddings | Protocol::Completions => {
+            return Err(ApiError::invalid("this API has no chat form", None));
         }
     };
     hub.model.clone_from(&call.target.upstream_model);

@@ -76,7 +76,9 @@ fn json(
                 .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
             Ok(json_response(StatusCode::OK, response))
         }
-        (_, Protocol::OpenAi | Protocol::Embeddings) => Ok(json_response(StatusCode::OK, hub)),
+        (_, Protocol::OpenAi | Protocol::Completions | Protocol::Embeddings) => {
+            Ok(json_response(StatusCode::OK, hub))
+        }
     }
 }
 
@@ -118,7 +120,7 @@ fn transform(call: &Call<'_>, back: Back) -> Box<dyn Transform> {
     };
     let limit = call.limits.event_bytes;
     let to_client: Box<dyn Transform> = match call.request.protocol {
-        Protocol::OpenAi | Protocol::Embeddings => {
+        Protocol::OpenAi | Protocol::Completions | Protocol::Embeddings => {
             return to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
         }
         Protocol::Anthropic => Box::new(

@@ -31,6 +31,8 @@ pub struct Prepared {
     embeddings: Option<reqwest::Url>,
     /// `{baseUrl}/responses` (Azure: its v1 surface, `{baseUrl}/openai/v1/responses`).
     responses: Option<reqwest::Url>,
+    /// `{baseUrl}/completions` (not Azure).
+    completions: Option<reqwest::Url>,
     /// `Authorization: Bearer …`, or Azure's `api-key`, marked sensitive.
     credential: Option<(HeaderName, HeaderValue)>,
 }
@@ -62,6 +64,7 @@ impl Prepared {
         Self {
             chat: url(Endpoint::Chat.path()),
             embeddings: url(Endpoint::Embeddings.path()),
+            completions: url(Endpoint::Completions.path()),
             responses: if azure {
                 reqwest::Url::parse(&format!("{base}/openai/v1/responses")).ok()
             } else {
@@ -81,6 +84,8 @@ pub enum Endpoint {
     Embeddings,
     /// `responses`.
     Responses,
+    /// `completions` (legacy).
+    Completions,
 }
 
 impl Endpoint {
@@ -89,6 +94,7 @@ impl Endpoint {
             Self::Chat => "chat/completions",
             Self::Embeddings => "embeddings",
             Self::Responses => "responses",
+            Self::Completions => "completions",
         }
     }
 }
@@ -106,6 +112,7 @@ pub fn request(
         Endpoint::Chat => prepared.chat.as_ref(),
         Endpoint::Embeddings => prepared.embeddings.as_ref(),
         Endpoint::Responses => prepared.responses.as_ref(),
+        Endpoint::Completions => prepared.completions.as_ref(),
     };
     let mut request = match ready {
         Some(url) => call.provider.client.post(url.clone()),

@@ -67,14 +67,20 @@ impl UsageScanner {
 
 /// Whether an event carries generated text or tool-call arguments (about one token per event;
 /// used to bill a stream that ends without a usage report): an OpenAI chat chunk's `content` or
-/// `arguments`, or a Responses delta event's string `delta`.
+/// `arguments`, a Responses delta event's string `delta`, or the `text` of a legacy completion
+/// chunk or an Anthropic text delta.
 fn carries_completion(event: &[u8]) -> bool {
-    [&b"\"content\":\""[..], b"\"arguments\":\"", b"\"delta\":\""]
-        .iter()
-        .any(|needle| {
-            memchr::memmem::find(event, needle)
-                .is_some_and(|at| event.get(at + needle.len()).is_some_and(|b| *b != b'"'))
-        })
+    [
+        &b"\"content\":\""[..],
+        b"\"arguments\":\"",
+        b"\"delta\":\"",
+        b"\"text\":\"",
+    ]
+    .iter()
+    .any(|needle| {
+        memchr::memmem::find(event, needle)
+            .is_some_and(|at| event.get(at + needle.len()).is_some_and(|b| *b != b'"'))
+    })
 }
 
 fn usage_in_event(event: &[u8]) -> Option<crate::request::TokenUsage> {

@@ -2,7 +2,8 @@
 //!
 //! `POST /v1/chat/completions` answers in OpenAI's wire format: a `chat.completion` JSON, or
 //! with `"stream": true` the SSE events of [`MockUpstream::SSE_EVENTS`] byte for byte.
-//! `POST /v1/responses` speaks OpenAI's Responses API (see [`responses`]), `POST /v1/messages`
+//! `POST /v1/responses` speaks OpenAI's Responses API (see [`responses`]), `POST
+//! /v1/completions` its legacy completions API (see [`completions`]), `POST /v1/messages`
 //! Anthropic's Messages API and `POST /v1beta/models/{model}:
 //! generateContent` / `:streamGenerateContent` Gemini's, answering like a tiny model (see
 //! [`smart`]); so does the OpenAI API for models named `smart…`. `GET /__requests` returns every recorded request as JSON. Faults
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 pub mod anthropic;
+pub mod completions;
 pub mod gemini;
 pub mod openai_smart;
 pub mod oversized;
@@ -109,6 +111,7 @@ impl MockUpstream {
             .route("/v1/messages", post(messages))
             .route("/v1/responses", post(responses_api))
             .route("/openai/v1/responses", post(responses_api))
+            .route("/v1/completions", post(legacy_completions))
             .route("/v1/embeddings", post(embeddings))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
@@ -235,6 +238,17 @@ fn next_fault(shared: &Shared) -> Fault {
 async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
     match record(&shared, "/v1/messages".to_owned(), headers, raw).await {
         Ok((body, _)) => anthropic::respond(&body),
+        Err(response) => response,
+    }
+}
+
+async fn legacy_completions(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    match record(&shared, "/v1/completions".to_owned(), headers, raw).await {
+        Ok((body, _)) => completions::respond(&body),
         Err(response) => response,
     }
 }
