@@ -119,4 +119,22 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn counts_delivered_text_in_every_api_it_relays() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            "data: {\"choices\":[{\"text\":\"b\",\"index\":0}]}\n\n",
+            "event: content_block_delta\ndata: {\"delta\":{\"type\":\"text_delta\",\"text\":\"c\"}}\n\n",
+            "event: response.output_text.delta\ndata: {\"delta\":\"d\"}\n\n",
+            "event: content_block_start\ndata: {\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        );
+        let mut scanner = UsageScanner::default();
+        scanner.feed(stream.as_bytes());
+        assert_eq!(
+            scanner.delivered(),
+            4,
+            "an empty text is not a delivered token"
+        );
+    }
 }
