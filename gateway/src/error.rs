@@ -54,6 +54,15 @@ pub enum ApiError {
         /// Hint for the client.
         retry_after: Option<Duration>,
     },
+    /// No endpoint at this path (405: none for this method).
+    #[error("{method} on this path is not an endpoint of this API")]
+    UnknownEndpoint {
+        /// The request method. (The path is not echoed: a client that put a credential in it
+        /// should not find it in a response or a log.)
+        method: http::Method,
+        /// Whether the path exists with another method.
+        other_method: bool,
+    },
     /// The gateway has no configuration loaded yet.
     #[error("the gateway has no configuration loaded yet")]
     NotReady,
@@ -124,6 +133,10 @@ impl ApiError {
             Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::UnknownEndpoint {
+                other_method: true, ..
+            } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnknownEndpoint { .. } => StatusCode::NOT_FOUND,
             Self::ServiceUnavailable { .. } | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
             Self::UpstreamReplyTooLarge(_) => StatusCode::BAD_GATEWAY,
@@ -143,6 +156,7 @@ impl ApiError {
             Self::InvalidApiKey => "invalid_api_key",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::ModelNotFound { .. } => "model_not_found",
+            Self::UnknownEndpoint { .. } => "unknown_endpoint",
             Self::ServiceUnavailable { .. } => "service_unavailable",
             Self::NotReady => "not_ready",
             Self::Upstream { .. } => "upstream_error",
@@ -159,7 +173,8 @@ impl ApiError {
         match self {
             Self::InvalidRequest { .. }
             | Self::PayloadTooLarge { .. }
-            | Self::ModelNotFound { .. } => "invalid_request_error",
+            | Self::ModelNotFound { .. }
+            | Self::UnknownEndpoint { .. } => "invalid_request_error",
             Self::InvalidApiKey => "authentication_error",
             Self::ModelNotAllowed { .. } => "permission_error",
             Self::ServiceUnavailable { .. } | Self::NotReady => "service_unavailable",
@@ -219,7 +234,7 @@ impl ApiError {
             400 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
-            404 => "not_found_error",
+            404 | 405 => "not_found_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
             503 => "overloaded_error",

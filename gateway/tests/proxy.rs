@@ -410,6 +410,7 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         ("/v1/messages", "post"),
         ("/v1/embeddings", "post"),
         ("/v1/models", "get"),
+        ("/v1/models/{id}", "get"),
         ("/v1/usage", "get"),
         ("/health", "get"),
         ("/ready", "get"),

@@ -26,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderName, header};
+use http::{HeaderMap, HeaderName, header};
 use http_body_util::BodyExt;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(chat::completions))
         .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::retrieve))
         .route("/v1/usage", get(usage::usage))
         .route("/health", get(health::live))
         .route("/ready", get(health::ready))
@@ -134,16 +135,33 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn not_found() -> Response {
-    let mut r = ApiError::invalid("unknown endpoint", None).into_response();
-    *r.status_mut() = http::StatusCode::NOT_FOUND;
-    r
+async fn not_found(method: http::Method, uri: http::Uri, headers: HeaderMap) -> Response {
+    refusal(method, &uri, &headers, false)
 }
 
-async fn method_not_allowed() -> Response {
-    let mut r = ApiError::invalid("method not allowed on this endpoint", None).into_response();
-    *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
-    r
+async fn method_not_allowed(method: http::Method, uri: http::Uri, headers: HeaderMap) -> Response {
+    refusal(method, &uri, &headers, true)
+}
+
+/// A routing refusal in the caller's API: Anthropic-shaped on Anthropic paths and for clients
+/// that send `anthropic-version` (its SDKs do), OpenAI-shaped otherwise.
+fn refusal(
+    method: http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    other_method: bool,
+) -> Response {
+    let anthropic =
+        uri.path().starts_with("/v1/messages") || headers.contains_key("anthropic-version");
+    let error = ApiError::UnknownEndpoint {
+        method,
+        other_method,
+    };
+    if anthropic {
+        error.into_anthropic_response()
+    } else {
+        error.into_response()
+    }
 }
 
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
