@@ -407,6 +407,8 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         ("/v1/chat/completions", "post"),
         ("/v1/responses", "post"),
         ("/v1/completions", "post"),
+        ("/v1/responses/input_tokens", "post"),
+        ("/v1/messages/count_tokens", "post"),
         ("/v1/messages", "post"),
         ("/v1/embeddings", "post"),
         ("/v1/models", "get"),

@@ -178,7 +178,7 @@ fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
     headers.insert("x-llm-gateway-generation", HeaderValue::from(generation));
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or_default())
@@ -196,7 +196,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// reading no further than the limit.
 /// `BODY_READ_TIMEOUT` bounds the whole read, so a body dripped a byte at a time cannot hold a
 /// connection and its buffer for as long as the client likes.
-async fn read_body(
+pub(super) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

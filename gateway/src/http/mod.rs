@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod auth;
 pub mod chat;
+pub mod count_tokens;
 pub mod drain;
 pub mod health;
 pub mod models;
@@ -56,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
         .route("/v1/responses", post(chat::responses))
+        .route("/v1/responses/input_tokens", post(count_tokens::responses))
+        .route("/v1/messages/count_tokens", post(count_tokens::messages))
         .route("/v1/completions", post(chat::completions))
         .route("/v1/embeddings", post(chat::embeddings))
         .route("/v1/models", get(models::list))

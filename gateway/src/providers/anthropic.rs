@@ -24,13 +24,20 @@ const FORWARDED_HEADERS: [&str; 3] = ["anthropic-beta", "accept", "user-agent"];
 /// The client's own Messages request (model spliced), with its `anthropic-version` and beta
 /// headers kept.
 pub fn native(call: &Call<'_>) -> RequestBuilder {
+    let body = call.request.with_model(&call.target.upstream_model);
+    native_at(call, "/v1/messages", body)
+}
+
+/// The client's own request to another Messages API endpoint (`path`, e.g.
+/// `/v1/messages/count_tokens`), with its version and beta headers kept.
+pub fn native_at(call: &Call<'_>, path: &str, body: Bytes) -> RequestBuilder {
     let version = call
         .client_headers
         .get("anthropic-version")
         .and_then(|v| v.to_str().ok())
         .or(call.provider.compiled.api_version.as_deref())
         .unwrap_or(DEFAULT_VERSION);
-    let mut http = post(call, version).body(call.request.with_model(&call.target.upstream_model));
+    let mut http = post_to(call, path, version).body(body);
     for name in FORWARDED_HEADERS {
         if let Some(value) = call.client_headers.get(name) {
             http = http.header(name, value);
@@ -53,12 +60,16 @@ pub fn from_hub(call: &Call<'_>, hub: ChatRequest) -> Result<RequestBuilder, Api
 }
 
 fn post(call: &Call<'_>, version: &str) -> RequestBuilder {
+    post_to(call, "/v1/messages", version)
+}
+
+fn post_to(call: &Call<'_>, path: &str, version: &str) -> RequestBuilder {
     let compiled = &call.provider.compiled;
     let base = compiled.base_url.as_deref().unwrap_or_default();
     let mut http = call
         .provider
         .client
-        .post(format!("{base}/v1/messages"))
+        .post(format!("{base}{path}"))
         .header(header::CONTENT_TYPE, "application/json")
         .header("anthropic-version", version);
     if let Some(credential) = &compiled.credential {

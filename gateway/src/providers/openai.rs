@@ -86,6 +86,8 @@ pub enum Endpoint {
     Responses,
     /// `completions` (legacy).
     Completions,
+    /// `responses/input_tokens` (a Responses request's input token count).
+    ResponsesInputTokens,
 }
 
 impl Endpoint {
@@ -95,6 +97,7 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Responses => "responses",
             Self::Completions => "completions",
+            Self::ResponsesInputTokens => "responses/input_tokens",
         }
     }
 }
@@ -113,21 +116,29 @@ pub fn request(
         Endpoint::Embeddings => prepared.embeddings.as_ref(),
         Endpoint::Responses => prepared.responses.as_ref(),
         Endpoint::Completions => prepared.completions.as_ref(),
+        Endpoint::ResponsesInputTokens => None,
     };
     let mut request = match ready {
         Some(url) => call.provider.client.post(url.clone()),
         None => {
             let base = compiled.base_url.as_deref().unwrap_or_default();
             let path = endpoint.path();
-            call.provider
-                .client
-                .post(if compiled.provider_type == ProviderType::AzureOpenAi {
+            call.provider.client.post(
+                if compiled.provider_type == ProviderType::AzureOpenAi
+                    && matches!(
+                        endpoint,
+                        Endpoint::Responses | Endpoint::ResponsesInputTokens
+                    )
+                {
+                    format!("{base}/openai/v1/{path}")
+                } else if compiled.provider_type == ProviderType::AzureOpenAi {
                     let deployment = &call.target.upstream_model;
                     let version = compiled.api_version.as_deref().unwrap_or_default();
                     format!("{base}/openai/deployments/{deployment}/{path}?api-version={version}")
                 } else {
                     format!("{base}/{path}")
-                })
+                },
+            )
         }
     };
     if let Some((name, value)) = &prepared.credential {

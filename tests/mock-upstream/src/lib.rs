@@ -112,6 +112,8 @@ impl MockUpstream {
             .route("/v1/responses", post(responses_api))
             .route("/openai/v1/responses", post(responses_api))
             .route("/v1/completions", post(legacy_completions))
+            .route("/v1/messages/count_tokens", post(count_tokens))
+            .route("/v1/responses/input_tokens", post(count_tokens))
             .route("/v1/embeddings", post(embeddings))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
@@ -238,6 +240,25 @@ fn next_fault(shared: &Shared) -> Fault {
 async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
     match record(&shared, "/v1/messages".to_owned(), headers, raw).await {
         Ok((body, _)) => anthropic::respond(&body),
+        Err(response) => response,
+    }
+}
+
+/// Both count endpoints: Anthropic's answers `{"input_tokens": 42}`, OpenAI's adds its
+/// `object` and answers 21, so a test tells which upstream counted.
+async fn count_tokens(
+    State(shared): State<Arc<Shared>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    match record(&shared, path.clone(), headers, raw).await {
+        Ok(_) if path.starts_with("/v1/messages") => {
+            axum::Json(json!({"input_tokens": 42})).into_response()
+        }
+        Ok(_) => axum::Json(json!({"object": "response.input_tokens", "input_tokens": 21}))
+            .into_response(),
         Err(response) => response,
     }
 }

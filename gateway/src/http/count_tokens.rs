@@ -1,0 +1,264 @@
+//! `POST /v1/messages/count_tokens` (Anthropic's, which Claude Code calls) and
+//! `POST /v1/responses/input_tokens` (OpenAI's): how many input tokens a request would use,
+//! without generating anything or counting as usage.
+//!
+//! The route's first available target decides: an upstream with the endpoint itself (Anthropic
+//! for messages; one serving the Responses API for responses) is asked, body passed through
+//! with the model spliced, and the answer is `x-llm-gateway-token-count: exact`. Anywhere else
+//! the gateway counts with OpenAI's `o200k_base` tokenizer: `tokenizer` for OpenAI-format
+//! upstreams (their models' own tokenizer), `estimate` for the others (a stand-in for a
+//! tokenizer the gateway does not have). The count covers message text (3 tokens of framing
+//! per message), system instructions and tool definitions (their JSON).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use llm_gateway_crds::llm_provider::{OpenAiProtocol, ProviderType};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::auth::authenticate;
+use super::chat::{check_content_type, read_body};
+use crate::auth_throttle::ClientAddress;
+use crate::config::ProviderRuntime;
+use crate::error::ApiError;
+use crate::limits::Meter;
+use crate::providers::upstream::{Reply, exchange, json_response};
+use crate::providers::{Call, anthropic, openai};
+use crate::request::{ClientRequest, Protocol, decode, model_of};
+use crate::state::AppState;
+
+/// The response header saying how the count was made.
+const HOW: &str = "x-llm-gateway-token-count";
+
+/// `POST /v1/messages/count_tokens`.
+pub async fn messages(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    count(&state, client, &headers, body, Protocol::Anthropic)
+        .await
+        .unwrap_or_else(ApiError::into_anthropic_response)
+}
+
+/// `POST /v1/responses/input_tokens`.
+pub async fn responses(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    count(&state, client, &headers, body, Protocol::Responses)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(borrow)]
+    model: &'a RawValue,
+}
+
+async fn count(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+    body: Body,
+    protocol: Protocol,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
+    let key = authenticate(
+        state,
+        &snapshot,
+        headers,
+        protocol == Protocol::Anthropic,
+        client,
+    )?;
+    check_content_type(headers)?;
+    let settings = &state.settings;
+    let body = read_body(
+        headers,
+        body,
+        settings.max_body_bytes,
+        settings.body_read_timeout,
+    )
+    .await?;
+    let view: View<'_> = decode(&body)?;
+    let (model, model_span) = model_of(&body, view.model)?;
+    let route = snapshot
+        .routes
+        .get(&model)
+        .ok_or_else(|| ApiError::ModelNotFound {
+            model: model.clone(),
+        })?;
+    if key.as_ref().is_some_and(|k| !k.allows_model(&model)) {
+        return Err(ApiError::ModelNotAllowed { model });
+    }
+    let (target, provider) = route
+        .pick_order()
+        .into_iter()
+        .map(|index| route.target(index).0)
+        .map(|target| (target, &snapshot.providers[target.provider]))
+        .find(|(_, provider)| provider.compiled.unavailable.is_none())
+        .ok_or_else(|| ApiError::ServiceUnavailable {
+            message: format!("no target can count tokens for model '{model}' now"),
+            retry_after: None,
+        })?;
+    let request = ClientRequest {
+        protocol,
+        body,
+        model,
+        model_span,
+        stream: false,
+        include_usage: false,
+        prompt_bytes: 0,
+        other_prompt_bytes: 0,
+        max_tokens: None,
+        choices: 1,
+    };
+    let call = Call {
+        request: &request,
+        route_model: &route.compiled.model,
+        target,
+        provider,
+        client_headers: headers,
+        started,
+        metrics: &state.metrics,
+        meter: &Arc::new(Meter::default()),
+        limits: settings.upstream_limits,
+    };
+    if let Some(upstream) = upstream_request(&call) {
+        let Reply::Body(status, answer) = exchange(&call, upstream).await? else {
+            return Err(ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("upstream {} streamed a token count", provider.compiled.name),
+                retry_after: None,
+            });
+        };
+        return Ok(counted(json_response(status, answer), "exact"));
+    }
+    let how = if is_openai_format(provider) {
+        "tokenizer"
+    } else {
+        "estimate"
+    };
+    let text = request.body.clone();
+    let tokens = tokio::task::spawn_blocking(move || estimate(&text, protocol))
+        .await
+        .unwrap_or(0);
+    let answer = match protocol {
+        Protocol::Responses => json!({"object": "response.input_tokens", "input_tokens": tokens}),
+        _ => json!({"input_tokens": tokens}),
+    };
+    Ok(counted(
+        json_response(StatusCode::OK, answer.to_string()),
+        how,
+    ))
+}
+
+fn counted(mut response: Response, how: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(HOW, HeaderValue::from_static(how));
+    response
+}
+
+fn is_openai_format(provider: &ProviderRuntime) -> bool {
+    matches!(
+        provider.compiled.provider_type,
+        ProviderType::OpenAi | ProviderType::AzureOpenAi | ProviderType::OpenAiCompatible
+    )
+}
+
+/// The upstream's own count endpoint, when the target has one.
+fn upstream_request(call: &Call<'_>) -> Option<reqwest::RequestBuilder> {
+    let compiled = &call.provider.compiled;
+    let body = call.request.with_model(&call.target.upstream_model);
+    match call.request.protocol {
+        Protocol::Anthropic if compiled.provider_type == ProviderType::Anthropic => Some(
+            anthropic::native_at(call, "/v1/messages/count_tokens", body),
+        ),
+        Protocol::Responses
+            if is_openai_format(call.provider) && compiled.serves(OpenAiProtocol::Responses) =>
+        {
+            Some(openai::request(
+                call,
+                openai::Endpoint::ResponsesInputTokens,
+                body,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The token count of a request body's input: message text, instructions and tools.
+pub fn estimate(body: &Bytes, protocol: Protocol) -> u64 {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    let tokens = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    let mut total = 0;
+    let add_strings = |value: &Value| {
+        let mut texts = Vec::new();
+        strings(value, &mut texts);
+        texts.iter().map(|t| tokens(t)).sum::<u64>()
+    };
+    let (turns, instructions) = match protocol {
+        Protocol::Responses => ("input", "instructions"),
+        _ => ("messages", "system"),
+    };
+    match &value[turns] {
+        Value::Array(items) => {
+            for item in items {
+                total += 3 + add_strings(item);
+            }
+        }
+        other => total += add_strings(other),
+    }
+    total += add_strings(&value[instructions]);
+    if let Some(tools) = value.get("tools").filter(|t| !t.is_null()) {
+        total += tokens(&tools.to_string());
+    }
+    total
+}
+
+/// Every string value inside `value`, skipping the `type`, `role`, `id` and `call_id` tags
+/// that frame content rather than carry it.
+fn strings<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+    match value {
+        Value::String(text) => out.push(text),
+        Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
+        Value::Object(fields) => fields
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "type" | "role" | "id" | "call_id"))
+            .for_each(|(_, item)| strings(item, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_text_with_openais_tokenizer_and_framing_per_turn() {
+        let body = Bytes::from(
+            r#"{"model":"m","system":"Be brief.","messages":[{"role":"user","content":"Hello world"},{"role":"assistant","content":[{"type":"text","text":"Hi"}]}]}"#,
+        );
+        // "Be brief." 3 + "Hello world" 2 + "Hi" 1, plus 3 per turn.
+        assert_eq!(estimate(&body, Protocol::Anthropic), 3 + 2 + 1 + 2 * 3);
+        let responses =
+            Bytes::from(r#"{"model":"m","input":"Hello world","instructions":"Be brief."}"#);
+        assert_eq!(estimate(&responses, Protocol::Responses), 2 + 3);
+    }
+}
