@@ -1,4 +1,4 @@
-//! How an LlmGateway's pods stop (`spec.shutdown`), which environment variables the operator
+//! How an LlmGateway's pods stop (`spec.shutdown`), browser access to them (`spec.cors`), which
 //! keeps for itself (`spec.env` may not set them) and which pod annotations are refused.
 //!
 //! A rollout or a node drain sends SIGTERM to a pod while it may be relaying streams that last
@@ -19,6 +19,34 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The default `shutdown.delay`: enough for kube-proxy and most ingress controllers to drop an
 /// unready endpoint.
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(10);
+
+/// Cross-origin access for browser clients (the gateway's `CORS_*` settings). Preflights are
+/// answered without authentication; the requests themselves still need a key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.allowCredentials || !('*' in self.allowedOrigins)").message("cors.allowCredentials cannot be used with the origin '*': browsers refuse credentials for a wildcard origin"))]
+pub struct Cors {
+    /// Origins allowed to call the API (`https://app.example.com`: scheme, host, optional
+    /// port), or `*` for any.
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(regex(pattern = r"^(\*|https?://[^/\s?#]+)$"), length(max = 253))
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Let browsers send credentials (cookies); API keys travel in headers, so this is rarely
+    /// needed.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long browsers may cache a preflight answer (default `10m`).
+    #[serde(default = "Cors::default_max_age")]
+    pub max_age: Duration,
+}
+
+impl Cors {
+    fn default_max_age() -> Duration {
+        Duration::from_secs(600)
+    }
+}
 
 /// How a gateway pod shuts down. The pod's `terminationGracePeriodSeconds` is `delay` +
 /// `drainTimeout` + 20 s (5 s for cut streams to close, 10 s for their usage to reach Redis,
@@ -61,8 +89,8 @@ impl Default for Shutdown {
 /// Environment variables `spec.env` may not set: those the operator sets from other spec
 /// fields (an `env` entry would silently override them), and those that would switch the
 /// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
-/// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`).
-pub const RESERVED_ENV: [&str; 25] = [
+/// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`).
+pub const RESERVED_ENV: [&str; 28] = [
     "WATCH_NAMESPACE",
     "GATEWAY_NAME",
     "PORT",
@@ -88,6 +116,9 @@ pub const RESERVED_ENV: [&str; 25] = [
     "JWT_AUDIENCES",
     "JWT_TEAM_CLAIM",
     "JWT_ALLOW_LOCAL_ADDRESSES",
+    "CORS_ALLOWED_ORIGINS",
+    "CORS_ALLOW_CREDENTIALS",
+    "CORS_MAX_AGE",
 ];
 
 /// Environment variables `spec.env` may not set because they move the gateway's egress: the

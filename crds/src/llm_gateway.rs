@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::exposure::Exposure;
-use crate::gateway_pod::Shutdown;
+use crate::gateway_pod::{Cors, Shutdown};
 use crate::policy::{Budget, RateLimits};
 use crate::refs::SecretKeyRef;
 
@@ -269,6 +269,9 @@ pub struct LlmGatewaySpec {
     /// Reaching the gateway from outside the cluster: an Ingress and/or an HTTPRoute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,
+    /// Cross-origin access for browser clients (CORS); off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
     /// Nodes the pods may run on (their labels).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]

@@ -139,4 +139,13 @@ fn gateway_rules() {
         errors.contains("exactly one of jwt.jwksUri or jwt.hs256SecretRef"),
         "{errors}"
     );
+    assert_eq!(
+        gateway("{cors: {allowedOrigins: ['https://app.example.com'], allowCredentials: true}}"),
+        None
+    );
+    let errors = gateway("{cors: {allowedOrigins: ['*'], allowCredentials: true}}").unwrap();
+    assert!(
+        errors.contains("allowCredentials cannot be used with the origin '*'"),
+        "{errors}"
+    );
 }

@@ -121,6 +121,18 @@ pub struct ServeArgs {
     /// it (a slowly dripped body is refused with 400).
     #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "30s")]
     pub body_read_timeout: humantime::Duration,
+    /// Browser origins allowed to call the API (CORS), comma-separated
+    /// (`https://app.example.com`), or `*` for any; unset, cross-origin requests get no CORS
+    /// headers and browsers refuse them.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+    /// Let browsers send credentials (cookies) cross-origin; API keys travel in headers, so
+    /// this is rarely needed. Not allowed with `CORS_ALLOWED_ORIGINS=*`.
+    #[arg(long, env = "CORS_ALLOW_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cors_allow_credentials: bool,
+    /// How long browsers may cache a CORS preflight answer.
+    #[arg(long, env = "CORS_MAX_AGE", default_value = "10m")]
+    pub cors_max_age: humantime::Duration,
     /// Refused credentials one client address may send per minute (missing, malformed, unknown,
     /// expired, failing verification); past it the address's refused credentials get 429 with
     /// Retry-After instead of 401 (valid ones are still served). 0 turns it off (do so, or
@@ -253,6 +265,20 @@ pub enum OnUnavailableArg {
 }
 
 impl ServeArgs {
+    /// The CORS settings.
+    pub fn cors(&self) -> crate::http::cors::CorsSettings {
+        crate::http::cors::CorsSettings {
+            allowed_origins: self
+                .cors_allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            allow_credentials: self.cors_allow_credentials,
+            max_age: *self.cors_max_age,
+        }
+    }
+
     /// Caps on the configuration directory.
     pub fn config_limits(&self) -> crate::config::source_dir::DirLimits {
         crate::config::source_dir::DirLimits {

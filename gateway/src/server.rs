@@ -55,6 +55,7 @@ pub fn app_state(
         upstream_limits: args.upstream_limits(),
         auth_failures_per_minute: args.auth_failures_per_minute,
         body_read_timeout: *args.body_read_timeout,
+        cors: args.cors().layer().map_err(anyhow::Error::msg)?,
     };
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())

@@ -29,6 +29,8 @@ pub struct RequestSettings {
     pub auth_failures_per_minute: u32,
     /// `BODY_READ_TIMEOUT`: longest a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    /// `CORS_*`: cross-origin access for browser clients, when configured.
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 /// Shared handler state.

@@ -32,9 +32,14 @@ use common::{TEST_PEPPER, new_key};
 /// The router over `scenario`, with the binary's default settings, wired by the functions
 /// `server::serve` uses (directory source, no Redis, no listener).
 fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
+    app_with(scenario, &[])
+}
+
+/// [`app`] with more command-line settings.
+fn app_with(scenario: &Scenario, extra: &[&str]) -> (Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     scenario.write_to(dir.path());
-    let args = Cli::try_parse_from([
+    let mut argv = vec![
         "llm-gateway",
         "--config",
         common::path_str(dir.path()),
@@ -42,9 +47,9 @@ fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
         TEST_PEPPER,
         "--rate-limit-storage",
         "memory",
-    ])
-    .unwrap()
-    .serve;
+    ];
+    argv.extend_from_slice(extra);
+    let args = Cli::try_parse_from(argv).unwrap().serve;
 
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotHandle::default());
@@ -180,4 +185,66 @@ async fn a_rate_limit_refills_on_the_paused_clock_at_the_rate_it_promises() {
     tokio::time::advance(Duration::from_millis(1500)).await;
     let served = app.oneshot(chat(&key, "fake-model")).await.unwrap();
     assert_eq!(served.status(), StatusCode::OK);
+}
+
+fn preflight(origin: &str) -> Request<Body> {
+    Request::options("/v1/chat/completions")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-stainless-os",
+        )
+        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn browsers_get_cors_only_from_allowed_origins_and_preflights_need_no_key() {
+    let key = new_key();
+    let scenario = Scenario::minimal(&key);
+    let allowed = "https://app.example.com";
+
+    let (closed, _dir) = app(&scenario);
+    let refused = closed.oneshot(preflight(allowed)).await.unwrap();
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let (app, _dir) = app_with(&scenario, &["--cors-allowed-origins", allowed]);
+    let answered = app.clone().oneshot(preflight(allowed)).await.unwrap();
+    assert!(answered.status().is_success(), "{}", answered.status());
+    let headers = answered.headers();
+    assert_eq!(headers["access-control-allow-origin"], allowed);
+    let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allowed_headers.contains("x-stainless-os"),
+        "{allowed_headers}"
+    );
+    assert!(!headers.contains_key("access-control-allow-credentials"));
+
+    let mut request = chat(&key, "fake-model");
+    request
+        .headers_mut()
+        .insert("origin", allowed.parse().unwrap());
+    let served = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["access-control-allow-origin"], allowed);
+    let exposed = served.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("x-llm-gateway-provider"), "{exposed}");
+
+    let foreign = app
+        .oneshot(preflight("https://evil.example"))
+        .await
+        .unwrap();
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
 }

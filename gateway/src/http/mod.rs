@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod auth;
 pub mod chat;
+pub mod cors;
 pub mod count_tokens;
 pub mod drain;
 pub mod health;
@@ -53,7 +54,8 @@ pub struct Served {
 /// The API router with every layer: what clients call, plus the probes (`/health`, `/ready`).
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let cors = state.settings.cors.clone();
+    let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(chat::messages))
         .route("/v1/responses", post(chat::responses))
@@ -76,7 +78,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn_with_state(state.clone(), observe)),
         )
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so a preflight is answered before routing and authentication.
+    match cors {
+        Some(cors) => api.layer(cors),
+        None => api,
+    }
 }
 
 /// Longest client request id kept.

@@ -191,6 +191,11 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
                 .to_string(),
         ),
     ]);
+    if let Some(cors) = &spec.cors {
+        data.insert("CORS_ALLOWED_ORIGINS", cors.allowed_origins.join(","));
+        data.insert("CORS_ALLOW_CREDENTIALS", cors.allow_credentials.to_string());
+        data.insert("CORS_MAX_AGE", cors.max_age.to_string());
+    }
     if let Some(redis) = &spec.redis {
         let mode = match redis.on_unavailable {
             OnUnavailable::FailOpen => "failOpen",

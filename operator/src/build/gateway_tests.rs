@@ -141,3 +141,28 @@ fn settings_changes_roll_the_pods_and_autoscaling_adds_an_hpa() {
         "the HPA owns replicas"
     );
 }
+
+#[test]
+fn cors_reaches_the_gateway_settings_and_rolls_the_pods() {
+    let open = children(&gateway(json!({"cors": {
+        "allowedOrigins": ["https://app.example.com", "https://admin.example.com"],
+        "maxAge": "1h"
+    }})));
+    let settings = &find(&open, "ConfigMap")["data"];
+    assert_eq!(
+        settings["CORS_ALLOWED_ORIGINS"],
+        "https://app.example.com,https://admin.example.com"
+    );
+    assert_eq!(settings["CORS_ALLOW_CREDENTIALS"], "false");
+    assert_eq!(settings["CORS_MAX_AGE"], "1h");
+    let closed = children(&gateway(json!({})));
+    assert!(
+        find(&closed, "ConfigMap")["data"]
+            .get("CORS_ALLOWED_ORIGINS")
+            .is_none()
+    );
+    let checksum = |c: &[Child]| {
+        find(c, "Deployment")["spec"]["template"]["metadata"]["annotations"]["llmgateway.io/settings-checksum"].clone()
+    };
+    assert_ne!(checksum(&open), checksum(&closed));
+}
