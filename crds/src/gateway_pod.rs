@@ -1,5 +1,6 @@
 //! How an LlmGateway's pods stop (`spec.shutdown`), browser access to them (`spec.cors`), which
-//! keeps for itself (`spec.env` may not set them) and which pod annotations are refused.
+//! environment variables the operator keeps for itself (`spec.env` may not set them) and which
+//! pod annotations are refused.
 //!
 //! A rollout or a node drain sends SIGTERM to a pod while it may be relaying streams that last
 //! minutes (a provider's `timeouts.total` defaults to 5 minutes). The pod turns unready at once,
