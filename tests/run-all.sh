@@ -2,8 +2,8 @@
 # Runs every test suite of the project. Installs what the suites need on a fresh Debian
 # machine first (idempotent): redis-server (each Redis test starts its own on a free loopback
 # port), openssl, shellcheck, kubectl 1.20 (Debian's, for the test API server's outside-client
-# test), and a Python venv with the pinned packages of tests/conformance (actionlint and zizmor
-# for the GitHub workflows among them).
+# test), a Python venv with the pinned packages of tests/conformance (actionlint and zizmor
+# for the GitHub workflows among them), and the Node clients of tests/conformance/node.
 # Usage: tests/run-all.sh            (from anywhere; exits non-zero on the first failure)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,6 +48,11 @@ export KUBECTL="$PWD/$kubectl_root/usr/bin/kubectl"
 step "Python venv with pinned test packages (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/requirements.txt
+
+step "Node clients for the conformance suite (npm ci: the openai and Anthropic SDKs, the Vercel AI SDK, pinned by tests/conformance/node/package-lock.json)"
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+node --version
+(cd tests/conformance/node && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
