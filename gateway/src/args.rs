@@ -133,6 +133,13 @@ pub struct ServeArgs {
     /// How long browsers may cache a CORS preflight answer.
     #[arg(long, env = "CORS_MAX_AGE", default_value = "10m")]
     pub cors_max_age: humantime::Duration,
+    /// How long Responses the gateway translated are kept, so a client can continue one with
+    /// `previous_response_id` or `item_reference` (in this replica's memory, per caller).
+    #[arg(long, env = "RESPONSE_STORE_TTL", default_value = "1h")]
+    pub response_store_ttl: humantime::Duration,
+    /// Memory for kept Responses, in bytes of JSON; the oldest go first when it is full.
+    #[arg(long, env = "RESPONSE_STORE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub response_store_max_bytes: usize,
     /// Refused credentials one client address may send per minute (missing, malformed, unknown,
     /// expired, failing verification); past it the address's refused credentials get 429 with
     /// Retry-After instead of 401 (valid ones are still served). 0 turns it off (do so, or

@@ -75,5 +75,5 @@ pub fn upstream_responses(data: &[u8]) {
     let _ = anthropic::to_openai_completion(data, 0);
     let _ = gemini::to_openai_completion(data, "m", 0);
     let _ = messages::to_anthropic_message(data, "m");
-    let _ = responses_reply::to_response(data, "m", 0);
+    let _ = responses_reply::to_response(data, "m", 0, None);
 }

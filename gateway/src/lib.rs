@@ -31,6 +31,7 @@ pub(crate) mod pipeline;
 pub(crate) mod providers;
 pub(crate) mod proxy;
 pub mod request;
+pub(crate) mod response_store;
 pub(crate) mod sanitize;
 pub(crate) mod serve;
 pub mod server;

@@ -46,16 +46,35 @@ static DEFAULT_RETRY: LazyLock<Retry> = LazyLock::new(Retry::default);
 /// Deadline of a route without a `timeout`.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Serves `request` on `route`; returns the response (or error) and the provider that gave it.
+/// The client's request as the loop carries it to every attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The parsed request.
+    pub request: &'a ClientRequest,
+    /// Its headers (only allowlisted ones go upstream).
+    pub headers: &'a HeaderMap,
+    /// When it arrived.
+    pub started: Instant,
+    /// Where its real usage goes.
+    pub meter: &'a Arc<Meter>,
+    /// The caller's key id (empty without authentication): whose kept responses it may use.
+    pub caller: &'a str,
+}
+
+/// Serves `incoming` on `route`; returns the response (or error) and the provider that gave it.
 pub async fn serve<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     route: &'s RouteRuntime,
-    request: &ClientRequest,
-    headers: &HeaderMap,
-    started: Instant,
-    meter: &Arc<Meter>,
+    incoming: Incoming<'_>,
 ) -> (Result<Response, ApiError>, &'s str) {
+    let Incoming {
+        request,
+        headers,
+        started,
+        meter,
+        caller,
+    } = incoming;
     let deadline = started
         + route
             .compiled
@@ -76,6 +95,7 @@ pub async fn serve<'s>(
         headers,
         started,
         meter,
+        caller,
         deadline,
         retry,
         max_attempts,
@@ -92,6 +112,7 @@ struct Run<'a, 's> {
     headers: &'a HeaderMap,
     started: Instant,
     meter: &'a Arc<Meter>,
+    caller: &'a str,
     deadline: Instant,
     retry: &'s Retry,
     max_attempts: u32,
@@ -209,6 +230,8 @@ impl<'s> Run<'_, 's> {
             metrics: &self.state.metrics,
             meter: self.meter,
             limits: self.state.settings.upstream_limits,
+            responses: &self.state.responses,
+            caller: self.caller,
         };
         let sent = Instant::now();
         match tokio::time::timeout_at(self.deadline.into(), pipeline::attempt(call)).await {

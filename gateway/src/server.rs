@@ -56,6 +56,8 @@ pub fn app_state(
         auth_failures_per_minute: args.auth_failures_per_minute,
         body_read_timeout: *args.body_read_timeout,
         cors: args.cors().layer().map_err(anyhow::Error::msg)?,
+        response_store_ttl: *args.response_store_ttl,
+        response_store_max_bytes: args.response_store_max_bytes,
     };
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())

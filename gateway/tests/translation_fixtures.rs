@@ -118,7 +118,7 @@ fn translate_response(meta: &Meta, body: &[u8]) -> Value {
                 .unwrap()
                 .0
         }
-        "responses" => responses_reply::to_response(body, &meta.model, meta.created).unwrap(),
+        "responses" => responses_reply::to_response(body, &meta.model, meta.created, None).unwrap(),
         _ => messages::to_anthropic_message(body, &meta.model).unwrap(),
     };
     serde_json::from_slice(&bytes).unwrap()

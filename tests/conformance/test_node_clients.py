@@ -36,7 +36,7 @@ def test_anthropic_node_sdk_messages_and_count(translating_gateway, model):
     assert result["tokens"] > 0
 
 
-@pytest.mark.parametrize("model", ["gpt-native"])
+@pytest.mark.parametrize("model", ["gpt-native", "claude-mock", "gemini-mock"])
 def test_vercel_ai_sdk_default_provider_runs_a_tool(translating_gateway, model):
     result = run(translating_gateway, "ai-sdk", model)
     assert result["text"] == result["streamed"] == "The tool said: 22 degrees celsius in Paris"

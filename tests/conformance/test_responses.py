@@ -127,12 +127,14 @@ def test_structured_output_reaches_the_upstream_as_a_json_schema(client, mock_up
     ("extra", "param"),
     [
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"previous_response_id": "resp_earlier"}, "previous_response_id"),
+        ({"previous_response_id": "resp_never_served"}, "previous_response_id"),
+        ({"input": [{"type": "item_reference", "id": "fc_never_served"}]}, "input[0].id"),
     ],
 )
 def test_what_a_chat_upstream_cannot_honour_is_a_400_naming_the_field(client, extra, param):
+    ask = {"input": "hi", **extra}
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="claude-mock", input="hi", **extra)
+        client.responses.create(model="claude-mock", **ask)
     assert caught.value.param == param
 
 
@@ -220,3 +222,72 @@ def test_spec_protocols_decides_pass_through(client, mock_upstream, model, path,
         assert sent["headers"][credential[0]] == credential[1]
     if path.endswith("/responses"):
         assert sent["body"]["input"] == "Hello"
+
+
+def _first_turn(client, model, stream, **extra):
+    ask = {"model": model, "input": "Weather in Paris?", "tools": [WEATHER_TOOL], **extra}
+    if not stream:
+        return client.responses.create(**ask)
+    with client.responses.stream(**ask) as events:
+        _events(events)
+        return events.get_final_response()
+
+
+def _tool_answer(call) -> list:
+    return [{"type": "function_call_output", "call_id": call.call_id, "output": "22 degrees and sunny"}]
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "gemini-mock", "gpt-mock"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_previous_response_id_continues_a_translated_conversation(client, model, stream):
+    first = _first_turn(client, model, stream)
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(
+        model=model, previous_response_id=first.id, input=_tool_answer(call), tools=[WEATHER_TOOL]
+    )
+    assert second.output_text == "The tool said: 22 degrees and sunny"
+    referred = client.responses.create(
+        model=model, input=[{"type": "item_reference", "id": call.id}, *_tool_answer(call)], tools=[WEATHER_TOOL]
+    )
+    assert referred.output_text == "The tool said: 22 degrees and sunny"
+
+
+def test_store_false_keeps_nothing(client):
+    first = _first_turn(client, "claude-mock", False, store=False)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="claude-mock", previous_response_id=first.id, input="and?")
+    assert caught.value.param == "previous_response_id"
+
+
+@pytest.fixture(scope="module")
+def two_callers(mock_upstream, tmp_path_factory):
+    """The translating configuration with a second ApiKey."""
+    from conftest import EXAMPLE_CONFIG, TRANSLATION_CONFIG, Gateway, _gateway_binary
+    import shutil
+    import subprocess
+
+    second = subprocess.run([str(_gateway_binary()), "keygen"], capture_output=True, text=True, check=True)
+    key = second.stdout.split()[0]
+    config = tmp_path_factory.mktemp("two-callers")
+    shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", config / "api-keys.yaml")
+    (config / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=mock_upstream.url))
+    (config / "second.yaml").write_text(
+        "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {name: second}\n"
+        "spec: {secretName: second-key, owner: other-team, models: ['*']}\n---\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: second-key}}\nstringData: {{apiKey: {key}}}\n"
+    )
+    gateway = Gateway(config, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"})
+    yield gateway, key
+    gateway.stop()
+
+
+def test_one_caller_never_continues_anothers_response(two_callers):
+    gateway, other_key = two_callers
+    owner = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=example_key(), max_retries=0)
+    other = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=other_key, max_retries=0)
+    first = _first_turn(owner, "claude-mock", False)
+    call = next(item for item in first.output if item.type == "function_call")
+    for ask in ({"previous_response_id": first.id, "input": "and?"}, {"input": [{"type": "item_reference", "id": call.id}]}):
+        with pytest.raises(openai.BadRequestError):
+            other.responses.create(model="claude-mock", **ask)
+    assert owner.responses.create(model="claude-mock", previous_response_id=first.id, input=_tool_answer(call)).output_text

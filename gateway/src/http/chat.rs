@@ -152,8 +152,14 @@ async fn handle(
         &meter,
     )
     .await?;
-    let (result, provider) =
-        crate::proxy::serve(state, &snapshot, route, &request, headers, started, &meter).await;
+    let incoming = crate::proxy::Incoming {
+        request: &request,
+        headers,
+        started,
+        meter: &meter,
+        caller: label.as_ref().map_or("", |c| c.id.as_str()),
+    };
+    let (result, provider) = crate::proxy::serve(state, &snapshot, route, incoming).await;
     let served = Served {
         route: route.compiled.model.clone(),
         provider: provider.to_owned(),

@@ -135,6 +135,8 @@ async fn count(
         metrics: &state.metrics,
         meter: &Arc::new(Meter::default()),
         limits: settings.upstream_limits,
+        responses: &state.responses,
+        caller: "",
     };
     if let Some(upstream) = upstream_request(&call) {
         let Reply::Body(status, answer) = exchange(&call, upstream).await? else {

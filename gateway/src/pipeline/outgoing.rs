@@ -8,6 +8,9 @@ use crate::providers::{Call, anthropic, fake, gemini, openai};
 use crate::request::Protocol;
 use crate::translate::messages::InboundRequest;
 use crate::translate::openai_types::ChatRequest;
+use serde_json::Value;
+
+use super::continuation;
 use crate::translate::responses::ResponsesRequest;
 use crate::translate::{messages, responses};
 
@@ -37,12 +40,15 @@ pub(super) enum Wire {
 }
 
 /// How the reply comes back to the client.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Back {
     /// The reply's wire format.
     pub wire: Wire,
     /// Whether a hub stream ends with a usage chunk (what a translated stream reports).
     pub include_usage: bool,
+    /// A translated Responses request's whole input, when its response is to be kept (`store`
+    /// not false) for continuations.
+    pub keep: Option<Vec<Value>>,
 }
 
 impl Back {
@@ -51,6 +57,7 @@ impl Back {
         Self {
             wire: Wire::Native,
             include_usage: false,
+            keep: None,
         }
     }
 }
@@ -98,12 +105,16 @@ pub(super) fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
         (Protocol::Anthropic, ProviderType::Anthropic) => {
             Ok(native(Send::Http(anthropic::native(call))))
         }
-        _ => from_hub(call, to_hub(call)?),
+        _ => {
+            let (hub, keep) = to_hub(call)?;
+            from_hub(call, hub, keep)
+        }
     }
 }
 
-/// The client's request decoded to the hub, with the target's model.
-fn to_hub(call: &Call<'_>) -> Result<ChatRequest, ApiError> {
+/// The client's request decoded to the hub, with the target's model; for a Responses request
+/// also its whole input (continuations spelt out), when its response is to be kept.
+fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<Vec<Value>>), ApiError> {
     let invalid = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"), None);
     let body = &call.request.body;
     let mut hub: ChatRequest = match call.request.protocol {
@@ -111,19 +122,29 @@ fn to_hub(call: &Call<'_>) -> Result<ChatRequest, ApiError> {
         Protocol::Anthropic => {
             messages::to_openai(serde_json::from_slice::<InboundRequest>(body).map_err(invalid)?)?
         }
-        Protocol::Responses => responses::to_openai(
-            serde_json::from_slice::<ResponsesRequest>(body).map_err(invalid)?,
-        )?,
+        Protocol::Responses => {
+            let mut request: Value = serde_json::from_slice(body).map_err(invalid)?;
+            let keep = request["store"] != false;
+            let input = continuation::expand(&mut request, call.responses, call.caller)?;
+            let request: ResponsesRequest = serde_json::from_value(request).map_err(invalid)?;
+            let mut hub = responses::to_openai(request)?;
+            hub.model.clone_from(&call.target.upstream_model);
+            return Ok((hub, keep.then_some(input)));
+        }
         Protocol::Embeddings | Protocol::Completions => {
             return Err(ApiError::invalid("this API has no chat form", None));
         }
     };
     hub.model.clone_from(&call.target.upstream_model);
-    Ok(hub)
+    Ok((hub, None))
 }
 
 /// A hub request encoded by the target's adapter.
-fn from_hub(call: &Call<'_>, hub: ChatRequest) -> Result<Outgoing, ApiError> {
+fn from_hub(
+    call: &Call<'_>,
+    hub: ChatRequest,
+    keep: Option<Vec<Value>>,
+) -> Result<Outgoing, ApiError> {
     let include_usage = hub.include_usage();
     let (send, wire) = match call.provider.compiled.provider_type {
         ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {
@@ -147,6 +168,7 @@ fn from_hub(call: &Call<'_>, hub: ChatRequest) -> Result<Outgoing, ApiError> {
         back: Back {
             wire,
             include_usage,
+            keep,
         },
     })
 }

@@ -19,8 +19,9 @@ use crate::sse::{PassThrough, Relay, Then, Transform};
 use crate::translate::messages::to_anthropic_message;
 use crate::translate::messages_stream::OpenAiToMessages;
 use crate::translate::responses_reply::to_response;
-use crate::translate::responses_stream::HubToResponses;
+use crate::translate::responses_stream::{HubToResponses, Keeper};
 use crate::translate::stream::EventTransform;
+use serde_json::Value;
 
 /// The client's response for `reply`; `usage`, when the answer's producer already knows it
 /// (the fake provider), is accounted before anything else is read.
@@ -51,7 +52,10 @@ fn json(
     mut accounting: Accounting,
 ) -> Result<Response, ApiError> {
     let (hub, usage) = match back.wire {
-        Wire::Native | Wire::Hub => (body.clone(), usage_in(call.request.protocol, back, body)),
+        Wire::Native | Wire::Hub => (
+            body.clone(),
+            usage_in(call.request.protocol, back.wire, body),
+        ),
         Wire::Anthropic => {
             let (hub, usage) = anthropic::json_to_hub(call, body)?;
             (hub, Some(usage))
@@ -72,8 +76,14 @@ fn json(
             Ok(json_response(StatusCode::OK, message))
         }
         (_, Protocol::Responses) => {
-            let response = to_response(&hub, call.route_model, call.created())
+            let id = response_id();
+            let response = to_response(&hub, call.route_model, call.created(), Some(&id))
                 .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+            if let Some(keep) = keeper(call, back.keep)
+                && let Ok(object) = serde_json::from_slice::<Value>(&response)
+            {
+                keep(&object);
+            }
             Ok(json_response(StatusCode::OK, response))
         }
         (_, Protocol::OpenAi | Protocol::Completions | Protocol::Embeddings) => {
@@ -84,8 +94,8 @@ fn json(
 
 /// The usage block of a body in the client's own protocol (OpenAI or Anthropic names) or the
 /// hub's.
-fn usage_in(protocol: Protocol, back: Back, body: &[u8]) -> Option<TokenUsage> {
-    if back.wire == Wire::Native && matches!(protocol, Protocol::Anthropic | Protocol::Responses) {
+fn usage_in(protocol: Protocol, wire: Wire, body: &[u8]) -> Option<TokenUsage> {
+    if wire == Wire::Native && matches!(protocol, Protocol::Anthropic | Protocol::Responses) {
         let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
         return value.get("usage").and_then(TokenUsage::from_json);
     }
@@ -108,6 +118,25 @@ where
     sse_response(Body::from_stream(relay))
 }
 
+/// A fresh id for a translated response: kept responses are found by it, so it must never
+/// repeat, whatever ids the upstream hands out.
+fn response_id() -> String {
+    format!("resp_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// What keeps a translated response for continuations, when its request asked (`store`).
+fn keeper(call: &Call<'_>, input: Option<Vec<Value>>) -> Option<Keeper> {
+    let input = input?;
+    let store = call.responses.clone();
+    let caller = call.caller.to_owned();
+    Some(Box::new(move |response: &Value| {
+        let output = response["output"].as_array().map_or(&[][..], Vec::as_slice);
+        if let Some(id) = response["id"].as_str() {
+            store.put(&caller, id, input, output);
+        }
+    }))
+}
+
 /// The stream's transform: none for a native reply; else the upstream's translator to hub
 /// chunks (if it is not the hub) followed by the hub's translator to the client's events (if
 /// the client does not speak the hub).
@@ -127,10 +156,12 @@ fn transform(call: &Call<'_>, back: Back) -> Box<dyn Transform> {
             EventTransform::new(OpenAiToMessages::new(call.route_model))
                 .with_max_event_bytes(limit),
         ),
-        Protocol::Responses => Box::new(
-            EventTransform::new(HubToResponses::new(call.route_model, call.created()))
-                .with_max_event_bytes(limit),
-        ),
+        Protocol::Responses => {
+            let translator = HubToResponses::new(call.route_model, call.created())
+                .with_response_id(response_id())
+                .with_keeper(keeper(call, back.keep));
+            Box::new(EventTransform::new(translator).with_max_event_bytes(limit))
+        }
     };
     let first = to_hub.unwrap_or_else(|| Box::new(PassThrough::default()));
     Box::new(Then::new(first, to_client))

@@ -42,6 +42,10 @@ pub struct Call<'a> {
     pub meter: &'a Arc<crate::limits::Meter>,
     /// Caps on the reply held in memory (`MAX_UPSTREAM_BODY_BYTES`, `MAX_UPSTREAM_EVENT_BYTES`).
     pub limits: upstream::UpstreamLimits,
+    /// Translated Responses kept for continuations.
+    pub responses: &'a Arc<crate::response_store::ResponseStore>,
+    /// The caller's key id (empty without authentication), whose kept responses these are.
+    pub caller: &'a str,
 }
 
 impl Call<'_> {

@@ -20,6 +20,9 @@ impl Shell {
     pub fn new(id: &str, created_at: u64, model: &str) -> Self {
         let id = if id.starts_with("resp_") {
             id.to_owned()
+        } else if id.is_empty() || id == "gateway" {
+            // No upstream id to derive one from: kept responses need ids that do not collide.
+            format!("resp_{}", uuid::Uuid::new_v4().simple())
         } else {
             format!("resp_{}", id.trim_start_matches("chatcmpl-"))
         };
@@ -161,17 +164,21 @@ pub fn function_call_item(
     json!({"type": "function_call", "id": id, "call_id": call_id, "name": name, "arguments": arguments, "status": status})
 }
 
-/// Translates a chat completion JSON into a Responses object.
+/// Translates a chat completion JSON into a Responses object, with `response_id` (else an id
+/// derived from the completion's).
 pub fn to_response(
     body: &[u8],
     route_model: &str,
     created: u64,
+    response_id: Option<&str>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let completion: Value = serde_json::from_slice(body)?;
     let choice = &completion["choices"][0];
     let message = &choice["message"];
     let shell = Shell::new(
-        completion["id"].as_str().unwrap_or("gateway"),
+        response_id
+            .or(completion["id"].as_str())
+            .unwrap_or("gateway"),
         completion["created"].as_u64().unwrap_or(created),
         completion["model"].as_str().unwrap_or(route_model),
     );
@@ -217,7 +224,7 @@ mod tests {
                 "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "now", "arguments": "{}"}}]}}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 3}}
         });
-        let body = to_response(completion.to_string().as_bytes(), "route", 0).unwrap();
+        let body = to_response(completion.to_string().as_bytes(), "route", 0, None).unwrap();
         let response: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(response["id"], "resp_9");
         assert_eq!(response["status"], "incomplete");

@@ -84,8 +84,10 @@ enum Open {
     },
 }
 
+/// Called with the whole response when a stream completes (to keep it for continuations).
+pub type Keeper = Box<dyn FnOnce(&Value) + Send>;
+
 /// Translator state for one stream.
-#[derive(Debug)]
 pub struct HubToResponses {
     route_model: String,
     created: u64,
@@ -96,9 +98,32 @@ pub struct HubToResponses {
     finish_reason: Option<String>,
     usage: Option<Value>,
     finished: bool,
+    keeper: Option<Keeper>,
+    response_id: Option<String>,
+}
+
+impl std::fmt::Debug for HubToResponses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubToResponses")
+            .field("sequence", &self.sequence)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HubToResponses {
+    /// Names the response `id` (else it is derived from the upstream's completion id).
+    pub fn with_response_id(mut self, id: String) -> Self {
+        self.response_id = Some(id);
+        self
+    }
+
+    /// Also hands the whole response to `keeper` when the stream completes.
+    pub fn with_keeper(mut self, keeper: Option<Keeper>) -> Self {
+        self.keeper = keeper;
+        self
+    }
+
     /// A translator naming `route_model` until the upstream names its model.
     pub fn new(route_model: &str, created: u64) -> Self {
         Self {
@@ -111,6 +136,8 @@ impl HubToResponses {
             finish_reason: None,
             usage: None,
             finished: false,
+            keeper: None,
+            response_id: None,
         }
     }
 
@@ -132,11 +159,8 @@ impl HubToResponses {
             return;
         }
         let model = chunk.model.as_deref().unwrap_or(&self.route_model);
-        let shell = Shell::new(
-            chunk.id.as_deref().unwrap_or("gateway"),
-            self.created,
-            model,
-        );
+        let id = self.response_id.as_deref().or(chunk.id.as_deref());
+        let shell = Shell::new(id.unwrap_or("gateway"), self.created, model);
         let response = shell.object(Status::InProgress, Vec::new(), None);
         self.shell = Some(shell);
         self.emit("response.created", json!({"response": response}), out);
@@ -327,6 +351,9 @@ impl HubToResponses {
         let response =
             self.shell()
                 .object(status, std::mem::take(&mut self.output), self.usage.take());
+        if let Some(keep) = self.keeper.take() {
+            keep(&response);
+        }
         self.emit(status.terminal_event(), json!({"response": response}), out);
     }
 

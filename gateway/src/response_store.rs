@@ -1,0 +1,191 @@
+//! Responses the gateway translated, kept so a Responses client can continue them: a later
+//! request may name one with `previous_response_id`, or refer to one of its output items with
+//! an `item_reference` (the Vercel AI SDK's default on a tool call's second step). Upstreams
+//! that speak the Responses API keep their own and are not involved.
+//!
+//! Kept in this replica's memory, per caller (one key never reads another's responses), for
+//! `RESPONSE_STORE_TTL`, within `RESPONSE_STORE_MAX_BYTES` (the oldest go first). A response
+//! larger than [`MAX_RESPONSE_BYTES`] is not kept. Clients that must continue a conversation
+//! on another replica send it whole (or `store: false`), as they would to any stateless API.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Largest response (its input and output items, as JSON) kept.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A response: `{"input": [...], "output": [...]}`.
+    Response,
+    /// One output item.
+    Item,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Arc<Value>,
+    bytes: usize,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<(String, Kind, String), Entry>,
+    /// Insertion order, for expiry and eviction (a key re-inserted appears twice; the stale
+    /// occurrence is skipped when its entry's expiry no longer matches).
+    order: VecDeque<(Instant, (String, Kind, String))>,
+    bytes: usize,
+}
+
+/// The store; one per process, shared by every request.
+#[derive(Debug)]
+pub struct ResponseStore {
+    entries: Mutex<Entries>,
+    ttl: Duration,
+    max_bytes: usize,
+}
+
+impl ResponseStore {
+    /// A store keeping responses for `ttl`, in at most `max_bytes` of JSON.
+    pub fn new(ttl: Duration, max_bytes: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            ttl,
+            max_bytes,
+        }
+    }
+
+    /// Keeps response `id` of caller `scope`: its resolved `input` items and its `output`.
+    pub fn put(&self, scope: &str, id: &str, input: Vec<Value>, output: &[Value]) {
+        let response = json!({"input": input, "output": output});
+        let bytes = response.to_string().len();
+        if bytes > MAX_RESPONSE_BYTES || bytes > self.max_bytes {
+            tracing::debug!(bytes, "response too large to keep");
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        for item in output {
+            if let Some(item_id) = item["id"].as_str() {
+                let size = item.to_string().len();
+                self.insert(
+                    &mut entries,
+                    (scope, Kind::Item, item_id),
+                    item.clone(),
+                    size,
+                    now,
+                );
+            }
+        }
+        self.insert(
+            &mut entries,
+            (scope, Kind::Response, id),
+            response,
+            bytes,
+            now,
+        );
+        self.evict(&mut entries, now);
+    }
+
+    /// The kept `kind` named `id` of caller `scope`, unless it expired.
+    pub fn get(&self, scope: &str, kind: Kind, id: &str) -> Option<Arc<Value>> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.map.get(&(scope.to_owned(), kind, id.to_owned()))?;
+        (entry.expires > Instant::now()).then(|| entry.value.clone())
+    }
+
+    fn insert(
+        &self,
+        entries: &mut Entries,
+        (scope, kind, id): (&str, Kind, &str),
+        value: Value,
+        bytes: usize,
+        now: Instant,
+    ) {
+        let key = (scope.to_owned(), kind, id.to_owned());
+        let expires = now + self.ttl;
+        let entry = Entry {
+            value: Arc::new(value),
+            bytes,
+            expires,
+        };
+        if let Some(old) = entries.map.insert(key.clone(), entry) {
+            entries.bytes -= old.bytes;
+        }
+        entries.bytes += bytes;
+        entries.order.push_back((expires, key));
+    }
+
+    /// Drops what expired, then the oldest while over the byte budget.
+    fn evict(&self, entries: &mut Entries, now: Instant) {
+        while let Some((expires, key)) = entries.order.front().cloned() {
+            let over = entries.bytes > self.max_bytes;
+            if expires > now && !over {
+                break;
+            }
+            entries.order.pop_front();
+            let current = entries.map.get(&key).is_some_and(|e| e.expires == expires);
+            if current && let Some(old) = entries.map.remove(&key) {
+                entries.bytes -= old.bytes;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str) -> Value {
+        json!({"type": "function_call", "id": id, "call_id": "c", "name": "f", "arguments": "{}"})
+    }
+
+    #[test]
+    fn keeps_responses_and_items_per_caller() {
+        let store = ResponseStore::new(Duration::from_secs(60), 1 << 20);
+        store.put(
+            "alice",
+            "resp_1",
+            vec![json!({"role": "user", "content": "hi"})],
+            &[item("fc_1")],
+        );
+        assert!(store.get("alice", Kind::Response, "resp_1").is_some());
+        assert_eq!(
+            store.get("alice", Kind::Item, "fc_1").unwrap()["id"],
+            "fc_1"
+        );
+        assert!(
+            store.get("bob", Kind::Response, "resp_1").is_none(),
+            "another caller's"
+        );
+        assert!(store.get("bob", Kind::Item, "fc_1").is_none());
+    }
+
+    #[test]
+    fn the_oldest_go_when_over_budget_and_everything_expires() {
+        let one = json!({"input": [], "output": [item("fc_a")]})
+            .to_string()
+            .len();
+        let store = ResponseStore::new(Duration::from_secs(60), 3 * one);
+        for n in 0..5 {
+            store.put(
+                "alice",
+                &format!("resp_{n}"),
+                Vec::new(),
+                &[item(&format!("fc_{n}"))],
+            );
+        }
+        assert!(store.get("alice", Kind::Response, "resp_0").is_none());
+        assert!(store.get("alice", Kind::Response, "resp_4").is_some());
+        let expiring = ResponseStore::new(Duration::ZERO, 1 << 20);
+        expiring.put("alice", "resp_1", Vec::new(), &[]);
+        assert!(expiring.get("alice", Kind::Response, "resp_1").is_none());
+    }
+}
