@@ -54,6 +54,14 @@ pub enum ApiError {
         /// Hint for the client.
         retry_after: Option<Duration>,
     },
+    /// No kept response of this caller has this id.
+    #[error(
+        "response '{id}' is not kept by this gateway: it expired, belongs to another caller, was stored with store: false, was kept by another replica, or was answered by an upstream that keeps its own"
+    )]
+    ResponseNotFound {
+        /// The id asked for (at most 64 characters of it).
+        id: String,
+    },
     /// No endpoint at this path (405: none for this method).
     #[error("{method} on this path is not an endpoint of this API")]
     UnknownEndpoint {
@@ -132,7 +140,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
-            Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ModelNotFound { .. } | Self::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             Self::UnknownEndpoint {
                 other_method: true, ..
             } => StatusCode::METHOD_NOT_ALLOWED,
@@ -157,6 +165,7 @@ impl ApiError {
             Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::ModelNotFound { .. } => "model_not_found",
             Self::UnknownEndpoint { .. } => "unknown_endpoint",
+            Self::ResponseNotFound { .. } => "response_not_found",
             Self::ServiceUnavailable { .. } => "service_unavailable",
             Self::NotReady => "not_ready",
             Self::Upstream { .. } => "upstream_error",
@@ -174,7 +183,8 @@ impl ApiError {
             Self::InvalidRequest { .. }
             | Self::PayloadTooLarge { .. }
             | Self::ModelNotFound { .. }
-            | Self::UnknownEndpoint { .. } => "invalid_request_error",
+            | Self::UnknownEndpoint { .. }
+            | Self::ResponseNotFound { .. } => "invalid_request_error",
             Self::InvalidApiKey => "authentication_error",
             Self::ModelNotAllowed { .. } => "permission_error",
             Self::ServiceUnavailable { .. } | Self::NotReady => "service_unavailable",
@@ -198,6 +208,7 @@ impl ApiError {
         match self {
             Self::InvalidApiKey => Some("invalid_api_key"),
             Self::ModelNotFound { .. } => Some("model_not_found"),
+            Self::ResponseNotFound { .. } => Some("response_not_found"),
             Self::ModelNotAllowed { .. } => Some("model_not_allowed"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),

@@ -20,7 +20,8 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// What a key names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// A response: `{"input": [...], "output": [...]}`.
+    /// A response: `{"input": [...], "response": {the response object}}`, its output at
+    /// `response.output`.
     Response,
     /// One output item.
     Item,
@@ -60,9 +61,14 @@ impl ResponseStore {
         }
     }
 
-    /// Keeps response `id` of caller `scope`: its resolved `input` items and its `output`.
-    pub fn put(&self, scope: &str, id: &str, input: Vec<Value>, output: &[Value]) {
-        let response = json!({"input": input, "output": output});
+    /// Keeps `response` (a response object) of caller `scope` with its resolved `input` items,
+    /// under its id, and each of its output items under theirs.
+    pub fn put(&self, scope: &str, input: Vec<Value>, response: &Value) {
+        let Some(id) = response["id"].as_str() else {
+            return;
+        };
+        let output = response["output"].as_array().map_or(&[][..], Vec::as_slice);
+        let response = json!({"input": input, "response": response});
         let bytes = response.to_string().len();
         if bytes > MAX_RESPONSE_BYTES || bytes > self.max_bytes {
             tracing::debug!(bytes, "response too large to keep");
@@ -92,6 +98,26 @@ impl ResponseStore {
             now,
         );
         self.evict(&mut entries, now);
+    }
+
+    /// Forgets response `id` of caller `scope` (its items stay until they expire, as other
+    /// responses may have referred to them); whether it was kept.
+    pub fn remove(&self, scope: &str, id: &str) -> bool {
+        let Ok(mut entries) = self.entries.lock() else {
+            return false;
+        };
+        let key = (scope.to_owned(), Kind::Response, id.to_owned());
+        match entries.map.remove(&key) {
+            Some(old) if old.expires > Instant::now() => {
+                entries.bytes -= old.bytes;
+                true
+            }
+            Some(old) => {
+                entries.bytes -= old.bytes;
+                false
+            }
+            None => false,
+        }
     }
 
     /// The kept `kind` named `id` of caller `scope`, unless it expired.
@@ -147,15 +173,15 @@ mod tests {
         json!({"type": "function_call", "id": id, "call_id": "c", "name": "f", "arguments": "{}"})
     }
 
+    fn response(id: &str, item_id: &str) -> Value {
+        json!({"id": id, "object": "response", "output": [item(item_id)]})
+    }
+
     #[test]
     fn keeps_responses_and_items_per_caller() {
         let store = ResponseStore::new(Duration::from_secs(60), 1 << 20);
-        store.put(
-            "alice",
-            "resp_1",
-            vec![json!({"role": "user", "content": "hi"})],
-            &[item("fc_1")],
-        );
+        let input = vec![json!({"role": "user", "content": "hi"})];
+        store.put("alice", input, &response("resp_1", "fc_1"));
         assert!(store.get("alice", Kind::Response, "resp_1").is_some());
         assert_eq!(
             store.get("alice", Kind::Item, "fc_1").unwrap()["id"],
@@ -166,26 +192,27 @@ mod tests {
             "another caller's"
         );
         assert!(store.get("bob", Kind::Item, "fc_1").is_none());
+        assert!(!store.remove("bob", "resp_1"));
+        assert!(store.remove("alice", "resp_1"));
+        assert!(store.get("alice", Kind::Response, "resp_1").is_none());
     }
 
     #[test]
     fn the_oldest_go_when_over_budget_and_everything_expires() {
-        let one = json!({"input": [], "output": [item("fc_a")]})
+        // A response and its one item, as the store counts them.
+        let one = json!({"input": [], "response": response("resp_a", "fc_a")})
             .to_string()
-            .len();
+            .len()
+            + item("fc_a").to_string().len();
         let store = ResponseStore::new(Duration::from_secs(60), 3 * one);
         for n in 0..5 {
-            store.put(
-                "alice",
-                &format!("resp_{n}"),
-                Vec::new(),
-                &[item(&format!("fc_{n}"))],
-            );
+            let kept = response(&format!("resp_{n}"), &format!("fc_{n}"));
+            store.put("alice", Vec::new(), &kept);
         }
         assert!(store.get("alice", Kind::Response, "resp_0").is_none());
         assert!(store.get("alice", Kind::Response, "resp_4").is_some());
         let expiring = ResponseStore::new(Duration::ZERO, 1 << 20);
-        expiring.put("alice", "resp_1", Vec::new(), &[]);
+        expiring.put("alice", Vec::new(), &response("resp_1", "fc_1"));
         assert!(expiring.get("alice", Kind::Response, "resp_1").is_none());
     }
 }

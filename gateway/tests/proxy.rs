@@ -408,6 +408,8 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         ("/v1/responses", "post"),
         ("/v1/completions", "post"),
         ("/v1/responses/input_tokens", "post"),
+        ("/v1/responses/{id}", "get"),
+        ("/v1/responses/{id}/input_items", "get"),
         ("/v1/messages/count_tokens", "post"),
         ("/v1/messages", "post"),
         ("/v1/embeddings", "post"),

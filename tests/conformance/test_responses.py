@@ -291,3 +291,22 @@ def test_one_caller_never_continues_anothers_response(two_callers):
         with pytest.raises(openai.BadRequestError):
             other.responses.create(model="claude-mock", **ask)
     assert owner.responses.create(model="claude-mock", previous_response_id=first.id, input=_tool_answer(call)).output_text
+
+
+def test_kept_responses_can_be_retrieved_listed_and_deleted_by_their_caller_only(two_callers):
+    gateway, other_key = two_callers
+    owner = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=example_key(), max_retries=0)
+    other = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=other_key, max_retries=0)
+    first = owner.responses.create(model="claude-mock", instructions="Be brief.", input="Hello")
+    again = owner.responses.retrieve(first.id)
+    assert (again.id, again.output_text) == (first.id, "Hello from the mock model.")
+    items = list(owner.responses.input_items.list(first.id))
+    assert [item.role for item in items] == ["user"] and items[0].id
+    for attempt in (lambda: other.responses.retrieve(first.id), lambda: other.responses.delete(first.id)):
+        with pytest.raises(openai.NotFoundError) as caught:
+            attempt()
+        assert caught.value.code == "response_not_found"
+    owner.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError) as gone:
+        owner.responses.retrieve(first.id)
+    assert gone.value.code == "response_not_found"

@@ -18,6 +18,7 @@ pub mod count_tokens;
 pub mod drain;
 pub mod health;
 pub mod models;
+pub mod stored_responses;
 pub mod usage;
 
 use std::time::Instant;
@@ -60,6 +61,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(chat::messages))
         .route("/v1/responses", post(chat::responses))
         .route("/v1/responses/input_tokens", post(count_tokens::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(stored_responses::retrieve).delete(stored_responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(stored_responses::input_items),
+        )
         .route("/v1/messages/count_tokens", post(count_tokens::messages))
         .route("/v1/completions", post(chat::completions))
         .route("/v1/embeddings", post(chat::embeddings))

@@ -22,8 +22,9 @@ pub fn expand(
         let kept = store
             .get(scope, Kind::Response, id)
             .ok_or_else(|| missing("response", id, "previous_response_id"))?;
-        for part in ["input", "output"] {
-            input.extend(kept[part].as_array().into_iter().flatten().cloned());
+        for part in ["/input", "/response/output"] {
+            let items = kept.pointer(part).and_then(Value::as_array);
+            input.extend(items.into_iter().flatten().cloned());
         }
     }
     match request.get("input") {
@@ -70,11 +71,11 @@ mod tests {
     fn a_continuation_is_spelt_out_and_unknown_names_are_refused() {
         let store = ResponseStore::new(Duration::from_secs(60), 1 << 20);
         let call = json!({"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "f", "arguments": "{}"});
+        let response = json!({"id": "resp_1", "output": [call.clone()]});
         store.put(
             "alice",
-            "resp_1",
             vec![json!({"role": "user", "content": "hi"})],
-            std::slice::from_ref(&call),
+            &response,
         );
 
         let mut request = json!({"model": "m", "previous_response_id": "resp_1",

@@ -130,10 +130,7 @@ fn keeper(call: &Call<'_>, input: Option<Vec<Value>>) -> Option<Keeper> {
     let store = call.responses.clone();
     let caller = call.caller.to_owned();
     Some(Box::new(move |response: &Value| {
-        let output = response["output"].as_array().map_or(&[][..], Vec::as_slice);
-        if let Some(id) = response["id"].as_str() {
-            store.put(&caller, id, input, output);
-        }
+        store.put(&caller, input, response);
     }))
 }
 
