@@ -10,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use llm_gateway::translate::anthropic_stream::AnthropicToOpenAi;
 use llm_gateway::translate::gemini_stream::GeminiToOpenAi;
 use llm_gateway::translate::messages_stream::OpenAiToMessages;
+use llm_gateway::translate::responses_stream::HubToResponses;
 use llm_gateway::translate::stream::translate_all;
 
 const EVENTS: usize = 100;
@@ -74,6 +75,9 @@ fn bench(c: &mut Criterion) {
     let openai = openai_stream();
     group.bench_function("openai_to_anthropic_messages", |b| {
         b.iter(|| translate_all(OpenAiToMessages::new("gpt"), black_box(&openai), CHUNK))
+    });
+    group.bench_function("openai_to_responses", |b| {
+        b.iter(|| translate_all(HubToResponses::new("gpt", 1), black_box(&openai), CHUNK))
     });
     group.finish();
 }

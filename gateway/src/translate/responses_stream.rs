@@ -84,6 +84,22 @@ enum Open {
     },
 }
 
+/// A delta event, written without building a JSON tree: they are nearly every event of a
+/// stream, so their cost is the translator's cost per token.
+#[derive(serde::Serialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<usize>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[u8; 0]>,
+}
+
 /// Called with the whole response when a stream completes (to keep it for continuations).
 pub type Keeper = Box<dyn FnOnce(&Value) + Send>;
 
@@ -148,6 +164,26 @@ impl HubToResponses {
         out.extend_from_slice(format!("event: {kind}\ndata: {data}\n\n").as_bytes());
     }
 
+    /// Writes a delta event with the next sequence number.
+    fn emit_delta(&mut self, mut event: DeltaEvent<'_>, out: &mut BytesMut) {
+        event.sequence_number = self.sequence;
+        self.sequence += 1;
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        // Serialising plain strings and numbers cannot fail.
+        let _ = serde_json::to_writer(bytes::BufMut::writer(&mut *out), &event);
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// The id of the output item at the current index.
+    fn item_id(&self, prefix: &str) -> String {
+        match &self.shell {
+            Some(shell) => shell.item_id(prefix, self.index()),
+            None => self.shell().item_id(prefix, self.index()),
+        }
+    }
+
     fn shell(&self) -> Shell {
         self.shell
             .clone()
@@ -201,16 +237,21 @@ impl HubToResponses {
             text.push_str(delta);
         }
         let (id, content_index) = self.message_position();
-        let event = if kind == "refusal" {
-            "response.refusal.delta"
-        } else {
-            "response.output_text.delta"
+        let text = kind == "output_text";
+        let event = DeltaEvent {
+            kind: if text {
+                "response.output_text.delta"
+            } else {
+                "response.refusal.delta"
+            },
+            sequence_number: 0,
+            item_id: &id,
+            output_index: self.index(),
+            content_index: Some(content_index),
+            delta,
+            logprobs: text.then_some([]),
         };
-        let mut data = json!({"item_id": id, "output_index": self.index(), "content_index": content_index, "delta": delta});
-        if kind == "output_text" {
-            data["logprobs"] = json!([]);
-        }
-        self.emit(event, data, out);
+        self.emit_delta(event, out);
     }
 
     fn message_position(&self) -> (String, usize) {
@@ -218,7 +259,7 @@ impl HubToResponses {
             Some(Open::Message { parts, .. }) => parts.len(),
             _ => 0,
         };
-        (self.shell().item_id("msg", self.index()), parts)
+        (self.item_id("msg"), parts)
     }
 
     fn part_added(&mut self, kind: &'static str, out: &mut BytesMut) {
@@ -292,12 +333,17 @@ impl HubToResponses {
         if let Some(Open::Call { arguments, .. }) = &mut self.open {
             arguments.push_str(&delta);
         }
-        let id = self.shell().item_id("fc", self.index());
-        self.emit(
-            "response.function_call_arguments.delta",
-            json!({"item_id": id, "output_index": self.index(), "delta": delta}),
-            out,
-        );
+        let id = self.item_id("fc");
+        let event = DeltaEvent {
+            kind: "response.function_call_arguments.delta",
+            sequence_number: 0,
+            item_id: &id,
+            output_index: self.index(),
+            content_index: None,
+            delta: &delta,
+            logprobs: None,
+        };
+        self.emit_delta(event, out);
     }
 
     /// Ends the open output item with its `…done` events, `completed`.
