@@ -262,8 +262,50 @@ async fn resources_drive_the_gateway_and_bad_ones_are_rejected() {
     eprintln!("key revoked after {took:?}");
 }
 
+// Apart from the drops and 410s so that this binary's other tests run meanwhile: the outage
+// and the watchers' backoff after it are most of the binary's time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drops_410s_and_an_outage_cause_no_churn_and_no_failed_request() {
+async fn an_outage_fails_no_request_and_the_gateway_converges_after_it() {
+    let key = new_key();
+    let (server, client) = cluster(&key).await;
+    let gateway = Arc::new(start_gateway(&server, &key, &[]).await);
+    gateway.wait_ready().await;
+    let load = Load::start(&gateway, 4, 100_000, body());
+    let routes = api(&client, "RoutePolicy", "routepolicies");
+    assert_eq!(provider_of(&gateway).await, "a", "served before the outage");
+
+    // The outage itself is the scenario (long enough for the watchers' backoff to grow), not
+    // a wait for something: the load keeps running through it and must see no failure.
+    server.go_down();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    server.come_back().await.unwrap();
+    routes
+        .patch("routes", &PatchParams::default(), &weights(0, 1))
+        .await
+        .unwrap();
+    // Bounded by the watchers' backoff, not by a guess: kube-runtime's default backoff doubles
+    // from 0.8 s with jitter, so after a 10 s outage the next attempt may be over 10 s away
+    // (its cap is 30 s), and a loaded machine adds to that.
+    let took = within(
+        Duration::from_secs(40),
+        "convergence after the outage",
+        async || provider_of(&gateway).await == "b",
+    )
+    .await;
+    eprintln!("converged {took:?} after the API server came back");
+
+    let report = load.finish().await;
+    eprintln!(
+        "load: {} ok, {} failed, generations {:?}",
+        report.ok, report.failed, report.generations
+    );
+    assert_eq!(report.failed, 0);
+    let last = generation(&gateway).await as u64;
+    assert!(report.generations.iter().all(|g| (1..=last).contains(g)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_and_410s_cause_no_churn_and_no_failed_request() {
     let key = new_key();
     let (server, client) = cluster(&key).await;
     let gateway = Arc::new(start_gateway(&server, &key, &[]).await);
@@ -319,27 +361,8 @@ async fn drops_410s_and_an_outage_cause_no_churn_and_no_failed_request() {
     .await;
     assert_eq!(generation(&gateway).await, stable, "a 410 reloads nothing");
 
-    // The outage itself is the scenario (long enough for the watchers' backoff to grow), not
-    // a wait for something: the load keeps running through it and must see no failure.
-    server.go_down();
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    server.come_back().await.unwrap();
-    routes
-        .patch("routes", &PatchParams::default(), &weights(0, 1))
-        .await
-        .unwrap();
-    // Bounded by the watchers' backoff, not by a guess: kube-runtime's default backoff doubles
-    // from 0.8 s with jitter, so after a 10 s outage the next attempt may be over 10 s away
-    // (its cap is 30 s), and a loaded machine adds to that.
-    let took = within(
-        Duration::from_secs(40),
-        "convergence after the outage",
-        async || provider_of(&gateway).await == "b",
-    )
-    .await;
-    eprintln!("converged {took:?} after the API server came back");
-
-    // 100 edits, paced 10 ms apart (pacing, not synchronisation: the load checks the outcome).
+    // 100 edits under load, paced 10 ms apart (pacing, not synchronisation: the load checks
+    // the outcome).
     for i in 0..100u32 {
         routes
             .patch("routes", &PatchParams::default(), &weights(i % 2, 1))

@@ -31,30 +31,37 @@ async fn apikey_reconciles(admin: u16) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits until `probe` reads the same twice 500 ms apart (failing after 10 s), and returns
-/// that reading: the operator has finished what the test's last writes gave it to do.
+/// Waits until `probe` has read the same for 500 ms (failing after 10 s), and returns that
+/// reading: the operator has finished what the test's last writes gave it to do.
 async fn quiet<T: PartialEq + std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = probe().await;
+    let (mut last, mut since) = (probe().await, Instant::now());
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let now = probe().await;
-        if now == last {
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= Duration::from_millis(500) {
             return now;
         }
         assert!(
             Instant::now() < deadline,
-            "{what} did not settle within 10 s: {now:?}"
+            "{what} did not settle within 10 s: {last:?}"
         );
-        last = now;
     }
+}
+
+/// An operator the test kills and replaces: its Lease lasts 1 s rather than [`operator`]'s
+/// 2 s, so its replacement, which leads only once that Lease expired, starts a second sooner.
+fn replaced_operator(kubeconfig: &tempfile::NamedTempFile, admin: u16) -> Process {
+    operator_with(kubeconfig, admin, &[("LEASE_DURATION", "1s")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
     let (server, client, kubeconfig) = cluster().await;
     let admin = free_port();
-    let mut running = Some(operator(&kubeconfig, admin));
+    let mut running = Some(replaced_operator(&kubeconfig, admin));
     let keys_api: Api<ApiKey> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     keys_api
@@ -123,7 +130,7 @@ async fn api_keys_get_one_generated_key_and_a_status_the_gateway_agrees_with() {
     drop(running.take());
     let restarted = server.requests().len();
     let admin = free_port();
-    running = Some(operator(&kubeconfig, admin));
+    running = Some(replaced_operator(&kubeconfig, admin));
     keys_api
         .patch(
             "caller",
@@ -662,7 +669,7 @@ async fn rotation_by_annotation_keeps_the_old_key_for_its_grace_period() {
     })
     .await;
     let rotate = Patch::Merge(json!({"metadata": {"annotations": {
-        "llmgateway.io/rotate": "2026-11-27", "llmgateway.io/rotation-grace": "3s"}}}));
+        "llmgateway.io/rotate": "2026-11-27", "llmgateway.io/rotation-grace": "2s"}}}));
     keys_api
         .patch("rotating", &PatchParams::default(), &rotate)
         .await
@@ -692,7 +699,7 @@ async fn rotation_by_annotation_keeps_the_old_key_for_its_grace_period() {
         let status = keys_api.get("rotating").await.ok()?.status?;
         status.previous_key_hash.is_none().then_some(())
     });
-    tokio::time::timeout(Duration::from_secs(8), ended)
+    tokio::time::timeout(Duration::from_secs(7), ended)
         .await
         .unwrap();
     let secret = secrets.get("rotating-key").await.unwrap();
@@ -719,7 +726,7 @@ async fn an_operator_killed_between_two_child_writes_converges_after_a_restart()
     )
     .unwrap();
     server.add_fault(hang);
-    let first = operator(&kubeconfig, free_port());
+    let first = replaced_operator(&kubeconfig, free_port());
     let gateways: Api<LlmGateway> = Api::namespaced(client.clone(), "default");
     let gateway: LlmGateway = serde_json::from_value(
         json!({"apiVersion": "llmgateway.io/v1alpha1", "kind": "LlmGateway",
@@ -740,7 +747,7 @@ async fn an_operator_killed_between_two_child_writes_converges_after_a_restart()
     .await;
     drop(first);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let _second = operator(&kubeconfig, free_port());
+    let _second = replaced_operator(&kubeconfig, free_port());
     eventually("convergence after the restart", async || {
         let complete = deployments.get_opt("crash-gateway").await.ok()?.is_some()
             && Api::<Service>::namespaced(client.clone(), "default")

@@ -19,9 +19,14 @@ use common::*;
 
 const LEASE: &str = "llm-gateway-operator";
 
-/// `leaseDurationSeconds` of the skewed holder's Lease: four renewals (one a second) fit in
-/// it, so a renewal delayed by a loaded machine does not let the Lease expire.
-const LEASE_SECONDS: u64 = 4;
+/// `leaseDurationSeconds` of the skewed holder's Lease.
+const LEASE_SECONDS: u64 = 2;
+
+/// The holder's renewals per lease duration: four fit in it, so a renewal delayed by a loaded
+/// machine does not let the Lease expire.
+const RENEWALS_PER_LEASE: u64 = 4;
+
+const RENEW_EVERY: Duration = Duration::from_millis(LEASE_SECONDS * 1000 / RENEWALS_PER_LEASE);
 
 /// The Lease as a holder whose clock says `renewed` writes it.
 fn held(holder: &str, renewed: Timestamp) -> Lease {
@@ -58,12 +63,12 @@ async fn a_standby_trusts_its_own_clock_not_the_holder_s_renew_time() {
     })
     .await;
 
-    // The holder renews every second for two lease durations, its renew times still an hour
-    // in the past: the standby sees the Lease change and leaves it alone. (Comparing renew
-    // times with its own clock, it would take the Lease at its first try.)
+    // The holder renews four times a lease duration for two lease durations, its renew times
+    // still an hour in the past: the standby sees the Lease change and leaves it alone.
+    // (Comparing renew times with its own clock, it would take the Lease at its first try.)
     let mut last_renewal = Instant::now();
-    for renewal in 1..=2 * LEASE_SECONDS {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    for renewal in 1..=2 * RENEWALS_PER_LEASE {
+        tokio::time::sleep(RENEW_EVERY).await;
         let mut lease = leases.get(LEASE).await.unwrap();
         let spec = lease.spec.as_mut().unwrap();
         assert_eq!(
@@ -71,7 +76,8 @@ async fn a_standby_trusts_its_own_clock_not_the_holder_s_renew_time() {
             Some("skewed"),
             "a live Lease was taken before renewal {renewal}"
         );
-        let renewed = behind + SignedDuration::from_secs(renewal.try_into().unwrap());
+        let renewed =
+            behind + SignedDuration::try_from(RENEW_EVERY).unwrap() * renewal.try_into().unwrap();
         spec.renew_time = Some(MicroTime(renewed));
         last_renewal = Instant::now();
         // Conditional on the resourceVersion read: a write by the standby makes this a 409.

@@ -51,19 +51,19 @@ pub fn operator(kubeconfig: &tempfile::NamedTempFile, admin_port: u16) -> Proces
     operator_with(kubeconfig, admin_port, &[])
 }
 
-/// The operator with extra environment variables.
+/// The operator with extra environment variables (which may override the defaults below).
 pub fn operator_with(
     kubeconfig: &tempfile::NamedTempFile,
     admin_port: u16,
     env: &[(&str, &str)],
 ) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway-operator"))
-        .envs(env.iter().copied())
         .env("KUBECONFIG", kubeconfig.path())
         .env("API_KEY_PEPPER", PEPPER)
         .env("ADMIN_ADDRESS", format!("127.0.0.1:{admin_port}"))
         .env("LOG_LEVEL", "warn")
         .env("LEASE_DURATION", "2s")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -80,7 +80,7 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>
             Instant::now() < deadline,
             "{what} did not happen within 10 s"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
