@@ -74,21 +74,17 @@ impl ResponseStore {
             tracing::debug!(bytes, "response too large to keep");
             return;
         }
+        // Sized before the lock: serialising a large response must not hold up other requests.
+        let items: Vec<(&str, Value, usize)> = output
+            .iter()
+            .filter_map(|item| Some((item["id"].as_str()?, item.clone(), item.to_string().len())))
+            .collect();
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
         let now = Instant::now();
-        for item in output {
-            if let Some(item_id) = item["id"].as_str() {
-                let size = item.to_string().len();
-                self.insert(
-                    &mut entries,
-                    (scope, Kind::Item, item_id),
-                    item.clone(),
-                    size,
-                    now,
-                );
-            }
+        for (item_id, item, size) in items {
+            self.insert(&mut entries, (scope, Kind::Item, item_id), item, size, now);
         }
         self.insert(
             &mut entries,
@@ -118,6 +114,41 @@ impl ResponseStore {
             }
             None => false,
         }
+    }
+
+    /// Bytes of kept history a Responses `body` refers to (its `previous_response_id` and
+    /// `item_reference`s), for admission to count as input.
+    pub fn referred_bytes(&self, scope: &str, body: &[u8]) -> usize {
+        #[derive(serde::Deserialize)]
+        struct Refers<'a> {
+            #[serde(borrow, default)]
+            previous_response_id: Option<&'a str>,
+        }
+        let Ok(refers) = serde_json::from_slice::<Refers<'_>>(body) else {
+            return 0;
+        };
+        let mut named: Vec<(Kind, String)> = Vec::new();
+        if let Some(id) = refers.previous_response_id {
+            named.push((Kind::Response, id.to_owned()));
+        }
+        if memchr::memmem::find(body, b"item_reference").is_some()
+            && let Ok(value) = serde_json::from_slice::<Value>(body)
+        {
+            let items = value["input"].as_array().into_iter().flatten();
+            named.extend(
+                items
+                    .filter(|i| i["type"] == "item_reference")
+                    .map(|i| (Kind::Item, i["id"].as_str().unwrap_or_default().to_owned())),
+            );
+        }
+        let Ok(entries) = self.entries.lock() else {
+            return 0;
+        };
+        named
+            .into_iter()
+            .filter_map(|(kind, id)| entries.map.get(&(scope.to_owned(), kind, id)))
+            .map(|entry| entry.bytes)
+            .sum()
     }
 
     /// The kept `kind` named `id` of caller `scope`, unless it expired.
@@ -195,6 +226,23 @@ mod tests {
         assert!(!store.remove("bob", "resp_1"));
         assert!(store.remove("alice", "resp_1"));
         assert!(store.get("alice", Kind::Response, "resp_1").is_none());
+    }
+
+    #[test]
+    fn a_continuation_counts_the_kept_history_it_refers_to() {
+        let store = ResponseStore::new(Duration::from_secs(60), 1 << 20);
+        store.put(
+            "alice",
+            vec![json!({"role": "user", "content": "x".repeat(1000)})],
+            &response("resp_1", "fc_1"),
+        );
+        let continues = br#"{"model":"m","previous_response_id":"resp_1","input":[{"type":"item_reference","id":"fc_1"}]}"#;
+        assert!(store.referred_bytes("alice", continues) > 1000);
+        assert_eq!(store.referred_bytes("bob", continues), 0);
+        assert_eq!(
+            store.referred_bytes("alice", br#"{"model":"m","input":"hi"}"#),
+            0
+        );
     }
 
     #[test]

@@ -310,3 +310,23 @@ def test_kept_responses_can_be_retrieved_listed_and_deleted_by_their_caller_only
     with pytest.raises(openai.NotFoundError) as gone:
         owner.responses.retrieve(first.id)
     assert gone.value.code == "response_not_found"
+
+
+def test_developer_instructions_reach_a_compatible_server_as_system(client, mock_upstream):
+    client.responses.create(model="gpt-mock", input=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hello"}])
+    sent = [r for r in mock_upstream.requests() if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+
+
+def test_input_items_page_newest_first_like_openai(two_callers):
+    gateway, _ = two_callers
+    owner = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=example_key(), max_retries=0)
+    turns = [{"role": "user", "content": f"turn {n}"} for n in range(3)]
+    first = owner.responses.create(model="claude-mock", input=turns)
+    page = owner.responses.input_items.list(first.id, limit=2)
+    assert [item.content[0].text for item in page.data] == ["turn 2", "turn 1"]
+    assert page.has_more is True
+    rest = owner.responses.input_items.list(first.id, limit=2, after=page.data[-1].id)
+    assert [item.content[0].text for item in rest.data] == ["turn 0"] and rest.has_more is False
+    oldest = owner.responses.input_items.list(first.id, order="asc", limit=1)
+    assert oldest.data[0].content[0].text == "turn 0"

@@ -114,7 +114,7 @@ async fn handle(
         settings.body_read_timeout,
     )
     .await?;
-    let request = match protocol {
+    let mut request = match protocol {
         Protocol::OpenAi => ClientRequest::parse(bytes)?,
         Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
         Protocol::Responses => ClientRequest::parse_responses(bytes)?,
@@ -142,6 +142,11 @@ async fn handle(
             owner: c.owner().to_owned(),
         })
     });
+    if protocol == Protocol::Responses {
+        // A continuation's kept history is input too: admission reserves tokens for it.
+        let caller = label.as_ref().map_or("", |c| c.id.as_str());
+        request.other_prompt_bytes += state.responses.referred_bytes(caller, &request.body);
+    }
     let admitted = admit(
         state,
         &snapshot,

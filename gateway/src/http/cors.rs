@@ -21,7 +21,7 @@ pub struct CorsSettings {
 }
 
 /// Response headers a browser script may read: provenance, request id, rate limits.
-const EXPOSED: [&str; 9] = [
+const EXPOSED: [&str; 12] = [
     "x-request-id",
     "x-llm-gateway-route",
     "x-llm-gateway-provider",
@@ -30,6 +30,9 @@ const EXPOSED: [&str; 9] = [
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
     "retry-after",
 ];
 

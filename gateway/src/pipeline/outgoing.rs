@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::providers::{Call, anthropic, fake, gemini, openai};
 use crate::request::Protocol;
 use crate::translate::messages::InboundRequest;
-use crate::translate::openai_types::ChatRequest;
+use crate::translate::openai_types::{ChatRequest, Content, Message};
 use serde_json::Value;
 
 use super::continuation;
@@ -139,6 +139,20 @@ fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<Vec<Value>>), ApiError
     Ok((hub, None))
 }
 
+/// Turns `developer` messages into `system` ones: the chat templates of many OpenAI-compatible
+/// servers (vLLM, Ollama, TGI) know only `system`, and a translated request may carry
+/// `developer` (a Responses or Messages client's instructions) that the client never sent as
+/// chat.
+fn developer_as_system(hub: &mut ChatRequest) {
+    for message in &mut hub.messages {
+        if let Message::Developer { content } = message {
+            *message = Message::System {
+                content: std::mem::replace(content, Content::Text(String::new())),
+            };
+        }
+    }
+}
+
 /// A hub request encoded by the target's adapter.
 fn from_hub(
     call: &Call<'_>,
@@ -148,6 +162,10 @@ fn from_hub(
     let include_usage = hub.include_usage();
     let (send, wire) = match call.provider.compiled.provider_type {
         ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi => {
+            let mut hub = hub;
+            if call.provider.compiled.provider_type == ProviderType::OpenAiCompatible {
+                developer_as_system(&mut hub);
+            }
             let body = serde_json::to_vec(&hub)
                 .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
             let request = openai::request(call, openai::Endpoint::Chat, body);

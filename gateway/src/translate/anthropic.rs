@@ -171,11 +171,24 @@ fn output_config(format: Option<ResponseFormat>, effort: Option<&str>) -> Option
     if let Some(format) = format {
         config.insert("format".into(), format);
     }
-    if let Some(effort) = effort {
-        let effort = if effort == "minimal" { "low" } else { effort };
+    if let Some(effort) = effort.and_then(anthropic_effort) {
         config.insert("effort".into(), Value::String(effort.to_owned()));
     }
     (!config.is_empty()).then_some(Value::Object(config))
+}
+
+/// Anthropic's effort for an OpenAI `reasoning_effort`: its lowest (`low`) stands for OpenAI's
+/// `none` and `minimal` (Anthropic has no level without effort), and a value Anthropic does
+/// not know is dropped rather than sent to be refused.
+fn anthropic_effort(effort: &str) -> Option<&'static str> {
+    match effort {
+        "none" | "minimal" | "low" => Some("low"),
+        "medium" => Some("medium"),
+        "high" => Some("high"),
+        "xhigh" => Some("xhigh"),
+        "max" => Some("max"),
+        _ => None,
+    }
 }
 
 fn tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<AToolChoice> {

@@ -11,57 +11,13 @@
 //! `error` event.
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::hub_chunk::HubChunk;
 use super::messages::{stop_reason, usage_json};
 use super::stream::{EventTranslator, HubEvent};
 use crate::request::TokenUsage;
 use crate::sse::SseEvent;
-
-#[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
-    #[serde(default)]
-    usage: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice {
-    #[serde(default)]
-    delta: ChunkDelta,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct ChunkDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<ToolCallDelta>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallDelta {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<FunctionDelta>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
-}
 
 #[derive(Debug, PartialEq)]
 enum OpenBlock {
@@ -112,7 +68,7 @@ impl OpenAiToMessages {
         }
     }
 
-    fn start(&mut self, chunk: &Chunk, out: &mut BytesMut) {
+    fn start(&mut self, chunk: &HubChunk, out: &mut BytesMut) {
         if self.started {
             return;
         }
@@ -121,7 +77,7 @@ impl OpenAiToMessages {
         let message = json!({
             "id": if id.starts_with("msg_") { id.to_owned() } else { format!("msg_{id}") },
             "type": "message", "role": "assistant",
-            "model": chunk.model.as_deref().unwrap_or(&self.route_model),
+            "model": chunk.model().unwrap_or(&self.route_model),
             "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": usage_json(0, 0, 0),
         });
@@ -145,7 +101,7 @@ impl OpenAiToMessages {
         }
     }
 
-    fn on_chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
+    fn on_chunk(&mut self, chunk: HubChunk, out: &mut BytesMut) {
         self.start(&chunk, out);
         if let Some(usage) = &chunk.usage {
             let cached = usage
@@ -158,7 +114,7 @@ impl OpenAiToMessages {
                 cached,
             );
         }
-        let Some(choice) = chunk.choices.into_iter().next() else {
+        let Some(choice) = chunk.first_choice() else {
             return;
         };
         if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
@@ -172,10 +128,7 @@ impl OpenAiToMessages {
             out.extend_from_slice(&event("content_block_delta", &delta));
         }
         for call in choice.delta.tool_calls {
-            let function = call.function.unwrap_or(FunctionDelta {
-                name: None,
-                arguments: None,
-            });
+            let function = call.function;
             if let Some(id) = call.id {
                 self.close_block(out);
                 self.open = OpenBlock::Tool;
@@ -222,14 +175,9 @@ impl EventTranslator for OpenAiToMessages {
         if self.finished {
             return;
         }
-        let failure = match HubEvent::<Chunk>::of(sse) {
+        let failure = match HubEvent::<HubChunk>::of(sse) {
             HubEvent::Done => {
-                let synthetic = Chunk {
-                    id: None,
-                    model: None,
-                    choices: Vec::new(),
-                    usage: None,
-                };
+                let synthetic = HubChunk::default();
                 self.start(&synthetic, out);
                 return self.finish(out);
             }
@@ -255,6 +203,10 @@ impl EventTranslator for OpenAiToMessages {
 
     fn error_event(&self, message: &str, _code: &str) -> Bytes {
         error_event("api_error", message)
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
     }
 
     fn usage(&self) -> Option<TokenUsage> {

@@ -69,6 +69,15 @@ pub struct ResponsesRequest {
     /// A stored earlier response to continue.
     #[serde(default)]
     pub previous_response_id: Option<String>,
+    /// A Conversations API conversation (state the gateway does not hold).
+    #[serde(default)]
+    pub conversation: Option<Value>,
+    /// A stored prompt template (held by OpenAI, not the gateway).
+    #[serde(default)]
+    pub prompt: Option<Value>,
+    /// Run in the background (needs OpenAI's response storage and polling).
+    #[serde(default)]
+    pub background: Option<bool>,
 }
 
 fn refused(message: impl Into<String>, param: &str) -> ApiError {
@@ -82,6 +91,28 @@ pub fn to_openai(request: ResponsesRequest) -> Result<ChatRequest, ApiError> {
             "'previous_response_id' needs a stored response, which this route's provider does not keep; send the whole conversation in 'input'",
             "previous_response_id",
         ));
+    }
+    for (present, field, what) in [
+        (
+            request.conversation.is_some(),
+            "conversation",
+            "conversation state",
+        ),
+        (request.prompt.is_some(), "prompt", "stored prompts"),
+        (
+            request.background == Some(true),
+            "background",
+            "background responses",
+        ),
+    ] {
+        if present {
+            return Err(refused(
+                format!(
+                    "'{field}' needs {what} kept by OpenAI, which this route's provider does not have"
+                ),
+                field,
+            ));
+        }
     }
     let mut messages = Vec::new();
     if let Some(instructions) = request.instructions {
@@ -172,10 +203,19 @@ fn push_item(messages: &mut Vec<Message>, item: Value, index: usize) -> Result<(
                 }),
             }
         }
-        "function_call_output" => messages.push(Message::Tool {
-            content: Content::Text(output_text(&item["output"])),
-            tool_call_id: item["call_id"].as_str().unwrap_or_default().to_owned(),
-        }),
+        "function_call_output" => {
+            let call_id = item["call_id"].as_str().filter(|id| !id.is_empty());
+            let call_id = call_id.ok_or_else(|| {
+                refused(
+                    "'call_id' must name the call answered",
+                    &format!("{param}.call_id"),
+                )
+            })?;
+            messages.push(Message::Tool {
+                content: Content::Text(output_text(&item["output"], &param)?),
+                tool_call_id: call_id.to_owned(),
+            });
+        }
         "reasoning" => {}
         other => {
             return Err(refused(
@@ -248,18 +288,29 @@ fn content_part(part: &Value, param: &str) -> Result<Part, ApiError> {
     }
 }
 
-/// A `function_call_output`'s `output`: a string, or text parts joined.
-fn output_text(output: &Value) -> String {
-    match output {
+/// A `function_call_output`'s `output`: a string, or text parts joined; images and files in
+/// it are refused rather than dropped (a chat tool message carries text only).
+fn output_text(output: &Value, param: &str) -> Result<String, ApiError> {
+    Ok(match output {
         Value::String(text) => text.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::Array(parts) => {
+            let mut texts = Vec::new();
+            for (index, part) in parts.iter().enumerate() {
+                match (part["type"].as_str(), part["text"].as_str()) {
+                    (Some("input_text" | "output_text") | None, Some(text)) => texts.push(text),
+                    _ => {
+                        return Err(refused(
+                            "only text tool outputs can be sent to this route's provider",
+                            &format!("{param}.output[{index}]"),
+                        ));
+                    }
+                }
+            }
+            texts.join("\n")
+        }
         Value::Null => String::new(),
         other => other.to_string(),
-    }
+    })
 }
 
 fn tools(tools: Vec<Value>) -> Result<Vec<Tool>, ApiError> {
@@ -384,6 +435,22 @@ mod tests {
             (
                 json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}),
                 "input[0].type",
+            ),
+            (
+                json!({"model": "m", "input": "hi", "conversation": "conv_1"}),
+                "conversation",
+            ),
+            (
+                json!({"model": "m", "input": "hi", "prompt": {"id": "pmpt_1"}}),
+                "prompt",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]}),
+                "input[0].call_id",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image", "image_url": "u"}]}]}),
+                "input[0].output[0]",
             ),
             (
                 json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),

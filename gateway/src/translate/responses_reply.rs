@@ -20,9 +20,6 @@ impl Shell {
     pub fn new(id: &str, created_at: u64, model: &str) -> Self {
         let id = if id.starts_with("resp_") {
             id.to_owned()
-        } else if id.is_empty() || id == "gateway" {
-            // No upstream id to derive one from: kept responses need ids that do not collide.
-            format!("resp_{}", uuid::Uuid::new_v4().simple())
         } else {
             format!("resp_{}", id.trim_start_matches("chatcmpl-"))
         };
@@ -36,6 +33,14 @@ impl Shell {
     /// The id of output item `index` with `prefix` (`msg`, `fc`).
     pub fn item_id(&self, prefix: &str, index: usize) -> String {
         format!("{prefix}_{}_{index}", self.id.trim_start_matches("resp_"))
+    }
+
+    /// The response object of a failed stream: status `failed` and its `error`.
+    pub fn failed(&self, output: Vec<Value>, code: &str, message: &str) -> Value {
+        let mut response = self.object(Status::Completed, output, Some(zero_usage()));
+        response["status"] = json!("failed");
+        response["error"] = json!({"code": code, "message": message});
+        response
     }
 
     /// The whole response object.
@@ -65,6 +70,12 @@ impl Shell {
             "metadata": {},
         })
     }
+}
+
+/// A usage object with every count zero, for an upstream that reported none: clients read
+/// `usage` as an object (the Vercel AI SDK fails without one).
+pub fn zero_usage() -> Value {
+    usage(&Value::Null)
 }
 
 /// Where a response ended.
@@ -208,7 +219,12 @@ pub fn to_response(
             "completed",
         ));
     }
-    let usage = completion.get("usage").filter(|u| !u.is_null()).map(usage);
+    let usage = Some(
+        completion
+            .get("usage")
+            .filter(|u| !u.is_null())
+            .map_or_else(zero_usage, usage),
+    );
     serde_json::to_vec(&shell.object(status, output, usage))
 }
 

@@ -16,6 +16,11 @@ pub trait EventTranslator: Send + 'static {
     fn error_event(&self, message: &str, code: &str) -> Bytes;
     /// Usage seen so far.
     fn usage(&self) -> Option<TokenUsage>;
+    /// Whether the client's stream is complete (its terminal event sent): nothing more is
+    /// read, and a later failure adds no second terminal event.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// What one event of a hub (OpenAI chat) stream says, for translators to a client protocol.
@@ -104,7 +109,7 @@ impl<T: EventTranslator> EventTransform<T> {
 
 impl<T: EventTranslator> Transform for EventTransform<T> {
     fn is_finished(&self) -> bool {
-        self.overflowed
+        self.overflowed || self.translator.finished()
     }
 
     fn push(&mut self, chunk: Bytes) -> Bytes {
@@ -139,9 +144,9 @@ impl<T: EventTranslator> Transform for EventTransform<T> {
     }
 
     fn error_event(&self, message: &str, code: &str) -> Bytes {
-        // After the cap ended the stream, a later failure (timeout, lost upstream) has nothing
-        // left to end: the client already got its one terminal event.
-        if self.overflowed {
+        // After the cap or the translator ended the stream, a later failure (timeout, lost
+        // upstream) has nothing left to end: the client already got its one terminal event.
+        if self.overflowed || self.translator.finished() {
             return Bytes::new();
         }
         self.translator.error_event(message, code)
