@@ -1,6 +1,7 @@
-//! `POST /v1/chat/completions`, `POST /v1/messages` and `POST /v1/responses`: authenticate → read and validate the
-//! body → resolve the route → check the key may use it → try targets in pick order → stamp
-//! provenance headers. Errors are rendered in the protocol the client speaks.
+//! The model APIs (chat completions, messages, responses, completions, embeddings), one
+//! handler parameterised by `Protocol`: authenticate → read and validate the body → resolve
+//! the route → check the key may use it → try targets in pick order → stamp provenance
+//! headers. Errors are rendered in the protocol the client speaks.
 
 use std::error::Error as _;
 use std::sync::Arc;
@@ -14,63 +15,14 @@ use http::{HeaderMap, HeaderValue, header};
 
 use super::Served;
 use super::admission::admit;
-use super::auth::authenticate;
+use super::auth::{Caller, authenticate};
 use crate::auth_throttle::ClientAddress;
+use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::limits::Meter;
 use crate::limits::reservation::CallerLabel;
 use crate::request::{ClientRequest, Protocol};
 use crate::state::AppState;
-
-/// Serves one chat completion, streamed or not.
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    client: ClientAddress,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(state, client, headers, body, Protocol::OpenAi).await
-}
-
-/// Serves one Anthropic Messages API request (`POST /v1/messages`), streamed or not.
-pub async fn messages(
-    State(state): State<AppState>,
-    client: ClientAddress,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(state, client, headers, body, Protocol::Anthropic).await
-}
-
-/// Serves one OpenAI Responses API request (`POST /v1/responses`), streamed or not.
-pub async fn responses(
-    State(state): State<AppState>,
-    client: ClientAddress,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(state, client, headers, body, Protocol::Responses).await
-}
-
-/// Serves one legacy completions request (`POST /v1/completions`), streamed or not.
-pub async fn completions(
-    State(state): State<AppState>,
-    client: ClientAddress,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(state, client, headers, body, Protocol::Completions).await
-}
-
-/// Serves one embeddings request.
-pub async fn embeddings(
-    State(state): State<AppState>,
-    client: ClientAddress,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    serve(state, client, headers, body, Protocol::Embeddings).await
-}
 
 /// Renders an error in the protocol the client speaks.
 fn render(error: ApiError, protocol: Protocol) -> Response {
@@ -82,8 +34,9 @@ fn render(error: ApiError, protocol: Protocol) -> Response {
     }
 }
 
-async fn serve(
-    state: AppState,
+/// Serves one request of `protocol`, streamed or not; the router binds one per endpoint.
+pub async fn serve(
+    State(state): State<AppState>,
     client: ClientAddress,
     headers: HeaderMap,
     body: Body,
@@ -103,17 +56,8 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let accept_x_api_key = protocol == Protocol::Anthropic;
-    let key = authenticate(state, &snapshot, headers, accept_x_api_key, client)?;
-    check_content_type(headers)?;
-    let settings = &state.settings;
-    let bytes = read_body(
-        headers,
-        body,
-        settings.max_body_bytes,
-        settings.body_read_timeout,
-    )
-    .await?;
+    let (key, bytes) =
+        read_authenticated(state, &snapshot, client, headers, body, protocol).await?;
     let mut request = match protocol {
         Protocol::OpenAi => ClientRequest::parse(bytes)?,
         Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
@@ -121,20 +65,7 @@ async fn handle(
         Protocol::Completions => ClientRequest::parse_completions(bytes)?,
         Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
     };
-    let route = snapshot
-        .routes
-        .get(&request.model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: request.model.clone(),
-        })?;
-    if key
-        .as_ref()
-        .is_some_and(|k| !k.allows_model(&request.model))
-    {
-        return Err(ApiError::ModelNotAllowed {
-            model: request.model.clone(),
-        });
-    }
+    let route = allowed_route(&snapshot, key.as_ref(), &request.model)?;
     let meter = Arc::new(Meter::default());
     let label = key.as_ref().map(|c| {
         Arc::new(CallerLabel {
@@ -176,6 +107,46 @@ async fn handle(
     Ok(response)
 }
 
+/// The caller (authenticated first, so an unknown caller learns nothing of the body's fate)
+/// and the body, read within `MAX_REQUEST_BODY_BYTES` and `BODY_READ_TIMEOUT`. `x-api-key` is
+/// accepted on the Anthropic API only.
+pub(super) async fn read_authenticated<'s>(
+    state: &AppState,
+    snapshot: &'s Snapshot,
+    client: ClientAddress,
+    headers: &HeaderMap,
+    body: Body,
+    protocol: Protocol,
+) -> Result<(Option<Caller<'s>>, Bytes), ApiError> {
+    let accept_x_api_key = protocol == Protocol::Anthropic;
+    let key = authenticate(state, snapshot, headers, accept_x_api_key, client)?;
+    check_content_type(headers)?;
+    let settings = &state.settings;
+    let limit = settings.max_body_bytes;
+    let bytes = read_body(headers, body, limit, settings.body_read_timeout).await?;
+    Ok((key, bytes))
+}
+
+/// The route serving `model`, if there is one and the caller may use it.
+pub(super) fn allowed_route<'s>(
+    snapshot: &'s Snapshot,
+    key: Option<&Caller<'_>>,
+    model: &str,
+) -> Result<&'s RouteRuntime, ApiError> {
+    let route = snapshot
+        .routes
+        .get(model)
+        .ok_or_else(|| ApiError::ModelNotFound {
+            model: model.to_owned(),
+        })?;
+    if key.is_some_and(|k| !k.allows_model(model)) {
+        return Err(ApiError::ModelNotAllowed {
+            model: model.to_owned(),
+        });
+    }
+    Ok(route)
+}
+
 fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -189,7 +160,7 @@ fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
     headers.insert("x-llm-gateway-generation", HeaderValue::from(generation));
 }
 
-pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or_default())
@@ -207,7 +178,7 @@ pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// reading no further than the limit.
 /// `BODY_READ_TIMEOUT` bounds the whole read, so a body dripped a byte at a time cannot hold a
 /// connection and its buffer for as long as the client likes.
-pub(super) async fn read_body(
+async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

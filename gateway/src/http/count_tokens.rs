@@ -23,8 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::auth::authenticate;
-use super::chat::{check_content_type, read_body};
+use super::chat::{allowed_route, read_authenticated};
 use crate::auth_throttle::ClientAddress;
 use crate::config::ProviderRuntime;
 use crate::error::ApiError;
@@ -76,33 +75,10 @@ async fn count(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
-    let key = authenticate(
-        state,
-        &snapshot,
-        headers,
-        protocol == Protocol::Anthropic,
-        client,
-    )?;
-    check_content_type(headers)?;
-    let settings = &state.settings;
-    let body = read_body(
-        headers,
-        body,
-        settings.max_body_bytes,
-        settings.body_read_timeout,
-    )
-    .await?;
+    let (key, body) = read_authenticated(state, &snapshot, client, headers, body, protocol).await?;
     let view: View<'_> = decode(&body)?;
     let (model, model_span) = model_of(&body, view.model)?;
-    let route = snapshot
-        .routes
-        .get(&model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: model.clone(),
-        })?;
-    if key.as_ref().is_some_and(|k| !k.allows_model(&model)) {
-        return Err(ApiError::ModelNotAllowed { model });
-    }
+    let route = allowed_route(&snapshot, key.as_ref(), &model)?;
     let (target, provider) = route
         .pick_order()
         .into_iter()
@@ -134,7 +110,7 @@ async fn count(
         started,
         metrics: &state.metrics,
         meter: &Arc::new(Meter::default()),
-        limits: settings.upstream_limits,
+        limits: state.settings.upstream_limits,
         responses: &state.responses,
         caller: "",
     };

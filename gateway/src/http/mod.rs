@@ -39,6 +39,7 @@ use std::sync::Arc;
 use crate::error::{ApiError, ErrorLabel};
 use crate::limits::reservation::CallerLabel;
 use crate::metrics::{ErrorLabels, RequestLabels, TargetLabels, UNROUTED};
+use crate::request::Protocol;
 use crate::state::AppState;
 
 /// Response extension naming what served an API request, for metrics and the access log.
@@ -57,9 +58,18 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let cors = state.settings.cors.clone();
     let api = Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/messages", post(chat::messages))
-        .route("/v1/responses", post(chat::responses))
+        .route(
+            "/v1/chat/completions",
+            post(|s, c, h, b| chat::serve(s, c, h, b, Protocol::OpenAi)),
+        )
+        .route(
+            "/v1/messages",
+            post(|s, c, h, b| chat::serve(s, c, h, b, Protocol::Anthropic)),
+        )
+        .route(
+            "/v1/responses",
+            post(|s, c, h, b| chat::serve(s, c, h, b, Protocol::Responses)),
+        )
         .route("/v1/responses/input_tokens", post(count_tokens::responses))
         .route(
             "/v1/responses/{id}",
@@ -70,8 +80,14 @@ pub fn router(state: AppState) -> Router {
             get(stored_responses::input_items),
         )
         .route("/v1/messages/count_tokens", post(count_tokens::messages))
-        .route("/v1/completions", post(chat::completions))
-        .route("/v1/embeddings", post(chat::embeddings))
+        .route(
+            "/v1/completions",
+            post(|s, c, h, b| chat::serve(s, c, h, b, Protocol::Completions)),
+        )
+        .route(
+            "/v1/embeddings",
+            post(|s, c, h, b| chat::serve(s, c, h, b, Protocol::Embeddings)),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
         .route("/v1/usage", get(usage::usage))
@@ -162,6 +178,11 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri, headers: Heade
     refusal(method, &uri, &headers, true)
 }
 
+/// Whether the client speaks Anthropic's API (its SDKs always send `anthropic-version`).
+fn is_anthropic(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
 /// A routing refusal in the caller's API: Anthropic-shaped on Anthropic paths and for clients
 /// that send `anthropic-version` (its SDKs do), OpenAI-shaped otherwise.
 fn refusal(
@@ -170,8 +191,7 @@ fn refusal(
     headers: &HeaderMap,
     other_method: bool,
 ) -> Response {
-    let anthropic =
-        uri.path().starts_with("/v1/messages") || headers.contains_key("anthropic-version");
+    let anthropic = uri.path().starts_with("/v1/messages") || is_anthropic(headers);
     let error = ApiError::UnknownEndpoint {
         method,
         other_method,

@@ -9,15 +9,11 @@ use http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::auth::authenticate;
+use super::is_anthropic;
 use crate::auth_throttle::ClientAddress;
 use crate::config::Snapshot;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Whether the client speaks Anthropic's API (its SDKs always send `anthropic-version`).
-fn is_anthropic(headers: &HeaderMap) -> bool {
-    headers.contains_key("anthropic-version")
-}
 
 fn render(error: ApiError, headers: &HeaderMap) -> Response {
     if is_anthropic(headers) {

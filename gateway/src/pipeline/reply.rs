@@ -18,7 +18,7 @@ use crate::request::{Protocol, TokenUsage, UsageEnvelope};
 use crate::sse::{PassThrough, Relay, Then, Transform};
 use crate::translate::messages::to_anthropic_message;
 use crate::translate::messages_stream::OpenAiToMessages;
-use crate::translate::responses_reply::to_response;
+use crate::translate::responses_reply::response_object;
 use crate::translate::responses_stream::{HubToResponses, Keeper};
 use crate::translate::stream::EventTransform;
 use serde_json::Value;
@@ -77,14 +77,12 @@ fn json(
         }
         (_, Protocol::Responses) => {
             let id = response_id();
-            let response = to_response(&hub, call.route_model, call.created(), Some(&id))
+            let response = response_object(&hub, call.route_model, call.created(), Some(&id))
                 .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
-            if let Some(keep) = keeper(call, back.keep)
-                && let Ok(object) = serde_json::from_slice::<Value>(&response)
-            {
-                keep(&object);
+            if let Some(keep) = keeper(call, back.keep) {
+                keep(&response);
             }
-            Ok(json_response(StatusCode::OK, response))
+            Ok(json_response(StatusCode::OK, response.to_string()))
         }
         (_, Protocol::OpenAi | Protocol::Completions | Protocol::Embeddings) => {
             Ok(json_response(StatusCode::OK, hub))

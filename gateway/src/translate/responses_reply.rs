@@ -175,14 +175,24 @@ pub fn function_call_item(
     json!({"type": "function_call", "id": id, "call_id": call_id, "name": name, "arguments": arguments, "status": status})
 }
 
-/// Translates a chat completion JSON into a Responses object, with `response_id` (else an id
-/// derived from the completion's).
+/// Translates a chat completion JSON into a Responses object, serialised.
 pub fn to_response(
     body: &[u8],
     route_model: &str,
     created: u64,
     response_id: Option<&str>,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&response_object(body, route_model, created, response_id)?)
+}
+
+/// Translates a chat completion JSON into a Responses object, with `response_id` (else an id
+/// derived from the completion's).
+pub fn response_object(
+    body: &[u8],
+    route_model: &str,
+    created: u64,
+    response_id: Option<&str>,
+) -> Result<Value, serde_json::Error> {
     let completion: Value = serde_json::from_slice(body)?;
     let choice = &completion["choices"][0];
     let message = &choice["message"];
@@ -225,7 +235,7 @@ pub fn to_response(
             .filter(|u| !u.is_null())
             .map_or_else(zero_usage, usage),
     );
-    serde_json::to_vec(&shell.object(status, output, usage))
+    Ok(shell.object(status, output, usage))
 }
 
 #[cfg(test)]
