@@ -133,11 +133,13 @@ pub struct ServeArgs {
     /// How long browsers may cache a CORS preflight answer.
     #[arg(long, env = "CORS_MAX_AGE", default_value = "10m")]
     pub cors_max_age: humantime::Duration,
-    /// How long Responses the gateway translated are kept, so a client can continue one with
-    /// `previous_response_id` or `item_reference` (in this replica's memory, per caller).
+    /// How long Responses are kept, so a client can continue one with `previous_response_id` or
+    /// `item_reference` on any provider (per caller; in Redis when `REDIS_URL` is set, shared
+    /// by every replica, else in this replica's memory).
     #[arg(long, env = "RESPONSE_STORE_TTL", default_value = "1h")]
     pub response_store_ttl: humantime::Duration,
-    /// Memory for kept Responses, in bytes of JSON; the oldest go first when it is full.
+    /// Memory for kept Responses, in bytes of JSON, without Redis; the oldest go first when it
+    /// is full (with Redis, its own `maxmemory` bounds them).
     #[arg(long, env = "RESPONSE_STORE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub response_store_max_bytes: usize,
     /// Refused credentials one client address may send per minute (missing, malformed, unknown,
@@ -322,6 +324,16 @@ impl ServeArgs {
             redis_timeout: *self.redis_timeout,
             replicas: self.gateway_replicas.max(1),
         })
+    }
+
+    /// Where Responses are kept for continuations: Redis when `REDIS_URL` is set.
+    pub fn response_store(&self) -> crate::response_store::StoreSettings {
+        crate::response_store::StoreSettings {
+            ttl: *self.response_store_ttl,
+            max_bytes: self.response_store_max_bytes,
+            redis_url: self.redis_url.clone(),
+            redis_timeout: *self.redis_timeout,
+        }
     }
 
     /// The JWT settings given by flags or environment, validated.

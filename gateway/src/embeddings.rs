@@ -115,6 +115,7 @@ impl ClientRequest {
             include_usage: false,
             max_tokens: Some(0),
             choices: 1,
+            keep: false,
             other_prompt_bytes: 0,
             model,
             model_span,

@@ -41,6 +41,9 @@ pub struct ClientRequest {
     pub max_tokens: Option<u32>,
     /// Completions asked for (`n`): each may use the whole completion cap.
     pub choices: u32,
+    /// Whether the response is kept for continuations (a Responses request's `store` not
+    /// false; never for other APIs).
+    pub keep: bool,
 }
 
 /// The API a client request body speaks.
@@ -249,6 +252,7 @@ impl ClientRequest {
                 .unwrap_or(false),
             max_tokens: view.max_completion_tokens.or(view.max_tokens),
             choices: view.n.unwrap_or(1),
+            keep: false,
             other_prompt_bytes: raw_len(&[view.tools, view.functions, view.response_format]),
             model,
             model_span,
@@ -280,6 +284,7 @@ impl ClientRequest {
             include_usage: false,
             max_tokens: Some(view.max_tokens),
             choices: 1,
+            keep: false,
             other_prompt_bytes: raw_len(&[view.system, view.tools]),
             model,
             model_span,

@@ -56,9 +56,9 @@ pub fn app_state(
         auth_failures_per_minute: args.auth_failures_per_minute,
         body_read_timeout: *args.body_read_timeout,
         cors: args.cors().layer().map_err(anyhow::Error::msg)?,
-        response_store_ttl: *args.response_store_ttl,
-        response_store_max_bytes: args.response_store_max_bytes,
     };
+    let responses = crate::response_store::ResponseStore::new(&args.response_store())
+        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL: {e}"))?;
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
             .context("invalid REDIS_URL")?;
@@ -68,6 +68,7 @@ pub fn app_state(
         targets,
         settings,
         Arc::new(limiter),
+        Arc::new(responses),
     ))
 }
 

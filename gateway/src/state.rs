@@ -31,10 +31,6 @@ pub struct RequestSettings {
     pub body_read_timeout: std::time::Duration,
     /// `CORS_*`: cross-origin access for browser clients, when configured.
     pub cors: Option<tower_http::cors::CorsLayer>,
-    /// `RESPONSE_STORE_TTL`: how long translated Responses are kept for continuations.
-    pub response_store_ttl: std::time::Duration,
-    /// `RESPONSE_STORE_MAX_BYTES`: memory for kept Responses.
-    pub response_store_max_bytes: usize,
 }
 
 /// Shared handler state.
@@ -52,7 +48,7 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// Failed authentication per client address.
     pub auth_throttle: Arc<crate::auth_throttle::AuthThrottle>,
-    /// Translated Responses kept for `previous_response_id` and `item_reference`.
+    /// Responses kept for `previous_response_id` and `item_reference`.
     pub responses: Arc<crate::response_store::ResponseStore>,
     draining: Arc<AtomicBool>,
     /// Cancelled when the drain deadline passes: streams still running end then.
@@ -69,13 +65,10 @@ impl AppState {
         targets: Arc<TargetRegistry>,
         settings: RequestSettings,
         limiter: Arc<Limiter>,
+        responses: Arc<crate::response_store::ResponseStore>,
     ) -> Self {
         let auth_throttle = Arc::new(crate::auth_throttle::AuthThrottle::new(
             settings.auth_failures_per_minute,
-        ));
-        let responses = Arc::new(crate::response_store::ResponseStore::new(
-            settings.response_store_ttl,
-            settings.response_store_max_bytes,
         ));
         Self {
             auth_throttle,

@@ -76,7 +76,7 @@ async fn handle(
     if protocol == Protocol::Responses {
         // A continuation's kept history is input too: admission reserves tokens for it.
         let caller = label.as_ref().map_or("", |c| c.id.as_str());
-        request.other_prompt_bytes += state.responses.referred_bytes(caller, &request.body);
+        request.other_prompt_bytes += state.responses.referred_bytes(caller, &request.body).await;
     }
     let admitted = admit(
         state,

@@ -100,6 +100,7 @@ async fn count(
         other_prompt_bytes: 0,
         max_tokens: None,
         choices: 1,
+        keep: false,
     };
     let call = Call {
         request: &request,

@@ -1,7 +1,6 @@
 //! `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}` and
 //! `GET /v1/responses/{id}/input_items`: the Responses the gateway translated and kept (see
-//! `response_store.rs`), each caller seeing only its own. Responses an upstream answered in the
-//! Responses API itself are kept by that upstream, not here.
+//! `response_store`), each caller seeing only its own.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -23,7 +22,7 @@ pub async fn retrieve(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let kept = kept(&state, client, &headers, &id)?;
+    let kept = kept(&state, client, &headers, &id).await?;
     Ok(Json(kept["response"].clone()).into_response())
 }
 
@@ -61,7 +60,7 @@ pub async fn input_items(
             ));
         }
     };
-    let kept = kept(&state, client, &headers, &id)?;
+    let kept = kept(&state, client, &headers, &id).await?;
     let mut items: Vec<Value> = kept["input"]
         .as_array()
         .into_iter()
@@ -100,7 +99,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, client, &headers)?;
-    if !state.responses.remove(&caller, &id) {
+    if !state.responses.remove(&caller, &id).await? {
         return Err(not_found(&id));
     }
     Ok(Json(json!({"id": id, "object": "response.deleted", "deleted": true})).into_response())
@@ -117,7 +116,7 @@ fn caller(
     Ok(key.map(|k| k.id()).unwrap_or_default())
 }
 
-fn kept(
+async fn kept(
     state: &AppState,
     client: ClientAddress,
     headers: &HeaderMap,
@@ -127,6 +126,7 @@ fn kept(
     state
         .responses
         .get(&caller, Kind::Response, id)
+        .await?
         .ok_or_else(|| not_found(id))
 }
 

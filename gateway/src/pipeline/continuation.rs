@@ -1,17 +1,51 @@
 //! A Responses request that continues a kept response (`previous_response_id`) or refers to
-//! kept items (`item_reference`), made whole before it is translated: an upstream without the
-//! Responses API only understands the conversation spelt out.
+//! kept items (`item_reference`): spelt out before it is translated, since an upstream without
+//! the Responses API only understands the whole conversation, and before it goes to a
+//! Responses upstream that did not answer what it refers to (a fallback, or a route whose
+//! targets changed). A continuation of the target's own responses passes through untouched.
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::response_store::{Kind, ResponseStore};
+use crate::request::ClientRequest;
+use crate::response_store::{self, Kind, ResponseStore};
+
+/// The conversation a kept response answered: its input items, as the store keeps them.
+#[derive(Debug)]
+pub(crate) enum KeptInput {
+    /// Already resolved (continuations spelt out).
+    Items(Vec<Value>),
+    /// The `input` of this request body, read when the response is kept (not before: most
+    /// requests continue nothing, and reading it can wait until the reply is out).
+    OfBody(Bytes),
+}
+
+impl KeptInput {
+    /// The input items.
+    pub(crate) fn into_items(self) -> Vec<Value> {
+        let body = match self {
+            Self::Items(items) => return items,
+            Self::OfBody(body) => body,
+        };
+        #[derive(serde::Deserialize)]
+        struct Input {
+            #[serde(default)]
+            input: Value,
+        }
+        match serde_json::from_slice::<Input>(&body).map(|b| b.input) {
+            Ok(Value::String(text)) => vec![json!({"role": "user", "content": text})],
+            Ok(Value::Array(items)) => items,
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// Fills in `request` (a Responses body) from `store`, for caller `scope`: the input and output
 /// of `previous_response_id` first, then the request's own items with each `item_reference`
 /// replaced by the item it names. Returns the whole input, which is what a response to this
 /// request keeps as its own. A name the store does not have is a 400 naming the field.
-pub fn expand(
+pub(super) async fn expand(
     request: &mut Value,
     store: &ResponseStore,
     scope: &str,
@@ -21,6 +55,7 @@ pub fn expand(
         let id = previous.as_str().unwrap_or_default();
         let kept = store
             .get(scope, Kind::Response, id)
+            .await?
             .ok_or_else(|| missing("response", id, "previous_response_id"))?;
         for part in ["/input", "/response/output"] {
             let items = kept.pointer(part).and_then(Value::as_array);
@@ -39,8 +74,9 @@ pub fn expand(
                 let param = format!("input[{index}].id");
                 let kept = store
                     .get(scope, Kind::Item, id)
+                    .await?
                     .ok_or_else(|| missing("item", id, &param))?;
-                input.push(Value::clone(&kept));
+                input.push(kept["item"].clone());
             }
         }
         _ => {}
@@ -52,11 +88,78 @@ pub fn expand(
     Ok(input)
 }
 
+/// A Responses request for an upstream that speaks the Responses API itself.
+#[derive(Debug)]
+pub(super) struct ForNative {
+    /// The body to send instead of the client's, when it had to be spelt out.
+    pub spelt_out: Option<Value>,
+    /// What its response keeps as input, when it is to be kept.
+    pub keep: Option<KeptInput>,
+}
+
+/// Decides what `provider`, a Responses upstream, gets for `request`: the client's body when
+/// everything it refers to is the provider's own (or unknown here: the upstream may keep more
+/// than the gateway), else the conversation spelt out from the store.
+pub(super) async fn for_native(
+    request: &ClientRequest,
+    store: &ResponseStore,
+    scope: &str,
+    provider: &str,
+) -> Result<ForNative, ApiError> {
+    let named = response_store::referred(&request.body);
+    if named.is_empty() {
+        let keep = request
+            .keep
+            .then(|| KeptInput::OfBody(request.body.clone()));
+        return Ok(ForNative {
+            spelt_out: None,
+            keep,
+        });
+    }
+    let (mut foreign, mut all_kept) = (false, true);
+    for (kind, id) in &named {
+        match store.get(scope, *kind, id).await? {
+            Some(kept) => foreign |= kept["upstream"] != provider,
+            None => all_kept = false,
+        }
+    }
+    if !foreign && !all_kept {
+        // The upstream's own history, not all of it kept here: it cannot be spelt out later,
+        // so its response is not kept either.
+        return Ok(ForNative {
+            spelt_out: None,
+            keep: None,
+        });
+    }
+    let mut body: Value = serde_json::from_slice(&request.body)
+        .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+    let mut input = expand(&mut body, store, scope).await?;
+    let keep = request.keep.then(|| KeptInput::Items(input.clone()));
+    if !foreign {
+        return Ok(ForNative {
+            spelt_out: None,
+            keep,
+        });
+    }
+    // Another upstream's item ids and reasoning (encrypted for it alone) mean nothing here.
+    input.retain(|item| item["type"] != "reasoning");
+    for item in &mut input {
+        if let Some(fields) = item.as_object_mut() {
+            fields.remove("id");
+        }
+    }
+    body["input"] = Value::Array(input);
+    Ok(ForNative {
+        spelt_out: Some(body),
+        keep,
+    })
+}
+
 fn missing(what: &str, id: &str, param: &str) -> ApiError {
     let shown: String = id.chars().take(64).collect();
     ApiError::invalid(
         format!(
-            "{what} '{shown}' is not kept by this gateway: it expired, belongs to another caller, was stored with store: false, or was kept by another replica; send the whole conversation in 'input'"
+            "{what} '{shown}' is not kept by this gateway: it expired, belongs to another caller, or was stored with store: false; send the whole conversation in 'input'"
         ),
         Some(param),
     )
@@ -67,20 +170,25 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn a_continuation_is_spelt_out_and_unknown_names_are_refused() {
-        let store = ResponseStore::new(Duration::from_secs(60), 1 << 20);
+    fn store_with(upstream: Option<&str>) -> (ResponseStore, Value) {
+        let store = ResponseStore::in_memory(Duration::from_secs(60), 1 << 20);
         let call = json!({"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "f", "arguments": "{}"});
         let response = json!({"id": "resp_1", "output": [call.clone()]});
-        store.put(
-            "alice",
-            vec![json!({"role": "user", "content": "hi"})],
-            &response,
-        );
+        let input = vec![json!({"role": "user", "content": "hi"})];
+        store.put("alice", input, &response, upstream);
+        (store, call)
+    }
 
+    fn request(body: Value) -> ClientRequest {
+        ClientRequest::parse_responses(Bytes::from(body.to_string())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_continuation_is_spelt_out_and_unknown_names_are_refused() {
+        let (store, call) = store_with(None);
         let mut request = json!({"model": "m", "previous_response_id": "resp_1",
             "input": [{"type": "function_call_output", "call_id": "c1", "output": "ok"}]});
-        let input = expand(&mut request, &store, "alice").unwrap();
+        let input = expand(&mut request, &store, "alice").await.unwrap();
         assert_eq!(input.len(), 3);
         assert_eq!(input[1], call);
         assert!(request.get("previous_response_id").is_none());
@@ -88,12 +196,54 @@ mod tests {
 
         let mut referring =
             json!({"model": "m", "input": [{"type": "item_reference", "id": "fc_1"}]});
-        assert_eq!(expand(&mut referring, &store, "alice").unwrap(), vec![call]);
+        let input = expand(&mut referring, &store, "alice").await.unwrap();
+        assert_eq!(input, vec![call]);
 
         let mut stranger = json!({"model": "m", "previous_response_id": "resp_1", "input": "x"});
-        let error = expand(&mut stranger, &store, "bob").unwrap_err();
+        let error = expand(&mut stranger, &store, "bob").await.unwrap_err();
         assert!(
             matches!(error, ApiError::InvalidRequest { param: Some(p), .. } if p == "previous_response_id")
         );
+    }
+
+    #[tokio::test]
+    async fn a_responses_upstream_gets_its_own_continuations_as_sent_and_others_spelt_out() {
+        let continues = json!({"model": "m", "previous_response_id": "resp_1", "input": "and?"});
+        let (own, _) = store_with(Some("openai"));
+        let sent = for_native(&request(continues.clone()), &own, "alice", "openai").await;
+        let sent = sent.unwrap();
+        assert!(sent.spelt_out.is_none(), "the upstream keeps its own");
+        let kept = sent.keep.unwrap().into_items();
+        assert_eq!(
+            kept.len(),
+            3,
+            "the whole conversation is kept for a later fallback"
+        );
+
+        let elsewhere = for_native(&request(continues.clone()), &own, "alice", "azure").await;
+        let body = elsewhere.unwrap().spelt_out.unwrap();
+        assert!(body.get("previous_response_id").is_none());
+        assert_eq!(body["input"][1]["call_id"], "c1");
+        assert!(
+            body["input"][1].get("id").is_none(),
+            "another upstream's ids go"
+        );
+
+        let (translated, _) = store_with(None);
+        let sent = for_native(&request(continues.clone()), &translated, "alice", "openai").await;
+        assert!(
+            sent.unwrap().spelt_out.is_some(),
+            "gateway ids mean nothing upstream"
+        );
+
+        let unknown = for_native(&request(continues), &own, "bob", "openai")
+            .await
+            .unwrap();
+        assert!(unknown.spelt_out.is_none() && unknown.keep.is_none());
+
+        let fresh = request(json!({"model": "m", "input": "hi"}));
+        let fresh = for_native(&fresh, &own, "alice", "openai").await.unwrap();
+        let kept = fresh.keep.unwrap().into_items();
+        assert_eq!(kept, vec![json!({"role": "user", "content": "hi"})]);
     }
 }

@@ -32,7 +32,7 @@ pub async fn attempt(call: Call<'_>) -> Result<Response, ApiError> {
         Protocol::Completions => return completions(call).await,
         Protocol::OpenAi | Protocol::Anthropic | Protocol::Responses => {}
     }
-    let outgoing = outgoing::encode(&call)?;
+    let outgoing = outgoing::encode(&call).await?;
     let (answer, usage) = match outgoing.send {
         Send::Http(request) => (upstream::exchange(&call, request).await?, None),
         Send::Fake(ask) => {
@@ -40,7 +40,7 @@ pub async fn attempt(call: Call<'_>) -> Result<Response, ApiError> {
             (answer, Some(usage))
         }
     };
-    reply::to_client(&call, answer, usage, outgoing.back)
+    reply::to_client(&call, answer, usage, outgoing.back).await
 }
 
 /// Legacy completions: passed through to upstreams that serve them (`spec.protocols`), refused
@@ -61,7 +61,7 @@ async fn completions(call: Call<'_>) -> Result<Response, ApiError> {
     let body = call.request.with_model(&call.target.upstream_model);
     let request = openai::request(&call, openai::Endpoint::Completions, body);
     let answer = upstream::exchange(&call, request).await?;
-    reply::to_client(&call, answer, None, outgoing::Back::native())
+    reply::to_client(&call, answer, None, outgoing::Back::native()).await
 }
 
 /// Embeddings: one protocol in, no translation between clients; OpenAI-format upstreams get
@@ -72,7 +72,7 @@ async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
             let body = call.request.with_model(&call.target.upstream_model);
             let request = openai::request(&call, openai::Endpoint::Embeddings, body);
             let answer = upstream::exchange(&call, request).await?;
-            reply::to_client(&call, answer, None, outgoing::Back::native())
+            reply::to_client(&call, answer, None, outgoing::Back::native()).await
         }
         ProviderType::Gemini => gemini::embeddings(call).await,
         ProviderType::Fake => fake::embeddings(call).await,

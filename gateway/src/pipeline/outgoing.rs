@@ -10,9 +10,10 @@ use crate::translate::messages::InboundRequest;
 use crate::translate::openai_types::{ChatRequest, Content, Message};
 use serde_json::Value;
 
-use super::continuation;
+use super::continuation::{self, KeptInput};
 use crate::translate::responses::ResponsesRequest;
 use crate::translate::{messages, responses};
+use bytes::Bytes;
 
 /// What goes to the target.
 #[expect(
@@ -40,15 +41,15 @@ pub(super) enum Wire {
 }
 
 /// How the reply comes back to the client.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) struct Back {
     /// The reply's wire format.
     pub wire: Wire,
     /// Whether a hub stream ends with a usage chunk (what a translated stream reports).
     pub include_usage: bool,
-    /// A translated Responses request's whole input, when its response is to be kept (`store`
-    /// not false) for continuations.
-    pub keep: Option<Vec<Value>>,
+    /// A Responses request's whole input, when its response is to be kept (`store` not
+    /// false) for continuations.
+    pub keep: Option<KeptInput>,
 }
 
 impl Back {
@@ -70,7 +71,7 @@ pub(super) struct Outgoing {
 
 /// Encodes the call's request for its target: the client's own body when the target speaks
 /// the client's protocol, else the hub form encoded by the target's adapter.
-pub(super) fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
+pub(super) async fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
     let request = call.request;
     let native = |send| Outgoing {
         send,
@@ -95,26 +96,44 @@ pub(super) fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
             Protocol::Responses,
             ProviderType::OpenAi | ProviderType::OpenAiCompatible | ProviderType::AzureOpenAi,
         ) if call.provider.compiled.serves(OpenAiProtocol::Responses) => {
-            let body = request.with_model(&call.target.upstream_model);
-            Ok(native(Send::Http(openai::request(
-                call,
-                openai::Endpoint::Responses,
-                body,
-            ))))
+            native_responses(call).await
         }
         (Protocol::Anthropic, ProviderType::Anthropic) => {
             Ok(native(Send::Http(anthropic::native(call))))
         }
         _ => {
-            let (hub, keep) = to_hub(call)?;
+            let (hub, keep) = to_hub(call).await?;
             from_hub(call, hub, keep)
         }
     }
 }
 
+/// A Responses request for an upstream that speaks it: the client's body (model spliced), or
+/// the conversation spelt out when it continues what another upstream answered.
+async fn native_responses(call: &Call<'_>) -> Result<Outgoing, ApiError> {
+    let provider = &call.provider.compiled.name;
+    let sent = continuation::for_native(call.request, call.responses, call.caller, provider);
+    let sent = sent.await?;
+    let body = match sent.spelt_out {
+        None => call.request.with_model(&call.target.upstream_model),
+        Some(mut body) => {
+            body["model"] = Value::from(call.target.upstream_model.as_str());
+            Bytes::from(body.to_string())
+        }
+    };
+    let request = openai::request(call, openai::Endpoint::Responses, body);
+    Ok(Outgoing {
+        send: Send::Http(request),
+        back: Back {
+            keep: sent.keep,
+            ..Back::native()
+        },
+    })
+}
+
 /// The client's request decoded to the hub, with the target's model; for a Responses request
 /// also its whole input (continuations spelt out), when its response is to be kept.
-fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<Vec<Value>>), ApiError> {
+async fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<KeptInput>), ApiError> {
     let invalid = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"), None);
     let body = &call.request.body;
     let mut hub: ChatRequest = match call.request.protocol {
@@ -124,12 +143,12 @@ fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<Vec<Value>>), ApiError
         }
         Protocol::Responses => {
             let mut request: Value = serde_json::from_slice(body).map_err(invalid)?;
-            let keep = request["store"] != false;
-            let input = continuation::expand(&mut request, call.responses, call.caller)?;
+            let input = continuation::expand(&mut request, call.responses, call.caller).await?;
             let request: ResponsesRequest = serde_json::from_value(request).map_err(invalid)?;
             let mut hub = responses::to_openai(request)?;
             hub.model.clone_from(&call.target.upstream_model);
-            return Ok((hub, keep.then_some(input)));
+            let keep = call.request.keep.then_some(KeptInput::Items(input));
+            return Ok((hub, keep));
         }
         Protocol::Embeddings | Protocol::Completions => {
             return Err(ApiError::invalid("this API has no chat form", None));
@@ -157,7 +176,7 @@ fn developer_as_system(hub: &mut ChatRequest) {
 fn from_hub(
     call: &Call<'_>,
     hub: ChatRequest,
-    keep: Option<Vec<Value>>,
+    keep: Option<KeptInput>,
 ) -> Result<Outgoing, ApiError> {
     let include_usage = hub.include_usage();
     let (send, wire) = match call.provider.compiled.provider_type {

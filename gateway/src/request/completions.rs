@@ -44,6 +44,7 @@ impl ClientRequest {
                 .unwrap_or(false),
             max_tokens: view.max_tokens,
             choices: view.n.unwrap_or(1),
+            keep: false,
             other_prompt_bytes: raw_len(&[view.suffix]),
             prompt_bytes: view.prompt.get().len(),
             model,

@@ -28,6 +28,8 @@ struct View<'a> {
     temperature: Option<f64>,
     #[serde(default)]
     top_p: Option<f64>,
+    #[serde(default)]
+    store: Option<bool>,
 }
 
 impl ClientRequest {
@@ -59,6 +61,7 @@ impl ClientRequest {
             include_usage: false,
             max_tokens: view.max_output_tokens,
             choices: 1,
+            keep: view.store != Some(false),
             other_prompt_bytes: raw_len(&[view.instructions, view.tools, view.text]),
             prompt_bytes: raw_len(&[view.input]),
             model,

@@ -133,6 +133,16 @@ pub struct PassThrough {
     usage: Option<crate::request::TokenUsage>,
 }
 
+impl PassThrough {
+    /// Also hands a Responses stream's terminal event to `watch` as it passes.
+    pub fn watching(watch: usage_scan::Watch) -> Self {
+        Self {
+            scanner: UsageScanner::watching(watch),
+            usage: None,
+        }
+    }
+}
+
 impl Transform for PassThrough {
     fn push(&mut self, chunk: Bytes) -> Bytes {
         if let Some(usage) = self.scanner.feed(&chunk) {
@@ -172,7 +182,18 @@ pub struct Relay<S, T: Transform> {
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
     last_data: Instant,
     finished: bool,
+    hold: Option<Hold>,
+    /// Client bytes waiting for a write registered in `hold` while they were produced.
+    held: Option<(Bytes, Pending)>,
 }
+
+/// A write still in progress.
+pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a transform's side effect registers a write the client must not outrun: the relay
+/// holds the bytes produced with it until it is done (a kept Responses response lands before
+/// the client, seeing it complete, can continue it on another replica).
+pub type Hold = std::sync::Arc<std::sync::Mutex<Option<Pending>>>;
 
 impl<S, T: Transform> std::fmt::Debug for Relay<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,7 +222,15 @@ impl<S, T: Transform> Relay<S, T> {
             idle: None,
             last_data: now,
             finished: false,
+            hold: None,
+            held: None,
         }
+    }
+
+    /// Holds client bytes back while a write registered in `hold` is in progress.
+    pub fn with_hold(mut self, hold: Option<Hold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Also ends the stream with an error event after `limit` without upstream bytes.
@@ -234,6 +263,13 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            if let Some((_, write)) = this.held.as_mut() {
+                if write.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let bytes = this.held.take().map(|(bytes, _)| bytes).unwrap_or_default();
+                return Poll::Ready(Some(Ok(bytes)));
+            }
             if this.finished {
                 return Poll::Ready(None);
             }
@@ -263,6 +299,11 @@ where
             if !out.is_empty() {
                 if let Some(accounting) = this.accounting.as_mut() {
                     accounting.first_byte();
+                }
+                let registered = this.hold.as_ref().and_then(|h| h.lock().ok()?.take());
+                if let Some(write) = registered {
+                    this.held = Some((out, write));
+                    continue;
                 }
                 return Poll::Ready(Some(Ok(out)));
             }
@@ -314,5 +355,30 @@ mod tests {
         assert_eq!(event_end(b"data: a\r\rrest"), Some(9));
         assert_eq!(event_end(b"data: a\r\n"), None);
         assert_eq!(event_end(b"data: a\r"), None);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_registered_a_write_wait_until_it_lands() {
+        use futures_util::{FutureExt, StreamExt};
+        let hold = Hold::default();
+        let (land, landed) = tokio::sync::oneshot::channel::<()>();
+        let slot = hold.clone();
+        let watch: usage_scan::Watch = Box::new(move |_| {
+            let write: Pending = Box::pin(async {
+                let _ = landed.await;
+            });
+            *slot.lock().unwrap() = Some(write);
+        });
+        let event = Bytes::from_static(
+            b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{}}\n\n",
+        );
+        let upstream = futures_util::stream::iter([Ok::<_, std::io::Error>(event.clone())]);
+        let transform = PassThrough::watching(watch);
+        let mut relay =
+            Relay::new(upstream, transform, None, Duration::from_secs(600)).with_hold(Some(hold));
+        assert!(relay.next().now_or_never().is_none(), "held while writing");
+        land.send(()).unwrap();
+        assert_eq!(relay.next().await.unwrap().unwrap(), event);
+        assert!(relay.next().await.is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Usage in a pass-through event stream: complete events are found in a copy-free scan of
 //! each upstream chunk (only an incomplete tail is kept), the ones carrying completion text
-//! are counted, and the usage report is decoded when one passes.
+//! are counted, and the usage report is decoded when one passes. A Responses stream's final
+//! response can be handed on as it passes too (to keep it for continuations).
 
 use bytes::BytesMut;
 
@@ -9,15 +10,41 @@ use crate::sse::event_end;
 /// Largest partial event kept for inspection; longer events are forwarded but not inspected.
 const MAX_PENDING: usize = 1 << 20;
 
+/// Largest partial event kept while watching for a Responses stream's final response, which
+/// carries the whole output (the response store's cap per response).
+const MAX_WATCHED: usize = crate::response_store::MAX_RESPONSE_BYTES;
+
+/// Called with the data of a Responses stream's terminal event (`response.completed` or
+/// `response.incomplete`), whose `response` is the whole response.
+pub type Watch = Box<dyn FnOnce(&serde_json::Value) + Send>;
+
 /// Finds complete SSE events in a byte stream and reports usage carried in their data.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct UsageScanner {
     pending: BytesMut,
     seen: crate::request::TokenUsage,
     delivered: u64,
+    watch: Option<Watch>,
+}
+
+impl std::fmt::Debug for UsageScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageScanner")
+            .field("delivered", &self.delivered)
+            .field("watching", &self.watch.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl UsageScanner {
+    /// A scanner that also hands a Responses stream's terminal event to `watch`.
+    pub fn watching(watch: Watch) -> Self {
+        Self {
+            watch: Some(watch),
+            ..Self::default()
+        }
+    }
+
     /// Feeds a chunk; returns usage found in any event it completed.
     ///
     /// Upstream reads usually end on an event boundary, so the chunk is scanned where it lies
@@ -38,7 +65,12 @@ impl UsageScanner {
                 self.inspect(&event, &mut found);
             }
         }
-        if self.pending.len() > MAX_PENDING {
+        let cap = if self.watch.is_some() {
+            MAX_WATCHED
+        } else {
+            MAX_PENDING
+        };
+        if self.pending.len() > cap {
             self.pending.clear();
         }
         found
@@ -48,7 +80,26 @@ impl UsageScanner {
         if carries_completion(event) {
             self.delivered += 1;
         }
-        if let Some(usage) = usage_in_event(event) {
+        let terminal = self.watch.is_some()
+            && [&b"response.completed"[..], b"response.incomplete"]
+                .iter()
+                .any(|name| memchr::memmem::find(event, name).is_some());
+        if !terminal && memchr::memmem::find(event, b"\"usage\"").is_none() {
+            return;
+        }
+        let Some(data) = data_of(event) else {
+            return;
+        };
+        if terminal
+            && matches!(
+                data["type"].as_str(),
+                Some("response.completed" | "response.incomplete")
+            )
+            && let Some(watch) = self.watch.take()
+        {
+            watch(&data);
+        }
+        if let Some(usage) = usage_in(&data) {
             // Anthropic reports input tokens at message_start and the final output count at
             // message_delta; counts only grow, so the maximum of each is the total.
             self.seen = crate::request::TokenUsage {
@@ -83,8 +134,8 @@ fn carries_completion(event: &[u8]) -> bool {
     })
 }
 
-fn usage_in_event(event: &[u8]) -> Option<crate::request::TokenUsage> {
-    memchr::memmem::find(event, b"\"usage\"")?;
+/// An event's data, decoded.
+fn data_of(event: &[u8]) -> Option<serde_json::Value> {
     let text = std::str::from_utf8(event).ok()?;
     let data: String = text
         .lines()
@@ -92,7 +143,10 @@ fn usage_in_event(event: &[u8]) -> Option<crate::request::TokenUsage> {
         .map(|d| d.strip_prefix(' ').unwrap_or(d))
         .collect::<Vec<_>>()
         .join("\n");
-    let value: serde_json::Value = serde_json::from_str(&data).ok()?;
+    serde_json::from_str(&data).ok()
+}
+
+fn usage_in(value: &serde_json::Value) -> Option<crate::request::TokenUsage> {
     let usage = value
         .get("usage")
         .or_else(|| value.pointer("/message/usage"))

@@ -74,6 +74,7 @@ pub struct Fault {
 #[derive(Debug, Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
+    responses: responses::Kept,
     fault: Mutex<Fault>,
     streams_completed: Mutex<u32>,
     streams_aborted: Mutex<u32>,
@@ -281,7 +282,7 @@ async fn responses_api(
     raw: Bytes,
 ) -> Response {
     match record(&shared, uri.path().to_owned(), headers, raw).await {
-        Ok((body, _)) => responses::respond(&body),
+        Ok((body, _)) => responses::respond(&body, &shared.responses),
         Err(response) => response,
     }
 }
