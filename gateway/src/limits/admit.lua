@@ -38,7 +38,7 @@ for i = 1, n_rates do
   -- 1 µs of slack: doubles may put (now + period) - period an ulp above now.
   if allow_at - now > 1 then return {0, 1, i, math.ceil(allow_at - now)} end
   new_tats[i] = new_tat
-  result[#result + 1] = math.floor((period - (new_tat - now)) / interval)
+  result[#result + 1] = math.floor((period - (new_tat - now) + 1) / interval)
   result[#result + 1] = math.ceil(new_tat - now)
 end
 local slot_limits = {}

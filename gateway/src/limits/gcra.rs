@@ -52,9 +52,11 @@ pub fn admit(stored_tat: Option<f64>, now: f64, limit: u64, period_us: f64, cost
     }
 }
 
-/// Units admittable now in a bucket at `tat`.
+/// Units admittable now in a bucket at `tat` (with the same slack as admission: `tat - now`
+/// may come out an ulp above a whole number of intervals, which would report one unit less
+/// than the next request will be admitted for).
 pub fn remaining(tat: f64, now: f64, period_us: f64, interval: f64) -> u64 {
-    ((period_us - (tat - now).max(0.0)) / interval)
+    ((period_us - (tat - now).max(0.0) + TOLERANCE_US) / interval)
         .floor()
         .max(0.0) as u64
 }
@@ -132,6 +134,19 @@ mod tests {
                 retry_after_us: None
             }
         );
+    }
+
+    #[test]
+    fn remaining_is_exact_whatever_the_clock_reads() {
+        // Clocks read fractional microseconds; `now + interval - now` is then not always
+        // exactly `interval`.
+        for step in 0..10_000 {
+            let now = MINUTE + f64::from(step) * 1_234.567_89;
+            let Gcra::Admit { remaining, .. } = admit(None, now, 2, MINUTE, 1) else {
+                panic!("an empty bucket admits");
+            };
+            assert_eq!(remaining, 1, "at {now}");
+        }
     }
 
     #[test]
