@@ -62,3 +62,59 @@ def test_counting_needs_a_key_and_an_allowed_model(translating_gateway, anthropi
         stranger.messages.count_tokens(model="claude-mock", messages=MESSAGES)
     with pytest.raises(anthropic.NotFoundError):
         anthropic_client.messages.count_tokens(model="no-such-model", messages=MESSAGES)
+
+
+@pytest.fixture(scope="module")
+def limited(mock_upstream, tmp_path_factory):
+    """The translating configuration with a key allowed two requests a minute."""
+    import shutil
+    import subprocess
+
+    from conftest import EXAMPLE_CONFIG, TRANSLATION_CONFIG, Gateway, _gateway_binary
+
+    made = subprocess.run([str(_gateway_binary()), "keygen"], capture_output=True, text=True, check=True)
+    key = made.stdout.split()[0]
+    config = tmp_path_factory.mktemp("limited")
+    shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", config / "api-keys.yaml")
+    (config / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=mock_upstream.url))
+    (config / "limited.yaml").write_text(
+        "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {name: limited}\n"
+        "spec: {secretName: limited-key, owner: team-l, models: ['*'], limits: {requestsPerMinute: 2}}\n---\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: limited-key}}\nstringData: {{apiKey: {key}}}\n"
+    )
+    gateway = Gateway(config, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"})
+    yield gateway, key
+    gateway.stop()
+
+
+def test_counting_is_held_to_request_limits_and_counts_no_usage(limited):
+    import requests
+
+    gateway, key = limited
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    outcomes = []
+    # Counted upstream, by the gateway, then one over the two a minute.
+    for model in ["claude-mock", "gpt-mock", "claude-mock"]:
+        try:
+            raw = client.messages.with_raw_response.count_tokens(model=model, messages=MESSAGES)
+            outcomes.append(raw.headers["x-ratelimit-remaining-requests"])
+        except anthropic.RateLimitError as refused:
+            assert refused.body["type"] == "error", "Anthropic's error shape"
+            assert int(refused.response.headers["retry-after"]) >= 1
+            outcomes.append("refused")
+    assert outcomes == ["1", "0", "refused"]
+    usage = requests.get(f"{gateway.url}/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+    assert (usage["requests"], usage["input_tokens"]) == (0, 0)
+
+
+def test_a_continuation_counts_its_kept_history(openai_client):
+    first = openai_client.responses.create(model="claude-mock", input="Hello world", instructions="Be brief.")
+    alone = openai_client.responses.input_tokens.count(model="claude-mock", input="And then?")
+    continued = openai_client.responses.input_tokens.count(
+        model="claude-mock", input="And then?", previous_response_id=first.id
+    )
+    # The kept turn: "Hello world" and the mock's reply, each a turn of its own.
+    assert continued.input_tokens > alone.input_tokens + 2 + 3
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.responses.input_tokens.count(model="claude-mock", input="x", previous_response_id="resp_unknown")
+    assert caught.value.param == "previous_response_id"

@@ -123,6 +123,19 @@ def test_structured_output_reaches_the_upstream_as_a_json_schema(client, mock_up
     assert sent["response_format"]["json_schema"]["strict"] is True
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_parse_gives_the_typed_object_on_every_provider(client, model, stream):
+    ask = {"model": model, "input": "Weather in Paris?", "text_format": Weather}
+    if stream:
+        with client.responses.stream(**ask) as events:
+            _events(events)
+            parsed = events.get_final_response()
+    else:
+        parsed = client.responses.parse(**ask)
+    assert parsed.output_parsed == Weather(location="Paris", unit="celsius")
+
+
 @pytest.mark.parametrize(
     ("extra", "param"),
     [

@@ -36,6 +36,38 @@ impl Admitted {
     }
 }
 
+/// Decides whether `caller` may send a request that generates nothing (a token count) to
+/// `route` now: it is held to the request rates and concurrency that apply, and reserves and
+/// counts no tokens, spend or usage.
+pub async fn admit_request_only(
+    state: &AppState,
+    caller: Option<&Caller<'_>>,
+    route: &RouteRuntime,
+) -> Result<Admitted, ApiError> {
+    let account = caller.map(Caller::account);
+    let caller_account = caller
+        .zip(account.as_deref())
+        .map(|(c, account)| CallerAccount {
+            account,
+            limits: c.limits(),
+            budget: None,
+        });
+    let reserve = TokenReserve {
+        prompt: 0,
+        completion: 0,
+        asked: true,
+    };
+    let demand = Demand::build(
+        caller_account,
+        &route.compiled.model,
+        route.compiled.limits.as_ref(),
+        reserve,
+        Price::default(),
+        crate::proxy::DEFAULT_ROUTE_TIMEOUT,
+    );
+    decide(state, demand.requests_only(), &Arc::default(), None).await
+}
+
 /// Decides whether `caller` may send `request` to `route` now.
 pub async fn admit(
     state: &AppState,
@@ -77,7 +109,7 @@ pub async fn admit(
     let output_cap = reserves_completion
         .then(|| route_output_cap(snapshot, route))
         .flatten();
-    let mut demand = Demand::build(
+    let demand = Demand::build(
         caller_account,
         &route.compiled.model,
         route.compiled.limits.as_ref(),
@@ -85,6 +117,16 @@ pub async fn admit(
         max_price,
         lease_ttl,
     );
+    decide(state, demand, meter, label).await
+}
+
+/// Decides `demand` in the limiter.
+async fn decide(
+    state: &AppState,
+    mut demand: Demand,
+    meter: &Arc<Meter>,
+    label: Option<Arc<CallerLabel>>,
+) -> Result<Admitted, ApiError> {
     if demand.is_empty() {
         return Ok(Admitted {
             reservation: None,

@@ -8,7 +8,12 @@
 //! the gateway counts with OpenAI's `o200k_base` tokenizer: `tokenizer` for OpenAI-format
 //! upstreams (their models' own tokenizer), `estimate` for the others (a stand-in for a
 //! tokenizer the gateway does not have). The count covers message text (3 tokens of framing
-//! per message), system instructions and tool definitions (their JSON).
+//! per message), system instructions and tool definitions (their JSON). A Responses request's
+//! `previous_response_id` and `item_reference`s count too: resolved from the gateway's kept
+//! responses wherever the counter cannot resolve them itself.
+//!
+//! Authenticated and held to the request rates and concurrency limits of the caller and the
+//! route, like every call; it reserves no tokens and counts as no usage.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,11 +28,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::admission::admit_request_only;
 use super::chat::{allowed_route, read_authenticated};
 use crate::auth_throttle::ClientAddress;
 use crate::config::ProviderRuntime;
 use crate::error::ApiError;
 use crate::limits::Meter;
+use crate::pipeline::continuation::{expand, for_native};
 use crate::providers::upstream::{Reply, exchange, json_response};
 use crate::providers::{Call, anthropic, openai};
 use crate::request::{ClientRequest, Protocol, decode, model_of};
@@ -79,17 +86,10 @@ async fn count(
     let view: View<'_> = decode(&body)?;
     let (model, model_span) = model_of(&body, view.model)?;
     let route = allowed_route(&snapshot, key.as_ref(), &model)?;
-    let (target, provider) = route
-        .pick_order()
-        .into_iter()
-        .map(|index| route.target(index).0)
-        .map(|target| (target, &snapshot.providers[target.provider]))
-        .find(|(_, provider)| provider.compiled.unavailable.is_none())
-        .ok_or_else(|| ApiError::ServiceUnavailable {
-            message: format!("no target can count tokens for model '{model}' now"),
-            retry_after: None,
-        })?;
-    let request = ClientRequest {
+    let admitted = admit_request_only(state, key.as_ref(), route).await?;
+    let caller = key.as_ref().map(|k| k.id()).unwrap_or_default();
+    let (target, provider) = first_available(&snapshot, route, &model)?;
+    let mut request = ClientRequest {
         protocol,
         body,
         model,
@@ -102,6 +102,13 @@ async fn count(
         choices: 1,
         keep: false,
     };
+    let exact = upstream_counts(provider, protocol);
+    if protocol == Protocol::Responses
+        && let Some(whole) = spelt_out(state, &caller, &request, provider, exact).await?
+    {
+        request.body = whole;
+        request.model_span = model_of(&request.body, decode::<View<'_>>(&request.body)?.model)?.1;
+    }
     let call = Call {
         request: &request,
         route_model: &route.compiled.model,
@@ -113,10 +120,17 @@ async fn count(
         meter: &Arc::new(Meter::default()),
         limits: state.settings.upstream_limits,
         responses: &state.responses,
-        caller: "",
+        caller: &caller,
     };
-    if let Some(upstream) = upstream_request(&call) {
-        let Reply::Body(status, answer) = exchange(&call, upstream).await? else {
+    let response = count_with(&call, exact).await?;
+    Ok(admitted.attach(response))
+}
+
+/// The count: the upstream's own when `exact`, else the gateway's.
+async fn count_with(call: &Call<'_>, exact: bool) -> Result<Response, ApiError> {
+    let (protocol, provider) = (call.request.protocol, call.provider);
+    if exact {
+        let Reply::Body(status, answer) = exchange(call, upstream_request(call)).await? else {
             return Err(ApiError::Upstream {
                 status: StatusCode::BAD_GATEWAY,
                 message: format!("upstream {} streamed a token count", provider.compiled.name),
@@ -130,7 +144,7 @@ async fn count(
     } else {
         "estimate"
     };
-    let text = request.body.clone();
+    let text = call.request.body.clone();
     let tokens = tokio::task::spawn_blocking(move || estimate(&text, protocol))
         .await
         .unwrap_or(0);
@@ -142,6 +156,55 @@ async fn count(
         json_response(StatusCode::OK, answer.to_string()),
         how,
     ))
+}
+
+/// The route's first target whose provider is available, in pick order.
+fn first_available<'s>(
+    snapshot: &'s crate::config::Snapshot,
+    route: &'s crate::config::RouteRuntime,
+    model: &str,
+) -> Result<
+    (
+        &'s llm_gateway_crds::compiled::CompiledTarget,
+        &'s ProviderRuntime,
+    ),
+    ApiError,
+> {
+    route
+        .pick_order()
+        .into_iter()
+        .map(|index| route.target(index).0)
+        .map(|target| (target, &snapshot.providers[target.provider]))
+        .find(|(_, provider)| provider.compiled.unavailable.is_none())
+        .ok_or_else(|| ApiError::ServiceUnavailable {
+            message: format!("no target can count tokens for model '{model}' now"),
+            retry_after: None,
+        })
+}
+
+/// A Responses body with its continuation spelt out from the kept responses, where the one
+/// counting cannot resolve it: the gateway (`exact` false), or an upstream that did not answer
+/// what it refers to.
+async fn spelt_out(
+    state: &AppState,
+    caller: &str,
+    request: &ClientRequest,
+    provider: &ProviderRuntime,
+    exact: bool,
+) -> Result<Option<Bytes>, ApiError> {
+    let store = &state.responses;
+    let whole = if exact {
+        let sent = for_native(request, store, caller, &provider.compiled.name).await?;
+        sent.spelt_out
+    } else if crate::response_store::referred(&request.body).is_empty() {
+        None
+    } else {
+        let mut body: Value = serde_json::from_slice(&request.body)
+            .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
+        expand(&mut body, store, caller).await?;
+        Some(body)
+    };
+    Ok(whole.map(|body| Bytes::from(body.to_string())))
 }
 
 fn counted(mut response: Response, how: &'static str) -> Response {
@@ -158,24 +221,24 @@ fn is_openai_format(provider: &ProviderRuntime) -> bool {
     )
 }
 
-/// The upstream's own count endpoint, when the target has one.
-fn upstream_request(call: &Call<'_>) -> Option<reqwest::RequestBuilder> {
-    let compiled = &call.provider.compiled;
+/// Whether `provider` has a count endpoint for `protocol` (then its count is exact).
+fn upstream_counts(provider: &ProviderRuntime, protocol: Protocol) -> bool {
+    let compiled = &provider.compiled;
+    match protocol {
+        Protocol::Anthropic => compiled.provider_type == ProviderType::Anthropic,
+        Protocol::Responses => {
+            is_openai_format(provider) && compiled.serves(OpenAiProtocol::Responses)
+        }
+        _ => false,
+    }
+}
+
+/// The request for the upstream's own count endpoint (see [`upstream_counts`]).
+fn upstream_request(call: &Call<'_>) -> reqwest::RequestBuilder {
     let body = call.request.with_model(&call.target.upstream_model);
     match call.request.protocol {
-        Protocol::Anthropic if compiled.provider_type == ProviderType::Anthropic => Some(
-            anthropic::native_at(call, "/v1/messages/count_tokens", body),
-        ),
-        Protocol::Responses
-            if is_openai_format(call.provider) && compiled.serves(OpenAiProtocol::Responses) =>
-        {
-            Some(openai::request(
-                call,
-                openai::Endpoint::ResponsesInputTokens,
-                body,
-            ))
-        }
-        _ => None,
+        Protocol::Anthropic => anthropic::native_at(call, "/v1/messages/count_tokens", body),
+        _ => openai::request(call, openai::Endpoint::ResponsesInputTokens, body),
     }
 }
 

@@ -181,6 +181,20 @@ impl Demand {
         demand
     }
 
+    /// The demand of a request that generates nothing (a token count): its request rates and
+    /// concurrency slots only; no tokens, spend or usage.
+    pub fn requests_only(mut self) -> Self {
+        self.rates.retain(|rate| rate.kind == RateKind::Requests);
+        self.budget = None;
+        self.usage = None;
+        self.reserved_tokens = 0;
+        self.prompt_estimate = 0;
+        if self.is_empty() {
+            self.lease.clear();
+        }
+        self
+    }
+
     /// A copy that only counts usage (limits dropped): what a request admitted by another
     /// store still owes the shared usage counters.
     pub fn usage_only(&self) -> Self {

@@ -45,7 +45,7 @@ impl KeptInput {
 /// of `previous_response_id` first, then the request's own items with each `item_reference`
 /// replaced by the item it names. Returns the whole input, which is what a response to this
 /// request keeps as its own. A name the store does not have is a 400 naming the field.
-pub(super) async fn expand(
+pub(crate) async fn expand(
     request: &mut Value,
     store: &ResponseStore,
     scope: &str,
@@ -90,7 +90,7 @@ pub(super) async fn expand(
 
 /// A Responses request for an upstream that speaks the Responses API itself.
 #[derive(Debug)]
-pub(super) struct ForNative {
+pub(crate) struct ForNative {
     /// The body to send instead of the client's, when it had to be spelt out.
     pub spelt_out: Option<Value>,
     /// What its response keeps as input, when it is to be kept.
@@ -100,7 +100,7 @@ pub(super) struct ForNative {
 /// Decides what `provider`, a Responses upstream, gets for `request`: the client's body when
 /// everything it refers to is the provider's own (or unknown here: the upstream may keep more
 /// than the gateway), else the conversation spelt out from the store.
-pub(super) async fn for_native(
+pub(crate) async fn for_native(
     request: &ClientRequest,
     store: &ResponseStore,
     scope: &str,

@@ -12,7 +12,7 @@
 //! picks the target, and decides whether to try another, is `proxy`'s and happens before and
 //! after, never between the stages.
 
-mod continuation;
+pub(crate) mod continuation;
 mod outgoing;
 mod reply;
 

@@ -14,6 +14,7 @@ pub fn respond(body: &Value) -> Response {
         &tool_names(body),
         last_tool_result(body).as_deref(),
         last_image(body).as_deref(),
+        crate::smart::wants_json(body),
     );
     if body["stream"].as_bool() == Some(true) {
         let events = stream_events(&model, &answer);

@@ -13,6 +13,7 @@ pub fn respond(model: &str, body: &Value, stream: bool) -> Response {
         &tool_names(body),
         last_function_response(body).as_deref(),
         last_image(body).as_deref(),
+        crate::smart::wants_json(body),
     );
     let usage = json!({"promptTokenCount": 17, "candidatesTokenCount": 8, "totalTokenCount": 25, "cachedContentTokenCount": 3});
     if !stream {

@@ -32,7 +32,8 @@ pub fn respond(body: &Value) -> Response {
         .flatten()
         .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
         .collect();
-    let answer = decide(&tools, tool_result.as_deref(), image.as_deref());
+    let json = crate::smart::wants_json(body);
+    let answer = decide(&tools, tool_result.as_deref(), image.as_deref(), json);
     let usage = json!({"prompt_tokens": 13, "completion_tokens": 6, "total_tokens": 19, "prompt_tokens_details": {"cached_tokens": 2}});
     if body["stream"] != true {
         let (message, finish) = match &answer {

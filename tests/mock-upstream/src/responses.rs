@@ -94,7 +94,12 @@ pub fn respond(body: &Value, kept: &Kept) -> Response {
         .flatten()
         .filter_map(|t| t["name"].as_str().map(str::to_owned))
         .collect();
-    let answer = decide(&tools, tool_result.as_deref(), None);
+    let answer = decide(
+        &tools,
+        tool_result.as_deref(),
+        None,
+        crate::smart::wants_json(body),
+    );
     let item = match &answer {
         Answer::Text(text) => {
             json!({"type": "message", "id": msg_id, "status": "completed", "role": "assistant",

@@ -24,9 +24,32 @@ pub fn tool_arguments() -> Value {
     serde_json::json!({"location": "Paris", "unit": "celsius"})
 }
 
-/// Decides the answer from the offered tool names, the last tool result and the last image's
-/// media type.
-pub fn decide(tools: &[String], tool_result: Option<&str>, image: Option<&str>) -> Answer {
+/// Whether the request asks for JSON output, in any of the APIs the mock speaks: OpenAI
+/// chat's `response_format`, Responses' `text.format`, Anthropic's `output_config.format`,
+/// Gemini's `responseMimeType`.
+pub fn wants_json(body: &Value) -> bool {
+    let json_types = ["json_schema", "json_object"];
+    [
+        "/response_format/type",
+        "/text/format/type",
+        "/output_config/format/type",
+    ]
+    .iter()
+    .filter_map(|path| body.pointer(path).and_then(Value::as_str))
+    .any(|kind| json_types.contains(&kind))
+        || body.pointer("/generationConfig/responseMimeType")
+            == Some(&Value::from("application/json"))
+}
+
+/// Decides the answer from the offered tool names, the last tool result, the last image's
+/// media type and whether JSON was asked for (then the tool arguments, as JSON text: they fit
+/// the tests' schema).
+pub fn decide(
+    tools: &[String],
+    tool_result: Option<&str>,
+    image: Option<&str>,
+    json: bool,
+) -> Answer {
     if let Some(result) = tool_result {
         return Answer::Text(format!("The tool said: {result}"));
     }
@@ -35,6 +58,9 @@ pub fn decide(tools: &[String], tool_result: Option<&str>, image: Option<&str>) 
             name: name.clone(),
             args: tool_arguments(),
         };
+    }
+    if json {
+        return Answer::Text(tool_arguments().to_string());
     }
     if let Some(media) = image {
         return Answer::Text(format!("I see an image ({media})."));
