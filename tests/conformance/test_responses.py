@@ -343,3 +343,58 @@ def test_input_items_page_newest_first_like_openai(two_callers):
     assert [item.content[0].text for item in rest.data] == ["turn 0"] and rest.has_more is False
     oldest = owner.responses.input_items.list(first.id, order="asc", limit=1)
     assert oldest.data[0].content[0].text == "turn 0"
+
+
+REASONING = {"effort": "low", "summary": "auto"}
+
+
+def _sent_to(mock_upstream, path: str) -> dict:
+    return [r for r in mock_upstream.requests() if r["path"] == path][-1]["body"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_claude_thinking_reaches_a_responses_client_and_continues_its_tool_turn(client, mock_upstream, stream):
+    ask = {"model": "claude-mock", "input": "Weather in Paris?", "tools": [WEATHER_TOOL], "reasoning": REASONING}
+    if stream:
+        with client.responses.stream(**ask) as events:
+            kinds = [event.type for event in _events(events)]
+            first = events.get_final_response()
+        assert kinds.index("response.reasoning_summary_text.delta") < kinds.index("response.function_call_arguments.delta")
+        assert "response.reasoning_summary_part.done" in kinds
+    else:
+        first = client.responses.create(**ask)
+    assert _sent_to(mock_upstream, "/v1/messages")["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "Let me think about this."
+    assert reasoning.encrypted_content, "the signature, to continue the turn"
+    call = next(item for item in first.output if item.type == "function_call")
+
+    # Anthropic refuses a tool turn with thinking unless its signed thinking comes back first.
+    kept = client.responses.create(
+        model="claude-mock", previous_response_id=first.id, input=_tool_answer(call), tools=[WEATHER_TOOL], reasoning=REASONING
+    )
+    assert kept.output_text == "The tool said: 22 degrees and sunny"
+    turn = [m for m in _sent_to(mock_upstream, "/v1/messages")["messages"] if m["role"] == "assistant"][-1]
+    assert turn["content"][0] == {"type": "thinking", "thinking": "Let me think about this.", "signature": "sig-mock-0123"}
+    history = [{"role": "user", "content": "Weather in Paris?"}, *(item.model_dump(exclude_none=True) for item in first.output)]
+    sent_back = client.responses.create(
+        model="claude-mock", input=[*history, *_tool_answer(call)], tools=[WEATHER_TOOL], reasoning=REASONING, store=False
+    )
+    assert sent_back.output_text == "The tool said: 22 degrees and sunny"
+
+
+def test_gemini_thoughts_become_a_reasoning_summary(client, mock_upstream):
+    response = client.responses.create(model="gemini-mock", input="Hello", reasoning=REASONING)
+    assert _sent_to(mock_upstream, "/v1beta/models/gemini-2.5-flash:generateContent")["generationConfig"]["thinkingConfig"] == {
+        "includeThoughts": True
+    }
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert response.output[0].summary[0].text == "Let me think about this."
+    assert response.output_text == "Hello from the mock model."
+
+
+def test_no_reasoning_is_asked_for_unless_the_client_wants_to_see_it(client, mock_upstream):
+    response = client.responses.create(model="claude-mock", input="Hello", reasoning={"effort": "low"})
+    assert "thinking" not in _sent_to(mock_upstream, "/v1/messages")
+    assert [item.type for item in response.output] == ["message"]

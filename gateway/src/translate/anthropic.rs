@@ -44,7 +44,18 @@ pub fn to_anthropic(
             Message::Assistant {
                 content,
                 tool_calls,
-            } => ("assistant", assistant_blocks(content, tool_calls, i)?),
+                reasoning,
+            } => {
+                let mut blocks = Vec::new();
+                if let Some(signed) = reasoning {
+                    blocks.push(Block::Thinking {
+                        thinking: signed.text,
+                        signature: signed.signature,
+                    });
+                }
+                blocks.extend(assistant_blocks(content, tool_calls, i)?);
+                ("assistant", blocks)
+            }
             Message::Tool {
                 content,
                 tool_call_id,
@@ -77,22 +88,73 @@ pub fn to_anthropic(
             })
             .collect()
     });
+    let max_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .or(default_max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let tool_choice = tool_choice(request.tool_choice, request.parallel_tool_calls);
+    let thinking = request
+        .reasoning_summary
+        .then(|| {
+            thinking(
+                request.reasoning_effort.as_deref(),
+                max_tokens,
+                &messages,
+                &tool_choice,
+            )
+        })
+        .flatten();
     Ok(MessagesRequest {
         model: request.model,
-        max_tokens: request
-            .max_completion_tokens
-            .or(request.max_tokens)
-            .or(default_max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         messages,
+        thinking,
         system: (!system.is_empty()).then_some(system),
         output_config: output_config(request.response_format, request.reasoning_effort.as_deref()),
         stop_sequences: request.stop.map(super::openai_types::Stop::into_vec),
         stream: request.stream.then_some(true),
-        tool_choice: tool_choice(request.tool_choice, request.parallel_tool_calls),
+        tool_choice,
         tools,
         metadata: request.user.map(|user_id| Metadata { user_id }),
     })
+}
+
+/// Extended thinking for a client that asked to see the model's reasoning, with a budget for
+/// the effort it asked (1024 tokens for `minimal`/`low`, 4096 by default and for `medium`,
+/// 16384 for `high`), at most half of `max_tokens` (Anthropic requires less than all of it,
+/// and the answer needs the rest). Left off where Anthropic would refuse it: under 1024
+/// tokens of room, effort `none`, a forced tool choice, or a tool-use turn to continue whose
+/// thinking was not sent back signed.
+fn thinking(
+    effort: Option<&str>,
+    max_tokens: u32,
+    messages: &[AMessage],
+    tool_choice: &Option<AToolChoice>,
+) -> Option<Value> {
+    const MIN_BUDGET: u32 = 1024;
+    let wanted = match effort {
+        Some("none") => return None,
+        Some("minimal" | "low") => MIN_BUDGET,
+        Some("high" | "xhigh") => 16_384,
+        _ => 4096,
+    };
+    let budget = wanted.min(max_tokens / 2);
+    let forced = tool_choice
+        .as_ref()
+        .is_some_and(|c| matches!(c.choice_type.as_str(), "any" | "tool"));
+    let unsigned_tool_turn = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "assistant")
+        .is_some_and(|turn| {
+            turn.content
+                .iter()
+                .any(|b| matches!(b, Block::ToolUse { .. }))
+                && !matches!(turn.content.first(), Some(Block::Thinking { .. }))
+        });
+    (budget >= MIN_BUDGET && !forced && !unsigned_tool_turn)
+        .then(|| serde_json::json!({"type": "enabled", "budget_tokens": budget}))
 }
 
 fn reject_unsupported(request: &ChatRequest) -> Result<(), ApiError> {
@@ -269,9 +331,17 @@ pub fn to_openai_completion(
     let response: MessagesResponse = serde_json::from_slice(body)?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
+    let (mut reasoning, mut signature) = (String::new(), String::new());
     for block in response.content {
         match block {
             Block::Text { text: t } => text.push_str(&t),
+            Block::Thinking {
+                thinking,
+                signature: signed,
+            } => {
+                reasoning.push_str(&thinking);
+                signature = signed;
+            }
             Block::ToolUse { id, name, input } => {
                 tool_calls.push(ToolCall::function(id, name, &input))
             }
@@ -286,7 +356,7 @@ pub fn to_openai_completion(
         model: &response.model,
         choices: vec![CompletionChoice {
             index: 0,
-            message: AssistantMessage::new(text, tool_calls),
+            message: AssistantMessage::new(text, tool_calls).with_reasoning(reasoning, signature),
             logprobs: None,
             finish_reason: Some(finish_reason(response.stop_reason.as_deref())),
         }],

@@ -1,6 +1,7 @@
 //! Anthropic Messages stream → OpenAI `chat.completion.chunk` events.
 //!
-//! `message_start` opens the assistant turn; text deltas become `content`; a `tool_use` block
+//! `message_start` opens the assistant turn; text deltas become `content`, thinking deltas
+//! `reasoning_content` (and the thinking's signature `reasoning_signature`); a `tool_use` block
 //! becomes a tool call (id and name on its first fragment, then `input_json_delta` pieces as
 //! `arguments`), numbered in order of appearance; a tool block that closes without any
 //! argument text (a no-argument call: `input: {}` and no `input_json_delta`, or only empty
@@ -13,94 +14,13 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 
 use super::anthropic::{AUsage, finish_reason};
+use super::anthropic_events::{BlockDelta, Event, StartBlock};
 use super::chunks::{ChunkWriter, Delta, FunctionDelta, ToolCallDelta, UsageOut};
 use super::stream::EventTranslator;
 use crate::request::TokenUsage;
 use crate::sse::{SseEvent, error_event};
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Event {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        index: u32,
-        content_block: StartBlock,
-    },
-    ContentBlockDelta {
-        index: u32,
-        delta: BlockDelta,
-    },
-    ContentBlockStop {
-        #[serde(default)]
-        index: Option<u32>,
-    },
-    MessageDelta {
-        delta: MessageDeltaBody,
-        #[serde(default)]
-        usage: Option<DeltaUsage>,
-    },
-    MessageStop {},
-    Ping {},
-    Error {
-        error: ErrorBody,
-    },
-    #[serde(other)]
-    Unknown,
-}
-
-#[derive(Deserialize)]
-struct StartMessage {
-    id: String,
-    model: String,
-    #[serde(default)]
-    usage: AUsage,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StartBlock {
-    ToolUse {
-        id: String,
-        name: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct MessageDeltaBody {
-    stop_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DeltaUsage {
-    output_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(rename = "type")]
-    error_type: String,
-    message: String,
-}
 
 /// A `tool_use` block still open: its OpenAI tool-call index, and whether any argument text
 /// other than whitespace went out for it (if none did, `{}` is sent when it closes).
@@ -187,6 +107,26 @@ impl AnthropicToOpenAi {
                 index,
                 delta: BlockDelta::InputJsonDelta { partial_json },
             } => self.tool_arguments(index, &partial_json, out),
+            Event::ContentBlockDelta {
+                delta: BlockDelta::ThinkingDelta { thinking },
+                ..
+            } => self.reasoning(
+                Delta {
+                    reasoning_content: Some(&thinking),
+                    ..Delta::default()
+                },
+                out,
+            ),
+            Event::ContentBlockDelta {
+                delta: BlockDelta::SignatureDelta { signature },
+                ..
+            } => self.reasoning(
+                Delta {
+                    reasoning_signature: Some(&signature),
+                    ..Delta::default()
+                },
+                out,
+            ),
             Event::ContentBlockStop { index: Some(index) } => {
                 if let Some(block) = self.tool_blocks.remove(&index) {
                     self.close_tool(block, out);
@@ -216,6 +156,12 @@ impl AnthropicToOpenAi {
             | Event::ContentBlockStop { .. }
             | Event::Unknown => {}
         }
+    }
+
+    /// A fragment of the model's thinking, or its signature.
+    fn reasoning(&mut self, delta: Delta<'_>, out: &mut BytesMut) {
+        self.start(out);
+        out.extend_from_slice(&self.writer.delta(delta, None));
     }
 
     /// A `tool_use` block opens: the call's first fragment (id, name, empty arguments).

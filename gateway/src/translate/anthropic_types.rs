@@ -33,6 +33,10 @@ pub struct MessagesRequest {
     /// Output format and effort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_config: Option<Value>,
+    /// Extended thinking, `{"type": "enabled", "budget_tokens": …}`, when the client asked
+    /// to see the model's reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Value>,
 }
 
 /// One turn.
@@ -84,11 +88,15 @@ pub enum Block {
         /// Result text.
         content: String,
     },
-    /// Extended thinking (dropped when translating to OpenAI).
+    /// Extended thinking: the hub's `reasoning_content` (and back, when a Responses client
+    /// returns it with its signature).
     Thinking {
         /// The reasoning text.
         #[serde(default)]
         thinking: String,
+        /// Anthropic's signature over it, required when it is sent back.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        signature: String,
     },
     /// Any block type the translator does not know.
     #[serde(other)]

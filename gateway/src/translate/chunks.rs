@@ -105,6 +105,14 @@ pub struct AssistantMessage {
     pub tool_calls: Vec<ToolCall>,
     /// Always null.
     pub refusal: Option<()>,
+    /// The model's reasoning (Anthropic thinking, Gemini thought summaries), under the name
+    /// OpenAI-compatible servers give it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// The signature Anthropic puts on its thinking (a gateway extension: a Responses client
+    /// gets it back as the reasoning item's `encrypted_content`, to continue the turn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_signature: Option<String>,
 }
 
 impl AssistantMessage {
@@ -116,7 +124,16 @@ impl AssistantMessage {
             content,
             tool_calls,
             refusal: None,
+            reasoning_content: None,
+            reasoning_signature: None,
         }
+    }
+
+    /// The turn with the model's reasoning, when there was any.
+    pub fn with_reasoning(mut self, text: String, signature: String) -> Self {
+        self.reasoning_content = (!text.is_empty()).then_some(text);
+        self.reasoning_signature = (!signature.is_empty()).then_some(signature);
+        self
     }
 }
 
@@ -157,6 +174,12 @@ pub struct Delta<'a> {
     /// Tool-call fragments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+    /// Reasoning text fragment (see [`AssistantMessage::reasoning_content`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    /// The reasoning's signature (see [`AssistantMessage::reasoning_signature`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_signature: Option<&'a str>,
 }
 
 /// A fragment of one tool call.

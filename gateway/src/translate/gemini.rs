@@ -45,6 +45,7 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
             Message::Assistant {
                 content,
                 tool_calls,
+                ..
             } => {
                 let mut parts = Vec::new();
                 if let Some(text) = content.map(|c| c.text()).filter(|t| !t.is_empty()) {
@@ -137,6 +138,9 @@ pub fn to_gemini(request: ChatRequest) -> Result<GenerateContentRequest, ApiErro
         seed: request.seed,
         response_mime_type,
         response_json_schema,
+        thinking_config: request
+            .reasoning_summary
+            .then(|| serde_json::json!({"includeThoughts": true})),
     };
     Ok(GenerateContentRequest {
         contents,
@@ -303,11 +307,14 @@ pub fn to_openai_completion(
                 .as_ref()
                 .map(|c| c.parts.as_slice())
                 .unwrap_or_default();
-            let text: String = parts
-                .iter()
-                .filter(|p| p.thought != Some(true))
-                .filter_map(|p| p.text.as_deref())
-                .collect();
+            let text_of = |thought: bool| -> String {
+                parts
+                    .iter()
+                    .filter(|p| (p.thought == Some(true)) == thought)
+                    .filter_map(|p| p.text.as_deref())
+                    .collect()
+            };
+            let (text, reasoning) = (text_of(false), text_of(true));
             let tool_calls: Vec<ToolCall> = parts
                 .iter()
                 .filter_map(|p| p.function_call.as_ref())
@@ -319,7 +326,8 @@ pub fn to_openai_completion(
             let finish = finish_reason(candidate.finish_reason.as_deref(), !tool_calls.is_empty());
             CompletionChoice {
                 index: candidate.index.unwrap_or(u32::try_from(i).unwrap_or(0)),
-                message: AssistantMessage::new(text, tool_calls),
+                message: AssistantMessage::new(text, tool_calls)
+                    .with_reasoning(reasoning, String::new()),
                 logprobs: None,
                 finish_reason: Some(finish),
             }

@@ -1,8 +1,8 @@
 //! Gemini `streamGenerateContent?alt=sse` → OpenAI `chat.completion.chunk` events.
 //!
 //! Every upstream event is a partial `GenerateContentResponse`. The first one opens the turn
-//! (`role: assistant`); text parts become `content` deltas (thought parts are skipped); a
-//! `functionCall` part arrives whole and becomes one tool-call delta with id, name and all
+//! (`role: assistant`); text parts become `content` deltas (thought summaries become
+//! `reasoning_content`); a `functionCall` part arrives whole and becomes one tool-call delta with id, name and all
 //! arguments (`{}` when it has no `args`, as in the JSON response). Gemini has no terminal
 //! event: when the upstream ends after a candidate reported a `finishReason`, the finish chunk,
 //! the usage chunk (when asked for) and `[DONE]` follow; a stream that ends without one, or an
@@ -74,13 +74,17 @@ impl GeminiToOpenAi {
                 out.extend_from_slice(&self.writer.choices(&[choice(index, delta, None)]));
             }
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-                if part.thought == Some(true) {
-                    continue;
-                }
                 if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
-                    let delta = Delta {
-                        content: Some(text),
-                        ..Delta::default()
+                    let delta = if part.thought == Some(true) {
+                        Delta {
+                            reasoning_content: Some(text),
+                            ..Delta::default()
+                        }
+                    } else {
+                        Delta {
+                            content: Some(text),
+                            ..Delta::default()
+                        }
                     };
                     out.extend_from_slice(&self.writer.choices(&[choice(index, delta, None)]));
                 }

@@ -113,4 +113,7 @@ pub struct GenerationConfig {
     /// JSON Schema of the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_json_schema: Option<Value>,
+    /// `{"includeThoughts": true}` when the client asked to see the model's reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_config: Option<Value>,
 }

@@ -70,6 +70,24 @@ pub struct HubDelta {
     /// Tool call fragments.
     #[serde(default, deserialize_with = "null_default")]
     pub tool_calls: Vec<HubToolCall>,
+    /// Reasoning text, as OpenAI-compatible servers (vLLM, DeepSeek) and the gateway's own
+    /// translators name it.
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+    /// Reasoning text under the newer name some servers use instead (vLLM, OpenRouter).
+    #[serde(default)]
+    pub reasoning: Option<String>,
+    /// The signature Anthropic puts on its thinking (a gateway extension).
+    #[serde(default)]
+    pub reasoning_signature: Option<String>,
+}
+
+impl HubDelta {
+    /// The reasoning text this chunk adds, under either name.
+    pub fn reasoning_text(&mut self) -> Option<String> {
+        let text = self.reasoning_content.take().or(self.reasoning.take());
+        text.filter(|t| !t.is_empty())
+    }
 }
 
 /// A fragment of one tool call.

@@ -247,6 +247,7 @@ fn assistant_message(blocks: Vec<Value>, param: &str) -> Result<Message, ApiErro
     Ok(Message::Assistant {
         content: (!text.is_empty()).then_some(Content::Text(text)),
         tool_calls: (!calls.is_empty()).then_some(calls),
+        reasoning: None,
     })
 }
 

@@ -5,6 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::openai_tools::{
+    FunctionDefinition, JsonSchemaFormat, NamedFunction, ResponseFormat, Tool, ToolChoice,
+};
+
 /// A whole chat completion request.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ChatRequest {
@@ -69,6 +73,10 @@ pub struct ChatRequest {
     /// Reasoning effort for reasoning models (`minimal`, `low`, `medium`, `high`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
+    /// Whether the client asked to see the model's reasoning (a Responses `reasoning.summary`):
+    /// adapters whose upstream shows it only when asked ask for it. Never sent as such.
+    #[serde(skip)]
+    pub reasoning_summary: bool,
 }
 
 impl ChatRequest {
@@ -141,6 +149,11 @@ pub enum Message {
         /// Tool calls, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_calls: Option<Vec<ToolCall>>,
+        /// The turn's signed reasoning, from a Responses reasoning item the gateway made of
+        /// Anthropic thinking: only Anthropic reads it back. Never sent to OpenAI-format
+        /// upstreams (some refuse reasoning in input messages).
+        #[serde(skip)]
+        reasoning: Option<SignedReasoning>,
     },
     /// A tool's result.
     Tool {
@@ -149,6 +162,15 @@ pub enum Message {
         /// The call it answers.
         tool_call_id: String,
     },
+}
+
+/// Reasoning with the signature its upstream put on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedReasoning {
+    /// The reasoning text.
+    pub text: String,
+    /// The upstream's signature over it.
+    pub signature: String,
 }
 
 /// Message content: a string or typed parts.
@@ -290,83 +312,6 @@ pub struct FunctionCall {
     pub name: String,
     /// Arguments as a JSON text.
     pub arguments: String,
-}
-
-/// A callable function.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Tool {
-    /// Always `function`.
-    #[serde(rename = "type")]
-    pub tool_type: String,
-    /// The declaration.
-    pub function: FunctionDefinition,
-}
-
-/// A function declaration.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct FunctionDefinition {
-    /// Name.
-    pub name: String,
-    /// What it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// JSON Schema of the arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
-    /// Whether the arguments must follow the schema exactly (OpenAI's structured outputs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strict: Option<bool>,
-}
-
-/// `tool_choice`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum ToolChoice {
-    /// `auto`, `none` or `required`.
-    Mode(String),
-    /// One named function.
-    Named {
-        /// The function.
-        function: NamedFunction,
-    },
-}
-
-/// A function named in `tool_choice`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct NamedFunction {
-    /// Its name.
-    pub name: String,
-}
-
-/// `response_format`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ResponseFormat {
-    /// Free text.
-    Text,
-    /// Any JSON object.
-    JsonObject,
-    /// JSON matching a schema.
-    JsonSchema {
-        /// The schema.
-        json_schema: JsonSchemaFormat,
-    },
-}
-
-/// `response_format.json_schema`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct JsonSchemaFormat {
-    /// Schema name.
-    pub name: String,
-    /// The schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<Value>,
-    /// What the format is for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Whether the output must follow the schema exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strict: Option<bool>,
 }
 
 #[cfg(test)]

@@ -2,12 +2,9 @@
 //! the hub (OpenAI chat) for upstreams that do not speak the Responses API themselves.
 //!
 //! Request rules (matrix in `docs/translation.md`): `instructions` becomes a system message;
-//! `input` as a string is one user message; message items keep their role, their
-//! `input_text`/`output_text` parts become text and `input_image` URLs `image_url` parts;
-//! consecutive `function_call` items become one assistant turn's `tool_calls` and
-//! `function_call_output` items `tool` messages; `reasoning` items are dropped (their content
-//! is the upstream's own, encrypted or summarised). Function tools keep `strict`;
-//! `text.format` becomes `response_format`, `reasoning.effort` `reasoning_effort`,
+//! `input` as a string is one user message, a list of items goes through `responses_input`.
+//! Function tools keep `strict`; `text.format` becomes `response_format`, `reasoning.effort`
+//! `reasoning_effort` (and `reasoning.summary` asks adapters to show the reasoning),
 //! `max_output_tokens` `max_completion_tokens`, `safety_identifier` (or `user`) `user`.
 //! What a chat upstream cannot honour is refused with a 400 naming the field: built-in tools
 //! (`web_search`, `file_search`, …), files and images by id, `item_reference` and
@@ -17,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::openai_types::{
-    ChatRequest, Content, FunctionCall, FunctionDefinition, ImageUrl, JsonSchemaFormat, Message,
-    NamedFunction, Part, ResponseFormat, StreamOptions, Tool, ToolCall, ToolChoice,
+    ChatRequest, Content, FunctionDefinition, JsonSchemaFormat, Message, NamedFunction,
+    ResponseFormat, StreamOptions, Tool, ToolChoice,
 };
 use crate::error::ApiError;
 
@@ -45,7 +42,7 @@ pub struct ResponsesRequest {
     /// Output format (`text.format`).
     #[serde(default)]
     pub text: Option<Value>,
-    /// Reasoning settings (`effort`; `summary` is dropped).
+    /// Reasoning settings (`effort`, and `summary`: asking to see the reasoning).
     #[serde(default)]
     pub reasoning: Option<Value>,
     /// Completion cap.
@@ -80,7 +77,7 @@ pub struct ResponsesRequest {
     pub background: Option<bool>,
 }
 
-fn refused(message: impl Into<String>, param: &str) -> ApiError {
+pub(super) fn refused(message: impl Into<String>, param: &str) -> ApiError {
     ApiError::invalid(message, Some(param))
 }
 
@@ -127,7 +124,7 @@ pub fn to_openai(request: ResponsesRequest) -> Result<ChatRequest, ApiError> {
         }),
         Some(Value::Array(items)) => {
             for (index, item) in items.into_iter().enumerate() {
-                push_item(&mut messages, item, index)?;
+                super::responses_input::push_item(&mut messages, item, index)?;
             }
         }
         Some(_) => return Err(refused("'input' must be a string or a list", "input")),
@@ -157,159 +154,12 @@ pub fn to_openai(request: ResponsesRequest) -> Result<ChatRequest, ApiError> {
             .as_ref()
             .and_then(|r| r["effort"].as_str())
             .map(str::to_owned),
+        reasoning_summary: request
+            .reasoning
+            .as_ref()
+            .is_some_and(|r| !r["summary"].is_null()),
         user: request.safety_identifier.or(request.user),
         ..ChatRequest::default()
-    })
-}
-
-/// Appends the hub message(s) of input item `index`.
-fn push_item(messages: &mut Vec<Message>, item: Value, index: usize) -> Result<(), ApiError> {
-    let param = format!("input[{index}]");
-    let kind = item["type"]
-        .as_str()
-        .unwrap_or(if item.get("role").is_some() {
-            "message"
-        } else {
-            ""
-        });
-    match kind {
-        "message" => messages.push(message(&item, &param)?),
-        "function_call" => {
-            let field = |name: &str| {
-                item[name].as_str().map(str::to_owned).ok_or_else(|| {
-                    refused(
-                        format!("'{name}' must be a string"),
-                        &format!("{param}.{name}"),
-                    )
-                })
-            };
-            let call = ToolCall {
-                id: field("call_id")?,
-                call_type: "function".into(),
-                function: FunctionCall {
-                    name: field("name")?,
-                    arguments: field("arguments")?,
-                },
-            };
-            match messages.last_mut() {
-                Some(Message::Assistant {
-                    tool_calls: Some(calls),
-                    ..
-                }) => calls.push(call),
-                Some(Message::Assistant { tool_calls, .. }) => *tool_calls = Some(vec![call]),
-                _ => messages.push(Message::Assistant {
-                    content: None,
-                    tool_calls: Some(vec![call]),
-                }),
-            }
-        }
-        "function_call_output" => {
-            let call_id = item["call_id"].as_str().filter(|id| !id.is_empty());
-            let call_id = call_id.ok_or_else(|| {
-                refused(
-                    "'call_id' must name the call answered",
-                    &format!("{param}.call_id"),
-                )
-            })?;
-            messages.push(Message::Tool {
-                content: Content::Text(output_text(&item["output"], &param)?),
-                tool_call_id: call_id.to_owned(),
-            });
-        }
-        "reasoning" => {}
-        other => {
-            return Err(refused(
-                format!("input items of type '{other}' cannot be sent to this route's provider"),
-                &format!("{param}.type"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A message item as a hub message.
-fn message(item: &Value, param: &str) -> Result<Message, ApiError> {
-    let content = match &item["content"] {
-        Value::String(text) => Content::Text(text.clone()),
-        Value::Array(parts) => Content::Parts(
-            parts
-                .iter()
-                .enumerate()
-                .map(|(i, part)| content_part(part, &format!("{param}.content[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
-        _ => {
-            let param = format!("{param}.content");
-            return Err(refused("'content' must be a string or a list", &param));
-        }
-    };
-    match item["role"].as_str() {
-        Some("user") => Ok(Message::User { content }),
-        Some("assistant") => Ok(Message::Assistant {
-            content: Some(Content::Text(content.text())),
-            tool_calls: None,
-        }),
-        Some("system") => Ok(Message::System { content }),
-        Some("developer") => Ok(Message::Developer { content }),
-        _ => Err(refused(
-            "'role' must be user, assistant, system or developer",
-            &format!("{param}.role"),
-        )),
-    }
-}
-
-fn content_part(part: &Value, param: &str) -> Result<Part, ApiError> {
-    match part["type"].as_str() {
-        Some("input_text" | "output_text") => Ok(Part::Text {
-            text: part["text"].as_str().unwrap_or_default().to_owned(),
-        }),
-        Some("refusal") => Ok(Part::Text {
-            text: part["refusal"].as_str().unwrap_or_default().to_owned(),
-        }),
-        Some("input_image") => match part["image_url"].as_str() {
-            Some(url) => Ok(Part::ImageUrl {
-                image_url: ImageUrl {
-                    url: url.to_owned(),
-                    detail: part["detail"].as_str().map(str::to_owned),
-                },
-            }),
-            None => Err(refused(
-                "images by 'file_id' cannot be sent to this route's provider; send 'image_url'",
-                param,
-            )),
-        },
-        other => Err(refused(
-            format!(
-                "content parts of type '{}' cannot be sent to this route's provider",
-                other.unwrap_or("(none)")
-            ),
-            &format!("{param}.type"),
-        )),
-    }
-}
-
-/// A `function_call_output`'s `output`: a string, or text parts joined; images and files in
-/// it are refused rather than dropped (a chat tool message carries text only).
-fn output_text(output: &Value, param: &str) -> Result<String, ApiError> {
-    Ok(match output {
-        Value::String(text) => text.clone(),
-        Value::Array(parts) => {
-            let mut texts = Vec::new();
-            for (index, part) in parts.iter().enumerate() {
-                match (part["type"].as_str(), part["text"].as_str()) {
-                    (Some("input_text" | "output_text") | None, Some(text)) => texts.push(text),
-                    _ => {
-                        return Err(refused(
-                            "only text tool outputs can be sent to this route's provider",
-                            &format!("{param}.output[{index}]"),
-                        ));
-                    }
-                }
-            }
-            texts.join("\n")
-        }
-        Value::Null => String::new(),
-        other => other.to_string(),
     })
 }
 

@@ -164,6 +164,24 @@ pub fn refusal_part(refusal: &str) -> Value {
     json!({"type": "refusal", "refusal": refusal})
 }
 
+/// What marks a reasoning item's `encrypted_content` as an Anthropic thinking signature the
+/// gateway put there (anything else, e.g. OpenAI's own encrypted reasoning, is not one).
+pub const ANTHROPIC_SIGNATURE: &str = "lgw-anthropic-signature:";
+
+/// A reasoning output item: the model's reasoning as its summary, and Anthropic's signature
+/// over it as `encrypted_content` (so a client sending the item back continues the turn).
+pub fn reasoning_item(id: &str, text: &str, signature: Option<&str>) -> Value {
+    let summary: Vec<Value> = (!text.is_empty())
+        .then(|| json!({"type": "summary_text", "text": text}))
+        .into_iter()
+        .collect();
+    let mut item = json!({"type": "reasoning", "id": id, "summary": summary});
+    if let Some(signature) = signature.filter(|s| !s.is_empty()) {
+        item["encrypted_content"] = json!(format!("{ANTHROPIC_SIGNATURE}{signature}"));
+    }
+    item
+}
+
 /// A function call output item.
 pub fn function_call_item(
     id: &str,
@@ -205,6 +223,18 @@ pub fn response_object(
     );
     let status = Status::of_finish(choice["finish_reason"].as_str());
     let mut output = Vec::new();
+    let reasoning = message["reasoning_content"]
+        .as_str()
+        .or(message["reasoning"].as_str())
+        .unwrap_or_default();
+    let signature = message["reasoning_signature"].as_str();
+    if !reasoning.is_empty() || signature.is_some() {
+        output.push(reasoning_item(
+            &shell.item_id("rs", 0),
+            reasoning,
+            signature,
+        ));
+    }
     let mut content = Vec::new();
     if let Some(text) = message["content"].as_str().filter(|t| !t.is_empty()) {
         content.push(text_part(text));
@@ -214,7 +244,7 @@ pub fn response_object(
     }
     if !content.is_empty() {
         output.push(message_item(
-            &shell.item_id("msg", 0),
+            &shell.item_id("msg", output.len()),
             status.item_status(),
             content,
         ));

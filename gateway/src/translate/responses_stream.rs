@@ -1,8 +1,9 @@
 //! Hub streams (OpenAI chat chunks) written as Responses API stream events: `response.created`
 //! and `response.in_progress` first; then per output item `response.output_item.added` and its
-//! deltas (`response.content_part.added` and `response.output_text.delta` or
-//! `response.refusal.delta` for a message, `response.function_call_arguments.delta` for a
-//! function call); at the end each item's `…done` events, in output order, and
+//! deltas (`response.reasoning_summary_part.added` and `response.reasoning_summary_text.delta`
+//! for the upstream's reasoning, closed when the answer starts; `response.content_part.added`
+//! and `response.output_text.delta` or `response.refusal.delta` for a message,
+//! `response.function_call_arguments.delta` for a function call); at the end each item's `…done` events, in output order, and
 //! `response.completed` (or `response.incomplete` at the output cap) with the whole response
 //! and its usage. Every event has the next `sequence_number`. Function calls stay open until
 //! the end, so a server that interleaves the fragments of parallel calls is followed; a message
@@ -13,27 +14,14 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 
 use super::hub_chunk::{HubChunk, HubToolCall};
+pub use super::responses_events::error_event;
+use super::responses_events::{DeltaEvent, Events, error_event_numbered};
 use super::responses_reply::{Shell, Status, function_call_item, usage, zero_usage};
 use super::responses_stream_message::Message;
+use super::responses_stream_reasoning::Reasoning;
 use super::stream::{EventTranslator, HubEvent};
 use crate::request::TokenUsage;
 use crate::sse::SseEvent;
-
-/// A delta event, written without building a JSON tree: they are nearly every event of a
-/// stream, so their cost is the translator's cost per token.
-#[derive(serde::Serialize)]
-pub(super) struct DeltaEvent<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub sequence_number: u64,
-    pub item_id: &'a str,
-    pub output_index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_index: Option<usize>,
-    pub delta: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logprobs: Option<[u8; 0]>,
-}
 
 /// A function call being streamed.
 #[derive(Debug)]
@@ -49,34 +37,6 @@ struct Call {
 /// Called with the whole response when a stream completes (to keep it for continuations).
 pub type Keeper = Box<dyn FnOnce(&Value) + Send>;
 
-/// Where events go: numbered in order.
-#[derive(Debug, Default)]
-pub(super) struct Events {
-    sequence: u64,
-}
-
-impl Events {
-    /// Writes an event built as JSON.
-    pub fn emit(&mut self, kind: &str, mut data: Value, out: &mut BytesMut) {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(self.sequence);
-        self.sequence += 1;
-        out.extend_from_slice(format!("event: {kind}\ndata: {data}\n\n").as_bytes());
-    }
-
-    /// Writes a delta event.
-    pub fn emit_delta(&mut self, mut event: DeltaEvent<'_>, out: &mut BytesMut) {
-        event.sequence_number = self.sequence;
-        self.sequence += 1;
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(event.kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        // Serialising plain strings and numbers cannot fail.
-        let _ = serde_json::to_writer(bytes::BufMut::writer(&mut *out), &event);
-        out.extend_from_slice(b"\n\n");
-    }
-}
-
 /// Translator state for one stream.
 pub struct HubToResponses {
     route_model: String,
@@ -85,6 +45,7 @@ pub struct HubToResponses {
     events: Events,
     /// Finished items by output index (`None` while still open).
     output: Vec<Option<Value>>,
+    reasoning: Option<Reasoning>,
     message: Option<Message>,
     calls: Vec<Call>,
     finish_reason: Option<String>,
@@ -112,6 +73,7 @@ impl HubToResponses {
             shell: None,
             events: Events::default(),
             output: Vec::new(),
+            reasoning: None,
             message: None,
             calls: Vec::new(),
             finish_reason: None,
@@ -162,7 +124,32 @@ impl HubToResponses {
         self.output.len() - 1
     }
 
+    /// Reasoning text or its signature: into the open reasoning item, or a new one.
+    fn think(&mut self, text: Option<&str>, signature: Option<&str>, out: &mut BytesMut) {
+        if self.reasoning.is_none() {
+            let index = self.next_index();
+            let id = self.shell().item_id("rs", index);
+            self.reasoning = Some(Reasoning::open(index, id, &mut self.events, out));
+        }
+        if let Some(reasoning) = &mut self.reasoning {
+            if let Some(text) = text {
+                reasoning.delta(text, &mut self.events, out);
+            }
+            if let Some(signature) = signature {
+                reasoning.sign(signature);
+            }
+        }
+    }
+
+    fn close_reasoning(&mut self, out: &mut BytesMut) {
+        if let Some(reasoning) = self.reasoning.take() {
+            let (index, item) = reasoning.close(&mut self.events, out);
+            self.output[index] = Some(item);
+        }
+    }
+
     fn text(&mut self, kind: &'static str, delta: &str, out: &mut BytesMut) {
+        self.close_reasoning(out);
         if self.message.is_none() {
             let index = self.next_index();
             let id = self.shell().item_id("msg", index);
@@ -205,6 +192,7 @@ impl HubToResponses {
             item_id: &call.item_id,
             output_index: call.output_index,
             content_index: None,
+            summary_index: None,
             delta: &delta,
             logprobs: None,
         };
@@ -212,6 +200,7 @@ impl HubToResponses {
     }
 
     fn open_call(&mut self, fragment: &HubToolCall, out: &mut BytesMut) -> usize {
+        self.close_reasoning(out);
         self.close_message("completed", out);
         let output_index = self.next_index();
         let call_id = fragment
@@ -268,6 +257,7 @@ impl HubToResponses {
 
     fn finish(&mut self, out: &mut BytesMut) {
         let status = Status::of_finish(self.finish_reason.as_deref());
+        self.close_reasoning(out);
         self.close_message(status.item_status(), out);
         self.close_calls(out);
         self.finished = true;
@@ -289,9 +279,14 @@ impl HubToResponses {
         if let Some(found) = chunk.usage.as_ref().filter(|u| !u.is_null()) {
             self.usage = Some(usage(found));
         }
-        let Some(choice) = chunk.first_choice() else {
+        let Some(mut choice) = chunk.first_choice() else {
             return;
         };
+        let reasoning = choice.delta.reasoning_text();
+        let signature = choice.delta.reasoning_signature.take();
+        if reasoning.is_some() || signature.is_some() {
+            self.think(reasoning.as_deref(), signature.as_deref(), out);
+        }
         if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
             self.text("output_text", &text, out);
         }
@@ -323,18 +318,6 @@ impl HubToResponses {
         self.events
             .emit("response.failed", json!({"response": response}), out);
     }
-}
-
-/// The terminal `error` event for a layer that does not know the stream's sequence numbers
-/// (the drain deadline cutting any Responses stream, passed through or translated): numbered
-/// 0, as clients require a number.
-pub fn error_event(message: &str, code: &str) -> Bytes {
-    error_event_numbered(message, code, 0)
-}
-
-fn error_event_numbered(message: &str, code: &str, sequence: u64) -> Bytes {
-    let data = json!({"type": "error", "code": code, "message": message, "param": null, "sequence_number": sequence});
-    Bytes::from(format!("event: error\ndata: {data}\n\n"))
 }
 
 impl EventTranslator for HubToResponses {

@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
+use super::responses_events::{DeltaEvent, Events};
 use super::responses_reply::{message_item, refusal_part, text_part};
-use super::responses_stream::{DeltaEvent, Events};
 
 /// A message item being streamed.
 #[derive(Debug)]
@@ -77,6 +77,7 @@ impl Message {
             item_id: &self.item_id,
             output_index: self.output_index,
             content_index: Some(self.parts.len()),
+            summary_index: None,
             delta,
             logprobs: text.then_some([]),
         };

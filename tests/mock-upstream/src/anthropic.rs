@@ -1,5 +1,7 @@
 //! Mock Anthropic Messages API (`POST /v1/messages`), JSON and SSE, with the real event
 //! sequence: message_start, ping, content_block_start/delta/stop, message_delta, message_stop.
+//! With `thinking` enabled it thinks first (a signed `thinking` block) and, like Anthropic,
+//! refuses a tool-use turn to continue whose thinking was not sent back with its signature.
 
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
@@ -7,9 +9,17 @@ use serde_json::{Value, json};
 
 use crate::smart::{Answer, decide, pieces};
 
+/// The mock's thinking, and the signature it puts on it.
+pub const THOUGHT: (&str, &str) = ("Let me think about this.", "sig-mock-0123");
+
 /// Answers one request body.
 pub fn respond(body: &Value) -> Response {
     let model = body["model"].as_str().unwrap_or("claude-mock").to_owned();
+    let thinks = body["thinking"]["type"] == "enabled";
+    if thinks && let Err(message) = thinking_allowed(body) {
+        let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
+        return (http::StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
     let answer = decide(
         &tool_names(body),
         last_tool_result(body).as_deref(),
@@ -17,19 +27,25 @@ pub fn respond(body: &Value) -> Response {
         crate::smart::wants_json(body),
     );
     if body["stream"].as_bool() == Some(true) {
-        let events = stream_events(&model, &answer);
+        let events = stream_events(&model, &answer, thinks);
         let body = Body::from_stream(futures_util::stream::iter(
             events.into_iter().map(Ok::<_, std::io::Error>),
         ));
         return ([("content-type", "text/event-stream")], body).into_response();
     }
-    let (content, stop_reason) = match &answer {
+    let (mut content, stop_reason) = match &answer {
         Answer::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
         Answer::ToolCall { name, args } => (
             json!([{"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": args}]),
             "tool_use",
         ),
     };
+    if thinks && let Some(blocks) = content.as_array_mut() {
+        blocks.insert(
+            0,
+            json!({"type": "thinking", "thinking": THOUGHT.0, "signature": THOUGHT.1}),
+        );
+    }
     axum::Json(json!({
         "id": "msg_mock_1", "type": "message", "role": "assistant", "model": model,
         "content": content, "stop_reason": stop_reason, "stop_sequence": null,
@@ -42,7 +58,29 @@ fn event(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
 
-fn stream_events(model: &str, answer: &Answer) -> Vec<Bytes> {
+/// Anthropic's checks on a request with thinking: a budget of at least 1024 tokens below
+/// `max_tokens`, and a final assistant tool-use turn that starts with its signed thinking.
+fn thinking_allowed(body: &Value) -> Result<(), String> {
+    let budget = body["thinking"]["budget_tokens"].as_u64().unwrap_or(0);
+    if budget < 1024 || budget >= body["max_tokens"].as_u64().unwrap_or(0) {
+        return Err(
+            "thinking.budget_tokens: must be at least 1024 and less than max_tokens".into(),
+        );
+    }
+    let turns = body["messages"].as_array().cloned().unwrap_or_default();
+    let Some(turn) = turns.iter().rev().find(|m| m["role"] == "assistant") else {
+        return Ok(());
+    };
+    let blocks = turn["content"].as_array().cloned().unwrap_or_default();
+    let uses_tools = blocks.iter().any(|b| b["type"] == "tool_use");
+    let first = blocks.first().cloned().unwrap_or_default();
+    if uses_tools && (first["type"] != "thinking" || first["signature"] != THOUGHT.1) {
+        return Err("Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block.".into());
+    }
+    Ok(())
+}
+
+fn stream_events(model: &str, answer: &Answer, thinks: bool) -> Vec<Bytes> {
     let mut events = vec![
         event(
             "message_start",
@@ -53,27 +91,39 @@ fn stream_events(model: &str, answer: &Answer) -> Vec<Bytes> {
         ),
         event("ping", &json!({"type": "ping"})),
     ];
+    let index = usize::from(thinks);
+    if thinks {
+        events.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}})));
+        for piece in pieces(THOUGHT.0, 9) {
+            events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": piece}})));
+        }
+        events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": THOUGHT.1}})));
+        events.push(event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        ));
+    }
     let stop_reason = match answer {
         Answer::Text(text) => {
-            events.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            events.push(event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
             for piece in pieces(text, 8) {
-                events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+                events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})));
             }
             events.push(event(
                 "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 0}),
+                &json!({"type": "content_block_stop", "index": index}),
             ));
             "end_turn"
         }
         Answer::ToolCall { name, args } => {
-            events.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}})));
-            events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}})));
+            events.push(event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}})));
+            events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": ""}})));
             for piece in pieces(&args.to_string(), 7) {
-                events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                events.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
             }
             events.push(event(
                 "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 0}),
+                &json!({"type": "content_block_stop", "index": index}),
             ));
             "tool_use"
         }

@@ -16,13 +16,19 @@ pub fn respond(model: &str, body: &Value, stream: bool) -> Response {
         crate::smart::wants_json(body),
     );
     let usage = json!({"promptTokenCount": 17, "candidatesTokenCount": 8, "totalTokenCount": 25, "cachedContentTokenCount": 3});
+    // Gemini shows a summary of its thoughts only when asked.
+    let thought = (body["generationConfig"]["thinkingConfig"]["includeThoughts"] == true)
+        .then(|| json!({"text": crate::anthropic::THOUGHT.0, "thought": true}));
     if !stream {
-        let parts = match &answer {
+        let mut parts = match &answer {
             Answer::Text(text) => json!([{"text": text}]),
             Answer::ToolCall { name, args } => {
                 json!([{"functionCall": {"name": name, "args": args}}])
             }
         };
+        if let (Some(thought), Some(parts)) = (thought, parts.as_array_mut()) {
+            parts.insert(0, thought);
+        }
         return axum::Json(json!({
             "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
             "usageMetadata": usage, "modelVersion": model, "responseId": "gemini-mock-1",
@@ -30,6 +36,9 @@ pub fn respond(model: &str, body: &Value, stream: bool) -> Response {
         .into_response();
     }
     let mut chunks = Vec::new();
+    if let Some(thought) = thought {
+        chunks.push(json!({"candidates": [{"content": {"role": "model", "parts": [thought]}, "index": 0}], "modelVersion": model, "responseId": "gemini-mock-1"}));
+    }
     match &answer {
         Answer::Text(text) => {
             let all = pieces(text, 10);
