@@ -73,7 +73,8 @@ pub struct Route {
     /// Upstreams that serve this model.
     #[schemars(length(min = 1, max = 64))]
     pub targets: Vec<Target>,
-    /// Other route models to try, in order, when every target fails with a retryable error.
+    /// Other route models to try, in order, when every target fails with a retryable error or
+    /// cannot serve the request (e.g. a translation that cannot carry a built-in tool).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub fallbacks: Vec<String>,

@@ -37,8 +37,10 @@ use crate::state::AppState;
 use crate::targets::{Admission, ProviderPermit, TargetState};
 
 mod failures;
+mod tally;
 
 use failures::{backoff, counts_against_upstream, honour_retry_after, is_retryable};
+use tally::Tally;
 
 /// Retry policy of a RoutePolicy without `retry` (2 retries on 429, 5xx, timeouts, connect).
 static DEFAULT_RETRY: LazyLock<Retry> = LazyLock::new(Retry::default);
@@ -129,21 +131,6 @@ enum Step<'s> {
     Done(Result<Response, ApiError>, &'s str),
 }
 
-/// What the loop saw so far, for the answer when no target gave one.
-#[derive(Default)]
-struct Tally<'s> {
-    /// Upstream calls made.
-    attempts: u32,
-    /// Why targets were skipped (each reason once, however many passes saw it).
-    skipped: Vec<String>,
-    /// The soonest a skipped target may serve again.
-    soonest: Option<Duration>,
-    /// Whether a target was skipped because it is cooling down after a `Retry-After`.
-    cooling: bool,
-    /// The last retryable failure and its provider.
-    last: Option<(ApiError, &'s str)>,
-}
-
 impl<'s> Run<'_, 's> {
     /// Walks passes over the route chain until an answer, a spent limit, or a pass that made
     /// no attempt (its targets all skipped, so another pass would skip them again).
@@ -215,11 +202,6 @@ impl<'s> Run<'_, 's> {
         let Some((admission, permit)) = self.admit(provider, target, target_state, tally) else {
             return Step::Next;
         };
-        if !self.may_call(tally.attempts).await {
-            return Step::Stop;
-        }
-        tally.attempts += 1;
-        let inflight = target_state.start_call();
         let call = Call {
             request: self.request,
             route_model: &current.compiled.model,
@@ -233,8 +215,24 @@ impl<'s> Run<'_, 's> {
             responses: &self.state.responses,
             caller: self.caller,
         };
+        let prepared = match pipeline::prepare(&call).await {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                // Nothing was sent: the breaker learns nothing (the admission is abandoned),
+                // and no attempt is spent; another target may serve the request.
+                drop((admission, permit));
+                tally.refuse(refusal, name);
+                return Step::Next;
+            }
+        };
+        if !self.may_call(tally.attempts).await {
+            return Step::Stop;
+        }
+        tally.attempts += 1;
+        let inflight = target_state.start_call();
         let sent = Instant::now();
-        match tokio::time::timeout_at(self.deadline.into(), pipeline::attempt(call)).await {
+        let attempt = pipeline::send(call, prepared);
+        match tokio::time::timeout_at(self.deadline.into(), attempt).await {
             Ok(Ok(response)) => {
                 admission.settle(true);
                 target_state.observe_ttfb(sent.elapsed());
@@ -323,42 +321,6 @@ impl<'s> Run<'_, 's> {
         }
         tokio::time::sleep(pause).await;
         true
-    }
-}
-
-impl<'s> Tally<'s> {
-    /// Records a skipped target and how soon it may serve again, if known.
-    fn skip(&mut self, reason: String, wait: Option<Duration>) {
-        if let Some(wait) = wait {
-            self.soonest = Some(self.soonest.map_or(wait, |s| s.min(wait)));
-        }
-        if !self.skipped.contains(&reason) {
-            self.skipped.push(reason);
-        }
-    }
-
-    /// The answer when no target gave one: the last retryable failure; else, every target
-    /// having been skipped, 429 while one cools down after an upstream `Retry-After` (so SDKs
-    /// back off as they do for the provider's own 429), 503 otherwise.
-    fn finish(self, model: &str) -> (Result<Response, ApiError>, &'s str) {
-        if let Some((error, name)) = self.last {
-            return (Err(error), name);
-        }
-        let reasons = self.skipped.join("; ");
-        let error = match self.soonest {
-            Some(retry_after) if self.cooling => {
-                let message = format!("model '{model}' is rate limited upstream ({reasons})");
-                ApiError::UpstreamRateLimited {
-                    message,
-                    retry_after,
-                }
-            }
-            retry_after => ApiError::ServiceUnavailable {
-                message: format!("no target can serve model '{model}' now ({reasons})"),
-                retry_after,
-            },
-        };
-        (Err(error), "")
     }
 }
 

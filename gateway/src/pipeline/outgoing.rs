@@ -64,7 +64,7 @@ impl Back {
 }
 
 /// The encoded request, ready for the exchange.
-pub(super) struct Outgoing {
+pub struct Outgoing {
     pub send: Send,
     pub back: Back,
 }
