@@ -398,3 +398,36 @@ def test_no_reasoning_is_asked_for_unless_the_client_wants_to_see_it(client, moc
     response = client.responses.create(model="claude-mock", input="Hello", reasoning={"effort": "low"})
     assert "thinking" not in _sent_to(mock_upstream, "/v1/messages")
     assert [item.type for item in response.output] == ["message"]
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "gemini-mock", "gpt-mock"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_translated_response_repeats_its_request_as_openais_does(client, model, stream):
+    ask = {
+        "model": model,
+        "input": "Weather in Paris?",
+        "instructions": "Be brief.",
+        "metadata": {"ticket": "T-1"},
+        "temperature": 0.2,
+        "max_output_tokens": 300,
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "auto",
+    }
+    if stream:
+        with client.responses.stream(**ask) as events:
+            created = next(event for event in events if event.type == "response.created").response
+            response = events.get_final_response()
+        assert created.metadata == {"ticket": "T-1"} and created.instructions == "Be brief."
+    else:
+        response = client.responses.create(**ask)
+    assert response.instructions == "Be brief."
+    assert response.metadata == {"ticket": "T-1"}
+    assert (response.temperature, response.max_output_tokens) == (0.2, 300)
+    assert [tool.name for tool in response.tools] == ["get_weather"]
+    assert response.store is True, "kept, so it says so"
+    call = next(item for item in response.output if item.type == "function_call")
+    second = client.responses.create(
+        model=model, previous_response_id=response.id, input=_tool_answer(call), store=False
+    )
+    assert second.previous_response_id == response.id
+    assert second.store is False

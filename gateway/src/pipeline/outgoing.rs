@@ -8,11 +8,11 @@ use crate::providers::{Call, anthropic, fake, gemini, openai};
 use crate::request::Protocol;
 use crate::translate::messages::InboundRequest;
 use crate::translate::openai_types::{ChatRequest, Content, Message};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::continuation::{self, KeptInput};
 use crate::translate::responses::ResponsesRequest;
-use crate::translate::{messages, responses};
+use crate::translate::{messages, responses, responses_reply};
 use bytes::Bytes;
 
 /// What goes to the target.
@@ -50,6 +50,15 @@ pub(super) struct Back {
     /// A Responses request's whole input, when its response is to be kept (`store` not
     /// false) for continuations.
     pub keep: Option<KeptInput>,
+    /// A translated Responses request's fields its response object repeats.
+    pub echo: Option<Map<String, Value>>,
+}
+
+/// What a translated Responses reply needs from its request.
+#[derive(Debug, Default)]
+struct FromRequest {
+    keep: Option<KeptInput>,
+    echo: Option<Map<String, Value>>,
 }
 
 impl Back {
@@ -59,6 +68,7 @@ impl Back {
             wire: Wire::Native,
             include_usage: false,
             keep: None,
+            echo: None,
         }
     }
 }
@@ -102,8 +112,8 @@ pub(super) async fn encode(call: &Call<'_>) -> Result<Outgoing, ApiError> {
             Ok(native(Send::Http(anthropic::native(call))))
         }
         _ => {
-            let (hub, keep) = to_hub(call).await?;
-            from_hub(call, hub, keep)
+            let (hub, from_request) = to_hub(call).await?;
+            from_hub(call, hub, from_request)
         }
     }
 }
@@ -133,7 +143,7 @@ async fn native_responses(call: &Call<'_>) -> Result<Outgoing, ApiError> {
 
 /// The client's request decoded to the hub, with the target's model; for a Responses request
 /// also its whole input (continuations spelt out), when its response is to be kept.
-async fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<KeptInput>), ApiError> {
+async fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, FromRequest), ApiError> {
     let invalid = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"), None);
     let body = &call.request.body;
     let mut hub: ChatRequest = match call.request.protocol {
@@ -143,19 +153,20 @@ async fn to_hub(call: &Call<'_>) -> Result<(ChatRequest, Option<KeptInput>), Api
         }
         Protocol::Responses => {
             let mut request: Value = serde_json::from_slice(body).map_err(invalid)?;
+            let echo = Some(responses_reply::echo_of(&request));
             let input = continuation::expand(&mut request, call.responses, call.caller).await?;
             let request: ResponsesRequest = serde_json::from_value(request).map_err(invalid)?;
             let mut hub = responses::to_openai(request)?;
             hub.model.clone_from(&call.target.upstream_model);
             let keep = call.request.keep.then_some(KeptInput::Items(input));
-            return Ok((hub, keep));
+            return Ok((hub, FromRequest { keep, echo }));
         }
         Protocol::Embeddings | Protocol::Completions => {
             return Err(ApiError::invalid("this API has no chat form", None));
         }
     };
     hub.model.clone_from(&call.target.upstream_model);
-    Ok((hub, None))
+    Ok((hub, FromRequest::default()))
 }
 
 /// Turns `developer` messages into `system` ones: the chat templates of many OpenAI-compatible
@@ -176,7 +187,7 @@ fn developer_as_system(hub: &mut ChatRequest) {
 fn from_hub(
     call: &Call<'_>,
     hub: ChatRequest,
-    keep: Option<KeptInput>,
+    from_request: FromRequest,
 ) -> Result<Outgoing, ApiError> {
     let include_usage = hub.include_usage();
     let (send, wire) = match call.provider.compiled.provider_type {
@@ -205,7 +216,8 @@ fn from_hub(
         back: Back {
             wire,
             include_usage,
-            keep,
+            keep: from_request.keep,
+            echo: from_request.echo,
         },
     })
 }

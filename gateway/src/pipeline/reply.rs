@@ -20,7 +20,7 @@ use crate::response_store::{ResponseStore, Written};
 use crate::sse::{Hold, PassThrough, Relay, Then, Transform};
 use crate::translate::messages::to_anthropic_message;
 use crate::translate::messages_stream::OpenAiToMessages;
-use crate::translate::responses_reply::response_object;
+use crate::translate::responses_reply::{echo, response_object};
 use crate::translate::responses_stream::{HubToResponses, Keeper};
 use crate::translate::stream::EventTransform;
 use serde_json::Value;
@@ -89,8 +89,12 @@ async fn json(
         }
         (_, Protocol::Responses) => {
             let id = response_id();
-            let response = response_object(&hub, call.route_model, call.created(), Some(&id))
-                .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+            let mut response =
+                response_object(&hub, call.route_model, call.created(), Some(&id))
+                    .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+            if let Some(echoed) = &back.echo {
+                echo(&mut response, echoed);
+            }
             if let Some(keeping) = Keeping::new(call, back.keep, back.wire)
                 && let Some(written) = keeping.keep(&response)
             {
@@ -213,6 +217,7 @@ fn transform(call: &Call<'_>, mut back: Back, hold: Option<&Hold>) -> Box<dyn Tr
         Protocol::Responses => {
             let translator = HubToResponses::new(call.route_model, call.created())
                 .with_response_id(response_id())
+                .with_echo(back.echo.take().unwrap_or_default())
                 .with_keeper(keeper(call, &mut back, hold));
             Box::new(EventTransform::new(translator).with_max_event_bytes(limit))
         }

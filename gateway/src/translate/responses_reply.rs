@@ -2,7 +2,7 @@
 //! clients of upstreams that do not speak it. The streaming translator
 //! (`responses_stream.rs`) builds its final object with the same functions.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// The parts of a response object that do not depend on its output.
 #[derive(Debug, Clone)]
@@ -13,6 +13,8 @@ pub struct Shell {
     pub created_at: u64,
     /// The model that answered.
     pub model: String,
+    /// The request's fields the object repeats (see [`echo_of`]).
+    pub echo: Map<String, Value>,
 }
 
 impl Shell {
@@ -27,6 +29,7 @@ impl Shell {
             id,
             created_at,
             model: model.to_owned(),
+            echo: Map::new(),
         }
     }
 
@@ -45,7 +48,7 @@ impl Shell {
 
     /// The whole response object.
     pub fn object(&self, status: Status, output: Vec<Value>, usage: Option<Value>) -> Value {
-        json!({
+        let mut object = json!({
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -68,7 +71,52 @@ impl Shell {
             "truncation": "disabled",
             "usage": usage,
             "metadata": {},
+        });
+        echo(&mut object, &self.echo);
+        object
+    }
+}
+
+/// The request fields a response object repeats, as OpenAI's does.
+const ECHOED: [&str; 16] = [
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "metadata",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "prompt_cache_key",
+    "reasoning",
+    "safety_identifier",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "truncation",
+    "user",
+];
+
+/// What a response object repeats of `request` (a Responses body): the fields it set, and
+/// `store` (true unless it said false).
+pub fn echo_of(request: &Value) -> Map<String, Value> {
+    let mut echoed: Map<String, Value> = ECHOED
+        .iter()
+        .filter_map(|field| {
+            let value = request.get(*field).filter(|v| !v.is_null())?;
+            Some(((*field).to_owned(), value.clone()))
         })
+        .collect();
+    echoed.insert("store".to_owned(), Value::Bool(request["store"] != false));
+    echoed
+}
+
+/// Sets `echoed` fields on a response `object`.
+pub fn echo(object: &mut Value, echoed: &Map<String, Value>) {
+    if let Some(fields) = object.as_object_mut() {
+        for (field, value) in echoed {
+            fields.insert(field.clone(), value.clone());
+        }
     }
 }
 

@@ -53,6 +53,7 @@ pub struct HubToResponses {
     finished: bool,
     keeper: Option<Keeper>,
     response_id: Option<String>,
+    echo: serde_json::Map<String, Value>,
 }
 
 impl std::fmt::Debug for HubToResponses {
@@ -81,12 +82,19 @@ impl HubToResponses {
             finished: false,
             keeper: None,
             response_id: None,
+            echo: serde_json::Map::new(),
         }
     }
 
     /// Names the response `id` (else it is derived from the upstream's completion id).
     pub fn with_response_id(mut self, id: String) -> Self {
         self.response_id = Some(id);
+        self
+    }
+
+    /// Repeats `echoed` request fields in every response object it sends.
+    pub fn with_echo(mut self, echoed: serde_json::Map<String, Value>) -> Self {
+        self.echo = echoed;
         self
     }
 
@@ -102,7 +110,8 @@ impl HubToResponses {
             return;
         }
         let id = self.response_id.as_deref().or(id).unwrap_or("gateway");
-        let shell = Shell::new(id, self.created, model.unwrap_or(&self.route_model));
+        let mut shell = Shell::new(id, self.created, model.unwrap_or(&self.route_model));
+        shell.echo = std::mem::take(&mut self.echo);
         let response = shell.object(Status::InProgress, Vec::new(), None);
         self.shell = Some(shell);
         self.events
