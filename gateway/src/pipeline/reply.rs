@@ -89,9 +89,8 @@ async fn json(
         }
         (_, Protocol::Responses) => {
             let id = response_id();
-            let mut response =
-                response_object(&hub, call.route_model, call.created(), Some(&id))
-                    .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
+            let mut response = response_object(&hub, call.route_model, call.created(), Some(&id))
+                .map_err(|e| undecodable(&call.provider.compiled.name, &e))?;
             if let Some(echoed) = &back.echo {
                 echo(&mut response, echoed);
             }
