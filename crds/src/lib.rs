@@ -12,6 +12,7 @@ pub mod llm_gateway;
 pub mod llm_provider;
 pub mod manifest;
 pub mod policy;
+pub mod pricing;
 pub mod refs;
 pub mod route_policy;
 pub mod self_hosted;

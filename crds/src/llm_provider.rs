@@ -113,14 +113,14 @@ pub struct ModelInfo {
     /// The upstream model name, as the provider's API spells it.
     #[schemars(length(min = 1, max = 256))]
     pub name: String,
-    /// Price in US dollars per million prompt tokens.
-    #[schemars(range(min = 0.0))]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_per_million_usd: Option<f64>,
-    /// Price in US dollars per million completion tokens.
-    #[schemars(range(min = 0.0))]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_per_million_usd: Option<f64>,
+    /// What each kind of token costs.
+    #[serde(flatten)]
+    pub prices: crate::pricing::Prices,
+    /// Other prices for requests whose prompt is larger than a size (Gemini 2.5 Pro and
+    /// Claude's long context above 200,000 tokens), in increasing `aboveInputTokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub tiers: Vec<crate::pricing::PriceTier>,
     /// Largest prompt plus completion, in tokens.
     #[schemars(range(min = 1))]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -68,12 +68,15 @@ impl Period {
 pub const KEY_PREFIX: &str = "lgw";
 
 /// Fields of a usage hash.
-pub const USAGE_FIELDS: [&str; 5] = [
+pub const USAGE_FIELDS: [&str; 8] = [
     "requests",
     "input_tokens",
     "output_tokens",
     "spend_nanos",
     "reserved_nanos",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
 ];
 
 /// The account an ApiKey's limits and usage are kept under: the resource, not the key, so a

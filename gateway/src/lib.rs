@@ -40,6 +40,7 @@ pub mod state;
 pub(crate) mod system;
 pub mod targets;
 pub mod telemetry;
+pub mod token_usage;
 pub mod translate;
 
 pub use http::router;

@@ -189,48 +189,7 @@ struct StreamOptions {
     _rest: std::collections::BTreeMap<String, IgnoredAny>,
 }
 
-/// Token counts reported by an upstream.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-pub struct TokenUsage {
-    /// Prompt tokens.
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    /// Completion tokens.
-    #[serde(default)]
-    pub completion_tokens: u64,
-}
-
-impl TokenUsage {
-    /// Reads a `usage` object in OpenAI (`prompt_tokens`/`completion_tokens`) or Anthropic
-    /// (`input_tokens`/`output_tokens`, plus cache reads and writes) shape.
-    pub fn from_json(usage: &serde_json::Value) -> Option<Self> {
-        let count = |key: &str| usage.get(key).and_then(serde_json::Value::as_u64);
-        if let Some(prompt) = count("prompt_tokens") {
-            return Some(Self {
-                prompt_tokens: prompt,
-                completion_tokens: count("completion_tokens").unwrap_or(0),
-            });
-        }
-        let input = count("input_tokens");
-        let output = count("output_tokens");
-        if input.is_none() && output.is_none() {
-            return None;
-        }
-        let cache = count("cache_read_input_tokens").unwrap_or(0)
-            + count("cache_creation_input_tokens").unwrap_or(0);
-        Some(Self {
-            prompt_tokens: input.unwrap_or(0) + cache,
-            completion_tokens: output.unwrap_or(0),
-        })
-    }
-}
-
-/// A response or chunk that may carry usage.
-#[derive(Debug, Deserialize)]
-pub struct UsageEnvelope {
-    /// Usage, when present and not null.
-    pub usage: Option<TokenUsage>,
-}
+pub use crate::token_usage::{TokenUsage, UsageEnvelope};
 
 impl ClientRequest {
     /// Validates the body and extracts what routing needs; errors name the parameter.

@@ -14,18 +14,6 @@ use futures_util::StreamExt;
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
 
-async fn usage(gateway: &Gateway) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/v1/usage", gateway.url))
-        .bearer_auth(&gateway.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_exact_across_complete_and_abandoned_streams() {
     let redis = RedisServer::start().await;
@@ -68,7 +56,7 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     // Store first, then metrics: wait for both to have counted every stream.
-    while usage(&gateway).await["requests"] != streams
+    while gateway.usage().await["requests"] != streams
         || metric(&gateway.admin_url, "llm_caller_requests_total").await != Some(f64::from(streams))
     {
         assert!(Instant::now() < deadline, "usage not settled");
@@ -82,7 +70,7 @@ async fn usage_is_exact_across_complete_and_abandoned_streams() {
     let input = u64::from(done) * 11 + u64::from(aborted) * 2;
     let output = u64::from(done) * 7 + u64::from(aborted);
     let spend_nanos = input * 1_000 + output * 2_000;
-    let report = usage(&gateway).await;
+    let report = gateway.usage().await;
     assert_eq!(report["input_tokens"], input);
     assert_eq!(report["output_tokens"], output);
     assert_eq!(report["owner"], "team-a");
@@ -146,7 +134,7 @@ async fn a_spent_budget_refuses_until_the_next_period() {
     assert!((1..=86_400).contains(&retry_after));
     let error: Value = refusal.json().await.unwrap();
     assert_eq!(error["error"]["code"], "insufficient_quota");
-    let report = usage(&gateway).await;
+    let report = gateway.usage().await;
     assert_eq!(report["period"]["type"], "daily");
     assert_eq!(report["budget"]["usd"], 0.0001);
     assert!((report["spend_usd"].as_f64().unwrap() - 0.000081).abs() < 1e-12);

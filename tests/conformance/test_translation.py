@@ -213,6 +213,26 @@ def test_untranslatable_parameters_are_rejected_naming_them(client, model):
     assert caught.value.param == "logprobs"
 
 
+def test_cache_breakpoints_reach_anthropic_and_cached_tokens_come_back(client, mock_upstream):
+    breakpoint = {"type": "ephemeral"}
+    completion = client.chat.completions.create(
+        model="claude-mock",
+        messages=[
+            {"role": "system", "content": [{"type": "text", "text": "Stable instructions.", "cache_control": breakpoint}]},
+            {"role": "user", "content": [{"type": "text", "text": "Repository map.", "cache_control": {**breakpoint, "ttl": "1h"}}, {"type": "text", "text": "Fix it."}]},
+        ],
+        tools=[{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}, "cache_control": breakpoint}],
+    )
+    sent = [r for r in mock_upstream.requests() if r["path"] == "/v1/messages"][-1]["body"]
+    assert sent["system"][0]["cache_control"] == breakpoint
+    assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert "cache_control" not in sent["messages"][0]["content"][1]
+    assert sent["tools"][0]["cache_control"] == breakpoint
+    # Cache reads and writes are input tokens; the reads come back as OpenAI's cached tokens.
+    assert completion.usage.prompt_tokens == 50 + 9000 + 950
+    assert completion.usage.prompt_tokens_details.cached_tokens == 9000
+
+
 CLIENT_ANTHROPIC_VERSION = anthropic_constants.ANTHROPIC_API_VERSION
 ANTHROPIC_PARAMS = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
 ANTHROPIC_KEYS = set(MessageCreateParamsNonStreaming.__required_keys__ | MessageCreateParamsNonStreaming.__optional_keys__) | {"stream"}

@@ -75,6 +75,15 @@ fn compile_one(
         );
     }
     let (credential, unavailable) = credential(provider, secrets, inputs, fail);
+    for (index, model) in spec.models.iter().enumerate() {
+        let sizes: Vec<u64> = model.tiers.iter().map(|t| t.above_input_tokens).collect();
+        if sizes.windows(2).any(|pair| pair[0] >= pair[1]) {
+            fail(
+                &format!("spec.models[{index}].tiers"),
+                "price tiers must be listed in increasing aboveInputTokens".to_owned(),
+            );
+        }
+    }
     let models = spec
         .models
         .iter()

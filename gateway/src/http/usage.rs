@@ -69,6 +69,9 @@ async fn report(
         },
         "requests": totals.requests,
         "input_tokens": totals.input_tokens,
+        "cache_read_tokens": totals.cache_read_tokens,
+        "cache_write_tokens": totals.cache_write_tokens,
+        "reasoning_tokens": totals.reasoning_tokens,
         "output_tokens": totals.output_tokens,
         "spend_usd": spend,
         "budget": budget.map(|b| json!({

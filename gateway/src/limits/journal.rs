@@ -169,11 +169,8 @@ impl Journal {
         };
         let (pending, lost) = (read(&self.pending), read(&self.lost));
         UsageTotals {
-            requests: pending.requests + lost.requests,
-            input_tokens: pending.input_tokens + lost.input_tokens,
-            output_tokens: pending.output_tokens + lost.output_tokens,
-            spend_nanos: pending.spend_nanos + lost.spend_nanos,
             reserved_nanos: 0,
+            ..pending.plus(lost)
         }
     }
 
@@ -212,11 +209,7 @@ impl Journal {
             return;
         };
         let totals = map.entry(account.key.clone()).or_default();
-        let apply = |value: u64, by: u64| value.saturating_add_signed(sign * by as i64);
-        totals.requests = apply(totals.requests, 1);
-        totals.input_tokens = apply(totals.input_tokens, job.outcome.input_tokens);
-        totals.output_tokens = apply(totals.output_tokens, job.outcome.output_tokens);
-        totals.spend_nanos += sign * job.outcome.spend_nanos;
+        totals.count(&job.outcome, sign);
         if *totals == UsageTotals::default() {
             map.remove(&account.key);
         }

@@ -232,13 +232,7 @@ impl Limiter {
         let shared = redis.usage(key).await.inspect_err(|e| {
             self.redis_error("usage", e);
         })?;
-        Ok(UsageTotals {
-            requests: shared.requests + local.requests,
-            input_tokens: shared.input_tokens + local.input_tokens,
-            output_tokens: shared.output_tokens + local.output_tokens,
-            spend_nanos: shared.spend_nanos + local.spend_nanos,
-            reserved_nanos: shared.reserved_nanos + local.reserved_nanos,
-        })
+        Ok(shared.plus(local))
     }
 
     fn count_verdict(&self, store: &'static str, verdict: &Verdict) {

@@ -158,10 +158,7 @@ impl LocalStore {
         }
         if let Some(account) = &demand.usage {
             let totals = cells.usage_of(account);
-            totals.requests += 1;
-            totals.input_tokens += outcome.input_tokens;
-            totals.output_tokens += outcome.output_tokens;
-            totals.spend_nanos += outcome.spend_nanos;
+            totals.count(&outcome, 1);
             if let Some(budget) = &demand.budget {
                 totals.reserved_nanos -= budget.estimate_nanos;
             }

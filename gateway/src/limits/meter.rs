@@ -8,37 +8,137 @@ use llm_gateway_crds::llm_provider::ModelInfo;
 use super::Outcome;
 use crate::request::TokenUsage;
 
-/// Prices of one upstream model in US dollars per million tokens.
+/// Prices in US dollars per million tokens of each kind a provider bills apart.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Price {
-    /// Per million prompt tokens.
-    pub input_per_million: f64,
-    /// Per million completion tokens.
-    pub output_per_million: f64,
+pub struct Rates {
+    /// Input neither read from nor written to a cache.
+    pub input: f64,
+    /// Output, reasoning included.
+    pub output: f64,
+    /// Input read from the prompt cache.
+    pub cache_read: f64,
+    /// Input written to the prompt cache (five minutes).
+    pub cache_write: f64,
+    /// Input written to the prompt cache for an hour.
+    pub cache_write_1h: f64,
 }
 
-impl Price {
-    /// The catalogue price of a model (free when unlisted or unpriced).
-    pub fn of(model: Option<&ModelInfo>) -> Self {
-        model.map_or_else(Self::default, |m| Self {
-            input_per_million: m.input_per_million_usd.unwrap_or(0.0),
-            output_per_million: m.output_per_million_usd.unwrap_or(0.0),
-        })
-    }
-
-    /// The higher of each price (to reserve for a route whose target is not picked yet).
-    pub fn max(self, other: Self) -> Self {
+impl Rates {
+    /// The higher of each rate.
+    fn max(self, other: Self) -> Self {
         Self {
-            input_per_million: self.input_per_million.max(other.input_per_million),
-            output_per_million: self.output_per_million.max(other.output_per_million),
+            input: self.input.max(other.input),
+            output: self.output.max(other.output),
+            cache_read: self.cache_read.max(other.cache_read),
+            cache_write: self.cache_write.max(other.cache_write),
+            cache_write_1h: self.cache_write_1h.max(other.cache_write_1h),
         }
     }
 
-    /// Cost in billionths of a dollar ($1 per million tokens is 1,000 nano-dollars a token).
+    /// The cost of `usage` in billionths of a dollar ($1 per million tokens is 1,000
+    /// nano-dollars a token), rounded once.
+    fn nanos(self, usage: &TokenUsage) -> i64 {
+        let cost = usage.uncached_tokens() as f64 * self.input
+            + usage.cache_read_tokens as f64 * self.cache_read
+            + usage.cache_write_tokens as f64 * self.cache_write
+            + usage.cache_write_1h_tokens as f64 * self.cache_write_1h
+            + usage.completion_tokens as f64 * self.output;
+        (cost * 1e3).round() as i64
+    }
+}
+
+/// Most price tiers a model may have (the CRD's limit).
+const MAX_TIERS: usize = 4;
+
+/// The prices of one upstream model: its rates, and other rates above prompt sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Price {
+    base: Rates,
+    /// `(above this many input tokens, rates)`, in increasing size.
+    tiers: [Option<(u64, Rates)>; MAX_TIERS],
+}
+
+impl Price {
+    /// The catalogue price of a model (free when unlisted or unpriced; see [`model_rates`]).
+    pub fn of(model: Option<&ModelInfo>) -> Self {
+        let Some(model) = model else {
+            return Self::default();
+        };
+        let base = model_rates(model.prices.in_order());
+        let mut tiers = [None; MAX_TIERS];
+        for (slot, tier) in tiers.iter_mut().zip(&model.tiers) {
+            let own = tier.prices.in_order();
+            *slot = Some((tier.above_input_tokens, tier_rates(base, own)));
+        }
+        Self { base, tiers }
+    }
+
+    /// Flat rates: `input` and `output` per million tokens, caches at the input price.
+    pub fn flat(input: f64, output: f64) -> Self {
+        Self {
+            base: model_rates([Some(input), Some(output), None, None, None]),
+            tiers: [None; MAX_TIERS],
+        }
+    }
+
+    /// The highest rates of either price, at any prompt size (to reserve for a route whose
+    /// target and prompt size are not known yet).
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            base: self.highest().max(other.highest()),
+            tiers: [None; MAX_TIERS],
+        }
+    }
+
+    fn highest(self) -> Rates {
+        self.tiers
+            .iter()
+            .flatten()
+            .fold(self.base, |top, (_, rates)| top.max(*rates))
+    }
+
+    /// The reservation of `input_tokens` and `output_tokens`, at the highest rates (no cache).
     pub fn nanos(self, input_tokens: u64, output_tokens: u64) -> i64 {
-        let nanos = input_tokens as f64 * self.input_per_million * 1e3
-            + output_tokens as f64 * self.output_per_million * 1e3;
-        nanos.round() as i64
+        self.cost(&TokenUsage::new(input_tokens, output_tokens))
+    }
+
+    /// The bill of `usage`: each kind at its rate, the rates of the largest tier its prompt
+    /// passes.
+    pub fn cost(self, usage: &TokenUsage) -> i64 {
+        let rates = self
+            .tiers
+            .iter()
+            .flatten()
+            .rev()
+            .find(|(above, _)| usage.prompt_tokens > *above)
+            .map_or(self.base, |(_, rates)| *rates);
+        rates.nanos(usage)
+    }
+}
+
+/// A model's rates from its prices, in [`Rates`] field order: a cache price left out is the
+/// input price (an hour-long write: the cache-write price), so an unpriced cache is never
+/// billed below plain input.
+fn model_rates([input, output, read, write, hour]: [Option<f64>; 5]) -> Rates {
+    let input = input.unwrap_or(0.0);
+    let cache_write = write.unwrap_or(input);
+    Rates {
+        input,
+        output: output.unwrap_or(0.0),
+        cache_read: read.unwrap_or(input),
+        cache_write,
+        cache_write_1h: hour.unwrap_or(cache_write),
+    }
+}
+
+/// A tier's rates: each price it leaves out is the model's own.
+fn tier_rates(model: Rates, [input, output, read, write, hour]: [Option<f64>; 5]) -> Rates {
+    Rates {
+        input: input.unwrap_or(model.input),
+        output: output.unwrap_or(model.output),
+        cache_read: read.unwrap_or(model.cache_read),
+        cache_write: write.unwrap_or(model.cache_write),
+        cache_write_1h: hour.unwrap_or(model.cache_write_1h),
     }
 }
 
@@ -77,15 +177,20 @@ impl Meter {
         let Ok(state) = self.state.lock() else {
             return Outcome::default();
         };
-        let (input_tokens, output_tokens, price) = match (state.reported, state.partial) {
-            (Some((usage, price)), _) => (usage.prompt_tokens, usage.completion_tokens, price),
-            (None, Some((delivered, price))) => (prompt_estimate, delivered, price),
+        let (usage, price) = match (state.reported, state.partial) {
+            (Some(reported), _) => reported,
+            (None, Some((delivered, price))) => {
+                (TokenUsage::new(prompt_estimate, delivered), price)
+            }
             (None, None) => return Outcome::default(),
         };
         Outcome {
-            input_tokens,
-            output_tokens,
-            spend_nanos: price.nanos(input_tokens, output_tokens),
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
+            cache_read_tokens: usage.cache_read_tokens,
+            cache_write_tokens: usage.cache_write_tokens + usage.cache_write_1h_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            spend_nanos: price.cost(&usage),
         }
     }
 }
@@ -96,10 +201,7 @@ mod tests {
 
     #[test]
     fn prices_are_exact_in_nano_dollars() {
-        let price = Price {
-            input_per_million: 0.15,
-            output_per_million: 0.6,
-        };
+        let price = Price::flat(0.15, 0.6);
         assert_eq!(price.nanos(1, 1), 750);
         assert_eq!(price.nanos(1_000_000, 0), 150_000_000);
     }
@@ -107,19 +209,10 @@ mod tests {
     #[test]
     fn a_report_wins_over_a_partial_stream() {
         let meter = Meter::default();
-        let price = Price {
-            input_per_million: 1.0,
-            output_per_million: 2.0,
-        };
+        let price = Price::flat(1.0, 2.0);
         meter.partial(3, price);
         assert_eq!(meter.outcome(10).output_tokens, 3);
-        meter.report(
-            TokenUsage {
-                prompt_tokens: 11,
-                completion_tokens: 7,
-            },
-            price,
-        );
+        meter.report(TokenUsage::new(11, 7), price);
         let outcome = meter.outcome(10);
         assert_eq!((outcome.input_tokens, outcome.output_tokens), (11, 7));
         assert_eq!(outcome.spend_nanos, 11_000 + 14_000);

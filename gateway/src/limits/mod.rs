@@ -104,10 +104,16 @@ pub enum Verdict {
 /// What a finished request used, to settle its reservation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// Prompt tokens.
+    /// Prompt tokens, cached ones included.
     pub input_tokens: u64,
-    /// Completion tokens.
+    /// Completion tokens, reasoning included.
     pub output_tokens: u64,
+    /// Of the prompt, tokens read from the provider's cache.
+    pub cache_read_tokens: u64,
+    /// Of the prompt, tokens written to the provider's cache (for any lifetime).
+    pub cache_write_tokens: u64,
+    /// Of the completion, reasoning tokens.
+    pub reasoning_tokens: u64,
     /// Spend in billionths of a US dollar.
     pub spend_nanos: i64,
 }
@@ -127,14 +133,49 @@ impl From<Outcome> for crate::metrics::CallerUsage {
 pub struct UsageTotals {
     /// Requests finished.
     pub requests: u64,
-    /// Prompt tokens.
+    /// Prompt tokens, cached ones included.
     pub input_tokens: u64,
-    /// Completion tokens.
+    /// Completion tokens, reasoning included.
     pub output_tokens: u64,
     /// Spend in billionths of a US dollar.
     pub spend_nanos: i64,
     /// Spend reserved by requests in flight.
     pub reserved_nanos: i64,
+    /// Of the prompt tokens, those read from a provider's cache.
+    pub cache_read_tokens: u64,
+    /// Of the prompt tokens, those written to a provider's cache.
+    pub cache_write_tokens: u64,
+    /// Of the completion tokens, reasoning.
+    pub reasoning_tokens: u64,
+}
+
+impl UsageTotals {
+    /// Both totals added up.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            requests: self.requests + other.requests,
+            input_tokens: self.input_tokens + other.input_tokens,
+            output_tokens: self.output_tokens + other.output_tokens,
+            spend_nanos: self.spend_nanos + other.spend_nanos,
+            reserved_nanos: self.reserved_nanos + other.reserved_nanos,
+            cache_read_tokens: self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens: self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens + other.reasoning_tokens,
+        }
+    }
+
+    /// Counts one finished request's `outcome` in (`sign` 1) or out (-1).
+    pub fn count(&mut self, outcome: &Outcome, sign: i64) {
+        let apply =
+            |value: &mut u64, by: u64| *value = value.saturating_add_signed(sign * by as i64);
+        apply(&mut self.requests, 1);
+        apply(&mut self.input_tokens, outcome.input_tokens);
+        apply(&mut self.output_tokens, outcome.output_tokens);
+        apply(&mut self.cache_read_tokens, outcome.cache_read_tokens);
+        apply(&mut self.cache_write_tokens, outcome.cache_write_tokens);
+        apply(&mut self.reasoning_tokens, outcome.reasoning_tokens);
+        self.spend_nanos += sign * outcome.spend_nanos;
+    }
 }
 
 /// A Redis failure (unreachable, timed out, or refused by the breaker).

@@ -187,7 +187,10 @@ impl RedisStore {
                 .arg(outcome.input_tokens)
                 .arg(outcome.output_tokens)
                 .arg(outcome.spend_nanos)
-                .arg(estimate);
+                .arg(estimate)
+                .arg(outcome.cache_read_tokens)
+                .arg(outcome.cache_write_tokens)
+                .arg(outcome.reasoning_tokens);
         }
         self.call(async {
             let mut connection = self.connection.clone();
@@ -216,6 +219,9 @@ impl RedisStore {
             output_tokens: get(2).max(0) as u64,
             spend_nanos: get(3),
             reserved_nanos: get(4),
+            cache_read_tokens: get(5).max(0) as u64,
+            cache_write_tokens: get(6).max(0) as u64,
+            reasoning_tokens: get(7).max(0) as u64,
         })
     }
 

@@ -13,7 +13,8 @@
 --       reservations set (has_usage).
 -- ARGV: mode ('settle' or 'cancel'), n_tokens, n_slots, has_usage, lease, record_ttl_ms,
 --       per bucket: limit, delta;
---       if has_usage: usage_ttl_ms, input, output, spend_nanos, estimate_nanos.
+--       if has_usage: usage_ttl_ms, input, output, spend_nanos, estimate_nanos, cache_read,
+--       cache_write, reasoning (the last three: of the input and the output, by kind).
 -- Returns 1 when applied, 0 when the lease was already finished.
 local period = 60000000
 local time = redis.call('TIME')
@@ -50,6 +51,9 @@ if has_usage == 1 then
     redis.call('HINCRBY', key, 'input_tokens', ARGV[a + 1])
     redis.call('HINCRBY', key, 'output_tokens', ARGV[a + 2])
     redis.call('HINCRBY', key, 'spend_nanos', ARGV[a + 3])
+    for i, field in ipairs({'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens'}) do
+      if ARGV[a + 4 + i] ~= '0' then redis.call('HINCRBY', key, field, ARGV[a + 4 + i]) end
+    end
     redis.call('PEXPIRE', key, ARGV[a])
   end
   local estimate = ARGV[a + 4]

@@ -114,7 +114,7 @@ fn usage_in(protocol: Protocol, wire: Wire, body: &[u8]) -> Option<TokenUsage> {
         let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
         return value.get("usage").and_then(TokenUsage::from_json);
     }
-    serde_json::from_slice::<UsageEnvelope>(body).ok()?.usage
+    serde_json::from_slice::<UsageEnvelope>(body).ok()?.usage()
 }
 
 /// A streamed reply through one relay.

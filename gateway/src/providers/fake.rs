@@ -43,10 +43,10 @@ pub async fn chat(call: &Call<'_>, ask: Ask) -> Result<(Reply, TokenUsage), ApiE
             retry_after: None,
         });
     }
-    let usage = TokenUsage {
-        prompt_tokens: (call.request.prompt_bytes as u64).div_ceil(4).max(1),
-        completion_tokens: settings.response.split_whitespace().count() as u64,
-    };
+    let usage = TokenUsage::new(
+        (call.request.prompt_bytes as u64).div_ceil(4).max(1),
+        settings.response.split_whitespace().count() as u64,
+    );
     let answer = Answer {
         id: format!("chatcmpl-fake-{sequence}"),
         created: call.created(),
@@ -175,10 +175,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
     let prompt_tokens = (call.request.prompt_bytes as u64)
         .div_ceil(4)
         .max(texts.len() as u64);
-    call.accounting().usage(TokenUsage {
-        prompt_tokens,
-        completion_tokens: 0,
-    });
+    call.accounting().usage(TokenUsage::new(prompt_tokens, 0));
     let format = request.encoding_format.unwrap_or_default();
     let body = crate::embeddings::response_body(
         vectors,

@@ -110,10 +110,7 @@ pub async fn embeddings(call: Call<'_>) -> Result<Response, ApiError> {
     let batch: Batch =
         serde_json::from_slice(&body).map_err(|e| undecodable(&compiled.name, &e))?;
     let prompt_tokens = (call.request.prompt_bytes as u64).div_ceil(4);
-    call.accounting().usage(TokenUsage {
-        prompt_tokens,
-        completion_tokens: 0,
-    });
+    call.accounting().usage(TokenUsage::new(prompt_tokens, 0));
     let format = request.encoding_format.unwrap_or_default();
     let vectors = batch.embeddings.into_iter().map(|e| e.values).collect();
     Ok(json_response(

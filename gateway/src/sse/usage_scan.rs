@@ -102,10 +102,7 @@ impl UsageScanner {
         if let Some(usage) = usage_in(&data) {
             // Anthropic reports input tokens at message_start and the final output count at
             // message_delta; counts only grow, so the maximum of each is the total.
-            self.seen = crate::request::TokenUsage {
-                prompt_tokens: self.seen.prompt_tokens.max(usage.prompt_tokens),
-                completion_tokens: self.seen.completion_tokens.max(usage.completion_tokens),
-            };
+            self.seen = self.seen.max(usage);
             *found = Some(self.seen);
         }
     }

@@ -34,10 +34,7 @@ pub fn to_anthropic(
     for (i, message) in request.messages.into_iter().enumerate() {
         let (role, blocks) = match message {
             Message::System { content } | Message::Developer { content } => {
-                system.push(TextBlock {
-                    block_type: "text".into(),
-                    text: content.text(),
-                });
+                system.extend(system_blocks(content));
                 continue;
             }
             Message::User { content } => ("user", user_blocks(&content, i)?),
@@ -79,6 +76,7 @@ pub fn to_anthropic(
         tools
             .into_iter()
             .map(|t| ATool {
+                cache_control: t.cache_control,
                 name: t.function.name,
                 description: t.function.description,
                 input_schema: t
@@ -157,6 +155,22 @@ fn thinking(
         .then(|| serde_json::json!({"type": "enabled", "budget_tokens": budget}))
 }
 
+/// A system or developer message as system blocks: one per text part, each keeping its
+/// prompt-cache breakpoint (the usual place for one: after the long, stable instructions).
+fn system_blocks(content: Content) -> impl Iterator<Item = TextBlock> {
+    content.parts().into_iter().filter_map(|part| match part {
+        Part::Text {
+            text,
+            cache_control,
+        } => Some(TextBlock {
+            block_type: "text".into(),
+            text,
+            cache_control,
+        }),
+        _ => None,
+    })
+}
+
 fn reject_unsupported(request: &ChatRequest) -> Result<(), ApiError> {
     let reject = |param: &str, why: &str| {
         Err(ApiError::invalid(
@@ -178,8 +192,18 @@ fn user_blocks(content: &Content, index: usize) -> Result<Vec<Block>, ApiError> 
         .parts()
         .into_iter()
         .map(|part| match part {
-            Part::Text { text } => Ok(Block::Text { text }),
-            Part::ImageUrl { image_url } => Ok(Block::Image {
+            Part::Text {
+                text,
+                cache_control,
+            } => Ok(Block::Text {
+                text,
+                cache_control,
+            }),
+            Part::ImageUrl {
+                image_url,
+                cache_control,
+            } => Ok(Block::Image {
+                cache_control,
                 source: match image_url.as_data() {
                     Some((media_type, data)) => ImageSource::Base64 {
                         media_type: media_type.to_owned(),
@@ -204,8 +228,19 @@ fn assistant_blocks(
     index: usize,
 ) -> Result<Vec<Block>, ApiError> {
     let mut blocks = Vec::new();
-    if let Some(text) = content.map(|c| c.text()).filter(|t| !t.is_empty()) {
-        blocks.push(Block::Text { text });
+    let parts = content.map(|c| c.parts()).unwrap_or_default();
+    for part in parts {
+        if let Part::Text {
+            text,
+            cache_control,
+        } = part
+            && !text.is_empty()
+        {
+            blocks.push(Block::Text {
+                text,
+                cache_control,
+            });
+        }
     }
     for call in tool_calls.unwrap_or_default() {
         let input = call.arguments_json(index)?;
@@ -302,14 +337,31 @@ pub struct AUsage {
     /// Prompt tokens written to the cache.
     #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
+    /// The cache writes split by how long they last.
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+/// Anthropic's cache writes by lifetime.
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+pub struct CacheCreation {
+    /// Written for an hour (billed at about twice the input price, against 1.25× for 5 minutes).
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: u64,
 }
 
 impl AUsage {
-    /// OpenAI usage: prompt tokens include cached and cache-creation tokens.
+    /// OpenAI usage: prompt tokens include cached and cache-creation tokens; the writes are
+    /// kept apart for the accounting.
     pub fn to_openai(self) -> UsageOut {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt = self.input_tokens + cached + self.cache_creation_input_tokens.unwrap_or(0);
-        UsageOut::new(prompt, self.output_tokens, cached, 0)
+        let written = self.cache_creation_input_tokens.unwrap_or(0);
+        let hour = self
+            .cache_creation
+            .map_or(0, |c| c.ephemeral_1h_input_tokens)
+            .min(written);
+        let prompt = self.input_tokens + cached + written;
+        UsageOut::new(prompt, self.output_tokens, cached, 0).with_cache_writes(written - hour, hour)
     }
 }
 
@@ -334,7 +386,7 @@ pub fn to_openai_completion(
     let (mut reasoning, mut signature) = (String::new(), String::new());
     for block in response.content {
         match block {
-            Block::Text { text: t } => text.push_str(&t),
+            Block::Text { text: t, .. } => text.push_str(&t),
             Block::Thinking {
                 thinking,
                 signature: signed,

@@ -56,6 +56,9 @@ pub struct TextBlock {
     pub block_type: String,
     /// The text.
     pub text: String,
+    /// Prompt-cache breakpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 /// A content block.
@@ -66,11 +69,17 @@ pub enum Block {
     Text {
         /// The text.
         text: String,
+        /// Prompt-cache breakpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
     },
     /// An image.
     Image {
         /// Where the image comes from.
         source: ImageSource,
+        /// Prompt-cache breakpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
     },
     /// A tool call by the assistant.
     ToolUse {
@@ -131,6 +140,9 @@ pub struct ATool {
     pub description: Option<String>,
     /// JSON Schema of the input.
     pub input_schema: Value,
+    /// Prompt-cache breakpoint after this tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 /// Tool choice.

@@ -22,6 +22,10 @@ pub struct UsageOut {
     /// Reasoning tokens, when the upstream reports them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionDetails>,
+    /// Prompt tokens written to the cache for five minutes and for an hour (Anthropic): billed
+    /// apart, but OpenAI's usage has no field for them, so only the accounting sees them.
+    #[serde(skip)]
+    pub cache_writes: (u64, u64),
 }
 
 /// `usage.prompt_tokens_details`.
@@ -51,7 +55,14 @@ impl UsageOut {
             completion_tokens_details: (reasoning > 0).then_some(CompletionDetails {
                 reasoning_tokens: reasoning,
             }),
+            cache_writes: (0, 0),
         }
+    }
+
+    /// The same usage with prompt tokens written to the cache, for five minutes and an hour.
+    pub fn with_cache_writes(mut self, five_minutes: u64, hour: u64) -> Self {
+        self.cache_writes = (five_minutes, hour);
+        self
     }
 
     /// The gateway's accounting view.
@@ -59,6 +70,12 @@ impl UsageOut {
         crate::request::TokenUsage {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            cache_read_tokens: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            cache_write_tokens: self.cache_writes.0,
+            cache_write_1h_tokens: self.cache_writes.1,
+            reasoning_tokens: self
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
         }
     }
 }

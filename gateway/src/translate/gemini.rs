@@ -160,8 +160,8 @@ fn user_parts(content: &Content, index: usize) -> Result<Vec<GPart>, ApiError> {
         .parts()
         .into_iter()
         .map(|part| match part {
-            Part::Text { text } => Ok(GPart { text: Some(text), ..GPart::default() }),
-            Part::ImageUrl { image_url } => Ok(match image_url.as_data() {
+            Part::Text { text, .. } => Ok(GPart { text: Some(text), ..GPart::default() }),
+            Part::ImageUrl { image_url, .. } => Ok(match image_url.as_data() {
                 Some((mime, data)) => GPart { inline_data: Some(json!({"mimeType": mime, "data": data})), ..GPart::default() },
                 None => GPart { file_data: Some(json!({"mimeType": guess_image_type(&image_url.url), "fileUri": image_url.url})), ..GPart::default() },
             }),
@@ -250,6 +250,9 @@ pub struct UsageMetadata {
     /// Thinking tokens.
     #[serde(default)]
     pub thoughts_token_count: u64,
+    /// Prompt tokens of tool results (billed as input, outside `promptTokenCount`).
+    #[serde(default)]
+    pub tool_use_prompt_token_count: u64,
 }
 
 impl UsageMetadata {
@@ -257,7 +260,7 @@ impl UsageMetadata {
     pub fn to_openai(self) -> UsageOut {
         let completion = self.candidates_token_count + self.thoughts_token_count;
         UsageOut::new(
-            self.prompt_token_count,
+            self.prompt_token_count + self.tool_use_prompt_token_count,
             completion,
             self.cached_content_token_count,
             self.thoughts_token_count,

@@ -148,6 +148,7 @@ pub fn to_openai(request: InboundRequest) -> Result<ChatRequest, ApiError> {
                         parameters: t.input_schema,
                         strict: None,
                     },
+                    cache_control: None,
                 })
                 .collect()
         }),
@@ -205,8 +206,17 @@ fn user_messages(blocks: Vec<Value>, param: &str, out: &mut Vec<Message>) -> Res
             continue;
         }
         match block(value, param)? {
-            Block::Text { text } => parts.push(Part::Text { text }),
-            Block::Image { source } => {
+            Block::Text {
+                text,
+                cache_control,
+            } => parts.push(Part::Text {
+                text,
+                cache_control,
+            }),
+            Block::Image {
+                source,
+                cache_control,
+            } => {
                 let url = match source {
                     ImageSource::Base64 { media_type, data } => {
                         format!("data:{media_type};base64,{data}")
@@ -215,6 +225,7 @@ fn user_messages(blocks: Vec<Value>, param: &str, out: &mut Vec<Message>) -> Res
                 };
                 parts.push(Part::ImageUrl {
                     image_url: ImageUrl { url, detail: None },
+                    cache_control,
                 });
             }
             Block::Thinking { .. } => {}
@@ -239,7 +250,7 @@ fn assistant_message(blocks: Vec<Value>, param: &str) -> Result<Message, ApiErro
     let mut calls = Vec::new();
     for value in blocks {
         match block(value, param)? {
-            Block::Text { text: t } => text.push_str(&t),
+            Block::Text { text: t, .. } => text.push_str(&t),
             Block::ToolUse { id, name, input } => calls.push(ToolCall::function(id, name, &input)),
             _ => {}
         }

@@ -11,6 +11,10 @@ pub struct Tool {
     pub tool_type: String,
     /// The declaration.
     pub function: FunctionDefinition,
+    /// Anthropic's prompt-cache breakpoint after this tool's definition (see
+    /// `openai_types::Part`): carried to Anthropic only.
+    #[serde(default, skip_serializing)]
+    pub cache_control: Option<Value>,
 }
 
 /// A function declaration.

@@ -191,7 +191,7 @@ impl Content {
             Self::Parts(parts) => parts
                 .iter()
                 .filter_map(|p| match p {
-                    Part::Text { text } => Some(text.as_str()),
+                    Part::Text { text, .. } => Some(text.as_str()),
                     _ => None,
                 })
                 .collect::<Vec<_>>()
@@ -202,7 +202,7 @@ impl Content {
     /// The parts, with plain text as one text part.
     pub fn parts(&self) -> Vec<Part> {
         match self {
-            Self::Text(t) => vec![Part::Text { text: t.clone() }],
+            Self::Text(t) => vec![Part::text(t.clone())],
             Self::Parts(p) => p.clone(),
         }
     }
@@ -216,15 +216,33 @@ pub enum Part {
     Text {
         /// The text.
         text: String,
+        /// Anthropic's prompt-cache breakpoint (`{"type": "ephemeral"}`), as OpenAI-format
+        /// clients of Anthropic models send it: carried to Anthropic, never sent to an
+        /// OpenAI-format upstream.
+        #[serde(default, skip_serializing)]
+        cache_control: Option<Value>,
     },
     /// An image by URL or data URL.
     ImageUrl {
         /// The image.
         image_url: ImageUrl,
+        /// See `Text`.
+        #[serde(default, skip_serializing)]
+        cache_control: Option<Value>,
     },
     /// A part type the translators do not handle (audio, files, refusals).
     #[serde(other)]
     Unsupported,
+}
+
+impl Part {
+    /// A text part without a cache breakpoint.
+    pub fn text(text: String) -> Self {
+        Self::Text {
+            text,
+            cache_control: None,
+        }
+    }
 }
 
 /// `image_url`.

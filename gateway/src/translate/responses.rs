@@ -186,6 +186,7 @@ fn tools(tools: Vec<Value>) -> Result<Vec<Tool>, ApiError> {
                     parameters: tool.get("parameters").filter(|p| !p.is_null()).cloned(),
                     strict: tool["strict"].as_bool(),
                 },
+                cache_control: None,
             })
         })
         .collect()

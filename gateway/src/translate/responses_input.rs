@@ -141,18 +141,19 @@ fn message(item: &Value, param: &str) -> Result<Message, ApiError> {
 
 fn content_part(part: &Value, param: &str) -> Result<Part, ApiError> {
     match part["type"].as_str() {
-        Some("input_text" | "output_text") => Ok(Part::Text {
-            text: part["text"].as_str().unwrap_or_default().to_owned(),
-        }),
-        Some("refusal") => Ok(Part::Text {
-            text: part["refusal"].as_str().unwrap_or_default().to_owned(),
-        }),
+        Some("input_text" | "output_text") => Ok(Part::text(
+            part["text"].as_str().unwrap_or_default().to_owned(),
+        )),
+        Some("refusal") => Ok(Part::text(
+            part["refusal"].as_str().unwrap_or_default().to_owned(),
+        )),
         Some("input_image") => match part["image_url"].as_str() {
             Some(url) => Ok(Part::ImageUrl {
                 image_url: ImageUrl {
                     url: url.to_owned(),
                     detail: part["detail"].as_str().map(str::to_owned),
                 },
+                cache_control: None,
             }),
             None => Err(refused(
                 "images by 'file_id' cannot be sent to this route's provider; send 'image_url'",

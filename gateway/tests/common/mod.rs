@@ -150,6 +150,19 @@ impl Gateway {
         self.post("/v1/chat/completions", body).await
     }
 
+    /// `GET /v1/usage` with the harness key.
+    pub async fn usage(&self) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/usage", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("usage")
+            .json()
+            .await
+            .expect("usage JSON")
+    }
+
     /// Sends a JSON request to the API `path` with the harness key.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         reqwest::Client::new()

@@ -12,6 +12,22 @@ use crate::smart::{Answer, decide, pieces};
 /// The mock's thinking, and the signature it puts on it.
 pub const THOUGHT: (&str, &str) = ("Let me think about this.", "sig-mock-0123");
 
+/// The usage of a request that set prompt-cache breakpoints: a coding agent's turn, mostly
+/// read from the cache, some of it written for five minutes and for an hour.
+pub fn cached_usage() -> Value {
+    json!({"input_tokens": 50, "cache_read_input_tokens": 9000, "cache_creation_input_tokens": 950,
+        "cache_creation": {"ephemeral_5m_input_tokens": 700, "ephemeral_1h_input_tokens": 250}, "output_tokens": 9})
+}
+
+/// The usage the mock reports for `body`.
+fn usage_for(body: &Value) -> Value {
+    if body.to_string().contains("\"cache_control\"") {
+        cached_usage()
+    } else {
+        json!({"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0})
+    }
+}
+
 /// Answers one request body.
 pub fn respond(body: &Value) -> Response {
     let model = body["model"].as_str().unwrap_or("claude-mock").to_owned();
@@ -27,7 +43,7 @@ pub fn respond(body: &Value) -> Response {
         crate::smart::wants_json(body),
     );
     if body["stream"].as_bool() == Some(true) {
-        let events = stream_events(&model, &answer, thinks);
+        let events = stream_events(&model, &answer, thinks, usage_for(body));
         let body = Body::from_stream(futures_util::stream::iter(
             events.into_iter().map(Ok::<_, std::io::Error>),
         ));
@@ -49,7 +65,7 @@ pub fn respond(body: &Value) -> Response {
     axum::Json(json!({
         "id": "msg_mock_1", "type": "message", "role": "assistant", "model": model,
         "content": content, "stop_reason": stop_reason, "stop_sequence": null,
-        "usage": {"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0},
+        "usage": usage_for(body),
     }))
     .into_response()
 }
@@ -80,14 +96,16 @@ fn thinking_allowed(body: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn stream_events(model: &str, answer: &Answer, thinks: bool) -> Vec<Bytes> {
+fn stream_events(model: &str, answer: &Answer, thinks: bool, usage: Value) -> Vec<Bytes> {
+    let mut started = usage.clone();
+    started["output_tokens"] = json!(1);
     let mut events = vec![
         event(
             "message_start",
             &json!({"type": "message_start", "message": {
             "id": "msg_mock_1", "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 21, "output_tokens": 1, "cache_read_input_tokens": 4}}}),
+            "usage": started}}),
         ),
         event("ping", &json!({"type": "ping"})),
     ];
@@ -128,7 +146,7 @@ fn stream_events(model: &str, answer: &Answer, thinks: bool) -> Vec<Bytes> {
             "tool_use"
         }
     };
-    events.push(event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 9}})));
+    events.push(event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"]}})));
     events.push(event("message_stop", &json!({"type": "message_stop"})));
     events
 }

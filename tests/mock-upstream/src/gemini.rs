@@ -15,10 +15,14 @@ pub fn respond(model: &str, body: &Value, stream: bool) -> Response {
         last_image(body).as_deref(),
         crate::smart::wants_json(body),
     );
-    let usage = json!({"promptTokenCount": 17, "candidatesTokenCount": 8, "totalTokenCount": 25, "cachedContentTokenCount": 3});
+    let mut usage = json!({"promptTokenCount": 17, "candidatesTokenCount": 8, "totalTokenCount": 25, "cachedContentTokenCount": 3});
     // Gemini shows a summary of its thoughts only when asked.
     let thought = (body["generationConfig"]["thinkingConfig"]["includeThoughts"] == true)
         .then(|| json!({"text": crate::anthropic::THOUGHT.0, "thought": true}));
+    if thought.is_some() {
+        usage["thoughtsTokenCount"] = json!(12);
+        usage["totalTokenCount"] = json!(37);
+    }
     if !stream {
         let mut parts = match &answer {
             Answer::Text(text) => json!([{"text": text}]),

@@ -34,7 +34,13 @@ pub fn respond(body: &Value) -> Response {
         .collect();
     let json = crate::smart::wants_json(body);
     let answer = decide(&tools, tool_result.as_deref(), image.as_deref(), json);
-    let usage = json!({"prompt_tokens": 13, "completion_tokens": 6, "total_tokens": 19, "prompt_tokens_details": {"cached_tokens": 2}});
+    let usage = if model.contains("reason") {
+        // A reasoning model on a cached prompt.
+        json!({"prompt_tokens": 1200, "completion_tokens": 60, "total_tokens": 1260,
+            "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 40}})
+    } else {
+        json!({"prompt_tokens": 13, "completion_tokens": 6, "total_tokens": 19, "prompt_tokens_details": {"cached_tokens": 2}})
+    };
     if body["stream"] != true {
         let (message, finish) = match &answer {
             Answer::Text(text) => (json!({"role": "assistant", "content": text}), "stop"),

@@ -1,0 +1,170 @@
+//! Spend that matches the invoice: each token kind a provider bills apart (uncached input,
+//! cache reads, 5-minute and 1-hour cache writes, output with reasoning) priced at its own
+//! rate, in Redis and at `/v1/usage`, to the nano-dollar, for a Claude-Code-like conversation
+//! (mostly cache reads) through `/v1/messages` passed through and through the translated
+//! OpenAI path, streamed and not, and for OpenAI cached input with reasoning and Gemini
+//! thoughts.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::manifests::{caller_key, join};
+use common::redis_server::RedisServer;
+use common::{Gateway, new_key};
+use llm_gateway_mock_upstream::MockUpstream;
+use serde_json::{Value, json};
+
+/// Anthropic's, OpenAI's and Google's list prices for the three models (US dollars per
+/// million tokens).
+fn config(mock: &str, key: &str) -> String {
+    let provider = |name: &str, spec: &str, model: &str| {
+        format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: {name}}}\nspec: {{{spec}, allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}, models: [{model}]}}\n"
+        )
+    };
+    join(&[
+        provider(
+            "claude",
+            &format!("type: anthropic, baseUrl: \"{mock}\""),
+            "{name: claude-sonnet-4-5, inputPerMillionUsd: 3, outputPerMillionUsd: 15, cacheReadPerMillionUsd: 0.3, cacheWritePerMillionUsd: 3.75, cacheWrite1hPerMillionUsd: 6}",
+        ),
+        provider(
+            "openai",
+            &format!("type: openai, baseUrl: \"{mock}/v1\""),
+            "{name: smart-reasoner, inputPerMillionUsd: 1.25, outputPerMillionUsd: 10, cacheReadPerMillionUsd: 0.125}",
+        ),
+        provider(
+            "gemini",
+            &format!("type: gemini, baseUrl: \"{mock}\""),
+            "{name: gemini-2.5-flash, inputPerMillionUsd: 0.3, outputPerMillionUsd: 2.5, cacheReadPerMillionUsd: 0.075}",
+        ),
+        r#"apiVersion: llmgateway.io/v1alpha1
+kind: RoutePolicy
+metadata: {name: routes}
+spec:
+  routes:
+  - {model: claude, targets: [{provider: claude, model: claude-sonnet-4-5}]}
+  - {model: reasoner, targets: [{provider: openai, model: smart-reasoner}]}
+  - {model: gemini, targets: [{provider: gemini, model: gemini-2.5-flash}]}
+"#
+        .to_owned(),
+        caller_key(key, ""),
+    ])
+}
+
+/// One agent turn's bill at Claude Sonnet 4.5's prices: 50 uncached input tokens at $3,
+/// 9000 cache reads at $0.30, 700 five-minute writes at $3.75, 250 one-hour writes at $6 and
+/// 9 output tokens at $15 per million, in nano-dollars.
+const CLAUDE_TURN: i64 = 50 * 3_000 + 9_000 * 300 + 700 * 3_750 + 250 * 6_000 + 9 * 15_000;
+/// 176 uncached input tokens at $1.25, 1024 cached at $0.125 and 60 output (40 of them
+/// reasoning) at $10 per million.
+const REASONER_TURN: i64 = 176 * 1_250 + 1_024 * 125 + 60 * 10_000;
+/// 14 uncached input tokens at $0.30, 3 cached at $0.075 and 20 output (12 of them thoughts)
+/// at $2.50 per million.
+const GEMINI_TURN: i64 = 14 * 300 + 3 * 75 + 20 * 2_500;
+
+/// Waits until `requests` requests were settled, and returns the usage then.
+async fn settled(gateway: &Gateway, requests: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let usage = gateway.usage().await;
+        if usage["requests"] == requests {
+            return usage;
+        }
+        assert!(Instant::now() < deadline, "not settled: {usage}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn nanos(usage: &Value) -> i64 {
+    (usage["spend_usd"].as_f64().unwrap() * 1e9).round() as i64
+}
+
+async fn send(gateway: &Gateway, path: &str, body: Value) {
+    let response = gateway.post(path, body).await;
+    assert_eq!(response.status(), 200);
+    // The whole body, so a stream's usage is read and the request settles.
+    response.bytes().await.unwrap();
+}
+
+/// What a coding agent sends: long, stable instructions marked for the prompt cache.
+fn agent_turn(path: &str, stream: bool) -> Value {
+    let cached = json!([{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}]);
+    if path == "/v1/messages" {
+        json!({"model": "claude", "max_tokens": 64, "stream": stream, "system": cached,
+            "messages": [{"role": "user", "content": "Fix the bug."}]})
+    } else {
+        json!({"model": "claude", "stream": stream, "stream_options": {"include_usage": true},
+            "messages": [{"role": "system", "content": cached}, {"role": "user", "content": "Fix the bug."}]})
+    }
+}
+
+#[tokio::test]
+async fn every_token_kind_is_billed_at_its_own_price() {
+    let redis = RedisServer::start().await;
+    let mock = MockUpstream::start().await;
+    let root = mock.base_url.trim_end_matches("/v1").to_owned();
+    let key = new_key();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("MOCK_PROVIDER_KEY", "mock-provider-secret".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gateway = Gateway::start(&config(&root, &key), key, &env).await;
+
+    let mut turns = 0;
+    for path in ["/v1/messages", "/v1/chat/completions"] {
+        for stream in [false, true] {
+            send(&gateway, path, agent_turn(path, stream)).await;
+            turns += 1;
+            let usage = settled(&gateway, turns).await;
+            assert_eq!(
+                nanos(&usage),
+                CLAUDE_TURN * turns as i64,
+                "{path} stream {stream}"
+            );
+        }
+    }
+    let usage = settled(&gateway, 4).await;
+    assert_eq!(usage["input_tokens"], 4 * 10_000);
+    assert_eq!(usage["cache_read_tokens"], 4 * 9_000);
+    assert_eq!(usage["cache_write_tokens"], 4 * 950);
+    let sent = mock.requests();
+    let translated = sent
+        .iter()
+        .rev()
+        .find(|r| r.path == "/v1/messages")
+        .unwrap();
+    assert_eq!(
+        translated.body["system"][0]["cache_control"]["type"],
+        "ephemeral"
+    );
+
+    for stream in [false, true] {
+        let ask = json!({"model": "reasoner", "stream": stream, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "Think."}]});
+        send(&gateway, "/v1/chat/completions", ask).await;
+    }
+    let ask = json!({"model": "gemini", "input": "Think.", "reasoning": {"summary": "auto"}});
+    send(&gateway, "/v1/responses", ask).await;
+    let usage = settled(&gateway, 7).await;
+    let expected = 4 * CLAUDE_TURN + 2 * REASONER_TURN + GEMINI_TURN;
+    assert_eq!(nanos(&usage), expected);
+    assert_eq!(usage["reasoning_tokens"], 2 * 40 + 12);
+    assert_eq!(usage["cache_read_tokens"], 4 * 9_000 + 2 * 1_024 + 3);
+
+    // Redis holds the same, as integers.
+    let keys = redis.query(&["KEYS", "*:usage:*"]).await.unwrap();
+    let redis::Value::Array(keys) = keys else {
+        panic!("{keys:?}")
+    };
+    let [redis::Value::BulkString(key)] = keys.as_slice() else {
+        panic!("one usage hash: {keys:?}")
+    };
+    let key = String::from_utf8_lossy(key).into_owned();
+    assert_eq!(redis.hash_field(&key, "spend_nanos").await, expected);
+    assert_eq!(redis.hash_field(&key, "cache_write_tokens").await, 4 * 950);
+}
