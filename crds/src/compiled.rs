@@ -170,6 +170,8 @@ pub struct CompiledRoute {
     pub policy: String,
     /// How targets are picked.
     pub strategy: Strategy,
+    /// What keeps a conversation on one target of a weighted route.
+    pub cache_affinity: crate::route_policy::CacheAffinity,
     /// Where requests go.
     pub targets: Vec<CompiledTarget>,
     /// Routes to try when every target fails.

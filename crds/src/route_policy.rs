@@ -29,6 +29,20 @@ pub enum Strategy {
     LeastInflight,
 }
 
+/// What keeps a conversation on one target of a weighted route, so the provider's prompt cache
+/// is hit (each target caches on its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CacheAffinity {
+    /// Requests that name a cache key (`prompt_cache_key`) go to the target it hashes to.
+    #[default]
+    Key,
+    /// So do requests without one, keyed by the caller and the start of the conversation.
+    Conversation,
+    /// Every request goes by the weights alone.
+    Off,
+}
+
 /// One upstream a route can send a request to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -70,6 +84,10 @@ pub struct Route {
     /// How traffic is spread over the targets.
     #[serde(default)]
     pub strategy: Strategy,
+    /// For a weighted route: what keeps a conversation on one target (its weights still hold
+    /// across conversations).
+    #[serde(default)]
+    pub cache_affinity: CacheAffinity,
     /// Upstreams that serve this model.
     #[schemars(length(min = 1, max = 64))]
     pub targets: Vec<Target>,

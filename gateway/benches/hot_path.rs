@@ -107,7 +107,7 @@ fn benches(c: &mut Criterion) {
                 .routes
                 .get(black_box("model-500"))
                 .unwrap()
-                .pick_order()
+                .pick_order(None)
         })
     });
 

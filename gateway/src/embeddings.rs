@@ -116,6 +116,7 @@ impl ClientRequest {
             max_tokens: Some(0),
             choices: 1,
             keep: false,
+            affinity: crate::affinity::Affinity::default(),
             other_prompt_bytes: 0,
             model,
             model_span,

@@ -12,6 +12,7 @@
 //! `ARCHITECTURE.md` for the map.
 
 pub(crate) mod accounting;
+pub(crate) mod affinity;
 pub mod args;
 pub(crate) mod auth_throttle;
 pub(crate) mod breaker;

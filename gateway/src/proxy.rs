@@ -177,7 +177,7 @@ impl<'s> Run<'_, 's> {
             if position > 0 && first {
                 count(self.state, &self.route.compiled.model, "fallback");
             }
-            let order = order.get_or_insert_with(|| current.pick_order());
+            let order = order.get_or_insert_with(|| current.pick_order(self.affinity(current)));
             for &index in order.iter() {
                 let step = self.attempt(current, index, tally).await;
                 if !matches!(step, Step::Next) {
@@ -186,6 +186,18 @@ impl<'s> Run<'_, 's> {
             }
         }
         Step::Next
+    }
+
+    /// Where `route`'s cache affinity puts this request, if anywhere.
+    fn affinity(&self, route: &RouteRuntime) -> Option<u64> {
+        let mode = route.compiled.cache_affinity;
+        (route.compiled.targets.len() > 1)
+            .then(|| {
+                self.request
+                    .affinity
+                    .hash(&self.request.body, self.caller, mode)
+            })
+            .flatten()
     }
 
     /// Tries the target at `index` of `current`: skips it, or calls it once.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use crate::affinity::Affinity;
 use crate::error::ApiError;
 
 mod completions;
@@ -44,6 +45,8 @@ pub struct ClientRequest {
     /// Whether the response is kept for continuations (a Responses request's `store` not
     /// false; never for other APIs).
     pub keep: bool,
+    /// What keeps its conversation on one target of a weighted route.
+    pub affinity: crate::affinity::Affinity,
 }
 
 /// The API a client request body speaks.
@@ -156,6 +159,8 @@ struct View<'a> {
     functions: Option<&'a RawValue>,
     #[serde(borrow, default)]
     response_format: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_cache_key: Option<&'a RawValue>,
 }
 
 /// Total length of the raw JSON values present.
@@ -212,6 +217,11 @@ impl ClientRequest {
             max_tokens: view.max_completion_tokens.or(view.max_tokens),
             choices: view.n.unwrap_or(1),
             keep: false,
+            affinity: Affinity::of(
+                &body,
+                view.prompt_cache_key,
+                view.messages.first().and_then(|m| m.content),
+            ),
             other_prompt_bytes: raw_len(&[view.tools, view.functions, view.response_format]),
             model,
             model_span,
@@ -244,6 +254,11 @@ impl ClientRequest {
             max_tokens: Some(view.max_tokens),
             choices: 1,
             keep: false,
+            affinity: Affinity::of(
+                &body,
+                None,
+                view.system.or(view.messages.first().map(|m| m.content)),
+            ),
             other_prompt_bytes: raw_len(&[view.system, view.tools]),
             model,
             model_span,

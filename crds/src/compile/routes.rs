@@ -124,6 +124,7 @@ fn compile_route(
         model: route.model.clone(),
         policy: object_id(policy),
         strategy: route.strategy,
+        cache_affinity: route.cache_affinity,
         targets,
         fallbacks: route.fallbacks.clone(),
         retry: policy.spec.retry.clone(),

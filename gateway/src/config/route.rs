@@ -44,18 +44,24 @@ impl RouteRuntime {
 
     /// Indexes of the targets in the order to try them:
     /// - `weighted`: the next slot of a deterministic schedule first (each target gets `weight`
-    ///   of every `total` picks, interleaved rather than in runs), then the rest in list order;
+    ///   of every `total` picks, interleaved rather than in runs), or the slot `affinity` (a
+    ///   conversation's hash, see `crate::affinity`) falls on, then the rest in list order;
     /// - `priority`: list order;
     /// - `leastLatency`: lowest time-to-first-byte average first (unmeasured targets first, so
     ///   each gets measured);
     /// - `leastInflight`: fewest requests in flight first, ties in list order.
-    pub fn pick_order(&self) -> Vec<usize> {
+    pub fn pick_order(&self, affinity: Option<u64>) -> Vec<usize> {
         let count = self.compiled.targets.len();
         let mut order: Vec<usize> = (0..count).collect();
         match self.compiled.strategy {
             Strategy::Weighted if self.total_weight > 0 => {
-                let n = self.sequence.fetch_add(1, Ordering::Relaxed);
-                let slot = (n % self.total_weight) * self.stride % self.total_weight;
+                let slot = match affinity {
+                    Some(point) => point % self.total_weight,
+                    None => {
+                        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+                        (n % self.total_weight) * self.stride % self.total_weight
+                    }
+                };
                 let mut acc = 0;
                 let first = self
                     .compiled
@@ -135,13 +141,17 @@ mod tests {
             r.states[0].start_call(),
             r.states[1].start_call(),
         );
-        assert_eq!(r.pick_order(), [2, 1, 0]);
+        assert_eq!(r.pick_order(None), [2, 1, 0]);
 
         let r = route("leastLatency");
         r.states[0].observe_ttfb(std::time::Duration::from_millis(50));
         r.states[1].observe_ttfb(std::time::Duration::from_millis(5));
-        assert_eq!(r.pick_order(), [2, 1, 0], "unmeasured first, then fastest");
-        assert_eq!(route("priority").pick_order(), [0, 1, 2]);
+        assert_eq!(
+            r.pick_order(None),
+            [2, 1, 0],
+            "unmeasured first, then fastest"
+        );
+        assert_eq!(route("priority").pick_order(None), [0, 1, 2]);
     }
 
     #[test]

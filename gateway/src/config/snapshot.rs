@@ -168,7 +168,7 @@ mod tests {
         let snapshot = snapshot_from(&yaml);
         let route = &snapshot.routes["m"];
         let firsts: Vec<usize> = (0..8)
-            .map(|_| route.compiled.targets[route.pick_order()[0]].provider)
+            .map(|_| route.compiled.targets[route.pick_order(None)[0]].provider)
             .collect();
         let count = |p: usize| firsts.iter().filter(|&&f| f == p).count();
         assert_eq!((count(0), count(1), count(2)), (6, 2, 0), "{firsts:?}");
@@ -176,7 +176,7 @@ mod tests {
             firsts[..4].contains(&1),
             "weight-1 target must appear within each cycle: {firsts:?}"
         );
-        let order: Vec<usize> = route.pick_order();
+        let order: Vec<usize> = route.pick_order(None);
         assert_eq!(order.len(), 3, "every target stays available for failover");
     }
 

@@ -101,6 +101,7 @@ async fn count(
         max_tokens: None,
         choices: 1,
         keep: false,
+        affinity: crate::affinity::Affinity::default(),
     };
     let exact = upstream_counts(provider, protocol);
     if protocol == Protocol::Responses
@@ -171,7 +172,7 @@ fn first_available<'s>(
     ApiError,
 > {
     route
-        .pick_order()
+        .pick_order(None)
         .into_iter()
         .map(|index| route.target(index).0)
         .map(|target| (target, &snapshot.providers[target.provider]))

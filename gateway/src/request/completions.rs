@@ -45,6 +45,7 @@ impl ClientRequest {
             max_tokens: view.max_tokens,
             choices: view.n.unwrap_or(1),
             keep: false,
+            affinity: crate::affinity::Affinity::default(),
             other_prompt_bytes: raw_len(&[view.suffix]),
             prompt_bytes: view.prompt.get().len(),
             model,

@@ -30,6 +30,8 @@ struct View<'a> {
     top_p: Option<f64>,
     #[serde(default)]
     store: Option<bool>,
+    #[serde(borrow, default)]
+    prompt_cache_key: Option<&'a RawValue>,
 }
 
 impl ClientRequest {
@@ -62,6 +64,11 @@ impl ClientRequest {
             max_tokens: view.max_output_tokens,
             choices: 1,
             keep: view.store != Some(false),
+            affinity: crate::affinity::Affinity::of(
+                &body,
+                view.prompt_cache_key,
+                view.instructions.or(view.input),
+            ),
             other_prompt_bytes: raw_len(&[view.instructions, view.tools, view.text]),
             prompt_bytes: raw_len(&[view.input]),
             model,
