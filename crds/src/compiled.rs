@@ -171,7 +171,7 @@ pub struct CompiledRoute {
     /// How targets are picked.
     pub strategy: Strategy,
     /// What keeps a conversation on one target of a weighted route.
-    pub cache_affinity: crate::route_policy::CacheAffinity,
+    pub cache_affinity: crate::policy::CacheAffinity,
     /// Where requests go.
     pub targets: Vec<CompiledTarget>,
     /// Routes to try when every target fails.

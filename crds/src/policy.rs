@@ -225,3 +225,17 @@ pub struct Budget {
     /// When the spend counter starts over.
     pub period: BudgetPeriod,
 }
+
+/// What keeps a conversation on one target of a weighted route, so the provider's prompt cache
+/// is hit (each target caches on its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CacheAffinity {
+    /// Requests that name a cache key (`prompt_cache_key`) go to the target it hashes to.
+    #[default]
+    Key,
+    /// So do requests without one, keyed by the caller and the start of the conversation.
+    Conversation,
+    /// Every request goes by the weights alone.
+    Off,
+}

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
+pub use crate::policy::CacheAffinity;
 use crate::policy::{CircuitBreaker, RateLimits, Retry};
 
 /// Pattern of a model name clients may send.
@@ -27,20 +28,6 @@ pub enum Strategy {
     LeastLatency,
     /// The target with the fewest requests in flight.
     LeastInflight,
-}
-
-/// What keeps a conversation on one target of a weighted route, so the provider's prompt cache
-/// is hit (each target caches on its own).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum CacheAffinity {
-    /// Requests that name a cache key (`prompt_cache_key`) go to the target it hashes to.
-    #[default]
-    Key,
-    /// So do requests without one, keyed by the caller and the start of the conversation.
-    Conversation,
-    /// Every request goes by the weights alone.
-    Off,
 }
 
 /// One upstream a route can send a request to.

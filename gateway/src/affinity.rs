@@ -8,7 +8,7 @@
 //! The view keeps where those bytes are in the body; they are hashed (xxh3, stable across
 //! builds and replicas) only for a weighted route that uses them.
 
-use llm_gateway_crds::route_policy::CacheAffinity;
+use llm_gateway_crds::policy::CacheAffinity;
 use serde_json::value::RawValue;
 
 /// How much of the conversation's start is hashed.
