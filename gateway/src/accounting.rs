@@ -45,7 +45,7 @@ impl Accounting {
     /// Records a stream that ended without a usage report after `delivered` completion events.
     pub fn partial(&mut self, delivered: u64) {
         if let Some((meter, price)) = &self.meter {
-            meter.partial(delivered, *price);
+            meter.partial(delivered, *price, &self.labels);
         }
     }
 
@@ -68,7 +68,7 @@ impl Accounting {
         }
         self.usage_seen = true;
         if let Some((meter, price)) = &self.meter {
-            meter.report(usage, *price);
+            meter.report(usage, *price, &self.labels);
         }
         for (direction, count) in [
             ("input", usage.prompt_tokens),

@@ -16,6 +16,7 @@ pub(crate) mod affinity;
 pub mod args;
 pub(crate) mod auth_throttle;
 pub(crate) mod breaker;
+pub(crate) mod chargeback;
 pub mod config;
 pub(crate) mod egress;
 pub(crate) mod embeddings;

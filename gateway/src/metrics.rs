@@ -211,6 +211,8 @@ pub struct Metrics {
     pub caller_tokens: Family<CallerTokenLabels, Counter>,
     /// Spend in US dollars per caller.
     pub caller_spend: Family<CallerLabels, Counter<f64, AtomicU64>>,
+    /// Spend and tokens by namespace, owner, model, provider and kind.
+    pub chargeback: crate::chargeback::Chargeback,
     caller_ids: Mutex<HashSet<String>>,
 }
 
@@ -344,7 +346,9 @@ impl Metrics {
             "Spend in US dollars per caller, from the provider catalogue prices",
             caller_spend.clone(),
         );
+        let chargeback = crate::chargeback::Chargeback::registered(&mut registry);
         Self {
+            chargeback,
             limiter_decisions,
             redis_errors,
             redis_up,

@@ -167,4 +167,34 @@ async fn every_token_kind_is_billed_at_its_own_price() {
     let key = String::from_utf8_lossy(key).into_owned();
     assert_eq!(redis.hash_field(&key, "spend_nanos").await, expected);
     assert_eq!(redis.hash_field(&key, "cache_write_tokens").await, 4 * 950);
+
+    // Chargeback metrics: the same spend, by namespace, owner, model, provider and kind.
+    let text = reqwest::get(format!("{}/metrics", gateway.admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series));
+        let line = line.unwrap_or_else(|| panic!("{series} missing from\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let claude = r#"namespace="default",owner="team-a",model="claude",provider="claude""#;
+    let spend = value(&format!("llm_spend_usd_total{{{claude}}}"));
+    assert_eq!((spend * 1e9).round() as i64, 4 * CLAUDE_TURN);
+    let kind = |kind: &str| {
+        value(&format!(
+            "llm_billed_tokens_total{{{claude},kind=\"{kind}\"}}"
+        ))
+    };
+    assert_eq!(kind("cache_read"), 36_000.0);
+    assert_eq!(kind("cache_write"), 3_800.0);
+    assert_eq!(kind("input"), 200.0);
+    let reasoner =
+        r#"namespace="default",owner="team-a",model="reasoner",provider="openai",kind="reasoning""#;
+    assert_eq!(
+        value(&format!("llm_billed_tokens_total{{{reasoner}}}")),
+        80.0
+    );
 }

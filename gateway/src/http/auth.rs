@@ -67,6 +67,18 @@ impl Caller<'_> {
         }
     }
 
+    /// The ApiKey's namespace (empty for a token caller, and for a key of a standalone
+    /// configuration without one).
+    pub fn namespace(&self) -> &str {
+        match self {
+            Self::Key(key) => key
+                .name
+                .split_once('/')
+                .map_or("", |(namespace, _)| namespace),
+            Self::Token(..) => "",
+        }
+    }
+
     /// The owner: the key's owner, or the token's team.
     pub fn owner(&self) -> &str {
         match self {

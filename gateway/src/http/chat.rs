@@ -71,6 +71,7 @@ async fn handle(
         Arc::new(CallerLabel {
             id: c.id(),
             owner: c.owner().to_owned(),
+            namespace: c.namespace().to_owned(),
         })
     });
     if protocol == Protocol::Responses {

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use llm_gateway_crds::llm_provider::ModelInfo;
 
 use super::Outcome;
+use crate::metrics::TargetLabels;
 use crate::request::TokenUsage;
 
 /// Prices in US dollars per million tokens of each kind a provider bills apart.
@@ -154,21 +155,30 @@ struct Measured {
     reported: Option<(TokenUsage, Price)>,
     /// A stream cut short without a usage report: completion events delivered, and the price.
     partial: Option<(u64, Price)>,
+    /// The route model and provider that served it (for chargeback).
+    served_by: Option<TargetLabels>,
 }
 
 impl Meter {
-    /// Records usage the upstream reported (only the first report counts).
-    pub fn report(&self, usage: TokenUsage, price: Price) {
+    /// Records usage the upstream reported (only the first report counts), and who served it.
+    pub fn report(&self, usage: TokenUsage, price: Price, served_by: &TargetLabels) {
         if let Ok(mut state) = self.state.lock() {
             state.reported.get_or_insert((usage, price));
+            state.served_by.get_or_insert_with(|| served_by.clone());
         }
     }
 
     /// Records a stream that ended without a usage report after `delivered` completion events.
-    pub fn partial(&self, delivered: u64, price: Price) {
+    pub fn partial(&self, delivered: u64, price: Price, served_by: &TargetLabels) {
         if let Ok(mut state) = self.state.lock() {
             state.partial.get_or_insert((delivered, price));
+            state.served_by.get_or_insert_with(|| served_by.clone());
         }
+    }
+
+    /// The route model and provider whose usage was recorded, if any was.
+    pub fn served_by(&self) -> Option<TargetLabels> {
+        self.state.lock().ok()?.served_by.clone()
     }
 
     /// What to bill: the reported usage; else, for a stream cut short, the prompt estimate plus
@@ -206,13 +216,20 @@ mod tests {
         assert_eq!(price.nanos(1_000_000, 0), 150_000_000);
     }
 
+    fn served() -> TargetLabels {
+        TargetLabels {
+            model: "m".into(),
+            provider: "p".into(),
+        }
+    }
+
     #[test]
     fn a_report_wins_over_a_partial_stream() {
         let meter = Meter::default();
         let price = Price::flat(1.0, 2.0);
-        meter.partial(3, price);
+        meter.partial(3, price, &served());
         assert_eq!(meter.outcome(10).output_tokens, 3);
-        meter.report(TokenUsage::new(11, 7), price);
+        meter.report(TokenUsage::new(11, 7), price, &served());
         let outcome = meter.outcome(10);
         assert_eq!((outcome.input_tokens, outcome.output_tokens), (11, 7));
         assert_eq!(outcome.spend_nanos, 11_000 + 14_000);

@@ -15,6 +15,8 @@ pub struct CallerLabel {
     pub id: String,
     /// Key owner or token team.
     pub owner: String,
+    /// The ApiKey's namespace (empty for token callers).
+    pub namespace: String,
 }
 
 /// Settles on drop; keep it alive with the response body.
@@ -80,6 +82,15 @@ impl Drop for Reservation {
                 pending
                     .metrics
                     .count_caller_usage(&caller.id, &caller.owner, outcome.into());
+                if let Some(served) = pending.meter.served_by() {
+                    let labels = crate::chargeback::ChargeLabels {
+                        namespace: caller.namespace.clone(),
+                        owner: caller.owner.clone(),
+                        model: served.model,
+                        provider: served.provider,
+                    };
+                    pending.metrics.chargeback.count(&labels, &outcome);
+                }
             }
         });
     }

@@ -1,0 +1,95 @@
+//! Chargeback metrics: what each team's external-API use cost, by Kubernetes namespace, owner,
+//! route model, provider and token kind, so it can be joined with cluster cost tools
+//! (OpenCost, Kubecost) that allocate CPU and GPU cost by namespace and label.
+//!
+//! `llm_spend_usd_total` is the same nano-dollar spend the limiter settles (exact, catalogue
+//! prices per token kind); `llm_billed_tokens_total` splits the tokens into disjoint kinds
+//! (`input` uncached, `cache_read`, `cache_write`, `output` excluding reasoning, `reasoning`),
+//! so a sum over kinds is every token billed.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::limits::Outcome;
+
+/// Who used what where.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChargeLabels {
+    /// The ApiKey's namespace (empty for token callers).
+    pub namespace: String,
+    /// Key owner or token team.
+    pub owner: String,
+    /// Route model.
+    pub model: String,
+    /// Provider that served it.
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    namespace: String,
+    owner: String,
+    model: String,
+    provider: String,
+    kind: &'static str,
+}
+
+/// The chargeback counters.
+#[derive(Debug, Default)]
+pub struct Chargeback {
+    spend: Family<ChargeLabels, Counter<f64, AtomicU64>>,
+    tokens: Family<KindLabels, Counter>,
+}
+
+impl Chargeback {
+    /// Counters registered in `registry`.
+    pub fn registered(registry: &mut Registry) -> Self {
+        let chargeback = Self::default();
+        registry.register(
+            "llm_spend_usd",
+            "Spend in US dollars by namespace, owner, route model and provider (catalogue prices per token kind)",
+            chargeback.spend.clone(),
+        );
+        registry.register(
+            "llm_billed_tokens",
+            "Tokens billed by namespace, owner, route model, provider and kind (input, cache_read, cache_write, output, reasoning; disjoint)",
+            chargeback.tokens.clone(),
+        );
+        chargeback
+    }
+
+    /// Counts one settled request.
+    pub fn count(&self, labels: &ChargeLabels, outcome: &Outcome) {
+        self.spend
+            .get_or_create(labels)
+            .inc_by(outcome.spend_nanos as f64 / 1e9);
+        let uncached = outcome
+            .input_tokens
+            .saturating_sub(outcome.cache_read_tokens + outcome.cache_write_tokens);
+        let answer = outcome
+            .output_tokens
+            .saturating_sub(outcome.reasoning_tokens);
+        for (kind, count) in [
+            ("input", uncached),
+            ("cache_read", outcome.cache_read_tokens),
+            ("cache_write", outcome.cache_write_tokens),
+            ("output", answer),
+            ("reasoning", outcome.reasoning_tokens),
+        ] {
+            if count == 0 {
+                continue;
+            }
+            let labels = KindLabels {
+                namespace: labels.namespace.clone(),
+                owner: labels.owner.clone(),
+                model: labels.model.clone(),
+                provider: labels.provider.clone(),
+                kind,
+            };
+            self.tokens.get_or_create(&labels).inc_by(count);
+        }
+    }
+}
