@@ -152,6 +152,8 @@ pub struct CompiledProvider {
     pub circuit_breaker: CircuitBreaker,
     /// Model catalogue by upstream model name (empty: any model).
     pub models: BTreeMap<String, ModelInfo>,
+    /// The models `spec.models` lists: when any, routes may target only these.
+    pub listed_models: std::collections::BTreeSet<String>,
     /// Fake provider behaviour (type fake only).
     pub fake: Option<FakeSettings>,
     /// API version for azureOpenAI (`api-version`) and anthropic (`anthropic-version`).

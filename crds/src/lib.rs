@@ -1,6 +1,7 @@
 pub mod duration;
 pub use duration::Duration;
 pub mod api_key;
+pub mod catalogue;
 pub mod compile;
 pub mod compiled;
 pub mod conditions;

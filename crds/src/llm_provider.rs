@@ -237,6 +237,11 @@ pub struct LlmProviderSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
     pub models: Vec<ModelInfo>,
+    /// Take prices from the gateway's built-in catalogue of well-known models (list prices,
+    /// dated; see the LlmProvider reference) for every model it lists, each price `models`
+    /// sets overriding it. Models it lists do not restrict the routes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub price_catalogue: bool,
     /// How long to wait on this upstream.
     #[serde(default)]
     pub timeouts: Timeouts,

@@ -101,6 +101,9 @@ fn check(dir: &std::path::Path, pepper: &[u8]) -> ExitCode {
                 config.routes.len(),
                 config.keys.len()
             );
+            for warning in llm_gateway_crds::catalogue::unpriced_under_budget(&config) {
+                println!("  warning: {warning}");
+            }
             for p in config.providers.iter().filter(|p| p.unavailable.is_some()) {
                 println!(
                     "  note: provider {} is unavailable: {}",

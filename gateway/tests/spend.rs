@@ -198,3 +198,57 @@ async fn every_token_kind_is_billed_at_its_own_price() {
         80.0
     );
 }
+
+/// An LlmProvider that opts into the built-in catalogue, listing no prices itself.
+fn catalogue_config(mock: &str, key: &str, budget: &str) -> String {
+    join(&[
+        format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {{name: claude}}\nspec: {{type: anthropic, baseUrl: \"{mock}\", allowLocalAddresses: true, credentials: {{env: MOCK_PROVIDER_KEY}}, priceCatalogue: true}}\n"
+        ),
+        "apiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: routes}\nspec:\n  routes:\n  - {model: claude, targets: [{provider: claude, model: claude-sonnet-4-5}]}\n".to_owned(),
+        caller_key(key, budget),
+    ])
+}
+
+#[tokio::test]
+async fn the_price_catalogue_bills_a_provider_that_lists_no_prices() {
+    let mock = MockUpstream::start().await;
+    let root = mock.base_url.trim_end_matches("/v1").to_owned();
+    let key = new_key();
+    let env = [("MOCK_PROVIDER_KEY", "mock-provider-secret")];
+    let text = catalogue_config(&root, &key, ", budget: {usd: 10, period: monthly}");
+    let gateway = Gateway::start(&text, key, &env).await;
+    send(&gateway, "/v1/messages", agent_turn("/v1/messages", false)).await;
+    // The catalogue lists Claude Sonnet 4.5 at the prices the hand-computed turn uses.
+    assert_eq!(nanos(&settled(&gateway, 1).await), CLAUDE_TURN);
+}
+
+#[test]
+fn check_warns_when_a_budget_cannot_count_a_routes_spend() {
+    let check = |opted_in: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = catalogue_config(
+            "https://api.anthropic.com",
+            &new_key(),
+            ", budget: {usd: 10, period: monthly}",
+        );
+        if !opted_in {
+            text = text.replace(", priceCatalogue: true", "");
+        }
+        std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+            .args(["check", "--config", dir.path().to_str().unwrap()])
+            .env("API_KEY_PEPPER", common::TEST_PEPPER)
+            .env("MOCK_PROVIDER_KEY", "x")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let warned = check(false);
+    assert!(
+        warned.contains("warning: route claude target claude/claude-sonnet-4-5 has no price"),
+        "{warned}"
+    );
+    assert!(!check(true).contains("warning"));
+}

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use super::keys::SecretIndex;
 use super::{CompileInputs, ConfigError, namespace_of, object_id};
 use crate::compiled::{CompiledProvider, SecretString};
-use crate::llm_provider::{LlmProvider, ProviderType};
+use crate::llm_provider::{LlmProvider, LlmProviderSpec, ModelInfo, ProviderType};
 
 const KIND: &str = "LlmProvider";
 
@@ -84,11 +84,7 @@ fn compile_one(
             );
         }
     }
-    let models = spec
-        .models
-        .iter()
-        .map(|m| (m.name.clone(), m.clone()))
-        .collect();
+    let models = priced_models(spec, kind);
     Some(CompiledProvider {
         id: object_id(provider),
         name: provider.name_any(),
@@ -101,6 +97,7 @@ fn compile_one(
         max_concurrency: spec.max_concurrency,
         circuit_breaker: breaker,
         models,
+        listed_models: spec.models.iter().map(|m| m.name.clone()).collect(),
         fake: (kind == ProviderType::Fake).then(|| spec.fake.clone().unwrap_or_default()),
         api_version: spec
             .api_version
@@ -255,6 +252,25 @@ fn credential(
             (None, None)
         }
     }
+}
+
+/// The provider's models by name: `spec.models`, over the built-in catalogue's entries for
+/// its type when it opts in (each price it sets wins).
+fn priced_models(spec: &LlmProviderSpec, kind: ProviderType) -> BTreeMap<String, ModelInfo> {
+    let mut models: BTreeMap<String, ModelInfo> = BTreeMap::new();
+    if spec.price_catalogue {
+        for listed in crate::catalogue::models(kind) {
+            models.insert(listed.name.clone(), listed.clone());
+        }
+    }
+    for own in &spec.models {
+        let merged = match models.get(&own.name) {
+            Some(listed) => crate::catalogue::overlay(own, listed),
+            None => own.clone(),
+        };
+        models.insert(own.name.clone(), merged);
+    }
+    models
 }
 
 #[cfg(test)]

@@ -98,8 +98,8 @@ fn compile_route(
             continue;
         };
         let upstream_model = target.model.clone().unwrap_or_else(|| route.model.clone());
-        let catalogue = &providers[provider].models;
-        if !catalogue.is_empty() && !catalogue.contains_key(&upstream_model) {
+        let listed = &providers[provider].listed_models;
+        if !listed.is_empty() && !listed.contains(&upstream_model) {
             fail(
                 &format!(".targets[{t}].model"),
                 format!(
