@@ -90,9 +90,18 @@ pub struct Usage {
     /// Completion tokens in the period.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
-    /// Dollars spent in the period.
+    /// Dollars spent in the period (to the micro-dollar; the gateways count nano-dollars).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spend_usd: Option<f64>,
+    /// Of the prompt tokens, those read from a provider's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// Of the prompt tokens, those written to a provider's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+    /// Of the completion tokens, reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
 }
 
 /// Observed state of an ApiKey.

@@ -13,7 +13,23 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::limits::Outcome;
+/// What one settled request used and cost (its own type, so these metrics, which the
+/// limiter reports to, do not also import the limiter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Billed {
+    /// Prompt tokens, cached ones included.
+    pub input_tokens: u64,
+    /// Completion tokens, reasoning included.
+    pub output_tokens: u64,
+    /// Of the prompt, read from a cache.
+    pub cache_read_tokens: u64,
+    /// Of the prompt, written to a cache.
+    pub cache_write_tokens: u64,
+    /// Of the completion, reasoning.
+    pub reasoning_tokens: u64,
+    /// Spend in billionths of a US dollar.
+    pub spend_nanos: i64,
+}
 
 /// Who used what where.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,7 +78,7 @@ impl Chargeback {
     }
 
     /// Counts one settled request.
-    pub fn count(&self, labels: &ChargeLabels, outcome: &Outcome) {
+    pub fn count(&self, labels: &ChargeLabels, outcome: &Billed) {
         self.spend
             .get_or_create(labels)
             .inc_by(outcome.spend_nanos as f64 / 1e9);

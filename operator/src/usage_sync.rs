@@ -230,6 +230,9 @@ pub fn usage_from(period: &Period, counters: &[Option<i64>]) -> Usage {
         output_tokens: Some(get(2) as u64),
         // Rounded to micro-dollars so a status diff means a real change.
         spend_usd: Some((get(3) as f64 / 1e3).round() / 1e6),
+        cache_read_tokens: Some(get(5) as u64),
+        cache_write_tokens: Some(get(6) as u64),
+        reasoning_tokens: Some(get(7) as u64),
     }
 }
 
@@ -289,7 +292,24 @@ mod tests {
         let period = Period::containing(BudgetPeriod::Monthly, now);
         let usage = usage_from(
             &period,
-            &[Some(3), Some(120), None, Some(1_234_567), Some(9)],
+            &[
+                Some(3),
+                Some(120),
+                None,
+                Some(1_234_567),
+                Some(9),
+                Some(100),
+                Some(7),
+                Some(4),
+            ],
+        );
+        assert_eq!(
+            (
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens
+            ),
+            (Some(100), Some(7), Some(4))
         );
         assert_eq!(usage.period_start.as_deref(), Some("2026-11-01T00:00:00Z"));
         assert_eq!(

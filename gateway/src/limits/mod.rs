@@ -118,6 +118,19 @@ pub struct Outcome {
     pub spend_nanos: i64,
 }
 
+impl From<Outcome> for crate::chargeback::Billed {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            input_tokens: outcome.input_tokens,
+            output_tokens: outcome.output_tokens,
+            cache_read_tokens: outcome.cache_read_tokens,
+            cache_write_tokens: outcome.cache_write_tokens,
+            reasoning_tokens: outcome.reasoning_tokens,
+            spend_nanos: outcome.spend_nanos,
+        }
+    }
+}
+
 impl From<Outcome> for crate::metrics::CallerUsage {
     fn from(outcome: Outcome) -> Self {
         Self {

@@ -89,7 +89,7 @@ impl Drop for Reservation {
                         model: served.model,
                         provider: served.provider,
                     };
-                    pending.metrics.chargeback.count(&labels, &outcome);
+                    pending.metrics.chargeback.count(&labels, &outcome.into());
                 }
             }
         });
