@@ -47,6 +47,21 @@ pub fn models(provider_type: ProviderType) -> &'static [ModelInfo] {
     }
 }
 
+/// The alias a dated snapshot name extends: `claude-sonnet-4-5-20250929` and
+/// `gpt-4o-2024-11-20` name snapshots of `claude-sonnet-4-5` and `gpt-4o`.
+pub fn alias_of(model: &str) -> Option<&str> {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((alias, date)) = model.rsplit_once('-')
+        && digits(date, 8)
+    {
+        return Some(alias);
+    }
+    let (rest, day) = model.rsplit_once('-')?;
+    let (rest, month) = rest.rsplit_once('-')?;
+    let (alias, year) = rest.rsplit_once('-')?;
+    (digits(year, 4) && digits(month, 2) && digits(day, 2)).then_some(alias)
+}
+
 /// `own` with every price it leaves out taken from the catalogue's `listed` entry (and its
 /// tiers, when it has none).
 pub fn overlay(own: &ModelInfo, listed: &ModelInfo) -> ModelInfo {
@@ -140,5 +155,17 @@ mod tests {
             .find(|m| m.name == "claude-sonnet-4-5")
             .unwrap();
         assert_eq!(sonnet.prices.cache_read_per_million_usd, Some(0.3));
+    }
+
+    #[test]
+    fn a_dated_snapshot_is_priced_as_its_alias() {
+        assert_eq!(
+            alias_of("claude-sonnet-4-5-20250929"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(alias_of("gpt-4o-2024-11-20"), Some("gpt-4o"));
+        assert_eq!(alias_of("gpt-4o"), None);
+        assert_eq!(alias_of("o4-mini"), None);
+        assert_eq!(alias_of("gemini-2.5-flash"), None);
     }
 }

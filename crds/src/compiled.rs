@@ -232,7 +232,15 @@ impl CompiledProvider {
 
     /// The largest completion the catalogue allows for `model`, if listed.
     pub fn max_output_tokens(&self, model: &str) -> Option<u32> {
-        self.models.get(model).and_then(|m| m.max_output_tokens)
+        self.model(model).and_then(|m| m.max_output_tokens)
+    }
+
+    /// What the provider knows about `model`: its own entry, else that of the alias a dated
+    /// snapshot name extends (`claude-sonnet-4-5-20250929`, `gpt-4o-2024-11-20`).
+    pub fn model(&self, model: &str) -> Option<&ModelInfo> {
+        self.models
+            .get(model)
+            .or_else(|| self.models.get(crate::catalogue::alias_of(model)?))
     }
 }
 

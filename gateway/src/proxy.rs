@@ -351,8 +351,7 @@ fn count(state: &AppState, model: &str, outcome: &'static str) {
 fn exceeds_context(request: &ClientRequest, provider: &ProviderRuntime, model: &str) -> bool {
     let window = provider
         .compiled
-        .models
-        .get(model)
+        .model(model)
         .and_then(|m| m.context_window);
     window.is_some_and(|w| (request.prompt_bytes as u64).div_ceil(4) > u64::from(w))
 }

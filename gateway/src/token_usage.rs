@@ -88,14 +88,19 @@ impl TokenUsage {
     }
 
     /// The larger of each count: streams report usage more than once (Anthropic's input at
-    /// `message_start`, its output at `message_delta`), and counts only grow.
+    /// `message_start`, its output and the final input at `message_delta`), and counts only
+    /// grow. Cache writes are merged as a total and its one-hour part, since a later report
+    /// may give the total without the split.
     pub fn max(self, other: Self) -> Self {
+        let written = |u: &Self| u.cache_write_tokens + u.cache_write_1h_tokens;
+        let hour = self.cache_write_1h_tokens.max(other.cache_write_1h_tokens);
+        let total = written(&self).max(written(&other)).max(hour);
         Self {
             prompt_tokens: self.prompt_tokens.max(other.prompt_tokens),
             completion_tokens: self.completion_tokens.max(other.completion_tokens),
             cache_read_tokens: self.cache_read_tokens.max(other.cache_read_tokens),
-            cache_write_tokens: self.cache_write_tokens.max(other.cache_write_tokens),
-            cache_write_1h_tokens: self.cache_write_1h_tokens.max(other.cache_write_1h_tokens),
+            cache_write_tokens: total - hour,
+            cache_write_1h_tokens: hour,
             reasoning_tokens: self.reasoning_tokens.max(other.reasoning_tokens),
         }
     }
@@ -126,9 +131,9 @@ impl UsageEnvelope {
 
 #[derive(Debug, Deserialize)]
 struct OpenAiUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_if_null")]
     prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_if_null")]
     completion_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
@@ -138,14 +143,19 @@ struct OpenAiUsage {
 
 #[derive(Debug, Deserialize)]
 struct PromptDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_if_null")]
     cached_tokens: u64,
 }
 
 #[derive(Debug, Deserialize)]
 struct CompletionDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_if_null")]
     reasoning_tokens: u64,
+}
+
+/// A count sent as `null` (some OpenAI-compatible servers do) reads as zero.
+fn zero_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(deserializer)?.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -183,5 +193,30 @@ mod tests {
             80
         );
         assert_eq!(TokenUsage::from_json(&json!({"total": 3})), None);
+    }
+
+    #[test]
+    fn a_later_report_without_the_split_adds_no_cache_write() {
+        let start = json!({"input_tokens": 20, "output_tokens": 1, "cache_read_input_tokens": 900,
+            "cache_creation_input_tokens": 80, "cache_creation": {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 20}});
+        let delta = json!({"input_tokens": 20, "output_tokens": 50, "cache_read_input_tokens": 900,
+            "cache_creation_input_tokens": 80});
+        let merged = TokenUsage::from_json(&start)
+            .unwrap()
+            .max(TokenUsage::from_json(&delta).unwrap());
+        assert_eq!(
+            (merged.cache_write_tokens, merged.cache_write_1h_tokens),
+            (60, 20)
+        );
+        assert_eq!((merged.prompt_tokens, merged.completion_tokens), (1000, 50));
+        assert_eq!(merged.uncached_tokens(), 20);
+        let envelope: UsageEnvelope = serde_json::from_value(json!({"usage": {"prompt_tokens": 5,
+            "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": null}}}))
+        .unwrap();
+        assert_eq!(
+            envelope.usage().unwrap().cache_read_tokens,
+            0,
+            "null reads as zero"
+        );
     }
 }

@@ -252,3 +252,45 @@ fn check_warns_when_a_budget_cannot_count_a_routes_spend() {
     );
     assert!(!check(true).contains("warning"));
 }
+
+#[tokio::test]
+async fn a_claude_stream_cut_short_bills_what_it_delivered() {
+    use futures_util::StreamExt;
+    let mock = MockUpstream::start().await;
+    mock.set_fault(llm_gateway_mock_upstream::Fault {
+        chunk_gap: Duration::from_millis(30),
+        ..Default::default()
+    });
+    let root = mock.base_url.trim_end_matches("/v1").to_owned();
+    let key = new_key();
+    let env = [("MOCK_PROVIDER_KEY", "mock-provider-secret")];
+    let gateway = Gateway::start(&catalogue_config(&root, &key, ""), key, &env).await;
+    let turns = [
+        (
+            "/v1/messages",
+            json!({"model": "claude", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ];
+    for (done, (path, body)) in turns.into_iter().enumerate() {
+        let response = gateway.post(path, body).await;
+        let mut stream = response.bytes_stream();
+        let mut seen = String::new();
+        // Two pieces of the answer, then the client leaves: the upstream never reports output.
+        while !seen.contains("om the m") {
+            seen.push_str(&String::from_utf8_lossy(
+                &stream.next().await.unwrap().unwrap(),
+            ));
+        }
+        drop(stream);
+        let usage = settled(&gateway, done as u64 + 1).await;
+        let output = usage["output_tokens"].as_u64().unwrap();
+        assert!(
+            output >= 2 * (done as u64 + 1),
+            "{path}: billed {output} output tokens, delivered at least 2"
+        );
+    }
+}

@@ -183,7 +183,7 @@ fn reachable_targets<'s>(
 /// The highest catalogue prices among the reachable targets.
 fn route_max_price(snapshot: &Snapshot, route: &RouteRuntime) -> Price {
     reachable_targets(snapshot, route)
-        .map(|(provider, model)| Price::of(provider.models.get(model)))
+        .map(|(provider, model)| Price::of(provider.model(model)))
         .fold(Price::default(), Price::max)
 }
 

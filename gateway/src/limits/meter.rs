@@ -98,9 +98,14 @@ impl Price {
             .fold(self.base, |top, (_, rates)| top.max(*rates))
     }
 
-    /// The reservation of `input_tokens` and `output_tokens`, at the highest rates (no cache).
+    /// The reservation of `input_tokens` and `output_tokens`: the prompt at the highest rate
+    /// any of it may settle at (a cache write costs more than plain input), so a settlement
+    /// never exceeds its reservation.
     pub fn nanos(self, input_tokens: u64, output_tokens: u64) -> i64 {
-        self.cost(&TokenUsage::new(input_tokens, output_tokens))
+        let top = self.highest();
+        let prompt = top.input.max(top.cache_write).max(top.cache_write_1h);
+        let cost = input_tokens as f64 * prompt + output_tokens as f64 * top.output;
+        (cost * 1e3).round() as i64
     }
 
     /// The bill of `usage`: each kind at its rate, the rates of the largest tier its prompt
@@ -213,6 +218,14 @@ mod tests {
     fn prices_are_exact_in_nano_dollars() {
         let price = Price::flat(0.15, 0.6);
         assert_eq!(price.nanos(1, 1), 750);
+        // Reserved at the one-hour cache write rate: what the same prompt may settle at.
+        let mut written = Price::flat(3.0, 15.0);
+        written.base.cache_write_1h = 6.0;
+        let worst = TokenUsage {
+            cache_write_1h_tokens: 1000,
+            ..TokenUsage::new(1000, 10)
+        };
+        assert!(written.nanos(1000, 10) >= written.cost(&worst));
         assert_eq!(price.nanos(1_000_000, 0), 150_000_000);
     }
 

@@ -60,10 +60,7 @@ impl Call<'_> {
     /// A fresh accounting record for this call.
     pub fn accounting(&self) -> Accounting {
         let price = crate::limits::meter::Price::of(
-            self.provider
-                .compiled
-                .models
-                .get(&self.target.upstream_model),
+            self.provider.compiled.model(&self.target.upstream_model),
         );
         Accounting::new(
             self.metrics.clone(),

@@ -182,6 +182,8 @@ pub struct Relay<S, T: Transform> {
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
     last_data: Instant,
     finished: bool,
+    /// Whether the upstream ended its stream (not cut by the client, an error or a timeout).
+    ended: bool,
     hold: Option<Hold>,
     /// Client bytes waiting for a write registered in `hold` while they were produced.
     held: Option<(Bytes, Pending)>,
@@ -222,6 +224,7 @@ impl<S, T: Transform> Relay<S, T> {
             idle: None,
             last_data: now,
             finished: false,
+            ended: false,
             hold: None,
             held: None,
         }
@@ -245,9 +248,16 @@ impl<S, T: Transform> Drop for Relay<S, T> {
         let Some(accounting) = self.accounting.as_mut() else {
             return;
         };
+        let delivered = self.transform.delivered();
         match self.transform.usage() {
+            // A stream cut short may have reported usage before its end (Anthropic's input at
+            // `message_start`): its output is at least the completion events delivered.
+            Some(mut usage) if !self.ended => {
+                usage.completion_tokens = usage.completion_tokens.max(delivered);
+                accounting.usage(usage);
+            }
             Some(usage) => accounting.usage(usage),
-            None => accounting.partial(self.transform.delivered()),
+            None => accounting.partial(delivered),
         }
     }
 }
@@ -293,6 +303,7 @@ where
                 }
                 Poll::Ready(None) => {
                     this.finished = true;
+                    this.ended = true;
                     this.transform.end()
                 }
             };

@@ -117,7 +117,7 @@ impl UsageScanner {
 /// used to bill a stream that ends without a usage report): an OpenAI chat chunk's `content` or
 /// `arguments`, a Responses delta event's string `delta`, or the `text` of a legacy completion
 /// chunk or an Anthropic text delta.
-fn carries_completion(event: &[u8]) -> bool {
+pub(crate) fn carries_completion(event: &[u8]) -> bool {
     [
         &b"\"content\":\""[..],
         b"\"arguments\":\"",

@@ -89,6 +89,11 @@ pub(super) struct MessageDeltaBody {
 #[derive(Deserialize)]
 pub(super) struct DeltaUsage {
     pub(super) output_tokens: Option<u64>,
+    /// The final input counts, which newer API versions repeat here (larger than
+    /// `message_start`'s when server tools ran).
+    pub(super) input_tokens: Option<u64>,
+    pub(super) cache_read_input_tokens: Option<u64>,
+    pub(super) cache_creation_input_tokens: Option<u64>,
 }
 
 /// An `error` event's error.

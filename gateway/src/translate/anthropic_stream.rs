@@ -134,8 +134,8 @@ impl AnthropicToOpenAi {
             }
             Event::MessageDelta { delta, usage } => {
                 self.stop_reason = delta.stop_reason;
-                if let Some(tokens) = usage.and_then(|u| u.output_tokens) {
-                    self.usage.output_tokens = tokens;
+                if let Some(usage) = usage {
+                    self.final_usage(&usage);
                 }
             }
             Event::MessageStop {} => self.finish(out),
@@ -156,6 +156,28 @@ impl AnthropicToOpenAi {
             | Event::ContentBlockStop { .. }
             | Event::Unknown => {}
         }
+    }
+
+    /// `message_delta`'s counts: the output, and the input ones only ever grow.
+    fn final_usage(&mut self, delta: &super::anthropic_events::DeltaUsage) {
+        let usage = &mut self.usage;
+        if let Some(tokens) = delta.output_tokens {
+            usage.output_tokens = tokens;
+        }
+        usage.input_tokens = usage.input_tokens.max(delta.input_tokens.unwrap_or(0));
+        let grow = |count: &mut Option<u64>, later: Option<u64>| {
+            if let Some(later) = later {
+                *count = Some(count.unwrap_or(0).max(later));
+            }
+        };
+        grow(
+            &mut usage.cache_read_input_tokens,
+            delta.cache_read_input_tokens,
+        );
+        grow(
+            &mut usage.cache_creation_input_tokens,
+            delta.cache_creation_input_tokens,
+        );
     }
 
     /// A fragment of the model's thinking, or its signature.

@@ -68,6 +68,8 @@ pub struct EventTransform<T> {
     max_event_bytes: usize,
     /// Set once the cap was exceeded: the error event went out, nothing more will.
     overflowed: bool,
+    /// Upstream events that carried completion text or arguments (billing a stream cut short).
+    delivered: u64,
 }
 
 impl<T> EventTransform<T> {
@@ -78,6 +80,7 @@ impl<T> EventTransform<T> {
             translator,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             overflowed: false,
+            delivered: 0,
         }
     }
 
@@ -108,6 +111,10 @@ impl<T: EventTranslator> EventTransform<T> {
 }
 
 impl<T: EventTranslator> Transform for EventTransform<T> {
+    fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
     fn is_finished(&self) -> bool {
         self.overflowed || self.translator.finished()
     }
@@ -122,6 +129,9 @@ impl<T: EventTranslator> Transform for EventTransform<T> {
             if raw.len() > self.max_event_bytes {
                 out.extend_from_slice(&self.overflow());
                 return out.freeze();
+            }
+            if crate::sse::usage_scan::carries_completion(&raw) {
+                self.delivered += 1;
             }
             if let Some(event) = parse_event(&raw) {
                 self.translator.event(&event, &mut out);

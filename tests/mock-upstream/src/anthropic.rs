@@ -29,7 +29,7 @@ fn usage_for(body: &Value) -> Value {
 }
 
 /// Answers one request body.
-pub fn respond(body: &Value) -> Response {
+pub fn respond(body: &Value, gap: std::time::Duration) -> Response {
     let model = body["model"].as_str().unwrap_or("claude-mock").to_owned();
     let thinks = body["thinking"]["type"] == "enabled";
     if thinks && let Err(message) = thinking_allowed(body) {
@@ -44,9 +44,14 @@ pub fn respond(body: &Value) -> Response {
     );
     if body["stream"].as_bool() == Some(true) {
         let events = stream_events(&model, &answer, thinks, usage_for(body));
-        let body = Body::from_stream(futures_util::stream::iter(
-            events.into_iter().map(Ok::<_, std::io::Error>),
-        ));
+        let paced = futures_util::StreamExt::then(
+            futures_util::stream::iter(events),
+            move |e| async move {
+                tokio::time::sleep(gap).await;
+                Ok::<_, std::io::Error>(e)
+            },
+        );
+        let body = Body::from_stream(paced);
         return ([("content-type", "text/event-stream")], body).into_response();
     }
     let (mut content, stop_reason) = match &answer {

@@ -240,7 +240,7 @@ fn next_fault(shared: &Shared) -> Fault {
 
 async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
     match record(&shared, "/v1/messages".to_owned(), headers, raw).await {
-        Ok((body, _)) => anthropic::respond(&body),
+        Ok((body, fault)) => anthropic::respond(&body, fault.chunk_gap),
         Err(response) => response,
     }
 }
