@@ -13,8 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-/// What one settled request used and cost (its own type, so these metrics, which the
-/// limiter reports to, do not also import the limiter).
+/// What one settled request used and cost: the limiter settles it (as `limits::Outcome`) and
+/// the metrics count it. Defined here, a leaf, so the metrics do not import the limiter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Billed {
     /// Prompt tokens, cached ones included.

@@ -127,18 +127,6 @@ pub struct JournalLabels {
     pub outcome: &'static str,
 }
 
-/// What one caller's request used, as the metrics count it (its own type, so the limiter,
-/// which reports to the metrics, is not also imported by them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CallerUsage {
-    /// Prompt tokens.
-    pub input_tokens: u64,
-    /// Completion tokens.
-    pub output_tokens: u64,
-    /// Spend in billionths of a US dollar.
-    pub spend_nanos: i64,
-}
-
 /// Labels of a caller's usage.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerLabels {
@@ -383,7 +371,7 @@ impl Metrics {
     }
 
     /// Counts what a caller's request used.
-    pub fn count_caller_usage(&self, id: &str, owner: &str, outcome: CallerUsage) {
+    pub fn count_caller_usage(&self, id: &str, owner: &str, outcome: &crate::chargeback::Billed) {
         let key_id = self.caller_label(id);
         let labels = CallerLabels {
             key_id: key_id.clone(),

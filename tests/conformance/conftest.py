@@ -191,6 +191,21 @@ def mock_upstream():
     mock.stop()
 
 
+def translating_gateway_with_key(mock_upstream, directory: pathlib.Path, name: str, spec: str):
+    """A gateway on the translating configuration plus the ApiKey `name` (its spec fields in
+    `spec`, a flow mapping's inside); returns the gateway and the new key."""
+    made = subprocess.run([str(_gateway_binary()), "keygen"], capture_output=True, text=True, check=True)
+    key = made.stdout.split()[0]
+    shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", directory / "api-keys.yaml")
+    (directory / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=mock_upstream.url))
+    (directory / f"{name}.yaml").write_text(
+        f"apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: {name}}}\n"
+        f"spec: {{secretName: {name}-key, {spec}}}\n---\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-key}}\nstringData: {{apiKey: {key}}}\n"
+    )
+    return Gateway(directory, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"}), key
+
+
 @pytest.fixture(scope="session")
 def translating_gateway(mock_upstream):
     """A gateway whose routes go to the mock's Anthropic and Gemini APIs."""

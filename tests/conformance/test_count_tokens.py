@@ -67,22 +67,11 @@ def test_counting_needs_a_key_and_an_allowed_model(translating_gateway, anthropi
 @pytest.fixture(scope="module")
 def limited(mock_upstream, tmp_path_factory):
     """The translating configuration with a key allowed two requests a minute."""
-    import shutil
-    import subprocess
+    from conftest import translating_gateway_with_key
 
-    from conftest import EXAMPLE_CONFIG, TRANSLATION_CONFIG, Gateway, _gateway_binary
-
-    made = subprocess.run([str(_gateway_binary()), "keygen"], capture_output=True, text=True, check=True)
-    key = made.stdout.split()[0]
-    config = tmp_path_factory.mktemp("limited")
-    shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", config / "api-keys.yaml")
-    (config / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=mock_upstream.url))
-    (config / "limited.yaml").write_text(
-        "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {name: limited}\n"
-        "spec: {secretName: limited-key, owner: team-l, models: ['*'], limits: {requestsPerMinute: 2}}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: limited-key}}\nstringData: {{apiKey: {key}}}\n"
-    )
-    gateway = Gateway(config, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"})
+    directory = tmp_path_factory.mktemp("limited")
+    spec = "owner: team-l, models: ['*'], limits: {requestsPerMinute: 2}"
+    gateway, key = translating_gateway_with_key(mock_upstream, directory, "limited", spec)
     yield gateway, key
     gateway.stop()
 

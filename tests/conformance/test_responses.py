@@ -275,21 +275,10 @@ def test_store_false_keeps_nothing(client):
 @pytest.fixture(scope="module")
 def two_callers(mock_upstream, tmp_path_factory):
     """The translating configuration with a second ApiKey."""
-    from conftest import EXAMPLE_CONFIG, TRANSLATION_CONFIG, Gateway, _gateway_binary
-    import shutil
-    import subprocess
+    from conftest import translating_gateway_with_key
 
-    second = subprocess.run([str(_gateway_binary()), "keygen"], capture_output=True, text=True, check=True)
-    key = second.stdout.split()[0]
-    config = tmp_path_factory.mktemp("two-callers")
-    shutil.copy(EXAMPLE_CONFIG / "api-keys.yaml", config / "api-keys.yaml")
-    (config / "providers.yaml").write_text(TRANSLATION_CONFIG.format(url=mock_upstream.url))
-    (config / "second.yaml").write_text(
-        "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {name: second}\n"
-        "spec: {secretName: second-key, owner: other-team, models: ['*']}\n---\n"
-        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: second-key}}\nstringData: {{apiKey: {key}}}\n"
-    )
-    gateway = Gateway(config, env={"MOCK_PROVIDER_KEY": "mock-provider-secret"})
+    directory = tmp_path_factory.mktemp("two-callers")
+    gateway, key = translating_gateway_with_key(mock_upstream, directory, "second", "owner: other-team, models: ['*']")
     yield gateway, key
     gateway.stop()
 

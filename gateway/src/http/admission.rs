@@ -45,13 +45,7 @@ pub async fn admit_request_only(
     route: &RouteRuntime,
 ) -> Result<Admitted, ApiError> {
     let account = caller.map(Caller::account);
-    let caller_account = caller
-        .zip(account.as_deref())
-        .map(|(c, account)| CallerAccount {
-            account,
-            limits: c.limits(),
-            budget: None,
-        });
+    let caller_account = caller_account(caller, account.as_deref());
     let reserve = TokenReserve {
         prompt: 0,
         completion: 0,
@@ -79,13 +73,7 @@ pub async fn admit(
     meter: &Arc<Meter>,
 ) -> Result<Admitted, ApiError> {
     let account = caller.map(Caller::account);
-    let caller_account = caller
-        .zip(account.as_deref())
-        .map(|(c, account)| CallerAccount {
-            account,
-            limits: c.limits(),
-            budget: c.budget(),
-        });
+    let caller_account = caller_account(caller, account.as_deref());
     let max_price = if caller.and_then(Caller::budget).is_some() {
         route_max_price(snapshot, route)
     } else {
@@ -118,6 +106,18 @@ pub async fn admit(
         lease_ttl,
     );
     decide(state, demand, meter, label).await
+}
+
+/// The limiter's view of `caller`, kept under `account`.
+fn caller_account<'a>(
+    caller: Option<&'a Caller<'_>>,
+    account: Option<&'a str>,
+) -> Option<CallerAccount<'a>> {
+    caller.zip(account).map(|(c, account)| CallerAccount {
+        account,
+        limits: c.limits(),
+        budget: c.budget(),
+    })
 }
 
 /// Decides `demand` in the limiter.

@@ -75,6 +75,7 @@ impl Price {
     }
 
     /// Flat rates: `input` and `output` per million tokens, caches at the input price.
+    #[cfg(test)]
     pub fn flat(input: f64, output: f64) -> Self {
         Self {
             base: model_rates([Some(input), Some(output), None, None, None]),
@@ -181,9 +182,10 @@ impl Meter {
         }
     }
 
-    /// The route model and provider whose usage was recorded, if any was.
-    pub fn served_by(&self) -> Option<TargetLabels> {
-        self.state.lock().ok()?.served_by.clone()
+    /// The route model and provider whose usage was recorded, if any was (read once, at
+    /// settlement).
+    pub fn take_served_by(&self) -> Option<TargetLabels> {
+        self.state.lock().ok()?.served_by.take()
     }
 
     /// What to bill: the reported usage; else, for a stream cut short, the prompt estimate plus

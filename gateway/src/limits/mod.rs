@@ -101,45 +101,9 @@ pub enum Verdict {
     },
 }
 
-/// What a finished request used, to settle its reservation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// Prompt tokens, cached ones included.
-    pub input_tokens: u64,
-    /// Completion tokens, reasoning included.
-    pub output_tokens: u64,
-    /// Of the prompt, tokens read from the provider's cache.
-    pub cache_read_tokens: u64,
-    /// Of the prompt, tokens written to the provider's cache (for any lifetime).
-    pub cache_write_tokens: u64,
-    /// Of the completion, reasoning tokens.
-    pub reasoning_tokens: u64,
-    /// Spend in billionths of a US dollar.
-    pub spend_nanos: i64,
-}
-
-impl From<Outcome> for crate::chargeback::Billed {
-    fn from(outcome: Outcome) -> Self {
-        Self {
-            input_tokens: outcome.input_tokens,
-            output_tokens: outcome.output_tokens,
-            cache_read_tokens: outcome.cache_read_tokens,
-            cache_write_tokens: outcome.cache_write_tokens,
-            reasoning_tokens: outcome.reasoning_tokens,
-            spend_nanos: outcome.spend_nanos,
-        }
-    }
-}
-
-impl From<Outcome> for crate::metrics::CallerUsage {
-    fn from(outcome: Outcome) -> Self {
-        Self {
-            input_tokens: outcome.input_tokens,
-            output_tokens: outcome.output_tokens,
-            spend_nanos: outcome.spend_nanos,
-        }
-    }
-}
+/// What a finished request used, to settle its reservation (defined with the metrics that
+/// count it, which must not import the limiter).
+pub use crate::chargeback::Billed as Outcome;
 
 /// Usage counted for one caller in one period.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -81,15 +81,15 @@ impl Drop for Reservation {
             if let Some(caller) = &pending.caller {
                 pending
                     .metrics
-                    .count_caller_usage(&caller.id, &caller.owner, outcome.into());
-                if let Some(served) = pending.meter.served_by() {
+                    .count_caller_usage(&caller.id, &caller.owner, &outcome);
+                if let Some(served) = pending.meter.take_served_by() {
                     let labels = crate::chargeback::ChargeLabels {
                         namespace: caller.namespace.clone(),
                         owner: caller.owner.clone(),
                         model: served.model,
                         provider: served.provider,
                     };
-                    pending.metrics.chargeback.count(&labels, &outcome.into());
+                    pending.metrics.chargeback.count(&labels, &outcome);
                 }
             }
         });

@@ -4,6 +4,9 @@
 //! Responses upstream that did not answer what it refers to (a fallback, or a route whose
 //! targets changed). A continuation of the target's own responses passes through untouched.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -41,6 +44,9 @@ impl KeptInput {
     }
 }
 
+/// Kept records by what names them, each read from the store once.
+type Kept = HashMap<(Kind, String), Arc<Value>>;
+
 /// Fills in `request` (a Responses body) from `store`, for caller `scope`: the input and output
 /// of `previous_response_id` first, then the request's own items with each `item_reference`
 /// replaced by the item it names. Returns the whole input, which is what a response to this
@@ -50,15 +56,38 @@ pub(crate) async fn expand(
     store: &ResponseStore,
     scope: &str,
 ) -> Result<Vec<Value>, ApiError> {
+    let kept = fetch(store, scope, response_store::names_in(request)).await?;
+    spell_out(request, &kept)
+}
+
+/// Reads each of `named` once; those not kept are left out.
+async fn fetch(
+    store: &ResponseStore,
+    scope: &str,
+    named: Vec<(Kind, String)>,
+) -> Result<Kept, ApiError> {
+    let mut kept = Kept::new();
+    for (kind, id) in named {
+        if kept.contains_key(&(kind, id.clone())) {
+            continue;
+        }
+        if let Some(record) = store.get(scope, kind, &id).await? {
+            kept.insert((kind, id), record);
+        }
+    }
+    Ok(kept)
+}
+
+/// [`expand`] with the records already read.
+fn spell_out(request: &mut Value, kept: &Kept) -> Result<Vec<Value>, ApiError> {
+    let lookup = |kind, id: &str| kept.get(&(kind, id.to_owned()));
     let mut input = Vec::new();
     if let Some(previous) = request.get("previous_response_id").filter(|v| !v.is_null()) {
         let id = previous.as_str().unwrap_or_default();
-        let kept = store
-            .get(scope, Kind::Response, id)
-            .await?
+        let record = lookup(Kind::Response, id)
             .ok_or_else(|| missing("response", id, "previous_response_id"))?;
         for part in ["/input", "/response/output"] {
-            let items = kept.pointer(part).and_then(Value::as_array);
+            let items = record.pointer(part).and_then(Value::as_array);
             input.extend(items.into_iter().flatten().cloned());
         }
     }
@@ -71,12 +100,9 @@ pub(crate) async fn expand(
                     continue;
                 }
                 let id = item["id"].as_str().unwrap_or_default();
-                let param = format!("input[{index}].id");
-                let kept = store
-                    .get(scope, Kind::Item, id)
-                    .await?
-                    .ok_or_else(|| missing("item", id, &param))?;
-                input.push(kept["item"].clone());
+                let record = lookup(Kind::Item, id)
+                    .ok_or_else(|| missing("item", id, &format!("input[{index}].id")))?;
+                input.push(record["item"].clone());
             }
         }
         _ => {}
@@ -116,13 +142,11 @@ pub(crate) async fn for_native(
             keep,
         });
     }
-    let (mut foreign, mut all_kept) = (false, true);
-    for (kind, id) in &named {
-        match store.get(scope, *kind, id).await? {
-            Some(kept) => foreign |= kept["upstream"] != provider,
-            None => all_kept = false,
-        }
-    }
+    let distinct: std::collections::HashSet<&(Kind, String)> = named.iter().collect();
+    let count = distinct.len();
+    let kept = fetch(store, scope, named).await?;
+    let foreign = kept.values().any(|record| record["upstream"] != provider);
+    let all_kept = kept.len() == count;
     if !foreign && !all_kept {
         // The upstream's own history, not all of it kept here: it cannot be spelt out later,
         // so its response is not kept either.
@@ -133,7 +157,7 @@ pub(crate) async fn for_native(
     }
     let mut body: Value = serde_json::from_slice(&request.body)
         .map_err(|e| ApiError::invalid(format!("invalid request: {e}"), None))?;
-    let mut input = expand(&mut body, store, scope).await?;
+    let mut input = spell_out(&mut body, &kept)?;
     let keep = request.keep.then(|| KeptInput::Items(input.clone()));
     if !foreign {
         return Ok(ForNative {

@@ -102,6 +102,7 @@ impl ResponseStore {
     }
 
     /// An in-memory store (tests).
+    #[cfg(test)]
     pub fn in_memory(ttl: Duration, max_bytes: usize) -> Self {
         Self {
             backend: Backend::Memory(memory::Memory::new(ttl, max_bytes)),
@@ -214,22 +215,24 @@ impl ResponseStore {
 /// logged (the conversation can still be sent whole) and never fails the response.
 fn write_behind(shared: &Arc<Shared>, records: Vec<(Key, Arc<Value>, String)>) -> Option<Written> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let mut written = Vec::with_capacity(records.len());
+    let mut held = Vec::with_capacity(records.len());
+    for (key, value, json) in records {
+        held.push((key.clone(), value));
+        written.push((key, json));
+    }
     if let Ok(mut pending) = shared.pending.lock() {
-        for (key, value, _) in &records {
+        for (key, value) in &held {
             pending.insert(key.clone(), value.clone());
         }
     }
     let shared = shared.clone();
     let task = runtime.spawn(async move {
-        let written: Vec<(Key, String)> = records
-            .iter()
-            .map(|(key, _, json)| (key.clone(), json.clone()))
-            .collect();
         if let Err(error) = shared.redis.set(&written).await {
             tracing::warn!(%error, "a Responses response was not kept");
         }
         if let Ok(mut pending) = shared.pending.lock() {
-            for (key, value, _) in &records {
+            for (key, value) in &held {
                 if pending.get(key).is_some_and(|now| Arc::ptr_eq(now, value)) {
                     pending.remove(key);
                 }
@@ -244,34 +247,32 @@ fn write_behind(shared: &Arc<Shared>, records: Vec<(Key, Arc<Value>, String)>) -
 /// What a Responses `body` names from the store: its `previous_response_id` and each
 /// `item_reference` in its input.
 pub fn referred(body: &[u8]) -> Vec<(Kind, String)> {
-    #[derive(serde::Deserialize)]
-    struct Refers<'a> {
-        #[serde(borrow, default)]
-        previous_response_id: Option<&'a str>,
-    }
     // Most requests continue nothing: two substring searches spare them a parse.
     let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    let mut named = Vec::new();
     if !has(b"previous_response_id") && !has(b"item_reference") {
-        return named;
+        return Vec::new();
     }
-    if let Ok(Refers {
-        previous_response_id: Some(id),
-    }) = serde_json::from_slice(body)
-    {
-        named.push((Kind::Response, id.to_owned()));
-    }
-    if has(b"item_reference")
-        && let Ok(value) = serde_json::from_slice::<Value>(body)
-    {
-        let items = value["input"].as_array().into_iter().flatten();
-        named.extend(
-            items
-                .filter(|i| i["type"] == "item_reference")
-                .map(|i| (Kind::Item, i["id"].as_str().unwrap_or_default().to_owned())),
-        );
-    }
-    named
+    serde_json::from_slice::<Value>(body).map_or_else(|_| Vec::new(), |v| names_in(&v))
+}
+
+/// [`referred`], of a body already parsed.
+pub fn names_in(request: &Value) -> Vec<(Kind, String)> {
+    let previous = request["previous_response_id"].as_str();
+    let references = request["input"].as_array().into_iter().flatten();
+    previous
+        .map(|id| (Kind::Response, id.to_owned()))
+        .into_iter()
+        .chain(
+            references
+                .filter(|item| item["type"] == "item_reference")
+                .map(|item| {
+                    (
+                        Kind::Item,
+                        item["id"].as_str().unwrap_or_default().to_owned(),
+                    )
+                }),
+        )
+        .collect()
 }
 
 #[cfg(test)]
