@@ -8,7 +8,7 @@ import pathlib
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ORDER = ["LlmGateway", "LlmProvider", "RoutePolicy", "ApiKey"]
+ORDER = ["LlmGateway", "LlmProvider", "RoutePolicy", "ApiKey", "LlmQuota"]
 # Kubernetes' own types embedded in our schemas: linked, not expanded.
 K8S_FIELDS = {"resources", "env", "tolerations", "conditions"}
 

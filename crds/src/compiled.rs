@@ -61,7 +61,25 @@ pub struct CompiledConfig {
     pub keys: Vec<CompiledKey>,
     /// How callers authenticate.
     pub auth: CompiledAuth,
+    /// Every LlmQuota with shared limits or a shared budget.
+    pub quotas: Vec<std::sync::Arc<CompiledQuota>>,
 }
+
+/// Limits and a budget shared by a group of callers (an LlmQuota).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledQuota {
+    /// `namespace/name` of the LlmQuota.
+    pub id: String,
+    /// The account its shared limits and usage are kept under (`quota:<namespace>/<name>`).
+    pub account: String,
+    /// Limits shared by the selected callers.
+    pub limits: Option<RateLimits>,
+    /// Spend cap shared by the selected callers.
+    pub budget: Option<Budget>,
+}
+
+/// Quotas by the callers they select.
+pub type Quotas = Vec<std::sync::Arc<CompiledQuota>>;
 
 /// Accepted caller credentials.
 #[derive(Debug, Clone)]
@@ -83,6 +101,8 @@ pub struct CallerPolicy {
     pub limits: Option<RateLimits>,
     /// Spend cap per caller.
     pub budget: Option<Budget>,
+    /// Quotas shared by token callers, by team.
+    pub team_quotas: BTreeMap<String, Quotas>,
 }
 
 impl CallerPolicy {
@@ -222,6 +242,10 @@ pub struct CompiledKey {
     pub limits: Option<RateLimits>,
     /// Per-key spend cap.
     pub budget: Option<Budget>,
+    /// LlmQuotas whose shared limits and budget this key draws from too.
+    pub quotas: Quotas,
+    /// Set when an LlmQuota's caps refuse the key: its `namespace/name` and the reason.
+    pub over_quota: Option<(String, String)>,
 }
 
 impl CompiledProvider {

@@ -8,12 +8,14 @@ pub mod conditions;
 pub mod egress;
 pub mod exposure;
 pub mod gateway_pod;
+pub mod grants;
 pub mod keys;
 pub mod llm_gateway;
 pub mod llm_provider;
 pub mod manifest;
 pub mod policy;
 pub mod pricing;
+pub mod quota;
 pub mod refs;
 pub mod route_policy;
 pub mod self_hosted;
@@ -29,6 +31,7 @@ pub fn crd_yaml_files() -> Vec<(String, String)> {
         route_policy::RoutePolicy::crd(),
         api_key::ApiKey::crd(),
         llm_gateway::LlmGateway::crd(),
+        quota::LlmQuota::crd(),
     ]
     .into_iter()
     .map(|crd| {

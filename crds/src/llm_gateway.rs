@@ -76,11 +76,17 @@ pub enum OnUnavailable {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Redis {
-    /// Secret key holding the Redis URL (`redis://...`).
+    /// Secret key holding the Redis URL (`redis://...`); for a cluster, seed nodes separated
+    /// by commas.
     pub url_secret_ref: SecretKeyRef,
     /// Behaviour while Redis is unreachable.
     #[serde(default)]
     pub on_unavailable: OnUnavailable,
+    /// The URL is a Redis Cluster (or Valkey in cluster mode, the default of many managed
+    /// offerings): each caller's, quota's and route's keys live in one hash slot and each
+    /// admission runs one script per slot, all or nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 /// The CEL condition under which `jwksUri` may be local (the field is absent from objects

@@ -1,6 +1,6 @@
 //! Parsing multi-document YAML into typed objects: the standalone directory format.
 //!
-//! One entry point, [`Manifests::add_yaml`]. Each document must be one of our four kinds or a
+//! One entry point, [`Manifests::add_yaml`]. Each document must be one of our five kinds or a
 //! core `v1` Secret; anything else is an error naming the file and document, because a typo in
 //! `kind` silently ignored is a route silently missing.
 //!
@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::api_key::ApiKey;
 use crate::llm_gateway::LlmGateway;
 use crate::llm_provider::LlmProvider;
+use crate::quota::LlmQuota;
 use crate::route_policy::RoutePolicy;
 
 /// The API version of our kinds.
@@ -34,6 +35,8 @@ pub struct Manifests {
     pub gateways: Vec<LlmGateway>,
     /// Provider credentials and API keys.
     pub secrets: Vec<Secret>,
+    /// Shared limits and grant caps.
+    pub quotas: Vec<LlmQuota>,
 }
 
 /// A document that could not be turned into an object.
@@ -75,6 +78,7 @@ impl Manifests {
             + self.api_keys.len()
             + self.gateways.len()
             + self.secrets.len()
+            + self.quotas.len()
     }
 
     /// True when no object was added.
@@ -96,13 +100,14 @@ impl Manifests {
             (API_VERSION, "RoutePolicy") => self.route_policies.push(typed(value)?),
             (API_VERSION, "ApiKey") => self.api_keys.push(typed(value)?),
             (API_VERSION, "LlmGateway") => self.gateways.push(typed(value)?),
+            (API_VERSION, "LlmQuota") => self.quotas.push(typed(value)?),
             ("v1", "Secret") => self.secrets.push(typed(value)?),
             ("", _) | (_, "") => return Err("apiVersion and kind are required".to_owned()),
             (v, k) => {
                 let (v, k) = (clip(v), clip(k));
                 return Err(format!(
-                    "unsupported object {v}/{k}: expected LlmProvider, RoutePolicy, ApiKey or \
-                     LlmGateway in {API_VERSION}, or a v1 Secret"
+                    "unsupported object {v}/{k}: expected LlmProvider, RoutePolicy, ApiKey, \
+                     LlmGateway or LlmQuota in {API_VERSION}, or a v1 Secret"
                 ));
             }
         }

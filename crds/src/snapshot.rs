@@ -101,7 +101,8 @@ pub fn expand_credentials(bundle: &Secret) -> Result<Vec<Secret>, ManifestError>
 }
 
 /// The last-known-good file: the namespace's resources without status (except an ApiKey's
-/// key identity), server-set metadata or unissued keys.
+/// key identity), unissued keys or server-set metadata other than the creation time (the
+/// order in which LlmQuota caps weigh keys); labels are kept (LlmQuotas select keys by them).
 pub fn config_yaml(manifests: &Manifests) -> String {
     let providers = manifests
         .providers
@@ -130,11 +131,13 @@ pub fn config_yaml(manifests: &Manifests) -> String {
         .gateways
         .iter()
         .map(|g| manifest(g, &g.spec, None));
+    let quotas = manifests.quotas.iter().map(|q| manifest(q, &q.spec, None));
     join(
         providers
             .chain(policies)
             .chain(keys)
             .chain(gateways)
+            .chain(quotas)
             .map(|v| to_yaml(&v)),
     )
 }
@@ -150,6 +153,13 @@ fn manifest<K: Resource<DynamicType = ()>>(
         "metadata": {"name": object.meta().name, "namespace": object.meta().namespace},
         "spec": spec,
     });
+    let meta = object.meta();
+    if let Some(labels) = meta.labels.as_ref().filter(|l| !l.is_empty()) {
+        value["metadata"]["labels"] = json!(labels);
+    }
+    if let Some(created) = &meta.creation_timestamp {
+        value["metadata"]["creationTimestamp"] = json!(created);
+    }
     if let Some(status) = status {
         value["status"] = status;
     }

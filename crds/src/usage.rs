@@ -85,9 +85,16 @@ pub fn api_key_account(namespace: &str, name: &str) -> String {
     format!("key:{namespace}/{name}")
 }
 
+/// The prefix of every Redis key of one account (a caller, a quota or a route): the account
+/// is a hash tag, so a Redis Cluster keeps all of them in one slot, where one script can
+/// admit or settle them together.
+pub fn account_prefix(account: &str) -> String {
+    format!("{KEY_PREFIX}:{{{account}}}")
+}
+
 /// Store key of an account's usage counters in `period`.
 pub fn usage_key(account: &str, period: &Period) -> String {
-    format!("{KEY_PREFIX}:{account}:usage:{}", period.key_suffix())
+    format!("{}:usage:{}", account_prefix(account), period.key_suffix())
 }
 
 fn week_start(day: Date) -> Date {

@@ -14,7 +14,7 @@ command="${1:?usage: backup.sh backup|restore DIR}"
 dir="${2:?usage: backup.sh backup|restore DIR}"
 redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 kubectl="${KUBECTL:-kubectl}"
-kinds="llmgateways.llmgateway.io,llmproviders.llmgateway.io,routepolicies.llmgateway.io,apikeys.llmgateway.io"
+kinds="llmgateways.llmgateway.io,llmproviders.llmgateway.io,routepolicies.llmgateway.io,apikeys.llmgateway.io,llmquotas.llmgateway.io"
 scope=(--all-namespaces)
 [ -n "${NAMESPACE:-}" ] && scope=(--namespace "$NAMESPACE")
 redis() { redis-cli -u "$redis_url" --no-auth-warning "$@"; }

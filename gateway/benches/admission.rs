@@ -52,6 +52,7 @@ async fn measure(name: &str, limiter: &Limiter) {
             account: "key:default/bench",
             limits: Some(&limits),
             budget: Some(&budget),
+            quotas: &[],
         };
         let mut demand = Demand::build(
             Some(caller),
@@ -106,6 +107,7 @@ fn main() {
             redis_url,
             on_unavailable: OnUnavailable::FailClosed,
             redis_timeout: Duration::from_secs(1),
+            redis_cluster: false,
             replicas: 1,
         };
         let redis_limiter =

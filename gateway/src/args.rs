@@ -233,9 +233,14 @@ pub struct ServeArgs {
     /// every replica; needs `REDIS_URL`). Defaults to `redis` when `REDIS_URL` is set.
     #[arg(long, env = "RATE_LIMIT_STORAGE", value_enum)]
     pub rate_limit_storage: Option<LimitStorage>,
-    /// Redis URL, `redis://[:password@]host:port[/db]`.
+    /// Redis URL, `redis://[:password@]host:port[/db]`; with `REDIS_CLUSTER`, seed nodes of the
+    /// cluster separated by commas (one is enough).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// `REDIS_URL` is a Redis Cluster (or Valkey in cluster mode): each account's keys live in
+    /// one hash slot and scripts run per slot (see docs/limits.md).
+    #[arg(long, env = "REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub redis_cluster: bool,
     /// While Redis is unreachable: `failOpen` limits each replica to its share of every limit,
     /// `failClosed` refuses limited requests with a fast 503.
     #[arg(
@@ -322,6 +327,7 @@ impl ServeArgs {
                 OnUnavailableArg::FailClosed => OnUnavailable::FailClosed,
             },
             redis_timeout: *self.redis_timeout,
+            redis_cluster: self.redis_cluster,
             replicas: self.gateway_replicas.max(1),
         })
     }
@@ -332,6 +338,7 @@ impl ServeArgs {
             ttl: *self.response_store_ttl,
             max_bytes: self.response_store_max_bytes,
             redis_url: self.redis_url.clone(),
+            redis_cluster: self.redis_cluster,
             redis_timeout: *self.redis_timeout,
         }
     }

@@ -119,6 +119,17 @@ pub enum ApiError {
         /// Time until the next period.
         retry_after: Duration,
     },
+    /// An LlmQuota's caps hold the key back: it grants more than its namespace may.
+    #[error(
+        "this API key is held back by the LlmQuota {quota}: {reason}; ask the namespace's \
+         platform team to raise the quota or change the key"
+    )]
+    KeyOverQuota {
+        /// `namespace/name` of the LlmQuota.
+        quota: String,
+        /// What the key grants that the caps do not allow.
+        reason: String,
+    },
     /// Limits cannot be checked (Redis unreachable with `failClosed`).
     #[error("rate limits cannot be checked right now (Redis is unreachable); retry shortly")]
     LimiterUnavailable,
@@ -139,7 +150,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::ModelNotAllowed { .. } | Self::KeyOverQuota { .. } => StatusCode::FORBIDDEN,
             Self::ModelNotFound { .. } | Self::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             Self::UnknownEndpoint {
                 other_method: true, ..
@@ -163,6 +174,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InvalidApiKey => "invalid_api_key",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
+            Self::KeyOverQuota { .. } => "key_over_quota",
             Self::ModelNotFound { .. } => "model_not_found",
             Self::UnknownEndpoint { .. } => "unknown_endpoint",
             Self::ResponseNotFound { .. } => "response_not_found",
@@ -186,7 +198,7 @@ impl ApiError {
             | Self::UnknownEndpoint { .. }
             | Self::ResponseNotFound { .. } => "invalid_request_error",
             Self::InvalidApiKey => "authentication_error",
-            Self::ModelNotAllowed { .. } => "permission_error",
+            Self::ModelNotAllowed { .. } | Self::KeyOverQuota { .. } => "permission_error",
             Self::ServiceUnavailable { .. } | Self::NotReady => "service_unavailable",
             Self::Upstream { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
                 "rate_limit_error"
@@ -210,6 +222,7 @@ impl ApiError {
             Self::ModelNotFound { .. } => Some("model_not_found"),
             Self::ResponseNotFound { .. } => Some("response_not_found"),
             Self::ModelNotAllowed { .. } => Some("model_not_allowed"),
+            Self::KeyOverQuota { .. } => Some("key_over_quota"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
             Self::UpstreamReplyTooLarge(_) => Some("upstream_reply_too_large"),

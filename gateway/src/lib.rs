@@ -32,6 +32,7 @@ pub(crate) mod notices;
 pub(crate) mod pipeline;
 pub(crate) mod providers;
 pub(crate) mod proxy;
+pub(crate) mod redis_conn;
 pub mod request;
 pub(crate) mod response_store;
 pub(crate) mod sanitize;

@@ -18,7 +18,7 @@ use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use serde_json::{Value, json};
 
 const LIMITS: &str = ", limits: {requestsPerMinute: 1000, tokensPerMinute: 1000000, maxConcurrent: 2}, budget: {usd: 100, period: monthly}";
-const CONCURRENT: &str = "lgw:key:default/caller:concurrent";
+const CONCURRENT: &str = "lgw:{key:default/caller}:concurrent";
 
 /// What the clients were served: requests and the usage the upstream reported.
 #[derive(Debug, Default, PartialEq)]

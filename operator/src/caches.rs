@@ -1,5 +1,5 @@
-//! Watched copies of the objects reconciles read in bulk (every provider, policy, key and
-//! Secret of a namespace), so a reconcile reads memory instead of listing the API server:
+//! Watched copies of the objects reconciles read in bulk (every provider, policy, key, quota
+//! and Secret of a namespace), so a reconcile reads memory instead of listing the API server:
 //! with thousands of objects, a list per reconcile made a burst of creations quadratic.
 
 use std::fmt::Debug;
@@ -12,6 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use llm_gateway_crds::api_key::ApiKey;
 use llm_gateway_crds::llm_provider::LlmProvider;
+use llm_gateway_crds::quota::LlmQuota;
 use llm_gateway_crds::route_policy::RoutePolicy;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
@@ -37,6 +38,8 @@ pub struct Caches {
     pub api_keys: Store<ApiKey>,
     /// Every Secret in scope (one watch for the whole operator).
     pub secrets: Store<Secret>,
+    /// Every LlmQuota in scope.
+    pub quotas: Store<LlmQuota>,
 }
 
 impl Debug for Caches {
@@ -58,6 +61,7 @@ impl Caches {
             route_policies: reflect(scope.api(client), None, changes()),
             api_keys: reflect(scope.api(client), None, changes()),
             secrets: reflect(scope.api(client), Some(secret_events.clone()), changes()),
+            quotas: reflect(scope.api(client), None, changes()),
             provider_events,
             secret_events,
             namespace_changes,
@@ -90,6 +94,7 @@ impl Caches {
             self.route_policies.wait_until_ready(),
             self.api_keys.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.quotas.wait_until_ready(),
         );
     }
 }

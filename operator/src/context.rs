@@ -13,7 +13,7 @@ pub struct Settings {
     /// How often ApiKey usage is copied from Redis into status.
     pub usage_sync_interval: std::time::Duration,
     /// Where the usage sync may connect.
-    pub redis_hosts: crate::usage_sync::RedisHosts,
+    pub redis_hosts: crate::usage_redis::RedisHosts,
     /// Image repositories gateways and model servers may run (set at install time, so that
     /// writing an LlmGateway or LlmProvider does not mean choosing any image).
     pub images: crate::pod_policy::ImagePolicy,
@@ -24,7 +24,7 @@ impl Default for Settings {
         Self {
             key_pepper: Vec::new(),
             usage_sync_interval: std::time::Duration::from_secs(60),
-            redis_hosts: crate::usage_sync::RedisHosts::default(),
+            redis_hosts: crate::usage_redis::RedisHosts::default(),
             images: crate::pod_policy::ImagePolicy::default(),
         }
     }

@@ -14,7 +14,7 @@ use llm_gateway_operator::pepper::{self, PepperError, PepperSecret};
 use llm_gateway_operator::pod_policy::ImagePolicy;
 use llm_gateway_operator::shutdown::Shutdown;
 use llm_gateway_operator::startup;
-use llm_gateway_operator::usage_sync::RedisHosts;
+use llm_gateway_operator::usage_redis::RedisHosts;
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
 /// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.

@@ -46,7 +46,7 @@ if [[ "$release" == *llm-gateway* ]]; then fullname="$release"; fi
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
   echo "FAILED: $*" >&2
-  kubectl -n "$namespace" get all,llmgateways,llmproviders,routepolicies,apikeys,leases >&2 || true
+  kubectl -n "$namespace" get all,llmgateways,llmproviders,routepolicies,apikeys,llmquotas,leases >&2 || true
   kubectl -n "$namespace" get events --sort-by=.lastTimestamp >&2 2>/dev/null | tail -n 30 >&2 || true
   exit 1
 }
@@ -97,7 +97,7 @@ if [ "${REDIS:-1}" = 1 ]; then
   kubectl -n "$namespace" rollout status deployment/redis --timeout="$timeout" || fail "redis"
 fi
 
-crds=(llmgateways.llmgateway.io llmproviders.llmgateway.io routepolicies.llmgateway.io apikeys.llmgateway.io)
+crds=(llmgateways.llmgateway.io llmproviders.llmgateway.io routepolicies.llmgateway.io apikeys.llmgateway.io llmquotas.llmgateway.io)
 # The CRDs belong to the CRD release (upgraded with it) and are kept by `helm uninstall`.
 check_crds() {
   local crd owner policy

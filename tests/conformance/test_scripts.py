@@ -61,7 +61,7 @@ def backup_and_restore(kubectl: str, kubeconfig: pathlib.Path, port: int, tmp_pa
         if redis_cli(port, "PING").strip() == "PONG":
             break
         time.sleep(0.1)
-    usage = "lgw:key:default/search-team:usage:2026-11-01"
+    usage = "lgw:{key:default/search-team}:usage:2026-11-01"
     redis_cli(port, "HSET", usage, "requests", "7", "spend_nanos", "123456")
     redis_cli(port, "PEXPIRE", usage, "86400000")
     redis_cli(port, "SET", "unrelated", "x")

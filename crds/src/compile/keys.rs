@@ -57,6 +57,7 @@ impl<'a> SecretIndex<'a> {
 pub(super) fn compile(
     api_keys: &[ApiKey],
     secrets: &SecretIndex<'_>,
+    quotas: &super::quotas::QuotaPlan,
     inputs: &CompileInputs<'_>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<CompiledKey> {
@@ -72,7 +73,7 @@ pub(super) fn compile(
                 message,
             });
         };
-        let Some(compiled) = compile_one(api_key, secrets, inputs, &mut fail) else {
+        let Some(compiled) = compile_one(api_key, secrets, quotas, inputs, &mut fail) else {
             continue;
         };
         for key in compiled {
@@ -92,6 +93,7 @@ pub(super) fn compile(
 fn compile_one(
     api_key: &ApiKey,
     secrets: &SecretIndex<'_>,
+    quotas: &super::quotas::QuotaPlan,
     inputs: &CompileInputs<'_>,
     fail: &mut dyn FnMut(&str, String),
 ) -> Option<Vec<CompiledKey>> {
@@ -102,10 +104,13 @@ fn compile_one(
         None => None,
         Some(text) => Some(parse_time(text, "spec.expiresAt", fail)?),
     };
+    let name = object_id(api_key);
     let current = CompiledKey {
         key_id,
         hash,
-        name: object_id(api_key),
+        quotas: quotas.for_key(&name),
+        over_quota: quotas.refusal(&name),
+        name,
         owner: spec.owner.clone(),
         models,
         expires_at,
@@ -126,6 +131,8 @@ fn compile_one(
             limits: current.limits.clone(),
             budget: current.budget.clone(),
             disabled: current.disabled,
+            quotas: current.quotas.clone(),
+            over_quota: current.over_quota.clone(),
         });
     Some(std::iter::once(current).chain(previous).collect())
 }

@@ -7,6 +7,7 @@
 mod cel;
 mod keys;
 mod providers;
+mod quotas;
 mod routes;
 
 use std::fmt;
@@ -60,18 +61,22 @@ pub fn compile(
         cel::check(&manifests.route_policies, &mut errors);
         cel::check(&manifests.api_keys, &mut errors);
         cel::check(&manifests.gateways, &mut errors);
+        cel::check(&manifests.quotas, &mut errors);
     }
     let secrets = keys::SecretIndex::new(&manifests.secrets);
     let providers = providers::compile(&manifests.providers, &secrets, inputs, &mut errors);
     let routes = routes::compile(&manifests.route_policies, &providers, &mut errors);
-    let keys = keys::compile(&manifests.api_keys, &secrets, inputs, &mut errors);
-    let auth = auth(manifests, &secrets, &mut errors);
+    let quotas = quotas::compile(&manifests.quotas, &manifests.api_keys, &mut errors);
+    let keys = keys::compile(&manifests.api_keys, &secrets, &quotas, inputs, &mut errors);
+    let mut auth = auth(manifests, &secrets, &mut errors);
+    auth.jwt_policy.team_quotas = quotas.by_team;
     if errors.is_empty() {
         Ok(CompiledConfig {
             providers,
             routes,
             keys,
             auth,
+            quotas: quotas.quotas,
         })
     } else {
         Err(errors)
@@ -161,6 +166,7 @@ fn auth(
             models: keys::model_globs(&jwt.models, "spec.auth.jwt.models", &mut fail).flatten(),
             limits: jwt.limits.clone(),
             budget: jwt.budget.clone(),
+            team_quotas: Default::default(),
         }
     });
     CompiledAuth {

@@ -49,6 +49,7 @@ impl Snapshot {
             routes,
             keys,
             auth,
+            quotas: _,
         } = config;
         let providers = providers
             .into_iter()

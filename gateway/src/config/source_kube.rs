@@ -1,4 +1,4 @@
-//! Kubernetes configuration: reflectors on LlmProvider, RoutePolicy, ApiKey, the gateway's own
+//! Kubernetes configuration: reflectors on LlmProvider, RoutePolicy, ApiKey, LlmQuota, the gateway's own
 //! LlmGateway and the Secrets of one namespace feed the same compile → validate → swap path
 //! as the directory source.
 //!
@@ -23,6 +23,7 @@ use llm_gateway_crds::api_key::ApiKey;
 use llm_gateway_crds::llm_gateway::LlmGateway;
 use llm_gateway_crds::llm_provider::LlmProvider;
 use llm_gateway_crds::manifest::Manifests;
+use llm_gateway_crds::quota::LlmQuota;
 use llm_gateway_crds::route_policy::RoutePolicy;
 use llm_gateway_crds::snapshot;
 use serde::de::DeserializeOwned;
@@ -56,6 +57,7 @@ struct Stores {
     keys: Store<ApiKey>,
     gateways: Store<LlmGateway>,
     secrets: Store<Secret>,
+    quotas: Store<LlmQuota>,
 }
 
 impl Stores {
@@ -66,6 +68,7 @@ impl Stores {
             self.keys.wait_until_ready(),
             self.gateways.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.quotas.wait_until_ready(),
         );
     }
 
@@ -82,6 +85,7 @@ impl Stores {
                 .filter(|g| Some(g.name_any().as_str()) == gateway_name)
                 .collect(),
             secrets: copy(&self.secrets, &mut hasher),
+            quotas: copy(&self.quotas, &mut hasher),
         };
         if source.credentials_secret.is_some() {
             manifests.api_keys.retain(snapshot::issued);
@@ -161,6 +165,7 @@ pub async fn start(client: Client, source: KubeSource, loader: Arc<Loader>) -> R
         routes: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
         keys: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
         gateways: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
+        quotas: reflect(Api::namespaced(client.clone(), ns), all(), changed.clone()),
         secrets: reflect(Api::namespaced(client, ns), secrets, changed.clone()),
     };
     stores.wait_until_ready().await;

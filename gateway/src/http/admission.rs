@@ -74,7 +74,7 @@ pub async fn admit(
 ) -> Result<Admitted, ApiError> {
     let account = caller.map(Caller::account);
     let caller_account = caller_account(caller, account.as_deref());
-    let max_price = if caller.and_then(Caller::budget).is_some() {
+    let max_price = if caller.is_some_and(Caller::has_budget) {
         route_max_price(snapshot, route)
     } else {
         Price::default()
@@ -86,14 +86,12 @@ pub async fn admit(
         + Duration::from_secs(5);
     // The completion reserve matters only to token limits and budgets; the catalogue walk is
     // skipped for every other request.
-    let reserves_completion = caller.and_then(Caller::budget).is_some()
-        || [
-            caller.and_then(Caller::limits),
-            route.compiled.limits.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|limits| limits.tokens_per_minute.is_some());
+    let reserves_completion = caller.is_some_and(|c| c.has_budget() || c.has_token_limit())
+        || route
+            .compiled
+            .limits
+            .as_ref()
+            .is_some_and(|limits| limits.tokens_per_minute.is_some());
     let output_cap = reserves_completion
         .then(|| route_output_cap(snapshot, route))
         .flatten();
@@ -117,6 +115,7 @@ fn caller_account<'a>(
         account,
         limits: c.limits(),
         budget: c.budget(),
+        quotas: c.quotas(),
     })
 }
 

@@ -6,7 +6,9 @@
 //! (`reason="throttled"`; see [`crate::auth_throttle`]).
 
 use http::{HeaderMap, header};
-use llm_gateway_crds::compiled::{CallerPolicy, CompiledKey};
+use std::sync::Arc;
+
+use llm_gateway_crds::compiled::{CallerPolicy, CompiledKey, CompiledQuota};
 use llm_gateway_crds::keys::KEY_PREFIX;
 use llm_gateway_crds::policy::{Budget, RateLimits};
 
@@ -49,6 +51,29 @@ impl Caller<'_> {
             Self::Key(key) => key.limits.as_ref(),
             Self::Token(_, policy) => policy.limits.as_ref(),
         }
+    }
+
+    /// The LlmQuotas whose shared limits and budget the caller draws from too.
+    pub fn quotas(&self) -> &[Arc<CompiledQuota>] {
+        match self {
+            Self::Key(key) => &key.quotas,
+            Self::Token(identity, policy) => policy
+                .team_quotas
+                .get(&identity.team)
+                .map_or(&[], Vec::as_slice),
+        }
+    }
+
+    /// Whether a budget applies to the caller: its own or a quota's.
+    pub fn has_budget(&self) -> bool {
+        self.budget().is_some() || self.quotas().iter().any(|q| q.budget.is_some())
+    }
+
+    /// Whether a token limit applies to the caller: its own or a quota's.
+    pub fn has_token_limit(&self) -> bool {
+        let tpm =
+            |limits: Option<&RateLimits>| limits.is_some_and(|l| l.tokens_per_minute.is_some());
+        tpm(self.limits()) || self.quotas().iter().any(|q| tpm(q.limits.as_ref()))
     }
 
     /// Per-caller spend cap.
@@ -136,9 +161,19 @@ pub fn authenticate<'s>(
             .map(|id| Some(Caller::Token(id, &snapshot.auth.jwt_policy)))
             .map_err(refuse),
         _ if !snapshot.auth.api_keys => Err(refuse("keys_disabled")),
-        _ => snapshot
-            .authenticate(presented, &state.settings.key_pepper)
-            .map(|key| Some(Caller::Key(key)))
-            .map_err(refuse),
+        _ => {
+            let key = snapshot
+                .authenticate(presented, &state.settings.key_pepper)
+                .map_err(refuse)?;
+            // The holder proved the key: telling it why the key is held back leaks nothing.
+            if let Some((quota, reason)) = &key.over_quota {
+                state.metrics.reject_key("over_quota");
+                return Err(ApiError::KeyOverQuota {
+                    quota: quota.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            Ok(Some(Caller::Key(key)))
+        }
     }
 }

@@ -8,23 +8,25 @@
 -- Budget reservations are also kept per lease in a sorted set scored by their deadline, so a
 -- reservation whose settlement never comes (a crashed replica) is released once it expires.
 --
--- KEYS: rate buckets (n_rates), concurrency sets (n_slots), the lease record, then the usage
---       hash and the reservations set (has_usage).
--- ARGV: n_rates, n_slots, has_usage, has_budget, lease, lease_ttl_us, record_ttl_ms,
+-- A request may count in several accounts (its caller's and the LlmQuotas it shares), each
+-- with its own budget: it must fit in every one.
+--
+-- KEYS: rate buckets (n_rates), concurrency sets (n_slots), the lease record, then per
+--       account: the usage hash and the reservations set.
+-- ARGV: n_rates, n_slots, n_accounts, lease, lease_ttl_us, record_ttl_ms,
 --       per rate: limit, cost; per slot: limit;
---       if has_usage: usage_ttl_ms; if has_budget: limit_nanos, estimate_nanos.
+--       per account: usage_ttl_ms, limit_nanos (-1: no budget), estimate_nanos.
 -- Returns {1, remaining_1, reset_us_1, ...} when admitted, or {0, what, index, retry_after_us}
--- when refused (what: 1 rate, 2 slots, 3 budget, 4 lease cancelled; retry_after_us -1 means
--- never).
+-- when refused (what: 1 rate, 2 slots, 3 budget, 4 lease cancelled; index is 1-based;
+-- retry_after_us -1 means never).
 local period = 60000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local n_rates, n_slots = tonumber(ARGV[1]), tonumber(ARGV[2])
-local has_usage, has_budget = tonumber(ARGV[3]), tonumber(ARGV[4])
-local lease, lease_ttl, record_ttl = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local n_rates, n_slots, n_accounts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease, lease_ttl, record_ttl = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local record = KEYS[n_rates + n_slots + 1]
 if redis.call('GET', record) then return {0, 4, 1, -1} end
-local a = 8
+local a = 7
 local new_tats, result = {}, {1}
 for i = 1, n_rates do
   local limit, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
@@ -49,26 +51,26 @@ for j = 1, n_slots do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   if redis.call('ZCARD', key) >= slot_limits[j] then return {0, 2, j, 1000000} end
 end
-local usage_key, held_key, usage_ttl = KEYS[n_rates + n_slots + 2], KEYS[n_rates + n_slots + 3], nil
-if has_usage == 1 then
-  usage_ttl = ARGV[a]
-  a = a + 1
-end
-local estimate = nil
-if has_budget == 1 then
-  local limit = tonumber(ARGV[a])
-  estimate = ARGV[a + 1]
-  -- Release reservations whose deadline passed without a settlement (bounded per call).
-  local expired = redis.call('ZRANGEBYSCORE', held_key, '-inf', now, 'LIMIT', 0, 64)
-  local released = 0
-  for _, member in ipairs(expired) do
-    released = released + tonumber(string.match(member, ':(%-?%d+)$'))
-    redis.call('ZREM', held_key, member)
+-- Budgets: every account with one must have room for the estimate.
+local held = {}
+for k = 1, n_accounts do
+  local usage_key, held_key = KEYS[n_rates + n_slots + 2 * k], KEYS[n_rates + n_slots + 2 * k + 1]
+  local usage_ttl, limit, estimate = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  a = a + 3
+  if limit >= 0 then
+    -- Release reservations whose deadline passed without a settlement (bounded per call).
+    local expired = redis.call('ZRANGEBYSCORE', held_key, '-inf', now, 'LIMIT', 0, 64)
+    local released = 0
+    for _, member in ipairs(expired) do
+      released = released + tonumber(string.match(member, ':(%-?%d+)$'))
+      redis.call('ZREM', held_key, member)
+    end
+    if released ~= 0 then redis.call('HINCRBY', usage_key, 'reserved_nanos', -released) end
+    local counters = redis.call('HMGET', usage_key, 'spend_nanos', 'reserved_nanos')
+    local spent = tonumber(counters[1] or 0) + tonumber(counters[2] or 0)
+    if spent + tonumber(estimate) > limit then return {0, 3, k, -1} end
+    held[#held + 1] = {usage_key, held_key, usage_ttl, estimate}
   end
-  if released ~= 0 then redis.call('HINCRBY', usage_key, 'reserved_nanos', -released) end
-  local held = redis.call('HMGET', usage_key, 'spend_nanos', 'reserved_nanos')
-  local spent = tonumber(held[1] or 0) + tonumber(held[2] or 0)
-  if spent + tonumber(estimate) > limit then return {0, 3, 1, -1} end
 end
 for i = 1, n_rates do
   local ttl_ms = math.ceil((new_tats[i] - now) / 1000) + 1
@@ -83,12 +85,12 @@ for j = 1, n_slots do
   redis.call('ZADD', key, now + lease_ttl, lease)
   extend(key, math.ceil(lease_ttl / 1000) + 1)
 end
-if estimate then
-  redis.call('HINCRBY', usage_key, 'reserved_nanos', estimate)
-  redis.call('PEXPIRE', usage_key, usage_ttl)
+for _, h in ipairs(held) do
+  redis.call('HINCRBY', h[1], 'reserved_nanos', h[4])
+  redis.call('PEXPIRE', h[1], h[3])
   -- Lives as long as the counters it corrects, so a lapsed reservation is always found.
-  redis.call('ZADD', held_key, now + lease_ttl, lease .. ':' .. estimate)
-  redis.call('PEXPIRE', held_key, usage_ttl)
+  redis.call('ZADD', h[2], now + lease_ttl, lease .. ':' .. h[4])
+  redis.call('PEXPIRE', h[2], h[3])
 end
 redis.call('SET', record, 'a', 'PX', record_ttl)
 return result

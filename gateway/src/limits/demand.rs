@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use llm_gateway_crds::compiled::CompiledQuota;
 use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
 
 use super::meter::Price;
@@ -47,7 +48,7 @@ impl TokenReserve {
     }
 }
 
-pub use llm_gateway_crds::usage::{KEY_PREFIX, usage_key};
+pub use llm_gateway_crds::usage::{KEY_PREFIX, account_prefix, usage_key};
 
 /// One rate bucket a request draws from.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,7 +76,7 @@ pub struct SlotDemand {
     pub limit: u64,
 }
 
-/// The caller's spend cap for the current period.
+/// A spend cap for the current period (a caller's or a quota's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BudgetDemand {
     /// Cap in billionths of a dollar.
@@ -84,7 +85,7 @@ pub struct BudgetDemand {
     pub estimate_nanos: i64,
 }
 
-/// Where a caller's usage is counted.
+/// Where a caller's (or a quota's) usage is counted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UsageAccount {
     /// Store key of the period's counters.
@@ -95,6 +96,17 @@ pub struct UsageAccount {
     pub ttl: Duration,
 }
 
+/// An account a request's usage is counted in, and the budget it must fit in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Account {
+    /// `namespace/name` of the LlmQuota, or `None` for the caller's own account.
+    pub quota: Option<String>,
+    /// Where usage is counted.
+    pub usage: UsageAccount,
+    /// Spend cap of the account.
+    pub budget: Option<BudgetDemand>,
+}
+
 /// Everything one request asks of the limiter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Demand {
@@ -102,10 +114,8 @@ pub struct Demand {
     pub rates: Vec<RateDemand>,
     /// Concurrency slots.
     pub slots: Vec<SlotDemand>,
-    /// Spend cap.
-    pub budget: Option<BudgetDemand>,
-    /// Usage counters (absent for anonymous callers).
-    pub usage: Option<UsageAccount>,
+    /// Usage accounts, the caller's first, then its quotas' (none for anonymous callers).
+    pub accounts: Vec<Account>,
     /// Identifies this request's admission, slots, reservation and settlement in the store,
     /// so each is applied once however often a call is retried (empty when nothing is kept).
     pub lease: String,
@@ -127,6 +137,8 @@ pub struct CallerAccount<'a> {
     pub limits: Option<&'a RateLimits>,
     /// Per-caller spend cap.
     pub budget: Option<&'a Budget>,
+    /// LlmQuotas the caller shares.
+    pub quotas: &'a [std::sync::Arc<CompiledQuota>],
 }
 
 impl Demand {
@@ -146,31 +158,28 @@ impl Demand {
         let mut demand = Self {
             rates: Vec::new(),
             slots: Vec::new(),
-            budget: None,
-            usage: None,
+            accounts: Vec::new(),
             lease: String::new(),
             lease_ttl,
             reserved_tokens,
             prompt_estimate,
         };
         if let Some(caller) = caller {
-            let base = format!("{KEY_PREFIX}:{}", caller.account);
+            let base = account_prefix(caller.account);
             demand.add_limits(&base, Scope::Caller, caller.limits, cap_at_limit);
+            let estimate_nanos = max_price.nanos(prompt_estimate, completion);
             let now = Timestamp::now();
-            let kind = caller.budget.map_or(BudgetPeriod::Monthly, |b| b.period);
-            let period = Period::containing(kind, now);
-            demand.usage = Some(UsageAccount {
-                key: usage_key(caller.account, &period),
-                ttl: period.ttl(now),
-                period,
-            });
-            demand.budget = caller.budget.map(|b| BudgetDemand {
-                limit_nanos: (b.usd * 1e9).round() as i64,
-                estimate_nanos: max_price.nanos(prompt_estimate, completion),
-            });
+            demand.add_account(None, caller.account, caller.budget, estimate_nanos, now);
+            for quota in caller.quotas {
+                let base = account_prefix(&quota.account);
+                demand.add_limits(&base, Scope::Quota, quota.limits.as_ref(), cap_at_limit);
+                let id = Some(quota.id.clone());
+                let budget = quota.budget.as_ref();
+                demand.add_account(id, &quota.account, budget, estimate_nanos, now);
+            }
         }
         demand.add_limits(
-            &format!("{KEY_PREFIX}:route:{model}"),
+            &account_prefix(&format!("route:{model}")),
             Scope::Route,
             route_limits,
             cap_at_limit,
@@ -181,12 +190,45 @@ impl Demand {
         demand
     }
 
+    fn add_account(
+        &mut self,
+        quota: Option<String>,
+        account: &str,
+        budget: Option<&Budget>,
+        estimate_nanos: i64,
+        now: Timestamp,
+    ) {
+        let kind = budget.map_or(BudgetPeriod::Monthly, |b| b.period);
+        let period = Period::containing(kind, now);
+        self.accounts.push(Account {
+            quota,
+            usage: UsageAccount {
+                key: usage_key(account, &period),
+                ttl: period.ttl(now),
+                period,
+            },
+            budget: budget.map(|b| BudgetDemand {
+                limit_nanos: (b.usd * 1e9).round() as i64,
+                estimate_nanos,
+            }),
+        });
+    }
+
+    /// The caller's own account.
+    pub fn caller_account(&self) -> Option<&Account> {
+        self.accounts.first().filter(|a| a.quota.is_none())
+    }
+
+    /// Whether any account has a budget.
+    pub fn has_budget(&self) -> bool {
+        self.accounts.iter().any(|a| a.budget.is_some())
+    }
+
     /// The demand of a request that generates nothing (a token count): its request rates and
     /// concurrency slots only; no tokens, spend or usage.
     pub fn requests_only(mut self) -> Self {
         self.rates.retain(|rate| rate.kind == RateKind::Requests);
-        self.budget = None;
-        self.usage = None;
+        self.accounts.clear();
         self.reserved_tokens = 0;
         self.prompt_estimate = 0;
         if self.is_empty() {
@@ -198,12 +240,15 @@ impl Demand {
     /// A copy that only counts usage (limits dropped): what a request admitted by another
     /// store still owes the shared usage counters.
     pub fn usage_only(&self) -> Self {
-        Self {
+        let mut copy = Self {
             rates: Vec::new(),
             slots: Vec::new(),
-            budget: None,
             ..self.clone()
+        };
+        for account in &mut copy.accounts {
+            account.budget = None;
         }
+        copy
     }
 
     fn add_limits(
@@ -247,13 +292,13 @@ impl Demand {
 
     /// Whether admission needs a store round trip (anything besides counting usage).
     pub fn limits_anything(&self) -> bool {
-        !self.rates.is_empty() || !self.slots.is_empty() || self.budget.is_some()
+        !self.rates.is_empty() || !self.slots.is_empty() || self.has_budget()
     }
 
     /// Whether the request neither is limited nor has usage to count (an anonymous caller on
     /// a route without limits): no store is involved at all.
     pub fn is_empty(&self) -> bool {
-        !self.limits_anything() && self.usage.is_none()
+        !self.limits_anything() && self.accounts.is_empty()
     }
 
     /// The same demand with every limit cut to a per-replica share (at least 1), for the local
@@ -270,7 +315,7 @@ impl Demand {
         for slot in &mut local.slots {
             slot.limit = share(slot.limit);
         }
-        if let Some(budget) = &mut local.budget {
+        for budget in local.accounts.iter_mut().filter_map(|a| a.budget.as_mut()) {
             budget.limit_nanos /= replicas.max(1) as i64;
         }
         local

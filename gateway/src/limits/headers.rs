@@ -57,9 +57,10 @@ fn duration_value(duration: Duration) -> HeaderValue {
 
 /// The client error for a refusal by `what`.
 pub fn refusal(demand: &Demand, what: Refused, retry_after: Option<Duration>) -> ApiError {
-    let whose = |scope: Scope| match scope {
-        Scope::Caller => "this API key",
-        Scope::Route => "this model (shared by all callers)",
+    let whose = |scope: Scope, key: &str| match scope {
+        Scope::Caller => "this API key".to_owned(),
+        Scope::Route => "this model (shared by all callers)".to_owned(),
+        Scope::Quota => format!("the LlmQuota {} (shared by its callers)", quota_of(key)),
     };
     match what {
         Refused::Rate(index) => {
@@ -73,7 +74,7 @@ pub fn refusal(demand: &Demand, what: Refused, retry_after: Option<Duration>) ->
                         "this request reserves {} tokens (prompt estimate plus max_tokens), more than the limit of {} tokens per minute for {}; lower max_tokens",
                         rate.cost,
                         rate.limit,
-                        whose(rate.scope)
+                        whose(rate.scope, &rate.key)
                     ),
                     Some("max_tokens"),
                 );
@@ -82,7 +83,7 @@ pub fn refusal(demand: &Demand, what: Refused, retry_after: Option<Duration>) ->
                 message: format!(
                     "rate limit of {} {unit} per minute reached for {}; retry after {}",
                     rate.limit,
-                    whose(rate.scope),
+                    whose(rate.scope, &rate.key),
                     format_duration(retry_after)
                 ),
                 limit: unit,
@@ -93,27 +94,39 @@ pub fn refusal(demand: &Demand, what: Refused, retry_after: Option<Duration>) ->
             message: format!(
                 "limit of {} concurrent requests reached for {}",
                 demand.slots.get(index).map_or(0, |s| s.limit),
-                whose(demand.slots.get(index).map_or(Scope::Caller, |s| s.scope))
+                demand
+                    .slots
+                    .get(index)
+                    .map_or_else(String::new, |s| whose(s.scope, &s.key))
             ),
             limit: "concurrency",
             retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
         },
-        Refused::Budget => {
-            let (budget, period) = demand
-                .budget
-                .zip(demand.usage.as_ref())
-                .map_or((0.0, None), |(b, u)| (b.limit_nanos as f64 / 1e9, Some(u)));
-            let next = period.map(|u| u.period.end.to_string()).unwrap_or_default();
+        Refused::Budget(index) => {
+            let Some(account) = demand.accounts.get(index) else {
+                return ApiError::LimiterUnavailable;
+            };
+            let budget = account.budget.map_or(0.0, |b| b.limit_nanos as f64 / 1e9);
+            let period = &account.usage.period;
+            let whose = match &account.quota {
+                None => "the budget".to_owned(),
+                Some(quota) => format!("the shared budget of the LlmQuota {quota}"),
+            };
             ApiError::BudgetExceeded {
                 message: format!(
-                    "the budget of ${budget:.2} for this period is spent; it starts over at {next}"
+                    "{whose} of ${budget:.2} for this period is spent; it starts over at {}",
+                    period.end
                 ),
-                retry_after: period.map_or(Duration::from_secs(60), |u| {
-                    u.period.remaining(jiff::Timestamp::now())
-                }),
+                retry_after: period.remaining(jiff::Timestamp::now()),
             }
         }
     }
+}
+
+/// `namespace/name` of the quota a store key (`lgw:{quota:<namespace>/<name>}:<limit>`) is of.
+fn quota_of(key: &str) -> &str {
+    let rest = key.split_once("{quota:").map_or(key, |(_, rest)| rest);
+    rest.split_once('}').map_or(rest, |(quota, _)| quota)
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ impl Job {
 #[derive(Debug)]
 pub struct Journal {
     sender: mpsc::Sender<Job>,
-    /// Usage of queued settlements, by usage key (reported until it lands).
+    /// Usage of queued settlements, by usage key of every account (reported until it lands).
     pending: Mutex<HashMap<String, UsageTotals>>,
     /// Usage that will never reach Redis from this replica (dropped), by usage key.
     lost: Mutex<HashMap<String, UsageTotals>>,
@@ -205,13 +205,16 @@ impl Journal {
 
     /// Adds (`sign` 1) or removes (-1) a job's usage in `map`.
     fn add(&self, map: &Mutex<HashMap<String, UsageTotals>>, job: &Job, sign: i64) {
-        let (Some(account), Ok(mut map)) = (&job.demand.usage, map.lock()) else {
+        let Ok(mut map) = map.lock() else {
             return;
         };
-        let totals = map.entry(account.key.clone()).or_default();
-        totals.count(&job.outcome, sign);
-        if *totals == UsageTotals::default() {
-            map.remove(&account.key);
+        for account in &job.demand.accounts {
+            let key = &account.usage.key;
+            let totals = map.entry(key.clone()).or_default();
+            totals.count(&job.outcome, sign);
+            if *totals == UsageTotals::default() {
+                map.remove(key);
+            }
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct LimiterSettings {
     pub on_unavailable: OnUnavailable,
     /// Longest wait for one Redis call.
     pub redis_timeout: Duration,
+    /// The URL lists seed nodes of a Redis Cluster.
+    pub redis_cluster: bool,
     /// Replicas sharing the limits; the in-memory fallback admits `limit / replicas`.
     pub replicas: u64,
 }
@@ -84,7 +86,9 @@ impl Limiter {
         let redis = settings
             .redis_url
             .as_deref()
-            .map(|url| RedisStore::new(url, settings.redis_timeout).map(Arc::new))
+            .map(|url| {
+                RedisStore::new(url, settings.redis_cluster, settings.redis_timeout).map(Arc::new)
+            })
             .transpose()?;
         let journal = redis
             .as_ref()
@@ -188,7 +192,7 @@ impl Limiter {
                 demand.usage_only()
             }
         };
-        if demand.usage.is_none() && demand.slots.is_empty() && demand.rates.is_empty() {
+        if demand.accounts.is_empty() && demand.slots.is_empty() && demand.rates.is_empty() {
             return;
         }
         if let Err(error) = redis.finish(Finish::Settle, &demand, outcome).await {

@@ -74,8 +74,9 @@ impl LocalStore {
     pub fn admit(&self, demand: &Demand) -> Verdict {
         let now = self.now_us();
         let Ok(mut cells) = self.cells.lock() else {
+            // A poisoned lock: refused as unavailable (no such account).
             return Verdict::Refused {
-                what: Refused::Budget,
+                what: Refused::Budget(usize::MAX),
                 retry_after: None,
             };
         };
@@ -116,15 +117,18 @@ impl LocalStore {
                 };
             }
         }
-        if let (Some(budget), Some(account)) = (&demand.budget, &demand.usage)
-            && let Some((totals, _)) = cells.usage.get(&account.key)
-            && totals.spend_nanos + totals.reserved_nanos + budget.estimate_nanos
-                > budget.limit_nanos
-        {
-            return Verdict::Refused {
-                what: Refused::Budget,
-                retry_after: Some(account.period.remaining(jiff::Timestamp::now())),
-            };
+        for (index, account) in demand.accounts.iter().enumerate() {
+            if let Some(budget) = &account.budget
+                && let Some((totals, _)) = cells.usage.get(&account.usage.key)
+                && totals.spend_nanos + totals.reserved_nanos + budget.estimate_nanos
+                    > budget.limit_nanos
+            {
+                let period = &account.usage.period;
+                return Verdict::Refused {
+                    what: Refused::Budget(index),
+                    retry_after: Some(period.remaining(jiff::Timestamp::now())),
+                };
+            }
         }
         for (rate, tat) in demand.rates.iter().zip(new_tats) {
             cells.tats.insert(rate.key.clone(), tat);
@@ -132,8 +136,10 @@ impl LocalStore {
         for slot in &demand.slots {
             *cells.slots.entry(slot.key.clone()).or_default() += 1;
         }
-        if let (Some(budget), Some(account)) = (&demand.budget, &demand.usage) {
-            cells.usage_of(account).reserved_nanos += budget.estimate_nanos;
+        for account in &demand.accounts {
+            if let Some(budget) = &account.budget {
+                cells.usage_of(&account.usage).reserved_nanos += budget.estimate_nanos;
+            }
         }
         Verdict::Admitted(statuses)
     }
@@ -156,10 +162,10 @@ impl LocalStore {
                 *held = held.saturating_sub(1);
             }
         }
-        if let Some(account) = &demand.usage {
-            let totals = cells.usage_of(account);
+        for account in &demand.accounts {
+            let totals = cells.usage_of(&account.usage);
             totals.count(&outcome, 1);
-            if let Some(budget) = &demand.budget {
+            if let Some(budget) = &account.budget {
                 totals.reserved_nanos -= budget.estimate_nanos;
             }
         }
@@ -185,8 +191,7 @@ mod tests {
         Demand {
             rates,
             slots,
-            budget: None,
-            usage: None,
+            accounts: Vec::new(),
             lease: String::new(),
             lease_ttl: Duration::from_secs(60),
             reserved_tokens: 0,

@@ -18,6 +18,7 @@ pub mod period;
 pub mod redis_breaker;
 pub mod redis_store;
 pub mod reservation;
+pub mod slots;
 
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub enum Scope {
     Caller,
     /// Every caller of a route.
     Route,
+    /// Every caller an LlmQuota selects.
+    Quota,
 }
 
 impl Scope {
@@ -63,12 +66,13 @@ impl Scope {
         match self {
             Self::Caller => "caller",
             Self::Route => "route",
+            Self::Quota => "quota",
         }
     }
 }
 
 /// The state of one rate bucket after an admission, for the response headers.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RateStatus {
     /// Units still admittable now.
     pub remaining: u64,
@@ -83,8 +87,8 @@ pub enum Refused {
     Rate(usize),
     /// The concurrency limit at this index of [`Demand::slots`] is reached.
     Slots(usize),
-    /// The budget of the period is spent.
-    Budget,
+    /// The budget of the account at this index of [`Demand::accounts`] is spent.
+    Budget(usize),
 }
 
 /// A store's answer to a demand.

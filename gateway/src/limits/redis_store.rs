@@ -6,15 +6,23 @@
 //! lease id: each lease has a record in Redis (admitted, settled or cancelled) that a retried
 //! settlement or a compensating cancel consults (see `admit.lua`, `settle.lua` and
 //! [`super::journal`]).
+//!
+//! On a Redis Cluster a demand is split by hash slot ([`super::slots`]): one script call per
+//! account, each with its own lease record, all sent at once. A refusal by any part cancels
+//! the parts that admitted before it is returned, so a refused request keeps nothing; in the
+//! moment between, a concurrent request may see the cancelled reservation and be refused too
+//! (never admitted beyond a limit).
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::demand::{Demand, KEY_PREFIX};
+use super::demand::Demand;
 use super::redis_breaker::Breaker;
-use super::{Outcome, RateKind, RateStatus, Refused, StoreError, UsageTotals, Verdict};
+use super::slots::{self, Part};
+use super::{Outcome, RateStatus, Refused, StoreError, UsageTotals, Verdict};
+use crate::redis_conn::RedisConnection;
 
 /// How long a lease record outlives its lease (admitted) or its settlement (settled,
 /// cancelled): the window in which a retried call is recognised as a duplicate. Retries of a
@@ -31,7 +39,8 @@ pub enum Finish {
 }
 
 impl Finish {
-    fn as_arg(self) -> &'static str {
+    /// The script's `mode` argument.
+    pub(super) fn as_arg(self) -> &'static str {
         match self {
             Self::Settle => "settle",
             Self::Cancel => "cancel",
@@ -39,23 +48,9 @@ impl Finish {
     }
 }
 
-/// The Redis key of a lease's record.
-fn record_key(lease: &str) -> String {
-    format!("{KEY_PREFIX}:lease:{lease}")
-}
-
-/// The Redis key of the sorted set holding a usage account's budget reservations.
-fn held_key(usage_key: &str) -> String {
-    format!("{usage_key}:held")
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Limits shared by every replica through one Redis.
+/// Limits shared by every replica through one Redis or one Redis Cluster.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     admit: Script,
     settle: Script,
     timeout: Duration,
@@ -72,17 +67,10 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Connects lazily (a gateway starts even while Redis is down); `timeout` bounds every
-    /// call, connecting included.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::not_sent(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::not_sent(e.to_string()))?;
+    /// call, connecting included. With `cluster`, `url` lists seed nodes of a Redis Cluster.
+    pub fn new(url: &str, cluster: bool, timeout: Duration) -> Result<Self, StoreError> {
+        let connection =
+            RedisConnection::open(url, cluster, timeout).map_err(StoreError::not_sent)?;
         Ok(Self {
             connection,
             admit: Script::new(include_str!("admit.lua")),
@@ -97,107 +85,74 @@ impl RedisStore {
         self.breaker.is_closed()
     }
 
-    /// Admits `demand` entirely or not at all.
+    /// Admits `demand` entirely or not at all. In a cluster every slot's part is admitted at
+    /// once; when one refuses, the others are cancelled before the refusal is returned, and
+    /// when one fails, the error says the call may have run, so the limiter cancels them all.
     pub async fn admit(&self, demand: &Demand) -> Result<Verdict, StoreError> {
-        let mut invocation = self.admit.prepare_invoke();
-        for rate in &demand.rates {
-            invocation.key(&rate.key);
+        let parts = slots::parts(demand, self.connection.is_cluster());
+        let replies = join_all(parts.iter().map(|part| async move {
+            let call = slots::admit_call(&self.admit, demand, part, RECORD_MARGIN);
+            let reply: Vec<i64> = self
+                .call(async {
+                    let mut connection = self.connection.clone();
+                    call.invoke_async(&mut connection).await
+                })
+                .await?;
+            decode_verdict(&reply, part)
+        }))
+        .await;
+        let mut statuses = vec![RateStatus::default(); demand.rates.len()];
+        let (mut refusal, mut failure) = (None, None);
+        for (part, reply) in parts.iter().zip(replies) {
+            match reply {
+                Ok(Verdict::Admitted(part_statuses)) => {
+                    for (&index, status) in part.rates.iter().zip(part_statuses) {
+                        statuses[index] = status;
+                    }
+                }
+                Ok(refused) => {
+                    refusal.get_or_insert(refused);
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
         }
-        for slot in &demand.slots {
-            invocation.key(&slot.key);
+        if let Some(mut error) = failure {
+            // Another part may have been admitted: it must be undone too.
+            error.maybe_executed |= parts.len() > 1;
+            return Err(error);
         }
-        invocation.key(record_key(&demand.lease));
-        if let Some(usage) = &demand.usage {
-            invocation.key(&usage.key).key(held_key(&usage.key));
+        if let Some(refused) = refusal {
+            self.finish(Finish::Cancel, demand, Outcome::default())
+                .await
+                .map_err(|e| StoreError::unknown(format!("undoing a partial admission: {e}")))?;
+            return Ok(refused);
         }
-        invocation
-            .arg(demand.rates.len())
-            .arg(demand.slots.len())
-            .arg(u8::from(demand.usage.is_some()))
-            .arg(u8::from(demand.budget.is_some() && demand.usage.is_some()))
-            .arg(&demand.lease)
-            .arg(demand.lease_ttl.as_micros() as u64)
-            .arg(millis(demand.lease_ttl + RECORD_MARGIN));
-        for rate in &demand.rates {
-            invocation.arg(rate.limit).arg(rate.cost);
-        }
-        for slot in &demand.slots {
-            invocation.arg(slot.limit);
-        }
-        if let Some(usage) = &demand.usage {
-            invocation.arg(usage.ttl.as_millis() as u64);
-        }
-        if let Some(budget) = &demand.budget {
-            invocation
-                .arg(budget.limit_nanos)
-                .arg(budget.estimate_nanos);
-        }
-        let reply: Vec<i64> = self
-            .call(async {
-                let mut connection = self.connection.clone();
-                invocation.invoke_async(&mut connection).await
-            })
-            .await?;
-        decode_verdict(&reply, demand)
+        Ok(Verdict::Admitted(statuses))
     }
 
     /// Settles (or cancels) a lease with what the request used; a lease already finished is
-    /// left alone, so this is safe to retry.
+    /// left alone, so this is safe to retry (each slot's part keeps its own record).
     pub async fn finish(
         &self,
         how: Finish,
         demand: &Demand,
         outcome: Outcome,
     ) -> Result<(), StoreError> {
-        // A settlement corrects token buckets by the real usage; a cancel refunds every bucket.
-        let tokens: Vec<_> = demand
-            .rates
-            .iter()
-            .filter(|r| how == Finish::Cancel || r.kind == RateKind::Tokens)
-            .collect();
-        let mut invocation = self.settle.prepare_invoke();
-        for rate in &tokens {
-            invocation.key(&rate.key);
-        }
-        for slot in &demand.slots {
-            invocation.key(&slot.key);
-        }
-        invocation.key(record_key(&demand.lease));
-        if let Some(usage) = &demand.usage {
-            invocation.key(&usage.key).key(held_key(&usage.key));
-        }
-        invocation
-            .arg(how.as_arg())
-            .arg(tokens.len())
-            .arg(demand.slots.len())
-            .arg(u8::from(demand.usage.is_some()))
-            .arg(&demand.lease)
-            .arg(millis(RECORD_MARGIN));
-        let used = match how {
-            Finish::Settle => (outcome.input_tokens + outcome.output_tokens) as i64,
-            Finish::Cancel => 0,
-        };
-        for rate in &tokens {
-            invocation.arg(rate.limit).arg(used - rate.cost as i64);
-        }
-        if let Some(usage) = &demand.usage {
-            let estimate = demand.budget.map_or(0, |b| b.estimate_nanos);
-            invocation
-                .arg(millis(usage.ttl))
-                .arg(outcome.input_tokens)
-                .arg(outcome.output_tokens)
-                .arg(outcome.spend_nanos)
-                .arg(estimate)
-                .arg(outcome.cache_read_tokens)
-                .arg(outcome.cache_write_tokens)
-                .arg(outcome.reasoning_tokens);
-        }
-        self.call(async {
-            let mut connection = self.connection.clone();
-            invocation.invoke_async::<i64>(&mut connection).await
-        })
-        .await
-        .map(drop)
+        let parts = slots::parts(demand, self.connection.is_cluster());
+        let results = join_all(parts.iter().map(|part| {
+            let call = slots::finish_call(&self.settle, how, demand, part, &outcome, RECORD_MARGIN);
+            self.call(async move {
+                let mut connection = self.connection.clone();
+                call.invoke_async::<i64>(&mut connection).await
+            })
+        }))
+        .await;
+        results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
     }
 
     /// A caller's usage in one period.
@@ -274,14 +229,16 @@ fn never_ran(error: &redis::RedisError) -> bool {
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
+                    | ServerErrorKind::CrossSlot
             )
         )
 }
 
-fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError> {
+/// The verdict of one part's `admit.lua` reply, indices mapped back into the demand.
+fn decode_verdict(reply: &[i64], part: &Part) -> Result<Verdict, StoreError> {
     let malformed = || StoreError::unknown(format!("unexpected script reply {reply:?}"));
     match reply {
-        [1, statuses @ ..] if statuses.len() == demand.rates.len() * 2 => Ok(Verdict::Admitted(
+        [1, statuses @ ..] if statuses.len() == part.rates.len() * 2 => Ok(Verdict::Admitted(
             statuses
                 .chunks_exact(2)
                 .map(|pair| RateStatus {
@@ -291,11 +248,12 @@ fn decode_verdict(reply: &[i64], demand: &Demand) -> Result<Verdict, StoreError>
                 .collect(),
         )),
         [0, what, index, retry_after_us] => {
-            let index = usize::try_from(*index - 1).map_err(|_| malformed())?;
+            let local = usize::try_from(*index - 1).map_err(|_| malformed())?;
+            let global = |indices: &[usize]| indices.get(local).copied().ok_or_else(malformed);
             let what = match what {
-                1 => Refused::Rate(index),
-                2 => Refused::Slots(index),
-                3 => Refused::Budget,
+                1 => Refused::Rate(global(&part.rates)?),
+                2 => Refused::Slots(global(&part.slots)?),
+                3 => Refused::Budget(global(&part.accounts)?),
                 // Only a lease this gateway already gave up on; nobody awaits the answer.
                 4 => return Err(StoreError::not_sent("the lease was cancelled")),
                 _ => return Err(malformed()),

@@ -9,19 +9,20 @@
 --   slots and reservation released) and marks the lease so a late admission writes nothing.
 --
 -- KEYS: the buckets to adjust (n_tokens: token buckets to settle, every bucket to cancel),
---       concurrency sets (n_slots), the lease record, then the usage hash and the
---       reservations set (has_usage).
--- ARGV: mode ('settle' or 'cancel'), n_tokens, n_slots, has_usage, lease, record_ttl_ms,
+--       concurrency sets (n_slots), the lease record, then per account (the caller's and its
+--       LlmQuotas'): the usage hash and the reservations set.
+-- ARGV: mode ('settle' or 'cancel'), n_tokens, n_slots, n_accounts, lease, record_ttl_ms,
 --       per bucket: limit, delta;
---       if has_usage: usage_ttl_ms, input, output, spend_nanos, estimate_nanos, cache_read,
---       cache_write, reasoning (the last three: of the input and the output, by kind).
+--       input, output, spend_nanos, cache_read, cache_write, reasoning (the last three: of
+--       the input and the output, by kind);
+--       per account: usage_ttl_ms, estimate_nanos (0: nothing reserved).
 -- Returns 1 when applied, 0 when the lease was already finished.
 local period = 60000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local mode = ARGV[1]
 local n_tokens, n_slots = tonumber(ARGV[2]), tonumber(ARGV[3])
-local has_usage, lease, record_ttl = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local n_accounts, lease, record_ttl = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local record = KEYS[n_tokens + n_slots + 1]
 local state = redis.call('GET', record)
 if state == 's' or state == 'c' then return 0 end
@@ -44,19 +45,21 @@ end
 for j = 1, n_slots do
   redis.call('ZREM', KEYS[n_tokens + j], lease)
 end
-if has_usage == 1 then
-  local key, held = KEYS[n_tokens + n_slots + 2], KEYS[n_tokens + n_slots + 3]
+local fields = {'input_tokens', 'output_tokens', 'spend_nanos', 'cache_read_tokens',
+  'cache_write_tokens', 'reasoning_tokens'}
+local used = a
+a = a + #fields
+for k = 1, n_accounts do
+  local key, held = KEYS[n_tokens + n_slots + 2 * k], KEYS[n_tokens + n_slots + 2 * k + 1]
+  local usage_ttl, estimate = ARGV[a], ARGV[a + 1]
+  a = a + 2
   if mode == 'settle' then
     redis.call('HINCRBY', key, 'requests', 1)
-    redis.call('HINCRBY', key, 'input_tokens', ARGV[a + 1])
-    redis.call('HINCRBY', key, 'output_tokens', ARGV[a + 2])
-    redis.call('HINCRBY', key, 'spend_nanos', ARGV[a + 3])
-    for i, field in ipairs({'cache_read_tokens', 'cache_write_tokens', 'reasoning_tokens'}) do
-      if ARGV[a + 4 + i] ~= '0' then redis.call('HINCRBY', key, field, ARGV[a + 4 + i]) end
+    for i, field in ipairs(fields) do
+      if i <= 3 or ARGV[used + i - 1] ~= '0' then redis.call('HINCRBY', key, field, ARGV[used + i - 1]) end
     end
-    redis.call('PEXPIRE', key, ARGV[a])
+    redis.call('PEXPIRE', key, usage_ttl)
   end
-  local estimate = ARGV[a + 4]
   -- Released only by whoever removes it from the set (this call or the expiry sweep).
   if estimate ~= '0' and redis.call('ZREM', held, lease .. ':' .. estimate) == 1 then
     redis.call('HINCRBY', key, 'reserved_nanos', '-' .. estimate)

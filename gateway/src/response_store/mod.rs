@@ -64,6 +64,8 @@ pub struct StoreSettings {
     pub max_bytes: usize,
     /// `REDIS_URL`: keep in Redis instead.
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER`: the URL lists seed nodes of a Redis Cluster.
+    pub redis_cluster: bool,
     /// `REDIS_TIMEOUT`: longest one Redis call may take.
     pub redis_timeout: Duration,
 }
@@ -93,7 +95,7 @@ impl ResponseStore {
     pub fn new(settings: &StoreSettings) -> Result<Self, String> {
         let backend = match &settings.redis_url {
             Some(url) => Backend::Redis(Arc::new(Shared {
-                redis: redis::Redis::new(url, settings.ttl, settings.redis_timeout)?,
+                redis: redis::Redis::new(url, settings)?,
                 pending: Mutex::default(),
             })),
             None => Backend::Memory(memory::Memory::new(settings.ttl, settings.max_bytes)),

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-use super::{Key, Kind, Unavailable};
+use super::{Key, Kind, StoreSettings, Unavailable};
 use crate::limits::demand::KEY_PREFIX;
+use crate::redis_conn::RedisConnection;
 
 /// The Redis backend.
 pub(super) struct Redis {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     ttl: Duration,
     timeout: Duration,
 }
@@ -35,17 +34,11 @@ pub(super) fn redis_key((scope, kind, id): &Key) -> String {
 
 impl Redis {
     /// Connects lazily (the gateway starts while Redis is down); `timeout` bounds every call.
-    pub(super) fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())?;
+    pub(super) fn new(url: &str, settings: &StoreSettings) -> Result<Self, String> {
+        let timeout = settings.redis_timeout;
         Ok(Self {
-            connection,
-            ttl,
+            connection: RedisConnection::open(url, settings.redis_cluster, timeout)?,
+            ttl: settings.ttl,
             timeout,
         })
     }
@@ -55,17 +48,17 @@ impl Redis {
         let ttl = u64::try_from(self.ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let mut pipe = redis::pipe();
-        for (key, json) in records {
-            pipe.cmd("SET")
-                .arg(redis_key(key))
-                .arg(json)
-                .arg("PX")
-                .arg(ttl)
-                .ignore();
-        }
-        let mut connection = self.connection.clone();
-        self.bounded(pipe.query_async::<()>(&mut connection)).await
+        let commands = records
+            .iter()
+            .map(|(key, json)| {
+                let mut set = redis::cmd("SET");
+                set.arg(redis_key(key)).arg(json).arg("PX").arg(ttl);
+                set
+            })
+            .collect();
+        self.bounded(self.connection.query_each::<redis::Value>(commands))
+            .await
+            .map(drop)
     }
 
     /// The JSON under `key`, if any.
@@ -79,12 +72,15 @@ impl Redis {
 
     /// The sizes of the values under `keys` (0 for a missing one), in one round trip.
     pub(super) async fn lengths(&self, keys: &[Key]) -> Result<Vec<usize>, Unavailable> {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("STRLEN").arg(redis_key(key));
-        }
-        let mut connection = self.connection.clone();
-        self.bounded(pipe.query_async::<Vec<usize>>(&mut connection))
+        let commands = keys
+            .iter()
+            .map(|key| {
+                let mut strlen = redis::cmd("STRLEN");
+                strlen.arg(redis_key(key));
+                strlen
+            })
+            .collect();
+        self.bounded(self.connection.query_each::<usize>(commands))
             .await
     }
 

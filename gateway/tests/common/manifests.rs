@@ -82,5 +82,5 @@ pub fn monthly_usage_key() -> String {
         .to_zoned(jiff::tz::TimeZone::UTC)
         .date()
         .first_of_month();
-    format!("lgw:key:default/caller:usage:{month}")
+    format!("lgw:{{key:default/caller}}:usage:{month}")
 }

@@ -203,6 +203,9 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         };
         data.insert("REDIS_ON_UNAVAILABLE", mode.to_owned());
         data.insert("RATE_LIMIT_STORAGE", "redis".to_owned());
+        if redis.cluster {
+            data.insert("REDIS_CLUSTER", "true".to_owned());
+        }
     }
     let data = data.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     typed(&ConfigMap {

@@ -27,7 +27,13 @@ pub(super) fn service_account(base: &Base) -> Child {
 /// Least privilege: read the watched kinds and the one credentials Secret (list and watch
 /// are allowed on a named Secret when the request selects `metadata.name`), write Events.
 pub(super) fn role(base: &Base, credentials: &str) -> Child {
-    let kinds = ["llmproviders", "routepolicies", "apikeys", "llmgateways"];
+    let kinds = [
+        "llmproviders",
+        "routepolicies",
+        "apikeys",
+        "llmgateways",
+        "llmquotas",
+    ];
     let credentials = PolicyRule {
         resource_names: Some(vec![credentials.to_owned()]),
         ..rule("", &["secrets"], &READ)

@@ -15,14 +15,17 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use llm_gateway_crds::api_key::{
     ApiKey, ApiKeyStatus, SECRET_KEY_FIELD, SECRET_PREVIOUS_KEY_FIELD,
 };
+use llm_gateway_crds::grants::{self, GrantRefusal};
 use llm_gateway_crds::keys;
 
 use super::rotation;
+use crate::caches::in_namespace;
 use crate::conditions::condition;
 use crate::{Context, Error, MANAGED_BY};
 
@@ -32,7 +35,19 @@ const NAME: &str = "apikey";
 pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
     let keys = context.api::<ApiKey>();
     let secrets = context.api::<Secret>();
-    Controller::new(keys, watcher::Config::default())
+    let controller = Controller::new(keys, watcher::Config::default());
+    // A quota, or another key of the namespace, changing may move a key over or back under
+    // the namespace's caps: its keys are re-checked (only where caps apply or applied).
+    let reader = controller.store();
+    let caches = context.caches.clone();
+    let changes = context
+        .caches
+        .namespace_changes()
+        .flat_map(move |namespace| {
+            futures_util::stream::iter(keys_to_recheck(&reader, &caches, &namespace))
+        });
+    controller
+        .reconcile_on(changes)
         .owns(
             secrets,
             watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator"),
@@ -42,6 +57,32 @@ pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
         .run(reconcile, super::error_policy, Arc::new(context))
         .for_each(|_| async {})
         .await;
+}
+
+/// The keys of `namespace` whose grant check may change: all of them where a quota caps
+/// grants, else those held back until now.
+fn keys_to_recheck(
+    reader: &Store<ApiKey>,
+    caches: &crate::caches::Caches,
+    namespace: &str,
+) -> Vec<ObjectRef<ApiKey>> {
+    let capped = caches
+        .quotas
+        .state()
+        .iter()
+        .any(|q| q.namespace().as_deref() == Some(namespace) && q.spec.grants.is_some());
+    let held_back = |key: &ApiKey| {
+        key.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
+    };
+    reader
+        .state()
+        .iter()
+        .filter(|k| k.namespace().as_deref() == Some(namespace))
+        .filter(|k| capped || held_back(k))
+        .map(|k| ObjectRef::from_obj(k.as_ref()))
+        .collect()
 }
 
 /// One reconcile of one ApiKey.
@@ -66,7 +107,9 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
             .await?;
         tracing::info!(apikey = %key.name_any(), step = ?plan_name(&plan), "rotated the API key");
     }
-    let desired = desired_status(key, &secret, &context.settings.key_pepper);
+    let mut desired = desired_status(key, &secret, &context.settings.key_pepper);
+    let refusal = grant_refusal(key, context);
+    hold_back(&mut desired, key, refusal.as_ref());
     crate::status::update(
         context,
         key,
@@ -83,6 +126,46 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
         d.min(Duration::from_secs(300))
     });
     Ok(Action::requeue(next))
+}
+
+/// Why the namespace's LlmQuota caps refuse `key`, if they do (read from the caches, which
+/// hold every key and quota of the namespace).
+fn grant_refusal(key: &ApiKey, context: &Context) -> Option<GrantRefusal> {
+    let namespace = key.namespace().unwrap_or_else(|| "default".to_owned());
+    let quotas = in_namespace(&context.caches.quotas, &namespace);
+    if quotas.iter().all(|q| q.spec.grants.is_none()) {
+        return None;
+    }
+    let keys = in_namespace(&context.caches.api_keys, &namespace);
+    let id = format!("{namespace}/{}", key.name_any());
+    grants::refusals(&quotas, &keys).remove(&id)
+}
+
+/// Turns a ready key's status `Ready=False` (`OverQuota`) when an LlmQuota's caps refuse it:
+/// the gateways refuse it too, with the same reason.
+pub fn hold_back(status: &mut ApiKeyStatus, key: &ApiKey, refusal: Option<&GrantRefusal>) {
+    let Some(refusal) = refusal else { return };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return;
+    }
+    let message = format!(
+        "held back by LlmQuota {}: {}; the gateways refuse the key until it fits",
+        refusal.quota, refusal.reason
+    );
+    let generation = key.meta().generation;
+    let previous = key.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+    status.conditions = vec![condition(
+        previous,
+        "Ready",
+        false,
+        "OverQuota",
+        message,
+        generation,
+    )];
 }
 
 fn plan_name(plan: &rotation::Plan) -> &'static str {

@@ -160,6 +160,7 @@ async fn write_bundle(
         api_keys: in_namespace(&caches.api_keys, namespace),
         gateways: vec![gateway.clone()],
         secrets: in_namespace(&caches.secrets, namespace),
+        quotas: in_namespace(&caches.quotas, namespace),
     };
     let made = bundle::bundle(gateway, &manifests, &context.settings.key_pepper);
     apply::apply(client, namespace, &made.credentials).await?;

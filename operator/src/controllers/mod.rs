@@ -5,6 +5,7 @@
 pub mod api_key;
 pub mod llm_gateway;
 pub mod llm_provider;
+pub mod llm_quota;
 pub mod rotation;
 pub mod route_policy;
 
@@ -95,6 +96,7 @@ pub async fn run(context: Context, shutdown: Shutdown) {
         llm_provider::run(context.clone(), shutdown.clone()),
         llm_gateway::run(context.clone(), shutdown.clone()),
         route_policy::run(context.clone(), shutdown.clone()),
+        llm_quota::run(context.clone(), shutdown.clone()),
         usage,
     );
 }

@@ -1,0 +1,247 @@
+//! How one demand is laid out for the Lua scripts: as one part on a single Redis, or one part
+//! per hash slot in a Redis Cluster, where a script may only touch keys of one slot.
+//!
+//! Every key of an account (a caller, an LlmQuota, a route) carries the account as its hash
+//! tag (`lgw:{key:team/app}:rpm`), so a part is one account's buckets, slots and usage, plus a
+//! lease record of its own in the same slot. Each part is admitted and settled by the same
+//! idempotent scripts as a whole demand; `redis_store` makes the parts all-or-nothing.
+
+use super::demand::Demand;
+use super::redis_store::Finish;
+use super::{Outcome, RateKind};
+
+/// The keys of one script call, as indices into the demand.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Part {
+    /// The hash tag the part's keys share, braces included (`{key:team/app}`).
+    pub tag: String,
+    /// Indices into [`Demand::rates`].
+    pub rates: Vec<usize>,
+    /// Indices into [`Demand::slots`].
+    pub slots: Vec<usize>,
+    /// Indices into [`Demand::accounts`].
+    pub accounts: Vec<usize>,
+}
+
+impl Part {
+    /// The Redis key of this part's lease record.
+    pub fn record_key(&self, lease: &str) -> String {
+        format!("{}:{}:lease:{lease}", super::demand::KEY_PREFIX, self.tag)
+    }
+}
+
+/// The hash tag of a store key (`{…}`, braces included), or the whole key without one.
+fn tag_of(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let close = open + key[open..].find('}')?;
+            Some(&key[open..=close])
+        })
+        .unwrap_or(key)
+}
+
+/// The parts of `demand`: everything in one (`split` false: a single Redis), or one per hash
+/// tag, in the order the tags first appear (the caller's first).
+pub fn parts(demand: &Demand, split: bool) -> Vec<Part> {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut part_of = |key: &str| -> usize {
+        let tag = tag_of(key);
+        let found = match split {
+            true => parts.iter().position(|p| p.tag == tag),
+            false => (!parts.is_empty()).then_some(0),
+        };
+        found.unwrap_or_else(|| {
+            parts.push(Part {
+                tag: tag.to_owned(),
+                ..Part::default()
+            });
+            parts.len() - 1
+        })
+    };
+    let rates: Vec<usize> = demand.rates.iter().map(|r| part_of(&r.key)).collect();
+    let slots: Vec<usize> = demand.slots.iter().map(|s| part_of(&s.key)).collect();
+    let accounts: Vec<usize> = demand
+        .accounts
+        .iter()
+        .map(|a| part_of(&a.usage.key))
+        .collect();
+    for (index, part) in rates.into_iter().enumerate() {
+        parts[part].rates.push(index);
+    }
+    for (index, part) in slots.into_iter().enumerate() {
+        parts[part].slots.push(index);
+    }
+    for (index, part) in accounts.into_iter().enumerate() {
+        parts[part].accounts.push(index);
+    }
+    parts
+}
+
+/// The Redis key of the sorted set holding a usage account's budget reservations.
+fn held_key(usage_key: &str) -> String {
+    format!("{usage_key}:held")
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The keys both scripts take, in their order: the rate buckets `rates`, the part's
+/// concurrency sets, its lease record, then each account's usage hash and reservations.
+fn add_keys(call: &mut redis::ScriptInvocation<'_>, demand: &Demand, part: &Part, rates: &[usize]) {
+    for &i in rates {
+        call.key(&demand.rates[i].key);
+    }
+    for &i in &part.slots {
+        call.key(&demand.slots[i].key);
+    }
+    call.key(part.record_key(&demand.lease));
+    for &i in &part.accounts {
+        let key = &demand.accounts[i].usage.key;
+        call.key(key).key(held_key(key));
+    }
+}
+
+/// The `admit.lua` call for `part` of `demand`.
+pub fn admit_call<'a>(
+    script: &'a redis::Script,
+    demand: &Demand,
+    part: &Part,
+    record_ttl: std::time::Duration,
+) -> redis::ScriptInvocation<'a> {
+    let mut call = script.prepare_invoke();
+    add_keys(&mut call, demand, part, &part.rates);
+    call.arg(part.rates.len())
+        .arg(part.slots.len())
+        .arg(part.accounts.len())
+        .arg(&demand.lease)
+        .arg(demand.lease_ttl.as_micros() as u64)
+        .arg(millis(demand.lease_ttl + record_ttl));
+    for &i in &part.rates {
+        call.arg(demand.rates[i].limit).arg(demand.rates[i].cost);
+    }
+    for &i in &part.slots {
+        call.arg(demand.slots[i].limit);
+    }
+    for &i in &part.accounts {
+        let account = &demand.accounts[i];
+        let (limit, estimate) = account
+            .budget
+            .map_or((-1, 0), |b| (b.limit_nanos, b.estimate_nanos));
+        call.arg(millis(account.usage.ttl)).arg(limit).arg(estimate);
+    }
+    call
+}
+
+/// The `settle.lua` call finishing `part` of `demand` with `outcome`.
+pub fn finish_call<'a>(
+    script: &'a redis::Script,
+    how: Finish,
+    demand: &Demand,
+    part: &Part,
+    outcome: &Outcome,
+    record_ttl: std::time::Duration,
+) -> redis::ScriptInvocation<'a> {
+    // A settlement corrects token buckets by the real usage; a cancel refunds every bucket.
+    let buckets: Vec<usize> = part
+        .rates
+        .iter()
+        .copied()
+        .filter(|&i| how == Finish::Cancel || demand.rates[i].kind == RateKind::Tokens)
+        .collect();
+    let mut call = script.prepare_invoke();
+    add_keys(&mut call, demand, part, &buckets);
+    call.arg(how.as_arg())
+        .arg(buckets.len())
+        .arg(part.slots.len())
+        .arg(part.accounts.len())
+        .arg(&demand.lease)
+        .arg(millis(record_ttl));
+    let used = match how {
+        Finish::Settle => (outcome.input_tokens + outcome.output_tokens) as i64,
+        Finish::Cancel => 0,
+    };
+    for &i in &buckets {
+        let rate = &demand.rates[i];
+        call.arg(rate.limit).arg(used - rate.cost as i64);
+    }
+    call.arg(outcome.input_tokens)
+        .arg(outcome.output_tokens)
+        .arg(outcome.spend_nanos)
+        .arg(outcome.cache_read_tokens)
+        .arg(outcome.cache_write_tokens)
+        .arg(outcome.reasoning_tokens);
+    for &i in &part.accounts {
+        let account = &demand.accounts[i];
+        let estimate = account.budget.map_or(0, |b| b.estimate_nanos);
+        call.arg(millis(account.usage.ttl)).arg(estimate);
+    }
+    call
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::demand::{CallerAccount, TokenReserve};
+    use llm_gateway_crds::policy::RateLimits;
+    use std::time::Duration;
+
+    fn demand() -> Demand {
+        let limits = RateLimits {
+            requests_per_minute: Some(10),
+            tokens_per_minute: None,
+            max_concurrent: Some(2),
+        };
+        let caller = CallerAccount {
+            account: "key:team/app",
+            limits: Some(&limits),
+            budget: None,
+            quotas: &[],
+        };
+        let reserve = TokenReserve {
+            prompt: 1,
+            completion: 1,
+            asked: true,
+        };
+        Demand::build(
+            Some(caller),
+            "gpt-4o",
+            Some(&limits),
+            reserve,
+            Default::default(),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn a_cluster_gets_one_part_per_account_and_a_single_redis_one() {
+        let demand = demand();
+        let split = parts(&demand, true);
+        let tags: Vec<&str> = split.iter().map(|p| p.tag.as_str()).collect();
+        assert_eq!(tags, ["{key:team/app}", "{route:gpt-4o}"]);
+        assert_eq!(
+            (split[0].rates.clone(), split[0].slots.clone()),
+            (vec![0], vec![0])
+        );
+        assert_eq!(split[0].accounts, [0]);
+        assert_eq!(
+            (split[1].rates.clone(), split[1].slots.clone()),
+            (vec![1], vec![1])
+        );
+        let whole = parts(&demand, false);
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].rates.len(), whole[0].slots.len()), (2, 2));
+        assert!(
+            whole[0]
+                .record_key("l")
+                .starts_with("lgw:{key:team/app}:lease:")
+        );
+    }
+
+    #[test]
+    fn tags_are_what_redis_hashes() {
+        assert_eq!(tag_of("lgw:{key:a/b}:rpm"), "{key:a/b}");
+        assert_eq!(tag_of("lgw:{jwt:x}y}:rpm"), "{jwt:x}");
+        assert_eq!(tag_of("plain"), "plain");
+    }
+}
