@@ -96,11 +96,21 @@ pub fn unpriced_under_budget(config: &crate::compiled::CompiledConfig) -> Vec<St
         let budgeted = config
             .keys
             .iter()
-            .filter(|key| key.budget.is_some() && key.allows_model(&route.model))
+            .filter(|key| {
+                let quota_budget = key.quotas.iter().any(|q| q.budget.is_some());
+                (key.budget.is_some() || quota_budget) && key.allows_model(&route.model)
+            })
             .map(|key| key.name.clone())
             .chain(
                 (config.auth.jwt.is_some()
-                    && config.auth.jwt_policy.budget.is_some()
+                    && (config.auth.jwt_policy.budget.is_some()
+                        || config
+                            .auth
+                            .jwt_policy
+                            .team_quotas
+                            .values()
+                            .flatten()
+                            .any(|q| q.budget.is_some()))
                     && config.auth.jwt_policy.allows_model(&route.model))
                 .then(|| "token callers".to_owned()),
             )

@@ -216,6 +216,21 @@ async fn a_shared_budget_is_never_overspent_and_refunds_settle_back_to_it() {
         message.contains("shared budget of the LlmQuota default/shared"),
         "{message}"
     );
+    // Each caller sees the quota it shares, counted for everyone, at /v1/usage.
+    let report: Value = reqwest::Client::new()
+        .get(format!("{}/v1/usage", gateways[0].url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shared = &report["quotas"][0];
+    assert_eq!(shared["name"], "default/shared");
+    assert_eq!(shared["requests"], total);
+    assert_eq!(shared["budget"]["usd"], 0.0002);
+    assert!((shared["spend_usd"].as_f64().unwrap() - total as f64 * 9e-6).abs() < 1e-12);
     // Each key still has its own account too, and the two add up to the quota's.
     let mut per_key = 0;
     for name in ["alice", "bob"] {

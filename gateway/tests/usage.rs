@@ -139,3 +139,69 @@ async fn a_spent_budget_refuses_until_the_next_period() {
     assert_eq!(report["budget"]["usd"], 0.0001);
     assert!((report["spend_usd"].as_f64().unwrap() - 0.000081).abs() < 1e-12);
 }
+
+#[tokio::test]
+async fn counters_written_before_hash_tags_are_kept_across_the_upgrade() {
+    let redis = RedisServer::start().await;
+    let upstream = MockUpstream::start().await;
+    // What a gateway of the previous version left: this month's usage under the old name, with
+    // a budget reservation still held.
+    let tagged = monthly_usage_key();
+    let legacy = tagged.replace(['{', '}'], "");
+    for (field, value) in [
+        ("requests", "5"),
+        ("spend_nanos", "45000"),
+        ("reserved_nanos", "22000"),
+    ] {
+        redis.query(&["HSET", &legacy, field, value]).await.unwrap();
+    }
+    redis
+        .query(&["PEXPIRE", &legacy, "86400000"])
+        .await
+        .unwrap();
+    let held = format!("{legacy}:held");
+    redis
+        .query(&["ZADD", &held, "1", "oldlease:22000"])
+        .await
+        .unwrap();
+    let key = new_key();
+    let text = priced_route_and_key(
+        &upstream.base_url,
+        &key,
+        ", budget: {usd: 1, period: monthly}",
+    );
+    let gateway = Gateway::start(&text, key.clone(), &[("REDIS_URL", &redis.url())]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis.hash_field(&tagged, "requests").await != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the old counters were never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        redis.query(&["EXISTS", &legacy]).await,
+        Some(redis::Value::Int(0))
+    );
+    // The lapsed reservation moved too, and the next budget admission releases it.
+    let body = json!({"model": "up", "max_tokens": 10, "messages": [{"role": "user", "content": "hello"}]});
+    let response = gateway.chat(body).await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let report = loop {
+        let report = gateway.usage().await;
+        if report["requests"] == 6 {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request was never settled: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        (report["spend_usd"].as_f64().unwrap() - 0.000054).abs() < 1e-12,
+        "{report}"
+    );
+    assert_eq!(redis.hash_field(&tagged, "reserved_nanos").await, 0);
+}

@@ -1,18 +1,20 @@
 //! `GET /v1/usage`: the calling key's (or token subject's) own usage in the current budget
-//! period. Only ever the caller's own account (OWASP API1): there is no parameter naming
-//! another one.
+//! period, and that of the LlmQuotas it shares. Only ever the caller's own accounts (OWASP
+//! API1): there is no parameter naming another one.
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use jiff::Timestamp;
-use llm_gateway_crds::policy::BudgetPeriod;
+use llm_gateway_crds::compiled::CompiledQuota;
+use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
 use serde_json::json;
 
 use super::auth::authenticate;
 use crate::auth_throttle::ClientAddress;
 use crate::error::ApiError;
+use crate::limits::UsageTotals;
 use crate::limits::demand::usage_key;
 use crate::limits::period::Period;
 use crate::state::AppState;
@@ -51,22 +53,15 @@ async fn report(
         .await
         .map_err(|_| ApiError::LimiterUnavailable)?;
     let spend = totals.spend_nanos as f64 / 1e9;
-    let limits = caller.limits().map(|l| {
-        json!({
-            "requests_per_minute": l.requests_per_minute,
-            "tokens_per_minute": l.tokens_per_minute,
-            "max_concurrent": l.max_concurrent,
-        })
-    });
+    let mut quotas = Vec::with_capacity(caller.quotas().len());
+    for quota in caller.quotas() {
+        quotas.push(quota_report(state, quota, now).await?);
+    }
     Ok(json!({
         "object": "usage",
         "key_id": caller.id(),
         "owner": caller.owner(),
-        "period": {
-            "type": period_name(kind),
-            "start": period.start.to_string(),
-            "end": period.end.to_string(),
-        },
+        "period": period_report(kind, &period),
         "requests": totals.requests,
         "input_tokens": totals.input_tokens,
         "cache_read_tokens": totals.cache_read_tokens,
@@ -74,13 +69,63 @@ async fn report(
         "reasoning_tokens": totals.reasoning_tokens,
         "output_tokens": totals.output_tokens,
         "spend_usd": spend,
-        "budget": budget.map(|b| json!({
-            "usd": b.usd,
-            "remaining_usd": (b.usd - spend).max(0.0),
-            "reserved_usd": totals.reserved_nanos.max(0) as f64 / 1e9,
-        })),
-        "limits": limits,
+        "budget": budget.map(|b| budget_report(b, &totals)),
+        "limits": caller.limits().map(limits_report),
+        "quotas": quotas,
     }))
+}
+
+/// What an LlmQuota the caller shares has counted in its period, from every caller.
+async fn quota_report(
+    state: &AppState,
+    quota: &CompiledQuota,
+    now: Timestamp,
+) -> Result<serde_json::Value, ApiError> {
+    let kind = quota
+        .budget
+        .as_ref()
+        .map_or(BudgetPeriod::Monthly, |b| b.period);
+    let period = Period::containing(kind, now);
+    let totals = state
+        .limiter
+        .usage(&usage_key(&quota.account, &period))
+        .await
+        .map_err(|_| ApiError::LimiterUnavailable)?;
+    Ok(json!({
+        "name": quota.id,
+        "period": period_report(kind, &period),
+        "requests": totals.requests,
+        "input_tokens": totals.input_tokens,
+        "output_tokens": totals.output_tokens,
+        "spend_usd": totals.spend_nanos as f64 / 1e9,
+        "budget": quota.budget.as_ref().map(|b| budget_report(b, &totals)),
+        "limits": quota.limits.as_ref().map(limits_report),
+    }))
+}
+
+fn budget_report(budget: &Budget, totals: &UsageTotals) -> serde_json::Value {
+    let spend = totals.spend_nanos as f64 / 1e9;
+    json!({
+        "usd": budget.usd,
+        "remaining_usd": (budget.usd - spend).max(0.0),
+        "reserved_usd": totals.reserved_nanos.max(0) as f64 / 1e9,
+    })
+}
+
+fn limits_report(limits: &RateLimits) -> serde_json::Value {
+    json!({
+        "requests_per_minute": limits.requests_per_minute,
+        "tokens_per_minute": limits.tokens_per_minute,
+        "max_concurrent": limits.max_concurrent,
+    })
+}
+
+fn period_report(kind: BudgetPeriod, period: &Period) -> serde_json::Value {
+    json!({
+        "type": period_name(kind),
+        "start": period.start.to_string(),
+        "end": period.end.to_string(),
+    })
 }
 
 fn period_name(kind: BudgetPeriod) -> &'static str {

@@ -93,6 +93,9 @@ impl Limiter {
         let journal = redis
             .as_ref()
             .map(|redis| Journal::start(redis.clone(), metrics.clone()));
+        if let Some(redis) = redis.as_ref().filter(|r| !r.connection().is_cluster()) {
+            tokio::spawn(super::migrate::run(redis.connection().clone()));
+        }
         Ok(Self {
             redis,
             journal,

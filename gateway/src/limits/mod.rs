@@ -14,6 +14,7 @@ pub mod journal;
 pub mod limiter;
 pub mod local;
 pub mod meter;
+pub mod migrate;
 pub mod period;
 pub mod redis_breaker;
 pub mod redis_store;

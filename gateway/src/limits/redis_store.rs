@@ -80,6 +80,11 @@ impl RedisStore {
         })
     }
 
+    /// The connection (for the background key migration).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
+    }
+
     /// Whether the last calls succeeded (the breaker is closed).
     pub fn is_up(&self) -> bool {
         self.breaker.is_closed()

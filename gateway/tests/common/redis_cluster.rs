@@ -169,6 +169,16 @@ impl RedisCluster {
         (master, replica)
     }
 
+    /// Sets fields of a hash on whichever master serves it.
+    pub fn hset(&self, key: &str, fields: &[(&str, &str)]) {
+        let (master, _) = self.master_and_replica_of(key);
+        let mut args = vec!["HSET", key];
+        for (field, value) in fields {
+            args.extend([*field, *value]);
+        }
+        assert!(cli(master, &args).is_some(), "HSET {key}");
+    }
+
     /// One integer field of a hash, read from whichever master serves it (0 when absent).
     pub fn hash_field(&self, key: &str, field: &str) -> i64 {
         let (master, _) = self.master_and_replica_of(key);
