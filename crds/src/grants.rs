@@ -170,7 +170,9 @@ pub fn glob_within(inner: &str, outer: &str) -> bool {
     if inner == outer || outer == "*" || outer == "**" {
         return true;
     }
-    if inner.contains(['[', ']', '{', '}', '\\']) {
+    // `**` matches across `/` differently (`**/*` matches `gpt-4o`); classes and alternations
+    // are not compared at all.
+    if inner.contains("**") || inner.contains(['[', ']', '{', '}', '\\']) {
         return false;
     }
     let inner: Vec<char> = inner.chars().collect();
@@ -187,7 +189,8 @@ pub fn glob_within(inner: &str, outer: &str) -> bool {
         for j in 1..=outer.len() {
             next[j] = match outer[j - 1] {
                 '*' => covered[j] || next[j - 1],
-                '?' => !wild && covered[j - 1],
+                // globset matches bytes: `?` is one byte, so only an ASCII character.
+                '?' => !wild && c.is_ascii() && covered[j - 1],
                 '[' | ']' | '{' | '}' | '\\' => false,
                 o => !wild && o == *c && covered[j - 1],
             };
@@ -225,6 +228,9 @@ mod tests {
             ("gpt-{4o,5}", "gpt-*"),
             ("gpt-4o", "gpt-[45]o"),
             ("claude-opus", "claude-sonnet*"),
+            ("**/*", "*/*"),
+            ("a/**/b", "a/*/b"),
+            ("gpt-é", "gpt-?"),
         ] {
             assert!(!glob_within(inner, outer), "{inner} not within {outer}");
         }

@@ -252,7 +252,10 @@ async fn a_token_team_shares_a_quota_with_keys() {
         fake_provider("fake"),
         routes(&[("fake", "fake", "fake")]),
         key("alice", &alice, "2026-11-01T00:00:00Z", ""),
-        quota("{callers: {owners: [alice], jwtTeams: [search]}, limits: {requestsPerMinute: 4}}"),
+        // Listed twice, the team still counts each request once.
+        quota(
+            "{callers: {owners: [alice], jwtTeams: [search, search]}, limits: {requestsPerMinute: 4}}",
+        ),
     ]);
     let env = [
         ("REDIS_URL", redis.url()),

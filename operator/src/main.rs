@@ -17,7 +17,7 @@ use llm_gateway_operator::startup;
 use llm_gateway_operator::usage_redis::RedisHosts;
 use llm_gateway_operator::{Context, Settings, admin, controllers};
 
-/// Reconciles LlmGateway, LlmProvider, RoutePolicy and ApiKey resources.
+/// Reconciles LlmGateway, LlmProvider, RoutePolicy, ApiKey and LlmQuota resources.
 #[derive(Debug, Parser)]
 #[command(name = "llm-gateway-operator", version, about)]
 struct Args {

@@ -67,7 +67,10 @@ async fn readable(client: &kube::Client, scope: &Scope) -> anyhow::Result<()> {
             Scope::Cluster => "cluster-wide".to_owned(),
             Scope::Namespace(namespace) => format!("in namespace {namespace}"),
         };
-        anyhow::anyhow!("cannot list {kind} {place} ({e}); check the operator's RBAC there")
+        anyhow::anyhow!(
+            "cannot list {kind} {place} ({e}); check the operator's RBAC there, and that the \
+             llm-gateway-crds chart is as new as the operator"
+        )
     };
     scope
         .api::<LlmProvider>(client)
@@ -84,6 +87,11 @@ async fn readable(client: &kube::Client, scope: &Scope) -> anyhow::Result<()> {
         .list(&one)
         .await
         .map_err(|e| refused("ApiKeys", e))?;
+    scope
+        .api::<llm_gateway_crds::quota::LlmQuota>(client)
+        .list(&one)
+        .await
+        .map_err(|e| refused("LlmQuotas", e))?;
     scope
         .api::<Secret>(client)
         .list(&one)

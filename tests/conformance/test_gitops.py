@@ -21,7 +21,7 @@ GITOPS = ROOT / "deployments" / "gitops"
 SAMPLES = ROOT / "deployments" / "kubernetes"
 GROUP, VERSION = "llmgateway.io", "v1alpha1"
 PLURALS = {"LlmProvider": "llmproviders", "RoutePolicy": "routepolicies", "ApiKey": "apikeys",
-           "LlmGateway": "llmgateways"}
+           "LlmGateway": "llmgateways", "LlmQuota": "llmquotas"}
 SCRIPT = (GITOPS / "argocd" / "health.lua").read_text()
 
 
@@ -125,7 +125,7 @@ def test_the_flux_example_gives_every_object_one_owner():
             for d in yaml.safe_load_all(path.read_text()) if d}
     assert_one_owner_each(owners)
     crds = {name for kind, name in owners["HelmRelease llm-gateway-crds"] if kind == "CustomResourceDefinition"}
-    assert len(crds) == 4, owners["HelmRelease llm-gateway-crds"]
+    assert len(crds) == 5, owners["HelmRelease llm-gateway-crds"]
 
 
 def test_the_argocd_example_gives_every_object_one_owner():

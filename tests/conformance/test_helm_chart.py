@@ -43,7 +43,7 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 # whose CRDs Helm installs once, never upgrades, and which would clash with the templates).
 CHART_CRDS = CRD_CHART / "files" / "crds"
 CRD_NAMES = {"apikeys.llmgateway.io", "llmgateways.llmgateway.io", "llmproviders.llmgateway.io",
-             "routepolicies.llmgateway.io"}
+             "routepolicies.llmgateway.io", "llmquotas.llmgateway.io"}
 
 
 def values(name):

@@ -66,7 +66,9 @@ pub(super) fn compile(
             let entry = plan.by_key.entry(object_id(key)).or_default();
             entry.push(compiled.clone());
         }
-        for team in &spec.callers.jwt_teams {
+        // A team (or key) listed twice must still count each request once.
+        let teams: std::collections::BTreeSet<&String> = spec.callers.jwt_teams.iter().collect();
+        for team in teams {
             plan.by_team
                 .entry(team.clone())
                 .or_default()

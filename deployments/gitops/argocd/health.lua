@@ -1,4 +1,5 @@
--- Argo CD health of every llmgateway.io kind (LlmGateway, LlmProvider, RoutePolicy, ApiKey),
+-- Argo CD health of every llmgateway.io kind (LlmGateway, LlmProvider, RoutePolicy, ApiKey,
+-- LlmQuota),
 -- read from the status the operator writes: its Ready condition for the current generation.
 local hs = {}
 local generation = obj.metadata and obj.metadata.generation

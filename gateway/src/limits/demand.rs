@@ -170,7 +170,15 @@ impl Demand {
             let estimate_nanos = max_price.nanos(prompt_estimate, completion);
             let now = Timestamp::now();
             demand.add_account(None, caller.account, caller.budget, estimate_nanos, now);
-            for quota in caller.quotas {
+            for (i, quota) in caller.quotas.iter().enumerate() {
+                // Each quota once, however the configuration came to list it twice: its
+                // buckets and budget would otherwise be charged twice per request.
+                if caller.quotas[..i]
+                    .iter()
+                    .any(|q| q.account == quota.account)
+                {
+                    continue;
+                }
                 let base = account_prefix(&quota.account);
                 demand.add_limits(&base, Scope::Quota, quota.limits.as_ref(), cap_at_limit);
                 let id = Some(quota.id.clone());

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::demand::Demand;
-use super::redis_store::{Finish, RECORD_MARGIN, RedisStore};
+use super::redis_store::{Finish, RECORD_MARGIN, RedisStore, Unfinished};
 use super::{Outcome, UsageTotals};
 use crate::metrics::{JournalLabels, Metrics};
 
@@ -174,6 +174,25 @@ impl Journal {
         }
     }
 
+    /// Keeps only what is left of `job` after the other parts of a cluster landed, and stops
+    /// reporting the usage of the accounts that landed as pending.
+    fn narrow(&self, job: &mut Job, remaining: Demand) {
+        if remaining.accounts.len() < job.demand.accounts.len() && job.how == Finish::Settle {
+            let landed = Demand {
+                accounts: job
+                    .demand
+                    .accounts
+                    .iter()
+                    .filter(|a| !remaining.accounts.contains(a))
+                    .cloned()
+                    .collect(),
+                ..remaining.clone()
+            };
+            self.add_usage(&self.pending, &landed, &job.outcome, -1);
+        }
+        job.demand = remaining;
+    }
+
     fn landed(&self, job: &Job) {
         if job.how == Finish::Settle {
             self.add(&self.pending, job, -1);
@@ -205,13 +224,24 @@ impl Journal {
 
     /// Adds (`sign` 1) or removes (-1) a job's usage in `map`.
     fn add(&self, map: &Mutex<HashMap<String, UsageTotals>>, job: &Job, sign: i64) {
+        self.add_usage(map, &job.demand, &job.outcome, sign);
+    }
+
+    /// Adds (`sign` 1) or removes (-1) `outcome` in `map`, for every account of `demand`.
+    fn add_usage(
+        &self,
+        map: &Mutex<HashMap<String, UsageTotals>>,
+        demand: &Demand,
+        outcome: &Outcome,
+        sign: i64,
+    ) {
         let Ok(mut map) = map.lock() else {
             return;
         };
-        for account in &job.demand.accounts {
+        for account in &demand.accounts {
             let key = &account.usage.key;
             let totals = map.entry(key.clone()).or_default();
-            totals.count(&job.outcome, sign);
+            totals.count(outcome, sign);
             if *totals == UsageTotals::default() {
                 map.remove(key);
             }
@@ -252,10 +282,11 @@ async fn work(
             Some(redis.finish(job.how, &job.demand, job.outcome).await)
         };
         match result {
-            Some(Err(error)) => {
+            Some(Err(Unfinished { error, remaining })) => {
                 if error.maybe_executed {
                     job.maybe_ran_at.get_or_insert(now);
                 }
+                journal.narrow(job, remaining);
                 drop(journal);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF.1);

@@ -14,7 +14,7 @@ use llm_gateway_crds::llm_gateway::OnUnavailable;
 use super::demand::Demand;
 use super::journal::{Journal, Outstanding, Ticket};
 use super::local::LocalStore;
-use super::redis_store::{Finish, RedisStore};
+use super::redis_store::{Decided, Finish, RedisStore, Unfinished};
 use super::{Outcome, StoreError, UsageTotals, Verdict};
 use crate::metrics::{LimiterLabels, Metrics};
 
@@ -148,7 +148,10 @@ impl Limiter {
             answer
         };
         match answer {
-            Ok(verdict) => {
+            Ok(Decided { verdict, undo_owed }) => {
+                if undo_owed {
+                    self.compensate(demand.clone());
+                }
                 self.metrics.redis_up.set(1);
                 self.count_verdict("redis", &verdict);
                 Ok((Store::Redis, verdict))
@@ -198,12 +201,14 @@ impl Limiter {
         if demand.accounts.is_empty() && demand.slots.is_empty() && demand.rates.is_empty() {
             return;
         }
-        if let Err(error) = redis.finish(Finish::Settle, &demand, outcome).await {
+        if let Err(Unfinished { error, remaining }) =
+            redis.finish(Finish::Settle, &demand, outcome).await
+        {
             self.redis_error("settle", &error);
             tracing::warn!(%error, "usage could not be written to Redis yet; retrying in the background");
             journal.push(
                 Finish::Settle,
-                demand,
+                remaining,
                 outcome,
                 error.maybe_executed,
                 ticket,

@@ -3,8 +3,9 @@
 //! keeps the period's spend and budgets instead of starting them over.
 //!
 //! Only on a single Redis (a cluster was not supported before tags). A background task scans
-//! for old names at start and every minute after, until two passes in a row find none (the
-//! replicas of the old version are gone by then); each hash moves atomically (`migrate.lua`).
+//! for old names at start and every minute for an hour (a rollout's replicas of the old
+//! version may write the old names meanwhile), then until two passes in a row find none; each
+//! hash moves atomically (`migrate.lua`).
 
 use std::time::Duration;
 
@@ -17,19 +18,28 @@ use crate::redis_conn::RedisConnection;
 const INTERVAL: Duration = Duration::from_secs(60);
 /// Keys asked for per `SCAN` step.
 const SCAN_COUNT: usize = 1000;
+/// Passes made whatever they find (an hour at [`INTERVAL`]).
+const ROLLOUT_PASSES: u32 = 60;
 
-/// Runs passes until two in a row find nothing to move.
+/// Runs passes for an hour, then until two in a row find nothing to move.
 pub async fn run(connection: RedisConnection) {
     let script = Script::new(include_str!("migrate.lua"));
-    let mut idle_passes = 0;
-    while idle_passes < 2 {
+    let (mut passes, mut idle_passes) = (0, 0);
+    while passes < ROLLOUT_PASSES || idle_passes < 2 {
+        passes += 1;
         match pass(&connection, &script).await {
             Ok(0) => idle_passes += 1,
             Ok(moved) => {
                 tracing::info!(moved, "moved usage counters to their hash-tagged names");
                 idle_passes = 0;
             }
-            Err(error) => tracing::debug!(%error, "usage key migration postponed"),
+            // Redis down is reported elsewhere; a refused SCAN or script (an ACL) is not.
+            Err(error) if error.is_io_error() || error.is_timeout() => {
+                tracing::debug!(%error, "usage key migration postponed");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "usage counters of the previous version cannot be moved; budgets of this period may start over");
+            }
         }
         tokio::time::sleep(INTERVAL).await;
     }

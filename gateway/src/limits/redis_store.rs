@@ -48,6 +48,25 @@ impl Finish {
     }
 }
 
+/// A store's answer to an admission.
+#[derive(Debug)]
+pub struct Decided {
+    /// Admitted or refused.
+    pub verdict: Verdict,
+    /// A refusal whose other parts (in a cluster) were admitted and could not be undone yet:
+    /// the caller must queue a cancel.
+    pub undo_owed: bool,
+}
+
+/// A settlement or cancel that did not land in every part.
+#[derive(Debug)]
+pub struct Unfinished {
+    /// The first failure (`maybe_executed` if any failed part may have run).
+    pub error: StoreError,
+    /// The demand narrowed to the parts that failed: what a retry must still do.
+    pub remaining: Demand,
+}
+
 /// Limits shared by every replica through one Redis or one Redis Cluster.
 pub struct RedisStore {
     connection: RedisConnection,
@@ -93,7 +112,7 @@ impl RedisStore {
     /// Admits `demand` entirely or not at all. In a cluster every slot's part is admitted at
     /// once; when one refuses, the others are cancelled before the refusal is returned, and
     /// when one fails, the error says the call may have run, so the limiter cancels them all.
-    pub async fn admit(&self, demand: &Demand) -> Result<Verdict, StoreError> {
+    pub async fn admit(&self, demand: &Demand) -> Result<Decided, StoreError> {
         let parts = slots::parts(demand, self.connection.is_cluster());
         let replies = join_all(parts.iter().map(|part| async move {
             let call = slots::admit_call(&self.admit, demand, part, RECORD_MARGIN);
@@ -123,28 +142,41 @@ impl RedisStore {
                 }
             }
         }
+        // A refusal stands whatever else happened: the other parts are undone, now or (when
+        // that fails) by the journal, and the request is refused, never served elsewhere.
+        if let Some(verdict) = refusal {
+            let cancelled = parts.len() == 1
+                || self
+                    .finish(Finish::Cancel, demand, Outcome::default())
+                    .await
+                    .is_ok();
+            return Ok(Decided {
+                verdict,
+                undo_owed: !cancelled,
+            });
+        }
         if let Some(mut error) = failure {
             // Another part may have been admitted: it must be undone too.
             error.maybe_executed |= parts.len() > 1;
             return Err(error);
         }
-        if let Some(refused) = refusal {
-            self.finish(Finish::Cancel, demand, Outcome::default())
-                .await
-                .map_err(|e| StoreError::unknown(format!("undoing a partial admission: {e}")))?;
-            return Ok(refused);
-        }
-        Ok(Verdict::Admitted(statuses))
+        Ok(Decided {
+            verdict: Verdict::Admitted(statuses),
+            undo_owed: false,
+        })
     }
 
     /// Settles (or cancels) a lease with what the request used; a lease already finished is
     /// left alone, so this is safe to retry (each slot's part keeps its own record).
+    /// A part that fails leaves the others done: what is left to retry is only the failed
+    /// parts ([`Unfinished::remaining`]), since a done part must not be redone once its record
+    /// has expired.
     pub async fn finish(
         &self,
         how: Finish,
         demand: &Demand,
         outcome: Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Unfinished> {
         let parts = slots::parts(demand, self.connection.is_cluster());
         let results = join_all(parts.iter().map(|part| {
             let call = slots::finish_call(&self.settle, how, demand, part, &outcome, RECORD_MARGIN);
@@ -154,10 +186,24 @@ impl RedisStore {
             })
         }))
         .await;
-        results
-            .into_iter()
-            .find_map(Result::err)
-            .map_or(Ok(()), Err)
+        let mut failed = Vec::new();
+        let mut error: Option<StoreError> = None;
+        for (part, result) in parts.iter().zip(results) {
+            if let Err(e) = result {
+                failed.push(part);
+                match &mut error {
+                    Some(first) => first.maybe_executed |= e.maybe_executed,
+                    None => error = Some(e),
+                }
+            }
+        }
+        let Some(error) = error else { return Ok(()) };
+        let remaining = if failed.len() == parts.len() {
+            demand.clone()
+        } else {
+            slots::only(demand, &failed)
+        };
+        Err(Unfinished { error, remaining })
     }
 
     /// A caller's usage in one period.
@@ -208,7 +254,11 @@ impl RedisStore {
         }
         let result = match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if never_ran(&e) => Err(StoreError::not_sent(e.to_string())),
+            // A cluster client resends on its own after a dropped connection, so its last
+            // error says nothing about whether an earlier attempt ran.
+            Ok(Err(e)) if never_ran(&e) && !self.connection.is_cluster() => {
+                Err(StoreError::not_sent(e.to_string()))
+            }
             Ok(Err(e)) => Err(StoreError::unknown(e.to_string())),
             Err(_) => Err(StoreError::unknown(format!(
                 "no answer within {:?}",
@@ -259,8 +309,9 @@ fn decode_verdict(reply: &[i64], part: &Part) -> Result<Verdict, StoreError> {
                 1 => Refused::Rate(global(&part.rates)?),
                 2 => Refused::Slots(global(&part.slots)?),
                 3 => Refused::Budget(global(&part.accounts)?),
-                // Only a lease this gateway already gave up on; nobody awaits the answer.
-                4 => return Err(StoreError::not_sent("the lease was cancelled")),
+                // The lease is on record already: cancelled by this gateway, or admitted by a
+                // resend of this very call. Either way a cancel is owed, and harmless.
+                4 => return Err(StoreError::unknown("the lease is already on record")),
                 _ => return Err(malformed()),
             };
             let retry_after = u64::try_from(*retry_after_us)

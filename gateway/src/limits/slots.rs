@@ -77,6 +77,22 @@ pub fn parts(demand: &Demand, split: bool) -> Vec<Part> {
     parts
 }
 
+/// `demand` narrowed to the keys of `parts` (same lease): what is left of a finish that
+/// landed in the other parts.
+pub fn only(demand: &Demand, parts: &[&Part]) -> Demand {
+    fn picked<T: Clone>(all: &[T], parts: &[&Part], pick: fn(&Part) -> &[usize]) -> Vec<T> {
+        let mut indices: Vec<usize> = parts.iter().flat_map(|p| pick(p).iter().copied()).collect();
+        indices.sort_unstable();
+        indices.into_iter().map(|i| all[i].clone()).collect()
+    }
+    Demand {
+        rates: picked(&demand.rates, parts, |p| &p.rates),
+        slots: picked(&demand.slots, parts, |p| &p.slots),
+        accounts: picked(&demand.accounts, parts, |p| &p.accounts),
+        ..demand.clone()
+    }
+}
+
 /// The Redis key of the sorted set holding a usage account's budget reservations.
 fn held_key(usage_key: &str) -> String {
     format!("{usage_key}:held")
@@ -235,6 +251,24 @@ mod tests {
             whole[0]
                 .record_key("l")
                 .starts_with("lgw:{key:team/app}:lease:")
+        );
+    }
+
+    #[test]
+    fn what_is_left_of_a_finish_is_the_failed_parts_only() {
+        let demand = demand();
+        let split = parts(&demand, true);
+        let left = only(&demand, &[&split[1]]);
+        let keys: Vec<&str> = left.rates.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["lgw:{route:gpt-4o}:rpm"]);
+        assert_eq!(left.slots.len(), 1);
+        assert!(
+            left.accounts.is_empty(),
+            "the caller's usage landed already"
+        );
+        assert_eq!(
+            left.lease, demand.lease,
+            "the same lease, so the same records"
         );
     }
 

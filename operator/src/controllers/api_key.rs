@@ -59,30 +59,49 @@ pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
         .await;
 }
 
-/// The keys of `namespace` whose grant check may change: all of them where a quota caps
-/// grants, else those held back until now.
+/// The keys of `namespace` whose grant check no longer agrees with their status: held back
+/// but now within the caps, or the reverse. Computed from the caches alone, so the status
+/// writes of a busy namespace (the usage sync's among them) requeue nothing.
 fn keys_to_recheck(
     reader: &Store<ApiKey>,
     caches: &crate::caches::Caches,
     namespace: &str,
 ) -> Vec<ObjectRef<ApiKey>> {
-    let capped = caches
-        .quotas
+    let keys: Vec<Arc<ApiKey>> = reader
         .state()
-        .iter()
-        .any(|q| q.namespace().as_deref() == Some(namespace) && q.spec.grants.is_some());
-    let held_back = |key: &ApiKey| {
-        key.status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
-    };
-    reader
-        .state()
-        .iter()
+        .into_iter()
         .filter(|k| k.namespace().as_deref() == Some(namespace))
-        .filter(|k| capped || held_back(k))
+        .collect();
+    let refused = namespace_refusals(caches, namespace);
+    keys.iter()
+        .filter(|k| {
+            let id = format!("{namespace}/{}", k.name_any());
+            refused.contains_key(&id) != held_back(k)
+        })
         .map(|k| ObjectRef::from_obj(k.as_ref()))
         .collect()
+}
+
+/// Whether `key`'s status says an LlmQuota holds it back.
+fn held_back(key: &ApiKey) -> bool {
+    key.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "OverQuota"))
+}
+
+/// The keys the caps of `namespace`'s quotas refuse, counting the keys gateways serve (those
+/// issued: a key without a hash yet is in no gateway's count either).
+fn namespace_refusals(
+    caches: &crate::caches::Caches,
+    namespace: &str,
+) -> std::collections::BTreeMap<String, GrantRefusal> {
+    let quotas = in_namespace(&caches.quotas, namespace);
+    if quotas.iter().all(|q| q.spec.grants.is_none()) {
+        return Default::default();
+    }
+    let mut keys = in_namespace(&caches.api_keys, namespace);
+    keys.retain(llm_gateway_crds::snapshot::issued);
+    grants::refusals(&quotas, &keys)
 }
 
 /// One reconcile of one ApiKey.
@@ -132,13 +151,8 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
 /// hold every key and quota of the namespace).
 fn grant_refusal(key: &ApiKey, context: &Context) -> Option<GrantRefusal> {
     let namespace = key.namespace().unwrap_or_else(|| "default".to_owned());
-    let quotas = in_namespace(&context.caches.quotas, &namespace);
-    if quotas.iter().all(|q| q.spec.grants.is_none()) {
-        return None;
-    }
-    let keys = in_namespace(&context.caches.api_keys, &namespace);
     let id = format!("{namespace}/{}", key.name_any());
-    grants::refusals(&quotas, &keys).remove(&id)
+    namespace_refusals(&context.caches, &namespace).remove(&id)
 }
 
 /// Turns a ready key's status `Ready=False` (`OverQuota`) when an LlmQuota's caps refuse it:

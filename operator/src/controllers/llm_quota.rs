@@ -58,7 +58,9 @@ fn quotas_in(reader: &Store<LlmQuota>, namespace: &str) -> Vec<ObjectRef<LlmQuot
 pub async fn reconcile(quota: Arc<LlmQuota>, context: Arc<Context>) -> Result<Action, Error> {
     super::timed(NAME, &context, &*quota, async {
         let namespace = quota.namespace().unwrap_or_else(|| "default".to_owned());
-        let keys = in_namespace(&context.caches.api_keys, &namespace);
+        let mut keys = in_namespace(&context.caches.api_keys, &namespace);
+        // The keys gateways serve: a key without a hash yet is in no gateway's count.
+        keys.retain(llm_gateway_crds::snapshot::issued);
         let quotas = in_namespace(&context.caches.quotas, &namespace);
         let desired = desired_status(&quota, &quotas, &keys);
         crate::status::update(

@@ -68,7 +68,7 @@ async fn kubectl_applies_waits_gets_conflicts_and_deletes() {
     let examples = repo("deployments/standalone");
     tokio::task::spawn_blocking(move || {
         let applied = kubectl.ok(&["apply", "--validate=false", "-f", &crds]);
-        assert_eq!(applied.matches(" created").count(), 4, "{applied}");
+        assert_eq!(applied.matches(" created").count(), 5, "{applied}");
         kubectl.ok(&[
             "wait",
             "--for=condition=Established",
@@ -204,7 +204,7 @@ async fn kubectl_1_20_applies_with_default_validation_and_the_server_refuses_unk
     let dir = tempfile::tempdir().unwrap();
     tokio::task::spawn_blocking(move || {
         let created = kubectl.ok(&["apply", "-f", &crds]);
-        assert_eq!(created.matches(" created").count(), 4, "{created}");
+        assert_eq!(created.matches(" created").count(), 5, "{created}");
         let typo = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: typo}\n\
                     spec: {type: fake, maxConcurency: 3}\n";
         let (applied, text) = kubectl.run(&["apply", "-f", &manifest(&dir, "typo.yaml", typo)]);
