@@ -99,8 +99,14 @@ async fn quantities_the_api_server_canonicalised_are_not_reapplied() {
             .copied()
             .unwrap_or(0.0)
     };
-    // Each label edit is a new reconcile; none of them may patch the Deployment again.
-    let patched = deployment_patches(&server);
+    // Each label edit is a new reconcile; none of them may patch the Deployment again. The
+    // server records a request after it stored its effect, so the PATCH that created the
+    // Deployment may show in the log only after the Deployment itself: wait for it.
+    let patched = eventually("the creating PATCH in the request log", async || {
+        let patches = deployment_patches(&server);
+        (patches > 0).then_some(patches)
+    })
+    .await;
     for round in 0..3 {
         let seen = reconciles().await;
         let label = json!({"metadata": {"labels": {"round": round.to_string()}}});
