@@ -133,9 +133,15 @@ async fn three_gateways_on_a_cluster_admit_exactly_the_limits() {
         alice_admitted <= 30 + refill(30.0),
         "alice over-admitted: {alice_admitted}"
     );
+    // No lower bound: a request refused by alice's own slot cancels what the quota's slot
+    // admitted for it, and a request racing that cancel may be refused too (docs/limits.md).
     assert!(
-        (50..=50 + refill(50.0)).contains(&total),
+        total <= 50 + refill(50.0),
         "the quota over-admitted: {total}"
+    );
+    assert!(
+        alice_admitted > 0 && bob_admitted > 0,
+        "both keys were served"
     );
     // Every admitted request is counted once in each of its accounts, on their own masters.
     let quota_usage = usage_key(&format!("quota:default/{quota}"));
