@@ -1,8 +1,10 @@
-//! Token accounting and latency metrics for one upstream call.
+//! Token accounting and latency metrics for one upstream call: the gateway's own series and
+//! the GenAI semantic conventions' ([`crate::genai_metrics`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::genai_metrics::GenAiLabels;
 use crate::limits::Meter;
 use crate::limits::meter::Price;
 use crate::metrics::{Metrics, TargetLabels, TokenLabels};
@@ -17,11 +19,21 @@ pub struct Accounting {
     first_byte_seen: bool,
     usage_seen: bool,
     meter: Option<(Arc<Meter>, Price)>,
+    genai: GenAiLabels,
+    /// Seconds from the request's arrival to the first streamed token.
+    first_token: Option<f64>,
+    output_tokens: u64,
 }
 
 impl Accounting {
     /// Starts accounting for route `model` on `provider`; `started` is the request arrival.
-    pub fn new(metrics: Arc<Metrics>, model: &str, provider: &str, started: Instant) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        model: &str,
+        provider: &str,
+        started: Instant,
+        genai: GenAiLabels,
+    ) -> Self {
         let labels = TargetLabels {
             model: model.to_owned(),
             provider: provider.to_owned(),
@@ -33,6 +45,9 @@ impl Accounting {
             first_byte_seen: false,
             usage_seen: false,
             meter: None,
+            genai,
+            first_token: None,
+            output_tokens: 0,
         }
     }
 
@@ -58,6 +73,8 @@ impl Accounting {
                 .time_to_first_token
                 .get_or_create(&self.labels)
                 .observe(seconds);
+            self.metrics.genai.first_token(&self.genai, seconds);
+            self.first_token = Some(seconds);
         }
     }
 
@@ -70,6 +87,10 @@ impl Accounting {
         if let Some((meter, price)) = &self.meter {
             meter.report(usage, *price, &self.labels);
         }
+        let genai = &self.genai;
+        let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
+        self.metrics.genai.tokens(genai, input, output);
+        self.output_tokens = output;
         for (direction, count) in [
             ("input", usage.prompt_tokens),
             ("output", usage.completion_tokens),
@@ -80,6 +101,20 @@ impl Accounting {
                 provider: self.labels.provider.clone(),
             };
             self.metrics.tokens.get_or_create(&labels).inc_by(count);
+        }
+    }
+}
+
+impl Drop for Accounting {
+    /// A call that served something (a first token, or usage) ends here: when its stream or
+    /// body is done with.
+    fn drop(&mut self) {
+        if self.first_byte_seen || self.usage_seen {
+            let seconds = self.started.elapsed().as_secs_f64();
+            let (first, output) = (self.first_token, self.output_tokens);
+            self.metrics
+                .genai
+                .finished(&self.genai, seconds, first, output);
         }
     }
 }

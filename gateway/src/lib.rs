@@ -22,6 +22,7 @@ pub(crate) mod egress;
 pub(crate) mod embeddings;
 pub(crate) mod error;
 pub mod fuzzing;
+pub(crate) mod genai_metrics;
 pub mod http;
 pub mod jwt;
 pub(crate) mod kube_events;

@@ -201,6 +201,8 @@ pub struct Metrics {
     pub caller_spend: Family<CallerLabels, Counter<f64, AtomicU64>>,
     /// Spend and tokens by namespace, owner, model, provider and kind.
     pub chargeback: crate::chargeback::Chargeback,
+    /// The GenAI semantic conventions' histograms.
+    pub genai: crate::genai_metrics::GenAiMetrics,
     caller_ids: Mutex<HashSet<String>>,
 }
 
@@ -335,8 +337,10 @@ impl Metrics {
             caller_spend.clone(),
         );
         let chargeback = crate::chargeback::Chargeback::registered(&mut registry);
+        let genai = crate::genai_metrics::GenAiMetrics::register(&mut registry);
         Self {
             chargeback,
+            genai,
             limiter_decisions,
             redis_errors,
             redis_up,

@@ -91,6 +91,24 @@ async fn sse_events_arrive_byte_identical_and_usage_is_counted() {
     assert_eq!(bytes, MockUpstream::SSE_EVENTS.concat().as_bytes());
     let prefix = r#"llm_tokens_total{direction="output",model="alias",provider="upstream"}"#;
     assert_eq!(metric(&gateway.admin_url, prefix).await, Some(7.0));
+    // The GenAI semantic conventions' histograms, with their attributes as labels.
+    let call = r#"gen_ai_operation_name="chat",gen_ai_provider_name="openai_compatible",gen_ai_request_model="alias",gen_ai_response_model="upstream-model""#;
+    let tokens = format!(r#"gen_ai_client_token_usage_sum{{{call},gen_ai_token_type="output"}}"#);
+    assert_eq!(metric(&gateway.admin_url, &tokens).await, Some(7.0));
+    let first = format!("gen_ai_server_time_to_first_token_seconds_count{{{call}}}");
+    assert_eq!(metric(&gateway.admin_url, &first).await, Some(1.0));
+    // Recorded when the stream's relay is dropped, just after its last byte.
+    let ended = format!("gen_ai_server_request_duration_seconds_count{{{call}}}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&gateway.admin_url, &ended).await != Some(1.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no request duration recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let per_token = format!("gen_ai_server_time_per_output_token_seconds_count{{{call}}}");
+    assert_eq!(metric(&gateway.admin_url, &per_token).await, Some(1.0));
 }
 
 #[tokio::test]

@@ -62,11 +62,18 @@ impl Call<'_> {
         let price = crate::limits::meter::Price::of(
             self.provider.compiled.model(&self.target.upstream_model),
         );
+        let genai = crate::genai_metrics::GenAiLabels::new(
+            self.request.protocol,
+            self.provider.compiled.provider_type,
+            self.route_model,
+            &self.target.upstream_model,
+        );
         Accounting::new(
             self.metrics.clone(),
             self.route_model,
             &self.provider.compiled.name,
             self.started,
+            genai,
         )
         .with_meter(self.meter.clone(), price)
     }
