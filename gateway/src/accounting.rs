@@ -20,6 +20,8 @@ pub struct Accounting {
     usage_seen: bool,
     meter: Option<(Arc<Meter>, Price)>,
     genai: GenAiLabels,
+    /// The attempt's client span and the request's server span (traces on).
+    trace: Option<(opentelemetry::Context, opentelemetry::Context)>,
     /// Seconds from the request's arrival to the first streamed token.
     first_token: Option<f64>,
     output_tokens: u64,
@@ -46,9 +48,17 @@ impl Accounting {
             usage_seen: false,
             meter: None,
             genai,
+            trace: None,
             first_token: None,
             output_tokens: 0,
         }
+    }
+
+    /// Also annotates the attempt's client span `client` (and the request's server span, the
+    /// current context) with the first token and the usage.
+    pub fn with_trace(mut self, client: Option<opentelemetry::Context>) -> Self {
+        self.trace = client.map(|client| (client, opentelemetry::Context::current()));
+        self
     }
 
     /// Also reports usage to the request's meter, priced at `price` (for limits and budgets).
@@ -75,6 +85,10 @@ impl Accounting {
                 .observe(seconds);
             self.metrics.genai.first_token(&self.genai, seconds);
             self.first_token = Some(seconds);
+            if let Some((client, _)) = &self.trace {
+                use opentelemetry::trace::TraceContextExt;
+                client.span().add_event("gen_ai.first_token", Vec::new());
+            }
         }
     }
 
@@ -91,6 +105,11 @@ impl Accounting {
         let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
         self.metrics.genai.tokens(genai, input, output);
         self.output_tokens = output;
+        if let Some((client, server)) = &self.trace {
+            for span in [client, server] {
+                crate::traces::annotate(span, usage_attributes(&usage));
+            }
+        }
         for (direction, count) in [
             ("input", usage.prompt_tokens),
             ("output", usage.completion_tokens),
@@ -103,6 +122,28 @@ impl Accounting {
             self.metrics.tokens.get_or_create(&labels).inc_by(count);
         }
     }
+}
+
+/// The conventions' usage attributes of one call.
+fn usage_attributes(usage: &TokenUsage) -> [opentelemetry::KeyValue; 5] {
+    use opentelemetry::KeyValue;
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    [
+        KeyValue::new("gen_ai.usage.input_tokens", int(usage.prompt_tokens)),
+        KeyValue::new("gen_ai.usage.output_tokens", int(usage.completion_tokens)),
+        KeyValue::new(
+            "gen_ai.usage.cache_read.input_tokens",
+            int(usage.cache_read_tokens),
+        ),
+        KeyValue::new(
+            "gen_ai.usage.cache_creation.input_tokens",
+            int(usage.cache_write_tokens + usage.cache_write_1h_tokens),
+        ),
+        KeyValue::new(
+            "gen_ai.usage.reasoning.output_tokens",
+            int(usage.reasoning_tokens),
+        ),
+    ]
 }
 
 impl Drop for Accounting {

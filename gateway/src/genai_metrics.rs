@@ -32,14 +32,9 @@ pub struct GenAiLabels {
 /// [`GenAiLabels`] plus the kind of token counted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GenAiTokenLabels {
-    /// `chat`, `embeddings` or `text_completion`.
-    pub gen_ai_operation_name: &'static str,
-    /// The provider as the conventions name it.
-    pub gen_ai_provider_name: &'static str,
-    /// The model the client asked for.
-    pub gen_ai_request_model: String,
-    /// The model that answered.
-    pub gen_ai_response_model: String,
+    /// The call's labels.
+    #[prometheus(flatten)]
+    pub call: GenAiLabels,
     /// `input` or `output`.
     pub gen_ai_token_type: &'static str,
 }
@@ -63,10 +58,7 @@ impl GenAiLabels {
 
     fn tokens(&self, kind: &'static str) -> GenAiTokenLabels {
         GenAiTokenLabels {
-            gen_ai_operation_name: self.gen_ai_operation_name,
-            gen_ai_provider_name: self.gen_ai_provider_name,
-            gen_ai_request_model: self.gen_ai_request_model.clone(),
-            gen_ai_response_model: self.gen_ai_response_model.clone(),
+            call: self.clone(),
             gen_ai_token_type: kind,
         }
     }
@@ -82,7 +74,7 @@ fn operation(protocol: Protocol) -> &'static str {
 }
 
 /// The conventions' `gen_ai.provider.name` (their well-known values where one exists).
-fn provider_name(provider_type: ProviderType) -> &'static str {
+pub fn provider_name(provider_type: ProviderType) -> &'static str {
     match provider_type {
         ProviderType::OpenAi => "openai",
         ProviderType::AzureOpenAi => "azure.ai.openai",

@@ -45,6 +45,7 @@ pub(crate) mod system;
 pub mod targets;
 pub mod telemetry;
 pub mod token_usage;
+pub(crate) mod traces;
 pub mod translate;
 
 pub use http::router;

@@ -214,7 +214,7 @@ impl<'s> Run<'_, 's> {
         let Some((admission, permit)) = self.admit(provider, target, target_state, tally) else {
             return Step::Next;
         };
-        let call = Call {
+        let mut call = Call {
             request: self.request,
             route_model: &current.compiled.model,
             target,
@@ -226,6 +226,7 @@ impl<'s> Run<'_, 's> {
             limits: self.state.settings.upstream_limits,
             responses: &self.state.responses,
             caller: self.caller,
+            trace: None,
         };
         let prepared = match pipeline::prepare(&call).await {
             Ok(prepared) => prepared,
@@ -241,6 +242,11 @@ impl<'s> Run<'_, 's> {
             return Step::Stop;
         }
         tally.attempts += 1;
+        call.trace = crate::traces::client_span(
+            format!("chat {}", target.upstream_model),
+            attempt_attributes(provider, target, tally.attempts),
+        );
+        let span = crate::traces::EndOnDrop(call.trace.as_ref().map(|(c, _)| c.clone()));
         let inflight = target_state.start_call();
         let sent = Instant::now();
         let attempt = pipeline::send(call, prepared);
@@ -248,9 +254,23 @@ impl<'s> Run<'_, 's> {
             Ok(Ok(response)) => {
                 admission.settle(true);
                 target_state.observe_ttfb(sent.elapsed());
-                Step::Done(Ok(hold_until_body_ends(response, (inflight, permit))), name)
+                if let Some(context) = &span.0 {
+                    let status = i64::from(response.status().as_u16());
+                    crate::traces::annotate(
+                        context,
+                        [opentelemetry::KeyValue::new(
+                            "http.response.status_code",
+                            status,
+                        )],
+                    );
+                }
+                let guards = (inflight, permit, span);
+                Step::Done(Ok(hold_until_body_ends(response, guards)), name)
             }
             Ok(Err(error)) => {
+                if let Some(context) = &span.0 {
+                    crate::traces::annotate(context, error_attributes(&error));
+                }
                 admission.settle(!counts_against_upstream(&error));
                 honour_retry_after(&error, target_state);
                 if !is_retryable(&error, &self.retry.on) {
@@ -334,6 +354,29 @@ impl<'s> Run<'_, 's> {
         tokio::time::sleep(pause).await;
         true
     }
+}
+
+/// The attributes of an upstream attempt's client span.
+fn attempt_attributes(
+    provider: &ProviderRuntime,
+    target: &CompiledTarget,
+    attempt: u32,
+) -> Vec<opentelemetry::KeyValue> {
+    use opentelemetry::KeyValue;
+    let genai = crate::genai_metrics::provider_name(provider.compiled.provider_type);
+    vec![
+        KeyValue::new("gen_ai.operation.name", "chat"),
+        KeyValue::new("gen_ai.provider.name", genai),
+        KeyValue::new("gen_ai.request.model", target.upstream_model.clone()),
+        KeyValue::new("llm_gateway.provider", provider.compiled.name.clone()),
+        KeyValue::new("llm_gateway.attempt", i64::from(attempt)),
+    ]
+}
+
+/// What a failed attempt's span says about the failure: its kind (the status the gateway
+/// would answer with is not the upstream's, so none is set).
+fn error_attributes(error: &ApiError) -> [opentelemetry::KeyValue; 1] {
+    [opentelemetry::KeyValue::new("error.type", error.label())]
 }
 
 fn count(state: &AppState, model: &str, outcome: &'static str) {

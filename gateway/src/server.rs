@@ -62,6 +62,9 @@ pub fn app_state(
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
             .context("invalid REDIS_URL")?;
+    if crate::traces::init_from_env().map_err(anyhow::Error::msg)? {
+        tracing::info!("traces are exported over OTLP");
+    }
     Ok(AppState::new(
         snapshots,
         metrics,
@@ -195,6 +198,8 @@ async fn end_remaining_streams(state: &AppState, server: &mut tokio::task::JoinH
 
 /// Waits (bounded) until every settlement and compensation reached Redis.
 async fn settle_before_exit(state: &AppState) {
+    // Off the runtime: the exporter's flush waits on the batch task.
+    let _ = tokio::task::spawn_blocking(crate::traces::shutdown).await;
     let left = state.limiter.flush(SETTLE_GRACE).await;
     if left == 0 {
         tracing::info!("every settlement written");

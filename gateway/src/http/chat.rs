@@ -66,6 +66,9 @@ async fn handle(
         Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
     };
     let route = allowed_route(&snapshot, key.as_ref(), &request.model)?;
+    if crate::traces::enabled() {
+        annotate_request(&request, snapshot.generation);
+    }
     let meter = Arc::new(Meter::default());
     let label = key.as_ref().map(|c| {
         Arc::new(CallerLabel {
@@ -106,6 +109,26 @@ async fn handle(
     stamp_provenance(&mut response, &served, snapshot.generation);
     response.extensions_mut().insert(served);
     Ok(response)
+}
+
+/// Puts what the client asked for on the request's server span (the current context).
+fn annotate_request(request: &ClientRequest, generation: u64) {
+    use opentelemetry::KeyValue;
+    let mut attributes = vec![
+        KeyValue::new("gen_ai.request.model", request.model.clone()),
+        KeyValue::new("llm_gateway.stream", request.stream),
+        KeyValue::new(
+            "llm_gateway.generation",
+            i64::try_from(generation).unwrap_or(i64::MAX),
+        ),
+    ];
+    if let Some(max_tokens) = request.max_tokens {
+        attributes.push(KeyValue::new(
+            "gen_ai.request.max_tokens",
+            i64::from(max_tokens),
+        ));
+    }
+    crate::traces::annotate(&opentelemetry::Context::current(), attributes);
 }
 
 /// The caller (authenticated first, so an unknown caller learns nothing of the body's fate)

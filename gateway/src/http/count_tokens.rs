@@ -122,6 +122,7 @@ async fn count(
         limits: state.settings.upstream_limits,
         responses: &state.responses,
         caller: &caller,
+        trace: None,
     };
     let response = count_with(&call, exact).await?;
     Ok(admitted.attach(response))

@@ -214,7 +214,17 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let response = next.run(request).await;
+    let trace = path
+        .starts_with("/v1/")
+        .then(|| server_span(&request, &path))
+        .flatten();
+    let response = match &trace {
+        Some(context) => {
+            use opentelemetry::context::FutureExt;
+            next.run(request).with_context(context.clone()).await
+        }
+        None => next.run(request).await,
+    };
     let status = response.status().as_u16();
     let served = response.extensions().get::<Served>().cloned();
     let error = response.extensions().get::<ErrorLabel>().copied();
@@ -252,6 +262,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         served,
         error,
         is_api,
+        trace,
     };
     response.map(move |body| match stream_api {
         Some(api) => {
@@ -263,6 +274,34 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             frame
         })),
     })
+}
+
+impl Finish {
+    /// Sets what the request came to on its server span, and ends it.
+    fn end_span(&self, context: &opentelemetry::Context) {
+        use opentelemetry::KeyValue;
+        use opentelemetry::trace::TraceContextExt;
+        let mut attributes = vec![KeyValue::new(
+            "http.response.status_code",
+            i64::from(self.status),
+        )];
+        if let Some(served) = &self.served {
+            attributes.push(KeyValue::new("llm_gateway.route", served.route.clone()));
+            attributes.push(KeyValue::new(
+                "llm_gateway.provider",
+                served.provider.clone(),
+            ));
+            if let Some(caller) = &served.caller {
+                attributes.push(KeyValue::new("llm_gateway.key_id", caller.id.clone()));
+                attributes.push(KeyValue::new("llm_gateway.owner", caller.owner.clone()));
+            }
+        }
+        if let Some(ErrorLabel(kind)) = self.error {
+            attributes.push(KeyValue::new("error.type", kind));
+        }
+        crate::traces::annotate(context, attributes);
+        context.span().end();
+    }
 }
 
 /// The client API a path belongs to (the `protocol` label of `llm_requests_total`).
@@ -302,10 +341,33 @@ struct Finish {
     served: Option<Served>,
     error: Option<ErrorLabel>,
     is_api: bool,
+    /// The request's server span (traces on), ended here.
+    trace: Option<opentelemetry::Context>,
+}
+
+/// The server span of an API request (`None` while traces are off).
+fn server_span(request: &Request, path: &str) -> Option<opentelemetry::Context> {
+    use opentelemetry::KeyValue;
+    let operation = match protocol_of(path) {
+        "chat" | "responses" | "messages" => "chat",
+        "embeddings" => "embeddings",
+        "completions" => "text_completion",
+        _ => "other",
+    };
+    let attributes = vec![
+        KeyValue::new("gen_ai.operation.name", operation),
+        KeyValue::new("http.request.method", request.method().to_string()),
+        KeyValue::new("url.path", path.to_owned()),
+    ];
+    let name = format!("{} {path}", request.method());
+    crate::traces::server_span(request.headers(), name, attributes)
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
+        if let Some(context) = self.trace.take() {
+            self.end_span(&context);
+        }
         let metrics = &self.state.metrics;
         metrics.in_flight.dec();
         let elapsed = self.started.elapsed();

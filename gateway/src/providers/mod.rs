@@ -46,6 +46,8 @@ pub struct Call<'a> {
     pub responses: &'a Arc<crate::response_store::ResponseStore>,
     /// The caller's key id (empty without authentication), whose kept responses these are.
     pub caller: &'a str,
+    /// This attempt's client span and the headers that carry it upstream (traces on).
+    pub trace: Option<(opentelemetry::Context, http::HeaderMap)>,
 }
 
 impl Call<'_> {
@@ -75,6 +77,7 @@ impl Call<'_> {
             self.started,
             genai,
         )
+        .with_trace(self.trace.as_ref().map(|(context, _)| context.clone()))
         .with_meter(self.meter.clone(), price)
     }
 }

@@ -71,6 +71,10 @@ pub async fn exchange(
 ) -> Result<Reply, ApiError> {
     let compiled = &call.provider.compiled;
     let timeouts = &compiled.timeouts;
+    let request = match &call.trace {
+        Some((_, headers)) => request.headers(headers.clone()),
+        None => request,
+    };
     let response = match tokio::time::timeout(timeouts.first_byte.get(), request.send()).await {
         Err(_) => {
             return Err(timeout(

@@ -1,0 +1,171 @@
+//! OpenTelemetry traces: one server span per API request (its parent taken from the client's
+//! W3C `traceparent`/`tracestate`) and one client span per upstream attempt, whose context
+//! goes upstream in the same headers. Exported over OTLP (gRPC, or HTTP/protobuf) by a batch
+//! processor on the runtime, off the request path, with a bounded queue: a collector that is
+//! down or slow drops spans, never slows a request.
+//!
+//! Configured only by the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_PROTOCOL`, `…_HEADERS`, `OTEL_SERVICE_NAME`,
+//! `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`); off, at the cost of one
+//! check per request, when no endpoint is set or `OTEL_SDK_DISABLED=true`. Spans carry
+//! metadata only: never a prompt, a completion, a key or a credential.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+/// The process's tracer, once traces are on.
+static TRACER: OnceLock<(SdkTracer, SdkTracerProvider)> = OnceLock::new();
+
+/// Turns traces on when the environment names an OTLP endpoint; call once, inside the
+/// runtime. Returns whether traces are on.
+pub fn init_from_env() -> Result<bool, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let endpoint =
+        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    if endpoint.is_none() || disabled {
+        return Ok(false);
+    }
+    let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "grpc".to_owned());
+    let exporter = match protocol.as_str() {
+        "grpc" => SpanExporter::builder().with_tonic().build(),
+        "http/protobuf" => SpanExporter::builder()
+            .with_http()
+            .with_http_client(Reqwest(reqwest::Client::new()))
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build(),
+        other => {
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not grpc or http/protobuf"
+            ));
+        }
+    }
+    .map_err(|e| format!("OTLP trace exporter: {e}"))?;
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let mut resource = Resource::builder();
+    if var("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("llm-gateway");
+    }
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource.build())
+        .build();
+    let tracer = provider.tracer("llm-gateway");
+    let _ = TRACER.set((tracer, provider));
+    Ok(true)
+}
+
+/// Exports what is still queued (at shutdown).
+pub fn shutdown() {
+    if let Some((_, provider)) = TRACER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get().map(|(tracer, _)| tracer)
+}
+
+/// A request's server span, child of the client's `traceparent` when it sent one.
+pub fn server_span(
+    headers: &HeaderMap,
+    name: String,
+    attributes: Vec<KeyValue>,
+) -> Option<Context> {
+    let tracer = tracer()?;
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    Some(parent.with_span(span))
+}
+
+/// An upstream attempt's client span, child of the request's server span (the current
+/// context), and the headers that carry it upstream.
+pub fn client_span(name: String, attributes: Vec<KeyValue>) -> Option<(Context, HeaderMap)> {
+    let tracer = tracer()?;
+    let parent = Context::current();
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    let context = parent.with_span(span);
+    let mut headers = HeaderMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
+    Some((context, headers))
+}
+
+/// Sets `attributes` on the span of `context`.
+pub fn annotate(context: &Context, attributes: impl IntoIterator<Item = KeyValue>) {
+    let span = context.span();
+    for attribute in attributes {
+        span.set_attribute(attribute);
+    }
+}
+
+/// Ends the span of a context when dropped (kept with a response body, it ends the span
+/// when the body does: the stream's last byte, or the client leaving).
+#[derive(Debug)]
+pub struct EndOnDrop(pub Option<Context>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let Some(context) = &self.0 {
+            context.span().end();
+        }
+    }
+}
+
+/// The OTLP/HTTP transport on the gateway's own reqwest (the exporter's built-in clients
+/// would add a second version of reqwest, or block a thread).
+#[derive(Debug)]
+struct Reqwest(reqwest::Client);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for Reqwest {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let response = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        let mut answer = http::Response::builder().status(status).body(body)?;
+        *answer.headers_mut() = headers;
+        Ok(answer)
+    }
+}
+
+/// Whether traces are on (so callers skip building attributes otherwise).
+pub fn enabled() -> bool {
+    TRACER.get().is_some()
+}

@@ -1,0 +1,223 @@
+//! OpenTelemetry traces through the running binary, exported over OTLP/gRPC to a real OTLP
+//! receiver (a tonic server built from `opentelemetry-proto`): a streamed chat whose first
+//! attempt fails makes one server span under the client's `traceparent` and one client span
+//! per attempt, each of whose context reached the upstream.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Gateway, manifests, new_key};
+use futures_util::StreamExt;
+use llm_gateway_mock_upstream::{Fault, MockUpstream};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::json;
+
+/// Every span the receiver was sent.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans);
+        self.0.lock().unwrap().extend(spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Starts the receiver on a free loopback port; returns it and its endpoint.
+async fn receiver() -> (Receiver, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let receiver = Receiver::default();
+    let service = TraceServiceServer::new(receiver.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve(address),
+    );
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (receiver, format!("http://{address}"))
+}
+
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn text(span: &Span, key: &str) -> String {
+    match attribute(span, key) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        other => panic!("{key} of {}: {other:?}", span.name),
+    }
+}
+
+fn int(span: &Span, key: &str) -> i64 {
+    match attribute(span, key) {
+        Some(AnyValue::IntValue(n)) => *n,
+        other => panic!("{key} of {}: {other:?}", span.name),
+    }
+}
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+/// `SpanKind` numbers of the OTLP protocol.
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
+    let (receiver, endpoint) = receiver().await;
+    let upstream = MockUpstream::start().await;
+    upstream.set_fault(Fault {
+        status: Some(500),
+        times: Some(1),
+        ..Fault::default()
+    });
+    let key = new_key();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_SERVICE_NAME", "gateway-under-test"),
+    ];
+    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key.clone(), &env).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .json(&json!({"model": "alias", "stream": true, "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "a secret prompt"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    while body.next().await.is_some() {}
+    drop(body);
+
+    let ours = |span: &Span| hex::encode(&span.trace_id) == TRACE_ID;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans: Vec<Span> = receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| ours(s))
+            .cloned()
+            .collect();
+        if spans.iter().filter(|s| s.kind == CLIENT).count() == 2
+            && spans.iter().any(|s| s.kind == SERVER)
+        {
+            break spans;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spans never arrived: {spans:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let servers: Vec<&Span> = spans.iter().filter(|s| s.kind == SERVER).collect();
+    assert_eq!(servers.len(), 1, "one server span per request");
+    let server = servers[0];
+    assert_eq!(
+        hex::encode(&server.parent_span_id),
+        CLIENT_SPAN,
+        "under the client's span"
+    );
+    assert_eq!(text(server, "gen_ai.operation.name"), "chat");
+    assert_eq!(text(server, "gen_ai.request.model"), "alias");
+    assert_eq!(int(server, "gen_ai.request.max_tokens"), 50);
+    assert_eq!(int(server, "gen_ai.usage.output_tokens"), 7);
+    assert_eq!(int(server, "http.response.status_code"), 200);
+    assert_eq!(text(server, "llm_gateway.route"), "alias");
+    let mut clients: Vec<&Span> = spans.iter().filter(|s| s.kind == CLIENT).collect();
+    clients.sort_by_key(|s| int(s, "llm_gateway.attempt"));
+    for client in &clients {
+        assert_eq!(
+            client.parent_span_id, server.span_id,
+            "attempts are children of the request"
+        );
+        assert_eq!(text(client, "gen_ai.provider.name"), "openai_compatible");
+        assert_eq!(text(client, "gen_ai.request.model"), "upstream-model");
+    }
+    assert_eq!(text(clients[0], "error.type"), "upstream_error");
+    assert_eq!(int(clients[1], "http.response.status_code"), 200);
+    assert_eq!(int(clients[1], "gen_ai.usage.output_tokens"), 7);
+    assert!(
+        clients[1]
+            .events
+            .iter()
+            .any(|e| e.name == "gen_ai.first_token")
+    );
+    // Each attempt's own context reached the upstream.
+    let sent: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.headers["traceparent"].to_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = clients
+        .iter()
+        .map(|c| format!("00-{TRACE_ID}-{}-01", hex::encode(&c.span_id)))
+        .collect();
+    assert_eq!(sent, expected);
+    // Metadata only: no prompt, no key.
+    let everything = format!("{spans:?}");
+    assert!(!everything.contains("a secret prompt") && !everything.contains(&key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_requests_nothing() {
+    // A port nothing listens on: every export fails, and the bounded queue drops spans.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "16"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+    ];
+    let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key.clone(), &env).await;
+    let client = reqwest::Client::new();
+    for stream in (0..300).map(|i| i % 2 == 0) {
+        let response = client
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(&key)
+            .json(&json!({"model": "alias", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(upstream.requests().len(), 300, "every request was served");
+}
