@@ -87,11 +87,66 @@ impl Default for Shutdown {
     }
 }
 
+/// Where and how the gateway pods export their traces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Telemetry {
+    /// The collector's OTLP endpoint, e.g. `http://otel-collector.observability:4317` (gRPC)
+    /// or `http://otel-collector.observability:4318` (HTTP/protobuf).
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s]*)?$"), length(max = 2048))]
+    pub otlp_endpoint: String,
+    /// The OTLP transport.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// Share of requests traced, 0 to 1 (default 1), for requests whose client sent no
+    /// sampling decision; a client's sampled `traceparent` is always followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sampling_ratio: Option<f64>,
+}
+
+/// An OTLP transport.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317 by convention).
+    #[default]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318 by convention).
+    HttpProtobuf,
+}
+
+impl Telemetry {
+    /// The `OTEL_*` variables that configure the gateway's exporter, for a gateway `name` in
+    /// `namespace`.
+    pub fn env(&self, namespace: &str, name: &str) -> Vec<(&'static str, String)> {
+        let protocol = match self.protocol {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        };
+        let ratio = self.sampling_ratio.unwrap_or(1.0).clamp(0.0, 1.0);
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp_endpoint.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()),
+            ("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()),
+            ("OTEL_SERVICE_NAME", "llm-gateway".to_owned()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                format!("k8s.namespace.name={namespace},llmgateway.io/gateway={name}"),
+            ),
+        ]
+    }
+}
+
 /// Environment variables `spec.env` may not set: those the operator sets from other spec
 /// fields (an `env` entry would silently override them), and those that would switch the
 /// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
-/// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`).
-pub const RESERVED_ENV: [&str; 28] = [
+/// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`;
+/// the exporter's `OTEL_*`: use `spec.telemetry`).
+pub const RESERVED_ENV: [&str; 35] = [
     "WATCH_NAMESPACE",
     "GATEWAY_NAME",
     "PORT",
@@ -120,6 +175,13 @@ pub const RESERVED_ENV: [&str; 28] = [
     "CORS_ALLOWED_ORIGINS",
     "CORS_ALLOW_CREDENTIALS",
     "CORS_MAX_AGE",
+    "REDIS_CLUSTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
 ];
 
 /// Environment variables `spec.env` may not set because they move the gateway's egress: the

@@ -278,6 +278,9 @@ pub struct LlmGatewaySpec {
     /// Cross-origin access for browser clients (CORS); off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// OpenTelemetry traces of the gateway's requests, exported over OTLP; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::gateway_pod::Telemetry>,
     /// Nodes the pods may run on (their labels).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]

@@ -153,6 +153,14 @@ pub const OTHER_CALLERS: &str = "_other";
 /// Distinct callers given their own label; more (e.g. many token subjects) share one.
 pub const MAX_CALLER_LABELS: usize = 10_000;
 
+/// Labels of `llm_trace_spans_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanOutcomeLabels {
+    /// `exported`, `failed` (the collector refused or was unreachable) or `dropped` (the
+    /// export queue was full).
+    pub outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the gateway exports.
@@ -203,6 +211,8 @@ pub struct Metrics {
     pub chargeback: crate::chargeback::Chargeback,
     /// The GenAI semantic conventions' histograms.
     pub genai: crate::genai_metrics::GenAiMetrics,
+    /// Finished spans by what became of them.
+    pub trace_spans: Family<SpanOutcomeLabels, Counter>,
     caller_ids: Mutex<HashSet<String>>,
 }
 
@@ -338,9 +348,16 @@ impl Metrics {
         );
         let chargeback = crate::chargeback::Chargeback::registered(&mut registry);
         let genai = crate::genai_metrics::GenAiMetrics::register(&mut registry);
+        let trace_spans = Family::default();
+        registry.register(
+            "llm_trace_spans",
+            "Finished trace spans: exported, failed (collector refused or unreachable) or dropped (export queue full)",
+            trace_spans.clone(),
+        );
         Self {
             chargeback,
             genai,
+            trace_spans,
             limiter_decisions,
             redis_errors,
             redis_up,

@@ -62,7 +62,7 @@ pub fn app_state(
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
             .context("invalid REDIS_URL")?;
-    if crate::traces::init_from_env().map_err(anyhow::Error::msg)? {
+    if crate::traces::init_from_env(metrics.trace_spans.clone()).map_err(anyhow::Error::msg)? {
         tracing::info!("traces are exported over OTLP");
     }
     Ok(AppState::new(

@@ -191,14 +191,19 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
     // Metadata only: no prompt, no key.
     let everything = format!("{spans:?}");
     assert!(!everything.contains("a secret prompt") && !everything.contains(&key));
+    let exported = r#"llm_trace_spans_total{outcome="exported"}"#;
+    let exported = common::metric(&gateway.admin_url, exported)
+        .await
+        .unwrap_or(0.0);
+    assert!(exported >= 3.0, "{exported} spans counted as exported");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_that_is_down_costs_requests_nothing() {
-    // A port nothing listens on: every export fails, and the bounded queue drops spans.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+async fn a_collector_that_hangs_costs_requests_nothing() {
+    // A collector that takes connections and never answers: the first export hangs, the
+    // bounded queue fills, and every further span is dropped, while requests go on.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
     let upstream = MockUpstream::start().await;
     let key = new_key();
     let env = [
@@ -220,4 +225,11 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
         response.bytes().await.unwrap();
     }
     assert_eq!(upstream.requests().len(), 300, "every request was served");
+    // Two spans a request went to a queue of 16: most were dropped, and each is counted.
+    let dropped = r#"llm_trace_spans_total{outcome="dropped"}"#;
+    let dropped = common::metric(&gateway.admin_url, dropped)
+        .await
+        .unwrap_or(0.0);
+    assert!(dropped >= 300.0, "{dropped} spans counted as dropped");
+    drop(hung);
 }

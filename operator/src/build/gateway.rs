@@ -191,6 +191,10 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
                 .to_string(),
         ),
     ]);
+    if let Some(telemetry) = &spec.telemetry {
+        let namespace = gateway.namespace().unwrap_or_default();
+        data.extend(telemetry.env(&namespace, &gateway.name_any()));
+    }
     if let Some(cors) = &spec.cors {
         data.insert("CORS_ALLOWED_ORIGINS", cors.allowed_origins.join(","));
         data.insert("CORS_ALLOW_CREDENTIALS", cors.allow_credentials.to_string());

@@ -166,3 +166,26 @@ fn cors_reaches_the_gateway_settings_and_rolls_the_pods() {
     };
     assert_ne!(checksum(&open), checksum(&closed));
 }
+
+#[test]
+fn telemetry_reaches_the_gateway_settings() {
+    let traced = children(&gateway(json!({"telemetry": {
+        "otlpEndpoint": "http://otel-collector.observability:4318",
+        "protocol": "httpProtobuf",
+        "samplingRatio": 0.05
+    }})));
+    let settings = &find(&traced, "ConfigMap")["data"];
+    assert_eq!(
+        settings["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        "http://otel-collector.observability:4318"
+    );
+    assert_eq!(settings["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
+    assert_eq!(settings["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
+    assert_eq!(settings["OTEL_TRACES_SAMPLER_ARG"], "0.05");
+    let plain = children(&gateway(json!({})));
+    assert!(
+        find(&plain, "ConfigMap")["data"]
+            .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .is_none()
+    );
+}

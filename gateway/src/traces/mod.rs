@@ -1,14 +1,16 @@
 //! OpenTelemetry traces: one server span per API request (its parent taken from the client's
 //! W3C `traceparent`/`tracestate`) and one client span per upstream attempt, whose context
-//! goes upstream in the same headers. Exported over OTLP (gRPC, or HTTP/protobuf) by a batch
-//! processor on the runtime, off the request path, with a bounded queue: a collector that is
-//! down or slow drops spans, never slows a request.
+//! goes upstream in the same headers. Exported over OTLP (gRPC, or HTTP/protobuf) by a task
+//! on the runtime, off the request path, through a bounded queue ([`export`]): a collector
+//! that is down or slow drops spans (counted), never slows a request.
 //!
 //! Configured only by the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_PROTOCOL`, `…_HEADERS`, `OTEL_SERVICE_NAME`,
 //! `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`); off, at the cost of one
 //! check per request, when no endpoint is set or `OTEL_SDK_DISABLED=true`. Spans carry
 //! metadata only: never a prompt, a completion, a key or a credential.
+
+mod export;
 
 use std::sync::OnceLock;
 
@@ -27,8 +29,14 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 static TRACER: OnceLock<(SdkTracer, SdkTracerProvider)> = OnceLock::new();
 
 /// Turns traces on when the environment names an OTLP endpoint; call once, inside the
-/// runtime. Returns whether traces are on.
-pub fn init_from_env() -> Result<bool, String> {
+/// runtime. Spans finished are counted in `outcomes` (exported, failed, dropped). Returns
+/// whether traces are on.
+pub fn init_from_env(
+    outcomes: prometheus_client::metrics::family::Family<
+        crate::metrics::SpanOutcomeLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+) -> Result<bool, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let endpoint =
         var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"));
@@ -40,7 +48,7 @@ pub fn init_from_env() -> Result<bool, String> {
     let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_else(|| "grpc".to_owned());
-    let exporter = match protocol.as_str() {
+    let mut exporter = match protocol.as_str() {
         "grpc" => SpanExporter::builder().with_tonic().build(),
         "http/protobuf" => SpanExporter::builder()
             .with_http()
@@ -54,19 +62,16 @@ pub fn init_from_env() -> Result<bool, String> {
         }
     }
     .map_err(|e| format!("OTLP trace exporter: {e}"))?;
-    let processor =
-        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-            exporter,
-            opentelemetry_sdk::runtime::Tokio,
-        )
-        .build();
     let mut resource = Resource::builder();
     if var("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name("llm-gateway");
     }
+    let resource = resource.build();
+    opentelemetry_sdk::trace::SpanExporter::set_resource(&mut exporter, &resource);
+    let processor = export::Exporting::start(exporter, export::Batching::from_env(), outcomes);
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_resource(resource.build())
+        .with_resource(resource)
         .build();
     let tracer = provider.tracer("llm-gateway");
     let _ = TRACER.set((tracer, provider));
