@@ -88,12 +88,16 @@ impl Default for Shutdown {
 }
 
 /// Where and how the gateway pods export their traces.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.otlpEndpoint.startsWith('https://') || (has(self.protocol) && self.protocol == 'httpProtobuf')").message("telemetry: an https:// collector needs protocol: httpProtobuf (OTLP over gRPC is plaintext only for now)"))]
 pub struct Telemetry {
     /// The collector's OTLP endpoint, e.g. `http://otel-collector.observability:4317` (gRPC)
     /// or `http://otel-collector.observability:4318` (HTTP/protobuf).
-    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s]*)?$"), length(max = 2048))]
+    #[schemars(
+        regex(pattern = r"^https?://[^\s/?#@]+(/[^\s]*)?$"),
+        length(max = 2048)
+    )]
     pub otlp_endpoint: String,
     /// The OTLP transport.
     #[serde(default)]
@@ -146,7 +150,7 @@ impl Telemetry {
 /// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
 /// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`;
 /// the exporter's `OTEL_*`: use `spec.telemetry`).
-pub const RESERVED_ENV: [&str; 35] = [
+pub const RESERVED_ENV: [&str; 39] = [
     "WATCH_NAMESPACE",
     "GATEWAY_NAME",
     "PORT",
@@ -182,6 +186,10 @@ pub const RESERVED_ENV: [&str; 35] = [
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
 ];
 
 /// Environment variables `spec.env` may not set because they move the gateway's egress: the

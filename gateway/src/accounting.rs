@@ -105,10 +105,10 @@ impl Accounting {
         let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
         self.metrics.genai.tokens(genai, input, output);
         self.output_tokens = output;
-        if let Some((client, server)) = &self.trace {
-            for span in [client, server] {
-                crate::traces::annotate(span, usage_attributes(&usage));
-            }
+        // On the request's server span only: tools that add up usage per trace would count
+        // it twice on the attempt's span too.
+        if let Some((_, server)) = &self.trace {
+            crate::traces::annotate(server, usage_attributes(&usage));
         }
         for (direction, count) in [
             ("input", usage.prompt_tokens),

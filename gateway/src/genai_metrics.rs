@@ -65,7 +65,7 @@ impl GenAiLabels {
 }
 
 /// The conventions' `gen_ai.operation.name` of a client API.
-fn operation(protocol: Protocol) -> &'static str {
+pub fn operation(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::OpenAi | Protocol::Anthropic | Protocol::Responses => "chat",
         Protocol::Completions => "text_completion",

@@ -242,10 +242,9 @@ impl<'s> Run<'_, 's> {
             return Step::Stop;
         }
         tally.attempts += 1;
-        call.trace = crate::traces::client_span(
-            format!("chat {}", target.upstream_model),
-            attempt_attributes(provider, target, tally.attempts),
-        );
+        if crate::traces::enabled() {
+            call.trace = self.client_span(provider, target, tally.attempts);
+        }
         let span = crate::traces::EndOnDrop(call.trace.as_ref().map(|(c, _)| c.clone()));
         let inflight = target_state.start_call();
         let sent = Instant::now();
@@ -268,9 +267,7 @@ impl<'s> Run<'_, 's> {
                 Step::Done(Ok(hold_until_body_ends(response, guards)), name)
             }
             Ok(Err(error)) => {
-                if let Some(context) = &span.0 {
-                    crate::traces::annotate(context, error_attributes(&error));
-                }
+                crate::traces::fail(&span, error.label());
                 admission.settle(!counts_against_upstream(&error));
                 honour_retry_after(&error, target_state);
                 if !is_retryable(&error, &self.retry.on) {
@@ -280,6 +277,7 @@ impl<'s> Run<'_, 's> {
                 Step::Next
             }
             Err(_) => {
+                crate::traces::fail(&span, "upstream_timeout");
                 admission.settle(false);
                 let message = format!(
                     "route '{}' timed out (deadline of the whole request)",
@@ -288,6 +286,28 @@ impl<'s> Run<'_, 's> {
                 Step::Done(Err(ApiError::UpstreamTimeout(message)), name)
             }
         }
+    }
+
+    /// The client span of attempt number `attempt` on `target` (traces on), and the headers
+    /// that carry its context upstream.
+    fn client_span(
+        &self,
+        provider: &ProviderRuntime,
+        target: &CompiledTarget,
+        attempt: u32,
+    ) -> Option<(opentelemetry::Context, HeaderMap)> {
+        use opentelemetry::KeyValue;
+        let operation = crate::genai_metrics::operation(self.request.protocol);
+        let genai = crate::genai_metrics::provider_name(provider.compiled.provider_type);
+        let attributes = vec![
+            KeyValue::new("gen_ai.operation.name", operation),
+            KeyValue::new("gen_ai.provider.name", genai),
+            KeyValue::new("gen_ai.request.model", target.upstream_model.clone()),
+            KeyValue::new("llm_gateway.provider", provider.compiled.name.clone()),
+            KeyValue::new("llm_gateway.attempt", i64::from(attempt)),
+        ];
+        let name = format!("{operation} {}", target.upstream_model);
+        crate::traces::client_span(name, attributes)
     }
 
     /// The breaker admission and bulkhead slot to call `target` with, or `None` (the skip
@@ -354,29 +374,6 @@ impl<'s> Run<'_, 's> {
         tokio::time::sleep(pause).await;
         true
     }
-}
-
-/// The attributes of an upstream attempt's client span.
-fn attempt_attributes(
-    provider: &ProviderRuntime,
-    target: &CompiledTarget,
-    attempt: u32,
-) -> Vec<opentelemetry::KeyValue> {
-    use opentelemetry::KeyValue;
-    let genai = crate::genai_metrics::provider_name(provider.compiled.provider_type);
-    vec![
-        KeyValue::new("gen_ai.operation.name", "chat"),
-        KeyValue::new("gen_ai.provider.name", genai),
-        KeyValue::new("gen_ai.request.model", target.upstream_model.clone()),
-        KeyValue::new("llm_gateway.provider", provider.compiled.name.clone()),
-        KeyValue::new("llm_gateway.attempt", i64::from(attempt)),
-    ]
-}
-
-/// What a failed attempt's span says about the failure: its kind (the status the gateway
-/// would answer with is not the upstream's, so none is set).
-fn error_attributes(error: &ApiError) -> [opentelemetry::KeyValue; 1] {
-    [opentelemetry::KeyValue::new("error.type", error.label())]
 }
 
 fn count(state: &AppState, model: &str, outcome: &'static str) {

@@ -62,8 +62,11 @@ pub fn app_state(
     let limiter =
         crate::limits::Limiter::new(args.limiter().map_err(anyhow::Error::msg)?, metrics.clone())
             .context("invalid REDIS_URL")?;
-    if crate::traces::init_from_env(metrics.trace_spans.clone()).map_err(anyhow::Error::msg)? {
-        tracing::info!("traces are exported over OTLP");
+    // A tracing setup that cannot work leaves traces off rather than the gateway down.
+    match crate::traces::init_from_env(metrics.trace_spans.clone()) {
+        Ok(true) => tracing::info!("traces are exported over OTLP"),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(%error, "traces are off"),
     }
     Ok(AppState::new(
         snapshots,
@@ -198,9 +201,10 @@ async fn end_remaining_streams(state: &AppState, server: &mut tokio::task::JoinH
 
 /// Waits (bounded) until every settlement and compensation reached Redis.
 async fn settle_before_exit(state: &AppState) {
-    // Off the runtime: the exporter's flush waits on the batch task.
-    let _ = tokio::task::spawn_blocking(crate::traces::shutdown).await;
     let left = state.limiter.flush(SETTLE_GRACE).await;
+    // After the settlements (they matter more), off the runtime: the flush waits on the
+    // export task.
+    let _ = tokio::task::spawn_blocking(crate::traces::shutdown).await;
     if left == 0 {
         tracing::info!("every settlement written");
     } else {

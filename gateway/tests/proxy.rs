@@ -475,3 +475,31 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         assert_eq!(admin.status(), 200, "{path} on the admin listener");
     }
 }
+
+#[tokio::test]
+async fn a_client_gone_before_the_response_headers_leaves_no_request_in_flight() {
+    let (upstream, gateway) = setup().await;
+    upstream.set_fault(Fault {
+        delay: Duration::from_secs(5),
+        ..Fault::default()
+    });
+    let request = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&gateway.key)
+        .json(&chat_body("alias", false))
+        .send();
+    // Give up while the upstream still holds the headers back.
+    let waited = tokio::time::timeout(Duration::from_millis(300), request).await;
+    assert!(
+        waited.is_err(),
+        "the upstream answered before the client left"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&gateway.admin_url, "llm_requests_in_flight").await != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a request stayed in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

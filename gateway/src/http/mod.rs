@@ -18,6 +18,7 @@ pub mod count_tokens;
 pub mod drain;
 pub mod health;
 pub mod models;
+mod spans;
 pub mod stored_responses;
 pub mod usage;
 
@@ -206,7 +207,8 @@ fn refusal(
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let metrics = state.metrics.clone();
-    metrics.in_flight.inc();
+    // Counted down when dropped: with the response body, or here if the client leaves first.
+    let in_flight = InFlight::new(&metrics);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let request_id = request
@@ -214,9 +216,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let trace = path
-        .starts_with("/v1/")
-        .then(|| server_span(&request, &path))
+    let trace = (crate::traces::enabled() && path.starts_with("/v1/"))
+        .then(|| spans::start_server(&request, &path))
         .flatten();
     let response = match &trace {
         Some(context) => {
@@ -263,6 +264,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         error,
         is_api,
         trace,
+        _in_flight: in_flight,
     };
     response.map(move |body| match stream_api {
         Some(api) => {
@@ -276,36 +278,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     })
 }
 
-impl Finish {
-    /// Sets what the request came to on its server span, and ends it.
-    fn end_span(&self, context: &opentelemetry::Context) {
-        use opentelemetry::KeyValue;
-        use opentelemetry::trace::TraceContextExt;
-        let mut attributes = vec![KeyValue::new(
-            "http.response.status_code",
-            i64::from(self.status),
-        )];
-        if let Some(served) = &self.served {
-            attributes.push(KeyValue::new("llm_gateway.route", served.route.clone()));
-            attributes.push(KeyValue::new(
-                "llm_gateway.provider",
-                served.provider.clone(),
-            ));
-            if let Some(caller) = &served.caller {
-                attributes.push(KeyValue::new("llm_gateway.key_id", caller.id.clone()));
-                attributes.push(KeyValue::new("llm_gateway.owner", caller.owner.clone()));
-            }
-        }
-        if let Some(ErrorLabel(kind)) = self.error {
-            attributes.push(KeyValue::new("error.type", kind));
-        }
-        crate::traces::annotate(context, attributes);
-        context.span().end();
-    }
-}
-
 /// The client API a path belongs to (the `protocol` label of `llm_requests_total`).
-fn protocol_of(path: &str) -> &'static str {
+pub(super) fn protocol_of(path: &str) -> &'static str {
     match path {
         "/v1/chat/completions" => "chat",
         "/v1/responses" => "responses",
@@ -343,33 +317,31 @@ struct Finish {
     is_api: bool,
     /// The request's server span (traces on), ended here.
     trace: Option<opentelemetry::Context>,
+    _in_flight: InFlight,
 }
 
-/// The server span of an API request (`None` while traces are off).
-fn server_span(request: &Request, path: &str) -> Option<opentelemetry::Context> {
-    use opentelemetry::KeyValue;
-    let operation = match protocol_of(path) {
-        "chat" | "responses" | "messages" => "chat",
-        "embeddings" => "embeddings",
-        "completions" => "text_completion",
-        _ => "other",
-    };
-    let attributes = vec![
-        KeyValue::new("gen_ai.operation.name", operation),
-        KeyValue::new("http.request.method", request.method().to_string()),
-        KeyValue::new("url.path", path.to_owned()),
-    ];
-    let name = format!("{} {path}", request.method());
-    crate::traces::server_span(request.headers(), name, attributes)
+/// One request in `llm_requests_in_flight` while it lives.
+struct InFlight(Arc<crate::metrics::Metrics>);
+
+impl InFlight {
+    fn new(metrics: &Arc<crate::metrics::Metrics>) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
         if let Some(context) = self.trace.take() {
-            self.end_span(&context);
+            spans::end_server(&context, self.status, self.served.as_ref(), self.error);
         }
         let metrics = &self.state.metrics;
-        metrics.in_flight.dec();
         let elapsed = self.started.elapsed();
         let served = self.served.take().unwrap_or_default();
         if self.is_api && !served.route.is_empty() {

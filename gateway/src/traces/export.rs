@@ -27,6 +27,8 @@ pub struct Batching {
     pub batch: usize,
     /// Longest wait to fill a batch (`OTEL_BSP_SCHEDULE_DELAY`, 5000 ms).
     pub delay: Duration,
+    /// Longest one export may take (`OTEL_BSP_EXPORT_TIMEOUT`, 30000 ms).
+    pub timeout: Duration,
 }
 
 impl Batching {
@@ -44,6 +46,7 @@ impl Batching {
             queue,
             batch: number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512).min(queue),
             delay: Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY", 5000) as u64),
+            timeout: Duration::from_millis(number("OTEL_BSP_EXPORT_TIMEOUT", 30000) as u64),
         }
     }
 }
@@ -136,9 +139,10 @@ async fn export_loop<E: SpanExporter>(
             }
         }
         let spans = batch.len() as u64;
-        let outcome = match exporter.export(std::mem::take(&mut batch)).await {
-            Ok(()) => "exported",
-            Err(_) => "failed",
+        let export = exporter.export(std::mem::take(&mut batch));
+        let outcome = match tokio::time::timeout(batching.timeout, export).await {
+            Ok(Ok(())) => "exported",
+            Ok(Err(_)) | Err(_) => "failed",
         };
         outcomes
             .get_or_create(&SpanOutcomeLabels { outcome })

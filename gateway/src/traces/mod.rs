@@ -52,7 +52,7 @@ pub fn init_from_env(
         "grpc" => SpanExporter::builder().with_tonic().build(),
         "http/protobuf" => SpanExporter::builder()
             .with_http()
-            .with_http_client(Reqwest(reqwest::Client::new()))
+            .with_http_client(Reqwest(http_client()?))
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build(),
         other => {
@@ -118,7 +118,18 @@ pub fn client_span(name: String, attributes: Vec<KeyValue>) -> Option<(Context, 
     let context = parent.with_span(span);
     let mut headers = HeaderMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
+    // The client's `tracestate` (up to 32 entries) is its business, not the provider's.
+    headers.remove("tracestate");
     Some((context, headers))
+}
+
+/// Marks the attempt of `span` failed with `kind` (`error.type`, and an error status).
+pub fn fail(span: &EndOnDrop, kind: &'static str) {
+    if let Some(context) = &span.0 {
+        let span = context.span();
+        span.set_attribute(KeyValue::new("error.type", kind));
+        span.set_status(opentelemetry::trace::Status::error(kind));
+    }
 }
 
 /// Sets `attributes` on the span of `context`.
@@ -140,6 +151,15 @@ impl Drop for EndOnDrop {
             context.span().end();
         }
     }
+}
+
+/// A client for OTLP/HTTP whose every request ends within the export timeout (the exporter
+/// bounds only its retries when given a client of ours).
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(export::Batching::from_env().timeout)
+        .build()
+        .map_err(|e| format!("OTLP HTTP client: {e}"))
 }
 
 /// The OTLP/HTTP transport on the gateway's own reqwest (the exporter's built-in clients
