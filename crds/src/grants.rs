@@ -130,7 +130,7 @@ fn budget_refusal(budget: Option<&Budget>, cap: &Budget, granted: f64) -> (Optio
         let reason = format!(
             "its budget counts ${counted:.2} per {} period; with ${granted:.2} granted to earlier \
              keys that exceeds the namespace cap of ${:.2}",
-            period_name(cap.period),
+            cap.period.name(),
             cap.usd
         );
         return (Some(reason), 0.0);
@@ -149,14 +149,6 @@ fn most_in(budget: &Budget, kind: BudgetPeriod) -> f64 {
         _ => 1.0,
     };
     budget.usd * times
-}
-
-fn period_name(kind: BudgetPeriod) -> &'static str {
-    match kind {
-        BudgetPeriod::Daily => "daily",
-        BudgetPeriod::Weekly => "weekly",
-        BudgetPeriod::Monthly => "monthly",
-    }
 }
 
 /// Whether every model the glob `inner` matches is also matched by the glob `outer`.

@@ -215,6 +215,17 @@ pub enum BudgetPeriod {
     Monthly,
 }
 
+impl BudgetPeriod {
+    /// The name the API spells it with (`daily`, `weekly`, `monthly`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Monthly => "monthly",
+        }
+    }
+}
+
 /// A spend cap in US dollars, computed from the providers' model prices.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

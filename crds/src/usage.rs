@@ -47,6 +47,12 @@ impl Period {
         }
     }
 
+    /// The period usage is counted in under `budget`: its period, or the calendar month
+    /// without one.
+    pub fn of_budget(budget: Option<&crate::policy::Budget>, now: Timestamp) -> Self {
+        Self::containing(budget.map_or(BudgetPeriod::Monthly, |b| b.period), now)
+    }
+
     /// Suffix of the usage key: the period's first day, e.g. `2026-11-01`.
     pub fn key_suffix(&self) -> String {
         self.start.to_zoned(TimeZone::UTC).date().to_string()

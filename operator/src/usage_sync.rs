@@ -15,7 +15,6 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use llm_gateway_crds::api_key::{ApiKey, Usage};
 use llm_gateway_crds::llm_gateway::{LlmGateway, Redis};
-use llm_gateway_crds::policy::{Budget, BudgetPeriod};
 use llm_gateway_crds::quota::{LlmQuota, quota_account};
 use llm_gateway_crds::usage::{Period, USAGE_FIELDS, api_key_account, usage_key};
 
@@ -149,17 +148,12 @@ where
 
 /// The period an LlmQuota's shared usage is counted in: its budget's, or the calendar month.
 pub fn quota_period(quota: &LlmQuota, now: jiff::Timestamp) -> Period {
-    period_under(quota.spec.budget.as_ref(), now)
+    Period::of_budget(quota.spec.budget.as_ref(), now)
 }
 
 /// The period an ApiKey's usage is counted in: its budget's, or the calendar month.
 pub fn period_of(api_key: &ApiKey, now: jiff::Timestamp) -> Period {
-    period_under(api_key.spec.budget.as_ref(), now)
-}
-
-fn period_under(budget: Option<&Budget>, now: jiff::Timestamp) -> Period {
-    let kind = budget.map_or(BudgetPeriod::Monthly, |b| b.period);
-    Period::containing(kind, now)
+    Period::of_budget(api_key.spec.budget.as_ref(), now)
 }
 
 /// The status usage of the counters `HMGET` answered (fields in [`USAGE_FIELDS`] order).
@@ -181,6 +175,7 @@ pub fn usage_from(period: &Period, counters: &[Option<i64>]) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llm_gateway_crds::policy::BudgetPeriod;
 
     #[test]
     fn counters_become_status_usage() {

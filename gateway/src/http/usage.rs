@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use jiff::Timestamp;
 use llm_gateway_crds::compiled::CompiledQuota;
-use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
+use llm_gateway_crds::policy::{Budget, RateLimits};
 use serde_json::json;
 
 use super::auth::authenticate;
@@ -44,9 +44,8 @@ async fn report(
         )
     })?;
     let budget = caller.budget();
-    let kind = budget.map_or(BudgetPeriod::Monthly, |b| b.period);
     let now = Timestamp::now();
-    let period = Period::containing(kind, now);
+    let period = Period::of_budget(budget, now);
     let totals = state
         .limiter
         .usage(&usage_key(&caller.account(), &period))
@@ -61,7 +60,7 @@ async fn report(
         "object": "usage",
         "key_id": caller.id(),
         "owner": caller.owner(),
-        "period": period_report(kind, &period),
+        "period": period_report(&period),
         "requests": totals.requests,
         "input_tokens": totals.input_tokens,
         "cache_read_tokens": totals.cache_read_tokens,
@@ -81,11 +80,7 @@ async fn quota_report(
     quota: &CompiledQuota,
     now: Timestamp,
 ) -> Result<serde_json::Value, ApiError> {
-    let kind = quota
-        .budget
-        .as_ref()
-        .map_or(BudgetPeriod::Monthly, |b| b.period);
-    let period = Period::containing(kind, now);
+    let period = Period::of_budget(quota.budget.as_ref(), now);
     let totals = state
         .limiter
         .usage(&usage_key(&quota.account, &period))
@@ -93,7 +88,7 @@ async fn quota_report(
         .map_err(|_| ApiError::LimiterUnavailable)?;
     Ok(json!({
         "name": quota.id,
-        "period": period_report(kind, &period),
+        "period": period_report(&period),
         "requests": totals.requests,
         "input_tokens": totals.input_tokens,
         "output_tokens": totals.output_tokens,
@@ -120,18 +115,10 @@ fn limits_report(limits: &RateLimits) -> serde_json::Value {
     })
 }
 
-fn period_report(kind: BudgetPeriod, period: &Period) -> serde_json::Value {
+fn period_report(period: &Period) -> serde_json::Value {
     json!({
-        "type": period_name(kind),
+        "type": period.kind.name(),
         "start": period.start.to_string(),
         "end": period.end.to_string(),
     })
-}
-
-fn period_name(kind: BudgetPeriod) -> &'static str {
-    match kind {
-        BudgetPeriod::Daily => "daily",
-        BudgetPeriod::Weekly => "weekly",
-        BudgetPeriod::Monthly => "monthly",
-    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use llm_gateway_crds::compiled::CompiledQuota;
-use llm_gateway_crds::policy::{Budget, BudgetPeriod, RateLimits};
+use llm_gateway_crds::policy::{Budget, RateLimits};
 
 use super::meter::Price;
 use super::period::Period;
@@ -206,8 +206,7 @@ impl Demand {
         estimate_nanos: i64,
         now: Timestamp,
     ) {
-        let kind = budget.map_or(BudgetPeriod::Monthly, |b| b.period);
-        let period = Period::containing(kind, now);
+        let period = Period::of_budget(budget, now);
         self.accounts.push(Account {
             quota,
             usage: UsageAccount {
