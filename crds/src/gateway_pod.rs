@@ -145,12 +145,38 @@ impl Telemetry {
     }
 }
 
+/// Usage events: one JSON record per finished model request (`docs/usage-events.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageEvents {
+    /// Where the records go.
+    pub output: UsageEventsOutput,
+}
+
+/// Where usage events go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum UsageEventsOutput {
+    /// The gateway containers' standard output (logs go to standard error), collected with
+    /// the container logs by the cluster's log agent.
+    Stdout,
+}
+
+impl UsageEvents {
+    /// The variable that turns them on.
+    pub fn env(&self) -> (&'static str, String) {
+        match self.output {
+            UsageEventsOutput::Stdout => ("USAGE_EVENTS_PATH", "-".to_owned()),
+        }
+    }
+}
+
 /// Environment variables `spec.env` may not set: those the operator sets from other spec
 /// fields (an `env` entry would silently override them), and those that would switch the
 /// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
 /// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`;
 /// the exporter's `OTEL_*`: use `spec.telemetry`).
-pub const RESERVED_ENV: [&str; 39] = [
+pub const RESERVED_ENV: [&str; 40] = [
     "WATCH_NAMESPACE",
     "GATEWAY_NAME",
     "PORT",
@@ -190,6 +216,7 @@ pub const RESERVED_ENV: [&str; 39] = [
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_SDK_DISABLED",
     "OTEL_TRACES_EXPORTER",
+    "USAGE_EVENTS_PATH",
 ];
 
 /// Environment variables `spec.env` may not set because they move the gateway's egress: the

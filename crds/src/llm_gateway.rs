@@ -281,6 +281,9 @@ pub struct LlmGatewaySpec {
     /// OpenTelemetry traces of the gateway's requests, exported over OTLP; off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<crate::gateway_pod::Telemetry>,
+    /// Usage events, one JSON record per finished model request; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_events: Option<crate::gateway_pod::UsageEvents>,
     /// Nodes the pods may run on (their labels).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]

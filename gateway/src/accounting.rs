@@ -70,7 +70,12 @@ impl Accounting {
     /// Records a stream that ended without a usage report after `delivered` completion events.
     pub fn partial(&mut self, delivered: u64) {
         if let Some((meter, price)) = &self.meter {
-            meter.partial(delivered, *price, &self.labels);
+            meter.partial(
+                delivered,
+                *price,
+                &self.labels,
+                &self.genai.gen_ai_response_model,
+            );
         }
     }
 
@@ -85,6 +90,9 @@ impl Accounting {
                 .observe(seconds);
             self.metrics.genai.first_token(&self.genai, seconds);
             self.first_token = Some(seconds);
+            if let Some((meter, _)) = &self.meter {
+                meter.first_token(seconds);
+            }
             if let Some((client, _)) = &self.trace {
                 use opentelemetry::trace::TraceContextExt;
                 client.span().add_event("gen_ai.first_token", Vec::new());
@@ -99,7 +107,12 @@ impl Accounting {
         }
         self.usage_seen = true;
         if let Some((meter, price)) = &self.meter {
-            meter.report(usage, *price, &self.labels);
+            meter.report(
+                usage,
+                *price,
+                &self.labels,
+                &self.genai.gen_ai_response_model,
+            );
         }
         let genai = &self.genai;
         let (input, output) = (usage.prompt_tokens, usage.completion_tokens);

@@ -69,6 +69,9 @@ pub enum LogFormat {
 /// Settings for `serve`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
+    /// Usage events (`USAGE_EVENTS_*`).
+    #[command(flatten)]
+    pub usage_events: crate::usage_events::Settings,
     /// Directory of YAML manifests to serve and watch (standalone mode).
     #[arg(long, env = "CONFIG_DIR")]
     pub config: Option<PathBuf>,

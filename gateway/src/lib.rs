@@ -6,7 +6,7 @@
 //! (`proxy`) → for each attempt, `pipeline`: encode for the target (pass-through with at most
 //! the model rewritten, or through the hub, OpenAI chat) → exchange with the upstream → decode
 //! the reply and encode it for the client, streamed through one relay while accounting
-//! tokens → metrics and one access-log line when the body ends.
+//! tokens → metrics, one access-log line and one usage event when the body ends.
 //!
 //! Config path: a directory of manifests → `crds::compile` → `Snapshot` → atomic swap. See
 //! `ARCHITECTURE.md` for the map.
@@ -47,5 +47,6 @@ pub mod telemetry;
 pub mod token_usage;
 pub(crate) mod traces;
 pub mod translate;
+pub mod usage_events;
 
 pub use http::router;

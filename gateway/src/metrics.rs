@@ -153,11 +153,11 @@ pub const OTHER_CALLERS: &str = "_other";
 /// Distinct callers given their own label; more (e.g. many token subjects) share one.
 pub const MAX_CALLER_LABELS: usize = 10_000;
 
-/// Labels of `llm_trace_spans_total`.
+/// Labels of `llm_trace_spans_total` and `llm_usage_events_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SpanOutcomeLabels {
-    /// `exported`, `failed` (the collector refused or was unreachable) or `dropped` (the
-    /// export queue was full).
+pub struct ExportOutcomeLabels {
+    /// `exported` or `written`, `failed` (the collector refused or was unreachable, or the
+    /// file could not be written) or `dropped` (the queue was full).
     pub outcome: &'static str,
 }
 
@@ -212,7 +212,9 @@ pub struct Metrics {
     /// The GenAI semantic conventions' histograms.
     pub genai: crate::genai_metrics::GenAiMetrics,
     /// Finished spans by what became of them.
-    pub trace_spans: Family<SpanOutcomeLabels, Counter>,
+    pub trace_spans: Family<ExportOutcomeLabels, Counter>,
+    /// Usage events by what became of them.
+    pub usage_events: Family<ExportOutcomeLabels, Counter>,
     caller_ids: Mutex<HashSet<String>>,
 }
 
@@ -354,10 +356,17 @@ impl Metrics {
             "Finished trace spans: exported, failed (collector refused or unreachable) or dropped (export queue full)",
             trace_spans.clone(),
         );
+        let usage_events = Family::default();
+        registry.register(
+            "llm_usage_events",
+            "Usage events: written, failed (the file could not be written) or dropped (queue full)",
+            usage_events.clone(),
+        );
         Self {
             chargeback,
             genai,
             trace_spans,
+            usage_events,
             limiter_decisions,
             redis_errors,
             redis_up,

@@ -68,6 +68,9 @@ pub fn app_state(
         Ok(false) => {}
         Err(error) => tracing::warn!(%error, "traces are off"),
     }
+    let usage_events =
+        crate::usage_events::Sink::start(&args.usage_events, metrics.usage_events.clone())
+            .context("cannot write usage events to USAGE_EVENTS_PATH")?;
     Ok(AppState::new(
         snapshots,
         metrics,
@@ -75,7 +78,8 @@ pub fn app_state(
         settings,
         Arc::new(limiter),
         Arc::new(responses),
-    ))
+    )
+    .with_usage_events(usage_events))
 }
 
 /// Serves until SIGTERM/SIGINT, then drains: readiness off at once, listener closed after
@@ -202,6 +206,10 @@ async fn end_remaining_streams(state: &AppState, server: &mut tokio::task::JoinH
 /// Waits (bounded) until every settlement and compensation reached Redis.
 async fn settle_before_exit(state: &AppState) {
     let left = state.limiter.flush(SETTLE_GRACE).await;
+    // Settled requests' events are queued by now; each settlement still running is lost.
+    if let Some(sink) = &state.usage_events {
+        let _ = tokio::time::timeout(SETTLE_GRACE, sink.flush()).await;
+    }
     // After the settlements (they matter more), off the runtime: the flush waits on the
     // export task.
     let _ = tokio::task::spawn_blocking(crate::traces::shutdown).await;

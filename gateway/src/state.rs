@@ -55,6 +55,8 @@ pub struct AppState {
     drain_deadline: CancellationToken,
     /// Process start, for uptime.
     pub started: Instant,
+    /// Where usage events go (`USAGE_EVENTS_PATH`), when on.
+    pub usage_events: Option<Arc<crate::usage_events::Sink>>,
 }
 
 impl AppState {
@@ -81,7 +83,14 @@ impl AppState {
             draining: Arc::default(),
             drain_deadline: CancellationToken::new(),
             started: Instant::now(),
+            usage_events: None,
         }
+    }
+
+    /// Also sends one usage event per finished model request to `sink`.
+    pub fn with_usage_events(mut self, sink: Option<crate::usage_events::Sink>) -> Self {
+        self.usage_events = sink.map(Arc::new);
+        self
     }
 
     /// Marks the gateway as shutting down: `/ready` answers 503 from now on.

@@ -127,6 +127,7 @@ async fn decide(
     label: Option<Arc<CallerLabel>>,
 ) -> Result<Admitted, ApiError> {
     if demand.is_empty() {
+        meter.admitted(demand.prompt_estimate, false);
         return Ok(Admitted {
             reservation: None,
             headers: HeaderMap::new(),
@@ -145,6 +146,7 @@ async fn decide(
     };
     let mut rate_headers = HeaderMap::new();
     headers::stamp(&mut rate_headers, &demand, &statuses);
+    meter.admitted(demand.prompt_estimate, true);
     let reservation = Reservation::new(
         state.limiter.clone(),
         state.metrics.clone(),

@@ -58,18 +58,6 @@ async fn handle(
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
     let (key, bytes) =
         read_authenticated(state, &snapshot, client, headers, body, protocol).await?;
-    let mut request = match protocol {
-        Protocol::OpenAi => ClientRequest::parse(bytes)?,
-        Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
-        Protocol::Responses => ClientRequest::parse_responses(bytes)?,
-        Protocol::Completions => ClientRequest::parse_completions(bytes)?,
-        Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
-    };
-    let route = allowed_route(&snapshot, key.as_ref(), &request.model)?;
-    if crate::traces::enabled() {
-        annotate_request(&request, snapshot.generation);
-    }
-    let meter = Arc::new(Meter::default());
     let label = key.as_ref().map(|c| {
         Arc::new(CallerLabel {
             id: c.id(),
@@ -77,34 +65,87 @@ async fn handle(
             namespace: c.namespace().to_owned(),
         })
     });
+    let meter = Arc::new(Meter::default());
+    let caller = Authenticated {
+        key: key.as_ref(),
+        label,
+        meter,
+    };
+    // A refusal past authentication still names its caller (access line, usage event).
+    let unrouted = caller.served(String::new(), String::new());
+    let routed = route_and_serve(state, &snapshot, headers, bytes, protocol, caller, started);
+    Ok(routed.await.unwrap_or_else(|error| {
+        let mut response = render(error, protocol);
+        response.extensions_mut().insert(unrouted);
+        response
+    }))
+}
+
+/// An authenticated request's caller and usage meter.
+struct Authenticated<'k, 'c> {
+    key: Option<&'k Caller<'c>>,
+    label: Option<Arc<CallerLabel>>,
+    meter: Arc<Meter>,
+}
+
+impl Authenticated<'_, '_> {
+    fn served(&self, route: String, provider: String) -> Served {
+        Served {
+            route,
+            provider,
+            caller: self.label.clone(),
+            meter: Some(self.meter.clone()),
+        }
+    }
+}
+
+/// Parses the body, resolves the route, admits and serves the request.
+async fn route_and_serve(
+    state: &AppState,
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    protocol: Protocol,
+    caller: Authenticated<'_, '_>,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let mut request = match protocol {
+        Protocol::OpenAi => ClientRequest::parse(bytes)?,
+        Protocol::Anthropic => ClientRequest::parse_messages(bytes)?,
+        Protocol::Responses => ClientRequest::parse_responses(bytes)?,
+        Protocol::Completions => ClientRequest::parse_completions(bytes)?,
+        Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
+    };
+    let route = allowed_route(snapshot, caller.key, &request.model)?;
+    if crate::traces::enabled() {
+        annotate_request(&request, snapshot.generation);
+    }
+    let label = caller.label.clone();
     if protocol == Protocol::Responses {
         // A continuation's kept history is input too: admission reserves tokens for it.
         let caller = label.as_ref().map_or("", |c| c.id.as_str());
         request.other_prompt_bytes += state.responses.referred_bytes(caller, &request.body).await;
     }
+    let meter = &caller.meter;
     let admitted = admit(
         state,
-        &snapshot,
-        key.as_ref(),
+        snapshot,
+        caller.key,
         label.clone(),
         route,
         &request,
-        &meter,
+        meter,
     )
     .await?;
     let incoming = crate::proxy::Incoming {
         request: &request,
         headers,
         started,
-        meter: &meter,
+        meter,
         caller: label.as_ref().map_or("", |c| c.id.as_str()),
     };
-    let (result, provider) = crate::proxy::serve(state, &snapshot, route, incoming).await;
-    let served = Served {
-        route: route.compiled.model.clone(),
-        provider: provider.to_owned(),
-        caller: label,
-    };
+    let (result, provider) = crate::proxy::serve(state, snapshot, route, incoming).await;
+    let served = caller.served(route.compiled.model.clone(), provider.to_owned());
     let mut response = admitted.attach(result.unwrap_or_else(|error| render(error, protocol)));
     stamp_provenance(&mut response, &served, snapshot.generation);
     response.extensions_mut().insert(served);

@@ -16,6 +16,7 @@ pub mod chat;
 pub mod cors;
 pub mod count_tokens;
 pub mod drain;
+mod events;
 pub mod health;
 pub mod models;
 mod spans;
@@ -52,6 +53,8 @@ pub struct Served {
     pub provider: String,
     /// The caller (key id and owner), shared with the request's limit reservation.
     pub caller: Option<Arc<CallerLabel>>,
+    /// The request's usage, completed into its usage event.
+    pub meter: Option<Arc<crate::limits::Meter>>,
 }
 
 /// The API router with every layer: what clients call, plus the probes (`/health`, `/ready`).
@@ -219,6 +222,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let trace = (crate::traces::enabled() && path.starts_with("/v1/"))
         .then(|| spans::start_server(&request, &path))
         .flatten();
+    let trace_id = (state.usage_events.is_some() && protocol_of(&path) != "other")
+        .then(|| events::trace_id(trace.as_ref(), request.headers()))
+        .flatten();
     let response = match &trace {
         Some(context) => {
             use opentelemetry::context::FutureExt;
@@ -239,6 +245,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     if is_api {
         let (model, provider) = served
             .as_ref()
+            .filter(|s| !s.route.is_empty())
             .map_or((UNROUTED.to_owned(), String::new()), |s| {
                 (s.route.clone(), s.provider.clone())
             });
@@ -264,6 +271,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         error,
         is_api,
         trace,
+        trace_id,
         _in_flight: in_flight,
     };
     response.map(move |body| match stream_api {
@@ -317,6 +325,8 @@ struct Finish {
     is_api: bool,
     /// The request's server span (traces on), ended here.
     trace: Option<opentelemetry::Context>,
+    /// The trace id its usage event carries (usage events on).
+    trace_id: Option<String>,
     _in_flight: InFlight,
 }
 
@@ -341,9 +351,12 @@ impl Drop for Finish {
         if let Some(context) = self.trace.take() {
             spans::end_server(&context, self.status, self.served.as_ref(), self.error);
         }
-        let metrics = &self.state.metrics;
         let elapsed = self.started.elapsed();
         let served = self.served.take().unwrap_or_default();
+        if let Some(sink) = self.state.usage_events.clone() {
+            events::emit(&sink, self, &served, elapsed);
+        }
+        let metrics = &self.state.metrics;
         if self.is_api && !served.route.is_empty() {
             let labels = TargetLabels {
                 model: served.route.clone(),

@@ -149,65 +149,168 @@ fn tier_rates(model: Rates, [input, output, read, write, hour]: [Option<f64>; 5]
     }
 }
 
-/// Usage of one request, however it ended.
+/// Usage of one request, however it ended. Dropped after the response body and the limiter's
+/// settlement (both hold it), which is when its [`Meter::when_done`] callback runs.
 #[derive(Debug, Default)]
 pub struct Meter {
     state: Mutex<Measured>,
 }
 
-#[derive(Debug, Default)]
+/// Called once with the request's final usage (usage events).
+pub type Done = Box<dyn FnOnce(Summary) + Send>;
+
+#[derive(Default)]
 struct Measured {
     /// Usage the upstream reported, at the serving target's price.
     reported: Option<(TokenUsage, Price)>,
     /// A stream cut short without a usage report: completion events delivered, and the price.
     partial: Option<(u64, Price)>,
-    /// The route model and provider that served it (for chargeback).
-    served_by: Option<TargetLabels>,
+    /// The route model and provider that served it (for chargeback), and its upstream model.
+    served_by: Option<(TargetLabels, String)>,
+    /// Prompt tokens estimated from the body, billed for a stream cut short.
+    prompt_estimate: u64,
+    /// Seconds from arrival to the first streamed token.
+    first_token: Option<f64>,
+    /// Whether a limiter reservation settles this usage.
+    settled: bool,
+    done: Option<Done>,
+}
+
+impl std::fmt::Debug for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Measured")
+            .field("reported", &self.reported)
+            .field("partial", &self.partial)
+            .field("served_by", &self.served_by)
+            .field("settled", &self.settled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a request's billed usage came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// No upstream answered with usage.
+    #[default]
+    None,
+    /// The upstream's usage report.
+    Reported,
+    /// A stream cut short: the prompt estimate plus one token per delivered event.
+    Estimated,
+}
+
+/// A request's final usage, as its settlement counted it.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Tokens and spend.
+    pub billed: Outcome,
+    /// Where they came from.
+    pub source: UsageSource,
+    /// Who served it: route model and provider, and the upstream model.
+    pub served_by: Option<(TargetLabels, String)>,
+    /// Seconds from arrival to the first streamed token.
+    pub first_token: Option<f64>,
+    /// Whether a limiter reservation settled it (counted in Redis or in memory).
+    pub settled: bool,
 }
 
 impl Meter {
     /// Records usage the upstream reported (only the first report counts), and who served it.
-    pub fn report(&self, usage: TokenUsage, price: Price, served_by: &TargetLabels) {
+    pub fn report(&self, usage: TokenUsage, price: Price, served_by: &TargetLabels, model: &str) {
         if let Ok(mut state) = self.state.lock() {
             state.reported.get_or_insert((usage, price));
-            state.served_by.get_or_insert_with(|| served_by.clone());
+            state.served(served_by, model);
         }
     }
 
     /// Records a stream that ended without a usage report after `delivered` completion events.
-    pub fn partial(&self, delivered: u64, price: Price, served_by: &TargetLabels) {
+    pub fn partial(&self, delivered: u64, price: Price, served_by: &TargetLabels, model: &str) {
         if let Ok(mut state) = self.state.lock() {
             state.partial.get_or_insert((delivered, price));
-            state.served_by.get_or_insert_with(|| served_by.clone());
+            state.served(served_by, model);
         }
     }
 
-    /// The route model and provider whose usage was recorded, if any was (read once, at
-    /// settlement).
-    pub fn take_served_by(&self) -> Option<TargetLabels> {
-        self.state.lock().ok()?.served_by.take()
+    /// Records the first streamed token, `seconds` after arrival (the first call counts).
+    pub fn first_token(&self, seconds: f64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.first_token.get_or_insert(seconds);
+        }
+    }
+
+    /// Records the admitted demand's prompt estimate, and whether a reservation settles it.
+    pub fn admitted(&self, prompt_estimate: u64, settled: bool) {
+        if let Ok(mut state) = self.state.lock() {
+            state.prompt_estimate = prompt_estimate;
+            state.settled = settled;
+        }
+    }
+
+    /// Runs `done` with the final usage once the request is over (the meter is dropped).
+    pub fn when_done(&self, done: Done) {
+        if let Ok(mut state) = self.state.lock() {
+            state.done = Some(done);
+        }
+    }
+
+    /// The route model and provider whose usage was recorded, if any was.
+    pub fn served_by(&self) -> Option<TargetLabels> {
+        let state = self.state.lock().ok()?;
+        state.served_by.as_ref().map(|(labels, _)| labels.clone())
     }
 
     /// What to bill: the reported usage; else, for a stream cut short, the prompt estimate plus
     /// one token per delivered completion event; else nothing (no upstream answered).
-    pub fn outcome(&self, prompt_estimate: u64) -> Outcome {
-        let Ok(state) = self.state.lock() else {
-            return Outcome::default();
+    pub fn outcome(&self) -> Outcome {
+        self.state
+            .lock()
+            .map_or_else(|_| Outcome::default(), |s| s.billed().0)
+    }
+}
+
+impl Measured {
+    fn served(&mut self, labels: &TargetLabels, model: &str) {
+        self.served_by
+            .get_or_insert_with(|| (labels.clone(), model.to_owned()));
+    }
+
+    fn billed(&self) -> (Outcome, UsageSource) {
+        let (usage, price, source) = match (self.reported, self.partial) {
+            (Some((usage, price)), _) => (usage, price, UsageSource::Reported),
+            (None, Some((delivered, price))) => (
+                TokenUsage::new(self.prompt_estimate, delivered),
+                price,
+                UsageSource::Estimated,
+            ),
+            (None, None) => return (Outcome::default(), UsageSource::None),
         };
-        let (usage, price) = match (state.reported, state.partial) {
-            (Some(reported), _) => reported,
-            (None, Some((delivered, price))) => {
-                (TokenUsage::new(prompt_estimate, delivered), price)
-            }
-            (None, None) => return Outcome::default(),
-        };
-        Outcome {
+        let outcome = Outcome {
             input_tokens: usage.prompt_tokens,
             output_tokens: usage.completion_tokens,
             cache_read_tokens: usage.cache_read_tokens,
             cache_write_tokens: usage.cache_write_tokens + usage.cache_write_1h_tokens,
             reasoning_tokens: usage.reasoning_tokens,
             spend_nanos: price.cost(&usage),
+        };
+        (outcome, source)
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let Ok(state) = self.state.get_mut() else {
+            return;
+        };
+        if let Some(done) = state.done.take() {
+            let (billed, source) = state.billed();
+            done(Summary {
+                billed,
+                source,
+                served_by: state.served_by.take(),
+                first_token: state.first_token,
+                settled: state.settled,
+            });
         }
     }
 }
@@ -242,12 +345,37 @@ mod tests {
     fn a_report_wins_over_a_partial_stream() {
         let meter = Meter::default();
         let price = Price::flat(1.0, 2.0);
-        meter.partial(3, price, &served());
-        assert_eq!(meter.outcome(10).output_tokens, 3);
-        meter.report(TokenUsage::new(11, 7), price, &served());
-        let outcome = meter.outcome(10);
+        meter.admitted(10, true);
+        meter.partial(3, price, &served(), "u");
+        assert_eq!(meter.outcome().output_tokens, 3);
+        meter.report(TokenUsage::new(11, 7), price, &served(), "u");
+        let outcome = meter.outcome();
         assert_eq!((outcome.input_tokens, outcome.output_tokens), (11, 7));
         assert_eq!(outcome.spend_nanos, 11_000 + 14_000);
-        assert_eq!(Meter::default().outcome(10), Outcome::default());
+        assert_eq!(Meter::default().outcome(), Outcome::default());
+    }
+
+    #[test]
+    fn the_final_usage_is_handed_over_when_the_last_holder_lets_go() {
+        let meter = std::sync::Arc::new(Meter::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        meter.when_done(Box::new(move |summary| tx.send(summary).unwrap_or(())));
+        meter.admitted(10, true);
+        let relay = meter.clone();
+        drop(meter);
+        assert!(rx.try_recv().is_err(), "handed over while a holder remains");
+        relay.partial(4, Price::flat(1.0, 2.0), &served(), "u");
+        drop(relay);
+        let summary = rx.try_recv().unwrap_or_default();
+        assert_eq!(summary.source, UsageSource::Estimated);
+        assert_eq!(
+            (summary.billed.input_tokens, summary.billed.output_tokens),
+            (10, 4)
+        );
+        assert!(summary.settled);
+        assert_eq!(
+            summary.served_by.map(|(_, model)| model).as_deref(),
+            Some("u")
+        );
     }
 }

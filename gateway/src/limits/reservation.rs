@@ -72,7 +72,7 @@ impl Drop for Reservation {
         // Counted from now, so a shutdown that starts before the task runs still waits for it.
         let ticket = pending.limiter.ticket();
         runtime.spawn(async move {
-            let outcome = pending.meter.outcome(pending.demand.prompt_estimate);
+            let outcome = pending.meter.outcome();
             pending
                 .limiter
                 .settle(pending.store, pending.demand, outcome, ticket)
@@ -82,7 +82,7 @@ impl Drop for Reservation {
                 pending
                     .metrics
                     .count_caller_usage(&caller.id, &caller.owner, &outcome);
-                if let Some(served) = pending.meter.take_served_by() {
+                if let Some(served) = pending.meter.served_by() {
                     let labels = crate::chargeback::ChargeLabels {
                         namespace: caller.namespace.clone(),
                         owner: caller.owner.clone(),

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::mpsc;
 
-use crate::metrics::SpanOutcomeLabels;
+use crate::metrics::ExportOutcomeLabels;
 
 /// `OTEL_BSP_*` settings, with the specification's defaults.
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +57,7 @@ pub struct Exporting {
     /// Taken at shutdown: the task exports what is queued, then stops.
     queue: Mutex<Option<mpsc::Sender<SpanData>>>,
     done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
-    outcomes: Family<SpanOutcomeLabels, Counter>,
+    outcomes: Family<ExportOutcomeLabels, Counter>,
 }
 
 impl Exporting {
@@ -65,7 +65,7 @@ impl Exporting {
     pub fn start<E: SpanExporter + 'static>(
         exporter: E,
         batching: Batching,
-        outcomes: Family<SpanOutcomeLabels, Counter>,
+        outcomes: Family<ExportOutcomeLabels, Counter>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(batching.queue);
         let (finished, done) = std::sync::mpsc::channel();
@@ -83,7 +83,7 @@ impl Exporting {
 
     fn count(&self, outcome: &'static str, spans: u64) {
         self.outcomes
-            .get_or_create(&SpanOutcomeLabels { outcome })
+            .get_or_create(&ExportOutcomeLabels { outcome })
             .inc_by(spans);
     }
 }
@@ -126,7 +126,7 @@ async fn export_loop<E: SpanExporter>(
     exporter: E,
     mut queue: mpsc::Receiver<SpanData>,
     batching: Batching,
-    outcomes: &Family<SpanOutcomeLabels, Counter>,
+    outcomes: &Family<ExportOutcomeLabels, Counter>,
 ) {
     let mut batch = Vec::with_capacity(batching.batch);
     while let Some(first) = queue.recv().await {
@@ -145,7 +145,7 @@ async fn export_loop<E: SpanExporter>(
             Ok(Err(_)) | Err(_) => "failed",
         };
         outcomes
-            .get_or_create(&SpanOutcomeLabels { outcome })
+            .get_or_create(&ExportOutcomeLabels { outcome })
             .inc_by(spans);
     }
     let _ = exporter.shutdown();

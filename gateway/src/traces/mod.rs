@@ -33,7 +33,7 @@ static TRACER: OnceLock<(SdkTracer, SdkTracerProvider)> = OnceLock::new();
 /// whether traces are on.
 pub fn init_from_env(
     outcomes: prometheus_client::metrics::family::Family<
-        crate::metrics::SpanOutcomeLabels,
+        crate::metrics::ExportOutcomeLabels,
         prometheus_client::metrics::counter::Counter,
     >,
 ) -> Result<bool, String> {

@@ -195,6 +195,10 @@ fn settings(gateway: &LlmGateway, base: &Base) -> Child {
         let namespace = gateway.namespace().unwrap_or_default();
         data.extend(telemetry.env(&namespace, &gateway.name_any()));
     }
+    if let Some(events) = &spec.usage_events {
+        let (name, value) = events.env();
+        data.insert(name, value);
+    }
     if let Some(cors) = &spec.cors {
         data.insert("CORS_ALLOWED_ORIGINS", cors.allowed_origins.join(","));
         data.insert("CORS_ALLOW_CREDENTIALS", cors.allow_credentials.to_string());

@@ -189,3 +189,15 @@ fn telemetry_reaches_the_gateway_settings() {
             .is_none()
     );
 }
+
+#[test]
+fn usage_events_go_to_the_pods_standard_output() {
+    let on = children(&gateway(json!({"usageEvents": {"output": "stdout"}})));
+    assert_eq!(find(&on, "ConfigMap")["data"]["USAGE_EVENTS_PATH"], "-");
+    let off = children(&gateway(json!({})));
+    assert!(
+        find(&off, "ConfigMap")["data"]
+            .get("USAGE_EVENTS_PATH")
+            .is_none()
+    );
+}
