@@ -204,6 +204,8 @@ pub struct CompiledRoute {
     pub timeout: Option<Duration>,
     /// Limits shared by all callers of the RoutePolicy's routes.
     pub limits: Option<RateLimits>,
+    /// Whether prompts and completions go on trace spans.
+    pub capture_content: bool,
 }
 
 /// One upstream of a route.

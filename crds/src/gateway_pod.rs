@@ -107,6 +107,11 @@ pub struct Telemetry {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub sampling_ratio: Option<f64>,
+    /// Puts prompts and completions of every route on the spans (a RoutePolicy's
+    /// `captureContent` does it for its routes only). Off by default: whoever reads the
+    /// traces then reads the conversations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_content: bool,
 }
 
 /// An OTLP transport.
@@ -131,7 +136,7 @@ impl Telemetry {
             OtlpProtocol::HttpProtobuf => "http/protobuf",
         };
         let ratio = self.sampling_ratio.unwrap_or(1.0).clamp(0.0, 1.0);
-        vec![
+        let mut env = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp_endpoint.clone()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()),
@@ -141,7 +146,15 @@ impl Telemetry {
                 "OTEL_RESOURCE_ATTRIBUTES",
                 format!("k8s.namespace.name={namespace},llmgateway.io/gateway={name}"),
             ),
-        ]
+        ];
+        if self.capture_content {
+            let capture = (
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                "true".into(),
+            );
+            env.push(capture);
+        }
+        env
     }
 }
 
@@ -176,7 +189,7 @@ impl UsageEvents {
 /// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
 /// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`;
 /// the exporter's `OTEL_*`: use `spec.telemetry`).
-pub const RESERVED_ENV: [&str; 40] = [
+pub const RESERVED_ENV: [&str; 41] = [
     "WATCH_NAMESPACE",
     "GATEWAY_NAME",
     "PORT",
@@ -217,6 +230,7 @@ pub const RESERVED_ENV: [&str; 40] = [
     "OTEL_SDK_DISABLED",
     "OTEL_TRACES_EXPORTER",
     "USAGE_EVENTS_PATH",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
 ];
 
 /// Environment variables `spec.env` may not set because they move the gateway's egress: the

@@ -120,6 +120,11 @@ pub struct RoutePolicySpec {
     /// Overrides the providers' circuit-breaker thresholds for these routes' targets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Puts prompts and completions of these routes on their trace spans
+    /// (`gen_ai.input.messages`, `gen_ai.output.messages`) when traces are on. Off by default:
+    /// whoever reads the traces then reads the conversations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_content: bool,
 }
 
 /// Observed state of a RoutePolicy.

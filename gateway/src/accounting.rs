@@ -24,6 +24,8 @@ pub struct Accounting {
     trace: Option<(opentelemetry::Context, opentelemetry::Context)>,
     /// Seconds from the request's arrival to the first streamed token.
     first_token: Option<f64>,
+    /// The client's protocol, when the completion goes on the server span.
+    capture: Option<crate::request::Protocol>,
     output_tokens: u64,
 }
 
@@ -51,6 +53,7 @@ impl Accounting {
             trace: None,
             first_token: None,
             output_tokens: 0,
+            capture: None,
         }
     }
 
@@ -59,6 +62,40 @@ impl Accounting {
     pub fn with_trace(mut self, client: Option<opentelemetry::Context>) -> Self {
         self.trace = client.map(|client| (client, opentelemetry::Context::current()));
         self
+    }
+
+    /// Also puts the completion (in the client's `protocol`) on the server span; only with a
+    /// trace, and when content capture is on for the route.
+    pub fn with_capture(mut self, protocol: Option<crate::request::Protocol>) -> Self {
+        if self.trace.is_some() {
+            self.capture = protocol;
+        }
+        self
+    }
+
+    /// The protocol of the completion to capture, when content capture is on.
+    pub fn captures(&self) -> Option<crate::request::Protocol> {
+        self.capture
+    }
+
+    /// Puts a streamed completion's `text` on the server span (content capture).
+    pub fn completed(&mut self, text: &str) {
+        if self.capture.take().is_some()
+            && let Some((_, server)) = &self.trace
+        {
+            crate::traces::annotate(server, [crate::traces::content::output(text)]);
+        }
+    }
+
+    /// Puts the completion of a whole reply `body` (in `protocol`'s format) on the server
+    /// span (content capture).
+    pub fn replied(&mut self, protocol: crate::request::Protocol, body: &[u8]) {
+        if self.capture.take().is_some()
+            && let Some((_, server)) = &self.trace
+        {
+            let text = crate::traces::content::body_text(protocol, body);
+            crate::traces::annotate(server, [crate::traces::content::output(&text)]);
+        }
     }
 
     /// Also reports usage to the request's meter, priced at `price` (for limits and budgets).

@@ -227,6 +227,7 @@ impl<'s> Run<'_, 's> {
             responses: &self.state.responses,
             caller: self.caller,
             trace: None,
+            capture_content: crate::traces::content::captured(current.compiled.capture_content),
         };
         let prepared = match pipeline::prepare(&call).await {
             Ok(prepared) => prepared,

@@ -218,7 +218,7 @@ async fn a_collector_that_hangs_costs_requests_nothing() {
     ];
     let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key.clone(), &env).await;
     let client = reqwest::Client::new();
-    for stream in (0..300).map(|i| i % 2 == 0) {
+    for stream in (0..1000).map(|i| i % 2 == 0) {
         let response = client
             .post(format!("{}/v1/chat/completions", gateway.url))
             .bearer_auth(&key)
@@ -229,12 +229,98 @@ async fn a_collector_that_hangs_costs_requests_nothing() {
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
     }
-    assert_eq!(upstream.requests().len(), 300, "every request was served");
+    assert_eq!(upstream.requests().len(), 1000, "every request was served");
     // Two spans a request went to a queue of 16: most were dropped, and each is counted.
     let dropped = r#"llm_trace_spans_total{outcome="dropped"}"#;
     let dropped = common::metric(&gateway.admin_url, dropped)
         .await
         .unwrap_or(0.0);
-    assert!(dropped >= 300.0, "{dropped} spans counted as dropped");
+    assert!(dropped >= 1000.0, "{dropped} spans counted as dropped");
     drop(hung);
+}
+
+/// Sends a chat for `model` with `prompt`, reading the reply to its end.
+async fn chat(gateway: &Gateway, model: &str, prompt: &str, stream: bool) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&gateway.key)
+        .json(&json!({"model": model, "stream": stream,
+                      "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+}
+
+/// The server spans the receiver holds, once there are `n`.
+async fn server_spans(receiver: &Receiver, n: usize) -> Vec<Span> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans: Vec<Span> = receiver
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.kind == SERVER)
+            .cloned()
+            .collect();
+        if spans.len() >= n {
+            return spans;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spans never arrived: {spans:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_is_captured_only_for_a_route_whose_policy_asks() {
+    let (receiver, endpoint) = receiver().await;
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let captured = "---\napiVersion: llmgateway.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: captured}\nspec:\n  captureContent: true\n  routes:\n  - model: captured\n    targets: [{provider: upstream, model: upstream-model}]\n";
+    let config = manifests(&upstream.base_url, &key)
+        .replace("models: [alias,", "models: [captured, alias,")
+        + captured;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let gateway = Gateway::start(&config, key, &env).await;
+    chat(&gateway, "captured", "tell me a story", false).await;
+    chat(&gateway, "captured", "tell me another", true).await;
+    chat(&gateway, "alias", "private words", true).await;
+
+    let spans = server_spans(&receiver, 3).await;
+    let of = |prompt: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                attribute(s, "gen_ai.input.messages")
+                    .is_some_and(|v| format!("{v:?}").contains(prompt))
+            })
+            .unwrap_or_else(|| panic!("no span holds {prompt:?}: {spans:?}"))
+    };
+    let output = |span: &Span| text(span, "gen_ai.output.messages");
+    assert!(output(of("tell me a story")).contains("mock answer"));
+    // Streamed: assembled from the deltas sent to the client.
+    assert!(
+        output(of("tell me another")).contains("Hel\u{e9}"),
+        "{}",
+        output(of("tell me another"))
+    );
+    let uncaptured: Vec<&Span> = spans
+        .iter()
+        .filter(|s| attribute(s, "gen_ai.input.messages").is_none())
+        .collect();
+    assert_eq!(
+        uncaptured.len(),
+        1,
+        "the other route's span carries no content"
+    );
+    assert!(attribute(uncaptured[0], "gen_ai.output.messages").is_none());
+    assert!(!format!("{spans:?}").contains("private words"));
 }

@@ -130,6 +130,7 @@ fn compile_route(
         retry: policy.spec.retry.clone(),
         timeout: policy.spec.timeout,
         limits: policy.spec.limits.clone(),
+        capture_content: policy.spec.capture_content,
     })
 }
 

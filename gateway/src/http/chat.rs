@@ -119,6 +119,10 @@ async fn route_and_serve(
     let route = allowed_route(snapshot, caller.key, &request.model)?;
     if crate::traces::enabled() {
         annotate_request(&request, snapshot.generation);
+        if crate::traces::content::captured(route.compiled.capture_content) {
+            let prompt = crate::traces::content::input(request.protocol, &request.body);
+            crate::traces::annotate(&opentelemetry::Context::current(), prompt);
+        }
     }
     let label = caller.label.clone();
     if protocol == Protocol::Responses {

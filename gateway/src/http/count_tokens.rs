@@ -123,6 +123,7 @@ async fn count(
         responses: &state.responses,
         caller: &caller,
         trace: None,
+        capture_content: false,
     };
     let response = count_with(&call, exact).await?;
     Ok(admitted.attach(response))

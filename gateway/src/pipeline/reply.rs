@@ -71,6 +71,11 @@ async fn json(
     if let Some(usage) = usage {
         accounting.usage(usage);
     }
+    let format = match back.wire {
+        Wire::Native => call.request.protocol,
+        _ => Protocol::OpenAi,
+    };
+    accounting.replied(format, &hub);
     match (back.wire, call.request.protocol) {
         (Wire::Native, Protocol::Responses) if status.is_success() => {
             if let Some(keeping) = Keeping::new(call, back.keep, back.wire)

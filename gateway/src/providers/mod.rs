@@ -48,6 +48,8 @@ pub struct Call<'a> {
     pub caller: &'a str,
     /// This attempt's client span and the headers that carry it upstream (traces on).
     pub trace: Option<(opentelemetry::Context, http::HeaderMap)>,
+    /// Whether the completion goes on the server span (content capture on for the route).
+    pub capture_content: bool,
 }
 
 impl Call<'_> {
@@ -78,6 +80,7 @@ impl Call<'_> {
             genai,
         )
         .with_trace(self.trace.as_ref().map(|(context, _)| context.clone()))
+        .with_capture(self.capture_content.then_some(self.request.protocol))
         .with_meter(self.meter.clone(), price)
     }
 }

@@ -19,6 +19,7 @@ use tokio::time::{Instant, Sleep};
 use crate::accounting::Accounting;
 
 pub mod chain;
+pub mod stream_text;
 pub mod usage_scan;
 
 pub use chain::Then;
@@ -185,6 +186,8 @@ pub struct Relay<S, T: Transform> {
     /// Whether the upstream ended its stream (not cut by the client, an error or a timeout).
     ended: bool,
     hold: Option<Hold>,
+    /// The completion text sent, when content is captured.
+    transcript: Option<stream_text::StreamText>,
     /// Client bytes waiting for a write registered in `hold` while they were produced.
     held: Option<(Bytes, Pending)>,
 }
@@ -216,10 +219,12 @@ impl<S, T: Transform> Relay<S, T> {
         remaining: Duration,
     ) -> Self {
         let now = Instant::now();
+        let captures = accounting.as_ref().and_then(Accounting::captures);
         Self {
             inner,
             transform,
             accounting,
+            transcript: captures.map(stream_text::StreamText::new),
             deadline: Box::pin(tokio::time::sleep_until(now + remaining)),
             idle: None,
             last_data: now,
@@ -248,6 +253,9 @@ impl<S, T: Transform> Drop for Relay<S, T> {
         let Some(accounting) = self.accounting.as_mut() else {
             return;
         };
+        if let Some(transcript) = self.transcript.take() {
+            accounting.completed(transcript.text());
+        }
         let delivered = self.transform.delivered();
         match self.transform.usage() {
             // A stream cut short may have reported usage before its end (Anthropic's input at
@@ -310,6 +318,9 @@ where
             if !out.is_empty() {
                 if let Some(accounting) = this.accounting.as_mut() {
                     accounting.first_byte();
+                }
+                if let Some(transcript) = this.transcript.as_mut() {
+                    transcript.push(&out);
                 }
                 let registered = this.hold.as_ref().and_then(|h| h.lock().ok()?.take());
                 if let Some(write) = registered {

@@ -7,9 +7,11 @@
 //! Configured only by the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_PROTOCOL`, `…_HEADERS`, `OTEL_SERVICE_NAME`,
 //! `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`); off, at the cost of one
-//! check per request, when no endpoint is set or `OTEL_SDK_DISABLED=true`. Spans carry
-//! metadata only: never a prompt, a completion, a key or a credential.
+//! check per request, when no endpoint is set or `OTEL_SDK_DISABLED=true`. Spans never carry
+//! a key or a credential, and carry prompts and completions only where [`content`] capture
+//! is turned on.
 
+pub mod content;
 mod export;
 
 use std::sync::OnceLock;
@@ -75,6 +77,7 @@ pub fn init_from_env(
         .build();
     let tracer = provider.tracer("llm-gateway");
     let _ = TRACER.set((tracer, provider));
+    content::init_from_env();
     Ok(true)
 }
 

@@ -172,7 +172,8 @@ fn telemetry_reaches_the_gateway_settings() {
     let traced = children(&gateway(json!({"telemetry": {
         "otlpEndpoint": "http://otel-collector.observability:4318",
         "protocol": "httpProtobuf",
-        "samplingRatio": 0.05
+        "samplingRatio": 0.05,
+        "captureContent": true
     }})));
     let settings = &find(&traced, "ConfigMap")["data"];
     assert_eq!(
@@ -182,6 +183,10 @@ fn telemetry_reaches_the_gateway_settings() {
     assert_eq!(settings["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
     assert_eq!(settings["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
     assert_eq!(settings["OTEL_TRACES_SAMPLER_ARG"], "0.05");
+    assert_eq!(
+        settings["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"],
+        "true"
+    );
     let plain = children(&gateway(json!({})));
     assert!(
         find(&plain, "ConfigMap")["data"]

@@ -1,0 +1,122 @@
+//! Prompt and completion content on spans: captured only when asked for, globally by
+//! `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (the GenAI instrumentations'
+//! variable) or per RoutePolicy by `spec.captureContent`, and never by default. The prompt
+//! goes on the request's server span as `gen_ai.input.messages` (and
+//! `gen_ai.system_instructions`) in the client's own format; the completion text as
+//! `gen_ai.output.messages` (of a stream: assembled by `sse::stream_text`). Each value is cut
+//! at [`MAX_CONTENT_BYTES`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::KeyValue;
+use serde_json::{Value, json};
+
+use crate::request::Protocol;
+
+/// Longest value kept; a collector refuses or truncates far smaller attributes than a prompt
+/// can be.
+pub const MAX_CONTENT_BYTES: usize = 32 * 1024;
+
+static GLOBAL: AtomicBool = AtomicBool::new(false);
+
+/// Reads the global switch from the environment (at startup).
+pub fn init_from_env() {
+    let on = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    GLOBAL.store(on, Ordering::Relaxed);
+}
+
+/// Whether content is captured for a route whose policy says `route_captures`.
+pub fn captured(route_captures: bool) -> bool {
+    super::enabled() && (route_captures || GLOBAL.load(Ordering::Relaxed))
+}
+
+/// The prompt attributes of a request `body` of `protocol`.
+pub fn input(protocol: Protocol, body: &[u8]) -> Vec<KeyValue> {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let (messages, system) = match protocol {
+        Protocol::OpenAi | Protocol::Anthropic => ("messages", "system"),
+        Protocol::Responses => ("input", "instructions"),
+        Protocol::Completions => ("prompt", ""),
+        Protocol::Embeddings => ("input", ""),
+    };
+    let mut attributes = Vec::new();
+    if let Some(value) = request.get(messages) {
+        attributes.push(KeyValue::new("gen_ai.input.messages", capped(value)));
+    }
+    if let Some(value) = request.get(system).filter(|_| !system.is_empty()) {
+        attributes.push(KeyValue::new("gen_ai.system_instructions", capped(value)));
+    }
+    attributes
+}
+
+/// The completion attribute for `text`.
+pub fn output(text: &str) -> KeyValue {
+    let message = json!([{"role": "assistant", "parts": [{"type": "text", "content": text}]}]);
+    KeyValue::new("gen_ai.output.messages", capped(&message))
+}
+
+/// The completion text of a whole reply `body` in `protocol`'s format.
+pub fn body_text(protocol: Protocol, body: &[u8]) -> String {
+    let Ok(reply) = serde_json::from_slice::<Value>(body) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    let mut push = |s: Option<&str>| text.push_str(s.unwrap_or_default());
+    match protocol {
+        Protocol::OpenAi => each(&reply["choices"], |c| {
+            push(c["message"]["content"].as_str())
+        }),
+        Protocol::Completions => each(&reply["choices"], |c| push(c["text"].as_str())),
+        Protocol::Anthropic => each(&reply["content"], |b| push(b["text"].as_str())),
+        Protocol::Responses => each(&reply["output"], |item| {
+            each(&item["content"], |part| push(part["text"].as_str()));
+        }),
+        Protocol::Embeddings => {}
+    }
+    text
+}
+
+fn each(array: &Value, mut f: impl FnMut(&Value)) {
+    array.as_array().into_iter().flatten().for_each(&mut f);
+}
+
+/// `value` as JSON text, cut at a character boundary within [`MAX_CONTENT_BYTES`].
+fn capped(value: &Value) -> String {
+    let mut text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.len() > MAX_CONTENT_BYTES {
+        let mut end = MAX_CONTENT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_content_is_cut_at_a_character_boundary() {
+        let long = Value::String("é".repeat(MAX_CONTENT_BYTES));
+        let cut = capped(&long);
+        assert!(cut.len() <= MAX_CONTENT_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn whole_replies_yield_their_text() {
+        let chat = br#"{"choices":[{"message":{"content":"mock answer"}}]}"#;
+        assert_eq!(body_text(Protocol::OpenAi, chat), "mock answer");
+        let message = br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#;
+        assert_eq!(body_text(Protocol::Anthropic, message), "ab");
+    }
+}
