@@ -24,8 +24,9 @@ pub struct Accounting {
     trace: Option<(opentelemetry::Context, opentelemetry::Context)>,
     /// Seconds from the request's arrival to the first streamed token.
     first_token: Option<f64>,
-    /// The client's protocol, when the completion goes on the server span.
-    capture: Option<crate::request::Protocol>,
+    /// What of the reply goes on a sampled server span: the client's protocol, and whether
+    /// the completion text too (content capture).
+    transcribe: Option<(crate::request::Protocol, bool)>,
     output_tokens: u64,
 }
 
@@ -53,7 +54,7 @@ impl Accounting {
             trace: None,
             first_token: None,
             output_tokens: 0,
-            capture: None,
+            transcribe: None,
         }
     }
 
@@ -64,37 +65,41 @@ impl Accounting {
         self
     }
 
-    /// Also puts the completion (in the client's `protocol`) on the server span; only with a
-    /// trace, and when content capture is on for the route.
-    pub fn with_capture(mut self, protocol: Option<crate::request::Protocol>) -> Self {
-        if self.trace.is_some() {
-            self.capture = protocol;
+    /// Also records the reply (in the client's `protocol`) on the server span when it is
+    /// sampled: its finish reasons, and its completion when `text` (content capture).
+    pub fn with_transcript(mut self, protocol: crate::request::Protocol, text: bool) -> Self {
+        use opentelemetry::trace::TraceContextExt;
+        if self
+            .trace
+            .as_ref()
+            .is_some_and(|(_, s)| s.span().is_recording())
+        {
+            self.transcribe = Some((protocol, text));
         }
         self
     }
 
-    /// The protocol of the completion to capture, when content capture is on.
-    pub fn captures(&self) -> Option<crate::request::Protocol> {
-        self.capture
+    /// What of a stream to transcribe: the client's protocol and whether the text too.
+    pub fn transcribes(&self) -> Option<(crate::request::Protocol, bool)> {
+        self.transcribe
     }
 
-    /// Puts a streamed completion's `text` on the server span (content capture).
-    pub fn completed(&mut self, text: &str) {
-        if self.capture.take().is_some()
+    /// Records a streamed reply's finish `reasons` and `text` (when captured).
+    pub fn completed(&mut self, reasons: Vec<String>, text: Option<&str>) {
+        if self.transcribe.take().is_some()
             && let Some((_, server)) = &self.trace
         {
-            crate::traces::annotate(server, [crate::traces::content::output(text)]);
+            crate::traces::annotate(server, crate::traces::content::stream_reply(reasons, text));
         }
     }
 
-    /// Puts the completion of a whole reply `body` (in `protocol`'s format) on the server
-    /// span (content capture).
+    /// Records a whole reply `body` (in `protocol`'s format).
     pub fn replied(&mut self, protocol: crate::request::Protocol, body: &[u8]) {
-        if self.capture.take().is_some()
+        if let Some((_, text)) = self.transcribe.take()
             && let Some((_, server)) = &self.trace
         {
-            let text = crate::traces::content::body_text(protocol, body);
-            crate::traces::annotate(server, [crate::traces::content::output(&text)]);
+            let reply = crate::traces::content::body_reply(protocol, body, text);
+            crate::traces::annotate(server, reply);
         }
     }
 
@@ -157,8 +162,13 @@ impl Accounting {
         self.output_tokens = output;
         // On the request's server span only: tools that add up usage per trace would count
         // it twice on the attempt's span too.
-        if let Some((_, server)) = &self.trace {
+        if let Some((client, server)) = &self.trace {
             crate::traces::annotate(server, usage_attributes(&usage));
+            let model = &self.genai.gen_ai_response_model;
+            let response_model =
+                opentelemetry::KeyValue::new("gen_ai.response.model", model.clone());
+            crate::traces::annotate(server, [response_model.clone()]);
+            crate::traces::annotate(client, [response_model]);
         }
         for (direction, count) in [
             ("input", usage.prompt_tokens),

@@ -69,9 +69,6 @@ pub enum LogFormat {
 /// Settings for `serve`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
-    /// Usage events (`USAGE_EVENTS_*`).
-    #[command(flatten)]
-    pub usage_events: crate::usage_events::Settings,
     /// Directory of YAML manifests to serve and watch (standalone mode).
     #[arg(long, env = "CONFIG_DIR")]
     pub config: Option<PathBuf>,
@@ -259,6 +256,9 @@ pub struct ServeArgs {
     /// Gateway replicas sharing the limits (the local fallback admits `limit / replicas`).
     #[arg(long, env = "GATEWAY_REPLICAS", default_value_t = 1)]
     pub gateway_replicas: u64,
+    /// Usage events (`USAGE_EVENTS_*`).
+    #[command(flatten)]
+    pub usage_events: crate::usage_events::Settings,
 }
 
 /// Where limits are kept.

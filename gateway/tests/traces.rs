@@ -112,8 +112,10 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
         .post(format!("{}/v1/chat/completions", gateway.url))
         .bearer_auth(&key)
         .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
-        .json(&json!({"model": "alias", "stream": true, "max_tokens": 50,
-                      "messages": [{"role": "user", "content": "a secret prompt"}]}))
+        .json(
+            &json!({"model": "alias", "stream": true, "max_tokens": 50, "temperature": 0.25,
+                      "messages": [{"role": "user", "content": "a secret prompt"}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -158,6 +160,17 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
     assert_eq!(int(server, "gen_ai.usage.output_tokens"), 7);
     assert_eq!(int(server, "http.response.status_code"), 200);
     assert_eq!(text(server, "llm_gateway.route"), "alias");
+    assert_eq!(text(server, "gen_ai.response.model"), "upstream-model");
+    match attribute(server, "gen_ai.request.temperature") {
+        Some(AnyValue::DoubleValue(t)) => assert_eq!(*t, 0.25),
+        other => panic!("temperature: {other:?}"),
+    }
+    match attribute(server, "gen_ai.response.finish_reasons") {
+        Some(AnyValue::ArrayValue(reasons)) => {
+            assert_eq!(format!("{reasons:?}").matches("stop").count(), 1)
+        }
+        other => panic!("finish reasons: {other:?}"),
+    }
     let mut clients: Vec<&Span> = spans.iter().filter(|s| s.kind == CLIENT).collect();
     clients.sort_by_key(|s| int(s, "llm_gateway.attempt"));
     for client in &clients {
@@ -172,6 +185,7 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
     let status = clients[0].status.as_ref().map(|s| s.code);
     assert_eq!(status, Some(2), "a failed attempt has an error status");
     assert_eq!(int(clients[1], "http.response.status_code"), 200);
+    assert_eq!(text(clients[1], "gen_ai.response.model"), "upstream-model");
     assert!(
         attribute(clients[1], "gen_ai.usage.output_tokens").is_none(),
         "usage once a trace"

@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
                         help="1 round, 2 s runs, 60 s soak: a smoke run, not a result")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["throughput", "serial", "rate", "streams", "soak", "reload"])
+    parser.add_argument("--traces", action="store_true",
+                        help="also measure the gateway exporting traces (1%% and 100%% sampled, "
+                             "and with its collector down)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("target/bench"))
     args = parser.parse_args()
     if args.quick:
@@ -123,6 +126,8 @@ def run_all(args, settings, workdir, services, results) -> None:
         scenarios.Target("gateway+auth+redis", authed.port, authed,
                          ["--header", f"authorization: Bearer {key}"]),
     ]
+    if args.traces:
+        targets += traced_targets(settings, workdir, mock.port, start)
     results["idle_rss_kib"] = {t.name: scenarios.idle_rss(t) for t in targets}
     if "throughput" not in args.skip:
         say("throughput: concurrency 64, non-streaming")
@@ -142,6 +147,25 @@ def run_all(args, settings, workdir, services, results) -> None:
     if "soak" not in args.skip:
         say(f"soak: {args.soak_seconds:.0f} s against gateway+auth+redis")
         results["soak"] = scenarios.soak(settings, targets[3], args.soak_seconds)
+
+
+def traced_targets(settings, workdir, mock_port: int, start) -> list:
+    """The plain gateway exporting OTLP/HTTP traces to the mock (which answers `/v1/traces`
+    like a collector), at 1% and 100% sampling, and at 100% to a collector that is down."""
+    down = procs.free_port()
+    variants = [("gateway+traces 1%", mock_port, "0.01"), ("gateway+traces 100%", mock_port, "1"),
+                ("gateway+traces, collector down", down, "1")]
+    targets = []
+    for name, port, ratio in variants:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+               "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+        service = start(procs.start_gateway(
+            settings.binaries, config.anonymous(workdir / name.replace(" ", "-").replace("%", "")
+                                                .replace(",", ""), mock_port),
+            workdir, env=env, name=name.replace(" ", "-").replace("%", "").replace(",", "")))
+        targets.append(scenarios.Target(name, service.port, service))
+    return targets
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ use super::auth::Caller;
 use crate::config::{RouteRuntime, Snapshot};
 use crate::error::ApiError;
 use crate::limits::demand::{CallerAccount, TokenReserve};
+use crate::limits::limiter::Store;
 use crate::limits::meter::Price;
 use crate::limits::reservation::CallerLabel;
 use crate::limits::{Demand, Meter, Reservation, Verdict, headers};
@@ -138,6 +139,9 @@ async fn decide(
         .admit(&mut demand)
         .await
         .map_err(|_| ApiError::LimiterUnavailable)?;
+    if crate::traces::enabled() {
+        annotate_decision(store, &verdict);
+    }
     let statuses = match verdict {
         Verdict::Admitted(statuses) => statuses,
         Verdict::Refused { what, retry_after } => {
@@ -159,6 +163,24 @@ async fn decide(
         reservation: Some(reservation),
         headers: rate_headers,
     })
+}
+
+/// Puts the limiter's decision on the request's server span (the current context).
+fn annotate_decision(store: Store, verdict: &Verdict) {
+    use opentelemetry::KeyValue;
+    let decision = match verdict {
+        Verdict::Admitted(_) => "admitted",
+        Verdict::Refused { .. } => "refused",
+    };
+    let store = match store {
+        Store::Redis => "redis",
+        Store::Local => "local",
+    };
+    let attributes = [
+        KeyValue::new("llm_gateway.limiter.decision", decision),
+        KeyValue::new("llm_gateway.limiter.store", store),
+    ];
+    crate::traces::annotate(&opentelemetry::Context::current(), attributes);
 }
 
 /// Every target the request may reach: the route's and its fallbacks' (admission reserves for

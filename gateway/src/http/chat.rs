@@ -156,6 +156,13 @@ async fn route_and_serve(
     Ok(response)
 }
 
+/// The sampling parameters of a request body, for its server span.
+#[derive(serde::Deserialize)]
+struct Sampling {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+}
+
 /// Puts what the client asked for on the request's server span (the current context).
 fn annotate_request(request: &ClientRequest, generation: u64) {
     use opentelemetry::KeyValue;
@@ -172,6 +179,17 @@ fn annotate_request(request: &ClientRequest, generation: u64) {
             "gen_ai.request.max_tokens",
             i64::from(max_tokens),
         ));
+    }
+    // Read again only while traced: the request path does not need them.
+    if let Ok(sampling) = serde_json::from_slice::<Sampling>(&request.body) {
+        for (key, value) in [
+            ("gen_ai.request.temperature", sampling.temperature),
+            ("gen_ai.request.top_p", sampling.top_p),
+        ] {
+            if let Some(value) = value {
+                attributes.push(KeyValue::new(key, value));
+            }
+        }
     }
     crate::traces::annotate(&opentelemetry::Context::current(), attributes);
 }

@@ -63,11 +63,14 @@ pub(super) fn end_server(
         i64::from(status),
     )];
     if let Some(served) = served {
-        attributes.push(KeyValue::new("llm_gateway.route", served.route.clone()));
-        attributes.push(KeyValue::new(
-            "llm_gateway.provider",
-            served.provider.clone(),
-        ));
+        for (key, value) in [
+            ("llm_gateway.route", &served.route),
+            ("llm_gateway.provider", &served.provider),
+        ] {
+            if !value.is_empty() {
+                attributes.push(KeyValue::new(key, value.clone()));
+            }
+        }
         if let Some(caller) = &served.caller {
             attributes.push(KeyValue::new("llm_gateway.key_id", caller.id.clone()));
             attributes.push(KeyValue::new("llm_gateway.owner", caller.owner.clone()));

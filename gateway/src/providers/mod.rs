@@ -80,7 +80,7 @@ impl Call<'_> {
             genai,
         )
         .with_trace(self.trace.as_ref().map(|(context, _)| context.clone()))
-        .with_capture(self.capture_content.then_some(self.request.protocol))
+        .with_transcript(self.request.protocol, self.capture_content)
         .with_meter(self.meter.clone(), price)
     }
 }

@@ -39,6 +39,14 @@ impl<'s> Tally<'s> {
     }
 
     fn note(&mut self, reason: String, wait: Option<Duration>) {
+        if crate::traces::enabled() {
+            use opentelemetry::trace::TraceContextExt;
+            let attribute = opentelemetry::KeyValue::new("llm_gateway.reason", reason.clone());
+            let context = opentelemetry::Context::current();
+            context
+                .span()
+                .add_event("llm_gateway.target_skipped", vec![attribute]);
+        }
         if let Some(wait) = wait {
             self.soonest = Some(self.soonest.map_or(wait, |s| s.min(wait)));
         }

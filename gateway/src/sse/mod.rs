@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use crate::accounting::Accounting;
 
 pub mod chain;
-pub mod stream_text;
+pub mod transcript;
 pub mod usage_scan;
 
 pub use chain::Then;
@@ -186,8 +186,8 @@ pub struct Relay<S, T: Transform> {
     /// Whether the upstream ended its stream (not cut by the client, an error or a timeout).
     ended: bool,
     hold: Option<Hold>,
-    /// The completion text sent, when content is captured.
-    transcript: Option<stream_text::StreamText>,
+    /// What a sampled trace records of the reply sent.
+    transcript: Option<transcript::Transcript>,
     /// Client bytes waiting for a write registered in `hold` while they were produced.
     held: Option<(Bytes, Pending)>,
 }
@@ -219,12 +219,13 @@ impl<S, T: Transform> Relay<S, T> {
         remaining: Duration,
     ) -> Self {
         let now = Instant::now();
-        let captures = accounting.as_ref().and_then(Accounting::captures);
+        let transcribes = accounting.as_ref().and_then(Accounting::transcribes);
         Self {
             inner,
             transform,
             accounting,
-            transcript: captures.map(stream_text::StreamText::new),
+            transcript: transcribes
+                .map(|(protocol, text)| transcript::Transcript::new(protocol, text)),
             deadline: Box::pin(tokio::time::sleep_until(now + remaining)),
             idle: None,
             last_data: now,
@@ -254,7 +255,8 @@ impl<S, T: Transform> Drop for Relay<S, T> {
             return;
         };
         if let Some(transcript) = self.transcript.take() {
-            accounting.completed(transcript.text());
+            let reasons = transcript.finish_reasons().to_vec();
+            accounting.completed(reasons, transcript.text());
         }
         let delivered = self.transform.delivered();
         match self.transform.usage() {

@@ -52,17 +52,61 @@ pub fn input(protocol: Protocol, body: &[u8]) -> Vec<KeyValue> {
     attributes
 }
 
-/// The completion attribute for `text`.
-pub fn output(text: &str) -> KeyValue {
-    let message = json!([{"role": "assistant", "parts": [{"type": "text", "content": text}]}]);
-    KeyValue::new("gen_ai.output.messages", capped(&message))
+/// What a sampled trace records of a whole reply `body` in `protocol`'s format: its finish
+/// reasons, and its completion when `text` (content capture).
+pub fn body_reply(protocol: Protocol, body: &[u8], text: bool) -> Vec<KeyValue> {
+    let Ok(reply) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let reasons: Vec<String> = match protocol {
+        Protocol::OpenAi | Protocol::Completions => reply["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["finish_reason"].as_str().map(str::to_owned))
+            .collect(),
+        _ => finish_reason(protocol, &reply)
+            .map(str::to_owned)
+            .into_iter()
+            .collect(),
+    };
+    let text = text.then(|| body_text(protocol, &reply));
+    stream_reply(reasons, text.as_deref())
 }
 
-/// The completion text of a whole reply `body` in `protocol`'s format.
-pub fn body_text(protocol: Protocol, body: &[u8]) -> String {
-    let Ok(reply) = serde_json::from_slice::<Value>(body) else {
-        return String::new();
-    };
+/// What a sampled trace records of a streamed reply: its finish reasons, and its completion
+/// `text` when captured.
+pub fn stream_reply(reasons: Vec<String>, text: Option<&str>) -> Vec<KeyValue> {
+    let mut attributes = Vec::new();
+    if !reasons.is_empty() {
+        let reasons = reasons.into_iter().map(Into::into).collect();
+        let array = opentelemetry::Array::String(reasons);
+        let array = opentelemetry::Value::Array(array);
+        attributes.push(KeyValue::new("gen_ai.response.finish_reasons", array));
+    }
+    if let Some(text) = text {
+        let message = json!([{"role": "assistant", "parts": [{"type": "text", "content": text}]}]);
+        attributes.push(KeyValue::new("gen_ai.output.messages", capped(&message)));
+    }
+    attributes
+}
+
+/// The finish reason a streamed event (or a whole reply) states.
+pub fn finish_reason(protocol: Protocol, event: &Value) -> Option<&str> {
+    match protocol {
+        Protocol::OpenAi | Protocol::Completions => event["choices"][0]["finish_reason"].as_str(),
+        Protocol::Anthropic => event["delta"]["stop_reason"]
+            .as_str()
+            .or_else(|| event["stop_reason"].as_str()),
+        Protocol::Responses => event["response"]["status"]
+            .as_str()
+            .or_else(|| event["status"].as_str()),
+        Protocol::Embeddings => None,
+    }
+}
+
+/// The completion text of a whole reply in `protocol`'s format.
+fn body_text(protocol: Protocol, reply: &Value) -> String {
     let mut text = String::new();
     let mut push = |s: Option<&str>| text.push_str(s.unwrap_or_default());
     match protocol {
@@ -113,10 +157,23 @@ mod tests {
     }
 
     #[test]
-    fn whole_replies_yield_their_text() {
-        let chat = br#"{"choices":[{"message":{"content":"mock answer"}}]}"#;
-        assert_eq!(body_text(Protocol::OpenAi, chat), "mock answer");
-        let message = br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#;
-        assert_eq!(body_text(Protocol::Anthropic, message), "ab");
+    fn whole_replies_yield_their_finish_reasons_and_text_only_when_captured() {
+        let chat = br#"{"choices":[{"message":{"content":"mock answer"},"finish_reason":"stop"}]}"#;
+        let seen = format!("{:?}", body_reply(Protocol::OpenAi, chat, true));
+        assert!(
+            seen.contains("mock answer") && seen.contains("stop"),
+            "{seen}"
+        );
+        let seen = format!("{:?}", body_reply(Protocol::OpenAi, chat, false));
+        assert!(
+            !seen.contains("mock answer") && seen.contains("stop"),
+            "{seen}"
+        );
+        let message = br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"stop_reason":"end_turn"}"#;
+        let seen = format!("{:?}", body_reply(Protocol::Anthropic, message, true));
+        assert!(
+            seen.contains(r#"\"content\":\"ab\""#) && seen.contains("end_turn"),
+            "{seen}"
+        );
     }
 }

@@ -161,7 +161,9 @@ def start_redis(binary: str, workdir: pathlib.Path) -> Service:
 
 # Settings a developer's shell may hold that would change what is measured.
 GATEWAY_SETTINGS = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_GEMINI_API_KEY", "REDIS_URL",
-                    "WATCH_NAMESPACE", "LOG_LEVEL", "RATE_LIMIT_STORAGE", "API_KEY_PEPPER"}
+                    "WATCH_NAMESPACE", "LOG_LEVEL", "RATE_LIMIT_STORAGE", "API_KEY_PEPPER",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "USAGE_EVENTS_PATH"}
 
 
 def start_gateway(binaries: dict, config: pathlib.Path, workdir: pathlib.Path, env=None,

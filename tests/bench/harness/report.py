@@ -7,6 +7,8 @@ from __future__ import annotations
 import statistics
 
 PROXIES = ["nginx", "gateway", "gateway+auth+redis"]
+# Measured with `--traces` only.
+TRACED = ["gateway+traces 1%", "gateway+traces 100%", "gateway+traces, collector down"]
 
 
 def _get(report: dict, path: str) -> float:
@@ -52,13 +54,14 @@ def per_target(results: dict, names: list[str], fn) -> list[str]:
 
 
 def scenario_tables(results: dict) -> list[str]:
-    names = ["direct", *PROXIES]
+    proxies = PROXIES + [t for t in TRACED if t in results.get("idle_rss_kib", {})]
+    names = ["direct", *proxies]
     out: list[str] = []
     if "throughput" in results:
         r = results["throughput"]
         out += table("Non-streaming, concurrency 64 (load generator saturated)", [
             ("throughput, req/s", per_target(r, names, lambda r, n: fmt(med(r, n, "throughput_rps")))),
-            ("proxy CPU per request, µs", ["–"] + per_target(r, PROXIES, lambda r, n: fmt(med(r, n, "cpu_us_per_request"), 1))),
+            ("proxy CPU per request, µs", ["–"] + per_target(r, proxies, lambda r, n: fmt(med(r, n, "cpu_us_per_request"), 1))),
             ("latency p50 / p99, µs", per_target(r, names, lambda r, n: f"{fmt(med(r, n, 'latency_us.p50'))} / {fmt(med(r, n, 'latency_us.p99'))}")),
             ("errors", per_target(r, names, lambda r, n: fmt(med(r, n, "errors")))),
         ], names)
@@ -66,25 +69,25 @@ def scenario_tables(results: dict) -> list[str]:
         r = results["serial"]
         out += table("Serial requests (concurrency 1)", [
             ("latency p50 / p99, µs", per_target(r, names, lambda r, n: f"{fmt(med(r, n, 'latency_us.p50'))} / {fmt(med(r, n, 'latency_us.p99'))}")),
-            ("added p50 / p99 vs direct, µs", ["–"] + per_target(r, PROXIES, lambda r, n: f"{fmt(added(r, n, 'latency_us.p50'))} / {fmt(added(r, n, 'latency_us.p99'))}")),
-            ("proxy CPU per request, µs", ["–"] + per_target(r, PROXIES, lambda r, n: fmt(med(r, n, "cpu_us_per_request"), 1))),
+            ("added p50 / p99 vs direct, µs", ["–"] + per_target(r, proxies, lambda r, n: f"{fmt(added(r, n, 'latency_us.p50'))} / {fmt(added(r, n, 'latency_us.p99'))}")),
+            ("proxy CPU per request, µs", ["–"] + per_target(r, proxies, lambda r, n: fmt(med(r, n, "cpu_us_per_request"), 1))),
         ], names)
     if "rate" in results:
         r = results["rate"]
         out += table("Fixed 500 requests/s (latency from the scheduled start)", [
             ("latency p50 / p99 / p99.9, µs", per_target(r, names, lambda r, n: " / ".join(fmt(med(r, n, f"latency_us.{q}")) for q in ("p50", "p99", "p999")))),
-            ("added p50 / p99 / p99.9, µs", ["–"] + per_target(r, PROXIES, lambda r, n: " / ".join(fmt(added(r, n, f"latency_us.{q}")) for q in ("p50", "p99", "p999")))),
-            ("proxy CPU per request, µs", ["–"] + per_target(r, PROXIES, lambda r, n: fmt(med(r, n, "cpu_us_per_request"), 1))),
+            ("added p50 / p99 / p99.9, µs", ["–"] + per_target(r, proxies, lambda r, n: " / ".join(fmt(added(r, n, f"latency_us.{q}")) for q in ("p50", "p99", "p999")))),
+            ("proxy CPU per request, µs", ["–"] + per_target(r, proxies, lambda r, n: fmt(med(r, n, "cpu_us_per_request"), 1))),
             ("errors", per_target(r, names, lambda r, n: fmt(med(r, n, "errors")))),
         ], names)
     if "streams" in results:
         r = results["streams"]
         out += table(f"{results.get('streams_count', 1000):,} concurrent streams × 200 chunks, 20 ms apart", [
             ("time to first chunk p50 / p99, ms", per_target(r, names, lambda r, n: f"{fmt(ms(med(r, n, 'ttfb_us.p50')), 2)} / {fmt(ms(med(r, n, 'ttfb_us.p99')), 2)}")),
-            ("added time to first chunk p50, ms", ["–"] + per_target(r, PROXIES, lambda r, n: fmt(ms(added(r, n, "ttfb_us.p50")), 2))),
-            ("added gap p50 / p99, ms", ["–"] + per_target(r, PROXIES, lambda r, n: f"{fmt(ms(added(r, n, 'gap_us.p50')), 2)} / {fmt(ms(added(r, n, 'gap_us.p99')), 2)}")),
-            ("proxy CPU per stream, ms", ["–"] + per_target(r, PROXIES, lambda r, n: fmt(ms(med(r, n, "cpu_us_per_request")), 2))),
-            ("RSS per open stream, KiB", ["–"] + per_target(r, PROXIES, lambda r, n: fmt(rss_per_stream(r, n), 1))),
+            ("added time to first chunk p50, ms", ["–"] + per_target(r, proxies, lambda r, n: fmt(ms(added(r, n, "ttfb_us.p50")), 2))),
+            ("added gap p50 / p99, ms", ["–"] + per_target(r, proxies, lambda r, n: f"{fmt(ms(added(r, n, 'gap_us.p50')), 2)} / {fmt(ms(added(r, n, 'gap_us.p99')), 2)}")),
+            ("proxy CPU per stream, ms", ["–"] + per_target(r, proxies, lambda r, n: fmt(ms(med(r, n, "cpu_us_per_request")), 2))),
+            ("RSS per open stream, KiB", ["–"] + per_target(r, proxies, lambda r, n: fmt(rss_per_stream(r, n), 1))),
             ("errors", per_target(r, names, lambda r, n: fmt(med(r, n, "errors")))),
         ], names)
     return out

@@ -88,7 +88,15 @@ async fn answer(
     answers: Arc<Answers>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, hyper::Error> {
+    let traces = request.uri().path() == "/v1/traces";
     let body = request.into_body().collect().await?.to_bytes();
+    if traces {
+        // An OTLP/HTTP collector's answer: an empty ExportTraceServiceResponse.
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
+    }
     if !answers.config.first_byte_delay.is_zero() {
         tokio::time::sleep(answers.config.first_byte_delay).await;
     }
