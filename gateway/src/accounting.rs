@@ -89,7 +89,8 @@ impl Accounting {
         if self.transcribe.take().is_some()
             && let Some((_, server)) = &self.trace
         {
-            crate::traces::annotate(server, crate::traces::content::stream_reply(reasons, text));
+            let reply = || crate::traces::content::stream_reply(reasons, text);
+            crate::traces::annotate(server, reply);
         }
     }
 
@@ -98,7 +99,7 @@ impl Accounting {
         if let Some((_, text)) = self.transcribe.take()
             && let Some((_, server)) = &self.trace
         {
-            let reply = crate::traces::content::body_reply(protocol, body, text);
+            let reply = || crate::traces::content::body_reply(protocol, body, text);
             crate::traces::annotate(server, reply);
         }
     }
@@ -163,12 +164,15 @@ impl Accounting {
         // On the request's server span only: tools that add up usage per trace would count
         // it twice on the attempt's span too.
         if let Some((client, server)) = &self.trace {
-            crate::traces::annotate(server, usage_attributes(&usage));
             let model = &self.genai.gen_ai_response_model;
             let response_model =
-                opentelemetry::KeyValue::new("gen_ai.response.model", model.clone());
-            crate::traces::annotate(server, [response_model.clone()]);
-            crate::traces::annotate(client, [response_model]);
+                || opentelemetry::KeyValue::new("gen_ai.response.model", model.clone());
+            crate::traces::annotate(server, || {
+                let mut attributes = usage_attributes(&usage).to_vec();
+                attributes.push(response_model());
+                attributes
+            });
+            crate::traces::annotate(client, || [response_model()]);
         }
         for (direction, count) in [
             ("input", usage.prompt_tokens),

@@ -256,13 +256,12 @@ impl<'s> Run<'_, 's> {
                 target_state.observe_ttfb(sent.elapsed());
                 if let Some(context) = &span.0 {
                     let status = i64::from(response.status().as_u16());
-                    crate::traces::annotate(
-                        context,
+                    crate::traces::annotate(context, || {
                         [opentelemetry::KeyValue::new(
                             "http.response.status_code",
                             status,
-                        )],
-                    );
+                        )]
+                    });
                 }
                 let guards = (inflight, permit, span);
                 Step::Done(Ok(hold_until_body_ends(response, guards)), name)
@@ -300,14 +299,16 @@ impl<'s> Run<'_, 's> {
         use opentelemetry::KeyValue;
         let operation = crate::genai_metrics::operation(self.request.protocol);
         let genai = crate::genai_metrics::provider_name(provider.compiled.provider_type);
-        let attributes = vec![
-            KeyValue::new("gen_ai.operation.name", operation),
-            KeyValue::new("gen_ai.provider.name", genai),
-            KeyValue::new("gen_ai.request.model", target.upstream_model.clone()),
-            KeyValue::new("llm_gateway.provider", provider.compiled.name.clone()),
-            KeyValue::new("llm_gateway.attempt", i64::from(attempt)),
-        ];
-        let name = format!("{operation} {}", target.upstream_model);
+        let attributes = || {
+            vec![
+                KeyValue::new("gen_ai.operation.name", operation),
+                KeyValue::new("gen_ai.provider.name", genai),
+                KeyValue::new("gen_ai.request.model", target.upstream_model.clone()),
+                KeyValue::new("llm_gateway.provider", provider.compiled.name.clone()),
+                KeyValue::new("llm_gateway.attempt", i64::from(attempt)),
+            ]
+        };
+        let name = || format!("{operation} {}", target.upstream_model);
         crate::traces::client_span(name, attributes)
     }
 

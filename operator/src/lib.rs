@@ -34,6 +34,7 @@ pub mod pod_policy;
 pub mod shutdown;
 pub mod startup;
 pub mod status;
+pub mod traces;
 pub mod usage_redis;
 pub mod usage_sync;
 

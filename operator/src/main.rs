@@ -82,7 +82,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(args.log_format);
+    let traces = logging::init(args.log_format);
     let images = match ImagePolicy::parse(&args.allowed_image_repositories) {
         Ok(images) => images,
         Err(e) => {
@@ -161,6 +161,10 @@ async fn main() -> ExitCode {
         drop(tokio::time::timeout(ADMIN_GRACE, &mut admin).await);
     }
     tracing::info!("llm-gateway-operator stopped");
+    if let Some(traces) = traces {
+        // Off the runtime: the flush waits on the exporter's thread.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     code
 }
 

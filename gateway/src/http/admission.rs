@@ -139,7 +139,7 @@ async fn decide(
         .admit(&mut demand)
         .await
         .map_err(|_| ApiError::LimiterUnavailable)?;
-    if crate::traces::enabled() {
+    if crate::traces::recording() {
         annotate_decision(store, &verdict);
     }
     let statuses = match verdict {
@@ -180,7 +180,7 @@ fn annotate_decision(store: Store, verdict: &Verdict) {
         KeyValue::new("llm_gateway.limiter.decision", decision),
         KeyValue::new("llm_gateway.limiter.store", store),
     ];
-    crate::traces::annotate(&opentelemetry::Context::current(), attributes);
+    crate::traces::annotate(&opentelemetry::Context::current(), || attributes);
 }
 
 /// Every target the request may reach: the route's and its fallbacks' (admission reserves for

@@ -117,11 +117,11 @@ async fn route_and_serve(
         Protocol::Embeddings => ClientRequest::parse_embeddings(bytes)?,
     };
     let route = allowed_route(snapshot, caller.key, &request.model)?;
-    if crate::traces::enabled() {
+    if crate::traces::recording() {
         annotate_request(&request, snapshot.generation);
         if crate::traces::content::captured(route.compiled.capture_content) {
             let prompt = crate::traces::content::input(request.protocol, &request.body);
-            crate::traces::annotate(&opentelemetry::Context::current(), prompt);
+            crate::traces::annotate(&opentelemetry::Context::current(), || prompt);
         }
     }
     let label = caller.label.clone();
@@ -191,7 +191,7 @@ fn annotate_request(request: &ClientRequest, generation: u64) {
             }
         }
     }
-    crate::traces::annotate(&opentelemetry::Context::current(), attributes);
+    crate::traces::annotate(&opentelemetry::Context::current(), || attributes);
 }
 
 /// The caller (authenticated first, so an unknown caller learns nothing of the body's fate)

@@ -33,21 +33,24 @@ fn name(method: &http::Method, path: &str) -> String {
 
 /// Starts the server span of `request` (`None` while traces are off).
 pub(super) fn start_server(request: &Request, path: &str) -> Option<Context> {
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", request.method().to_string()),
-        KeyValue::new("url.path", path.to_owned()),
-    ];
-    let operation = match protocol_of(path) {
-        "chat" | "responses" | "messages" => Some("chat"),
-        "embeddings" => Some("embeddings"),
-        "completions" => Some("text_completion"),
-        _ => None,
+    let method = request.method();
+    let attributes = || {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("url.path", path.to_owned()),
+        ];
+        let operation = match protocol_of(path) {
+            "chat" | "responses" | "messages" => Some("chat"),
+            "embeddings" => Some("embeddings"),
+            "completions" => Some("text_completion"),
+            _ => None,
+        };
+        if let Some(operation) = operation {
+            attributes.push(KeyValue::new("gen_ai.operation.name", operation));
+        }
+        attributes
     };
-    if let Some(operation) = operation {
-        attributes.push(KeyValue::new("gen_ai.operation.name", operation));
-    }
-    let name = name(request.method(), path);
-    crate::traces::server_span(request.headers(), name, attributes)
+    crate::traces::server_span(request.headers(), || name(method, path), attributes)
 }
 
 /// Sets what the request came to on its server span, and ends it: a 5xx is an error of the
@@ -58,6 +61,20 @@ pub(super) fn end_server(
     served: Option<&Served>,
     error: Option<ErrorLabel>,
 ) {
+    crate::traces::annotate(context, || end_attributes(status, served, error));
+    let span = context.span();
+    if status >= 500 {
+        span.set_status(Status::error(error.map_or("server error", |e| e.0)));
+    }
+    span.end();
+}
+
+/// What the request came to, for its server span.
+fn end_attributes(
+    status: u16,
+    served: Option<&Served>,
+    error: Option<ErrorLabel>,
+) -> Vec<KeyValue> {
     let mut attributes = vec![KeyValue::new(
         "http.response.status_code",
         i64::from(status),
@@ -79,12 +96,7 @@ pub(super) fn end_server(
     if let Some(ErrorLabel(kind)) = error {
         attributes.push(KeyValue::new("error.type", kind));
     }
-    crate::traces::annotate(context, attributes);
-    let span = context.span();
-    if status >= 500 {
-        span.set_status(Status::error(error.map_or("server error", |e| e.0)));
-    }
-    span.end();
+    attributes
 }
 
 #[cfg(test)]

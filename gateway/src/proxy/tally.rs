@@ -39,7 +39,7 @@ impl<'s> Tally<'s> {
     }
 
     fn note(&mut self, reason: String, wait: Option<Duration>) {
-        if crate::traces::enabled() {
+        if crate::traces::recording() {
             use opentelemetry::trace::TraceContextExt;
             let attribute = opentelemetry::KeyValue::new("llm_gateway.reason", reason.clone());
             let context = opentelemetry::Context::current();

@@ -93,32 +93,38 @@ fn tracer() -> Option<&'static SdkTracer> {
 }
 
 /// A request's server span, child of the client's `traceparent` when it sent one.
+/// Its `attributes` are built only when it is sampled.
 pub fn server_span(
     headers: &HeaderMap,
-    name: String,
-    attributes: Vec<KeyValue>,
+    name: impl FnOnce() -> String,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
 ) -> Option<Context> {
     let tracer = tracer()?;
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     let span = tracer
-        .span_builder(name)
+        .span_builder(name())
         .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
         .start_with_context(tracer, &parent);
-    Some(parent.with_span(span))
+    let context = parent.with_span(span);
+    annotate(&context, attributes);
+    Some(context)
 }
 
 /// An upstream attempt's client span, child of the request's server span (the current
 /// context), and the headers that carry it upstream.
-pub fn client_span(name: String, attributes: Vec<KeyValue>) -> Option<(Context, HeaderMap)> {
+/// Its `attributes` are built only when it is sampled.
+pub fn client_span(
+    name: impl FnOnce() -> String,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+) -> Option<(Context, HeaderMap)> {
     let tracer = tracer()?;
     let parent = Context::current();
     let span = tracer
-        .span_builder(name)
+        .span_builder(name())
         .with_kind(SpanKind::Client)
-        .with_attributes(attributes)
         .start_with_context(tracer, &parent);
     let context = parent.with_span(span);
+    annotate(&context, attributes);
     let mut headers = HeaderMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
     // The client's `tracestate` (up to 32 entries) is its business, not the provider's.
@@ -135,12 +141,23 @@ pub fn fail(span: &EndOnDrop, kind: &'static str) {
     }
 }
 
-/// Sets `attributes` on the span of `context`.
-pub fn annotate(context: &Context, attributes: impl IntoIterator<Item = KeyValue>) {
+/// Sets `attributes` on the span of `context`, built only when the span is sampled (an
+/// unsampled request pays for no attribute).
+pub fn annotate<I: IntoIterator<Item = KeyValue>>(
+    context: &Context,
+    attributes: impl FnOnce() -> I,
+) {
     let span = context.span();
-    for attribute in attributes {
-        span.set_attribute(attribute);
+    if span.is_recording() {
+        for attribute in attributes() {
+            span.set_attribute(attribute);
+        }
     }
+}
+
+/// Whether the current context's span is sampled (traces on, and this request picked).
+pub fn recording() -> bool {
+    enabled() && Context::current().span().is_recording()
 }
 
 /// Ends the span of a context when dropped (kept with a response body, it ends the span

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod manifests;
+pub mod otlp;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod scenario;
