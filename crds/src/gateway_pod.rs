@@ -112,6 +112,11 @@ pub struct Telemetry {
     /// traces then reads the conversations.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capture_content: bool,
+    /// A Secret entry holding headers for the collector, `key=value` pairs separated by commas
+    /// (`authorization=Bearer …`, `x-honeycomb-team=…`), sent with every export; read by the
+    /// kubelet into the pods' `OTEL_EXPORTER_OTLP_HEADERS`, never written to the settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers_secret_ref: Option<crate::refs::SecretKeyRef>,
 }
 
 /// An OTLP transport.
@@ -189,7 +194,7 @@ impl UsageEvents {
 /// gateway out of operator mode or around its authentication (`CONFIG_DIR`, `DEV_MODE`,
 /// `HOST`, the standalone `JWT_*` settings; use `spec.auth.jwt`; `CORS_*`: use `spec.cors`;
 /// the exporter's `OTEL_*`: use `spec.telemetry`).
-pub const RESERVED_ENV: [&str; 41] = [
+pub const RESERVED_ENV: [&str; 43] = [
     "WATCH_NAMESPACE",
     "GATEWAY_NAME",
     "PORT",
@@ -231,6 +236,8 @@ pub const RESERVED_ENV: [&str; 41] = [
     "OTEL_TRACES_EXPORTER",
     "USAGE_EVENTS_PATH",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
 ];
 
 /// Environment variables `spec.env` may not set because they move the gateway's egress: the

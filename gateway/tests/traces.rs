@@ -58,6 +58,10 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
         ("OTEL_SERVICE_NAME", "gateway-under-test"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer collector-token",
+        ),
     ];
     let gateway = Gateway::start(&manifests(&upstream.base_url, &key), key.clone(), &env).await;
     let response = reqwest::Client::new()
@@ -162,6 +166,12 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
     // Metadata only: no prompt, no key.
     let everything = format!("{spans:?}");
     assert!(!everything.contains("a secret prompt") && !everything.contains(&key));
+    // The collector's credentials went with every export.
+    let sent = receiver.1.lock().unwrap().clone();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|a| a == "Bearer collector-token"),
+        "{sent:?}"
+    );
     let exported = r#"llm_trace_spans_total{outcome="exported"}"#;
     let exported = common::metric(&gateway.admin_url, exported)
         .await

@@ -17,7 +17,7 @@ def test_the_benchmark_runs_every_target_and_prints_the_table(tmp_path):
         assert (binaries / name).is_file(), f"{name} is not built; run-all.sh builds it"
     done = subprocess.run(
         [sys.executable, str(ROOT / "tests/bench/bench.py"), "--binaries", str(binaries),
-         "--rounds", "1", "--seconds", "0.5", "--streams", "20", "--skip", "soak",
+         "--rounds", "1", "--seconds", "0.5", "--streams", "20", "--skip", "soak", "--traces",
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -28,6 +28,10 @@ def test_the_benchmark_runs_every_target_and_prints_the_table(tmp_path):
             assert report["errors"] == 0, (scenario, target, report["error_samples"])
             assert report["ok"] > 0, (scenario, target)
         assert results[scenario]["gateway"][0]["cpu_us_per_request"] > 0
+    # Exporting traces (1% and 100% sampled, and to a collector that is down) fails nothing.
+    for target in ("gateway+traces 1%", "gateway+traces 100%", "gateway+traces, collector down"):
+        report = results["throughput"][target][0]
+        assert report["errors"] == 0 and report["ok"] > 0, (target, report)
     streams = results["streams"]["gateway"][0]
     assert streams["ok"] == 20 and streams["gap_us"]["count"] == 20 * 200
     reload = results["reload"]
@@ -35,3 +39,4 @@ def test_the_benchmark_runs_every_target_and_prints_the_table(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| CPU per request, saturated (gateway / nginx) |" in table
     assert "### Reload under load" in table and table in done.stdout
+    assert "gateway+traces 100%" in table

@@ -12,9 +12,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-/// Every span the receiver was sent.
+/// Every span the receiver was sent, and the `authorization` metadata of each export.
 #[derive(Clone, Default)]
-pub struct Receiver(pub Arc<Mutex<Vec<Span>>>);
+pub struct Receiver(pub Arc<Mutex<Vec<Span>>>, pub Arc<Mutex<Vec<String>>>);
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
@@ -22,6 +22,14 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let authorization = request.metadata().get("authorization");
+        let authorization = authorization
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        self.1
+            .lock()
+            .expect("receiver lock")
+            .push(authorization.to_owned());
         let spans = request
             .into_inner()
             .resource_spans

@@ -90,6 +90,14 @@ fn env(gateway: &LlmGateway) -> Vec<EnvVar> {
         let url = &redis.url_secret_ref;
         env.push(workload::secret_env("REDIS_URL", &url.name, &url.key));
     }
+    if let Some(headers) = spec
+        .telemetry
+        .as_ref()
+        .and_then(|t| t.headers_secret_ref.as_ref())
+    {
+        let name = "OTEL_EXPORTER_OTLP_HEADERS";
+        env.push(workload::secret_env(name, &headers.name, &headers.key));
+    }
     env.push(EnvVar {
         name: "POD_NAME".to_owned(),
         value_from: Some(EnvVarSource {

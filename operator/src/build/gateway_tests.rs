@@ -206,3 +206,25 @@ fn usage_events_go_to_the_pods_standard_output() {
             .is_none()
     );
 }
+
+#[test]
+fn collector_headers_come_from_a_secret_never_from_the_settings() {
+    let spec = json!({"telemetry": {
+        "otlpEndpoint": "https://api.honeycomb.io",
+        "protocol": "httpProtobuf",
+        "headersSecretRef": {"name": "collector", "key": "headers"}
+    }});
+    let template = pod(spec.clone());
+    let env = template["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let headers = env
+        .iter()
+        .find(|v| v["name"] == "OTEL_EXPORTER_OTLP_HEADERS")
+        .expect("the headers variable");
+    assert_eq!(headers["valueFrom"]["secretKeyRef"]["name"], "collector");
+    assert_eq!(headers["valueFrom"]["secretKeyRef"]["key"], "headers");
+    let children = children(&gateway(spec));
+    let settings = &find(&children, "ConfigMap")["data"];
+    assert!(settings.get("OTEL_EXPORTER_OTLP_HEADERS").is_none());
+}
