@@ -90,7 +90,6 @@ impl Default for Shutdown {
 /// Where and how the gateway pods export their traces.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!self.otlpEndpoint.startsWith('https://') || (has(self.protocol) && self.protocol == 'httpProtobuf')").message("telemetry: an https:// collector needs protocol: httpProtobuf (OTLP over gRPC is plaintext only for now)"))]
 pub struct Telemetry {
     /// The collector's OTLP endpoint, e.g. `http://otel-collector.observability:4317` (gRPC)
     /// or `http://otel-collector.observability:4318` (HTTP/protobuf).

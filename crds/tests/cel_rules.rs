@@ -148,10 +148,11 @@ fn gateway_rules() {
         errors.contains("allowCredentials cannot be used with the origin '*'"),
         "{errors}"
     );
-    // The gateway's gRPC exporter speaks plaintext only: an https:// collector needs HTTP.
-    let errors =
-        gateway("{telemetry: {otlpEndpoint: 'https://collector.example.com:4317'}}").unwrap();
-    assert!(errors.contains("needs protocol: httpProtobuf"), "{errors}");
+    // Both transports speak TLS to an https:// collector.
+    assert_eq!(
+        gateway("{telemetry: {otlpEndpoint: 'https://collector.example.com:4317'}}"),
+        None
+    );
     assert_eq!(
         gateway(
             "{telemetry: {otlpEndpoint: 'https://collector.example.com:4318', protocol: httpProtobuf}}"

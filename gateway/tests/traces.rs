@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::otlp::{Receiver, receiver};
+use common::otlp::{Receiver, receiver, tls_receiver};
 use common::{Gateway, manifests, new_key};
 use futures_util::StreamExt;
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
@@ -39,6 +39,7 @@ fn int(span: &Span, key: &str) -> i64 {
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 /// `SpanKind` numbers of the OTLP protocol.
 const SERVER: i32 = 2;
@@ -68,6 +69,7 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
         .post(format!("{}/v1/chat/completions", gateway.url))
         .bearer_auth(&key)
         .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .header("tracestate", TRACESTATE)
         .json(
             &json!({"model": "alias", "stream": true, "max_tokens": 50, "temperature": 0.25,
                       "messages": [{"role": "user", "content": "a secret prompt"}]}),
@@ -163,6 +165,12 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
         .map(|c| format!("00-{TRACE_ID}-{}-01", hex::encode(&c.span_id)))
         .collect();
     assert_eq!(sent, expected);
+    for request in upstream.requests() {
+        assert_eq!(
+            request.headers["tracestate"], TRACESTATE,
+            "the client's tracestate goes on"
+        );
+    }
     // Metadata only: no prompt, no key.
     let everything = format!("{spans:?}");
     assert!(!everything.contains("a secret prompt") && !everything.contains(&key));
@@ -299,4 +307,106 @@ async fn content_is_captured_only_for_a_route_whose_policy_asks() {
     );
     assert!(attribute(uncaptured[0], "gen_ai.output.messages").is_none());
     assert!(!format!("{spans:?}").contains("private words"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_target_and_the_limiter_s_decision_are_on_the_server_span() {
+    let (receiver, endpoint) = receiver().await;
+    let upstream = MockUpstream::start().await;
+    let key = new_key();
+    let config = manifests(&upstream.base_url, &key).replace(
+        "owner: team-a,",
+        "owner: team-a, limits: {requestsPerMinute: 1000},",
+    );
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let gateway = Gateway::start(&config, key, &env).await;
+    // The upstream asks for 30 s: the next request finds its only target cooling.
+    upstream.set_fault(Fault {
+        status: Some(429),
+        retry_after: Some("30".into()),
+        times: Some(1),
+        ..Fault::default()
+    });
+    for _ in 0..2 {
+        let response = gateway
+            .chat(json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}]}))
+            .await;
+        assert_eq!(response.status(), 429);
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "the cooling target was skipped"
+    );
+
+    let spans = server_spans(&receiver, 2).await;
+    for span in &spans {
+        assert_eq!(text(span, "llm_gateway.limiter.decision"), "admitted");
+        assert_eq!(text(span, "llm_gateway.limiter.store"), "local");
+    }
+    let skips: Vec<String> = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .filter(|e| e.name == "llm_gateway.target_skipped")
+        .map(|e| format!("{:?}", e.attributes))
+        .collect();
+    // The first request's retry and the second request each found the target cooling.
+    assert_eq!(skips.len(), 2, "{spans:?}");
+    assert!(
+        skips[0].contains("upstream/upstream-model: cooling down"),
+        "{}",
+        skips[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_collector_is_reached_over_grpc_tls_trusting_its_ca() {
+    let (receiver, endpoint) = tls_receiver().await;
+    let upstream = MockUpstream::start().await;
+    let ca = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/otlp-tls/ca.pem"
+    );
+    let key = new_key();
+    let config = manifests(&upstream.base_url, &key);
+    let trusting = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let gateway = Gateway::start(&config, key.clone(), &trusting).await;
+    chat(&gateway, "alias", "hi", false).await;
+    assert_eq!(server_spans(&receiver, 1).await.len(), 1);
+    drop(gateway);
+
+    // Without the collector's CA the handshake fails: nothing arrives, and it is counted.
+    let distrusting = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
+    ];
+    let gateway = Gateway::start(&config, key, &distrusting).await;
+    let before = receiver.0.lock().unwrap().len();
+    chat(&gateway, "alias", "hi", false).await;
+    let failed = r#"llm_trace_spans_total{outcome="failed"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while common::metric(&gateway.admin_url, failed)
+        .await
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed export was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        receiver.0.lock().unwrap().len(),
+        before,
+        "an untrusted collector got spans"
+    );
 }

@@ -7,6 +7,10 @@
 mod common;
 
 #[path = "../../gateway/tests/common/otlp.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the gateway's tests, which use all of it"
+)]
 mod otlp;
 
 use std::time::Duration;

@@ -22,7 +22,8 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -50,11 +51,22 @@ pub fn init_from_env(
     let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_else(|| "grpc".to_owned());
+    let collector_ca = collector_ca()?;
     let mut exporter = match protocol.as_str() {
+        "grpc"
+            if endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("https://")) =>
+        {
+            SpanExporter::builder()
+                .with_tonic()
+                .with_tls_config(grpc_tls(collector_ca))
+                .build()
+        }
         "grpc" => SpanExporter::builder().with_tonic().build(),
         "http/protobuf" => SpanExporter::builder()
             .with_http()
-            .with_http_client(Reqwest(http_client()?))
+            .with_http_client(Reqwest(http_client(collector_ca)?))
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build(),
         other => {
@@ -126,9 +138,8 @@ pub fn client_span(
     let context = parent.with_span(span);
     annotate(&context, attributes);
     let mut headers = HeaderMap::new();
+    // `traceparent` names this attempt; the client's `tracestate` goes on unchanged (W3C).
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
-    // The client's `tracestate` (up to 32 entries) is its business, not the provider's.
-    headers.remove("tracestate");
     Some((context, headers))
 }
 
@@ -174,12 +185,41 @@ impl Drop for EndOnDrop {
 }
 
 /// A client for OTLP/HTTP whose every request ends within the export timeout (the exporter
-/// bounds only its retries when given a client of ours).
-fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(export::Batching::from_env().timeout)
+/// bounds only its retries when given a client of ours), trusting `collector_ca` too.
+fn http_client(collector_ca: Option<Vec<u8>>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(export::Batching::from_env().timeout);
+    if let Some(pem) = collector_ca {
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("OTEL_EXPORTER_OTLP_CERTIFICATE: {e}"))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
         .build()
         .map_err(|e| format!("OTLP HTTP client: {e}"))
+}
+
+/// TLS to an `https://` gRPC collector: the platform's and Mozilla's roots, plus
+/// `collector_ca` when given.
+fn grpc_tls(collector_ca: Option<Vec<u8>>) -> ClientTlsConfig {
+    let config = ClientTlsConfig::new().with_enabled_roots();
+    match collector_ca {
+        Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+        None => config,
+    }
+}
+
+/// The PEM file of `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`:
+/// a certificate authority to trust for the collector (a private one).
+fn collector_ca() -> Result<Option<Vec<u8>>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(path) = var("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+    else {
+        return Ok(None);
+    };
+    std::fs::read(&path)
+        .map(Some)
+        .map_err(|e| format!("OTEL_EXPORTER_OTLP_CERTIFICATE {path}: {e}"))
 }
 
 /// The OTLP/HTTP transport on the gateway's own reqwest (the exporter's built-in clients

@@ -43,21 +43,35 @@ impl TraceService for Receiver {
 
 /// Starts the receiver on a free loopback port; returns it and its endpoint.
 pub async fn receiver() -> (Receiver, String) {
+    start(tonic::transport::Server::builder(), "http").await
+}
+
+/// The receiver over TLS, with the certificate of `tests/fixtures/otlp-tls` (whose `ca.pem`
+/// the client must trust).
+pub async fn tls_receiver() -> (Receiver, String) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/otlp-tls");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("a fixture");
+    let identity =
+        tonic::transport::Identity::from_pem(read("collector.pem"), read("collector.key"));
+    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .expect("TLS");
+    start(server, "https").await
+}
+
+async fn start(mut server: tonic::transport::Server, scheme: &str) -> (Receiver, String) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let address = listener.local_addr().expect("its address");
     drop(listener);
     let receiver = Receiver::default();
     let service = TraceServiceServer::new(receiver.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve(address),
-    );
+    tokio::spawn(server.add_service(service).serve(address));
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(address).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    (receiver, format!("http://{address}"))
+    (receiver, format!("{scheme}://{address}"))
 }
