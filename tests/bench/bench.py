@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from harness import config, procs, reload, report, scenarios  # noqa: E402
+from harness import config, peers, procs, reload, report, scenarios  # noqa: E402
 
 STREAM_CHUNKS = 200
 STREAM_GAP_MS = 20  # 50 tokens per second, a fast model's pace
@@ -42,6 +42,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--traces", action="store_true",
                         help="also measure the gateway exporting traces (1%% and 100%% sampled, "
                              "and with its collector down)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also measure LiteLLM's proxy and the Portkey gateway "
+                             "(run.sh --peers installs them)")
+    parser.add_argument("--peers-dir", type=pathlib.Path,
+                        default=pathlib.Path("target/bench/peers"))
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("target/bench"))
     args = parser.parse_args()
     if args.quick:
@@ -128,6 +133,12 @@ def run_all(args, settings, workdir, services, results) -> None:
     ]
     if args.traces:
         targets += traced_targets(settings, workdir, mock.port, start)
+    if args.peers:
+        litellm = start(peers.start_litellm(args.peers_dir, workdir, mock.port))
+        portkey = start(peers.start_portkey(args.peers_dir, workdir))
+        targets += [scenarios.Target("litellm", litellm.port, litellm, peers.litellm_headers()),
+                    scenarios.Target("portkey", portkey.port, portkey,
+                                     peers.portkey_headers(mock.port))]
     results["idle_rss_kib"] = {t.name: scenarios.idle_rss(t) for t in targets}
     if "throughput" not in args.skip:
         say("throughput: concurrency 64, non-streaming")

@@ -18,5 +18,19 @@ if ((${#missing[@]})); then
     rm -f /usr/sbin/policy-rc.d
 fi
 
+# The peers (--peers), pinned, installed once into target/bench/peers.
+if [[ " $* " == *" --peers "* ]]; then
+    peers=target/bench/peers
+    if [[ ! -x $peers/venv/bin/litellm ]]; then
+        echo "bench: installing LiteLLM's proxy into $peers/venv" >&2
+        python3 -m venv "$peers/venv"
+        "$peers/venv/bin/pip" install -q 'litellm[proxy]==1.108.7'
+    fi
+    if [[ ! -f $peers/node_modules/@portkey-ai/gateway/build/start-server.js ]]; then
+        echo "bench: installing the Portkey gateway into $peers" >&2
+        npm install --silent --no-audit --no-fund --prefix "$peers" @portkey-ai/gateway@1.15.2
+    fi
+fi
+
 cargo build --release --locked -p llm-gateway -p llm-gateway-bench
 exec python3 tests/bench/bench.py "$@"

@@ -76,7 +76,8 @@ def rss_kib(pid: int) -> int:
 class Service:
     """A long-running process of the benchmark, stopped on exit."""
 
-    def __init__(self, name: str, argv: list[str], port: int, core: str, env=None, log=None):
+    def __init__(self, name: str, argv: list[str], port: int, core: str, env=None, log=None,
+                 timeout: float = 30):
         self.name = name
         self.port = port
         self.log = log
@@ -88,7 +89,7 @@ class Service:
             stderr=output,
             stdin=subprocess.DEVNULL,
         )
-        wait_for_port(port, self.process, name)
+        wait_for_port(port, self.process, name, timeout)
 
     @property
     def pid(self) -> int:

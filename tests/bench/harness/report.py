@@ -7,8 +7,9 @@ from __future__ import annotations
 import statistics
 
 PROXIES = ["nginx", "gateway", "gateway+auth+redis"]
-# Measured with `--traces` only.
+# Measured with `--traces` and `--peers` only.
 TRACED = ["gateway+traces 1%", "gateway+traces 100%", "gateway+traces, collector down"]
+PEERS = ["litellm", "portkey"]
 
 
 def _get(report: dict, path: str) -> float:
@@ -54,7 +55,7 @@ def per_target(results: dict, names: list[str], fn) -> list[str]:
 
 
 def scenario_tables(results: dict) -> list[str]:
-    proxies = PROXIES + [t for t in TRACED if t in results.get("idle_rss_kib", {})]
+    proxies = PROXIES + [t for t in TRACED + PEERS if t in results.get("idle_rss_kib", {})]
     names = ["direct", *proxies]
     out: list[str] = []
     if "throughput" in results:
