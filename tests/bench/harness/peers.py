@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import time
-import urllib.request
 
 from harness import procs
 
@@ -27,20 +25,6 @@ general_settings: {{master_key: "{master_key}", disable_spend_logs: true}}
 LITELLM_MASTER_KEY = "sk-bench-4f9c2e7a1b8d6035e2c4a9f71d0b3e68"
 
 
-def _ready(service: procs.Service, url: str, timeout: float = 180) -> procs.Service:
-    """Waits until `url` answers 200 (peers listen before they can serve)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return service
-        except OSError:
-            time.sleep(0.2)
-    service.stop()
-    raise RuntimeError(f"{service.name} did not become ready at {url}")
-
-
 def start_litellm(peers: pathlib.Path, workdir: pathlib.Path, upstream: int) -> procs.Service:
     """LiteLLM's proxy, one worker, its own logging at ERROR, spend logs off."""
     port = procs.free_port()
@@ -51,7 +35,7 @@ def start_litellm(peers: pathlib.Path, workdir: pathlib.Path, upstream: int) -> 
     env = {**os.environ, "LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True"}
     service = procs.Service("litellm", argv, port, procs.PROXY_CORE, env=env,
                             log=workdir / "litellm.log", timeout=180)
-    return _ready(service, f"http://127.0.0.1:{port}/health/liveliness")
+    return procs.wait_ready(service, f"http://127.0.0.1:{port}/health/liveliness", 180)
 
 
 def start_portkey(peers: pathlib.Path, workdir: pathlib.Path) -> procs.Service:
@@ -62,7 +46,7 @@ def start_portkey(peers: pathlib.Path, workdir: pathlib.Path) -> procs.Service:
     env = {**os.environ, "NODE_ENV": "production"}
     service = procs.Service("portkey", argv, port, procs.PROXY_CORE, env=env,
                             log=workdir / "portkey.log", timeout=60)
-    return _ready(service, f"http://127.0.0.1:{port}/")
+    return procs.wait_ready(service, f"http://127.0.0.1:{port}/", 60)
 
 
 def litellm_headers() -> list[str]:

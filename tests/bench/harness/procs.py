@@ -177,16 +177,22 @@ def start_gateway(binaries: dict, config: pathlib.Path, workdir: pathlib.Path, e
                 **(env or {})}
     service = Service(name, [binaries["llm-gateway"], "--config", str(config)], port,
                       PROXY_CORE, env=full_env, log=workdir / f"{name}.log")
-    deadline = time.monotonic() + 60
+    return wait_ready(service, f"http://127.0.0.1:{port}/ready", 60)
+
+
+def wait_ready(service: Service, url: str, timeout: float) -> Service:
+    """Waits until `url` answers 200 (a proxy listens before it can serve); stops the service
+    and fails if it never does."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
-                if r.status == 200:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
                     return service
         except OSError:
             time.sleep(0.05)
     service.stop()
-    raise RuntimeError(f"{name} did not become ready; see {workdir / (name + '.log')}")
+    raise RuntimeError(f"{service.name} did not become ready at {url}; see {service.log}")
 
 
 def run_load(binaries: dict, port: int, *args: str, timeout: float = 900) -> dict:
