@@ -180,11 +180,22 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
         !sent.is_empty() && sent.iter().all(|a| a == "Bearer collector-token"),
         "{sent:?}"
     );
+    // Counted once the collector's answer is back, which may trail the spans' arrival.
     let exported = r#"llm_trace_spans_total{outcome="exported"}"#;
-    let exported = common::metric(&gateway.admin_url, exported)
-        .await
-        .unwrap_or(0.0);
-    assert!(exported >= 3.0, "{exported} spans counted as exported");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted = common::metric(&gateway.admin_url, exported)
+            .await
+            .unwrap_or(0.0);
+        if counted >= 3.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{counted} spans counted as exported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
