@@ -181,21 +181,7 @@ async fn a_retried_stream_is_one_server_span_with_a_client_span_per_attempt() {
         "{sent:?}"
     );
     // Counted once the collector's answer is back, which may trail the spans' arrival.
-    let exported = r#"llm_trace_spans_total{outcome="exported"}"#;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let counted = common::metric(&gateway.admin_url, exported)
-            .await
-            .unwrap_or(0.0);
-        if counted >= 3.0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{counted} spans counted as exported"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    spans_counted(&gateway, "exported", 3.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,22 +388,29 @@ async fn an_https_collector_is_reached_over_grpc_tls_trusting_its_ca() {
     let gateway = Gateway::start(&config, key, &distrusting).await;
     let before = receiver.0.lock().unwrap().len();
     chat(&gateway, "alias", "hi", false).await;
-    let failed = r#"llm_trace_spans_total{outcome="failed"}"#;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while common::metric(&gateway.admin_url, failed)
-        .await
-        .unwrap_or(0.0)
-        < 1.0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the failed export was never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    spans_counted(&gateway, "failed", 1.0).await;
     assert_eq!(
         receiver.0.lock().unwrap().len(),
         before,
         "an untrusted collector got spans"
     );
+}
+
+/// Waits (at most 30 s) until the gateway counted `at_least` spans with `outcome`.
+async fn spans_counted(gateway: &Gateway, outcome: &str, at_least: f64) {
+    let name = format!("llm_trace_spans_total{{outcome=\"{outcome}\"}}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counted = common::metric(&gateway.admin_url, &name)
+            .await
+            .unwrap_or(0.0);
+        if counted >= at_least {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{counted} spans counted {outcome}, expected {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
