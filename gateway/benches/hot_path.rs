@@ -8,6 +8,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -16,6 +17,7 @@ use llm_gateway::config::source_dir;
 use llm_gateway::metrics::Metrics;
 use llm_gateway::request::ClientRequest;
 use llm_gateway::targets::TargetRegistry;
+use llm_gateway::upstream_http::{Transport, TransportSettings};
 use llm_gateway_crds::compile::{CompileInputs, compile};
 use llm_gateway_crds::compiled::CompiledConfig;
 
@@ -78,9 +80,11 @@ fn benches(c: &mut Criterion) {
         .collect();
     let dir = config_dir(&keys);
     let registry = TargetRegistry::new(Arc::new(Metrics::new()));
-    // The loader reuses each provider's pooled client across reloads; so does this.
-    let client = reqwest::Client::new();
-    let snapshot = Snapshot::new(compiled(dir.path()), 1, &registry, &mut |_| client.clone());
+    // The loader reuses each provider's transport across reloads; so does this.
+    let transport = Transport::new(Duration::from_secs(1), true, TransportSettings::default());
+    let snapshot = Snapshot::new(compiled(dir.path()), 1, &registry, &mut |_| {
+        transport.clone()
+    });
 
     let mut group = c.benchmark_group("parse");
     for (name, body) in [("small", small_body()), ("16KiB", large_body())] {
@@ -119,7 +123,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("snapshot from compiled", |b| {
         b.iter_batched(
             || compiled(dir.path()),
-            |config| Snapshot::new(config, 2, &registry, &mut |_| client.clone()),
+            |config| Snapshot::new(config, 2, &registry, &mut |_| transport.clone()),
             BatchSize::LargeInput,
         )
     });

@@ -180,6 +180,17 @@ pub struct ServeArgs {
         default_value_t = crate::providers::upstream::DEFAULT_MAX_EVENT_BYTES
     )]
     pub max_upstream_event_bytes: usize,
+    /// Idle keep-alive connections kept per upstream origin; one released beyond it is closed.
+    #[arg(
+        long,
+        env = "UPSTREAM_POOL_MAX_IDLE_PER_HOST",
+        default_value_t = crate::upstream_http::DEFAULT_MAX_IDLE_PER_ORIGIN
+    )]
+    pub upstream_pool_max_idle_per_host: usize,
+    /// Offer HTTP/2 to upstreams by ALPN (through the general-purpose client, which runs each
+    /// connection in a task of its own). Off: HTTP/1.1 connections driven in the request's task.
+    #[arg(long, env = "UPSTREAM_HTTP2", default_value_t = false, action = clap::ArgAction::Set)]
+    pub upstream_http2: bool,
     /// After SIGTERM: time between readiness turning false and the listener closing (lets
     /// load balancers stop sending new connections), e.g. "5s".
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s")]
@@ -310,6 +321,17 @@ impl ServeArgs {
         crate::providers::upstream::UpstreamLimits {
             body_bytes: self.max_upstream_body_bytes,
             event_bytes: self.max_upstream_event_bytes,
+        }
+    }
+
+    /// How upstream connections are made and kept.
+    pub fn transport(&self) -> crate::upstream_http::TransportSettings {
+        crate::upstream_http::TransportSettings {
+            pool: crate::upstream_http::PoolLimits {
+                max_idle_per_origin: self.upstream_pool_max_idle_per_host,
+                idle_timeout: crate::upstream_http::IDLE_TIMEOUT,
+            },
+            http2: self.upstream_http2,
         }
     }
 

@@ -66,6 +66,15 @@ impl GuardedResolver {
         }
     }
 
+    /// The addresses the gateway may connect to for `host`, in the resolver's order (the
+    /// in-task upstream transport's lookup).
+    pub async fn lookup_allowed(&self, host: &str) -> Result<Vec<SocketAddr>, BoxError> {
+        let proxy = self.is_proxy(host);
+        lookup(self.field, self.forbidden, host.to_owned(), proxy)
+            .await
+            .map(Iterator::collect)
+    }
+
     fn is_proxy(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.');
         self.proxies.iter().any(|p| p.eq_ignore_ascii_case(host))
@@ -145,15 +154,26 @@ fn allowed_only(addresses: &[SocketAddr], forbidden: fn(IpAddr) -> bool) -> Vec<
         .collect()
 }
 
+/// Whether the environment names a forward proxy (which only the general-purpose client
+/// honours).
+pub fn forward_proxy_configured() -> bool {
+    PROXY_VARIABLES
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
+
 /// The client for a provider's upstream calls: the same settings for every provider with this
 /// connect timeout, and the guarded resolver unless the provider allows local addresses.
 /// Redirects are never followed: an upstream's redirect is its answer, passed to the client as
-/// is; following it would send the provider credential wherever the upstream points.
-pub fn http_client(connect: Duration, allow_local: bool) -> reqwest::Client {
-    guarded_builder("baseUrl", allow_local)
+/// is; following it would send the provider credential wherever the upstream points. HTTP/2
+/// is offered by ALPN only when `http2` (`UPSTREAM_HTTP2`) asks for it.
+pub fn http_client(connect: Duration, allow_local: bool, http2: bool) -> reqwest::Client {
+    let builder = guarded_builder("baseUrl", allow_local)
         .connect_timeout(connect)
         .pool_idle_timeout(POOL_IDLE)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    let builder = if http2 { builder } else { builder.http1_only() };
+    builder
         .build()
         // Only fails when the TLS backend cannot initialise, and then so does the default.
         .unwrap_or_default()
@@ -262,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_refusal_survives_the_http_client_and_is_found_in_its_error() {
-        let error = http_client(Duration::from_secs(1), false)
+        let error = http_client(Duration::from_secs(1), false, false)
             .get("http://localhost:9/v1/models")
             .send()
             .await
@@ -294,7 +314,7 @@ mod tests {
                 let _ = socket.write_all(answer.as_bytes()).await;
             }
         });
-        let response = http_client(Duration::from_secs(1), true)
+        let response = http_client(Duration::from_secs(1), true, false)
             .get(format!("http://127.0.0.1:{port}/v1/models"))
             .send()
             .await

@@ -47,6 +47,7 @@ pub mod telemetry;
 pub mod token_usage;
 pub(crate) mod traces;
 pub mod translate;
+pub mod upstream_http;
 pub mod usage_events;
 
 pub use http::router;

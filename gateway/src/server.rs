@@ -36,6 +36,7 @@ pub fn loader(
     )
     .with_default_jwt(args.jwt().map_err(anyhow::Error::msg)?)
     .with_dir_limits(args.config_limits())
+    .with_transport(args.transport())
     .with_dev_mode(args.dev))
 }
 

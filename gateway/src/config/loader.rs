@@ -19,6 +19,7 @@ use super::{Snapshot, SnapshotHandle, source_dir};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::notices::Notice;
 use crate::targets::TargetRegistry;
+use crate::upstream_http::{Transport, TransportSettings};
 
 #[cfg(test)]
 #[path = "loader_tests.rs"]
@@ -48,6 +49,7 @@ pub struct Loader {
     limits: source_dir::DirLimits,
     /// `--dev`: published keys and an empty pepper are served (see `key_policy`).
     dev: bool,
+    transport: TransportSettings,
     state: Mutex<LoaderState>,
 }
 
@@ -55,8 +57,9 @@ pub struct Loader {
 struct LoaderState {
     fingerprint: Option<u64>,
     generation: u64,
-    /// Clients by connect timeout, reused across reloads so connection pools survive them.
-    clients: HashMap<(Duration, bool), reqwest::Client>,
+    /// Transports by connect timeout and address policy, reused across reloads so connection
+    /// pools survive them.
+    transports: HashMap<(Duration, bool), Transport>,
 }
 
 impl Loader {
@@ -78,8 +81,15 @@ impl Loader {
             default_jwt: None,
             limits: source_dir::DirLimits::default(),
             dev: false,
+            transport: TransportSettings::default(),
             state: Mutex::default(),
         }
+    }
+
+    /// Upstream connection settings (`UPSTREAM_POOL_MAX_IDLE_PER_HOST`, `UPSTREAM_HTTP2`).
+    pub fn with_transport(mut self, settings: TransportSettings) -> Self {
+        self.transport = settings;
+        self
     }
 
     /// Where rejections (and, through the target registry, breaker transitions) are reported.
@@ -169,9 +179,10 @@ impl Loader {
             config.auth.jwt.clone_from(&self.default_jwt);
         }
         let generation = state.generation + 1;
-        let clients = &mut state.clients;
+        let transports = &mut state.transports;
+        let settings = self.transport;
         let snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
-            client_for(clients, p)
+            transport_for(transports, p, settings)
         });
         if !self.dev
             && let Some(refusal) = super::key_policy::refusal(&snapshot, &self.key_pepper)
@@ -238,16 +249,17 @@ impl Loader {
     }
 }
 
-fn client_for(
-    clients: &mut HashMap<(Duration, bool), reqwest::Client>,
+fn transport_for(
+    transports: &mut HashMap<(Duration, bool), Transport>,
     provider: &CompiledProvider,
-) -> reqwest::Client {
+    settings: TransportSettings,
+) -> Transport {
     let (connect, allow_local) = (
         provider.timeouts.connect.get(),
         provider.allow_local_addresses,
     );
-    clients
+    transports
         .entry((connect, allow_local))
-        .or_insert_with(|| crate::egress::http_client(connect, allow_local))
+        .or_insert_with(|| Transport::new(connect, allow_local, settings))
         .clone()
 }

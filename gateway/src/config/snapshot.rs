@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 pub use super::route::RouteRuntime;
 pub use crate::providers::ProviderRuntime;
 use crate::targets::TargetRegistry;
+use crate::upstream_http::Transport;
 
 /// One immutable configuration generation.
 #[derive(Debug)]
@@ -37,12 +38,12 @@ pub struct Snapshot {
 pub type KeyRejection = &'static str;
 
 impl Snapshot {
-    /// Builds a snapshot; `client_for` returns the pooled client for a provider.
+    /// Builds a snapshot; `transport_for` returns the upstream transport of a provider.
     pub fn new(
         config: CompiledConfig,
         generation: u64,
         targets: &TargetRegistry,
-        client_for: &mut dyn FnMut(&CompiledProvider) -> reqwest::Client,
+        transport_for: &mut dyn FnMut(&CompiledProvider) -> Transport,
     ) -> Self {
         let CompiledConfig {
             providers,
@@ -54,9 +55,9 @@ impl Snapshot {
         let providers = providers
             .into_iter()
             .map(|compiled| {
-                let client = client_for(&compiled);
+                let transport = transport_for(&compiled);
                 let bulkhead = targets.provider(&compiled.id);
-                ProviderRuntime::new(compiled, client, bulkhead)
+                ProviderRuntime::new(compiled, transport, bulkhead)
             })
             .collect::<Vec<_>>();
         let routes = routes
@@ -155,7 +156,10 @@ mod tests {
             config,
             1,
             &TargetRegistry::new(Default::default()),
-            &mut |_| reqwest::Client::new(),
+            &mut |_| {
+                let settings = crate::upstream_http::TransportSettings::default();
+                Transport::new(std::time::Duration::from_secs(1), false, settings)
+            },
         )
     }
 

@@ -40,7 +40,10 @@ pub(super) async fn to_client(
     }
     match reply {
         Reply::Body(status, body) => json(call, status, &body, back, accounting).await,
-        Reply::Stream(response) => Ok(relay(call, response.bytes_stream(), back, accounting)),
+        Reply::Stream(response) => {
+            let chunks = http_body_util::BodyDataStream::new(response.into_body());
+            Ok(relay(call, chunks, back, accounting))
+        }
         Reply::Events(events) => Ok(relay(call, events, back, accounting)),
     }
 }

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::Call;
 use crate::error::ApiError;
 use crate::sanitize::sanitize;
+use crate::upstream_http::{Error as TransportError, UpstreamBody};
 
 /// Default of `MAX_UPSTREAM_BODY_BYTES`. A chat completion is kilobytes; the largest replies
 /// are embeddings: OpenAI's biggest batch (2048 inputs) of 3072-dimension vectors in base64,
@@ -45,7 +46,7 @@ impl Default for UpstreamLimits {
 /// What came back from an upstream that answered successfully.
 pub enum Reply {
     /// A `text/event-stream` body, not yet read.
-    Stream(reqwest::Response),
+    Stream(http::Response<UpstreamBody>),
     /// Events the gateway makes itself (the fake provider), in the hub's format.
     Events(BoxStream<'static, Result<Bytes, Infallible>>),
     /// A complete body.
@@ -75,7 +76,11 @@ pub async fn exchange(
         Some((_, headers)) => request.headers(headers.clone()),
         None => request,
     };
-    let response = match tokio::time::timeout(timeouts.first_byte.get(), request.send()).await {
+    let request = request
+        .build()
+        .map_err(|e| send_error(&compiled.name, &e.into()))?;
+    let sent = call.provider.transport.send(request);
+    let response = match tokio::time::timeout(timeouts.first_byte.get(), sent).await {
         Err(_) => {
             return Err(timeout(
                 &compiled.name,
@@ -137,12 +142,18 @@ pub enum BodyError {
 /// its `Content-Length`, or the bytes read so far, exceed the cap; what was read is freed and
 /// the rest never read: dropping the unfinished body closes the connection instead of
 /// draining it (a reply hundreds of MB long once cost as much RSS).
-pub async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_capped(
+    response: http::Response<UpstreamBody>,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     let cap = u64::try_from(limit).unwrap_or(u64::MAX);
-    if response.content_length().is_some_and(|length| length > cap) {
+    let body = response.into_body();
+    if http_body::Body::size_hint(&body)
+        .exact()
+        .is_some_and(|length| length > cap)
+    {
         return Err(BodyError::TooLarge);
     }
-    let body = http::Response::<reqwest::Body>::from(response).into_body();
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
@@ -165,7 +176,7 @@ pub fn too_large(provider: &str, limit: usize) -> ApiError {
 
 fn read_error(provider: &str, error: Box<dyn std::error::Error + Send + Sync>) -> ApiError {
     match error.downcast::<reqwest::Error>() {
-        Ok(error) => send_error(provider, &error),
+        Ok(error) => send_error(provider, &TransportError::Client(*error)),
         Err(error) => {
             tracing::warn!(provider, error = %error, "upstream body could not be read");
             ApiError::Upstream {
@@ -236,11 +247,11 @@ fn timeout(provider: &str, what: &str, limit: Duration) -> ApiError {
     ))
 }
 
-fn send_error(provider: &str, error: &reqwest::Error) -> ApiError {
+fn send_error(provider: &str, error: &TransportError) -> ApiError {
     if error.is_timeout() {
         return ApiError::UpstreamTimeout(format!("upstream {provider} timed out"));
     }
-    if let Some(refusal) = crate::egress::refusal(error) {
+    if let Some(refusal) = error.refusal() {
         tracing::warn!(provider, %refusal, "upstream refused by the egress guard");
         // Not "cannot connect": a configuration problem that no retry can fix.
         return ApiError::Upstream {

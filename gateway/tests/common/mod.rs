@@ -7,6 +7,7 @@ pub mod otlp;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod scenario;
+pub mod scripted_upstream;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
