@@ -42,6 +42,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--traces", action="store_true",
                         help="also measure the gateway exporting traces (1%% and 100%% sampled, "
                              "and with its collector down)")
+    parser.add_argument("--transports", action="store_true",
+                        help="also measure the gateway sending through reqwest's pooled client "
+                             "(UPSTREAM_HTTP2=true) instead of its in-task connections")
     parser.add_argument("--peers", action="store_true",
                         help="also measure LiteLLM's proxy and the Portkey gateway "
                              "(run.sh --peers installs them)")
@@ -133,6 +136,11 @@ def run_all(args, settings, workdir, services, results) -> None:
     ]
     if args.traces:
         targets += traced_targets(settings, workdir, mock.port, start)
+    if args.transports:
+        reqwest = start(procs.start_gateway(
+            settings.binaries, config.anonymous(workdir / "via-reqwest", mock.port), workdir,
+            env={"UPSTREAM_HTTP2": "true"}, name="gateway-via-reqwest"))
+        targets.append(scenarios.Target("gateway via reqwest", reqwest.port, reqwest))
     if args.peers:
         litellm = start(peers.start_litellm(args.peers_dir, workdir, mock.port))
         portkey = start(peers.start_portkey(args.peers_dir, workdir))

@@ -66,20 +66,40 @@ impl PooledBody {
         }
     }
 
-    /// Lets the connection make progress; a finished driver means the connection is gone
-    /// (the body then sees its end or its error).
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(conn) = &mut self.conn
-            && conn.driver.poll_unpin(cx).is_ready()
-        {
+    /// The next frame: the connection reads what it can, then the body takes it, in one poll
+    /// of the connection's waker. A finished driver means the connection is gone (the body
+    /// then sees its end or its error).
+    fn next_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let Some(conn) = &mut self.conn else {
+            return Pin::new(&mut self.body).poll_frame(cx);
+        };
+        let (driver, wake) = (&mut conn.driver, &conn.wake);
+        let mut finished = false;
+        let body = &mut self.body;
+        let frame = wake.poll(cx, |cx| {
+            if !finished && driver.poll_unpin(cx).is_ready() {
+                finished = true;
+            }
+            Pin::new(&mut *body).poll_frame(cx)
+        });
+        if finished {
             self.conn = None;
         }
+        frame
     }
 
     /// The body ended: one more poll lets hyper finish the message and mark the connection
     /// idle, and a connection ready for another request is parked.
     fn release(&mut self, cx: &mut Context<'_>) {
-        self.drive(cx);
+        if let Some(conn) = &mut self.conn {
+            let (driver, wake) = (&mut conn.driver, &conn.wake);
+            if wake.poll(cx, |cx| driver.poll_unpin(cx)).is_ready() {
+                self.conn = None;
+            }
+        }
         if let Some(conn) = self.conn.take()
             && conn.sender.is_ready()
         {
@@ -97,8 +117,7 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        this.drive(cx);
-        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        let frame = ready!(this.next_frame(cx));
         match &frame {
             None => this.release(cx),
             Some(Ok(_)) if this.body.is_end_stream() => this.release(cx),

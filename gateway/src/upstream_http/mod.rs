@@ -8,6 +8,7 @@
 
 mod body;
 mod connect;
+mod local_wake;
 mod pool;
 
 use std::sync::Arc;
@@ -188,6 +189,7 @@ impl InTask {
         let conn = Box::new(pool::Connection {
             sender,
             driver,
+            wake: local_wake::LocalWake::new(),
             reused: false,
         });
         match exchange(conn, head, body).await {
@@ -261,13 +263,21 @@ async fn exchange(
     body: Bytes,
 ) -> Result<(Response<hyper::body::Incoming>, Option<Conn>), Failed> {
     let request = Request::from_parts(head, Full::new(body));
-    let mut reply = std::pin::pin!(conn.sender.try_send_request(request));
+    let pool::Connection {
+        sender,
+        driver,
+        wake,
+        ..
+    } = &mut *conn;
+    let mut reply = std::pin::pin!(sender.try_send_request(request));
     let mut driving = true;
     let result = std::future::poll_fn(|cx| {
-        if driving && conn.driver.poll_unpin(cx).is_ready() {
-            driving = false;
-        }
-        reply.as_mut().poll(cx)
+        wake.poll(cx, |cx| {
+            if driving && driver.poll_unpin(cx).is_ready() {
+                driving = false;
+            }
+            reply.as_mut().poll(cx)
+        })
     })
     .await;
     match result {

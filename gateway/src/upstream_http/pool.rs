@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 
 use super::connect::{Driver, Sender};
+use super::local_wake::LocalWake;
 
 /// A connection with its driver: what a request holds while it uses it. Boxed once when
 /// opened (hyper's connection state is most of a kilobyte) so that moving it between the
@@ -21,6 +22,8 @@ pub type Conn = Box<Connection>;
 pub struct Connection {
     pub sender: Sender,
     pub driver: Driver,
+    /// The waker its futures are polled with (see `local_wake.rs`).
+    pub wake: LocalWake,
     /// Whether it served a request before (a failure to send on it may then be retried).
     pub reused: bool,
 }
@@ -116,7 +119,12 @@ impl Pool {
 /// Polls a parked connection once: a driver that finishes has seen the upstream close (or
 /// fail); one still pending must also be ready for a request (idle, keep-alive kept).
 async fn is_usable(conn: &mut Conn) -> bool {
-    let finished = poll_fn(|cx| Poll::Ready(conn.driver.poll_unpin(cx).is_ready())).await;
+    let Connection { driver, wake, .. } = &mut **conn;
+    let finished = poll_fn(|cx| {
+        let polled = wake.poll(cx, |cx| driver.poll_unpin(cx));
+        Poll::Ready(polled.is_ready())
+    })
+    .await;
     !finished && conn.sender.is_ready()
 }
 

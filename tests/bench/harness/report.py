@@ -9,6 +9,7 @@ import statistics
 PROXIES = ["nginx", "gateway", "gateway+auth+redis"]
 # Measured with `--traces` and `--peers` only.
 TRACED = ["gateway+traces 1%", "gateway+traces 100%", "gateway+traces, collector down"]
+TRANSPORTS = ["gateway via reqwest"]
 PEERS = ["litellm", "portkey"]
 
 
@@ -55,7 +56,8 @@ def per_target(results: dict, names: list[str], fn) -> list[str]:
 
 
 def scenario_tables(results: dict) -> list[str]:
-    proxies = PROXIES + [t for t in TRACED + PEERS if t in results.get("idle_rss_kib", {})]
+    proxies = PROXIES + [t for t in TRANSPORTS + TRACED + PEERS
+                         if t in results.get("idle_rss_kib", {})]
     names = ["direct", *proxies]
     out: list[str] = []
     if "throughput" in results:
