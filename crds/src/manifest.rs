@@ -7,7 +7,10 @@
 //! Errors name the file, the document, the object and the field, never the content: they are
 //! logged and served on `/health/detailed`, and a document may be a Secret (see `redact`).
 
+mod cache;
 mod redact;
+
+pub use cache::DocumentCache;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
@@ -51,24 +54,67 @@ pub struct ManifestError {
     pub message: String,
 }
 
+/// One object of any kind a manifest may hold.
+#[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once into its kind's list; boxing would add an allocation per object"
+)]
+pub enum Object {
+    Provider(LlmProvider),
+    RoutePolicy(RoutePolicy),
+    ApiKey(ApiKey),
+    Gateway(LlmGateway),
+    Secret(Secret),
+    Quota(LlmQuota),
+}
+
+/// Parses every document of `text` in order, handing `sink` each object (`None` for an
+/// empty document); the first failure stops it, with the 0-based index of its document.
+fn add_documents(
+    text: &str,
+    mut sink: impl FnMut(usize, Option<Object>) -> Result<(), String>,
+) -> Result<(), (usize, String)> {
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        // The parser's messages may quote scalars and keys: position and reason only.
+        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+            .map_err(|e| (index, redact::syntax(&e)))?;
+        let object = if value.is_null() {
+            None
+        } else {
+            Some(object_of(value).map_err(|e| (index, e))?)
+        };
+        sink(index, object).map_err(|e| (index, e))?;
+    }
+    Ok(())
+}
+
 impl Manifests {
     /// Parses every document of one YAML file and adds the objects.
     pub fn add_yaml(&mut self, source_name: &str, text: &str) -> Result<(), ManifestError> {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let fail = |message: String| ManifestError {
-                source_name: source_name.to_owned(),
-                document: index + 1,
-                message,
-            };
-            // The parser's messages may quote scalars and keys: position and reason only.
-            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
-                .map_err(|e| fail(redact::syntax(&e)))?;
-            if value.is_null() {
-                continue;
+        add_documents(text, |_, object| {
+            if let Some(object) = object {
+                self.push(object);
             }
-            self.add_value(value).map_err(fail)?;
+            Ok(())
+        })
+        .map_err(|(index, message)| ManifestError {
+            source_name: source_name.to_owned(),
+            document: index + 1,
+            message,
+        })
+    }
+
+    /// Adds one object.
+    pub fn push(&mut self, object: Object) {
+        match object {
+            Object::Provider(o) => self.providers.push(o),
+            Object::RoutePolicy(o) => self.route_policies.push(o),
+            Object::ApiKey(o) => self.api_keys.push(o),
+            Object::Gateway(o) => self.gateways.push(o),
+            Object::Secret(o) => self.secrets.push(o),
+            Object::Quota(o) => self.quotas.push(o),
         }
-        Ok(())
     }
 
     /// Number of objects of every kind.
@@ -85,41 +131,41 @@ impl Manifests {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    fn add_value(&mut self, value: serde_yaml::Value) -> Result<(), String> {
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let kind = value
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        match (api_version, kind) {
-            (API_VERSION, "LlmProvider") => self.providers.push(typed(value)?),
-            (API_VERSION, "RoutePolicy") => self.route_policies.push(typed(value)?),
-            (API_VERSION, "ApiKey") => self.api_keys.push(typed(value)?),
-            (API_VERSION, "LlmGateway") => self.gateways.push(typed(value)?),
-            (API_VERSION, "LlmQuota") => self.quotas.push(typed(value)?),
-            ("v1", "Secret") => self.secrets.push(typed(value)?),
-            ("", _) | (_, "") => return Err("apiVersion and kind are required".to_owned()),
-            (v, k) => {
-                let (v, k) = (clip(v), clip(k));
-                return Err(format!(
-                    "unsupported object {v}/{k}: expected LlmProvider, RoutePolicy, ApiKey, \
-                     LlmGateway or LlmQuota in {API_VERSION}, or a v1 Secret"
-                ));
-            }
+/// The typed object of one document.
+fn object_of(value: serde_yaml::Value) -> Result<Object, String> {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    Ok(match (api_version, kind) {
+        (API_VERSION, "LlmProvider") => Object::Provider(typed(value)?),
+        (API_VERSION, "RoutePolicy") => Object::RoutePolicy(typed(value)?),
+        (API_VERSION, "ApiKey") => Object::ApiKey(typed(value)?),
+        (API_VERSION, "LlmGateway") => Object::Gateway(typed(value)?),
+        (API_VERSION, "LlmQuota") => Object::Quota(typed(value)?),
+        ("v1", "Secret") => Object::Secret(typed(value)?),
+        ("", _) | (_, "") => return Err("apiVersion and kind are required".to_owned()),
+        (v, k) => {
+            let (v, k) = (clip(v), clip(k));
+            return Err(format!(
+                "unsupported object {v}/{k}: expected LlmProvider, RoutePolicy, ApiKey, \
+                 LlmGateway or LlmQuota in {API_VERSION}, or a v1 Secret"
+            ));
         }
-        Ok(())
-    }
+    })
 }
 
 /// Trait alias for the typed objects a manifest may hold.
-trait Object: DeserializeOwned + Resource<DynamicType = ()> {}
-impl<T: DeserializeOwned + Resource<DynamicType = ()>> Object for T {}
+trait Typed: DeserializeOwned + Resource<DynamicType = ()> {}
+impl<T: DeserializeOwned + Resource<DynamicType = ()>> Typed for T {}
 
-fn typed<T: Object>(value: serde_yaml::Value) -> Result<T, String> {
+fn typed<T: Typed>(value: serde_yaml::Value) -> Result<T, String> {
     let name = value
         .get("metadata")
         .and_then(|m| m.get("name"))

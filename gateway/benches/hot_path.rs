@@ -120,6 +120,44 @@ fn benches(c: &mut Criterion) {
     group.bench_function("read + compile 10,000 keys and 1,000 routes", |b| {
         b.iter(|| compiled(dir.path()).routes.len())
     });
+    group.bench_function("read (parse only)", |b| {
+        b.iter(|| source_dir::read(dir.path()).unwrap().manifests.len())
+    });
+    group.bench_function(
+        "read with one key edited (unchanged documents reused)",
+        |b| {
+            let edited = config_dir(&keys);
+            let text = std::fs::read_to_string(edited.path().join("keys.yaml")).unwrap();
+            let text = text.replacen("owner: team}", "owner: other}", 1);
+            std::fs::write(edited.path().join("keys.yaml"), text).unwrap();
+            let mut cache = llm_gateway_crds::manifest::DocumentCache::default();
+            let limits = source_dir::DirLimits::default();
+            let mut flip = false;
+            b.iter(|| {
+                flip = !flip;
+                let dir = if flip { dir.path() } else { edited.path() };
+                let contents = source_dir::read_settled(dir, &limits, &mut cache).unwrap();
+                contents.manifests.len()
+            })
+        },
+    );
+    let parsed = source_dir::read(dir.path()).unwrap().manifests;
+    for admitted in [false, true] {
+        let name = if admitted {
+            "compile (rules skipped)"
+        } else {
+            "compile"
+        };
+        group.bench_function(name, |b| {
+            let env = |_: &str| None;
+            let inputs = CompileInputs {
+                env: &env,
+                key_pepper: PEPPER,
+                admitted,
+            };
+            b.iter(|| compile(&parsed, &inputs).unwrap().routes.len())
+        });
+    }
     group.bench_function("snapshot from compiled", |b| {
         b.iter_batched(
             || compiled(dir.path()),

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use llm_gateway_crds::compile::{CompileInputs, compile};
 use llm_gateway_crds::compiled::{CompiledJwt, CompiledProvider};
-use llm_gateway_crds::manifest::Manifests;
+use llm_gateway_crds::manifest::{DocumentCache, Manifests};
 
 use super::{Snapshot, SnapshotHandle, source_dir};
 use crate::metrics::{Metrics, ResultLabels};
@@ -60,6 +60,8 @@ struct LoaderState {
     /// Transports by connect timeout and address policy, reused across reloads so connection
     /// pools survive them.
     transports: HashMap<(Duration, bool), Transport>,
+    /// The documents of the last read, reused where their text is unchanged.
+    documents: DocumentCache,
 }
 
 impl Loader {
@@ -128,7 +130,8 @@ impl Loader {
     }
 
     fn reload_locked(&self, state: &mut LoaderState) -> ReloadOutcome {
-        let contents = match source_dir::read_settled(&self.dir, &self.limits) {
+        let documents = &mut state.documents;
+        let contents = match source_dir::read_settled(&self.dir, &self.limits, documents) {
             Ok(contents) => contents,
             Err(errors) => return ReloadOutcome::Rejected(errors),
         };

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use llm_gateway_crds::manifest::Manifests;
+use llm_gateway_crds::manifest::{DocumentCache, Manifests};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -92,7 +92,7 @@ pub enum ReadError {
 
 /// Reads and parses every manifest file in `dir` with the default caps.
 pub fn read(dir: &Path) -> Result<DirContents, Vec<String>> {
-    read_settled(dir, &DirLimits::default())
+    read_settled(dir, &DirLimits::default(), &mut DocumentCache::default())
 }
 
 /// Reads `dir`, again after [`RETRY_DELAY`] while a file is being written (blocking; call
@@ -101,10 +101,14 @@ pub fn read(dir: &Path) -> Result<DirContents, Vec<String>> {
     clippy::disallowed_methods,
     reason = "runs on a blocking thread (spawn_blocking or the check command)"
 )]
-pub fn read_settled(dir: &Path, limits: &DirLimits) -> Result<DirContents, Vec<String>> {
+pub fn read_settled(
+    dir: &Path,
+    limits: &DirLimits,
+    cache: &mut DocumentCache,
+) -> Result<DirContents, Vec<String>> {
     let mut attempts = 1;
     loop {
-        match read_once(dir, limits) {
+        match read_once_reusing(dir, limits, cache) {
             Ok(contents) => return Ok(contents),
             Err(ReadError::Invalid(errors)) => return Err(errors),
             Err(ReadError::Changing(name)) if attempts >= MAX_ATTEMPTS => {
@@ -124,13 +128,24 @@ pub fn read_settled(dir: &Path, limits: &DirLimits) -> Result<DirContents, Vec<S
 
 /// One read of `dir`: every file checked, read and capped, then parsed.
 pub fn read_once(dir: &Path, limits: &DirLimits) -> Result<DirContents, ReadError> {
+    read_once_reusing(dir, limits, &mut DocumentCache::default())
+}
+
+/// [`read_once`], taking documents whose text `cache` saw in the previous read from it
+/// rather than parsing them again.
+pub fn read_once_reusing(
+    dir: &Path,
+    limits: &DirLimits,
+    cache: &mut DocumentCache,
+) -> Result<DirContents, ReadError> {
     let files = read_files(dir, limits)?;
     let mut manifests = Manifests::default();
     let mut hasher = DefaultHasher::new();
     let mut errors = Vec::new();
+    cache.begin();
     for (name, text) in &files {
         (name, text).hash(&mut hasher);
-        if let Err(e) = manifests.add_yaml(name, text) {
+        if let Err(e) = manifests.add_yaml_cached(name, text, cache) {
             errors.push(e.to_string());
         }
     }

@@ -140,7 +140,8 @@ fn a_file_written_moments_ago_is_read_once_it_settles() {
         read_once(dir.path(), &DirLimits::default()),
         Err(ReadError::Changing(name)) if name == "a.yaml"
     ));
-    let contents = read_settled(dir.path(), &DirLimits::default()).unwrap();
+    let contents =
+        read_settled(dir.path(), &DirLimits::default(), &mut Default::default()).unwrap();
     assert_eq!(contents.manifests.providers.len(), 1);
 }
 
