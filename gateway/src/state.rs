@@ -1,4 +1,4 @@
-//! `AppState`: what every handler shares. Cheap to clone (all `Arc`s).
+//! `AppState`: what every handler shares. Cheap to clone: one `Arc`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,9 +33,15 @@ pub struct RequestSettings {
     pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
-/// Shared handler state.
+/// Shared handler state. One `Arc`: handlers and layers clone it for every request, and
+/// cloning and dropping each field (eleven reference counts, and the drain token's lock) was
+/// 3% of a request's CPU in the profile.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`], reached through it by `Deref`.
+#[derive(Debug, Clone)]
+pub struct Shared {
     /// The configuration being served.
     pub snapshots: Arc<SnapshotHandle>,
     /// Metrics registry.
@@ -59,6 +65,14 @@ pub struct AppState {
     pub usage_events: Option<Arc<crate::usage_events::Sink>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// New state around a snapshot handle.
     pub fn new(
@@ -72,7 +86,7 @@ impl AppState {
         let auth_throttle = Arc::new(crate::auth_throttle::AuthThrottle::new(
             settings.auth_failures_per_minute,
         ));
-        Self {
+        Self(Arc::new(Shared {
             auth_throttle,
             responses,
             snapshots,
@@ -84,13 +98,14 @@ impl AppState {
             drain_deadline: CancellationToken::new(),
             started: Instant::now(),
             usage_events: None,
-        }
+        }))
     }
 
     /// Also sends one usage event per finished model request to `sink`.
-    pub fn with_usage_events(mut self, sink: Option<crate::usage_events::Sink>) -> Self {
-        self.usage_events = sink.map(Arc::new);
-        self
+    pub fn with_usage_events(self, sink: Option<crate::usage_events::Sink>) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.usage_events = sink.map(Arc::new);
+        Self(Arc::new(shared))
     }
 
     /// Marks the gateway as shutting down: `/ready` answers 503 from now on.

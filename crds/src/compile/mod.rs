@@ -55,14 +55,11 @@ pub fn compile(
     manifests: &Manifests,
     inputs: &CompileInputs<'_>,
 ) -> Result<CompiledConfig, Vec<ConfigError>> {
-    let mut errors = Vec::new();
-    if !inputs.admitted {
-        cel::check(&manifests.providers, &mut errors);
-        cel::check(&manifests.route_policies, &mut errors);
-        cel::check(&manifests.api_keys, &mut errors);
-        cel::check(&manifests.gateways, &mut errors);
-        cel::check(&manifests.quotas, &mut errors);
-    }
+    let mut errors = if inputs.admitted {
+        Vec::new()
+    } else {
+        rule_errors(manifests)
+    };
     let secrets = keys::SecretIndex::new(&manifests.secrets);
     let providers = providers::compile(&manifests.providers, &secrets, inputs, &mut errors);
     let routes = routes::compile(&manifests.route_policies, &providers, &mut errors);
@@ -81,6 +78,19 @@ pub fn compile(
     } else {
         Err(errors)
     }
+}
+
+/// The CRDs' CEL rules over every object of `manifests`: what [`compile`] checks unless the
+/// objects were `admitted` (or, for a directory reload, checked when their document was
+/// first parsed).
+pub fn rule_errors(manifests: &Manifests) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    cel::check(&manifests.providers, &mut errors);
+    cel::check(&manifests.route_policies, &mut errors);
+    cel::check(&manifests.api_keys, &mut errors);
+    cel::check(&manifests.gateways, &mut errors);
+    cel::check(&manifests.quotas, &mut errors);
+    errors
 }
 
 fn auth(

@@ -11,9 +11,18 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::{ManifestError, Manifests, Object, add_documents};
+use crate::compile::{ConfigError, rule_errors};
 
-/// The objects of one document's text (`None` for an empty document).
-type Parsed = Arc<[Option<Object>]>;
+/// What one document's text holds, checked against the CRDs' rules once.
+#[derive(Debug)]
+struct Document {
+    /// Its objects (`None` for an empty document).
+    objects: Vec<Option<Object>>,
+    /// What the CEL rules found wrong with them.
+    rule_errors: Vec<ConfigError>,
+}
+
+type Parsed = Arc<Document>;
 
 /// Parsed documents by the hash of their text, from this read and the one before.
 #[derive(Debug, Default)]
@@ -24,6 +33,8 @@ pub struct DocumentCache {
     previous: HashMap<u128, Parsed>,
     /// Documents parsed (not reused) since [`DocumentCache::begin`], for the reload's log.
     parsed: usize,
+    /// The rule errors of this read's documents, in order.
+    rule_errors: Vec<ConfigError>,
 }
 
 impl DocumentCache {
@@ -32,6 +43,14 @@ impl DocumentCache {
     pub fn begin(&mut self) {
         self.previous = std::mem::take(&mut self.current);
         self.parsed = 0;
+        self.rule_errors.clear();
+    }
+
+    /// What the CRDs' CEL rules found in the documents read since [`DocumentCache::begin`]
+    /// ([`crate::compile::rule_errors`] of the same objects, checked once per document text):
+    /// compile the objects as `admitted` and add these.
+    pub fn take_rule_errors(&mut self) -> Vec<ConfigError> {
+        std::mem::take(&mut self.rule_errors)
     }
 
     /// Documents parsed rather than reused since [`DocumentCache::begin`].
@@ -75,23 +94,32 @@ impl Manifests {
             objects.push(parsed);
         }
         for parsed in objects {
-            for object in parsed.iter().flatten() {
+            for object in parsed.objects.iter().flatten() {
                 self.push(object.clone());
             }
+            cache.rule_errors.extend(parsed.rule_errors.iter().cloned());
         }
         Ok(())
     }
 }
 
-/// The objects of one document's text, or `None` when any of it fails.
+/// The objects of one document's text and their rule errors, or `None` when any of it fails
+/// to parse.
 fn parse(text: &str) -> Option<Parsed> {
     let mut objects = Vec::new();
+    let mut checked = Manifests::default();
     add_documents(text, |_, object| {
+        if let Some(object) = &object {
+            checked.push(object.clone());
+        }
         objects.push(object);
         Ok(())
     })
     .ok()?;
-    Some(objects.into())
+    Some(Arc::new(Document {
+        objects,
+        rule_errors: rule_errors(&checked),
+    }))
 }
 
 /// The text of each document: a line starting with the `---` marker begins one. YAML ends a
@@ -196,5 +224,26 @@ mod tests {
             .to_string();
         assert_eq!(cached, plain);
         assert!(cached.starts_with("b.yaml: document 3: "), "{cached}");
+    }
+
+    #[test]
+    fn rule_errors_are_found_once_and_reported_on_every_read() {
+        // Breaks a CEL rule of LlmProvider: an openaiCompatible provider needs a baseUrl.
+        let text = "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: p}\nspec: {type: openaiCompatible}\n";
+        let plain = rule_errors(&{
+            let mut m = Manifests::default();
+            m.add_yaml("p.yaml", text).unwrap();
+            m
+        });
+        assert!(!plain.is_empty(), "the example breaks no rule");
+        let mut cache = DocumentCache::default();
+        for _ in 0..2 {
+            cache.begin();
+            Manifests::default()
+                .add_yaml_cached("p.yaml", text, &mut cache)
+                .unwrap();
+            assert_eq!(cache.take_rule_errors(), plain);
+        }
+        assert_eq!(cache.parsed(), 0, "the second read reused the document");
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use llm_gateway_crds::compile::{CompileInputs, compile};
+use llm_gateway_crds::compile::{CompileInputs, ConfigError, compile};
 use llm_gateway_crds::compiled::{CompiledJwt, CompiledProvider};
 use llm_gateway_crds::manifest::{DocumentCache, Manifests};
 
@@ -135,7 +135,14 @@ impl Loader {
             Ok(contents) => contents,
             Err(errors) => return ReloadOutcome::Rejected(errors),
         };
-        self.apply_locked(state, &contents.manifests, contents.fingerprint)
+        // The CEL rules were checked when each document was first parsed.
+        let rules = state.documents.take_rule_errors();
+        self.apply_locked(
+            state,
+            &contents.manifests,
+            contents.fingerprint,
+            Some(rules),
+        )
     }
 
     /// Compiles and serves `manifests` from another source (the Kubernetes watch), unless
@@ -145,7 +152,7 @@ impl Loader {
             return ReloadOutcome::Rejected(vec!["loader state poisoned".to_owned()]);
         };
         let started = std::time::Instant::now();
-        let outcome = self.apply_locked(&mut state, manifests, fingerprint);
+        let outcome = self.apply_locked(&mut state, manifests, fingerprint, None);
         self.record(&outcome, started.elapsed());
         outcome
     }
@@ -155,6 +162,7 @@ impl Loader {
         state: &mut LoaderState,
         manifests: &Manifests,
         fingerprint: u64,
+        checked_rules: Option<Vec<ConfigError>>,
     ) -> ReloadOutcome {
         if state.fingerprint == Some(fingerprint) {
             return ReloadOutcome::Unchanged;
@@ -163,9 +171,18 @@ impl Loader {
         let inputs = CompileInputs {
             env: &env,
             key_pepper: &self.key_pepper,
-            admitted: false,
+            admitted: checked_rules.is_some(),
         };
-        let mut config = match compile(manifests, &inputs) {
+        let compiled = match (checked_rules, compile(manifests, &inputs)) {
+            (None, compiled) => compiled,
+            (Some(rules), Ok(config)) if rules.is_empty() => Ok(config),
+            (Some(rules), Ok(_)) => Err(rules),
+            (Some(mut rules), Err(errors)) => {
+                rules.extend(errors);
+                Err(rules)
+            }
+        };
+        let mut config = match compiled {
             Ok(config) => config,
             Err(errors) => {
                 for error in &errors {
