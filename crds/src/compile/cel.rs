@@ -72,14 +72,23 @@ fn has_rules(schema: &serde_json::Value) -> bool {
     }
 }
 
-fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+pub(super) fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
     match K::kind(&()).as_ref() {
         "LlmProvider" => "LlmProvider",
         "RoutePolicy" => "RoutePolicy",
         "ApiKey" => "ApiKey",
         "LlmGateway" => "LlmGateway",
+        "LlmQuota" => "LlmQuota",
         _ => "object",
     }
+}
+
+/// Whether the kind has CEL rules at all (ApiKey has none: its objects need no walk).
+pub(super) fn has_rules_for<K>() -> bool
+where
+    K: CustomResourceExt + Resource<DynamicType = ()>,
+{
+    compiled::<K>(kind_name::<K>()).is_some()
 }
 
 #[cfg(test)]
@@ -92,5 +101,6 @@ mod tests {
         assert!(compiled::<crate::llm_provider::LlmProvider>("LlmProvider").is_some());
         assert!(compiled::<crate::route_policy::RoutePolicy>("RoutePolicy").is_some());
         assert!(compiled::<crate::llm_gateway::LlmGateway>("LlmGateway").is_some());
+        assert_eq!(kind_name::<crate::quota::LlmQuota>(), "LlmQuota");
     }
 }

@@ -9,6 +9,9 @@ mod keys;
 mod providers;
 mod quotas;
 mod routes;
+mod rule_cache;
+
+pub use rule_cache::RuleCache;
 
 use std::fmt;
 

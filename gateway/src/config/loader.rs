@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use llm_gateway_crds::compile::{CompileInputs, ConfigError, compile};
+use llm_gateway_crds::compile::{CompileInputs, ConfigError, RuleCache, compile};
 use llm_gateway_crds::compiled::{CompiledJwt, CompiledProvider};
 use llm_gateway_crds::manifest::{DocumentCache, Manifests};
 
@@ -62,6 +62,8 @@ struct LoaderState {
     transports: HashMap<(Duration, bool), Transport>,
     /// The documents of the last read, reused where their text is unchanged.
     documents: DocumentCache,
+    /// The CEL rule results of the object versions of the last apply (Kubernetes mode).
+    rules: RuleCache,
 }
 
 impl Loader {
@@ -152,7 +154,10 @@ impl Loader {
             return ReloadOutcome::Rejected(vec!["loader state poisoned".to_owned()]);
         };
         let started = std::time::Instant::now();
-        let outcome = self.apply_locked(&mut state, manifests, fingerprint, None);
+        // The CEL rules of object versions seen before are not checked again.
+        let rules =
+            (state.fingerprint != Some(fingerprint)).then(|| state.rules.rule_errors(manifests));
+        let outcome = self.apply_locked(&mut state, manifests, fingerprint, rules);
         self.record(&outcome, started.elapsed());
         outcome
     }
