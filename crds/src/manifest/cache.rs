@@ -3,7 +3,8 @@
 //! documents textually, each document's text is hashed, and a document seen in the previous
 //! read is taken from the cache instead of parsed. Only a read that parses cleanly uses the
 //! split: a document that fails is parsed again with its whole file, whose error (and document
-//! number) is the one reported.
+//! number) is the one reported. Documents holding a Secret are never kept: plaintext keys and
+//! credentials stay in memory only for the reload that reads them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,7 +85,9 @@ impl Manifests {
                 None => match parse(document) {
                     Some(parsed) => {
                         cache.parsed += 1;
-                        cache.current.insert(key, Arc::clone(&parsed));
+                        if !holds_secret(&parsed) {
+                            cache.current.insert(key, Arc::clone(&parsed));
+                        }
                         parsed
                     }
                     // The whole file again, for the error as `add_yaml` words it.
@@ -101,6 +104,16 @@ impl Manifests {
         }
         Ok(())
     }
+}
+
+/// Whether a document holds a Secret: those are parsed again on every read rather than kept,
+/// so key and credential plaintexts live only as long as one reload, as before the cache.
+fn holds_secret(parsed: &Document) -> bool {
+    parsed
+        .objects
+        .iter()
+        .flatten()
+        .any(|object| matches!(object, Object::Secret(_)))
 }
 
 /// The objects of one document's text and their rule errors, or `None` when any of it fails
@@ -199,12 +212,17 @@ mod tests {
             "owner: team}\n---\napiVersion: v1",
             "owner: t2}\n---\napiVersion: v1",
         );
+        assert_eq!(cache.current.len(), 2, "the Secret's document is not kept");
         cache.begin();
         let mut second = Manifests::default();
         second
             .add_yaml_cached("a.yaml", &edited, &mut cache)
             .unwrap();
-        assert_eq!(cache.parsed(), 1, "only the edited document is parsed");
+        assert_eq!(
+            cache.parsed(),
+            2,
+            "the edited document and the Secret's are parsed"
+        );
         assert_eq!(second.api_keys[0].spec.owner, "t2");
         assert_eq!(names(&second), names(&plain));
     }
