@@ -89,13 +89,18 @@ stringData: {{apiKey: {key}}}
 
 impl Gateway {
     /// Starts the binary on `config` (written to `gateway.yaml`) and waits until ready.
+    /// A port another test took between `free_port` and the bind is picked again.
     pub async fn start(config: &str, key: String, extra_env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("gateway.yaml"), config).expect("write config");
-        let config_dir = dir.path().to_str().expect("utf-8 path").to_owned();
-        let gateway = Self::spawn(dir, &["--config", &config_dir], key, extra_env);
-        gateway.wait_ready().await;
-        gateway
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("gateway.yaml"), config).expect("write config");
+            let config_dir = dir.path().to_str().expect("utf-8 path").to_owned();
+            let gateway = Self::spawn(dir, &["--config", &config_dir], key.clone(), extra_env);
+            if gateway.ready_or_port_taken().await {
+                return gateway;
+            }
+        }
+        panic!("no free pair of ports in 5 attempts");
     }
 
     /// Starts the binary with `args` (no config directory of its own; `dir` is kept for
@@ -136,12 +141,28 @@ impl Gateway {
 
     /// Waits (up to 20 s) until `/ready` answers 200.
     pub async fn wait_ready(&self) {
+        assert!(
+            self.ready_or_port_taken().await,
+            "the gateway could not listen: another process took its port"
+        );
+    }
+
+    /// Waits (up to 20 s) until this process listens and `/ready` answers 200 (true), or it
+    /// could not bind its ports (false). Its own log line proves a ready answer came from it:
+    /// on a busy machine another test's gateway can take a port `free_port` returned and
+    /// answer `/ready` for it (this once made a test's key look unknown).
+    async fn ready_or_port_taken(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = reqwest::get(format!("{}/ready", self.url)).await
+            let log = self.log_text();
+            if log.contains("cannot listen") {
+                return false;
+            }
+            if log.contains("llm-gateway listening")
+                && let Ok(r) = reqwest::get(format!("{}/ready", self.url)).await
                 && r.status().is_success()
             {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
