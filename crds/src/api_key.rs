@@ -90,9 +90,12 @@ pub struct Usage {
     /// Completion tokens in the period.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
-    /// Dollars spent in the period (to the micro-dollar; the gateways count nano-dollars).
+    /// Dollars spent in the period, rounded to the micro-dollar for reading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spend_usd: Option<f64>,
+    /// The same spend exactly, in billionths of a dollar, as the gateways count it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spend_nanos: Option<i64>,
     /// Of the prompt tokens, those read from a provider's prompt cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_read_tokens: Option<u64>,

@@ -164,8 +164,9 @@ pub fn usage_from(period: &Period, counters: &[Option<i64>]) -> Usage {
         requests: Some(get(0) as u64),
         input_tokens: Some(get(1) as u64),
         output_tokens: Some(get(2) as u64),
-        // Rounded to micro-dollars so a status diff means a real change.
+        // Rounded to micro-dollars for reading; `spend_nanos` is exact.
         spend_usd: Some((get(3) as f64 / 1e3).round() / 1e6),
+        spend_nanos: Some(get(3)),
         cache_read_tokens: Some(get(5) as u64),
         cache_write_tokens: Some(get(6) as u64),
         reasoning_tokens: Some(get(7) as u64),
@@ -208,6 +209,7 @@ mod tests {
             (Some(3), Some(120), Some(0))
         );
         assert_eq!(usage.spend_usd, Some(0.001235));
+        assert_eq!(usage.spend_nanos, Some(1_234_567), "exact");
         let empty = usage_from(&period, &[]);
         assert_eq!(empty.requests, Some(0));
     }

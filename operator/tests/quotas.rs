@@ -147,12 +147,21 @@ async fn shared_usage_is_copied_from_a_redis_cluster() {
         .to_zoned(jiff::tz::TimeZone::UTC)
         .date()
         .first_of_month();
-    for (account, requests) in [("quota:default/search", "7"), ("key:default/first", "3")] {
-        redis.hset(
-            &format!("lgw:{{{account}}}:usage:{month}"),
-            &[("requests", requests), ("spend_nanos", "1234567000")],
-        );
-    }
+    redis.hset(
+        &format!("lgw:{{quota:default/search}}:usage:{month}"),
+        &[("requests", "7"), ("spend_nanos", "1234567000")],
+    );
+    // The key's: the seven turns `gateway/tests/spend.rs` bills (Claude, OpenAI reasoning and
+    // Gemini thoughts), whose invoice is not a whole number of micro-dollars.
+    redis.hset(
+        &format!("lgw:{{key:default/first}}:usage:{month}"),
+        &[
+            ("requests", "7"),
+            ("spend_nanos", "30390425"),
+            ("cache_read_tokens", "38051"),
+            ("reasoning_tokens", "92"),
+        ],
+    );
     let _operator = operator_with(
         &kubeconfig,
         free_port(),
@@ -170,5 +179,15 @@ async fn shared_usage_is_copied_from_a_redis_cluster() {
         keys.get("first").await.ok()?.status?.usage
     })
     .await;
-    assert_eq!(usage.requests, Some(3));
+    assert_eq!(usage.requests, Some(7));
+    assert_eq!(
+        usage.spend_nanos,
+        Some(30_390_425),
+        "the status spend is the invoice to the nano-dollar"
+    );
+    assert_eq!(usage.spend_usd, Some(0.03039));
+    assert_eq!(
+        (usage.cache_read_tokens, usage.reasoning_tokens),
+        (Some(38_051), Some(92))
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod manifests;
 pub mod otlp;
+pub mod priced;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod scenario;
