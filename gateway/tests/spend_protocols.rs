@@ -133,7 +133,10 @@ async fn translated_usage_reaches_each_client_in_its_own_fields() {
         (value * 1e9).round() as i64
     };
     assert_eq!(spend("reasoner", "openai"), 2 * REASONER_TURN);
-    assert_eq!(spend("claude", "claude"), 2 * (CLAUDE_TURN + CLAUDE_PLAIN_TURN));
+    assert_eq!(
+        spend("claude", "claude"),
+        2 * (CLAUDE_TURN + CLAUDE_PLAIN_TURN)
+    );
     assert_eq!(
         spend("gemini", "gemini"),
         2 * (2 * GEMINI_PLAIN_TURN + GEMINI_TURN)

@@ -82,6 +82,5 @@ pub async fn send(gateway: &Gateway, path: &str, body: Value) {
     response.bytes().await.unwrap();
 }
 
-
 /// A Gemini turn that does not think: 14 uncached, 3 cached and 8 output tokens.
 pub const GEMINI_PLAIN_TURN: i64 = 14 * 300 + 3 * 75 + 8 * 2_500;
