@@ -5,13 +5,18 @@
 //! `llm_spend_usd_total` is the same nano-dollar spend the limiter settles (exact, catalogue
 //! prices per token kind); `llm_billed_tokens_total` splits the tokens into disjoint kinds
 //! (`input` uncached, `cache_read`, `cache_write`, `output` excluding reasoning, `reasoning`),
-//! so a sum over kinds is every token billed.
+//! so a sum over kinds is every token billed, and `llm_spend_by_kind_usd_total` splits the
+//! spend the same way (its sum over kinds is the total within half a nano-dollar a request).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+
+/// The token kinds billed apart, disjoint: uncached input, cache reads, cache writes (five
+/// minutes and one hour), output without reasoning, reasoning.
+pub const KINDS: [&str; 5] = ["input", "cache_read", "cache_write", "output", "reasoning"];
 
 /// What one settled request used and cost: the limiter settles it (as `limits::Outcome`) and
 /// the metrics count it. Defined here, a leaf, so the metrics do not import the limiter.
@@ -29,6 +34,8 @@ pub struct Billed {
     pub reasoning_tokens: u64,
     /// Spend in billionths of a US dollar.
     pub spend_nanos: i64,
+    /// Spend by kind ([`KINDS`] order) in trillionths of a US dollar, not rounded to the nano.
+    pub spend_picos: [i64; 5],
 }
 
 /// Who used what where.
@@ -57,6 +64,7 @@ struct KindLabels {
 #[derive(Debug, Default)]
 pub struct Chargeback {
     spend: Family<ChargeLabels, Counter<f64, AtomicU64>>,
+    spend_by_kind: Family<KindLabels, Counter<f64, AtomicU64>>,
     tokens: Family<KindLabels, Counter>,
 }
 
@@ -68,6 +76,11 @@ impl Chargeback {
             "llm_spend_usd",
             "Spend in US dollars by namespace, owner, route model and provider (catalogue prices per token kind)",
             chargeback.spend.clone(),
+        );
+        registry.register(
+            "llm_spend_by_kind_usd",
+            "Spend in US dollars by namespace, owner, route model, provider and token kind (input, cache_read, cache_write, output, reasoning; disjoint)",
+            chargeback.spend_by_kind.clone(),
         );
         registry.register(
             "llm_billed_tokens",
@@ -88,13 +101,14 @@ impl Chargeback {
         let answer = outcome
             .output_tokens
             .saturating_sub(outcome.reasoning_tokens);
-        for (kind, count) in [
-            ("input", uncached),
-            ("cache_read", outcome.cache_read_tokens),
-            ("cache_write", outcome.cache_write_tokens),
-            ("output", answer),
-            ("reasoning", outcome.reasoning_tokens),
-        ] {
+        let counts = [
+            uncached,
+            outcome.cache_read_tokens,
+            outcome.cache_write_tokens,
+            answer,
+            outcome.reasoning_tokens,
+        ];
+        for ((kind, count), picos) in KINDS.into_iter().zip(counts).zip(outcome.spend_picos) {
             if count == 0 {
                 continue;
             }
@@ -106,6 +120,9 @@ impl Chargeback {
                 kind,
             };
             self.tokens.get_or_create(&labels).inc_by(count);
+            self.spend_by_kind
+                .get_or_create(&labels)
+                .inc_by(picos as f64 / 1e12);
         }
     }
 }

@@ -116,6 +116,20 @@ async fn every_token_kind_is_billed_at_its_own_price() {
             "llm_billed_tokens_total{{{claude},kind=\"{kind}\"}}"
         ))
     };
+    // The spend split the same way: each kind at its own price, adding up to the total.
+    let spent = |kind: &str| {
+        let usd = value(&format!(
+            "llm_spend_by_kind_usd_total{{{claude},kind=\"{kind}\"}}"
+        ));
+        (usd * 1e9).round() as i64
+    };
+    assert_eq!(spent("cache_read"), 4 * 9_000 * 300);
+    assert_eq!(spent("cache_write"), 4 * (700 * 3_750 + 250 * 6_000));
+    let kinds: i64 = ["input", "cache_read", "cache_write", "output"]
+        .into_iter()
+        .map(spent)
+        .sum();
+    assert_eq!(kinds, 4 * CLAUDE_TURN);
     assert_eq!(kind("cache_read"), 36_000.0);
     assert_eq!(kind("cache_write"), 3_800.0);
     assert_eq!(kind("input"), 200.0);

@@ -133,6 +133,20 @@ async fn translated_usage_reaches_each_client_in_its_own_fields() {
         (value * 1e9).round() as i64
     };
     assert_eq!(spend("reasoner", "openai"), 2 * REASONER_TURN);
+    let reasoning = text
+        .lines()
+        .find(|l| {
+            l.starts_with("llm_spend_by_kind_usd_total{")
+                && l.contains(r#"model="reasoner""#)
+                && l.contains(r#"kind="reasoning""#)
+        })
+        .unwrap();
+    let usd: f64 = reasoning.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        (usd * 1e9).round() as i64,
+        2 * 40 * 10_000,
+        "reasoning at $10"
+    );
     assert_eq!(
         spend("claude", "claude"),
         2 * (CLAUDE_TURN + CLAUDE_PLAIN_TURN)

@@ -36,15 +36,26 @@ impl Rates {
         }
     }
 
-    /// The cost of `usage` in billionths of a dollar ($1 per million tokens is 1,000
-    /// nano-dollars a token), rounded once.
-    fn nanos(self, usage: &TokenUsage) -> i64 {
-        let cost = usage.uncached_tokens() as f64 * self.input
-            + usage.cache_read_tokens as f64 * self.cache_read
-            + usage.cache_write_tokens as f64 * self.cache_write
-            + usage.cache_write_1h_tokens as f64 * self.cache_write_1h
-            + usage.completion_tokens as f64 * self.output;
-        (cost * 1e3).round() as i64
+    /// The cost of each kind of `usage` in micro-dollars ($1 per million tokens is one
+    /// micro-dollar a token), in [`crate::chargeback::KINDS`] order.
+    fn by_kind(self, usage: &TokenUsage) -> [f64; 5] {
+        let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
+        [
+            usage.uncached_tokens() as f64 * self.input,
+            usage.cache_read_tokens as f64 * self.cache_read,
+            usage.cache_write_tokens as f64 * self.cache_write
+                + usage.cache_write_1h_tokens as f64 * self.cache_write_1h,
+            (usage.completion_tokens - reasoning) as f64 * self.output,
+            reasoning as f64 * self.output,
+        ]
+    }
+
+    /// The cost of `usage` in billionths of a dollar, rounded once, and of each kind in
+    /// trillionths (so the kinds add up to the total within half a nano-dollar).
+    fn bill(self, usage: &TokenUsage) -> (i64, [i64; 5]) {
+        let kinds = self.by_kind(usage);
+        let total = (kinds.iter().sum::<f64>() * 1e3).round() as i64;
+        (total, kinds.map(|micros| (micros * 1e6).round() as i64))
     }
 }
 
@@ -109,9 +120,14 @@ impl Price {
         (cost * 1e3).round() as i64
     }
 
-    /// The bill of `usage`: each kind at its rate, the rates of the largest tier its prompt
-    /// passes.
+    /// The bill of `usage` in nano-dollars: each kind at its rate, the rates of the largest
+    /// tier its prompt passes.
     pub fn cost(self, usage: &TokenUsage) -> i64 {
+        self.bill(usage).0
+    }
+
+    /// [`Self::cost`], and each kind's part of it in pico-dollars.
+    pub fn bill(self, usage: &TokenUsage) -> (i64, [i64; 5]) {
         let rates = self
             .tiers
             .iter()
@@ -119,7 +135,7 @@ impl Price {
             .rev()
             .find(|(above, _)| usage.prompt_tokens > *above)
             .map_or(self.base, |(_, rates)| *rates);
-        rates.nanos(usage)
+        rates.bill(usage)
     }
 }
 
@@ -285,13 +301,15 @@ impl Measured {
             ),
             (None, None) => return (Outcome::default(), UsageSource::None),
         };
+        let (spend_nanos, spend_picos) = price.bill(&usage);
         let outcome = Outcome {
             input_tokens: usage.prompt_tokens,
             output_tokens: usage.completion_tokens,
             cache_read_tokens: usage.cache_read_tokens,
             cache_write_tokens: usage.cache_write_tokens + usage.cache_write_1h_tokens,
             reasoning_tokens: usage.reasoning_tokens,
-            spend_nanos: price.cost(&usage),
+            spend_nanos,
+            spend_picos,
         };
         (outcome, source)
     }
