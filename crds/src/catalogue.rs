@@ -96,11 +96,13 @@ pub fn unpriced_under_budget(config: &crate::compiled::CompiledConfig) -> Vec<St
         let budgeted = config
             .keys
             .iter()
-            .filter(|key| {
-                let quota_budget = key.quotas.iter().any(|q| q.budget.is_some());
-                (key.budget.is_some() || quota_budget) && key.allows_model(&route.model)
+            .filter(|key| key.allows_model(&route.model))
+            .find_map(|key| match key.quotas.iter().find(|q| q.budget.is_some()) {
+                _ if key.budget.is_some() => Some(key.name.clone()),
+                Some(quota) => Some(format!("the LlmQuota {}", quota.id)),
+                None => None,
             })
-            .map(|key| key.name.clone())
+            .into_iter()
             .chain(
                 (config.auth.jwt.is_some()
                     && (config.auth.jwt_policy.budget.is_some()
