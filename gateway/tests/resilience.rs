@@ -217,12 +217,7 @@ async fn breaker_opens_then_closes_after_the_probe_succeeds() {
         state(reqwest::get(&url).await.unwrap().json().await.unwrap()),
         "closed"
     );
-    let metrics = reqwest::get(format!("{}/metrics", gateway.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics_text().await;
     assert!(
         metrics.contains(
             r#"llm_circuit_breaker_transitions_total{provider="a",model="x",to="open"} 1"#

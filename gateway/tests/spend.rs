@@ -97,12 +97,7 @@ async fn every_token_kind_is_billed_at_its_own_price() {
     assert_eq!(redis.hash_field(&key, "cache_write_tokens").await, 4 * 950);
 
     // Chargeback metrics: the same spend, by namespace, owner, model, provider and kind.
-    let text = reqwest::get(format!("{}/metrics", gateway.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gateway.metrics_text().await;
     let value = |series: &str| -> f64 {
         let line = text.lines().find(|l| l.starts_with(series));
         let line = line.unwrap_or_else(|| panic!("{series} missing from\n{text}"));

@@ -118,12 +118,7 @@ async fn translated_usage_reaches_each_client_in_its_own_fields() {
     // What the clients were told is what they were billed.
     let usage = settled(&gateway, 12).await;
     assert_eq!(nanos(&usage), billed);
-    let text = reqwest::get(format!("{}/metrics", gateway.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gateway.metrics_text().await;
     let spend = |model: &str, provider: &str| -> i64 {
         let series = format!(
             r#"llm_spend_usd_total{{namespace="default",owner="team-a",model="{model}",provider="{provider}"}} "#

@@ -199,6 +199,16 @@ impl Gateway {
             .expect("request")
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin_url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// The admin listener's `/health/detailed` report.
     pub async fn detailed(&self) -> serde_json::Value {
         reqwest::get(format!("{}/health/detailed", self.admin_url))
