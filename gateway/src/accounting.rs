@@ -4,22 +4,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::genai_metrics::GenAiLabels;
 use crate::limits::Meter;
 use crate::limits::meter::Price;
-use crate::metrics::{Metrics, TargetLabels, TokenLabels};
 use crate::request::TokenUsage;
+use crate::target_metrics::TargetMetrics;
 
 /// Records what one call to a target used; cheap to move into a response stream.
 #[derive(Debug)]
 pub struct Accounting {
-    metrics: Arc<Metrics>,
-    labels: TargetLabels,
+    /// The target's metric handles for the client's protocol.
+    target: Arc<TargetMetrics>,
     started: Instant,
     first_byte_seen: bool,
     usage_seen: bool,
     meter: Option<(Arc<Meter>, Price)>,
-    genai: GenAiLabels,
     /// The attempt's client span and the request's server span (traces on).
     trace: Option<(opentelemetry::Context, opentelemetry::Context)>,
     /// Seconds from the request's arrival to the first streamed token.
@@ -31,26 +29,14 @@ pub struct Accounting {
 }
 
 impl Accounting {
-    /// Starts accounting for route `model` on `provider`; `started` is the request arrival.
-    pub fn new(
-        metrics: Arc<Metrics>,
-        model: &str,
-        provider: &str,
-        started: Instant,
-        genai: GenAiLabels,
-    ) -> Self {
-        let labels = TargetLabels {
-            model: model.to_owned(),
-            provider: provider.to_owned(),
-        };
+    /// Starts accounting for a call to `target`; `started` is the request arrival.
+    pub fn new(target: Arc<TargetMetrics>, started: Instant) -> Self {
         Self {
-            metrics,
-            labels,
+            target,
             started,
             first_byte_seen: false,
             usage_seen: false,
             meter: None,
-            genai,
             trace: None,
             first_token: None,
             output_tokens: 0,
@@ -116,8 +102,8 @@ impl Accounting {
             meter.partial(
                 delivered,
                 *price,
-                &self.labels,
-                &self.genai.gen_ai_response_model,
+                &self.target.labels,
+                &self.target.response_model,
             );
         }
     }
@@ -127,11 +113,7 @@ impl Accounting {
         if !self.first_byte_seen {
             self.first_byte_seen = true;
             let seconds = self.started.elapsed().as_secs_f64();
-            self.metrics
-                .time_to_first_token
-                .get_or_create(&self.labels)
-                .observe(seconds);
-            self.metrics.genai.first_token(&self.genai, seconds);
+            self.target.first_token(seconds);
             self.first_token = Some(seconds);
             if let Some((meter, _)) = &self.meter {
                 meter.first_token(seconds);
@@ -153,18 +135,17 @@ impl Accounting {
             meter.report(
                 usage,
                 *price,
-                &self.labels,
-                &self.genai.gen_ai_response_model,
+                &self.target.labels,
+                &self.target.response_model,
             );
         }
-        let genai = &self.genai;
         let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
-        self.metrics.genai.tokens(genai, input, output);
+        self.target.tokens(input, output);
         self.output_tokens = output;
         // On the request's server span only: tools that add up usage per trace would count
         // it twice on the attempt's span too.
         if let Some((client, server)) = &self.trace {
-            let model = &self.genai.gen_ai_response_model;
+            let model = &self.target.response_model;
             let response_model =
                 || opentelemetry::KeyValue::new("gen_ai.response.model", model.clone());
             crate::traces::annotate(server, || {
@@ -173,17 +154,6 @@ impl Accounting {
                 attributes
             });
             crate::traces::annotate(client, || [response_model()]);
-        }
-        for (direction, count) in [
-            ("input", usage.prompt_tokens),
-            ("output", usage.completion_tokens),
-        ] {
-            let labels = TokenLabels {
-                direction,
-                model: self.labels.model.clone(),
-                provider: self.labels.provider.clone(),
-            };
-            self.metrics.tokens.get_or_create(&labels).inc_by(count);
         }
     }
 }
@@ -217,9 +187,7 @@ impl Drop for Accounting {
         if self.first_byte_seen || self.usage_seen {
             let seconds = self.started.elapsed().as_secs_f64();
             let (first, output) = (self.first_token, self.output_tokens);
-            self.metrics
-                .genai
-                .finished(&self.genai, seconds, first, output);
+            self.target.finished(seconds, first, output);
         }
     }
 }

@@ -157,39 +157,60 @@ impl GenAiMetrics {
         metrics
     }
 
-    /// Records one call's input and output tokens.
-    pub fn tokens(&self, labels: &GenAiLabels, input: u64, output: u64) {
-        for (kind, count) in [("input", input), ("output", output)] {
-            self.token_usage
-                .get_or_create(&labels.tokens(kind))
-                .observe(count as f64);
+    /// The histograms of the call labelled `labels`, to record into without a lookup.
+    pub fn handles(&self, labels: &GenAiLabels) -> GenAiHandles {
+        // One statement each: a family's read guard lives to the end of its statement, and a
+        // second lookup in the same family that must insert would wait for it forever.
+        let input_tokens = self
+            .token_usage
+            .get_or_create_owned(&labels.tokens("input"));
+        let output_tokens = self
+            .token_usage
+            .get_or_create_owned(&labels.tokens("output"));
+        let request_duration = self.request_duration.get_or_create_owned(labels);
+        let time_to_first_token = self.time_to_first_token.get_or_create_owned(labels);
+        let time_per_output_token = self.time_per_output_token.get_or_create_owned(labels);
+        GenAiHandles {
+            input_tokens,
+            output_tokens,
+            request_duration,
+            time_to_first_token,
+            time_per_output_token,
         }
+    }
+}
+
+/// One call's histograms (see [`GenAiMetrics::handles`]).
+#[derive(Debug)]
+pub struct GenAiHandles {
+    input_tokens: Histogram,
+    output_tokens: Histogram,
+    request_duration: Histogram,
+    time_to_first_token: Histogram,
+    time_per_output_token: Histogram,
+}
+
+impl GenAiHandles {
+    /// Records one call's input and output tokens.
+    pub fn tokens(&self, input: u64, output: u64) {
+        self.input_tokens.observe(input as f64);
+        self.output_tokens.observe(output as f64);
     }
 
     /// Records the time to the first token of a stream.
-    pub fn first_token(&self, labels: &GenAiLabels, seconds: f64) {
-        self.time_to_first_token
-            .get_or_create(labels)
-            .observe(seconds);
+    pub fn first_token(&self, seconds: f64) {
+        self.time_to_first_token.observe(seconds);
     }
 
     /// Records a served call that ended after `seconds`, and for a stream whose first token
     /// came after `first_token` seconds, the time per output token after it.
-    pub fn finished(
-        &self,
-        labels: &GenAiLabels,
-        seconds: f64,
-        first_token: Option<f64>,
-        output_tokens: u64,
-    ) {
-        self.request_duration.get_or_create(labels).observe(seconds);
+    pub fn finished(&self, seconds: f64, first_token: Option<f64>, output_tokens: u64) {
+        self.request_duration.observe(seconds);
         if let Some(first) = first_token
             && output_tokens > 1
         {
             let per_token = (seconds - first).max(0.0) / (output_tokens - 1) as f64;
-            self.time_per_output_token
-                .get_or_create(labels)
-                .observe(per_token);
+            self.time_per_output_token.observe(per_token);
         }
     }
 }
@@ -208,9 +229,10 @@ mod tests {
             "fast",
             "gemini-2.5-flash",
         );
-        metrics.tokens(&labels, 12, 30);
-        metrics.first_token(&labels, 0.2);
-        metrics.finished(&labels, 1.2, Some(0.2), 11);
+        let handles = metrics.handles(&labels);
+        handles.tokens(12, 30);
+        handles.first_token(0.2);
+        handles.finished(1.2, Some(0.2), 11);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         for line in [

@@ -42,6 +42,7 @@ pub mod server;
 pub(crate) mod sse;
 pub mod state;
 pub(crate) mod system;
+pub(crate) mod target_metrics;
 pub mod targets;
 pub mod telemetry;
 pub mod token_usage;

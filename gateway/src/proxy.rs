@@ -217,6 +217,7 @@ impl<'s> Run<'_, 's> {
         let mut call = Call {
             request: self.request,
             route_model: &current.compiled.model,
+            slots: &current.metrics[index],
             target,
             provider,
             client_headers: self.headers,

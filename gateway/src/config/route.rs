@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use llm_gateway_crds::compiled::{CompiledRoute, CompiledTarget};
 use llm_gateway_crds::route_policy::Strategy;
 
+use crate::target_metrics::TargetSlots;
 use crate::targets::TargetState;
 
 mod budget;
@@ -20,6 +21,8 @@ pub struct RouteRuntime {
     pub compiled: CompiledRoute,
     /// Shared state of each target, indexed like `compiled.targets`.
     pub states: Vec<Arc<TargetState>>,
+    /// Each target's metric handles, indexed like `compiled.targets`.
+    pub metrics: Vec<TargetSlots>,
     /// Retries this route may still spend (20% of the last 10 s of requests, plus 10).
     pub budget: RetryBudget,
     total_weight: u64,
@@ -32,9 +35,15 @@ impl RouteRuntime {
     pub fn new(compiled: CompiledRoute, states: Vec<Arc<TargetState>>) -> Self {
         let total_weight: u64 = compiled.targets.iter().map(|t| u64::from(t.weight)).sum();
         let stride = interleaving_stride(total_weight);
+        let metrics = compiled
+            .targets
+            .iter()
+            .map(|_| TargetSlots::default())
+            .collect();
         Self {
             compiled,
             states,
+            metrics,
             budget: RetryBudget::default(),
             total_weight,
             stride,

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::Served;
 use super::admission::admit;
@@ -237,15 +237,24 @@ pub(super) fn allowed_route<'s>(
 fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
     let headers = response.headers_mut();
     for (name, value) in [
-        ("x-llm-gateway-route", served.route.as_str()),
-        ("x-llm-gateway-provider", served.provider.as_str()),
+        (ROUTE_HEADER, served.route.as_str()),
+        (PROVIDER_HEADER, served.provider.as_str()),
     ] {
         if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
-    headers.insert("x-llm-gateway-generation", HeaderValue::from(generation));
+    headers.insert(
+        HeaderName::from_static(GENERATION_HEADER),
+        HeaderValue::from(generation),
+    );
 }
+
+// Names made from a `&str` at run time are parsed and copied on every request; static ones
+// are not.
+const ROUTE_HEADER: &str = "x-llm-gateway-route";
+const PROVIDER_HEADER: &str = "x-llm-gateway-provider";
+const GENERATION_HEADER: &str = "x-llm-gateway-generation";
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers
@@ -253,12 +262,19 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .map(|v| v.to_str().unwrap_or_default())
     {
         None => Ok(()),
-        Some(value) if value.to_ascii_lowercase().contains("json") => Ok(()),
+        Some(value) if contains_ignoring_case(value.as_bytes(), b"json") => Ok(()),
         Some(value) => Err(ApiError::invalid(
             format!("unsupported Content-Type {value:?}; send application/json"),
             None,
         )),
     }
+}
+
+/// Whether `haystack` contains the lowercase ASCII `needle` in any case (no copy).
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
 /// Reads the body, refusing at once when `Content-Length` is over the limit and otherwise

@@ -15,6 +15,7 @@
 //! Authenticated and held to the request rates and concurrency limits of the caller and the
 //! route, like every call; it reserves no tokens and counts as no usage.
 
+use crate::target_metrics::TargetSlots;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,6 +114,7 @@ async fn count(
     let call = Call {
         request: &request,
         route_model: &route.compiled.model,
+        slots: &TargetSlots::default(),
         target,
         provider,
         client_headers: headers,

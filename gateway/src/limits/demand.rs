@@ -186,12 +186,10 @@ impl Demand {
                 demand.add_account(id, &quota.account, budget, estimate_nanos, now);
             }
         }
-        demand.add_limits(
-            &account_prefix(&format!("route:{model}")),
-            Scope::Route,
-            route_limits,
-            cap_at_limit,
-        );
+        if route_limits.is_some() {
+            let base = account_prefix(&format!("route:{model}"));
+            demand.add_limits(&base, Scope::Route, route_limits, cap_at_limit);
+        }
         if !demand.is_empty() {
             demand.lease = new_lease();
         }

@@ -28,6 +28,8 @@ pub struct Call<'a> {
     pub request: &'a ClientRequest,
     /// The route model the client asked for.
     pub route_model: &'a str,
+    /// The route target's metric handles.
+    pub slots: &'a crate::target_metrics::TargetSlots,
     /// The target picked for this attempt.
     pub target: &'a CompiledTarget,
     /// Its provider.
@@ -66,21 +68,22 @@ impl Call<'_> {
         let price = crate::limits::meter::Price::of(
             self.provider.compiled.model(&self.target.upstream_model),
         );
-        let genai = crate::genai_metrics::GenAiLabels::new(
-            self.request.protocol,
-            self.provider.compiled.provider_type,
-            self.route_model,
-            &self.target.upstream_model,
-        );
-        Accounting::new(
-            self.metrics.clone(),
-            self.route_model,
-            &self.provider.compiled.name,
-            self.started,
-            genai,
-        )
-        .with_trace(self.trace.as_ref().map(|(context, _)| context.clone()))
-        .with_transcript(self.request.protocol, self.capture_content)
-        .with_meter(self.meter.clone(), price)
+        let target = self.slots.get(self.request.protocol, self.metrics, || {
+            let labels = crate::metrics::TargetLabels {
+                model: self.route_model.to_owned(),
+                provider: self.provider.compiled.name.clone(),
+            };
+            let genai = crate::genai_metrics::GenAiLabels::new(
+                self.request.protocol,
+                self.provider.compiled.provider_type,
+                self.route_model,
+                &self.target.upstream_model,
+            );
+            (labels, genai)
+        });
+        Accounting::new(target, self.started)
+            .with_trace(self.trace.as_ref().map(|(context, _)| context.clone()))
+            .with_transcript(self.request.protocol, self.capture_content)
+            .with_meter(self.meter.clone(), price)
     }
 }

@@ -210,12 +210,15 @@ impl InTask {
     }
 }
 
-/// A request body held in memory, as every model call's is (no copy: the frame is the
-/// `Bytes` the request was built with).
-fn whole(body: reqwest::Body) -> Option<Bytes> {
+/// A request body held in memory, as every model call's is (no copy: its one frame is the
+/// `Bytes` the request was built with, taken without collecting into a buffer list).
+fn whole(mut body: reqwest::Body) -> Option<Bytes> {
     body.as_bytes()?;
-    let collected = body.collect().now_or_never()?.ok()?;
-    Some(collected.to_bytes())
+    match body.frame().now_or_never() {
+        None => None,
+        Some(None) => Some(Bytes::new()),
+        Some(Some(frame)) => frame.ok()?.into_data().ok(),
+    }
 }
 
 /// The request head in origin form, with the `Host` header HTTP/1.1 requires.
