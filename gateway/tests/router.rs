@@ -9,61 +9,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use clap::Parser;
 use http::{Request, StatusCode};
-use llm_gateway::args::Cli;
-use llm_gateway::config::SnapshotHandle;
-use llm_gateway::config::loader::ReloadOutcome;
-use llm_gateway::metrics::Metrics;
-use llm_gateway::server;
-use llm_gateway::targets::TargetRegistry;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use common::in_process::{app, app_with};
+use common::new_key;
 use common::scenario::Scenario;
-use common::{TEST_PEPPER, new_key};
-
-/// The router over `scenario`, with the binary's default settings, wired by the functions
-/// `server::serve` uses (directory source, no Redis, no listener).
-fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
-    app_with(scenario, &[])
-}
-
-/// [`app`] with more command-line settings.
-fn app_with(scenario: &Scenario, extra: &[&str]) -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    scenario.write_to(dir.path());
-    let mut argv = vec![
-        "llm-gateway",
-        "--config",
-        common::path_str(dir.path()),
-        "--api-key-pepper",
-        TEST_PEPPER,
-        "--rate-limit-storage",
-        "memory",
-    ];
-    argv.extend_from_slice(extra);
-    let args = Cli::try_parse_from(argv).unwrap().serve;
-
-    let metrics = Arc::new(Metrics::new());
-    let snapshots = Arc::new(SnapshotHandle::default());
-    let targets = Arc::new(TargetRegistry::new(metrics.clone()));
-    let loader = server::loader(&args, &snapshots, &metrics, &targets).unwrap();
-    let outcome = loader.reload();
-    assert!(
-        matches!(outcome, ReloadOutcome::Applied(_)),
-        "config rejected: {outcome:?}\n{}",
-        scenario.render()
-    );
-    let state = server::app_state(&args, snapshots, metrics, targets).unwrap();
-    (llm_gateway::router(state), dir)
-}
 
 /// A chat completion request from `key`, as the listener hands it to the router (with the
 /// client address attached).

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod manifests;
 pub mod otlp;
 pub mod priced;
