@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::metric_handle::OnFirstUse;
 use crate::request::Protocol;
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -157,25 +158,15 @@ impl GenAiMetrics {
         metrics
     }
 
-    /// The histograms of the call labelled `labels`, to record into without a lookup.
+    /// The histograms of the call labelled `labels`, to record into without a lookup (each
+    /// made on its first observation).
     pub fn handles(&self, labels: &GenAiLabels) -> GenAiHandles {
-        // One statement each: a family's read guard lives to the end of its statement, and a
-        // second lookup in the same family that must insert would wait for it forever.
-        let input_tokens = self
-            .token_usage
-            .get_or_create_owned(&labels.tokens("input"));
-        let output_tokens = self
-            .token_usage
-            .get_or_create_owned(&labels.tokens("output"));
-        let request_duration = self.request_duration.get_or_create_owned(labels);
-        let time_to_first_token = self.time_to_first_token.get_or_create_owned(labels);
-        let time_per_output_token = self.time_per_output_token.get_or_create_owned(labels);
         GenAiHandles {
-            input_tokens,
-            output_tokens,
-            request_duration,
-            time_to_first_token,
-            time_per_output_token,
+            input_tokens: OnFirstUse::new(&self.token_usage, labels.tokens("input")),
+            output_tokens: OnFirstUse::new(&self.token_usage, labels.tokens("output")),
+            request_duration: OnFirstUse::new(&self.request_duration, labels.clone()),
+            time_to_first_token: OnFirstUse::new(&self.time_to_first_token, labels.clone()),
+            time_per_output_token: OnFirstUse::new(&self.time_per_output_token, labels.clone()),
         }
     }
 }
@@ -183,34 +174,34 @@ impl GenAiMetrics {
 /// One call's histograms (see [`GenAiMetrics::handles`]).
 #[derive(Debug)]
 pub struct GenAiHandles {
-    input_tokens: Histogram,
-    output_tokens: Histogram,
-    request_duration: Histogram,
-    time_to_first_token: Histogram,
-    time_per_output_token: Histogram,
+    input_tokens: OnFirstUse<GenAiTokenLabels, Histogram, fn() -> Histogram>,
+    output_tokens: OnFirstUse<GenAiTokenLabels, Histogram, fn() -> Histogram>,
+    request_duration: OnFirstUse<GenAiLabels, Histogram, fn() -> Histogram>,
+    time_to_first_token: OnFirstUse<GenAiLabels, Histogram, fn() -> Histogram>,
+    time_per_output_token: OnFirstUse<GenAiLabels, Histogram, fn() -> Histogram>,
 }
 
 impl GenAiHandles {
     /// Records one call's input and output tokens.
     pub fn tokens(&self, input: u64, output: u64) {
-        self.input_tokens.observe(input as f64);
-        self.output_tokens.observe(output as f64);
+        self.input_tokens.get().observe(input as f64);
+        self.output_tokens.get().observe(output as f64);
     }
 
     /// Records the time to the first token of a stream.
     pub fn first_token(&self, seconds: f64) {
-        self.time_to_first_token.observe(seconds);
+        self.time_to_first_token.get().observe(seconds);
     }
 
     /// Records a served call that ended after `seconds`, and for a stream whose first token
     /// came after `first_token` seconds, the time per output token after it.
     pub fn finished(&self, seconds: f64, first_token: Option<f64>, output_tokens: u64) {
-        self.request_duration.observe(seconds);
+        self.request_duration.get().observe(seconds);
         if let Some(first) = first_token
             && output_tokens > 1
         {
             let per_token = (seconds - first).max(0.0) / (output_tokens - 1) as f64;
-            self.time_per_output_token.observe(per_token);
+            self.time_per_output_token.get().observe(per_token);
         }
     }
 }

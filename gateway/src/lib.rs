@@ -28,6 +28,7 @@ pub mod jwt;
 pub(crate) mod kube_events;
 pub mod limits;
 pub(crate) mod listener;
+pub(crate) mod metric_handle;
 pub mod metrics;
 pub(crate) mod notices;
 pub(crate) mod pipeline;

@@ -4,9 +4,9 @@
 //! building label strings or hashing them into a family (which cost two to four allocations
 //! per series per request).
 //!
-//! Handles are created on a target's first request, not when the snapshot is built, so a
-//! target that was never called exports no series, as before. They are clones of the family's
-//! own entries, so counts carry across reloads.
+//! Each series is looked up on its first use ([`OnFirstUse`]), so a target exports exactly the
+//! series it exported before: none until called, no stream histograms for JSON replies. The
+//! series are the families' own entries, so counts carry across reloads.
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::genai_metrics::{GenAiHandles, GenAiLabels};
+use crate::metric_handle::OnFirstUse;
 use crate::metrics::{Metrics, TargetLabels, TokenLabels};
 use crate::request::Protocol;
 
@@ -24,14 +25,14 @@ pub struct TargetMetrics {
     pub labels: TargetLabels,
     /// The upstream model (`gen_ai.response.model` until the reply names another).
     pub response_model: String,
-    input_tokens: Counter,
-    output_tokens: Counter,
-    time_to_first_token: Histogram,
+    input_tokens: OnFirstUse<TokenLabels, Counter>,
+    output_tokens: OnFirstUse<TokenLabels, Counter>,
+    time_to_first_token: OnFirstUse<TargetLabels, Histogram, fn() -> Histogram>,
     genai: GenAiHandles,
 }
 
 impl TargetMetrics {
-    /// The handles of the series labelled `labels` and `genai`, from `metrics`' families.
+    /// The handles of the series labelled `labels` and `genai`, in `metrics`' families.
     fn new(metrics: &Metrics, labels: TargetLabels, genai: &GenAiLabels) -> Self {
         let tokens = |direction| {
             let labels = TokenLabels {
@@ -39,16 +40,12 @@ impl TargetMetrics {
                 model: labels.model.clone(),
                 provider: labels.provider.clone(),
             };
-            metrics.tokens.get_or_create_owned(&labels)
+            OnFirstUse::new(&metrics.tokens, labels)
         };
-        // One lookup per statement (see `GenAiMetrics::handles`).
-        let input_tokens = tokens("input");
-        let output_tokens = tokens("output");
-        let time_to_first_token = metrics.time_to_first_token.get_or_create_owned(&labels);
         Self {
-            input_tokens,
-            output_tokens,
-            time_to_first_token,
+            input_tokens: tokens("input"),
+            output_tokens: tokens("output"),
+            time_to_first_token: OnFirstUse::new(&metrics.time_to_first_token, labels.clone()),
             genai: metrics.genai.handles(genai),
             response_model: genai.gen_ai_response_model.clone(),
             labels,
@@ -57,14 +54,14 @@ impl TargetMetrics {
 
     /// Counts one call's reported tokens.
     pub fn tokens(&self, input: u64, output: u64) {
-        self.input_tokens.inc_by(input);
-        self.output_tokens.inc_by(output);
+        self.input_tokens.get().inc_by(input);
+        self.output_tokens.get().inc_by(output);
         self.genai.tokens(input, output);
     }
 
     /// Records the time to a stream's first token.
     pub fn first_token(&self, seconds: f64) {
-        self.time_to_first_token.observe(seconds);
+        self.time_to_first_token.get().observe(seconds);
         self.genai.first_token(seconds);
     }
 
@@ -145,5 +142,9 @@ mod tests {
         );
         let embeddings = slots.get(Protocol::Embeddings, &metrics, labels);
         assert!(!Arc::ptr_eq(&first, &embeddings));
+        assert!(
+            !text.contains("llm_time_to_first_token_seconds_count{"),
+            "nothing streamed, so no first-token series"
+        );
     }
 }

@@ -96,8 +96,11 @@ async fn every_token_kind_is_billed_at_its_own_price() {
     assert_eq!(redis.hash_field(&key, "spend_nanos").await, expected);
     assert_eq!(redis.hash_field(&key, "cache_write_tokens").await, 4 * 950);
 
-    // Chargeback metrics: the same spend, by namespace, owner, model, provider and kind.
-    let text = gateway.metrics_text().await;
+    // Chargeback metrics: the same spend, by namespace, owner, model, provider and kind
+    // (counted just after each settlement, so wait for the last request's).
+    let text = gateway
+        .metrics_when(|text| text.contains(r#"model="gemini",provider="gemini""#))
+        .await;
     let value = |series: &str| -> f64 {
         let line = text.lines().find(|l| l.starts_with(series));
         let line = line.unwrap_or_else(|| panic!("{series} missing from\n{text}"));

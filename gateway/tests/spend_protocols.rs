@@ -118,36 +118,46 @@ async fn translated_usage_reaches_each_client_in_its_own_fields() {
     // What the clients were told is what they were billed.
     let usage = settled(&gateway, 12).await;
     assert_eq!(nanos(&usage), billed);
-    let text = gateway.metrics_text().await;
-    let spend = |model: &str, provider: &str| -> i64 {
-        let series = format!(
-            r#"llm_spend_usd_total{{namespace="default",owner="team-a",model="{model}",provider="{provider}"}} "#
-        );
-        let line = text.lines().find(|l| l.starts_with(&series));
-        let value: f64 = line.unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-        (value * 1e9).round() as i64
-    };
-    assert_eq!(spend("reasoner", "openai"), 2 * REASONER_TURN);
-    let reasoning = text
-        .lines()
-        .find(|l| {
-            l.starts_with("llm_spend_by_kind_usd_total{")
-                && l.contains(r#"model="reasoner""#)
-                && l.contains(r#"kind="reasoning""#)
-        })
-        .unwrap();
-    let usd: f64 = reasoning.rsplit(' ').next().unwrap().parse().unwrap();
-    assert_eq!(
-        (usd * 1e9).round() as i64,
-        2 * 40 * 10_000,
-        "reasoning at $10"
-    );
+    let gemini = 2 * (2 * GEMINI_PLAIN_TURN + GEMINI_TURN);
+    let text = gateway
+        .metrics_when(|text| nanos_of(text, &spend_series("gemini", "gemini")) == Some(gemini))
+        .await;
+    let spend = |model: &str, provider: &str| nanos_of(&text, &spend_series(model, provider));
+    assert_eq!(spend("reasoner", "openai"), Some(2 * REASONER_TURN));
     assert_eq!(
         spend("claude", "claude"),
-        2 * (CLAUDE_TURN + CLAUDE_PLAIN_TURN)
+        Some(2 * (CLAUDE_TURN + CLAUDE_PLAIN_TURN))
     );
+    // The reasoner's spend by kind: reasoning at the output price, apart from the answer, and
+    // the kinds adding up to the total (nothing counted twice).
+    let kind = |kind: &str| {
+        let series = format!(
+            r#"llm_spend_by_kind_usd_total{{namespace="default",owner="team-a",model="reasoner",provider="openai",kind="{kind}"}} "#
+        );
+        nanos_of(&text, &series).unwrap_or(0)
+    };
+    assert_eq!(kind("reasoning"), 2 * 40 * 10_000, "reasoning at $10");
     assert_eq!(
-        spend("gemini", "gemini"),
-        2 * (2 * GEMINI_PLAIN_TURN + GEMINI_TURN)
+        kind("output"),
+        2 * 20 * 10_000,
+        "the answer without reasoning"
     );
+    let kinds: i64 = ["input", "cache_read", "cache_write", "output", "reasoning"]
+        .into_iter()
+        .map(kind)
+        .sum();
+    assert_eq!(kinds, 2 * REASONER_TURN);
+}
+
+fn spend_series(model: &str, provider: &str) -> String {
+    format!(
+        r#"llm_spend_usd_total{{namespace="default",owner="team-a",model="{model}",provider="{provider}"}} "#
+    )
+}
+
+/// The value of the series whose line starts with `series`, in nano-dollars.
+fn nanos_of(text: &str, series: &str) -> Option<i64> {
+    let line = text.lines().find(|l| l.starts_with(series))?;
+    let usd: f64 = line.rsplit(' ').next()?.parse().ok()?;
+    Some((usd * 1e9).round() as i64)
 }

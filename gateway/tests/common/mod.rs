@@ -210,6 +210,23 @@ impl Gateway {
             .expect("metrics text")
     }
 
+    /// The `/metrics` text once `ready` holds for it (counters bumped after a request
+    /// settles can trail `/v1/usage` by a moment); panics after 10 s.
+    pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.metrics_text().await;
+            if ready(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics never got there:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The admin listener's `/health/detailed` report.
     pub async fn detailed(&self) -> serde_json::Value {
         reqwest::get(format!("{}/health/detailed", self.admin_url))
