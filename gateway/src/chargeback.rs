@@ -38,6 +38,22 @@ pub struct Billed {
     pub spend_picos: [i64; 5],
 }
 
+impl Billed {
+    /// The tokens by kind, in [`KINDS`] order: disjoint, so they add up to every token billed
+    /// (reasoning counted at most once, as the meter prices it).
+    pub fn tokens_by_kind(&self) -> [u64; 5] {
+        let reasoning = self.reasoning_tokens.min(self.output_tokens);
+        let cached = self.cache_read_tokens + self.cache_write_tokens;
+        [
+            self.input_tokens.saturating_sub(cached),
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.output_tokens - reasoning,
+            reasoning,
+        ]
+    }
+}
+
 /// Who used what where.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChargeLabels {
@@ -95,19 +111,7 @@ impl Chargeback {
         self.spend
             .get_or_create(labels)
             .inc_by(outcome.spend_nanos as f64 / 1e9);
-        let uncached = outcome
-            .input_tokens
-            .saturating_sub(outcome.cache_read_tokens + outcome.cache_write_tokens);
-        let answer = outcome
-            .output_tokens
-            .saturating_sub(outcome.reasoning_tokens);
-        let counts = [
-            uncached,
-            outcome.cache_read_tokens,
-            outcome.cache_write_tokens,
-            answer,
-            outcome.reasoning_tokens,
-        ];
+        let counts = outcome.tokens_by_kind();
         for ((kind, count), picos) in KINDS.into_iter().zip(counts).zip(outcome.spend_picos) {
             if count == 0 {
                 continue;

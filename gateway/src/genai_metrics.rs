@@ -174,12 +174,14 @@ impl GenAiMetrics {
 /// One call's histograms (see [`GenAiMetrics::handles`]).
 #[derive(Debug)]
 pub struct GenAiHandles {
-    input_tokens: OnFirstUse<GenAiTokenLabels, Histogram, fn() -> Histogram>,
-    output_tokens: OnFirstUse<GenAiTokenLabels, Histogram, fn() -> Histogram>,
-    request_duration: OnFirstUse<GenAiLabels, Histogram, fn() -> Histogram>,
-    time_to_first_token: OnFirstUse<GenAiLabels, Histogram, fn() -> Histogram>,
-    time_per_output_token: OnFirstUse<GenAiLabels, Histogram, fn() -> Histogram>,
+    input_tokens: HistogramHandle<GenAiTokenLabels>,
+    output_tokens: HistogramHandle<GenAiTokenLabels>,
+    request_duration: HistogramHandle<GenAiLabels>,
+    time_to_first_token: HistogramHandle<GenAiLabels>,
+    time_per_output_token: HistogramHandle<GenAiLabels>,
 }
+
+type HistogramHandle<L> = OnFirstUse<L, Histogram, fn() -> Histogram>;
 
 impl GenAiHandles {
     /// Records one call's input and output tokens.

@@ -19,6 +19,7 @@ use llm_gateway_mock_upstream::MockUpstream;
 use tower::ServiceExt;
 
 use common::in_process::app;
+use common::manifests::{join, routes, upstream_provider};
 use common::scenario::Scenario;
 
 /// A mock upstream on its own thread and runtime (its allocations are not counted).
@@ -37,25 +38,11 @@ fn upstream() -> String {
 
 /// An anonymous gateway with one route to `base_url`, the bench's configuration.
 fn scenario(base_url: &str) -> Scenario {
-    Scenario::parse(&format!(
-        r#"apiVersion: llmgateway.io/v1alpha1
-kind: LlmProvider
-metadata: {{name: upstream}}
-spec: {{type: openaiCompatible, baseUrl: "{base_url}", allowLocalAddresses: true, credentials: {{env: HOME}}}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: routes}}
-spec:
-  routes:
-  - {{model: small, targets: [{{provider: upstream, model: upstream-model}}]}}
----
-apiVersion: llmgateway.io/v1alpha1
-kind: LlmGateway
-metadata: {{name: gateway}}
-spec: {{auth: {{apiKeys: false}}}}
-"#
-    ))
+    Scenario::parse(&join(&[
+        upstream_provider("upstream", base_url, "sk-upstream", ""),
+        routes(&[("small", "upstream", "upstream-model")]),
+        "apiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {name: gateway}\nspec: {auth: {apiKeys: false}}\n".to_owned(),
+    ]))
 }
 
 fn chat() -> Request<Body> {

@@ -4,7 +4,7 @@
 //! Sizes can be lowered with `SCALE_PROVIDERS`, `SCALE_POLICIES` and `SCALE_KEYS` when
 //! investigating; the README's test command runs the full sizes.
 //!
-//! Slow (about 100 s, most of it the idle minute), so it is `#[ignore]`d in a plain
+//! Slow (about 100 s, most of it the idle minute), so it is ignored in a plain
 //! `cargo test` and run by `tests/run-all.sh` in its own step (`cargo test --workspace
 //! --locked -- --ignored`); alone: `cargo test -p llm-gateway-operator --test scale --
 //! --ignored`. See `docs/testing.md` (L5).

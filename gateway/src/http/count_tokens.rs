@@ -15,7 +15,6 @@
 //! Authenticated and held to the request rates and concurrency limits of the caller and the
 //! route, like every call; it reserves no tokens and counts as no usage.
 
-use crate::target_metrics::TargetSlots;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -89,7 +88,7 @@ async fn count(
     let route = allowed_route(&snapshot, key.as_ref(), &model)?;
     let admitted = admit_request_only(state, key.as_ref(), route).await?;
     let caller = key.as_ref().map(|k| k.id()).unwrap_or_default();
-    let (target, provider) = first_available(&snapshot, route, &model)?;
+    let (index, target, provider) = first_available(&snapshot, route, &model)?;
     let mut request = ClientRequest {
         protocol,
         body,
@@ -114,7 +113,7 @@ async fn count(
     let call = Call {
         request: &request,
         route_model: &route.compiled.model,
-        slots: &TargetSlots::default(),
+        slots: &route.metrics[index],
         target,
         provider,
         client_headers: headers,
@@ -170,6 +169,7 @@ fn first_available<'s>(
     model: &str,
 ) -> Result<
     (
+        usize,
         &'s llm_gateway_crds::compiled::CompiledTarget,
         &'s ProviderRuntime,
     ),
@@ -178,9 +178,9 @@ fn first_available<'s>(
     route
         .pick_order(None)
         .into_iter()
-        .map(|index| route.target(index).0)
-        .map(|target| (target, &snapshot.providers[target.provider]))
-        .find(|(_, provider)| provider.compiled.unavailable.is_none())
+        .map(|index| (index, route.target(index).0))
+        .map(|(index, target)| (index, target, &snapshot.providers[target.provider]))
+        .find(|(_, _, provider)| provider.compiled.unavailable.is_none())
         .ok_or_else(|| ApiError::ServiceUnavailable {
             message: format!("no target can count tokens for model '{model}' now"),
             retry_after: None,

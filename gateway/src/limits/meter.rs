@@ -120,13 +120,8 @@ impl Price {
         (cost * 1e3).round() as i64
     }
 
-    /// The bill of `usage` in nano-dollars: each kind at its rate, the rates of the largest
-    /// tier its prompt passes.
-    pub fn cost(self, usage: &TokenUsage) -> i64 {
-        self.bill(usage).0
-    }
-
-    /// [`Self::cost`], and each kind's part of it in pico-dollars.
+    /// The bill of `usage` in nano-dollars (each kind at its rate, the rates of the largest
+    /// tier its prompt passes), and each kind's part of it in pico-dollars.
     pub fn bill(self, usage: &TokenUsage) -> (i64, [i64; 5]) {
         let rates = self
             .tiers
@@ -348,7 +343,7 @@ mod tests {
             cache_write_1h_tokens: 1000,
             ..TokenUsage::new(1000, 10)
         };
-        assert!(written.nanos(1000, 10) >= written.cost(&worst));
+        assert!(written.nanos(1000, 10) >= written.bill(&worst).0);
         assert_eq!(price.nanos(1_000_000, 0), 150_000_000);
     }
 
