@@ -54,19 +54,16 @@ pub struct ManifestError {
     pub message: String,
 }
 
-/// One object of any kind a manifest may hold.
+/// One object of any kind a manifest may hold. Boxed: the reload's [`DocumentCache`] keeps
+/// every document's objects, and inline they would all take the largest kind's 1.7 KB.
 #[derive(Clone, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "moved once into its kind's list; boxing would add an allocation per object"
-)]
 pub enum Object {
-    Provider(LlmProvider),
-    RoutePolicy(RoutePolicy),
-    ApiKey(ApiKey),
-    Gateway(LlmGateway),
-    Secret(Secret),
-    Quota(LlmQuota),
+    Provider(Box<LlmProvider>),
+    RoutePolicy(Box<RoutePolicy>),
+    ApiKey(Box<ApiKey>),
+    Gateway(Box<LlmGateway>),
+    Secret(Box<Secret>),
+    Quota(Box<LlmQuota>),
 }
 
 /// Parses every document of `text` in order, handing `sink` each object (`None` for an
@@ -108,12 +105,24 @@ impl Manifests {
     /// Adds one object.
     pub fn push(&mut self, object: Object) {
         match object {
-            Object::Provider(o) => self.providers.push(o),
-            Object::RoutePolicy(o) => self.route_policies.push(o),
-            Object::ApiKey(o) => self.api_keys.push(o),
-            Object::Gateway(o) => self.gateways.push(o),
-            Object::Secret(o) => self.secrets.push(o),
-            Object::Quota(o) => self.quotas.push(o),
+            Object::Provider(o) => self.providers.push(*o),
+            Object::RoutePolicy(o) => self.route_policies.push(*o),
+            Object::ApiKey(o) => self.api_keys.push(*o),
+            Object::Gateway(o) => self.gateways.push(*o),
+            Object::Secret(o) => self.secrets.push(*o),
+            Object::Quota(o) => self.quotas.push(*o),
+        }
+    }
+
+    /// Adds a copy of one object (without copying its box).
+    pub fn push_copy(&mut self, object: &Object) {
+        match object {
+            Object::Provider(o) => self.providers.push(LlmProvider::clone(o)),
+            Object::RoutePolicy(o) => self.route_policies.push(RoutePolicy::clone(o)),
+            Object::ApiKey(o) => self.api_keys.push(ApiKey::clone(o)),
+            Object::Gateway(o) => self.gateways.push(LlmGateway::clone(o)),
+            Object::Secret(o) => self.secrets.push(Secret::clone(o)),
+            Object::Quota(o) => self.quotas.push(LlmQuota::clone(o)),
         }
     }
 
@@ -144,12 +153,12 @@ fn object_of(value: serde_yaml::Value) -> Result<Object, String> {
         .and_then(|v| v.as_str())
         .unwrap_or_default();
     Ok(match (api_version, kind) {
-        (API_VERSION, "LlmProvider") => Object::Provider(typed(value)?),
-        (API_VERSION, "RoutePolicy") => Object::RoutePolicy(typed(value)?),
-        (API_VERSION, "ApiKey") => Object::ApiKey(typed(value)?),
-        (API_VERSION, "LlmGateway") => Object::Gateway(typed(value)?),
-        (API_VERSION, "LlmQuota") => Object::Quota(typed(value)?),
-        ("v1", "Secret") => Object::Secret(typed(value)?),
+        (API_VERSION, "LlmProvider") => Object::Provider(Box::new(typed(value)?)),
+        (API_VERSION, "RoutePolicy") => Object::RoutePolicy(Box::new(typed(value)?)),
+        (API_VERSION, "ApiKey") => Object::ApiKey(Box::new(typed(value)?)),
+        (API_VERSION, "LlmGateway") => Object::Gateway(Box::new(typed(value)?)),
+        (API_VERSION, "LlmQuota") => Object::Quota(Box::new(typed(value)?)),
+        ("v1", "Secret") => Object::Secret(Box::new(typed(value)?)),
         ("", _) | (_, "") => return Err("apiVersion and kind are required".to_owned()),
         (v, k) => {
             let (v, k) = (clip(v), clip(k));
