@@ -11,6 +11,7 @@
 //! Config path: a directory of manifests → `crds::compile` → `Snapshot` → atomic swap. See
 //! `ARCHITECTURE.md` for the map.
 
+pub(crate) mod access_log;
 pub(crate) mod accounting;
 pub(crate) mod affinity;
 pub mod args;

@@ -5,8 +5,8 @@
 //! burst). Writing on a runtime thread would stall every request on that thread while stderr
 //! is slow or blocked (a log collector that stopped reading a full pipe); under a backlog of
 //! more lines than the channel holds, lines are dropped rather than stalling requests.
-//! `LOG_LEVEL=info,access=off` keeps every log but the per-request access line, which costs
-//! about 10% of the CPU of a small proxied request (tests/bench).
+//! `LOG_LEVEL=info,access=off` keeps every log but the per-request access line, which JSON
+//! logs write by hand (`access_log`).
 
 use std::io::{BufWriter, Write};
 use std::os::fd::AsFd;
@@ -28,10 +28,13 @@ pub fn init(level: &str, format: LogFormat) -> Option<WorkerGuard> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
+        .with_writer(writer.clone());
     // A second init (tests) keeps the first subscriber.
     let installed = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => {
+            crate::access_log::install(writer.clone());
+            builder.json().flatten_event(true).try_init()
+        }
         LogFormat::Text => builder.try_init(),
     };
     installed.ok().map(|()| guard)

@@ -367,19 +367,18 @@ impl Drop for Finish {
                 .get_or_create(&labels)
                 .observe(elapsed.as_secs_f64());
         }
-        tracing::info!(
-            target: "access",
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = self.request_id.as_deref().unwrap_or(""),
-            route = %served.route,
-            provider = %served.provider,
-            key_id = served.caller.as_ref().map_or("", |c| c.id.as_str()),
-            owner = served.caller.as_ref().map_or("", |c| c.owner.as_str()),
-            error = self.error.map_or("", |e| e.0),
-            "request finished"
-        );
+        crate::access_log::AccessLine {
+            method: self.method.as_str(),
+            path: &self.path,
+            status: self.status,
+            elapsed,
+            request_id: self.request_id.as_deref().unwrap_or(""),
+            route: &served.route,
+            provider: &served.provider,
+            key_id: served.caller.as_ref().map_or("", |c| c.id.as_str()),
+            owner: served.caller.as_ref().map_or("", |c| c.owner.as_str()),
+            error: self.error.map_or("", |e| e.0),
+        }
+        .log();
     }
 }

@@ -249,6 +249,23 @@ impl Gateway {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
+    /// The log once `ready` holds for it (lines are written by a background thread, after
+    /// the response); panics after 10 s.
+    pub async fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log_text();
+            if ready(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log never got there:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
