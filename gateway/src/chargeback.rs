@@ -12,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// The token kinds billed apart, disjoint: uncached input, cache reads, cache writes (five
@@ -62,17 +63,17 @@ pub struct ChargeLabels {
     /// Key owner or token team.
     pub owner: String,
     /// Route model.
-    pub model: String,
+    pub model: Arc<str>,
     /// Provider that served it.
-    pub provider: String,
+    pub provider: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     namespace: String,
     owner: String,
-    model: String,
-    provider: String,
+    model: Arc<str>,
+    provider: Arc<str>,
     kind: &'static str,
 }
 

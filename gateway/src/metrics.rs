@@ -6,8 +6,8 @@
 //! error type), never from a raw key, prompt or unrouted model name, so cardinality is bounded.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,15 +19,22 @@ use prometheus_client::registry::Registry;
 /// Model label for requests that matched no route.
 pub const UNROUTED: &str = "_unrouted";
 
+/// [`UNROUTED`] as a shared label value (labels are `Arc<str>`: cloned per request, not
+/// copied).
+pub fn unrouted() -> Arc<str> {
+    static LABEL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(UNROUTED));
+    Arc::clone(&LABEL)
+}
+
 /// Labels of a finished request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The client API: `chat`, `responses`, `messages`, `embeddings` or `other`.
     pub protocol: &'static str,
     /// Route model, or [`UNROUTED`].
-    pub model: String,
+    pub model: Arc<str>,
     /// Provider name, or empty when none was picked.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// HTTP status answered.
     pub status: u16,
 }
@@ -36,9 +43,9 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     /// Route model.
-    pub model: String,
+    pub model: Arc<str>,
     /// Provider name.
-    pub provider: String,
+    pub provider: Arc<str>,
 }
 
 /// Labels of a token count.
@@ -47,9 +54,9 @@ pub struct TokenLabels {
     /// `input` or `output`.
     pub direction: &'static str,
     /// Route model.
-    pub model: String,
+    pub model: Arc<str>,
     /// Provider name.
-    pub provider: String,
+    pub provider: Arc<str>,
 }
 
 /// Labels of an error count.

@@ -63,13 +63,14 @@ pub struct Incoming<'a> {
     pub caller: &'a str,
 }
 
-/// Serves `incoming` on `route`; returns the response (or error) and the provider that gave it.
+/// Serves `incoming` on `route`; returns the response (or error) and the provider that gave it
+/// (none when no target was tried).
 pub async fn serve<'s>(
     state: &AppState,
     snapshot: &'s Snapshot,
     route: &'s RouteRuntime,
     incoming: Incoming<'_>,
-) -> (Result<Response, ApiError>, &'s str) {
+) -> (Result<Response, ApiError>, Option<&'s Arc<str>>) {
     let Incoming {
         request,
         headers,
@@ -128,13 +129,13 @@ enum Step<'s> {
     /// failure.
     Stop,
     /// The client's answer (a response, or an error not worth retrying) and its provider.
-    Done(Result<Response, ApiError>, &'s str),
+    Done(Result<Response, ApiError>, &'s Arc<str>),
 }
 
 impl<'s> Run<'_, 's> {
     /// Walks passes over the route chain until an answer, a spent limit, or a pass that made
     /// no attempt (its targets all skipped, so another pass would skip them again).
-    async fn walk(&self) -> (Result<Response, ApiError>, &'s str) {
+    async fn walk(&self) -> (Result<Response, ApiError>, Option<&'s Arc<str>>) {
         let (route, snapshot) = (self.route, self.snapshot);
         let chain: Vec<&'s RouteRuntime> = std::iter::once(route)
             .chain(
@@ -153,7 +154,7 @@ impl<'s> Run<'_, 's> {
         loop {
             let before = tally.attempts;
             match self.pass(&chain, &mut orders, first, &mut tally).await {
-                Step::Done(result, name) => return (result, name),
+                Step::Done(result, name) => return (result, Some(name)),
                 Step::Stop => break,
                 Step::Next => {}
             }
@@ -210,13 +211,13 @@ impl<'s> Run<'_, 's> {
         let snapshot: &'s Snapshot = self.snapshot;
         let (target, target_state) = current.target(index);
         let provider = &snapshot.providers[target.provider];
-        let name = provider.compiled.name.as_str();
+        let name = &provider.name;
         let Some((admission, permit)) = self.admit(provider, target, target_state, tally) else {
             return Step::Next;
         };
         let mut call = Call {
             request: self.request,
-            route_model: &current.compiled.model,
+            route_model: &current.model,
             slots: &current.metrics[index],
             target,
             provider,

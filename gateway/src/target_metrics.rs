@@ -117,8 +117,8 @@ mod tests {
         let slots = TargetSlots::default();
         let labels = || {
             let target = TargetLabels {
-                model: "fast".to_owned(),
-                provider: "openai".to_owned(),
+                model: "fast".into(),
+                provider: "openai".into(),
             };
             let genai = GenAiLabels::new(
                 Protocol::OpenAi,

@@ -19,6 +19,8 @@ pub use budget::RetryBudget;
 pub struct RouteRuntime {
     /// Compiled settings.
     pub compiled: CompiledRoute,
+    /// Its model name, shared by the labels and records of every request it serves.
+    pub model: Arc<str>,
     /// Shared state of each target, indexed like `compiled.targets`.
     pub states: Vec<Arc<TargetState>>,
     /// Each target's metric handles, indexed like `compiled.targets`.
@@ -41,6 +43,7 @@ impl RouteRuntime {
             .map(|_| TargetSlots::default())
             .collect();
         Self {
+            model: Arc::from(compiled.model.as_str()),
             compiled,
             states,
             metrics,

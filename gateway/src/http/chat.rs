@@ -72,7 +72,7 @@ async fn handle(
         meter,
     };
     // A refusal past authentication still names its caller (access line, usage event).
-    let unrouted = caller.served(String::new(), String::new());
+    let unrouted = caller.served(Arc::default(), Arc::default());
     let routed = route_and_serve(state, &snapshot, headers, bytes, protocol, caller, started);
     Ok(routed.await.unwrap_or_else(|error| {
         let mut response = render(error, protocol);
@@ -89,7 +89,7 @@ struct Authenticated<'k, 'c> {
 }
 
 impl Authenticated<'_, '_> {
-    fn served(&self, route: String, provider: String) -> Served {
+    fn served(&self, route: Arc<str>, provider: Arc<str>) -> Served {
         Served {
             route,
             provider,
@@ -149,7 +149,7 @@ async fn route_and_serve(
         caller: label.as_ref().map_or("", |c| c.id.as_str()),
     };
     let (result, provider) = crate::proxy::serve(state, snapshot, route, incoming).await;
-    let served = caller.served(route.compiled.model.clone(), provider.to_owned());
+    let served = caller.served(route.model.clone(), provider.cloned().unwrap_or_default());
     let mut response = admitted.attach(result.unwrap_or_else(|error| render(error, protocol)));
     stamp_provenance(&mut response, &served, snapshot.generation);
     response.extensions_mut().insert(served);
@@ -237,8 +237,8 @@ pub(super) fn allowed_route<'s>(
 fn stamp_provenance(response: &mut Response, served: &Served, generation: u64) {
     let headers = response.headers_mut();
     for (name, value) in [
-        (ROUTE_HEADER, served.route.as_str()),
-        (PROVIDER_HEADER, served.provider.as_str()),
+        (ROUTE_HEADER, &*served.route),
+        (PROVIDER_HEADER, &*served.provider),
     ] {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), value);

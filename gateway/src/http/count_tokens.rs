@@ -112,7 +112,7 @@ async fn count(
     }
     let call = Call {
         request: &request,
-        route_model: &route.compiled.model,
+        route_model: &route.model,
         slots: &route.metrics[index],
         target,
         provider,

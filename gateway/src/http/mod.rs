@@ -40,17 +40,17 @@ use std::sync::Arc;
 
 use crate::error::{ApiError, ErrorLabel};
 use crate::limits::reservation::CallerLabel;
-use crate::metrics::{ErrorLabels, RequestLabels, TargetLabels, UNROUTED};
+use crate::metrics::{ErrorLabels, RequestLabels, TargetLabels, unrouted};
 use crate::request::Protocol;
 use crate::state::AppState;
 
 /// Response extension naming what served an API request, for metrics and the access log.
 #[derive(Clone, Debug, Default)]
 pub struct Served {
-    /// Route model.
-    pub route: String,
-    /// Provider name (empty if none was reached).
-    pub provider: String,
+    /// Route model (shared with the snapshot's route).
+    pub route: Arc<str>,
+    /// Provider name, empty if none was reached (shared with the snapshot's provider).
+    pub provider: Arc<str>,
     /// The caller (key id and owner), shared with the request's limit reservation.
     pub caller: Option<Arc<CallerLabel>>,
     /// The request's usage, completed into its usage event.
@@ -246,7 +246,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         let (model, provider) = served
             .as_ref()
             .filter(|s| !s.route.is_empty())
-            .map_or((UNROUTED.to_owned(), String::new()), |s| {
+            .map_or((unrouted(), Arc::default()), |s| {
                 (s.route.clone(), s.provider.clone())
             });
         metrics

@@ -85,7 +85,7 @@ fn end_attributes(
             ("llm_gateway.provider", &served.provider),
         ] {
             if !value.is_empty() {
-                attributes.push(KeyValue::new(key, value.clone()));
+                attributes.push(KeyValue::new(key, value.to_string()));
             }
         }
         if let Some(caller) = &served.caller {

@@ -27,7 +27,7 @@ pub struct Call<'a> {
     /// The parsed client request.
     pub request: &'a ClientRequest,
     /// The route model the client asked for.
-    pub route_model: &'a str,
+    pub route_model: &'a Arc<str>,
     /// The route target's metric handles.
     pub slots: &'a crate::target_metrics::TargetSlots,
     /// The target picked for this attempt.
@@ -70,8 +70,8 @@ impl Call<'_> {
         );
         let target = self.slots.get(self.request.protocol, self.metrics, || {
             let labels = crate::metrics::TargetLabels {
-                model: self.route_model.to_owned(),
-                provider: self.provider.compiled.name.clone(),
+                model: self.route_model.clone(),
+                provider: self.provider.name.clone(),
             };
             let genai = crate::genai_metrics::GenAiLabels::new(
                 self.request.protocol,

@@ -15,6 +15,8 @@ use crate::upstream_http::Transport;
 pub struct ProviderRuntime {
     /// Compiled settings.
     pub compiled: CompiledProvider,
+    /// Its name, shared by the labels and records of every request it serves.
+    pub name: Arc<str>,
     /// Builds this provider's requests (the transport's client).
     pub client: reqwest::Client,
     /// Sends them: the in-task connection pool for this provider's connect timeout and
@@ -37,6 +39,7 @@ impl ProviderRuntime {
     ) -> Self {
         Self {
             openai: super::openai::Prepared::new(&compiled),
+            name: Arc::from(compiled.name.as_str()),
             compiled,
             client: transport.client().clone(),
             transport,

@@ -1,5 +1,6 @@
 //! What the resilience loop saw so far, for the answer when no target gave one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::Response;
@@ -18,9 +19,9 @@ pub(super) struct Tally<'s> {
     /// Whether a target was skipped because it is cooling down after a `Retry-After`.
     pub(super) cooling: bool,
     /// The last retryable failure and its provider.
-    pub(super) last: Option<(ApiError, &'s str)>,
+    pub(super) last: Option<(ApiError, &'s Arc<str>)>,
     /// The first refusal (a target that cannot serve this request) and its provider.
-    refused: Option<(ApiError, &'s str)>,
+    refused: Option<(ApiError, &'s Arc<str>)>,
     /// Targets skipped for any other reason than a refusal.
     unavailable: usize,
 }
@@ -33,7 +34,7 @@ impl<'s> Tally<'s> {
     }
 
     /// Records a target that cannot serve this request (see `pipeline::prepare`).
-    pub(super) fn refuse(&mut self, refusal: ApiError, provider: &'s str) {
+    pub(super) fn refuse(&mut self, refusal: ApiError, provider: &'s Arc<str>) {
         self.note(format!("{provider}: {refusal}"), None);
         self.refused.get_or_insert((refusal, provider));
     }
@@ -60,14 +61,14 @@ impl<'s> Tally<'s> {
     /// having been skipped, 429 while one cools down after an upstream `Retry-After` (so SDKs
     /// back off as they do for the provider's own 429), 503 otherwise (naming the refusals
     /// too).
-    pub(super) fn finish(self, model: &str) -> (Result<Response, ApiError>, &'s str) {
+    pub(super) fn finish(self, model: &str) -> (Result<Response, ApiError>, Option<&'s Arc<str>>) {
         if let Some((error, name)) = self.last {
-            return (Err(error), name);
+            return (Err(error), Some(name));
         }
         if let Some((refusal, name)) = self.refused
             && self.unavailable == 0
         {
-            return (Err(refusal), name);
+            return (Err(refusal), Some(name));
         }
         let reasons = self.skipped.join("; ");
         let error = match self.soonest {
@@ -83,6 +84,6 @@ impl<'s> Tally<'s> {
                 retry_after,
             },
         };
-        (Err(error), "")
+        (Err(error), None)
     }
 }

@@ -92,7 +92,9 @@ impl Draft {
     pub fn complete(self, summary: Summary) -> UsageEvent {
         let billed = summary.billed;
         let (served_provider, upstream_model) = match summary.served_by {
-            Some((labels, upstream_model)) => (Some(labels.provider), Some(upstream_model)),
+            Some((labels, upstream_model)) => {
+                (Some(labels.provider.to_string()), Some(upstream_model))
+            }
             None => (None, None),
         };
         UsageEvent {
