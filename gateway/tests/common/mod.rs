@@ -213,18 +213,7 @@ impl Gateway {
     /// The `/metrics` text once `ready` holds for it (counters bumped after a request
     /// settles can trail `/v1/usage` by a moment); panics after 10 s.
     pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = self.metrics_text().await;
-            if ready(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "metrics never got there:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        text_when("metrics", || self.metrics_text(), ready).await
     }
 
     /// The admin listener's `/health/detailed` report.
@@ -252,18 +241,7 @@ impl Gateway {
     /// The log once `ready` holds for it (lines are written by a background thread, after
     /// the response); panics after 10 s.
     pub async fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = self.log_text();
-            if ready(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the log never got there:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        text_when("the log", || std::future::ready(self.log_text()), ready).await
     }
 
     pub fn pid(&self) -> u32 {
@@ -281,6 +259,23 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+}
+
+/// What `fetch` gives once `ready` holds for it, fetched every 20 ms; panics after 10 s.
+async fn text_when<F: std::future::Future<Output = String>>(
+    what: &str,
+    fetch: impl Fn() -> F,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fetch().await;
+        if ready(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what} never got there:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
