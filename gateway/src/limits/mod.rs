@@ -19,6 +19,7 @@ pub mod period;
 pub mod redis_breaker;
 pub mod redis_store;
 pub mod reservation;
+pub mod script_call;
 pub mod slots;
 
 use std::time::Duration;

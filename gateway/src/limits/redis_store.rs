@@ -119,7 +119,7 @@ impl RedisStore {
             let reply: Vec<i64> = self
                 .call(async {
                     let mut connection = self.connection.clone();
-                    call.invoke_async(&mut connection).await
+                    call.invoke(&mut connection).await
                 })
                 .await?;
             decode_verdict(&reply, part)
@@ -182,7 +182,7 @@ impl RedisStore {
             let call = slots::finish_call(&self.settle, how, demand, part, &outcome, RECORD_MARGIN);
             self.call(async move {
                 let mut connection = self.connection.clone();
-                call.invoke_async::<i64>(&mut connection).await
+                call.invoke::<i64>(&mut connection).await
             })
         }))
         .await;

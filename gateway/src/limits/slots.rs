@@ -8,6 +8,7 @@
 
 use super::demand::Demand;
 use super::redis_store::Finish;
+use super::script_call::ScriptCall;
 use super::{Outcome, RateKind};
 
 /// The keys of one script call, as indices into the demand.
@@ -25,8 +26,29 @@ pub struct Part {
 
 impl Part {
     /// The Redis key of this part's lease record.
+    #[cfg(test)]
     pub fn record_key(&self, lease: &str) -> String {
-        format!("{}:{}:lease:{lease}", super::demand::KEY_PREFIX, self.tag)
+        self.record_key_fmt(lease).to_string()
+    }
+
+    /// The same key, written where it goes (into a script call's buffer).
+    fn record_key_fmt<'a>(&'a self, lease: &'a str) -> impl std::fmt::Display + 'a {
+        RecordKey(&self.tag, lease)
+    }
+}
+
+/// A part's lease record key, `<prefix>:<tag>:lease:<lease>`, written where it goes.
+struct RecordKey<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for RecordKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:lease:{}",
+            super::demand::KEY_PREFIX,
+            self.0,
+            self.1
+        )
     }
 }
 
@@ -93,29 +115,32 @@ pub fn only(demand: &Demand, parts: &[&Part]) -> Demand {
     }
 }
 
-/// The Redis key of the sorted set holding a usage account's budget reservations.
-fn held_key(usage_key: &str) -> String {
-    format!("{usage_key}:held")
-}
-
 fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The keys both scripts take, in their order: the rate buckets `rates`, the part's
 /// concurrency sets, its lease record, then each account's usage hash and reservations.
-fn add_keys(call: &mut redis::ScriptInvocation<'_>, demand: &Demand, part: &Part, rates: &[usize]) {
+fn with_keys<'a>(
+    script: &'a redis::Script,
+    demand: &Demand,
+    part: &Part,
+    rates: &[usize],
+) -> ScriptCall<'a> {
+    let count = rates.len() + part.slots.len() + 1 + 2 * part.accounts.len();
+    let mut call = ScriptCall::new(script, count);
     for &i in rates {
         call.key(&demand.rates[i].key);
     }
     for &i in &part.slots {
         call.key(&demand.slots[i].key);
     }
-    call.key(part.record_key(&demand.lease));
+    call.key_fmt(format_args!("{}", part.record_key_fmt(&demand.lease)));
     for &i in &part.accounts {
         let key = &demand.accounts[i].usage.key;
-        call.key(key).key(held_key(key));
+        call.key(key).key_fmt(format_args!("{key}:held"));
     }
+    call
 }
 
 /// The `admit.lua` call for `part` of `demand`.
@@ -124,9 +149,8 @@ pub fn admit_call<'a>(
     demand: &Demand,
     part: &Part,
     record_ttl: std::time::Duration,
-) -> redis::ScriptInvocation<'a> {
-    let mut call = script.prepare_invoke();
-    add_keys(&mut call, demand, part, &part.rates);
+) -> ScriptCall<'a> {
+    let mut call = with_keys(script, demand, part, &part.rates);
     call.arg(part.rates.len())
         .arg(part.slots.len())
         .arg(part.accounts.len())
@@ -157,7 +181,7 @@ pub fn finish_call<'a>(
     part: &Part,
     outcome: &Outcome,
     record_ttl: std::time::Duration,
-) -> redis::ScriptInvocation<'a> {
+) -> ScriptCall<'a> {
     // A settlement corrects token buckets by the real usage; a cancel refunds every bucket.
     let buckets: Vec<usize> = part
         .rates
@@ -165,8 +189,7 @@ pub fn finish_call<'a>(
         .copied()
         .filter(|&i| how == Finish::Cancel || demand.rates[i].kind == RateKind::Tokens)
         .collect();
-    let mut call = script.prepare_invoke();
-    add_keys(&mut call, demand, part, &buckets);
+    let mut call = with_keys(script, demand, part, &buckets);
     call.arg(how.as_arg())
         .arg(buckets.len())
         .arg(part.slots.len())

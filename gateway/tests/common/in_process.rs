@@ -22,7 +22,8 @@ pub fn app(scenario: &Scenario) -> (Router, tempfile::TempDir) {
     app_with(scenario, &[])
 }
 
-/// [`app`] with more command-line settings.
+/// [`app`] with more command-line settings (`--rate-limit-storage` among them replaces
+/// `memory`).
 pub fn app_with(scenario: &Scenario, extra: &[&str]) -> (Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     scenario.write_to(dir.path());
@@ -32,9 +33,10 @@ pub fn app_with(scenario: &Scenario, extra: &[&str]) -> (Router, tempfile::TempD
         super::path_str(dir.path()),
         "--api-key-pepper",
         TEST_PEPPER,
-        "--rate-limit-storage",
-        "memory",
     ];
+    if !extra.contains(&"--rate-limit-storage") {
+        argv.extend(["--rate-limit-storage", "memory"]);
+    }
     argv.extend_from_slice(extra);
     let args = Cli::try_parse_from(argv).unwrap().serve;
 
