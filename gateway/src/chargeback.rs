@@ -59,9 +59,9 @@ impl Billed {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChargeLabels {
     /// The ApiKey's namespace (empty for token callers).
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Key owner or token team.
-    pub owner: String,
+    pub owner: Arc<str>,
     /// Route model.
     pub model: Arc<str>,
     /// Provider that served it.
@@ -70,8 +70,8 @@ pub struct ChargeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
-    namespace: String,
-    owner: String,
+    namespace: Arc<str>,
+    owner: Arc<str>,
     model: Arc<str>,
     provider: Arc<str>,
     kind: &'static str,

@@ -138,18 +138,18 @@ pub struct JournalLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerLabels {
     /// Public key id, `jwt:<subject>`, or [`OTHER_CALLERS`] past the cardinality cap.
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// Key owner or token team.
-    pub owner: String,
+    pub owner: Arc<str>,
 }
 
 /// Labels of a caller's token count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerTokenLabels {
     /// Public key id, `jwt:<subject>`, or [`OTHER_CALLERS`].
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// Key owner or token team.
-    pub owner: String,
+    pub owner: Arc<str>,
     /// `input` or `output`.
     pub direction: &'static str,
 }
@@ -222,7 +222,7 @@ pub struct Metrics {
     pub trace_spans: Family<ExportOutcomeLabels, Counter>,
     /// Usage events by what became of them.
     pub usage_events: Family<ExportOutcomeLabels, Counter>,
-    caller_ids: Mutex<HashSet<String>>,
+    caller_ids: Mutex<HashSet<Arc<str>>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -408,11 +408,16 @@ impl Metrics {
     }
 
     /// Counts what a caller's request used.
-    pub fn count_caller_usage(&self, id: &str, owner: &str, outcome: &crate::chargeback::Billed) {
+    pub fn count_caller_usage(
+        &self,
+        id: &Arc<str>,
+        owner: &Arc<str>,
+        outcome: &crate::chargeback::Billed,
+    ) {
         let key_id = self.caller_label(id);
         let labels = CallerLabels {
             key_id: key_id.clone(),
-            owner: owner.to_owned(),
+            owner: owner.clone(),
         };
         self.caller_requests.get_or_create(&labels).inc();
         self.caller_spend
@@ -424,7 +429,7 @@ impl Metrics {
         ] {
             let labels = CallerTokenLabels {
                 key_id: key_id.clone(),
-                owner: owner.to_owned(),
+                owner: owner.clone(),
                 direction,
             };
             self.caller_tokens.get_or_create(&labels).inc_by(count);
@@ -433,14 +438,16 @@ impl Metrics {
 
     /// `id` itself while fewer than [`MAX_CALLER_LABELS`] callers have been seen, else
     /// [`OTHER_CALLERS`].
-    fn caller_label(&self, id: &str) -> String {
+    fn caller_label(&self, id: &Arc<str>) -> Arc<str> {
+        static OTHERS: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from(OTHER_CALLERS));
         let Ok(mut seen) = self.caller_ids.lock() else {
-            return OTHER_CALLERS.to_owned();
+            return OTHERS.clone();
         };
-        if seen.contains(id) || seen.len() < MAX_CALLER_LABELS && seen.insert(id.to_owned()) {
-            id.to_owned()
+        if seen.contains(id) || seen.len() < MAX_CALLER_LABELS && seen.insert(id.clone()) {
+            id.clone()
         } else {
-            OTHER_CALLERS.to_owned()
+            OTHERS.clone()
         }
     }
 

@@ -78,7 +78,7 @@ const CEILING: u64 = 78;
 
 /// Most allocations of the same request behind an API key whose limits live in Redis: the
 /// key lookup, the admission script on the request's path, and the settlement after it.
-const KEYED_CEILING: u64 = 192;
+const KEYED_CEILING: u64 = 158;
 
 #[test]
 fn a_proxied_request_allocates_no_more_than_its_ceiling() {

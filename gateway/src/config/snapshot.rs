@@ -1,9 +1,12 @@
 //! `Snapshot`: a compiled configuration plus what the request path precomputes from it.
 
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::jwt::JwtVerifier;
+use crate::limits::reservation::CallerLabel;
 use llm_gateway_crds::compiled::{CompiledAuth, CompiledConfig, CompiledKey, CompiledProvider};
 use llm_gateway_crds::keys;
 use subtle::ConstantTimeEq;
@@ -28,6 +31,8 @@ pub struct Snapshot {
     pub keys: Vec<CompiledKey>,
     /// Key indexes by the 8 random characters of their key id.
     keys_by_id: HashMap<String, Vec<usize>>,
+    /// Each key's metric and record labels, indexed like `keys`.
+    labels: Vec<Arc<CallerLabel>>,
     /// Accepted credentials.
     pub auth: CompiledAuth,
     /// The JWT verifier, when tokens are accepted.
@@ -36,6 +41,21 @@ pub struct Snapshot {
 
 /// Why a presented key was refused (also the metric label).
 pub type KeyRejection = &'static str;
+
+/// A key [`Snapshot::authenticate`] accepted, with the labels its requests carry.
+#[derive(Clone, Copy, Debug)]
+pub struct KnownKey<'s> {
+    pub key: &'s CompiledKey,
+    pub label: &'s Arc<CallerLabel>,
+}
+
+impl Deref for KnownKey<'_> {
+    type Target = CompiledKey;
+
+    fn deref(&self) -> &CompiledKey {
+        self.key
+    }
+}
 
 impl Snapshot {
     /// Builds a snapshot; `transport_for` returns the upstream transport of a provider.
@@ -79,6 +99,10 @@ impl Snapshot {
             let short = key.key_id.trim_start_matches("lgw_").to_owned();
             keys_by_id.entry(short).or_default().push(i);
         }
+        let labels = keys
+            .iter()
+            .map(|key| Arc::new(CallerLabel::of_key(key)))
+            .collect();
         Self {
             generation,
             loaded_at: SystemTime::now(),
@@ -86,6 +110,7 @@ impl Snapshot {
             routes,
             keys,
             keys_by_id,
+            labels,
             jwt: auth.jwt.as_ref().map(JwtVerifier::new),
             auth,
         }
@@ -97,7 +122,7 @@ impl Snapshot {
         &self,
         presented: &str,
         pepper: &[u8],
-    ) -> Result<&CompiledKey, KeyRejection> {
+    ) -> Result<KnownKey<'_>, KeyRejection> {
         match keys::check_format(presented) {
             Ok(()) => {}
             Err(keys::KeyFormatError::Malformed) => return Err("malformed"),
@@ -106,18 +131,21 @@ impl Snapshot {
         let short = &presented[keys::KEY_PREFIX.len()..keys::KEY_PREFIX.len() + 8];
         let candidates = self.keys_by_id.get(short).ok_or("unknown")?;
         let hash = keys::hash_bytes(pepper, presented);
-        let key = candidates
+        let index = *candidates
             .iter()
-            .map(|&i| &self.keys[i])
-            .find(|k| bool::from(k.hash.ct_eq(&hash)))
+            .find(|&&i| bool::from(self.keys[i].hash.ct_eq(&hash)))
             .ok_or("unknown")?;
+        let key = &self.keys[index];
         if key.disabled {
             return Err("disabled");
         }
         if key.expires_at.is_some_and(|t| t <= SystemTime::now()) {
             return Err("expired");
         }
-        Ok(key)
+        Ok(KnownKey {
+            key,
+            label: &self.labels[index],
+        })
     }
 }
 

@@ -8,21 +8,23 @@
 use http::{HeaderMap, header};
 use std::sync::Arc;
 
-use llm_gateway_crds::compiled::{CallerPolicy, CompiledKey, CompiledQuota};
+use llm_gateway_crds::compiled::{CallerPolicy, CompiledQuota};
 use llm_gateway_crds::keys::KEY_PREFIX;
 use llm_gateway_crds::policy::{Budget, RateLimits};
 
 use crate::auth_throttle::{self, ClientAddress};
 use crate::config::Snapshot;
+use crate::config::snapshot::KnownKey;
 use crate::error::ApiError;
 use crate::jwt::Identity;
+use crate::limits::reservation::CallerLabel;
 use crate::state::AppState;
 
 /// An authenticated caller.
 #[derive(Debug)]
 pub enum Caller<'s> {
     /// An ApiKey resource's key.
-    Key(&'s CompiledKey),
+    Key(KnownKey<'s>),
     /// A verified token, with the policy every token subject gets.
     Token(Identity, &'s CallerPolicy),
 }
@@ -92,15 +94,16 @@ impl Caller<'_> {
         }
     }
 
-    /// The ApiKey's namespace (empty for a token caller, and for a key of a standalone
-    /// configuration without one).
-    pub fn namespace(&self) -> &str {
+    /// Who to charge in metrics and records: a key's label, made once per snapshot; a token
+    /// caller's, `jwt:<subject>` of the token's team.
+    pub fn label(&self) -> Arc<CallerLabel> {
         match self {
-            Self::Key(key) => key
-                .name
-                .split_once('/')
-                .map_or("", |(namespace, _)| namespace),
-            Self::Token(..) => "",
+            Self::Key(key) => Arc::clone(key.label),
+            Self::Token(identity, _) => Arc::new(CallerLabel {
+                id: Arc::from(format!("jwt:{}", identity.subject)),
+                owner: Arc::from(identity.team.as_str()),
+                namespace: Arc::default(),
+            }),
         }
     }
 

@@ -58,13 +58,7 @@ async fn handle(
     let snapshot = state.snapshots.load().ok_or(ApiError::NotReady)?;
     let (key, bytes) =
         read_authenticated(state, &snapshot, client, headers, body, protocol).await?;
-    let label = key.as_ref().map(|c| {
-        Arc::new(CallerLabel {
-            id: c.id(),
-            owner: c.owner().to_owned(),
-            namespace: c.namespace().to_owned(),
-        })
-    });
+    let label = key.as_ref().map(Caller::label);
     let meter = Arc::new(Meter::default());
     let caller = Authenticated {
         key: key.as_ref(),
@@ -127,7 +121,7 @@ async fn route_and_serve(
     let label = caller.label.clone();
     if protocol == Protocol::Responses {
         // A continuation's kept history is input too: admission reserves tokens for it.
-        let caller = label.as_ref().map_or("", |c| c.id.as_str());
+        let caller = label.as_ref().map_or("", |c| &*c.id);
         request.other_prompt_bytes += state.responses.referred_bytes(caller, &request.body).await;
     }
     let meter = &caller.meter;
@@ -146,7 +140,7 @@ async fn route_and_serve(
         headers,
         started,
         meter,
-        caller: label.as_ref().map_or("", |c| c.id.as_str()),
+        caller: label.as_ref().map_or("", |c| &*c.id),
     };
     let (result, provider) = crate::proxy::serve(state, snapshot, route, incoming).await;
     let served = caller.served(route.model.clone(), provider.cloned().unwrap_or_default());

@@ -38,7 +38,7 @@ pub(super) fn emit(sink: &Arc<Sink>, finish: &mut Finish, served: &Served, elaps
         end: Some(end),
         request_id: finish.request_id.clone(),
         trace_id: finish.trace_id.take(),
-        key_id: caller.map(|c| c.id.clone()),
+        key_id: caller.map(|c| c.id.to_string()),
         owner: caller.and_then(|c| named(&c.owner)),
         namespace: caller.and_then(|c| named(&c.namespace)),
         protocol,

@@ -375,8 +375,8 @@ impl Drop for Finish {
             request_id: self.request_id.as_deref().unwrap_or(""),
             route: &served.route,
             provider: &served.provider,
-            key_id: served.caller.as_ref().map_or("", |c| c.id.as_str()),
-            owner: served.caller.as_ref().map_or("", |c| c.owner.as_str()),
+            key_id: served.caller.as_ref().map_or("", |c| &*c.id),
+            owner: served.caller.as_ref().map_or("", |c| &*c.owner),
             error: self.error.map_or("", |e| e.0),
         }
         .log();

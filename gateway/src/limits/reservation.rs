@@ -8,15 +8,31 @@ use super::limiter::{Limiter, Store};
 use super::meter::Meter;
 use crate::metrics::Metrics;
 
-/// Who to charge in metrics.
+/// Who to charge in metrics. A key's is made once per snapshot and shared by its requests.
 #[derive(Clone, Debug)]
 pub struct CallerLabel {
     /// Public key id, or `jwt:<subject>`.
-    pub id: String,
+    pub id: Arc<str>,
     /// Key owner or token team.
-    pub owner: String,
+    pub owner: Arc<str>,
     /// The ApiKey's namespace (empty for token callers).
-    pub namespace: String,
+    pub namespace: Arc<str>,
+}
+
+impl CallerLabel {
+    /// The label of an ApiKey's key (its namespace is the part of its name before `/`; a
+    /// standalone configuration's keys may have none).
+    pub fn of_key(key: &llm_gateway_crds::compiled::CompiledKey) -> Self {
+        let namespace = key
+            .name
+            .split_once('/')
+            .map_or("", |(namespace, _)| namespace);
+        Self {
+            id: Arc::from(key.key_id.as_str()),
+            owner: Arc::from(key.owner.as_str()),
+            namespace: Arc::from(namespace),
+        }
+    }
 }
 
 /// Settles on drop; keep it alive with the response body.

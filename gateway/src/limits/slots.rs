@@ -6,25 +6,33 @@
 //! lease record of its own in the same slot. Each part is admitted and settled by the same
 //! idempotent scripts as a whole demand; `redis_store` makes the parts all-or-nothing.
 
+use smallvec::SmallVec;
+
 use super::demand::Demand;
 use super::redis_store::Finish;
 use super::script_call::ScriptCall;
 use super::{Outcome, RateKind};
 
+/// Indices into one of a demand's lists; a demand rarely has more than a few of each.
+pub type Indices = SmallVec<[usize; 4]>;
+
+/// The parts of one demand: one on a single Redis, one per account in a cluster.
+pub type Parts<'d> = SmallVec<[Part<'d>; 2]>;
+
 /// The keys of one script call, as indices into the demand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Part {
+pub struct Part<'d> {
     /// The hash tag the part's keys share, braces included (`{key:team/app}`).
-    pub tag: String,
+    pub tag: &'d str,
     /// Indices into [`Demand::rates`].
-    pub rates: Vec<usize>,
+    pub rates: Indices,
     /// Indices into [`Demand::slots`].
-    pub slots: Vec<usize>,
+    pub slots: Indices,
     /// Indices into [`Demand::accounts`].
-    pub accounts: Vec<usize>,
+    pub accounts: Indices,
 }
 
-impl Part {
+impl Part<'_> {
     /// The Redis key of this part's lease record.
     #[cfg(test)]
     pub fn record_key(&self, lease: &str) -> String {
@@ -33,7 +41,7 @@ impl Part {
 
     /// The same key, written where it goes (into a script call's buffer).
     fn record_key_fmt<'a>(&'a self, lease: &'a str) -> impl std::fmt::Display + 'a {
-        RecordKey(&self.tag, lease)
+        RecordKey(self.tag, lease)
     }
 }
 
@@ -63,46 +71,50 @@ fn tag_of(key: &str) -> &str {
 }
 
 /// The parts of `demand`: everything in one (`split` false: a single Redis), or one per hash
-/// tag, in the order the tags first appear (the caller's first).
-pub fn parts(demand: &Demand, split: bool) -> Vec<Part> {
-    let mut parts: Vec<Part> = Vec::new();
-    let mut part_of = |key: &str| -> usize {
-        let tag = tag_of(key);
-        let found = match split {
-            true => parts.iter().position(|p| p.tag == tag),
-            false => (!parts.is_empty()).then_some(0),
-        };
-        found.unwrap_or_else(|| {
-            parts.push(Part {
-                tag: tag.to_owned(),
-                ..Part::default()
-            });
-            parts.len() - 1
-        })
-    };
-    let rates: Vec<usize> = demand.rates.iter().map(|r| part_of(&r.key)).collect();
-    let slots: Vec<usize> = demand.slots.iter().map(|s| part_of(&s.key)).collect();
-    let accounts: Vec<usize> = demand
-        .accounts
-        .iter()
-        .map(|a| part_of(&a.usage.key))
-        .collect();
-    for (index, part) in rates.into_iter().enumerate() {
-        parts[part].rates.push(index);
+/// tag, in the order the tags first appear (the caller's first). Allocates nothing for the
+/// usual demand (two parts of up to four of each kind).
+pub fn parts(demand: &Demand, split: bool) -> Parts<'_> {
+    let mut parts = Parts::new();
+    for (index, rate) in demand.rates.iter().enumerate() {
+        part_of(&mut parts, &rate.key, split).rates.push(index);
     }
-    for (index, part) in slots.into_iter().enumerate() {
-        parts[part].slots.push(index);
+    for (index, slot) in demand.slots.iter().enumerate() {
+        part_of(&mut parts, &slot.key, split).slots.push(index);
     }
-    for (index, part) in accounts.into_iter().enumerate() {
-        parts[part].accounts.push(index);
+    for (index, account) in demand.accounts.iter().enumerate() {
+        part_of(&mut parts, &account.usage.key, split)
+            .accounts
+            .push(index);
     }
     parts
+}
+
+/// The part `key` belongs to, added if it is the first of its tag (or the first of all when
+/// not `split`).
+fn part_of<'p, 'd>(parts: &'p mut Parts<'d>, key: &'d str, split: bool) -> &'p mut Part<'d> {
+    let tag = tag_of(key);
+    let found = match split {
+        true => parts.iter().position(|p| p.tag == tag),
+        false => (!parts.is_empty()).then_some(0),
+    };
+    let index = found.unwrap_or_else(|| {
+        parts.push(Part {
+            tag,
+            ..Part::default()
+        });
+        parts.len() - 1
+    });
+    &mut parts[index]
 }
 
 /// `demand` narrowed to the keys of `parts` (same lease): what is left of a finish that
 /// landed in the other parts.
 pub fn only(demand: &Demand, parts: &[&Part]) -> Demand {
-    fn picked<T: Clone>(all: &[T], parts: &[&Part], pick: fn(&Part) -> &[usize]) -> Vec<T> {
+    fn picked<T: Clone>(
+        all: &[T],
+        parts: &[&Part],
+        pick: for<'p> fn(&'p Part<'_>) -> &'p [usize],
+    ) -> Vec<T> {
         let mut indices: Vec<usize> = parts.iter().flat_map(|p| pick(p).iter().copied()).collect();
         indices.sort_unstable();
         indices.into_iter().map(|i| all[i].clone()).collect()
@@ -183,7 +195,7 @@ pub fn finish_call<'a>(
     record_ttl: std::time::Duration,
 ) -> ScriptCall<'a> {
     // A settlement corrects token buckets by the real usage; a cancel refunds every bucket.
-    let buckets: Vec<usize> = part
+    let buckets: Indices = part
         .rates
         .iter()
         .copied()
@@ -256,15 +268,15 @@ mod tests {
     fn a_cluster_gets_one_part_per_account_and_a_single_redis_one() {
         let demand = demand();
         let split = parts(&demand, true);
-        let tags: Vec<&str> = split.iter().map(|p| p.tag.as_str()).collect();
+        let tags: Vec<&str> = split.iter().map(|p| p.tag).collect();
         assert_eq!(tags, ["{key:team/app}", "{route:gpt-4o}"]);
         assert_eq!(
-            (split[0].rates.clone(), split[0].slots.clone()),
+            (split[0].rates.to_vec(), split[0].slots.to_vec()),
             (vec![0], vec![0])
         );
-        assert_eq!(split[0].accounts, [0]);
+        assert_eq!(split[0].accounts.as_slice(), [0]);
         assert_eq!(
-            (split[1].rates.clone(), split[1].slots.clone()),
+            (split[1].rates.to_vec(), split[1].slots.to_vec()),
             (vec![1], vec![1])
         );
         let whole = parts(&demand, false);
