@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, StatusCode};
-use llm_gateway_mock_upstream::MockUpstream;
+use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use tower::ServiceExt;
 
 use common::in_process::app_with;
@@ -25,11 +25,17 @@ use common::scenario::Scenario;
 
 /// A mock upstream on its own thread and runtime (its allocations are not counted).
 fn upstream() -> String {
+    upstream_with(Fault::default())
+}
+
+/// [`upstream`] answering every request with `fault`.
+fn upstream_with(fault: Fault) -> String {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async move {
             let mock = MockUpstream::start().await;
+            mock.set_fault(fault);
             sender.send(mock.base_url.clone()).unwrap();
             std::future::pending::<()>().await;
         });
@@ -59,8 +65,16 @@ fn keyed_scenario(base_url: &str) -> Scenario {
 
 static KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::new_key);
 
+const CHAT: &str =
+    r#"{"model":"small","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
+
+const STREAM: &str = r#"{"model":"small","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}"#;
+
 fn chat(key: Option<&str>) -> Request<Body> {
-    let body = r#"{"model":"small","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
+    post(CHAT, key)
+}
+
+fn post(body: &'static str, key: Option<&str>) -> Request<Body> {
     let mut request = Request::post("/v1/chat/completions");
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
@@ -76,6 +90,14 @@ fn chat(key: Option<&str>) -> Request<Body> {
 /// the handler, the upstream exchange on a kept-alive connection, metrics and the reply.
 const CEILING: u64 = 78;
 
+/// Events the streamed request's upstream sends beyond the mock's five.
+const EXTRA_EVENTS: usize = 100;
+
+/// Most allocations of a streamed request of 105 events on the same route, per event (the
+/// request's own share included: about 0.7). Reads may split or merge events differently
+/// from run to run, hence the margin; one allocation more per event would cross it.
+const STREAM_EVENT_CEILING: f64 = 1.25;
+
 /// Most allocations of the same request behind an API key whose limits live in Redis: the
 /// key lookup, the admission script on the request's path, and the settlement after it.
 const KEYED_CEILING: u64 = 158;
@@ -83,10 +105,25 @@ const KEYED_CEILING: u64 = 158;
 #[test]
 fn a_proxied_request_allocates_no_more_than_its_ceiling() {
     let base_url = upstream();
-    let per_request = allocations_per_request(&scenario(&base_url), &[], None);
+    let per_request = allocations_per_request(200, &scenario(&base_url), &[], || chat(None));
     assert!(
         per_request <= CEILING as f64,
         "{per_request:.1} allocations per request, ceiling {CEILING}"
+    );
+}
+
+#[test]
+fn a_streamed_request_allocates_no_more_than_its_ceiling_per_event() {
+    let base_url = upstream_with(Fault {
+        extra_events: EXTRA_EVENTS,
+        ..Fault::default()
+    });
+    let per_stream = allocations_per_request(50, &scenario(&base_url), &[], || post(STREAM, None));
+    let per_event = per_stream / (EXTRA_EVENTS + MockUpstream::SSE_EVENTS.len()) as f64;
+    eprintln!("{per_event:.2} allocations per streamed event");
+    assert!(
+        per_event <= STREAM_EVENT_CEILING,
+        "{per_event:.2} allocations per streamed event, ceiling {STREAM_EVENT_CEILING}"
     );
 }
 
@@ -95,7 +132,8 @@ fn a_keyed_request_with_redis_limits_allocates_no_more_than_its_ceiling() {
     let base_url = upstream();
     let redis = redis_on_its_own_thread();
     let extra = ["--rate-limit-storage", "redis", "--redis-url", &redis];
-    let per_request = allocations_per_request(&keyed_scenario(&base_url), &extra, Some(&KEY));
+    let per_request =
+        allocations_per_request(200, &keyed_scenario(&base_url), &extra, || chat(Some(&KEY)));
     assert!(
         per_request <= KEYED_CEILING as f64,
         "{per_request:.1} allocations per request, ceiling {KEYED_CEILING}"
@@ -116,9 +154,14 @@ fn redis_on_its_own_thread() -> String {
     receiver.recv().unwrap()
 }
 
-/// Allocations per request of `scenario` served in-process, counted over 200 requests after
-/// 20 that warm it.
-fn allocations_per_request(scenario: &Scenario, extra: &[&str], key: Option<&str>) -> f64 {
+/// Allocations per request of `scenario` served in-process, counted over `requests` requests
+/// after a tenth as many that warm it.
+fn allocations_per_request(
+    requests: u64,
+    scenario: &Scenario,
+    extra: &[&str],
+    request: impl Fn() -> Request<Body>,
+) -> f64 {
     // One thread runs the router, the upstream exchange and every task they spawn.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,7 +171,7 @@ fn allocations_per_request(scenario: &Scenario, extra: &[&str], key: Option<&str
     let send = |count: u64| {
         runtime.block_on(async {
             for _ in 0..count {
-                let response = app.clone().oneshot(chat(key)).await.unwrap();
+                let response = app.clone().oneshot(request()).await.unwrap();
                 assert_eq!(response.status(), StatusCode::OK);
                 axum::body::to_bytes(response.into_body(), usize::MAX)
                     .await
@@ -139,10 +182,9 @@ fn allocations_per_request(scenario: &Scenario, extra: &[&str], key: Option<&str
         });
     };
     // Warm: the pooled connection, the route's metric handles, lazily built state.
-    send(20);
-    const REQUESTS: u64 = 200;
-    let counted = allocation_counter::measure(|| send(REQUESTS));
-    let per_request = counted.count_total as f64 / REQUESTS as f64;
+    send(requests / 10);
+    let counted = allocation_counter::measure(|| send(requests));
+    let per_request = counted.count_total as f64 / requests as f64;
     eprintln!("{per_request:.1} allocations per request");
     per_request
 }
