@@ -10,49 +10,22 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use http::{Request, StatusCode};
 use llm_gateway_mock_upstream::{Fault, MockUpstream};
 use tower::ServiceExt;
 
-use common::in_process::app_with;
+use common::in_process::{CHAT, STREAM, anonymous_route, app_with, mock_on_its_own_thread, post};
 use common::manifests::{caller_key, join, routes, upstream_provider};
 use common::redis_server::RedisServer;
 use common::scenario::Scenario;
 
 /// A mock upstream on its own thread and runtime (its allocations are not counted).
 fn upstream() -> String {
-    upstream_with(Fault::default())
+    mock_on_its_own_thread(Fault::default())
 }
 
-/// [`upstream`] answering every request with `fault`.
-fn upstream_with(fault: Fault) -> String {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async move {
-            let mock = MockUpstream::start().await;
-            mock.set_fault(fault);
-            sender.send(mock.base_url.clone()).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    receiver.recv().unwrap()
-}
-
-/// An anonymous gateway with one route to `base_url`, the bench's configuration.
-fn scenario(base_url: &str) -> Scenario {
-    Scenario::parse(&join(&[
-        upstream_provider("upstream", base_url, "sk-upstream", ""),
-        routes(&[("small", "upstream", "upstream-model")]),
-        "apiVersion: llmgateway.io/v1alpha1\nkind: LlmGateway\nmetadata: {name: gateway}\nspec: {auth: {apiKeys: false}}\n".to_owned(),
-    ]))
-}
-
-/// [`scenario`] behind an API key with request, token and concurrency limits too high to
+/// [`anonymous_route`] behind an API key with request, token and concurrency limits too high to
 /// refuse, the bench's `gateway+auth+redis` configuration.
 fn keyed_scenario(base_url: &str) -> Scenario {
     let limits = ", limits: {requestsPerMinute: 100000000, tokensPerMinute: 100000000000, maxConcurrent: 100000}";
@@ -65,25 +38,8 @@ fn keyed_scenario(base_url: &str) -> Scenario {
 
 static KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::new_key);
 
-const CHAT: &str =
-    r#"{"model":"small","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
-
-const STREAM: &str = r#"{"model":"small","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}"#;
-
 fn chat(key: Option<&str>) -> Request<Body> {
     post(CHAT, key)
-}
-
-fn post(body: &'static str, key: Option<&str>) -> Request<Body> {
-    let mut request = Request::post("/v1/chat/completions");
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    request
-        .header("content-type", "application/json")
-        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))))
-        .body(Body::from(body))
-        .unwrap()
 }
 
 /// Most allocations a plain proxied chat request may make on the gateway's side: routing,
@@ -105,7 +61,7 @@ const KEYED_CEILING: u64 = 158;
 #[test]
 fn a_proxied_request_allocates_no_more_than_its_ceiling() {
     let base_url = upstream();
-    let per_request = allocations_per_request(200, &scenario(&base_url), &[], || chat(None));
+    let per_request = allocations_per_request(200, &anonymous_route(&base_url), &[], || chat(None));
     assert!(
         per_request <= CEILING as f64,
         "{per_request:.1} allocations per request, ceiling {CEILING}"
@@ -114,11 +70,12 @@ fn a_proxied_request_allocates_no_more_than_its_ceiling() {
 
 #[test]
 fn a_streamed_request_allocates_no_more_than_its_ceiling_per_event() {
-    let base_url = upstream_with(Fault {
+    let base_url = mock_on_its_own_thread(Fault {
         extra_events: EXTRA_EVENTS,
         ..Fault::default()
     });
-    let per_stream = allocations_per_request(50, &scenario(&base_url), &[], || post(STREAM, None));
+    let per_stream =
+        allocations_per_request(50, &anonymous_route(&base_url), &[], || post(STREAM, None));
     let per_event = per_stream / (EXTRA_EVENTS + MockUpstream::SSE_EVENTS.len()) as f64;
     eprintln!("{per_event:.2} allocations per streamed event");
     assert!(

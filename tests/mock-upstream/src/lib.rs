@@ -20,6 +20,7 @@ use axum::extract::Path;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -132,6 +133,11 @@ impl MockUpstream {
             .await
             .expect("bind mock upstream");
         let address = listener.local_addr().expect("mock address");
+        // Without TCP_NODELAY each small write after the first waits for the gateway's
+        // acknowledgement (Nagle), which a real provider's streams do not show.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             base_url: format!("http://{address}/v1"),
@@ -200,7 +206,11 @@ async fn record(
         });
     }
     let fault = next_fault(shared);
-    tokio::time::sleep(fault.delay).await;
+    // tokio sleeps at least until the timer's next 1 ms tick, even for zero: no delay asked
+    // must mean none, or every answer is a millisecond late.
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
     if fault.drop_connection {
         // Panicking in the handler makes hyper drop the connection with no response.
         std::panic::resume_unwind(Box::new("mock: dropping the connection"));
