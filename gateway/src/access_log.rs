@@ -51,7 +51,8 @@ impl AccessLine<'_> {
         let Some(writer) = WRITER.get() else {
             return self.log_through_tracing();
         };
-        LINE.with_borrow_mut(|(buffer, local)| {
+        let written = LINE.try_with(|line| {
+            let (buffer, local) = &mut *line.borrow_mut();
             buffer.clear();
             self.write_json(buffer, SystemTime::now());
             // Lossy: a full channel drops the line, as it drops any other.
@@ -59,6 +60,10 @@ impl AccessLine<'_> {
                 .get_or_insert_with(|| writer.clone())
                 .write_all(buffer);
         });
+        // A request finishing while its thread exits (its buffer already gone).
+        if written.is_err() {
+            self.log_through_tracing();
+        }
     }
 
     fn log_through_tracing(&self) {

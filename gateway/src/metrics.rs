@@ -16,6 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod callers;
+
+pub use callers::{CallerLabels, CallerTokenLabels, MAX_CALLER_LABELS, OTHER_CALLERS};
+
 /// Model label for requests that matched no route.
 pub const UNROUTED: &str = "_unrouted";
 
@@ -133,32 +137,6 @@ pub struct JournalLabels {
     /// `replayed`, `expired` or `dropped`.
     pub outcome: &'static str,
 }
-
-/// Labels of a caller's usage.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallerLabels {
-    /// Public key id, `jwt:<subject>`, or [`OTHER_CALLERS`] past the cardinality cap.
-    pub key_id: Arc<str>,
-    /// Key owner or token team.
-    pub owner: Arc<str>,
-}
-
-/// Labels of a caller's token count.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallerTokenLabels {
-    /// Public key id, `jwt:<subject>`, or [`OTHER_CALLERS`].
-    pub key_id: Arc<str>,
-    /// Key owner or token team.
-    pub owner: Arc<str>,
-    /// `input` or `output`.
-    pub direction: &'static str,
-}
-
-/// Caller label for callers past [`MAX_CALLER_LABELS`].
-pub const OTHER_CALLERS: &str = "_other";
-
-/// Distinct callers given their own label; more (e.g. many token subjects) share one.
-pub const MAX_CALLER_LABELS: usize = 10_000;
 
 /// Labels of `llm_trace_spans_total` and `llm_usage_events_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -405,50 +383,6 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-
-    /// Counts what a caller's request used.
-    pub fn count_caller_usage(
-        &self,
-        id: &Arc<str>,
-        owner: &Arc<str>,
-        outcome: &crate::chargeback::Billed,
-    ) {
-        let key_id = self.caller_label(id);
-        let labels = CallerLabels {
-            key_id: key_id.clone(),
-            owner: owner.clone(),
-        };
-        self.caller_requests.get_or_create(&labels).inc();
-        self.caller_spend
-            .get_or_create(&labels)
-            .inc_by(outcome.spend_nanos as f64 / 1e9);
-        for (direction, count) in [
-            ("input", outcome.input_tokens),
-            ("output", outcome.output_tokens),
-        ] {
-            let labels = CallerTokenLabels {
-                key_id: key_id.clone(),
-                owner: owner.clone(),
-                direction,
-            };
-            self.caller_tokens.get_or_create(&labels).inc_by(count);
-        }
-    }
-
-    /// `id` itself while fewer than [`MAX_CALLER_LABELS`] callers have been seen, else
-    /// [`OTHER_CALLERS`].
-    fn caller_label(&self, id: &Arc<str>) -> Arc<str> {
-        static OTHERS: std::sync::LazyLock<Arc<str>> =
-            std::sync::LazyLock::new(|| Arc::from(OTHER_CALLERS));
-        let Ok(mut seen) = self.caller_ids.lock() else {
-            return OTHERS.clone();
-        };
-        if seen.contains(id) || seen.len() < MAX_CALLER_LABELS && seen.insert(id.clone()) {
-            id.clone()
-        } else {
-            OTHERS.clone()
-        }
     }
 
     /// Counts a refused key.

@@ -31,13 +31,16 @@ pub fn init(level: &str, format: LogFormat) -> Option<WorkerGuard> {
         .with_writer(writer.clone());
     // A second init (tests) keeps the first subscriber.
     let installed = match format {
-        LogFormat::Json => {
-            crate::access_log::install(writer.clone());
-            builder.json().flatten_event(true).try_init()
-        }
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    installed.ok().map(|()| guard)
+    installed.ok()?;
+    // Only beside the subscriber it shapes its lines like (a failed init drops the guard,
+    // and with it the writer's thread).
+    if format == LogFormat::Json {
+        crate::access_log::install(writer);
+    }
+    Some(guard)
 }
 
 /// A buffered writer on stderr's file descriptor (std's `Stderr` is unbuffered by design).

@@ -4,9 +4,9 @@
 //! read is taken from the cache instead of parsed. Only a read that parses cleanly uses the
 //! split: a document that fails is parsed again with its whole file, whose error (and document
 //! number) is the one reported. Documents holding a Secret are kept like any other: parsing
-//! 10,000 key Secrets again was two thirds of a one-key reload, and their plaintexts stay in
-//! memory no longer than the file holding them is unchanged (in Kubernetes mode the Secret
-//! watch keeps them the whole time).
+//! 10,000 key Secrets again was two thirds of a one-key reload. Their plaintexts stay in
+//! memory while the file holds the same text, and a text no longer there is dropped when the
+//! read that missed it ends (in Kubernetes mode the Secret watch keeps every Secret anyway).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,6 @@ use super::{ManifestError, Manifests, Object, add_documents};
 use crate::compile::{ConfigError, rule_errors};
 
 /// What one document's text holds, checked against the CRDs' rules once.
-#[derive(Debug)]
 struct Document {
     /// Its objects (`None` for an empty document).
     objects: Vec<Option<Object>>,
@@ -27,12 +26,13 @@ struct Document {
 
 type Parsed = Arc<Document>;
 
-/// Parsed documents by the hash of their text, from this read and the one before.
-#[derive(Debug, Default)]
+/// Parsed documents by the hash of their text, from this read and the one before. Its
+/// `Debug` shows counts only: the documents may hold Secrets.
+#[derive(Default)]
 pub struct DocumentCache {
     /// Documents of the read in progress.
     current: HashMap<u128, Parsed>,
-    /// Documents of the previous read not seen again yet.
+    /// Documents of the previous read not seen again yet (empty between reads).
     previous: HashMap<u128, Parsed>,
     /// Documents parsed (not reused) since [`DocumentCache::begin`], for the reload's log.
     parsed: usize,
@@ -40,13 +40,28 @@ pub struct DocumentCache {
     rule_errors: Vec<ConfigError>,
 }
 
+impl std::fmt::Debug for DocumentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentCache")
+            .field("documents", &self.current.len())
+            .field("parsed", &self.parsed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DocumentCache {
-    /// Starts a read: what the last read parsed becomes reusable, and what it did not see
-    /// again is forgotten.
+    /// Starts a read: what the last read parsed becomes reusable.
     pub fn begin(&mut self) {
         self.previous = std::mem::take(&mut self.current);
         self.parsed = 0;
         self.rule_errors.clear();
+    }
+
+    /// Ends a read: documents it did not see again are forgotten now, so an edited or
+    /// removed Secret's old text (a key rotated because it leaked) is not kept until the
+    /// next read.
+    pub fn end(&mut self) {
+        self.previous = HashMap::new();
     }
 
     /// What the CRDs' CEL rules found in the documents read since [`DocumentCache::begin`]
@@ -209,7 +224,13 @@ mod tests {
             .add_yaml_cached("a.yaml", &edited, &mut cache)
             .unwrap();
         assert_eq!(cache.parsed(), 1, "only the edited document is parsed");
+        cache.end();
         assert_eq!(second.api_keys[0].spec.owner, "t2");
+        assert!(
+            cache.previous.is_empty(),
+            "the edited document's old text is gone"
+        );
+        assert_eq!(cache.current.len(), 3);
         assert_eq!(names(&second), names(&plain));
     }
 

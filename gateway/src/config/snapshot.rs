@@ -45,7 +45,9 @@ pub type KeyRejection = &'static str;
 /// A key [`Snapshot::authenticate`] accepted, with the labels its requests carry.
 #[derive(Clone, Copy, Debug)]
 pub struct KnownKey<'s> {
+    /// The key's compiled policy.
     pub key: &'s CompiledKey,
+    /// Who its requests are charged to, made once per snapshot.
     pub label: &'s Arc<CallerLabel>,
 }
 

@@ -149,6 +149,7 @@ pub fn read_once_reusing(
             errors.push(e.to_string());
         }
     }
+    cache.end();
     if errors.is_empty() {
         Ok(DirContents {
             manifests,

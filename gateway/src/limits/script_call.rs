@@ -66,6 +66,7 @@ impl<'a> ScriptCall<'a> {
         &self,
         connection: &mut impl redis::aio::ConnectionLike,
     ) -> redis::RedisResult<T> {
+        debug_assert_eq!(self.keys_left, 0, "fewer keys than the call was made for");
         match self.cmd.query_async(connection).await {
             Err(error)
                 if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>

@@ -69,8 +69,11 @@ def with_keys(directory: pathlib.Path, upstream: int, keys: list[str]) -> pathli
     return directory
 
 
-def write_keys(path: pathlib.Path, keys: list[str]) -> None:
-    text = "".join(KEY.format(name=f"key-{i}", team=i % 50, key=key) for i, key in enumerate(keys))
+def write_keys(path: pathlib.Path, keys: list[str], numbers: list[int] | None = None) -> None:
+    """The ApiKeys and Secrets of `keys`, the i-th named `key-<numbers[i]>` (default: i), so a
+    rewrite that drops or adds a key leaves every other key's documents as they were."""
+    numbers = numbers if numbers is not None else list(range(len(keys)))
+    text = "".join(KEY.format(name=f"key-{n}", team=n % 50, key=key) for n, key in zip(numbers, keys))
     temporary = path.with_suffix(".tmp")
     temporary.write_text(text)
     temporary.rename(path)

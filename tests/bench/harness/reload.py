@@ -75,10 +75,13 @@ def under_load(binaries: dict, gateway: procs.Service, directory: pathlib.Path,
     visible_ms = []
     for reload in range(1, RELOADS + 1):
         time.sleep(3)
-        current = [keys[0], *keys[1 + reload:KEYS + reload]]
+        # Key `reload` revoked and key `KEYS + reload` added; every other key's documents
+        # are written exactly as before (a one-key edit, as a platform team makes it).
+        numbers = [0, *range(1 + reload, KEYS + reload)]
+        current = [keys[n] for n in numbers]
         newest = current[-1]
         written = time.monotonic()
-        config.write_keys(directory / "api-keys.yaml", current)
+        config.write_keys(directory / "api-keys.yaml", current, numbers)
         while not accepted(gateway.port, newest):
             if time.monotonic() - written > 30:
                 raise RuntimeError("the new key was not accepted within 30 s")
