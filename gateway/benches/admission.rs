@@ -65,9 +65,10 @@ async fn measure(name: &str, limiter: &Limiter) {
         let started = Instant::now();
         let (store, _) = limiter.admit(&mut demand).await.unwrap();
         let admitted = started.elapsed();
+        let ticket = limiter.ticket(&demand);
         let started = Instant::now();
         limiter
-            .settle(store, demand, Outcome::default(), limiter.ticket())
+            .settle(store, demand, Outcome::default(), ticket)
             .await;
         if round >= 1000 {
             admits.push(admitted);

@@ -18,9 +18,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::demand::Demand;
+use super::outstanding::Ticket;
 use super::redis_store::{Finish, RECORD_MARGIN, RedisStore, Unfinished};
 use super::{Outcome, UsageTotals};
 use crate::metrics::{JournalLabels, Metrics};
@@ -34,41 +35,6 @@ const SAFETY: Duration = Duration::from_secs(30);
 const IN_HAND: usize = 1024;
 /// First and longest wait between attempts while Redis fails.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(25), Duration::from_millis(500));
-
-/// Settlements not finished yet (settling now or queued); shutdown waits for it to reach 0.
-#[derive(Debug)]
-pub struct Outstanding(watch::Sender<usize>);
-
-impl Default for Outstanding {
-    fn default() -> Self {
-        Self(watch::Sender::new(0))
-    }
-}
-
-impl Outstanding {
-    /// Counts one settlement until the returned ticket is dropped.
-    pub fn ticket(self: &Arc<Self>) -> Ticket {
-        self.0.send_modify(|n| *n += 1);
-        Ticket(self.clone())
-    }
-
-    /// Waits until nothing is outstanding or `limit` passed; returns what is left.
-    pub async fn wait_idle(&self, limit: Duration) -> usize {
-        let mut receiver = self.0.subscribe();
-        let _ = tokio::time::timeout(limit, receiver.wait_for(|n| *n == 0)).await;
-        *self.0.borrow()
-    }
-}
-
-/// One outstanding settlement.
-#[derive(Debug)]
-pub struct Ticket(Arc<Outstanding>);
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
 
 /// A call to make again.
 #[derive(Debug)]

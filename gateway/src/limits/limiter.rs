@@ -12,10 +12,11 @@ use std::time::Duration;
 use llm_gateway_crds::llm_gateway::OnUnavailable;
 
 use super::demand::Demand;
-use super::journal::{Journal, Outstanding, Ticket};
+use super::journal::Journal;
 use super::local::LocalStore;
+use super::outstanding::{Outstanding, Ticket};
 use super::redis_store::{Decided, Finish, RedisStore, Unfinished};
-use super::{Outcome, StoreError, UsageTotals, Verdict};
+use super::{Outcome, Refused, StoreError, UsageTotals, Verdict};
 use crate::metrics::{LimiterLabels, Metrics};
 
 /// How the limiter is set up (from settings; see `args.rs`).
@@ -32,6 +33,10 @@ pub struct LimiterSettings {
     /// Replicas sharing the limits; the in-memory fallback admits `limit / replicas`.
     pub replicas: u64,
 }
+
+/// Longest wait of a request refused for a concurrency slot that this replica is releasing
+/// (a settlement's round trip, or the journal's cancel of an admission that ran late).
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// Which store admitted a request (its settlement goes to the same one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,15 +136,48 @@ impl Limiter {
     }
 
     /// Decides `demand`; the returned store must settle it. On the local fallback the demand's
-    /// limits become this replica's share, so settle the demand as left here.
+    /// limits become this replica's share, so settle the demand as left here. A refusal for a
+    /// concurrency slot this replica is still releasing waits for the release and asks again
+    /// (see [`super::outstanding`]).
     pub async fn admit(&self, demand: &mut Demand) -> Result<(Store, Verdict), Unavailable> {
+        // Asked before deciding: a release may land while the store decides.
+        let releasing = self.outstanding.releases_any(demand);
+        let (mut store, mut label, mut verdict) = self.decide(demand).await?;
+        if let Verdict::Refused {
+            what: Refused::Slots(index),
+            ..
+        } = verdict
+            && let Some(slot) = demand.slots.get(index)
+            && (releasing || self.outstanding.releases(&slot.key))
+            && self
+                .outstanding
+                .wait_released(&slot.key, RELEASE_WAIT)
+                .await
+        {
+            (store, label, verdict) = match store {
+                // A refusal in Redis wrote nothing, so the same lease may ask again.
+                Store::Redis => self.decide(demand).await?,
+                // The demand is already in its local form (a fallback shared it out once).
+                Store::Local => (store, label, self.local.admit(demand)),
+            };
+        }
+        if let Some(label) = label {
+            self.count_verdict(label, &verdict);
+        }
+        Ok((store, verdict))
+    }
+
+    /// One admission attempt: the store that decided, its metric label (none when nothing was
+    /// limited, so nothing was decided), and its verdict.
+    async fn decide(
+        &self,
+        demand: &mut Demand,
+    ) -> Result<(Store, Option<&'static str>, Verdict), Unavailable> {
         let Some(redis) = &self.redis else {
-            let verdict = self.local.admit(demand);
-            self.count_verdict("memory", &verdict);
-            return Ok((Store::Local, verdict));
+            return Ok((Store::Local, Some("memory"), self.local.admit(demand)));
         };
         if !demand.limits_anything() {
-            return Ok((Store::Redis, Verdict::Admitted(Vec::new())));
+            return Ok((Store::Redis, None, Verdict::Admitted(Vec::new())));
         }
         let answer = {
             let in_flight = CancelIfAbandoned::new(self, demand);
@@ -153,8 +191,7 @@ impl Limiter {
                     self.compensate(demand.clone());
                 }
                 self.metrics.redis_up.set(1);
-                self.count_verdict("redis", &verdict);
-                Ok((Store::Redis, verdict))
+                Ok((Store::Redis, Some("redis"), verdict))
             }
             Err(error) => {
                 self.redis_error("admit", &error);
@@ -169,18 +206,18 @@ impl Limiter {
                     OnUnavailable::FailOpen => {
                         *demand = demand.shared_by(self.settings.replicas);
                         let verdict = self.local.admit(demand);
-                        self.count_verdict("local_fallback", &verdict);
-                        Ok((Store::Local, verdict))
+                        Ok((Store::Local, Some("local_fallback"), verdict))
                     }
                 }
             }
         }
     }
 
-    /// Counts a settlement as outstanding until the ticket is dropped (shutdown waits for
-    /// outstanding settlements, see [`Limiter::flush`]).
-    pub fn ticket(&self) -> Ticket {
-        self.outstanding.ticket()
+    /// Counts the settlement of `demand` as outstanding until the ticket is dropped (shutdown
+    /// waits for outstanding settlements, see [`Limiter::flush`]; refused admissions for the
+    /// slots it releases wait too).
+    pub fn ticket(&self, demand: &Demand) -> Ticket {
+        self.outstanding.ticket(demand)
     }
 
     /// Settles an admitted demand in the store that admitted it. With Redis, usage always
@@ -224,13 +261,8 @@ impl Limiter {
     /// Undoes an admission that may run in Redis after its caller stopped waiting.
     fn compensate(&self, demand: Demand) {
         if let Some(journal) = &self.journal {
-            journal.push(
-                Finish::Cancel,
-                demand,
-                Outcome::default(),
-                true,
-                self.ticket(),
-            );
+            let ticket = self.ticket(&demand);
+            journal.push(Finish::Cancel, demand, Outcome::default(), true, ticket);
         }
     }
 

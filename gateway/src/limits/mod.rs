@@ -15,6 +15,7 @@ pub mod limiter;
 pub mod local;
 pub mod meter;
 pub mod migrate;
+pub mod outstanding;
 pub mod period;
 pub mod redis_breaker;
 pub mod redis_store;

@@ -86,7 +86,7 @@ impl Drop for Reservation {
             return;
         };
         // Counted from now, so a shutdown that starts before the task runs still waits for it.
-        let ticket = pending.limiter.ticket();
+        let ticket = pending.limiter.ticket(&pending.demand);
         runtime.spawn(async move {
             let outcome = pending.meter.outcome();
             pending
