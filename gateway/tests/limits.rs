@@ -193,3 +193,24 @@ async fn a_concurrency_slot_is_freed_when_the_client_disconnects() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A client that waits for each answer before sending the next never holds two slots, so it
+/// must never be refused by `maxConcurrent: 1`, however late the gateway's release of the
+/// previous request's slot runs (it runs after the last byte reached the client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_caller_is_never_refused_for_its_own_previous_request() {
+    let redis = RedisServer::start().await;
+    let key = new_key();
+    let text = config("http://127.0.0.1:9", &key, ", limits: {maxConcurrent: 1}");
+    let with_redis = Gateway::start(&text, key.clone(), &[("REDIS_URL", &redis.url())]).await;
+    let in_memory = Gateway::start(&text, key.clone(), &[]).await;
+    let client = reqwest::Client::new();
+    for gateway in [&with_redis, &in_memory] {
+        for sent in 0..500 {
+            let response = post(&client, &gateway.url, &key, &chat("fake")).await;
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!(status, 200, "request {sent} to {}: {body}", gateway.url);
+        }
+    }
+}

@@ -206,10 +206,11 @@ async fn record(
         });
     }
     let fault = next_fault(shared);
-    // tokio sleeps until the timer's next 1 ms tick even for zero, so every answer is about a
-    // millisecond late. Kept for now: nothing_lost's frozen-Redis test flaked (a 429) without
-    // it under load; skipping the zero sleep waits on that test's fix.
-    tokio::time::sleep(fault.delay).await;
+    // tokio sleeps at least until the timer's next 1 ms tick, even for zero: no delay asked
+    // must mean none, or every answer is a millisecond late.
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
     if fault.drop_connection {
         // Panicking in the handler makes hyper drop the connection with no response.
         std::panic::resume_unwind(Box::new("mock: dropping the connection"));
