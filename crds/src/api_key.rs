@@ -1,7 +1,9 @@
 //! `ApiKey`: one caller of the gateway, its allowed models, limits, budget and lifetime.
 //!
 //! The plaintext key lives only in the Secret named by `secretName` (written by the operator,
-//! or by hand in standalone mode). Gateways keep only a keyed hash of it.
+//! or by hand in standalone mode). Gateways keep only a keyed hash of it. An ApiKey may name a
+//! Kubernetes ServiceAccount instead (`serviceAccountRef`): its workloads then call with their
+//! projected ServiceAccount token, and there is no key to generate, distribute or rotate.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -41,6 +43,7 @@ pub const SECRET_PREVIOUS_EXPIRES_FIELD: &str = "previousApiKeyExpiresAt";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretName) != has(self.serviceAccountRef)").message("set exactly one of secretName or serviceAccountRef"))]
 pub struct ApiKeySpec {
     /// Secret (same namespace) holding the plaintext key under `apiKey`. The operator writes a
     /// generated key there; in standalone mode you provide it.
@@ -48,7 +51,12 @@ pub struct ApiKeySpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
         length(min = 1, max = 253)
     )]
-    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// A ServiceAccount whose projected tokens authenticate as this ApiKey, instead of a key
+    /// in a Secret: no Secret is generated and nothing needs rotating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_ref: Option<ServiceAccountRef>,
     /// Team or application the key belongs to; used in metrics, logs and usage reports.
     #[schemars(
         regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
@@ -72,6 +80,34 @@ pub struct ApiKeySpec {
     /// Refuse the key without deleting it.
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// A Kubernetes ServiceAccount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountRef {
+    /// Namespace of the ServiceAccount; the ApiKey's own when unset.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the ServiceAccount.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+}
+
+impl ServiceAccountRef {
+    /// The token subject Kubernetes gives the ServiceAccount:
+    /// `system:serviceaccount:<namespace>:<name>`, the namespace defaulting to `default_ns`.
+    pub fn subject(&self, default_ns: &str) -> String {
+        let namespace = self.namespace.as_deref().unwrap_or(default_ns);
+        format!("system:serviceaccount:{namespace}:{}", self.name)
+    }
 }
 
 /// Usage counted for the current budget period.

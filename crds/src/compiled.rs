@@ -90,6 +90,21 @@ pub struct CompiledAuth {
     pub jwt: Option<CompiledJwt>,
     /// Models, limits and budget of each token subject.
     pub jwt_policy: CallerPolicy,
+    /// Accept ServiceAccount tokens for the ApiKeys that name a ServiceAccount.
+    pub service_accounts: Option<CompiledServiceAccounts>,
+}
+
+/// Where ServiceAccount tokens are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CompiledServiceAccounts {
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// Required `iss`; discovered from the API server when unset.
+    pub issuer: Option<String>,
+    /// The issuer's JWKS URL; the API server's `/openid/v1/jwks` when unset.
+    pub jwks_uri: Option<String>,
+    /// The JWKS URL may reach loopback, private, link-local or metadata addresses.
+    pub allow_local_addresses: bool,
 }
 
 /// What a class of callers may do: models, limits and budget.
@@ -118,6 +133,7 @@ impl Default for CompiledAuth {
             api_keys: true,
             jwt: None,
             jwt_policy: CallerPolicy::default(),
+            service_accounts: None,
         }
     }
 }
@@ -221,13 +237,23 @@ pub struct CompiledTarget {
     pub circuit_breaker: CircuitBreaker,
 }
 
-/// An accepted API key, known only by its keyed hash.
+/// What proves a caller is an ApiKey's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyCredential {
+    /// A key, known only by `HMAC-SHA256(pepper, key)`.
+    Hash([u8; 32]),
+    /// A ServiceAccount's token, by its subject (`system:serviceaccount:<ns>:<name>`).
+    ServiceAccount(String),
+}
+
+/// An accepted caller of an ApiKey: an API key known only by its keyed hash, or a
+/// ServiceAccount.
 #[derive(Debug)]
 pub struct CompiledKey {
-    /// Public key id, safe to log.
+    /// Public id, safe to log: the key id, or `sa:<namespace>:<name>` for a ServiceAccount.
     pub key_id: String,
-    /// `HMAC-SHA256(pepper, key)`.
-    pub hash: [u8; 32],
+    /// What the caller presents.
+    pub credential: KeyCredential,
     /// `namespace/name` of the ApiKey.
     pub name: String,
     /// Owner, for metrics and logs.

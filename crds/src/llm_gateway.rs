@@ -135,6 +135,42 @@ pub struct Jwt {
     pub budget: Option<Budget>,
 }
 
+/// Kubernetes ServiceAccount callers: a workload's projected token, verified offline against
+/// the cluster's service-account issuer and mapped to the ApiKey naming its ServiceAccount.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.jwksUri) || has(self.issuer)").message("spec.auth.serviceAccounts.jwksUri needs spec.auth.serviceAccounts.issuer"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::shape_rule("jwksUri", true)).message("spec.auth.serviceAccounts.jwksUri must be https://host[:port][/path][?query]: an ASCII host name or IP address, with no user:password@ or fragment (#)"))]
+#[x_kube(validation = Rule::new(crate::egress::cel::local_rule("jwksUri", JWT_ALLOWS_LOCAL)).message("spec.auth.serviceAccounts.jwksUri points at a loopback, link-local or metadata address, or a private network; set spec.auth.serviceAccounts.allowLocalAddresses to allow it"))]
+pub struct ServiceAccounts {
+    /// Accepted `aud` values: the audience the workloads' `serviceAccountToken` volumes ask
+    /// for. A token minted for the API server (or anything else) is refused.
+    #[serde(default = "ServiceAccounts::default_audiences")]
+    #[schemars(length(min = 1))]
+    pub audiences: Vec<String>,
+    /// The cluster's service-account issuer (the tokens' `iss`). Unset: read from the API
+    /// server's OIDC discovery document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The issuer's JWKS, for a gateway that cannot reach the API server. Unset: read from
+    /// the API server (`/openid/v1/jwks`) with the gateway's own credentials.
+    #[schemars(regex(pattern = r"^https://"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Allow `jwksUri` to reach loopback, private, link-local or metadata addresses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_local_addresses: bool,
+}
+
+impl ServiceAccounts {
+    /// The audience the documentation's manifests use.
+    pub const DEFAULT_AUDIENCE: &str = "llm-gateway";
+
+    fn default_audiences() -> Vec<String> {
+        vec![Self::DEFAULT_AUDIENCE.to_owned()]
+    }
+}
+
 /// How callers authenticate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -145,6 +181,9 @@ pub struct Auth {
     /// Accept JSON Web Tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<Jwt>,
+    /// Accept the projected tokens of the ServiceAccounts ApiKeys name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_accounts: Option<ServiceAccounts>,
 }
 
 impl Auth {
@@ -158,6 +197,7 @@ impl Default for Auth {
         Self {
             api_keys: true,
             jwt: None,
+            service_accounts: None,
         }
     }
 }

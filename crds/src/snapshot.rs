@@ -32,10 +32,12 @@ pub const PEPPER_ENTRY: &str = "apiKeyPepper";
 pub const CONFIG_FILE: &str = "config.yaml";
 
 /// Whether the operator has issued the key (its status carries the hash gateways verify
-/// against). A key not issued yet cannot authenticate anyone, so it is left out of a
-/// gateway's configuration instead of making the whole configuration invalid.
+/// against), or the ApiKey names a ServiceAccount (nothing to issue). A key not issued yet
+/// cannot authenticate anyone, so it is left out of a gateway's configuration instead of
+/// making the whole configuration invalid.
 pub fn issued(key: &ApiKey) -> bool {
-    key.status.as_ref().is_some_and(|s| s.key_hash.is_some())
+    key.spec.service_account_ref.is_some()
+        || key.status.as_ref().is_some_and(|s| s.key_hash.is_some())
 }
 
 /// `(secret name, entry)` pairs the namespace's providers and gateways reference.
@@ -197,6 +199,11 @@ status: {keyId: lgw_abc, keyHash: 'hmac-sha256:00', usage: {requests: 5}}
 ---
 apiVersion: llmgateway.io/v1alpha1
 kind: ApiKey
+metadata: {name: keyless, namespace: ai}
+spec: {serviceAccountRef: {namespace: apps, name: chat}, owner: a}
+---
+apiVersion: llmgateway.io/v1alpha1
+kind: ApiKey
 metadata: {name: pending, namespace: ai}
 spec: {secretName: pending-key, owner: a}
 ---
@@ -246,7 +253,12 @@ data: {openai: c2stb3BlbmFp, anthropic: c2stYW50}
         back.add_yaml(CONFIG_FILE, &yaml).expect("round trip");
         assert_eq!(back.providers.len(), 1);
         assert_eq!(back.route_policies.len(), 1);
-        assert_eq!(back.api_keys.len(), 1, "the pending key is left out");
+        let names: Vec<_> = back.api_keys.iter().map(ResourceExt::name_any).collect();
+        assert_eq!(
+            names,
+            ["issued", "keyless"],
+            "the pending key is left out; a ServiceAccount key has nothing to issue"
+        );
         let status = back.api_keys[0].status.as_ref().expect("status");
         assert_eq!(status.key_id.as_deref(), Some("lgw_abc"));
         assert!(status.usage.is_none());

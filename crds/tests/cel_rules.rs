@@ -139,6 +139,30 @@ fn gateway_rules() {
         errors.contains("exactly one of jwt.jwksUri or jwt.hs256SecretRef"),
         "{errors}"
     );
+    assert_eq!(gateway("{auth: {serviceAccounts: {}}}"), None);
+    assert_eq!(
+        gateway(
+            "{auth: {serviceAccounts: {issuer: 'https://oidc.example.com', jwksUri: 'https://oidc.example.com/keys'}}}"
+        ),
+        None
+    );
+    for (spec, expected) in [
+        (
+            "{auth: {serviceAccounts: {jwksUri: 'https://oidc.example.com/keys'}}}",
+            "jwksUri needs spec.auth.serviceAccounts.issuer",
+        ),
+        (
+            "{auth: {serviceAccounts: {issuer: i, jwksUri: 'https://10.0.0.1/keys'}}}",
+            "serviceAccounts.jwksUri points at a loopback",
+        ),
+        (
+            "{auth: {serviceAccounts: {issuer: i, jwksUri: 'https://u:p@oidc.example.com/keys'}}}",
+            "serviceAccounts.jwksUri must be https://host",
+        ),
+    ] {
+        let errors = gateway(spec).unwrap_or_else(|| panic!("{spec} passed CEL"));
+        assert!(errors.contains(expected), "{spec}: {errors}");
+    }
     assert_eq!(
         gateway("{cors: {allowedOrigins: ['https://app.example.com'], allowCredentials: true}}"),
         None
@@ -163,4 +187,26 @@ fn gateway_rules() {
         gateway("{telemetry: {otlpEndpoint: 'http://collector:4317'}}"),
         None
     );
+}
+
+#[test]
+fn api_key_rules() {
+    let key = |spec: &str| {
+        let m = manifests(&format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k}}\nspec: {spec}\n"
+        ));
+        validate_cel(&m.api_keys[0]).err().map(|e| e.to_string())
+    };
+    assert_eq!(key("{owner: o, secretName: s}"), None);
+    assert_eq!(key("{owner: o, serviceAccountRef: {name: chat}}"), None);
+    for spec in [
+        "{owner: o}",
+        "{owner: o, secretName: s, serviceAccountRef: {name: chat}}",
+    ] {
+        let errors = key(spec).unwrap_or_else(|| panic!("{spec} passed CEL"));
+        assert!(
+            errors.contains("exactly one of secretName or serviceAccountRef"),
+            "{spec}: {errors}"
+        );
+    }
 }

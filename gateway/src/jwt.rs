@@ -57,7 +57,7 @@ pub struct JwksCache {
     /// Whether the URL may point at loopback, private or metadata addresses.
     allow_local: bool,
     client: reqwest::Client,
-    keys: ArcSwap<HashMap<String, (DecodingKey, Algorithm)>>,
+    keys: ArcSwap<KeyMap>,
     refresh: Arc<Notify>,
 }
 
@@ -120,12 +120,7 @@ impl JwtVerifier {
             Keys::Hs256(key) => (key, Algorithm::HS256),
             Keys::Jwks(cache) => {
                 jwks_keys = cache.keys.load();
-                let found = match header.kid.as_deref() {
-                    Some(kid) => jwks_keys.get(kid),
-                    None if jwks_keys.len() == 1 => jwks_keys.values().next(),
-                    None => None,
-                };
-                let Some((key, algorithm)) = found else {
+                let Some((key, algorithm)) = select(&jwks_keys, header.kid.as_deref()) else {
                     cache.refresh.notify_one();
                     return Err("jwt_unknown_key");
                 };
@@ -161,7 +156,7 @@ impl JwtVerifier {
 
 /// Whether a `typ` header names a JWT: absent, `JWT` or `at+jwt` (RFC 9068), in any case and
 /// with or without the `application/` prefix a media type may drop (RFC 7515 §4.1.9).
-fn acceptable_type(typ: Option<&str>) -> bool {
+pub(crate) fn acceptable_type(typ: Option<&str>) -> bool {
     let Some(typ) = typ else {
         return true;
     };
@@ -188,47 +183,73 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<usize, String> {
-        // The resolver never sees an address literal: refuse a local one here.
-        if !self.allow_local
-            && let Some(refusal) = crate::egress::literal_refusal(&self.url, "jwksUri")
-        {
-            return Err(refusal);
-        }
-        let response = self
-            .client
-            .get(&self.url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| crate::egress::refusal(&e).unwrap_or_else(|| e.to_string()))?;
-        let status = response.status();
-        if status.is_redirection() {
-            return Err(format!(
-                "the JWKS endpoint answered {status}; redirects are not followed"
-            ));
-        }
-        if !status.is_success() {
-            return Err(format!("the JWKS endpoint answered {status}"));
-        }
-        let set: JwkSet = response.json_set().await?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let algorithm = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                    Algorithm::ES256
-                }
-                _ => continue,
-            };
-            let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
-            else {
-                continue;
-            };
-            keys.insert(kid, (key, algorithm));
-        }
+        let set = fetch_jwks(&self.client, &self.url, self.allow_local).await?;
+        let keys = key_map(&set);
         let count = keys.len();
         self.keys.store(Arc::new(keys));
         Ok(count)
+    }
+}
+
+/// The JWK set at `url`, held to the egress guard unless `allow_local`; a redirect is an error.
+pub(crate) async fn fetch_jwks(
+    client: &reqwest::Client,
+    url: &str,
+    allow_local: bool,
+) -> Result<JwkSet, String> {
+    // The resolver never sees an address literal: refuse a local one here.
+    if !allow_local && let Some(refusal) = crate::egress::literal_refusal(url, "jwksUri") {
+        return Err(refusal);
+    }
+    let response = client
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| crate::egress::refusal(&e).unwrap_or_else(|| e.to_string()))?;
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(format!(
+            "the JWKS endpoint answered {status}; redirects are not followed"
+        ));
+    }
+    if !status.is_success() {
+        return Err(format!("the JWKS endpoint answered {status}"));
+    }
+    response.json_set().await
+}
+
+/// Verification keys by `kid`, each with the one algorithm it may verify.
+pub(crate) type KeyMap = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// The usable keys of a JWKS: RSA keys pin RS256, P-256 keys ES256; others are skipped.
+pub(crate) fn key_map(set: &JwkSet) -> KeyMap {
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let algorithm = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            _ => continue,
+        };
+        let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) else {
+            continue;
+        };
+        keys.insert(kid, (key, algorithm));
+    }
+    keys
+}
+
+/// The key a token's `kid` selects (the only key when there is one and no `kid`).
+pub(crate) fn select<'k>(
+    keys: &'k KeyMap,
+    kid: Option<&str>,
+) -> Option<&'k (DecodingKey, Algorithm)> {
+    match kid {
+        Some(kid) => keys.get(kid),
+        None if keys.len() == 1 => keys.values().next(),
+        None => None,
     }
 }
 
@@ -247,6 +268,7 @@ impl JsonSet for reqwest::Response {
 /// the configuration that made the cache is gone.
 async fn refresh_loop(cache: Weak<JwksCache>, refresh: Arc<Notify>) {
     loop {
+        let fetched = tokio::time::Instant::now();
         {
             let Some(strong) = cache.upgrade() else {
                 return;
@@ -258,11 +280,21 @@ async fn refresh_loop(cache: Weak<JwksCache>, refresh: Arc<Notify>) {
                 }
             }
         }
-        let notified = refresh.notified();
-        tokio::select! {
-            () = tokio::time::sleep(JWKS_REFRESH) => {}
-            () = notified => tokio::time::sleep(JWKS_MIN_INTERVAL.min(JWKS_REFRESH)).await,
-        }
+        next_fetch(&refresh, fetched, JWKS_REFRESH, JWKS_MIN_INTERVAL).await;
+    }
+}
+
+/// Waits until the next fetch is due: `every` after the last one (at `fetched`), or when a
+/// token names an unknown key, but never sooner than `min_interval` after the last one.
+pub(crate) async fn next_fetch(
+    refresh: &Notify,
+    fetched: tokio::time::Instant,
+    every: Duration,
+    min_interval: Duration,
+) {
+    tokio::select! {
+        () = tokio::time::sleep_until(fetched + every) => {}
+        () = refresh.notified() => tokio::time::sleep_until(fetched + min_interval.min(every)).await,
     }
 }
 

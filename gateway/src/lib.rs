@@ -41,6 +41,7 @@ pub(crate) mod response_store;
 pub(crate) mod sanitize;
 pub(crate) mod serve;
 pub mod server;
+pub(crate) mod service_accounts;
 pub(crate) mod sse;
 pub mod state;
 pub(crate) mod system;

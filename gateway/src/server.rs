@@ -256,6 +256,7 @@ async fn start_kubernetes(
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster service account or KUBECONFIG)")?;
+    loader.issuers().use_client(client.clone());
     if let Some(notices) = loader.notices().attach(256) {
         crate::kube_events::spawn(client.clone(), notices);
     }

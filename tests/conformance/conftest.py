@@ -64,6 +64,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, seconds: float = 20) -> bool:
+    """Whether the gateway at `url` answers `/ready` with 200 within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def example_key() -> str:
     text = (EXAMPLE_CONFIG / "api-keys.yaml").read_text()
     return next(line.split(":", 1)[1].strip() for line in text.splitlines() if "apiKey:" in line)
@@ -84,16 +97,9 @@ class Gateway:
         self.process = subprocess.Popen(
             [str(_gateway_binary()), "--config", str(config_dir)], env=full_env
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        pytest.fail("gateway did not become ready within 20 s")
+        if not wait_ready(self.url):
+            self.stop()
+            pytest.fail("gateway did not become ready within 20 s")
 
     def stop(self) -> None:
         self.process.terminate()

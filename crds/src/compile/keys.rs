@@ -13,7 +13,7 @@ use super::{CompileInputs, ConfigError, namespace_of, object_id};
 use crate::api_key::{
     ApiKey, SECRET_KEY_FIELD, SECRET_PREVIOUS_EXPIRES_FIELD, SECRET_PREVIOUS_KEY_FIELD,
 };
-use crate::compiled::CompiledKey;
+use crate::compiled::{CompiledKey, KeyCredential};
 use crate::keys;
 
 const KIND: &str = "ApiKey";
@@ -62,7 +62,7 @@ pub(super) fn compile(
     errors: &mut Vec<ConfigError>,
 ) -> Vec<CompiledKey> {
     let mut out = Vec::with_capacity(api_keys.len());
-    let mut owners_of_hash: BTreeMap<[u8; 32], String> = BTreeMap::new();
+    let mut owners: BTreeMap<KeyCredential, String> = BTreeMap::new();
     for api_key in api_keys {
         let id = object_id(api_key);
         let mut fail = |field: &str, message: String| {
@@ -77,11 +77,17 @@ pub(super) fn compile(
             continue;
         };
         for key in compiled {
-            if let Some(other) = owners_of_hash.insert(key.hash, id.clone()) {
-                fail(
-                    "spec.secretName",
-                    format!("holds the same key as ApiKey {other}"),
-                );
+            if let Some(other) = owners.insert(key.credential.clone(), id.clone()) {
+                match key.credential {
+                    KeyCredential::Hash(_) => fail(
+                        "spec.secretName",
+                        format!("holds the same key as ApiKey {other}"),
+                    ),
+                    KeyCredential::ServiceAccount(_) => fail(
+                        "spec.serviceAccountRef",
+                        format!("names the same ServiceAccount as ApiKey {other}"),
+                    ),
+                }
                 continue;
             }
             out.push(key);
@@ -98,7 +104,24 @@ fn compile_one(
     fail: &mut dyn FnMut(&str, String),
 ) -> Option<Vec<CompiledKey>> {
     let spec = &api_key.spec;
-    let (key_id, hash) = key_material(api_key, secrets, inputs, fail)?;
+    if spec.secret_name.is_some() && spec.service_account_ref.is_some() {
+        fail(
+            "spec",
+            "set exactly one of secretName or serviceAccountRef".to_owned(),
+        );
+        return None;
+    }
+    let (key_id, credential) = match &spec.service_account_ref {
+        Some(account) => {
+            let subject = account.subject(namespace_of(api_key));
+            let id = subject.replacen("system:serviceaccount:", "sa:", 1);
+            (id, KeyCredential::ServiceAccount(subject))
+        }
+        None => {
+            let (key_id, hash) = key_material(api_key, secrets, inputs, fail)?;
+            (key_id, KeyCredential::Hash(hash))
+        }
+    };
     let models = model_globs(&spec.models, "spec.models", fail)?;
     let expires_at = match &spec.expires_at {
         None => None,
@@ -107,7 +130,7 @@ fn compile_one(
     let name = object_id(api_key);
     let current = CompiledKey {
         key_id,
-        hash,
+        credential,
         quotas: quotas.for_key(&name),
         over_quota: quotas.refusal(&name),
         name,
@@ -122,7 +145,7 @@ fn compile_one(
     let previous =
         previous_key(api_key, secrets, inputs, fail).map(|(key_id, hash, until)| CompiledKey {
             key_id,
-            hash,
+            credential: KeyCredential::Hash(hash),
             expires_at: Some(expires_at.map_or(until, |e| e.min(until))),
             rotated_out: true,
             models: current.models.clone(),
@@ -206,7 +229,7 @@ fn previous_key(
     fail: &mut dyn FnMut(&str, String),
 ) -> Option<(String, [u8; 32], SystemTime)> {
     let ns = namespace_of(api_key);
-    let name = &api_key.spec.secret_name;
+    let name = api_key.spec.secret_name.as_deref()?;
     if let Ok(plaintext) = secrets.get(ns, name, SECRET_PREVIOUS_KEY_FIELD) {
         let field = "spec.secretName";
         if let Err(e) = keys::check_format(&plaintext) {
@@ -257,15 +280,19 @@ fn key_material(
     fail: &mut dyn FnMut(&str, String),
 ) -> Option<(String, [u8; 32])> {
     let ns = namespace_of(api_key);
-    match secrets.get(ns, &api_key.spec.secret_name, SECRET_KEY_FIELD) {
+    let Some(name) = api_key.spec.secret_name.as_deref() else {
+        fail(
+            "spec.secretName",
+            "set exactly one of secretName or serviceAccountRef".to_owned(),
+        );
+        return None;
+    };
+    match secrets.get(ns, name, SECRET_KEY_FIELD) {
         Ok(plaintext) => {
             if let Err(e) = keys::check_format(&plaintext) {
                 fail(
                     "spec.secretName",
-                    format!(
-                        "Secret {ns}/{} holds an invalid key: {e}",
-                        api_key.spec.secret_name
-                    ),
+                    format!("Secret {ns}/{name} holds an invalid key: {e}"),
                 );
                 return None;
             }

@@ -18,7 +18,8 @@ use std::fmt;
 use kube::ResourceExt;
 
 use crate::compiled::{
-    CallerPolicy, CompiledAuth, CompiledConfig, CompiledJwt, JwtKey, SecretString,
+    CallerPolicy, CompiledAuth, CompiledConfig, CompiledJwt, CompiledServiceAccounts, JwtKey,
+    SecretString,
 };
 use crate::manifest::Manifests;
 
@@ -186,7 +187,35 @@ fn auth(
         api_keys: spec.api_keys,
         jwt,
         jwt_policy,
+        service_accounts: service_accounts(gateway, errors),
     }
+}
+
+/// ServiceAccount token settings; a JWKS URL pointing at a local address is refused unless
+/// allowed, as for JWT.
+fn service_accounts(
+    gateway: &crate::llm_gateway::LlmGateway,
+    errors: &mut Vec<ConfigError>,
+) -> Option<CompiledServiceAccounts> {
+    let sa = gateway.spec.auth.service_accounts.as_ref()?;
+    let uri = sa.jwks_uri.as_deref().and_then(|u| url::Url::parse(u).ok());
+    if !sa.allow_local_addresses && uri.is_some_and(|u| crate::egress::is_forbidden_url_host(&u)) {
+        errors.push(ConfigError {
+            kind: "LlmGateway",
+            object: object_id(gateway),
+            field: "spec.auth.serviceAccounts.jwksUri".to_owned(),
+            message: "points at a loopback, link-local or metadata address, or a private \
+                      network; set allowLocalAddresses to allow it"
+                .to_owned(),
+        });
+        return None;
+    }
+    Some(CompiledServiceAccounts {
+        audiences: sa.audiences.clone(),
+        issuer: sa.issuer.clone(),
+        jwks_uri: sa.jwks_uri.clone(),
+        allow_local_addresses: sa.allow_local_addresses,
+    })
 }
 
 fn jwt_error(

@@ -1,4 +1,5 @@
 use super::*;
+use crate::compiled::KeyCredential;
 use crate::keys;
 
 const PEPPER: &[u8] = b"test-pepper";
@@ -136,7 +137,10 @@ fn api_keys_are_hashed_and_checked() {
         "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k}}\nspec: {{secretName: s, owner: team, models: ['gpt-*']}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{apiKey: {key}}}\n"
     );
     let config = compile_yaml(&yaml).unwrap();
-    assert_eq!(config.keys[0].hash, keys::hash_bytes(PEPPER, &key));
+    assert_eq!(
+        config.keys[0].credential,
+        KeyCredential::Hash(keys::hash_bytes(PEPPER, &key))
+    );
     assert!(config.keys[0].allows_model("gpt-4o") && !config.keys[0].allows_model("claude"));
 
     let bad = yaml.replace(&key, "sk-lgw-not-a-real-key");
@@ -146,6 +150,60 @@ fn api_keys_are_hashed_and_checked() {
         errors(&missing),
         ["ApiKey default/k: spec.secretName: Secret default/s not found"]
     );
+}
+
+#[test]
+fn service_account_keys_need_no_secret_and_each_account_has_one_key() {
+    let key = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: {name}, namespace: ai}}\nspec: {spec}\n---\n"
+        )
+    };
+    let yaml = key(
+        "chat",
+        "{owner: apps, serviceAccountRef: {namespace: apps, name: chat}}",
+    ) + &key("local", "{owner: ai, serviceAccountRef: {name: batch}}");
+    let config = compile_yaml(&yaml).unwrap();
+    let subjects: Vec<_> = config
+        .keys
+        .iter()
+        .map(|k| (k.key_id.as_str(), &k.credential))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            (
+                "sa:apps:chat",
+                &KeyCredential::ServiceAccount("system:serviceaccount:apps:chat".to_owned())
+            ),
+            (
+                "sa:ai:batch",
+                &KeyCredential::ServiceAccount("system:serviceaccount:ai:batch".to_owned())
+            ),
+        ]
+    );
+    let twice = yaml.clone()
+        + &key(
+            "again",
+            "{owner: x, serviceAccountRef: {namespace: apps, name: chat}}",
+        );
+    assert_eq!(
+        errors(&twice),
+        [
+            "ApiKey ai/again: spec.serviceAccountRef: names the same ServiceAccount as ApiKey ai/chat"
+        ]
+    );
+    for spec in [
+        "{owner: o}",
+        "{owner: o, secretName: s, serviceAccountRef: {name: x}}",
+    ] {
+        let errs = errors(&key("bad", spec));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("set exactly one of secretName or serviceAccountRef")),
+            "{spec}: {errs:?}"
+        );
+    }
 }
 
 #[test]

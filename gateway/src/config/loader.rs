@@ -50,6 +50,8 @@ pub struct Loader {
     /// `--dev`: published keys and an empty pepper are served (see `key_policy`).
     dev: bool,
     transport: TransportSettings,
+    /// ServiceAccount token keys, kept across reloads.
+    issuers: crate::service_accounts::IssuerRegistry,
     state: Mutex<LoaderState>,
 }
 
@@ -86,8 +88,14 @@ impl Loader {
             limits: source_dir::DirLimits::default(),
             dev: false,
             transport: TransportSettings::default(),
+            issuers: Default::default(),
             state: Mutex::default(),
         }
+    }
+
+    /// Where ServiceAccount token keys come from (the Kubernetes client is set here).
+    pub fn issuers(&self) -> &crate::service_accounts::IssuerRegistry {
+        &self.issuers
     }
 
     /// Upstream connection settings (`UPSTREAM_POOL_MAX_IDLE_PER_HOST`, `UPSTREAM_HTTP2`).
@@ -206,9 +214,12 @@ impl Loader {
         let generation = state.generation + 1;
         let transports = &mut state.transports;
         let settings = self.transport;
-        let snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
+        let service_accounts = config.auth.service_accounts.as_ref();
+        let service_accounts = service_accounts.map(|s| self.issuers.verifier(s));
+        let mut snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
             transport_for(transports, p, settings)
         });
+        snapshot.service_accounts = service_accounts;
         if !self.dev
             && let Some(refusal) = super::key_policy::refusal(&snapshot, &self.key_pepper)
         {

@@ -7,7 +7,10 @@ use std::time::SystemTime;
 
 use crate::jwt::JwtVerifier;
 use crate::limits::reservation::CallerLabel;
-use llm_gateway_crds::compiled::{CompiledAuth, CompiledConfig, CompiledKey, CompiledProvider};
+use crate::service_accounts::ServiceAccountVerifier;
+use llm_gateway_crds::compiled::{
+    CompiledAuth, CompiledConfig, CompiledKey, CompiledProvider, KeyCredential,
+};
 use llm_gateway_crds::keys;
 use subtle::ConstantTimeEq;
 
@@ -31,12 +34,17 @@ pub struct Snapshot {
     pub keys: Vec<CompiledKey>,
     /// Key indexes by the 8 random characters of their key id.
     keys_by_id: HashMap<String, Vec<usize>>,
+    /// Indexes of the ApiKeys naming a ServiceAccount, by token subject.
+    keys_by_subject: HashMap<String, usize>,
     /// Each key's metric and record labels, indexed like `keys`.
     labels: Vec<Arc<CallerLabel>>,
     /// Accepted credentials.
     pub auth: CompiledAuth,
     /// The JWT verifier, when tokens are accepted.
     pub jwt: Option<JwtVerifier>,
+    /// The ServiceAccount token verifier, when those are accepted (set by the loader, which
+    /// keeps its keys across reloads).
+    pub service_accounts: Option<ServiceAccountVerifier>,
 }
 
 /// Why a presented key was refused (also the metric label).
@@ -97,9 +105,17 @@ impl Snapshot {
             })
             .collect();
         let mut keys_by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(keys.len());
+        let mut keys_by_subject = HashMap::new();
         for (i, key) in keys.iter().enumerate() {
-            let short = key.key_id.trim_start_matches("lgw_").to_owned();
-            keys_by_id.entry(short).or_default().push(i);
+            match &key.credential {
+                KeyCredential::Hash(_) => {
+                    let short = key.key_id.trim_start_matches("lgw_").to_owned();
+                    keys_by_id.entry(short).or_default().push(i);
+                }
+                KeyCredential::ServiceAccount(subject) => {
+                    keys_by_subject.insert(subject.clone(), i);
+                }
+            }
         }
         let labels = keys
             .iter()
@@ -112,8 +128,10 @@ impl Snapshot {
             routes,
             keys,
             keys_by_id,
+            keys_by_subject,
             labels,
             jwt: auth.jwt.as_ref().map(JwtVerifier::new),
+            service_accounts: None,
             auth,
         }
     }
@@ -135,8 +153,21 @@ impl Snapshot {
         let hash = keys::hash_bytes(pepper, presented);
         let index = *candidates
             .iter()
-            .find(|&&i| bool::from(self.keys[i].hash.ct_eq(&hash)))
+            .find(|&&i| {
+                matches!(&self.keys[i].credential, KeyCredential::Hash(h) if bool::from(h.ct_eq(&hash)))
+            })
             .ok_or("unknown")?;
+        self.usable(index)
+    }
+
+    /// The ApiKey naming the ServiceAccount of a verified token's `subject`.
+    pub fn service_account(&self, subject: &str) -> Result<KnownKey<'_>, KeyRejection> {
+        let index = *self.keys_by_subject.get(subject).ok_or("sa_no_api_key")?;
+        self.usable(index)
+    }
+
+    /// The key at `index`, unless disabled or expired.
+    fn usable(&self, index: usize) -> Result<KnownKey<'_>, KeyRejection> {
         let key = &self.keys[index];
         if key.disabled {
             return Err("disabled");

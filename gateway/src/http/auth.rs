@@ -1,6 +1,8 @@
-//! Caller authentication: an API key (`sk-lgw-…`) or a JSON Web Token, presented as
+//! Caller authentication: an API key (`sk-lgw-…`), a Kubernetes ServiceAccount's projected
+//! token (for the ApiKey naming the ServiceAccount) or a JSON Web Token, presented as
 //! `Authorization: Bearer <credential>`, or `x-api-key` on the Anthropic-compatible endpoint;
-//! never in the query string. Every refusal is the same 401 body, whatever the reason (the
+//! never in the query string. A token goes to the ServiceAccount verifier when it says it
+//! comes from the cluster's issuer (or no other tokens are accepted), else to the JWT one. Every refusal is the same 401 body, whatever the reason (the
 //! reason goes to `llm_api_key_rejections_total`). Refusals are counted per client address,
 //! and an address past `AUTH_FAILURES_PER_MINUTE` gets 429 before its credential is looked at
 //! (`reason="throttled"`; see [`crate::auth_throttle`]).
@@ -23,7 +25,7 @@ use crate::state::AppState;
 /// An authenticated caller.
 #[derive(Debug)]
 pub enum Caller<'s> {
-    /// An ApiKey resource's key.
+    /// An ApiKey resource's key, or the ServiceAccount an ApiKey names.
     Key(KnownKey<'s>),
     /// A verified token, with the policy every token subject gets.
     Token(Identity, &'s CallerPolicy),
@@ -126,7 +128,7 @@ pub fn authenticate<'s>(
     accept_x_api_key: bool,
     client: ClientAddress,
 ) -> Result<Option<Caller<'s>>, ApiError> {
-    if !snapshot.auth.api_keys && snapshot.jwt.is_none() {
+    if !snapshot.auth.api_keys && snapshot.jwt.is_none() && snapshot.service_accounts.is_none() {
         return Ok(None);
     }
     let presented = headers
@@ -158,6 +160,14 @@ pub fn authenticate<'s>(
         return Err(refuse("missing"));
     };
     let looks_like_key = presented.starts_with(KEY_PREFIX);
+    if !looks_like_key
+        && let Some(verifier) = &snapshot.service_accounts
+        && (snapshot.jwt.is_none() || verifier.claims_to_be_from(presented))
+    {
+        let subject = verifier.verify(presented).map_err(refuse)?;
+        let key = snapshot.service_account(&subject).map_err(refuse)?;
+        return admit_key(state, key);
+    }
     match (&snapshot.jwt, looks_like_key) {
         (Some(verifier), false) => verifier
             .verify(presented)
@@ -168,15 +178,20 @@ pub fn authenticate<'s>(
             let key = snapshot
                 .authenticate(presented, &state.settings.key_pepper)
                 .map_err(refuse)?;
-            // The holder proved the key: telling it why the key is held back leaks nothing.
-            if let Some((quota, reason)) = &key.over_quota {
-                state.metrics.reject_key("over_quota");
-                return Err(ApiError::KeyOverQuota {
-                    quota: quota.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            Ok(Some(Caller::Key(key)))
+            admit_key(state, key)
         }
     }
+}
+
+/// A proven ApiKey caller, unless an LlmQuota's caps hold its key back.
+fn admit_key<'s>(state: &AppState, key: KnownKey<'s>) -> Result<Option<Caller<'s>>, ApiError> {
+    // The holder proved the key: telling it why the key is held back leaks nothing.
+    if let Some((quota, reason)) = &key.over_quota {
+        state.metrics.reject_key("over_quota");
+        return Err(ApiError::KeyOverQuota {
+            quota: quota.clone(),
+            reason: reason.clone(),
+        });
+    }
+    Ok(Some(Caller::Key(key)))
 }

@@ -3,7 +3,8 @@
 //! A key is generated (CSPRNG, `sk-lgw-…` with checksum) only when the Secret named in
 //! `spec.secretName` does not exist. An existing Secret is never rewritten: if it holds no
 //! valid key the ApiKey is `Ready=False` with the reason, so a restart, a race or a hand edit
-//! can never replace a key callers already use.
+//! can never replace a key callers already use. An ApiKey naming a ServiceAccount instead has
+//! no Secret: its status says whether the ServiceAccount exists.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,8 +112,10 @@ pub async fn reconcile(key: Arc<ApiKey>, context: Arc<Context>) -> Result<Action
 
 async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Error> {
     let namespace = key.namespace().unwrap_or_else(|| "default".to_owned());
+    let Some(secret_name) = key.spec.secret_name.as_deref() else {
+        return super::service_account_key::reconcile(key, context, &namespace).await;
+    };
     let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
-    let secret_name = &key.spec.secret_name;
     let mut secret = match secrets.get_opt(secret_name).await? {
         Some(secret) => secret,
         None => create_secret(&secrets, key).await?,
@@ -149,7 +152,7 @@ async fn reconcile_inner(key: &ApiKey, context: &Context) -> Result<Action, Erro
 
 /// Why the namespace's LlmQuota caps refuse `key`, if they do (read from the caches, which
 /// hold every key and quota of the namespace).
-fn grant_refusal(key: &ApiKey, context: &Context) -> Option<GrantRefusal> {
+pub(super) fn grant_refusal(key: &ApiKey, context: &Context) -> Option<GrantRefusal> {
     let namespace = key.namespace().unwrap_or_else(|| "default".to_owned());
     let id = format!("{namespace}/{}", key.name_any());
     namespace_refusals(&context.caches, &namespace).remove(&id)
@@ -199,9 +202,14 @@ async fn create_secret(secrets: &Api<Secret>, key: &ApiKey) -> Result<Secret, Er
             tracing::info!(apikey = %key.name_any(), key_id = %keys::key_id(&plaintext), "generated an API key");
             Ok(created)
         }
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(secrets.get(&key.spec.secret_name).await?),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(secrets.get(&secret_name(key)).await?),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The name of the key's Secret (only keys with one get here).
+fn secret_name(key: &ApiKey) -> String {
+    key.spec.secret_name.clone().unwrap_or_default()
 }
 
 /// The Secret holding a newly generated key.
@@ -213,7 +221,7 @@ pub fn build_secret(key: &ApiKey, plaintext: &str) -> Secret {
     ]);
     Secret {
         metadata: ObjectMeta {
-            name: Some(key.spec.secret_name.clone()),
+            name: Some(secret_name(key)),
             namespace: key.namespace(),
             labels: Some(labels),
             owner_references: owner.map(|o| vec![o]),
@@ -253,7 +261,7 @@ pub fn desired_status(key: &ApiKey, secret: &Secret, pepper: &[u8]) -> ApiKeySta
             "InvalidKey",
             format!(
                 "Secret {} holds no valid key ({e}); delete the Secret to have a new key generated",
-                key.spec.secret_name
+                secret_name(key)
             ),
             None,
             None,
@@ -263,7 +271,7 @@ pub fn desired_status(key: &ApiKey, secret: &Secret, pepper: &[u8]) -> ApiKeySta
             "KeyMissing",
             format!(
                 "Secret {} has no {SECRET_KEY_FIELD:?} entry; delete the Secret to have a new key generated",
-                key.spec.secret_name
+                secret_name(key)
             ),
             None,
             None,

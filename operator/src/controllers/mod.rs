@@ -8,6 +8,7 @@ pub mod llm_provider;
 pub mod llm_quota;
 pub mod rotation;
 pub mod route_policy;
+pub mod service_account_key;
 
 use std::sync::Arc;
 use std::time::Duration;

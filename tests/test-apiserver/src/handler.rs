@@ -86,6 +86,9 @@ fn route(
     {
         return Ok(response);
     }
+    if let Some(response) = service_account_issuer(shared, method, path, &body)? {
+        return Ok(response);
+    }
     let target = path::resolve(path, &types)?;
     let params: HashMap<String, String> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
@@ -159,6 +162,37 @@ fn route(
 }
 
 /// `PATCH` in the body's format; `request` is a Patch until the body says it is an apply.
+/// The issuer's discovery document and JWKS, and `TokenRequest` on a ServiceAccount.
+fn service_account_issuer(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> Result<Option<Response>, ApiError> {
+    match (method.as_str(), path) {
+        ("GET", "/.well-known/openid-configuration") => {
+            return ok(shared.issuer.discovery()).map(Some);
+        }
+        ("GET", "/openid/v1/jwks") => {
+            let jwks = shared.issuer.jwks().to_string();
+            let content_type = [(header::CONTENT_TYPE, "application/jwk-set+json")];
+            return Ok(Some((content_type, jwks).into_response()));
+        }
+        _ => {}
+    }
+    let Some(account_path) = path
+        .strip_suffix("/token")
+        .filter(|p| *method == Method::POST && p.starts_with("/api/v1/namespaces/"))
+        .filter(|p| p.rsplit('/').nth(1) == Some("serviceaccounts"))
+    else {
+        return Ok(None);
+    };
+    let account = objects::get(shared, &path::resolve(account_path, &shared.types())?)?;
+    let request = json_body(body)?;
+    let answer = crate::issuer::token_request(&shared.issuer, &account, &request)?;
+    Ok(Some((StatusCode::CREATED, Json(answer)).into_response()))
+}
+
 fn patch(
     shared: &Shared,
     target: &Target,
@@ -307,6 +341,26 @@ fn control(
                 .map_err(|e| ApiError::bad_request(format!("invalid fault rule: {e}")))?;
             shared.faults.add(rule);
             done()
+        }
+        ("POST", "/__fixture/issuer/rotate") => {
+            let keep_old = params.get("keepOld").is_some_and(|v| v == "true");
+            let kid = shared.issuer.rotate(keep_old);
+            Ok(Json(serde_json::json!({ "kid": kid })).into_response())
+        }
+        ("POST", "/__fixture/issuer/token") => {
+            // Any token, even one TokenRequest refuses to mint (already expired).
+            let request: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid token request: {e}")))?;
+            let text = |k: &str| request[k].as_str().unwrap_or_default().to_owned();
+            let claims = crate::issuer::TokenClaims {
+                namespace: text("namespace"),
+                name: text("name"),
+                uid: text("uid"),
+                audiences: serde_json::from_value(request["audiences"].clone()).unwrap_or_default(),
+                expires_in: request["expiresIn"].as_i64().unwrap_or(3600),
+            };
+            let (token, _) = shared.issuer.mint(&claims);
+            Ok(Json(serde_json::json!({ "token": token })).into_response())
         }
         ("DELETE", "/__fixture/faults") => {
             shared.faults.clear();

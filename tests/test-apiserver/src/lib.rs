@@ -13,6 +13,7 @@ pub mod duplicates;
 pub mod faults;
 pub mod fieldpath;
 pub mod handler;
+pub mod issuer;
 pub mod objects;
 pub mod openapi;
 pub mod path;
@@ -80,6 +81,8 @@ pub struct Shared {
     collector_wake: Arc<tokio::sync::Notify>,
     /// Installed fault rules.
     pub faults: faults::Faults,
+    /// The service-account token issuer.
+    pub issuer: issuer::Issuer,
 }
 
 impl Shared {
@@ -94,6 +97,7 @@ impl Shared {
             gc_delay: Mutex::new(deletion::DEFAULT_GC_DELAY),
             collector_wake: Arc::default(),
             faults: faults::Faults::default(),
+            issuer: issuer::Issuer::new(issuer::DEFAULT_ISSUER),
         }
     }
 
