@@ -141,6 +141,10 @@ pub struct Usage {
     /// Of the completion tokens, reasoning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// When the last request was counted (RFC 3339, to the second); kept across periods.
+    #[schemars(extend("format" = "date-time"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
 }
 
 /// Observed state of an ApiKey.

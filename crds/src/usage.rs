@@ -74,7 +74,7 @@ impl Period {
 pub const KEY_PREFIX: &str = "lgw";
 
 /// Fields of a usage hash.
-pub const USAGE_FIELDS: [&str; 8] = [
+pub const USAGE_FIELDS: [&str; 9] = [
     "requests",
     "input_tokens",
     "output_tokens",
@@ -83,6 +83,8 @@ pub const USAGE_FIELDS: [&str; 8] = [
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    // Unix seconds (Redis time) of the last settled request.
+    "last_used",
 ];
 
 /// The account an ApiKey's limits and usage are kept under: the resource, not the key, so a

@@ -107,13 +107,20 @@ async fn sync_namespace(
         .iter()
         .zip(&replies)
         .map(|(period, counters)| usage_from(period, counters));
+    // A new period's counters start without a last use: the previous one stays.
+    let keep_last_use = |current: Option<&Usage>, mut usage: Usage| {
+        if usage.last_used_at.is_none() {
+            usage.last_used_at = current.and_then(|c| c.last_used_at.clone());
+        }
+        usage
+    };
     for (api_key, usage) in keys.iter().zip(usages.by_ref()) {
         let current = api_key.status.as_ref().and_then(|s| s.usage.as_ref());
-        patch_usage(context, api_key, current, usage).await?;
+        patch_usage(context, api_key, current, keep_last_use(current, usage)).await?;
     }
     for (quota, usage) in quotas.iter().zip(usages) {
         let current = quota.status.as_ref().and_then(|s| s.usage.as_ref());
-        patch_usage(context, quota, current, usage).await?;
+        patch_usage(context, quota, current, keep_last_use(current, usage)).await?;
     }
     Ok(())
 }
@@ -170,6 +177,12 @@ pub fn usage_from(period: &Period, counters: &[Option<i64>]) -> Usage {
         cache_read_tokens: Some(get(5) as u64),
         cache_write_tokens: Some(get(6) as u64),
         reasoning_tokens: Some(get(7) as u64),
+        last_used_at: counters
+            .get(8)
+            .copied()
+            .flatten()
+            .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+            .map(|t| t.to_string()),
     }
 }
 

@@ -193,6 +193,12 @@ async fn the_samples_run_a_gateway_from_the_operator_s_manifests_alone() {
     })
     .await;
     assert!(usage.input_tokens.unwrap() > 0 && usage.spend_usd.is_some());
+    let last_used: jiff::Timestamp = usage.last_used_at.as_deref().unwrap().parse().unwrap();
+    let age = jiff::Timestamp::now().duration_since(last_used);
+    assert!(
+        age.as_secs() < 600 && age.as_secs() > -600,
+        "the status says when the key was last used: {last_used}"
+    );
 
     // Every request the gateway made is one its Role allows.
     let role = Api::<Role>::namespaced(client.clone(), "default")

@@ -4,7 +4,8 @@
 --
 -- settle: token buckets are charged or refunded the difference between the reservation and
 --   the real usage (only while the admission is on record), concurrency slots are released,
---   usage is counted, the budget reservation is released if it is still held.
+--   usage is counted (with the second it was, `last_used`), the budget reservation is
+--   released if it is still held.
 -- cancel: undoes an admission whose answer never reached the gateway (every bucket refunded,
 --   slots and reservation released) and marks the lease so a late admission writes nothing.
 --
@@ -55,6 +56,7 @@ for k = 1, n_accounts do
   a = a + 2
   if mode == 'settle' then
     redis.call('HINCRBY', key, 'requests', 1)
+    redis.call('HSET', key, 'last_used', time[1])
     for i, field in ipairs(fields) do
       if i <= 3 or ARGV[used + i - 1] ~= '0' then redis.call('HINCRBY', key, field, ARGV[used + i - 1]) end
     end
