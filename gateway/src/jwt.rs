@@ -98,6 +98,16 @@ impl JwtVerifier {
         }
     }
 
+    /// A verifier reading `cache`'s keys (a JWKS source kept across reloads).
+    fn with_cache(config: &CompiledJwt, cache: Arc<JwksCache>) -> Self {
+        Self {
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            team_claim: config.team_claim.clone(),
+            keys: Keys::Jwks(cache),
+        }
+    }
+
     /// Number of verification keys loaded (for health reports).
     pub fn key_count(&self) -> usize {
         match &self.keys {
@@ -163,6 +173,47 @@ pub(crate) fn acceptable_type(typ: Option<&str>) -> bool {
     let lower = typ.to_ascii_lowercase();
     let bare = lower.strip_prefix("application/").unwrap_or(&lower);
     matches!(bare, "jwt" | "at+jwt")
+}
+
+/// The JWKS cache of the configuration served last: a reload with the same JWKS source
+/// reuses its keys. A new cache is empty until its first fetch, so every token was refused
+/// after each reload until then, and for as long as the endpoint stayed down.
+#[derive(Default)]
+pub struct JwksRegistry {
+    current: std::sync::Mutex<Option<(JwksSource, Arc<JwksCache>)>>,
+}
+
+/// A JWKS URL and whether it may be local.
+type JwksSource = (String, bool);
+
+impl std::fmt::Debug for JwksRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksRegistry").finish_non_exhaustive()
+    }
+}
+
+impl JwksRegistry {
+    /// The verifier for `config`, reusing the previous configuration's keys when its JWKS
+    /// source is the same.
+    pub fn verifier(&self, config: &CompiledJwt) -> JwtVerifier {
+        let JwtKey::Jwks(url) = &config.key else {
+            return JwtVerifier::new(config);
+        };
+        let source = (url.clone(), config.allow_local_addresses);
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cache = match current.as_ref() {
+            Some((kept, cache)) if *kept == source => cache.clone(),
+            _ => {
+                install_crypto_provider();
+                JwksCache::start(url.clone(), config.allow_local_addresses)
+            }
+        };
+        *current = Some((source, cache.clone()));
+        JwtVerifier::with_cache(config, cache)
+    }
 }
 
 impl JwksCache {

@@ -217,10 +217,8 @@ fn rsa_key() -> (String, String, String) {
     )
 }
 
-#[tokio::test]
-async fn rs256_from_jwks_with_algorithm_pinned_and_kid_only_selecting_loaded_keys() {
-    llm_gateway::jwt::install_crypto_provider();
-    let (private, public, modulus) = rsa_key();
+/// A JWKS endpoint serving RSA key `k1` (its `modulus`) and a gateway accepting its tokens.
+async fn gateway_with_jwks(modulus: &str) -> (MockUpstream, Gateway) {
     let jwks_server = MockUpstream::start().await;
     jwks_server.set_jwks(json!({"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": modulus, "e": "AQAB"}]}));
     let jwks_url = jwks_server.base_url.replace("/v1", "/jwks.json");
@@ -230,6 +228,14 @@ async fn rs256_from_jwks_with_algorithm_pinned_and_kid_only_selecting_loaded_key
         config(&key)
     );
     let gateway = Gateway::start(&gateway_yaml, key, &[]).await;
+    (jwks_server, gateway)
+}
+
+#[tokio::test]
+async fn rs256_from_jwks_with_algorithm_pinned_and_kid_only_selecting_loaded_keys() {
+    llm_gateway::jwt::install_crypto_provider();
+    let (private, public, modulus) = rsa_key();
+    let (jwks_server, gateway) = gateway_with_jwks(&modulus).await;
     let signing = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k1".to_owned());
@@ -280,4 +286,49 @@ async fn rs256_from_jwks_with_algorithm_pinned_and_kid_only_selecting_loaded_key
 fn with_bad_checksum(key: &str) -> String {
     let (head, last) = key.split_at(key.len() - 1);
     format!("{head}{}", if last == "x" { "y" } else { "x" })
+}
+
+/// A configuration reload kept the JWT settings but made a new JWKS cache, empty until it
+/// fetched: with the identity provider's JWKS endpoint down at that moment, every token caller
+/// was refused until it came back. The keys now outlive reloads that keep the JWKS source.
+#[tokio::test]
+async fn a_reload_keeps_the_loaded_jwks_keys_while_the_jwks_endpoint_is_down() {
+    llm_gateway::jwt::install_crypto_provider();
+    let (private, _, modulus) = rsa_key();
+    let (jwks_server, gateway) = gateway_with_jwks(&modulus).await;
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".to_owned());
+    let signing = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    let good = encode(&header, &claims(), &signing).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while call(&gateway, &good).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "JWKS never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    jwks_server.set_jwks(json!("the identity provider is down"));
+    let fetches = jwks_server.jwks_fetches();
+    let generation = common::metric(&gateway.admin_url, "llm_config_generation").await;
+    gateway.write_config(
+        "more.yaml",
+        "apiVersion: llmgateway.io/v1alpha1\nkind: LlmProvider\nmetadata: {name: another}\nspec: {type: fake}\n",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while common::metric(&gateway.admin_url, "llm_config_generation").await == generation {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        call(&gateway, &good).await.0,
+        200,
+        "the token after the reload"
+    );
+    assert_eq!(
+        jwks_server.jwks_fetches(),
+        fetches,
+        "a reload keeping the JWKS source fetches nothing"
+    );
 }

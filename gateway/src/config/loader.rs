@@ -52,6 +52,8 @@ pub struct Loader {
     transport: TransportSettings,
     /// ServiceAccount token keys, kept across reloads.
     issuers: crate::service_accounts::IssuerRegistry,
+    /// JWT keys from a JWKS URL, kept across reloads.
+    jwks: crate::jwt::JwksRegistry,
     state: Mutex<LoaderState>,
 }
 
@@ -89,6 +91,7 @@ impl Loader {
             dev: false,
             transport: TransportSettings::default(),
             issuers: Default::default(),
+            jwks: Default::default(),
             state: Mutex::default(),
         }
     }
@@ -216,10 +219,12 @@ impl Loader {
         let settings = self.transport;
         let service_accounts = config.auth.service_accounts.as_ref();
         let service_accounts = service_accounts.map(|s| self.issuers.verifier(s));
+        let jwt = config.auth.jwt.as_ref().map(|j| self.jwks.verifier(j));
         let mut snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
             transport_for(transports, p, settings)
         });
         snapshot.service_accounts = service_accounts;
+        snapshot.jwt = jwt;
         if !self.dev
             && let Some(refusal) = super::key_policy::refusal(&snapshot, &self.key_pepper)
         {

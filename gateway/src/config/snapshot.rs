@@ -40,7 +40,8 @@ pub struct Snapshot {
     labels: Vec<Arc<CallerLabel>>,
     /// Accepted credentials.
     pub auth: CompiledAuth,
-    /// The JWT verifier, when tokens are accepted.
+    /// The JWT verifier, when tokens are accepted (set by the loader, which keeps JWKS keys
+    /// across reloads).
     pub jwt: Option<JwtVerifier>,
     /// The ServiceAccount token verifier, when those are accepted (set by the loader, which
     /// keeps its keys across reloads).
@@ -130,7 +131,7 @@ impl Snapshot {
             keys_by_id,
             keys_by_subject,
             labels,
-            jwt: auth.jwt.as_ref().map(JwtVerifier::new),
+            jwt: None,
             service_accounts: None,
             auth,
         }
