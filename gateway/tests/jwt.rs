@@ -235,7 +235,7 @@ async fn gateway_with_jwks(modulus: &str) -> (MockUpstream, Gateway) {
 async fn rs256_from_jwks_with_algorithm_pinned_and_kid_only_selecting_loaded_keys() {
     llm_gateway::jwt::install_crypto_provider();
     let (private, public, modulus) = rsa_key();
-    let (jwks_server, gateway) = gateway_with_jwks(&modulus).await;
+    let (_jwks_server, gateway) = gateway_with_jwks(&modulus).await;
     let signing = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k1".to_owned());
