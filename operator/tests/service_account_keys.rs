@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use llm_gateway_crds::api_key::ApiKey;
 use serde_json::json;
@@ -74,56 +73,4 @@ async fn a_service_account_key_has_no_secret_and_its_status_says_whether_the_acc
         generated.items.is_empty(),
         "no key Secret for a ServiceAccount key"
     );
-}
-
-#[tokio::test]
-async fn the_gateway_is_bound_to_issuer_discovery_alone_and_orphan_bindings_are_swept() {
-    let (_server, client, kubeconfig) = cluster().await;
-    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    // Left behind by a gateway deleted while no operator ran.
-    let orphan = serde_json::from_value(json!({
-        "metadata": {"name": "llm-gateway:default:gone:issuer-discovery",
-            "labels": {"llmgateway.io/issuer-discovery": "true"}},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-            "name": "system:service-account-issuer-discovery"},
-        "subjects": [{"kind": "ServiceAccount", "name": "gone-gateway", "namespace": "default"}]}))
-    .unwrap();
-    bindings
-        .create(&PostParams::default(), &orphan)
-        .await
-        .unwrap();
-    let _operator = operator(&kubeconfig, free_port());
-    create_gateway(&client, json!({"auth": {"serviceAccounts": {}}})).await;
-    let name = "llm-gateway:default:main:issuer-discovery";
-    let made = eventually("the issuer discovery binding", async || {
-        bindings.get_opt(name).await.ok()?
-    })
-    .await;
-    assert_eq!(
-        made.role_ref.name,
-        "system:service-account-issuer-discovery"
-    );
-    let subjects: Vec<_> = made
-        .subjects
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.kind, s.namespace, s.name))
-        .collect();
-    assert_eq!(
-        subjects,
-        [(
-            "ServiceAccount".to_owned(),
-            Some("default".to_owned()),
-            "main-gateway".to_owned()
-        )]
-    );
-    eventually("the orphan swept", async || {
-        let gone = bindings
-            .get_opt("llm-gateway:default:gone:issuer-discovery")
-            .await
-            .ok()?
-            .is_none();
-        gone.then_some(())
-    })
-    .await;
 }

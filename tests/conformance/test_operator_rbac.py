@@ -119,13 +119,10 @@ def resources(namespace):
               "spec": {"routes": [{"model": "gpt", "targets": [{"provider": "openai", "model": "gpt-4o"}]}]}}
     key = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ApiKey", "metadata": {"name": "caller"},
            "spec": {"secretName": "caller-key", "owner": "team"}}
-    keyless = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ApiKey", "metadata": {"name": "pod-caller"},
-               "spec": {"serviceAccountRef": {"name": "chat"}, "owner": "team"}}
     gateway = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LlmGateway", "metadata": {"name": "main"},
-               "spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 2},
-                        "auth": {"serviceAccounts": {}}}}
+               "spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 2}}}
     return secret, [("llmproviders", provider), ("routepolicies", policy), ("apikeys", key),
-                    ("apikeys", keyless), ("llmgateways", gateway)]
+                    ("llmgateways", gateway)]
 
 
 @pytest.mark.parametrize("namespaced", [True, False], ids=["namespaced", "cluster-wide"])
@@ -171,25 +168,6 @@ def test_the_operator_needs_only_the_rbac_the_chart_renders(namespaced):
                                                   {"spec": {"autoscaling": None, "replicas": 1}})
             until("the autoscaler pruned", lambda: not autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 "team-a").items)
-            rbac = client.RbacAuthorizationV1Api(api)
-            binding = "llm-gateway:team-a:main:issuer-discovery"
-
-            def bindings():
-                return {b.metadata.name: b for b in rbac.list_cluster_role_binding().items}
-
-            if not namespaced:
-                made = until("the issuer discovery binding", lambda: bindings().get(binding))
-                assert made.role_ref.name == "system:service-account-issuer-discovery"
-                assert [(s.kind, s.namespace, s.name) for s in made.subjects] == [
-                    ("ServiceAccount", "team-a", "main-gateway")]
-                # ServiceAccount callers off: the binding goes with them.
-                custom.patch_namespaced_custom_object(GROUP, VERSION, "team-a", "llmgateways", "main",
-                                                      {"spec": {"auth": {"serviceAccounts": None}}})
-                until("the binding removed", lambda: binding not in bindings())
-            else:
-                assert binding not in bindings(), "a namespaced operator writes nothing cluster-wide"
-            until("the keyless key reconciled", lambda: (custom.get_namespaced_custom_object(
-                GROUP, VERSION, "team-a", "apikeys", "pod-caller").get("status") or {}).get("keyId"))
             if namespaced:
                 assert not apps.list_namespaced_deployment("elsewhere").items, "an unwatched namespace"
                 assert not custom.get_namespaced_custom_object(GROUP, VERSION, "elsewhere", "llmgateways",
@@ -204,13 +182,8 @@ def test_the_operator_needs_only_the_rbac_the_chart_renders(namespaced):
     used = {(a[1], a[2].split("/")[0], a[3]) for a in checked}
     for expected in [("", "secrets", "create"), ("apps", "deployments", "patch"),
                      ("autoscaling", "horizontalpodautoscalers", "delete"),
-                     (GROUP, "apikeys", "patch"), ("coordination.k8s.io", "leases", "update"),
-                     ("", "serviceaccounts", "get")]:
+                     (GROUP, "apikeys", "patch"), ("coordination.k8s.io", "leases", "update")]:
         assert expected in used, expected
-    if not namespaced:
-        for expected in [("rbac.authorization.k8s.io", "clusterrolebindings", verb)
-                         for verb in ("patch", "delete", "list")]:
-            assert expected in used, expected
 
 
 def test_a_gateway_the_namespaced_operator_would_never_see_is_refused_at_render():

@@ -39,10 +39,6 @@ pub async fn run(context: Context, shutdown: crate::shutdown::Shutdown) {
         || watcher::Config::default().labels("app.kubernetes.io/managed-by=llm-gateway-operator");
     let controller = Controller::new(context.api::<LlmGateway>(), watcher::Config::default());
     let reader = controller.store();
-    if matches!(context.scope, crate::context::Scope::Cluster) {
-        let sweep = super::issuer_discovery::sweep_until(context.client.clone(), shutdown.wait());
-        tokio::spawn(sweep);
-    }
     // Any provider, policy, key or Secret change in a namespace re-checks its gateways' bundle,
     // triggered from the caches the reconcile reads, after they applied the change.
     let changes = context
@@ -128,9 +124,6 @@ async fn write_children(
     let mut prunable = Prunable::always(gateway::prunable());
     prunable.extend(Prunable::optional(gateway::optional_prunable()));
     apply::converge(client, namespace, &children, &prunable, owned).await?;
-    if matches!(context.scope, crate::context::Scope::Cluster) {
-        super::issuer_discovery::converge(client, gateway).await?;
-    }
     let ready = apply::ready_replicas(client, namespace, &gateway::workload_name(gateway)).await?;
     Ok((ready, snapshot))
 }

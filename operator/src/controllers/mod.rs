@@ -3,7 +3,6 @@
 //! reconcilers and retried ever less often.
 
 pub mod api_key;
-pub mod issuer_discovery;
 pub mod llm_gateway;
 pub mod llm_provider;
 pub mod llm_quota;
