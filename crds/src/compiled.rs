@@ -105,6 +105,8 @@ pub struct CompiledServiceAccounts {
     pub jwks_uri: Option<String>,
     /// The JWKS URL may reach loopback, private, link-local or metadata addresses.
     pub allow_local_addresses: bool,
+    /// Longest `exp` − `iat` accepted.
+    pub max_token_lifetime: std::time::Duration,
 }
 
 /// What a class of callers may do: models, limits and budget.

@@ -160,11 +160,20 @@ pub struct ServiceAccounts {
     /// Allow `jwksUri` to reach loopback, private, link-local or metadata addresses.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_local_addresses: bool,
+    /// Longest lifetime (`exp` − `iat`) a token may have been minted with. A longer one
+    /// (minted by hand with `kubectl create token --duration`, say) would outlive the rights
+    /// of whoever minted it, so it is refused.
+    #[serde(default = "ServiceAccounts::default_max_token_lifetime")]
+    pub max_token_lifetime: crate::duration::Duration,
 }
 
 impl ServiceAccounts {
     /// The audience the documentation's manifests use.
     pub const DEFAULT_AUDIENCE: &str = "llm-gateway";
+
+    fn default_max_token_lifetime() -> crate::duration::Duration {
+        crate::duration::Duration::from_secs(24 * 3600)
+    }
 
     fn default_audiences() -> Vec<String> {
         vec![Self::DEFAULT_AUDIENCE.to_owned()]

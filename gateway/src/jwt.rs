@@ -193,10 +193,19 @@ impl std::fmt::Debug for JwksRegistry {
 }
 
 impl JwksRegistry {
+    /// Drops the kept keys (no JWKS configured any more): their refresh task ends.
+    pub fn forget(&self) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     /// The verifier for `config`, reusing the previous configuration's keys when its JWKS
     /// source is the same.
     pub fn verifier(&self, config: &CompiledJwt) -> JwtVerifier {
         let JwtKey::Jwks(url) = &config.key else {
+            self.forget();
             return JwtVerifier::new(config);
         };
         let source = (url.clone(), config.allow_local_addresses);

@@ -36,11 +36,13 @@ const REFRESH: Duration = Duration::from_secs(300);
 /// The API server serves its own keys: asking again soon after an unknown `kid` costs little.
 const MIN_INTERVAL: Duration = Duration::from_secs(5);
 const LEEWAY_SECONDS: u64 = 30;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const SUBJECT_PREFIX: &str = "system:serviceaccount:";
 
 /// Verifies ServiceAccount tokens for one configuration.
 pub struct ServiceAccountVerifier {
     audiences: Vec<String>,
+    max_lifetime: u64,
     keys: Arc<IssuerKeys>,
 }
 
@@ -56,6 +58,26 @@ impl std::fmt::Debug for ServiceAccountVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    iat: u64,
+    exp: u64,
+    aud: Audiences,
+}
+
+/// `aud`: one string or a list (RFC 7519 §4.1.3).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audiences {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audiences {
+    fn all_in(&self, accepted: &[String]) -> bool {
+        match self {
+            Self::One(aud) => accepted.contains(aud),
+            Self::Many(list) => list.iter().all(|aud| accepted.contains(aud)),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,7 +124,11 @@ impl ServiceAccountVerifier {
         if !acceptable_type(header.typ.as_deref()) {
             return Err("sa_type");
         }
-        let issuer = self.issuer().ok_or("sa_no_issuer")?;
+        let Some(issuer) = self.issuer() else {
+            // Discovery failed so far (the API server was unreachable): try again soon.
+            self.keys.refresh.notify_one();
+            return Err("sa_no_issuer");
+        };
         let keys = self.keys.keys.load();
         let Some((key, algorithm)) = select(&keys, header.kid.as_deref()) else {
             self.keys.refresh.notify_one();
@@ -117,18 +143,30 @@ impl ServiceAccountVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[issuer.as_str()]);
         validation.set_audience(&self.audiences);
-        let data = decode::<Claims>(token, key, &validation).map_err(|_| "sa_invalid")?;
-        let subject = data.claims.sub;
-        if !subject.starts_with(SUBJECT_PREFIX) {
+        let claims = decode::<Claims>(token, key, &validation)
+            .map_err(|_| "sa_invalid")?
+            .claims;
+        // A token also valid elsewhere (the API server among its audiences) is refused: the
+        // gateway, or whoever reads its traffic, could replay it there.
+        if !claims.aud.all_in(&self.audiences) {
+            return Err("sa_audience");
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+            return Err("sa_lifetime");
+        }
+        if !claims.sub.starts_with(SUBJECT_PREFIX) {
             return Err("sa_subject");
         }
-        Ok(subject)
+        Ok(claims.sub)
     }
 }
 
 /// The issuer and keys of one source, refreshed in the background.
 struct IssuerKeys {
     source: Source,
+    /// Whether the issuer is configured (else each discovery may change it: a cluster can
+    /// migrate to a new `--service-account-issuer`).
+    configured: bool,
     /// The configured issuer, else the one the discovery document names.
     issuer: ArcSwapOption<String>,
     keys: ArcSwap<KeyMap>,
@@ -160,7 +198,10 @@ impl IssuerKeys {
                         .await
                         .map_err(|e| format!("no Kubernetes client configuration: {e}"))?,
                 };
-                from_api_server(&client).await?
+                // The client retries a 503 with backoff on its own; a fetch still ends.
+                tokio::time::timeout(FETCH_TIMEOUT, from_api_server(&client))
+                    .await
+                    .map_err(|_| "the API server did not answer within 10 s".to_owned())??
             }
             Source::Url {
                 jwks_uri,
@@ -168,7 +209,7 @@ impl IssuerKeys {
                 client,
             } => (None, fetch_jwks(client, jwks_uri, *allow_local).await?),
         };
-        if self.issuer.load().is_none() {
+        if !self.configured && issuer.is_some() {
             self.issuer.store(issuer.map(Arc::new));
         }
         let keys = key_map(&set);
@@ -208,6 +249,7 @@ async fn from_api_server(client: &kube::Client) -> Result<(Option<String>, JwkSe
 /// Fetches now and then; holds the keys only while fetching, so the task ends once no
 /// configuration uses them.
 async fn refresh_loop(keys: Weak<IssuerKeys>, refresh: Arc<Notify>) {
+    let mut failures = 0;
     loop {
         let fetched = tokio::time::Instant::now();
         {
@@ -216,6 +258,7 @@ async fn refresh_loop(keys: Weak<IssuerKeys>, refresh: Arc<Notify>) {
             };
             match keys.fetch().await {
                 Ok(count) => {
+                    failures = 0;
                     tracing::info!(
                         source = keys.describe(),
                         keys = count,
@@ -223,12 +266,24 @@ async fn refresh_loop(keys: Weak<IssuerKeys>, refresh: Arc<Notify>) {
                     );
                 }
                 Err(error) => {
+                    failures += 1;
                     tracing::warn!(source = keys.describe(), %error, "ServiceAccount token keys could not be fetched; keeping the previous ones");
                 }
             }
         }
-        next_fetch(&refresh, fetched, REFRESH, MIN_INTERVAL).await;
+        next_fetch(&refresh, fetched, retry_after(failures), MIN_INTERVAL).await;
     }
+}
+
+/// When to fetch again: [`REFRESH`] after a success; after failures, 5 s doubling up to it,
+/// so a gateway that started while the API server was away does not wait 5 minutes.
+fn retry_after(failures: u32) -> Duration {
+    if failures == 0 {
+        return REFRESH;
+    }
+    MIN_INTERVAL
+        .saturating_mul(1 << (failures.min(7) - 1))
+        .min(REFRESH)
 }
 
 /// The key sources of the configurations served so far, kept across reloads: a reload with
@@ -271,8 +326,14 @@ impl IssuerRegistry {
         *current = Some((settings.clone(), keys.clone()));
         ServiceAccountVerifier {
             audiences: settings.audiences.clone(),
+            max_lifetime: settings.max_token_lifetime.as_secs(),
             keys,
         }
+    }
+
+    /// Drops the kept keys (ServiceAccount callers turned off): their refresh task ends.
+    pub fn forget(&self) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     fn start(&self, settings: &CompiledServiceAccounts) -> Arc<IssuerKeys> {
@@ -287,6 +348,7 @@ impl IssuerRegistry {
         };
         let keys = Arc::new(IssuerKeys {
             source,
+            configured: settings.issuer.is_some(),
             issuer: ArcSwapOption::new(settings.issuer.clone().map(Arc::new)),
             keys: ArcSwap::default(),
             refresh: Arc::default(),

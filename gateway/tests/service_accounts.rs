@@ -1,10 +1,11 @@
 //! Kubernetes ServiceAccounts as callers, through the running binary in Kubernetes mode: the
 //! test API server is the cluster's service-account issuer (OIDC discovery, JWKS,
 //! `TokenRequest`), an ApiKey names a ServiceAccount, and a workload's projected token is
-//! served with that ApiKey's limits. Every other token (wrong audience, expired, another
-//! ServiceAccount, another issuer's key, an ApiKey since deleted) gets the same 401 body;
+//! served with that ApiKey's limits. Every other token (wrong audience, also valid at the API
+//! server, minted for too long, expired, another ServiceAccount, another issuer's key, an
+//! ApiKey since deleted) gets the same 401 body;
 //! a rotation of the issuer's keys is picked up; with the API server down, loaded keys keep
-//! verifying.
+//! verifying; a gateway that could not reach the issuer at start retries within seconds.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -125,10 +126,15 @@ async fn start_gateway(server: &TestApiServer) -> Gateway {
 
 /// A token from `TokenRequest`, as the kubelet asks for a projected volume.
 async fn token_request(client: &kube::Client, name: &str, audience: &str) -> String {
+    minted(client, name, &[audience], 600).await
+}
+
+/// A token for `audiences` valid for `seconds`, from `TokenRequest`.
+async fn minted(client: &kube::Client, name: &str, audiences: &[&str], seconds: u64) -> String {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "apps");
     let request: TokenRequest = serde_json::from_value(json!({
         "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"audiences": [audience], "expirationSeconds": 600}}))
+        "spec": {"audiences": audiences, "expirationSeconds": seconds}}))
     .unwrap();
     let answer = accounts
         .create_token_request(name, &PostParams::default(), &request)
@@ -213,6 +219,20 @@ async fn a_token_is_served_with_its_api_keys_limits_and_every_bad_one_refused_al
             "another issuer's key",
             elsewhere.shared().issuer.mint(&claims("chat", 600)).0,
         ),
+        (
+            "also valid at the API server",
+            minted(
+                &client,
+                "chat",
+                &[AUDIENCE, "https://kubernetes.default.svc"],
+                600,
+            )
+            .await,
+        ),
+        (
+            "minted for two days",
+            minted(&client, "chat", &[AUDIENCE], 2 * 86_400).await,
+        ),
     ];
     for (what, token) in &refused {
         assert_eq!(call(&gateway, token).await, reference, "{what}");
@@ -264,4 +284,19 @@ async fn rotated_issuer_keys_are_picked_up_and_loaded_ones_outlive_an_api_outage
         .await;
     assert_eq!(call(&gateway, &before).await.0, 200);
     assert_eq!(call(&gateway, &after).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_gateway_started_while_the_issuer_failed_serves_tokens_once_it_answers() {
+    let (server, client) = cluster(json!({})).await;
+    server.shared().issuer.set_serving(false);
+    let gateway = start_gateway(&server).await;
+    let token = token_request(&client, "chat", AUDIENCE).await;
+    gateway
+        .log_when(|log| log.contains("ServiceAccount token keys could not be fetched"))
+        .await;
+    assert_eq!(call(&gateway, &token).await.0, 401);
+    server.shared().issuer.set_serving(true);
+    // Retried within seconds, not at the 5-minute refresh.
+    assert_eq!(until_status(&gateway, &token, 200).await.0, 200);
 }

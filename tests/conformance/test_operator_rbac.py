@@ -119,10 +119,12 @@ def resources(namespace):
               "spec": {"routes": [{"model": "gpt", "targets": [{"provider": "openai", "model": "gpt-4o"}]}]}}
     key = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ApiKey", "metadata": {"name": "caller"},
            "spec": {"secretName": "caller-key", "owner": "team"}}
+    keyless = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ApiKey", "metadata": {"name": "pod-caller"},
+               "spec": {"serviceAccountRef": {"name": "chat"}, "owner": "team"}}
     gateway = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LlmGateway", "metadata": {"name": "main"},
-               "spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 2}}}
+               "spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 2}, "auth": {"serviceAccounts": {}}}}
     return secret, [("llmproviders", provider), ("routepolicies", policy), ("apikeys", key),
-                    ("llmgateways", gateway)]
+                    ("apikeys", keyless), ("llmgateways", gateway)]
 
 
 @pytest.mark.parametrize("namespaced", [True, False], ids=["namespaced", "cluster-wide"])
@@ -168,6 +170,8 @@ def test_the_operator_needs_only_the_rbac_the_chart_renders(namespaced):
                                                   {"spec": {"autoscaling": None, "replicas": 1}})
             until("the autoscaler pruned", lambda: not autoscaling.list_namespaced_horizontal_pod_autoscaler(
                 "team-a").items)
+            until("the keyless key reconciled", lambda: (custom.get_namespaced_custom_object(
+                GROUP, VERSION, "team-a", "apikeys", "pod-caller").get("status") or {}).get("keyId"))
             if namespaced:
                 assert not apps.list_namespaced_deployment("elsewhere").items, "an unwatched namespace"
                 assert not custom.get_namespaced_custom_object(GROUP, VERSION, "elsewhere", "llmgateways",
@@ -182,7 +186,8 @@ def test_the_operator_needs_only_the_rbac_the_chart_renders(namespaced):
     used = {(a[1], a[2].split("/")[0], a[3]) for a in checked}
     for expected in [("", "secrets", "create"), ("apps", "deployments", "patch"),
                      ("autoscaling", "horizontalpodautoscalers", "delete"),
-                     (GROUP, "apikeys", "patch"), ("coordination.k8s.io", "leases", "update")]:
+                     (GROUP, "apikeys", "patch"), ("coordination.k8s.io", "leases", "update"),
+                     ("", "serviceaccounts", "get")]:
         assert expected in used, expected
 
 

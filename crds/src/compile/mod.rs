@@ -215,6 +215,7 @@ fn service_accounts(
         issuer: sa.issuer.clone(),
         jwks_uri: sa.jwks_uri.clone(),
         allow_local_addresses: sa.allow_local_addresses,
+        max_token_lifetime: sa.max_token_lifetime.get(),
     })
 }
 

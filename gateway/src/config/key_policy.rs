@@ -2,6 +2,9 @@
 //! is published in this repository (the README's example key would let anyone who reads it
 //! spend the organisation's provider credentials), or hold keys while `API_KEY_PEPPER` is empty
 //! (key hashes then cost an attacker with a copy of the configuration nothing to test).
+//! ApiKeys naming a ServiceAccount hold no key, so they need no pepper.
+
+use llm_gateway_crds::compiled::KeyCredential;
 
 use crate::config::snapshot::Snapshot;
 
@@ -11,7 +14,10 @@ pub const PUBLISHED_KEYS: &[&str] = &["sk-lgw-FVhWQ4B4CqW7rzjvrynADkxHnoZbo2h13r
 
 /// Why `snapshot` must not be served (outside dev mode), or `None`.
 pub fn refusal(snapshot: &Snapshot, pepper: &[u8]) -> Option<String> {
-    if !snapshot.keys.is_empty() && pepper.is_empty() {
+    let hashed = |key: &&llm_gateway_crds::compiled::CompiledKey| {
+        matches!(key.credential, KeyCredential::Hash(_))
+    };
+    if snapshot.keys.iter().any(|k| hashed(&k)) && pepper.is_empty() {
         return Some(
             "API_KEY_PEPPER is empty while API keys are configured: set it to a long random \
              secret (e.g. `openssl rand -hex 32`), or pass --dev to try the gateway locally"

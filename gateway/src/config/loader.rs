@@ -220,6 +220,12 @@ impl Loader {
         let service_accounts = config.auth.service_accounts.as_ref();
         let service_accounts = service_accounts.map(|s| self.issuers.verifier(s));
         let jwt = config.auth.jwt.as_ref().map(|j| self.jwks.verifier(j));
+        if service_accounts.is_none() {
+            self.issuers.forget();
+        }
+        if jwt.is_none() {
+            self.jwks.forget();
+        }
         let mut snapshot = Snapshot::new(config, generation, &self.targets, &mut |p| {
             transport_for(transports, p, settings)
         });

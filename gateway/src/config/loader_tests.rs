@@ -74,3 +74,36 @@ fn a_directory_over_a_cap_is_rejected_and_the_previous_snapshot_kept() {
     );
     assert_eq!(handle.load().map(|s| s.generation), Some(1));
 }
+
+#[test]
+fn service_account_keys_need_no_pepper_but_hashed_keys_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    let keyless = format!(
+        "{ROUTE}---\napiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: pod}}\nspec: {{owner: o, serviceAccountRef: {{name: chat}}}}\n"
+    );
+    write_settled(&file, &keyless);
+    let metrics = Arc::new(Metrics::new());
+    let handle = Arc::new(SnapshotHandle::default());
+    let targets = Arc::new(TargetRegistry::new(metrics.clone()));
+    let loader = Loader::new(
+        dir.path().to_path_buf(),
+        Vec::new(),
+        handle,
+        metrics,
+        targets,
+    );
+    assert_eq!(loader.reload(), ReloadOutcome::Applied(1));
+
+    let key = llm_gateway_crds::keys::generate().unwrap();
+    write_settled(
+        &file,
+        &format!(
+            "{keyless}---\napiVersion: llmgateway.io/v1alpha1\nkind: ApiKey\nmetadata: {{name: k}}\nspec: {{owner: o, secretName: s}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{apiKey: {key}}}\n"
+        ),
+    );
+    let ReloadOutcome::Rejected(errors) = loader.reload() else {
+        panic!("a hashed key was served without a pepper");
+    };
+    assert!(errors[0].contains("API_KEY_PEPPER is empty"), "{errors:?}");
+}

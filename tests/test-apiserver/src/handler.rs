@@ -169,6 +169,13 @@ fn service_account_issuer(
     path: &str,
     body: &Bytes,
 ) -> Result<Option<Response>, ApiError> {
+    let issuer_path = matches!(
+        path,
+        "/.well-known/openid-configuration" | "/openid/v1/jwks"
+    );
+    if issuer_path && !shared.issuer.serving() {
+        return Err(ApiError::injected(503, "ServiceUnavailable".to_owned()));
+    }
     match (method.as_str(), path) {
         ("GET", "/.well-known/openid-configuration") => {
             return ok(shared.issuer.discovery()).map(Some);

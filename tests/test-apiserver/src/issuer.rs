@@ -35,6 +35,9 @@ struct SigningKey {
 pub struct Issuer {
     url: String,
     keys: Mutex<Vec<SigningKey>>,
+    /// Whether discovery and the JWKS are answered (else 503, as while the API server's
+    /// issuer endpoints fail).
+    serving: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -64,7 +67,19 @@ impl Issuer {
         Self {
             url: url.to_owned(),
             keys: Mutex::default(),
+            serving: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Makes discovery and the JWKS answer (`true`) or fail with 503 (`false`).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving
+            .store(serving, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether discovery and the JWKS answer.
+    pub fn serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The issuer URL (`iss`).
