@@ -1,6 +1,6 @@
 //! ApiKeys naming a ServiceAccount, through the operator binary: no Secret is generated, the
 //! status carries the caller id gateways log (`sa:<namespace>:<name>`), and `Ready` says
-//! whether the ServiceAccount exists.
+//! whether the ServiceAccount exists, or that an earlier ApiKey names it already.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -63,6 +63,24 @@ async fn a_service_account_key_has_no_secret_and_its_status_says_whether_the_acc
             Some("sa:default:chta".to_owned()),
             None
         )
+    );
+    // A copy of the first names the same ServiceAccount: the later one says why it is refused.
+    keys.create(
+        &PostParams::default(),
+        &service_account_key("copy-app", "chat"),
+    )
+    .await
+    .unwrap();
+    let (ready, reason, _, _) = eventually("the copy's status", status("copy-app")).await;
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "ServiceAccountTaken")
+    );
+    assert_eq!(
+        eventually("the first key's status", status("chat-app"))
+            .await
+            .0,
+        "True"
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let generated = secrets

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
 use llm_gateway_crds::api_key::{ApiKey, ApiKeyStatus};
 
 use super::api_key::{grant_refusal, hold_back};
+use crate::caches::in_namespace;
 use crate::conditions::condition;
 use crate::{Context, Error};
 
@@ -33,6 +34,9 @@ pub(super) async fn reconcile(
         Err(e) => return Err(e.into()),
     };
     let mut desired = service_account_status(key, account_ns, found);
+    if let Some(first) = named_before(key, context, namespace) {
+        taken(&mut desired, key, &first);
+    }
     hold_back(&mut desired, key, grant_refusal(key, context).as_ref());
     crate::status::update(
         context,
@@ -42,9 +46,45 @@ pub(super) async fn reconcile(
         |s: &ApiKeyStatus| &s.conditions,
     )
     .await?;
-    // ServiceAccounts are not watched: a missing one is looked for again soon.
-    let again = if found == Some(false) { 30 } else { 300 };
+    // ServiceAccounts are not watched: a missing one is looked for again soon, and so is a
+    // ServiceAccount another key holds (that key may go).
+    let ready = desired.conditions.iter().any(|c| c.status == "True");
+    let again = if ready { 300 } else { 30 };
     Ok(Action::requeue(Duration::from_secs(again)))
+}
+
+/// Another ApiKey of the namespace, created earlier, naming the same ServiceAccount: the
+/// gateways refuse the namespace's configuration while both do, so the later one says why.
+fn named_before(key: &ApiKey, context: &Context, namespace: &str) -> Option<String> {
+    let subject = key.spec.service_account_ref.as_ref()?.subject(namespace);
+    let order = |k: &ApiKey| (k.meta().creation_timestamp.clone(), k.name_any());
+    in_namespace(&context.caches.api_keys, namespace)
+        .into_iter()
+        .filter(|other| other.name_any() != key.name_any())
+        .filter(|other| {
+            let account = other.spec.service_account_ref.as_ref();
+            account.is_some_and(|a| a.subject(namespace) == subject)
+        })
+        .filter(|other| order(other) < order(key))
+        .map(|other| other.name_any())
+        .min()
+}
+
+/// Turns `status` `Ready=False` (`ServiceAccountTaken`): ApiKey `first` names the account.
+pub fn taken(status: &mut ApiKeyStatus, key: &ApiKey, first: &str) {
+    let previous = key.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+    let message = format!(
+        "ApiKey {first} names the same ServiceAccount: gateways refuse the namespace's \
+         configuration until one of them names another"
+    );
+    status.conditions = vec![condition(
+        previous,
+        "Ready",
+        false,
+        "ServiceAccountTaken",
+        message,
+        key.meta().generation,
+    )];
 }
 
 /// The status of an ApiKey naming ServiceAccount `account_ns/…`; `found` is `None` when the
