@@ -5,12 +5,14 @@ map names every Rust module and only paths that exist, and the invariant it stat
 resource shapes holds. Every catalogue id a test or doc cites (F1, L5…) is defined in
 docs/testing.md, whose cited tests exist, and nothing points at documents outside the
 repository. Slow tests are ignored in a plain `cargo test` only for the test command to run
-them in a step of its own."""
+them in a step of its own. The manifests the keyless guide tells users to apply are valid."""
 
 import importlib.util
 import os
 import pathlib
 import re
+
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -248,3 +250,30 @@ def test_ignored_tests_are_the_slow_ones_and_the_test_command_runs_them():
     readme = (ROOT / "tests" / "README.md").read_text()
     for path, _ in ignored:
         assert f"`{path}`" in readme, f"tests/README.md's slow suite does not list {path}"
+
+
+# --- the manifests a guide tells users to apply are valid --------------------------------------
+
+def _yaml_blocks(path):
+    text = path.read_text()
+    return [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+
+
+def test_the_keyless_guide_s_manifests_are_valid():
+    """docs/service-accounts.md: every document of its YAML blocks passes the CRD schemas (unknown
+    fields refused) or, for built-in kinds, Kubernetes' own schemas."""
+    import jsonschema_rs
+    import kubernetes_validate
+    import textwrap
+
+    from crd_schemas import strict_schemas
+
+    ours = strict_schemas()
+    documents = [d for block in _yaml_blocks(ROOT / "docs" / "service-accounts.md")
+                 for d in yaml.safe_load_all(textwrap.dedent(block)) if d]
+    assert {d["kind"] for d in documents} >= {"LlmGateway", "ApiKey", "ServiceAccount", "Deployment"}
+    for document in documents:
+        if document["apiVersion"].startswith("llmgateway.io/"):
+            jsonschema_rs.validate(ours[(document["apiVersion"], document["kind"])], document)
+        else:
+            kubernetes_validate.validate(document, "1.33.0", strict=True)
