@@ -2,7 +2,8 @@
 //!
 //! `{"error": {"message", "type", "param", "code"}}` is what the official SDKs parse into typed
 //! exceptions, so every failure path funnels through [`ApiError::into_response`]. The metric
-//! label comes from the variant ([`ApiError::label`]), never from the message.
+//! label comes from the variant ([`ApiError::label`]), never from the message, and is sent as
+//! the reason code in [`REASON_HEADER`] with every error the gateway answers.
 
 use std::time::Duration;
 
@@ -10,6 +11,10 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
+
+/// The header naming why the gateway refused or failed a request, whatever the body's API
+/// shape (OpenAI, Anthropic, Gemini): one of the codes `docs/runbook.md` lists.
+pub const REASON_HEADER: &str = "x-llm-gateway-reason";
 
 /// A failure answered to the client.
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +296,8 @@ impl ApiError {
         if let Some(value) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        let reason = HeaderValue::from_static(self.label());
+        response.headers_mut().insert(REASON_HEADER, reason);
         response.extensions_mut().insert(ErrorLabel(self.label()));
         response
     }

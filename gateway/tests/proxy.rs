@@ -269,6 +269,16 @@ async fn client_errors_are_openai_shaped_with_the_right_status() {
     for (i, (request, status, code)) in cases.into_iter().enumerate() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "case {i}");
+        let reason = match status {
+            401 => "invalid_api_key",
+            404 => "model_not_found",
+            _ => "invalid_request",
+        };
+        assert_eq!(
+            response.headers()["x-llm-gateway-reason"],
+            reason,
+            "case {i}: the reason code"
+        );
         let body: Value = response.json().await.unwrap();
         let error = &body["error"];
         assert!(

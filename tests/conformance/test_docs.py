@@ -277,3 +277,18 @@ def test_the_keyless_guide_s_manifests_are_valid():
             jsonschema_rs.validate(ours[(document["apiVersion"], document["kind"])], document)
         else:
             kubernetes_validate.validate(document, "1.33.0", strict=True)
+
+
+def test_every_reason_code_is_documented_in_the_runbook():
+    """Each label of `ApiError::label` (sent as `x-llm-gateway-reason`) has a row in
+    docs/runbook.md's reason table, and the table names no code the gateway does not send."""
+    source = (ROOT / "gateway" / "src" / "error.rs").read_text()
+    body = source[source.index("pub fn label(&self)"):]
+    body = body[:body.index("\n    }\n")]
+    codes = set(re.findall(r'=> "([a-z_]+)"', body))
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    table = runbook[runbook.index("## Why a request was refused"):]
+    table = table[:table.index("\n## ")]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+    assert codes, "no labels found in error.rs"
+    assert codes == documented, f"undocumented: {codes - documented}; not sent: {documented - codes}"
