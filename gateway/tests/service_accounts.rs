@@ -5,7 +5,8 @@
 //! server, minted for too long, expired, another ServiceAccount, another issuer's key, an
 //! ApiKey since deleted) gets the same 401 body;
 //! a rotation of the issuer's keys is picked up; with the API server down, loaded keys keep
-//! verifying; a gateway that could not reach the issuer at start retries within seconds.
+//! verifying; a gateway that could not reach the issuer at start retries within seconds; an
+//! LlmQuota selecting the ApiKey holds its ServiceAccount to the quota's limits.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -299,4 +300,45 @@ async fn a_gateway_started_while_the_issuer_failed_serves_tokens_once_it_answers
     server.shared().issuer.set_serving(true);
     // Retried within seconds, not at the 5-minute refresh.
     assert_eq!(until_status(&gateway, &token, 200).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_llm_quota_selecting_the_api_key_limits_its_service_account() {
+    let (server, client) = cluster(json!({})).await;
+    let labels = json!({"metadata": {"labels": {"team": "chat"}}});
+    llm(&client, "ApiKey", "apikeys")
+        .patch(
+            "chat-app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&labels),
+        )
+        .await
+        .unwrap();
+    create(
+        &client,
+        "LlmQuota",
+        "llmquotas",
+        "shared",
+        json!({
+        "callers": {"apiKeySelector": {"matchLabels": {"team": "chat"}}},
+        "limits": {"requestsPerMinute": 2}}),
+    )
+    .await;
+    let gateway = start_gateway(&server).await;
+    let token = token_request(&client, "chat", AUDIENCE).await;
+    assert_eq!(until_status(&gateway, &token, 200).await.0, 200);
+    assert_eq!(call(&gateway, &token).await.0, 200);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&token)
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        429,
+        "the quota's limit, not the key's (it has none)"
+    );
+    assert_eq!(response.headers()["x-llm-gateway-reason"], "rate_limited");
 }
