@@ -90,21 +90,16 @@ impl JwtVerifier {
                 Keys::Jwks(JwksCache::start(url.clone(), config.allow_local_addresses))
             }
         };
+        Self::with_keys(config, keys)
+    }
+
+    /// A verifier for `config` reading `keys` (a JWKS cache kept across reloads, say).
+    fn with_keys(config: &CompiledJwt, keys: Keys) -> Self {
         Self {
             issuer: config.issuer.clone(),
             audiences: config.audiences.clone(),
             team_claim: config.team_claim.clone(),
             keys,
-        }
-    }
-
-    /// A verifier reading `cache`'s keys (a JWKS source kept across reloads).
-    fn with_cache(config: &CompiledJwt, cache: Arc<JwksCache>) -> Self {
-        Self {
-            issuer: config.issuer.clone(),
-            audiences: config.audiences.clone(),
-            team_claim: config.team_claim.clone(),
-            keys: Keys::Jwks(cache),
         }
     }
 
@@ -221,7 +216,7 @@ impl JwksRegistry {
             }
         };
         *current = Some((source, cache.clone()));
-        JwtVerifier::with_cache(config, cache)
+        JwtVerifier::with_keys(config, Keys::Jwks(cache))
     }
 }
 

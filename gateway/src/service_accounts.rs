@@ -102,10 +102,10 @@ impl ServiceAccountVerifier {
         let Some(issuer) = self.issuer() else {
             return false;
         };
-        let payload = token.split('.').nth(1).unwrap_or_default();
         if token.len() > MAX_TOKEN_BYTES {
             return false;
         }
+        let payload = token.split('.').nth(1).unwrap_or_default();
         URL_SAFE_NO_PAD
             .decode(payload)
             .ok()

@@ -2,9 +2,10 @@
 //! token (for the ApiKey naming the ServiceAccount) or a JSON Web Token, presented as
 //! `Authorization: Bearer <credential>`, or `x-api-key` on the Anthropic-compatible endpoint;
 //! never in the query string. A token goes to the ServiceAccount verifier when it says it
-//! comes from the cluster's issuer (or no other tokens are accepted), else to the JWT one. Every refusal is the same 401 body, whatever the reason (the
-//! reason goes to `llm_api_key_rejections_total`). Refusals are counted per client address,
-//! and an address past `AUTH_FAILURES_PER_MINUTE` gets 429 before its credential is looked at
+//! comes from the cluster's issuer (or no other tokens are accepted), else to the JWT one.
+//! Every refusal is the same 401 body, whatever the reason (the reason goes to
+//! `llm_api_key_rejections_total`). Refusals are counted per client address, and an address
+//! past `AUTH_FAILURES_PER_MINUTE` gets 429 before its credential is looked at
 //! (`reason="throttled"`; see [`crate::auth_throttle`]).
 
 use http::{HeaderMap, header};
